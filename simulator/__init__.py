@@ -1,0 +1,18 @@
+"""capsim's simulator: the public API.
+
+>>> from simulator import load_scenario, simulate_training
+>>> result = simulate_training(load_scenario("examples/train_gpt3_175b.yaml"))
+>>> result["iteration_time_s"], result["mfu"]
+"""
+
+from .catalog import get_model
+from .errors import CapsimError, InfeasibleError
+from .hardware import get_profile
+from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
+from .training import TrainingResult, simulate_training
+
+__version__ = "0.1.0"
+__all__ = [
+    "CapsimError", "InfeasibleError", "ServingScenario", "TrainingResult", "TrainingScenario", "__version__",
+    "get_model", "get_profile", "load_scenario", "parse_scenario", "simulate_training",
+]

@@ -1,0 +1,59 @@
+"""The model catalog: named architectures in YAML files beside this module.
+
+``get_model`` accepts a catalog name, an inline mapping, or a path to a Hugging Face
+``config.json`` (or a folder holding one).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import CapsimError, unknown
+from ..models import ModelSpec, from_hf_config
+
+_HERE = Path(__file__).parent
+
+
+@cache
+def catalog() -> dict[str, ModelSpec]:
+    """All catalog models by name (read once)."""
+    out: dict[str, ModelSpec] = {}
+    for f in sorted(_HERE.glob("*.yaml")):
+        doc = yaml.safe_load(f.read_text())
+        defaults = doc.get("defaults", {})
+        for entry in doc["models"]:
+            spec = ModelSpec(**{**defaults, **entry})
+            if spec.name in out:
+                raise RuntimeError(f"duplicate catalog model {spec.name} in {f.name}")
+            out[spec.name] = spec
+    return out
+
+
+def get_model(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:
+    """Resolve a model reference: catalog name, inline dict, or path to an HF config.json."""
+    if isinstance(ref, ModelSpec):
+        return ref
+    if isinstance(ref, dict):
+        try:
+            return ModelSpec(**{"name": "inline", **ref})
+        except ValidationError as e:
+            raise CapsimError(f"model: {_first_error(e)}") from None
+    models = catalog()
+    key = str(ref).strip()
+    if key.lower() in models:
+        return models[key.lower()]
+    p = Path(key).expanduser()
+    if key.endswith(".json") or p.is_dir() or p.exists():
+        return from_hf_config(p)
+    raise unknown("model", key, models)
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    return f"{loc}: {err['msg']} (got {err.get('input')!r})" if loc else err["msg"]

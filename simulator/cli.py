@@ -1,0 +1,159 @@
+"""The ``capsim`` command line. Thin: every command calls the public API and prints its result."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import CapsimError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="capsim: capacity-planning and cost simulator for NN training and serving clusters.")
+out = Console()
+err = Console(stderr=True)
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a scenario key: --set parallelism.tp=4")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout, nothing else")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn CapsimError into a one-line message and exit status 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CapsimError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def models(as_json: JsonOpt = False) -> None:
+    """List the model catalog with parameter counts."""
+    from .catalog import catalog
+
+    rows = [{"name": m.name, "architecture": m.architecture, "layers": m.layers, "hidden": m.hidden,
+             "heads": m.heads, "kv_heads": m.kv_heads, "params_b": round(m.total_params() / 1e9, 4),
+             "active_params_b": round(m.active_params() / 1e9, 4), "source": m.source}
+            for m in catalog().values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table("model", "arch", "layers", "hidden", "heads", "kv", "params", "active", title="model catalog")
+    for r in rows:
+        t.add_row(r["name"], r["architecture"], str(r["layers"]), str(r["hidden"]), str(r["heads"]),
+                  str(r["kv_heads"]), f"{r['params_b']:.3f} B", f"{r['active_params_b']:.3f} B")
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def profiles(as_json: JsonOpt = False) -> None:
+    """List hardware profiles (spec-sheet and calibrated) and their cloud instances."""
+    from .hardware import get_profile, price_catalog, profile_paths
+
+    rows = []
+    for name in profile_paths():
+        p = get_profile(name)
+        inst = [f"{i.provider}:{i.instance}" for i in price_catalog() if i.gpu == name]
+        rows.append({"name": name, "gpu": p.gpu, "memory_gib": p.memory_gib, "bf16_tflops": p.peak_tflops.get("bf16"),
+                     "fp8_tflops": p.peak_tflops.get("fp8"), "memory_tbps": p.memory_bandwidth_tbps,
+                     "intra_busbw_gb_s": p.intra_node.busbw_gb_s, "inter_busbw_gb_s": p.inter_node.busbw_gb_s,
+                     "tdp_w": p.tdp_w, "instances": inst, "calibrated": p.calibrated is not None})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table("profile", "gpu", "GiB", "bf16 TF", "fp8 TF", "TB/s", "intra GB/s", "inter GB/s", "W", "instances",
+              title="hardware profiles")
+    for r in rows:
+        t.add_row(r["name"], r["gpu"], f"{r['memory_gib']:.0f}", str(r["bf16_tflops"] or "-"),
+                  str(r["fp8_tflops"] or "-"), f"{r['memory_tbps']:.2f}", str(r["intra_busbw_gb_s"]),
+                  str(r["inter_busbw_gb_s"]), str(r["tdp_w"]), ", ".join(r["instances"][:3]))
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
+    """Op-level cost of one transformer layer (training: forward/backward; serving: prefill/decode)."""
+    from .api import layer_cost_table
+    from .scenario import load_scenario
+
+    rows = layer_cost_table(load_scenario(scenario, set_))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table("pass", "op", "kind", "time µs", "TFLOP/s", title=f"per-layer kernels: {scenario}")
+    for r in rows:
+        t.add_row(r["pass"], r["op"], r["kind"], f"{r['time_us']:.1f}", f"{r['tflops']:.0f}" if r["tflops"] else "")
+    out.print(t)
+
+
+def _print_training(r: Any) -> None:
+    s = r.summary
+    lay = s["layout"]
+    t = Table(show_header=False, title=f"{s['name']}: {s['model']} on {s['gpus']} × {s['hardware']}")
+    t.add_row("layout", f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} CP{lay['cp']} v{lay['virtual_stages']} "
+              f"ZeRO-{lay['zero_stage']} recompute={lay['recompute']} micro-batch {lay['micro_batch']} "
+              f"({lay['microbatches_per_step']} per step)")
+    mem = s["memory_per_gpu_gib"]
+    fit = "[green]fits[/]" if s["fits_in_memory"] else "[bold red]DOES NOT FIT[/]"
+    t.add_row("memory / GPU", f"{mem['total']:.1f} of {s['memory_capacity_gib']:.0f} GiB {fit} (params {mem['params']:.1f}, "
+              f"grads {mem['grads']:.1f}, optimizer {mem['optimizer']:.1f}, activations {mem['activations']:.1f})")
+    t.add_row("iteration", f"{s['iteration_time_s']:.3f} s, {s['tokens_per_s']:,.0f} tokens/s")
+    t.add_row("MFU / HFU", f"{100 * s['mfu']:.1f}% / {100 * s['hfu']:.1f}% ({s['tflops_per_gpu_model']:.0f} TFLOP/s per GPU)")
+    bd = s["time_breakdown_s"]
+    t.add_row("breakdown", ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.3f}s" for k, v in bd.items() if v > 0))
+    if "time_to_train_days" in s:
+        t.add_row("time to train", f"{s['time_to_train_days']:.1f} days (p10 {s['time_to_train_days_p10']:.1f}, "
+                  f"p90 {s['time_to_train_days_p90']:.1f}); goodput {100 * s['goodput']:.1f}%, "
+                  f"{s['failures_mean']:.1f} failures")
+        t.add_row("cost", f"${s['cost_usd']:,.0f} for {s['gpu_hours']:,.0f} GPU-hours at ${s['usd_per_gpu_hour']:.2f}/GPU-h "
+                  f"({s['price_source']})")
+        t.add_row("energy", f"{s['energy_kwh']:,.0f} kWh (GPUs at {s['gpu_power_w']:.0f} W)")
+    if not s["fits_in_memory"]:
+        t.add_row("[bold red]infeasible[/]", s["infeasible_reason"])
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+    """Simulate a training scenario: step time, memory, MFU, time to train and cost."""
+    from .scenario import TrainingScenario, load_scenario
+    from .training import simulate_training
+
+    sc = load_scenario(scenario, set_)
+    if not isinstance(sc, TrainingScenario):
+        raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim serve'")
+    r = simulate_training(sc)
+    if html:
+        raise CapsimError("--html reports are not available yet; use --json")
+    if as_json:
+        print(r.to_json())
+    else:
+        _print_training(r)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Collective communication costs: ring algorithms with per-step latency plus bytes over the
+measured bus bandwidth, hierarchical (intra-node, then inter-node) when a group spans nodes.
+
+Bus bandwidth is what ``nccl-tests`` reports: all-reduce moves ``2(n-1)/n·S`` bytes per GPU,
+all-gather and reduce-scatter ``(n-1)/n·S`` (S the full buffer size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..hardware import HardwareProfile, Link
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A communicator: ``size`` ranks, of which ``per_node`` share a node."""
+
+    size: int
+    per_node: int
+
+    @property
+    def nodes(self) -> int:
+        return max(1, self.size // max(1, self.per_node))
+
+
+def _ring(link: Link, kind: str, n: int, nbytes: float) -> float:
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    bw = link.busbw_gb_s * 1e9
+    lat = link.step_latency_us * 1e-6
+    if kind == "all_reduce":
+        return 2 * (n - 1) / n * nbytes / bw + 2 * (n - 1) * lat
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n * nbytes / bw + (n - 1) * lat
+    raise ValueError(f"unknown collective {kind!r}")
+
+
+def collective_time(hw: HardwareProfile, kind: str, nbytes: float, group: Group) -> float:
+    """Time of ``kind`` over ``group`` for a buffer of ``nbytes`` (the full, unsharded size)."""
+    n = group.size
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    local = min(group.per_node, n)
+    nodes = group.nodes
+    if nodes <= 1:
+        return _ring(hw.intra_node, kind, n, nbytes)
+    if local <= 1:
+        return _ring(hw.inter_node, kind, n, nbytes)
+    # Hierarchical: each GPU drives its own NIC (rail-optimised), so the inter-node step moves
+    # 1/local of the buffer per GPU.
+    intra, inter = hw.intra_node, hw.inter_node
+    if kind == "all_reduce":
+        return (_ring(intra, "reduce_scatter", local, nbytes)
+                + _ring(inter, "all_reduce", nodes, nbytes / local)
+                + _ring(intra, "all_gather", local, nbytes))
+    if kind in ("all_gather", "reduce_scatter"):
+        return _ring(intra, kind, local, nbytes) + _ring(inter, kind, nodes, nbytes / local)
+    if kind == "all_to_all":
+        # (n-local)/n of the data crosses the network, the rest stays on NVLink.
+        cross = nbytes * (n - local) / n
+        return (_ring(intra, "all_to_all", local, nbytes * local / n)
+                + cross / (inter.busbw_gb_s * 1e9) + (nodes - 1) * inter.step_latency_us * 1e-6)
+    raise ValueError(f"unknown collective {kind!r}")
+
+
+def p2p_time(hw: HardwareProfile, nbytes: float, *, same_node: bool) -> float:
+    """A point-to-point send (pipeline activations)."""
+    if nbytes <= 0:
+        return 0.0
+    link = hw.intra_node if same_node else hw.inter_node
+    bw = (link.link_gb_s_per_direction * 0.8 if same_node and link.link_gb_s_per_direction else link.busbw_gb_s)
+    return nbytes / (bw * 1e9) + link.step_latency_us * 1e-6

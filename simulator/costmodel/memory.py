@@ -1,0 +1,99 @@
+"""Per-GPU memory: model states per ZeRO stage, activations per recompute mode, KV cache.
+
+Model states (Rajbhandari et al., ZeRO, 2020) with mixed-precision Adam: 16-bit weights (2 B),
+gradients (2 B, or 4 B when kept in fp32 as Megatron does) and 12 B of fp32 master weights and
+moments. ZeRO-1 shards the 12 B over the N data-parallel ranks, ZeRO-2 also the gradients, ZeRO-3
+everything: Ψ = 7.5B, N = 64 → 120 / 31.4 / 16.6 / 1.9 GB. Megatron's distributed optimizer is
+ZeRO-1 with fp32 gradients: 6 + 12/N bytes per parameter.
+
+Activations per layer (Korthikanti et al. 2022, 16-bit): ``s·b·h·(10 + 24/t + 5·a·s/(h·t))`` with
+tensor parallelism, ``s·b·h/t·(34 + 5·a·s/h)`` with sequence parallelism, ``34·s·b·h/t`` with
+selective recompute (sequence parallel), ``2·s·b·h`` (÷t with SP) with full recompute. Flash
+attention drops the ``5·a·s/h`` term. 1F1B keeps ``min(p, m)`` micro-batches in flight on the first
+stage; interleaving multiplies that by ``1 + (p−1)/(p·v)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..models import ModelSpec
+from .layout import Layout
+
+GIB = 2**30
+OPTIMIZER_BYTES = 12.0  # fp32 master weights + Adam m and v
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBreakdown:
+    """Bytes per GPU on the most loaded pipeline stage."""
+
+    params: float
+    grads: float
+    optimizer: float
+    activations: float
+    buffers: float
+
+    @property
+    def total(self) -> float:
+        return self.params + self.grads + self.optimizer + self.activations + self.buffers
+
+    def gib(self) -> dict[str, float]:
+        d = {k: v / GIB for k, v in asdict(self).items()}
+        d["total"] = self.total / GIB
+        return d
+
+
+def model_state_bytes(params: float, *, zero_stage: int, dp: int, weight_bytes: float = 2.0,
+                      grad_bytes: float = 2.0) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes per GPU for ``params`` parameters held by this rank."""
+    n = max(dp, 1)
+    w, g, o = weight_bytes * params, grad_bytes * params, OPTIMIZER_BYTES * params
+    if zero_stage >= 1:
+        o /= n
+    if zero_stage >= 2:
+        g /= n
+    if zero_stage >= 3:
+        w /= n
+    return w, g, o
+
+
+def activation_bytes_per_layer(model: ModelSpec, lay: Layout, micro_batch: float, seq: int) -> float:
+    """Stored activations of one layer for one micro-batch (Korthikanti et al. 2022, eq. 1–6)."""
+    s = seq / lay.cp
+    b, h, t, a = micro_batch, model.hidden, lay.tp, model.heads
+    sbh = s * b * h
+    sp = lay.sequence_parallel and t > 1
+    attn = 0.0 if lay.flash_attention else 5 * a * s * (seq / s) / h  # scores are s_local × seq
+    if lay.recompute == "full":
+        return 2 * sbh / (t if sp else 1)
+    # Korthikanti's 34 = 10 replicated (norm inputs 4, QKV input 2, MLP input 2, dropout masks 2)
+    # + 24 shardable: Q, K, V and the projection input (8) and the MLP's fc1 and activation outputs
+    # (16). From shapes, so GQA and SwiGLU/MoE change the shardable part:
+    k = model.moe.top_k if model.moe else 1
+    up = model.ffn_hidden * (2 if model.activation == "swiglu" else 1)
+    shardable = 4 * (model.q_dim + model.kv_dim) / h + 2 * (up + model.ffn_hidden) / h * k
+    if lay.recompute == "selective":
+        attn = 0.0
+    if sp:
+        return sbh / t * (10 + shardable + attn)
+    return sbh * (10 + shardable / t + attn / t)
+
+
+def activation_bytes(model: ModelSpec, lay: Layout, micro_batch: float, seq: int, microbatches: int,
+                     layers_on_stage: int, first_stage: bool = True) -> float:
+    """Peak stored activations on a stage: layers × micro-batches in flight, plus embedding/head."""
+    p, v = lay.pp, max(lay.virtual_stages, 1)
+    if p == 1:
+        in_flight = 1.0
+    else:
+        in_flight = float(min(p, microbatches))
+        if v > 1:
+            in_flight *= 1 + (p - 1) / (p * v)
+    per_layer = activation_bytes_per_layer(model, lay, micro_batch, seq)
+    return per_layer * layers_on_stage * in_flight
+
+
+def kv_cache_bytes(model: ModelSpec, tokens: float, *, tp: int = 1, bytes_per_element: float = 2.0) -> float:
+    """KV cache for ``tokens`` tokens on one GPU of a ``tp``-way replica."""
+    return model.kv_cache_bytes_per_token(bytes_per_element) * tokens / tp

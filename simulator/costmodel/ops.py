@@ -1,0 +1,149 @@
+"""Time of one kernel on a hardware profile: the slower of compute and memory traffic.
+
+``compute = FLOPs / achieved FLOP/s`` and ``memory = bytes / achieved bandwidth``, each plus a
+fixed kernel latency, so large GEMMs are compute-bound, skinny ones (decode) memory-bound, and
+tiny ones latency-bound. A calibrated profile replaces the analytic GEMM efficiency with its
+measured table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hardware import HardwareProfile
+
+OpKind = str  # "gemm" | "attention" | "memory" | "tp_comm" | "cp_comm" | "ep_comm" | "dp_comm" | "pp_comm"
+COMM_KINDS = frozenset({"tp_comm", "cp_comm", "ep_comm", "dp_comm", "pp_comm"})
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One kernel: its name, kind, GPU time (s) and the useful FLOPs it performs."""
+
+    name: str
+    kind: OpKind
+    time: float
+    flops: float = 0.0
+
+    @property
+    def is_comm(self) -> bool:
+        return self.kind in COMM_KINDS
+
+
+def _latency(hw: HardwareProfile) -> float:
+    return hw.efficiency.kernel_latency_us * 1e-6
+
+
+def memory_bound_time(hw: HardwareProfile, nbytes: float) -> float:
+    """Streaming ``nbytes`` through HBM (read + write counted by the caller)."""
+    table = hw.efficiency.memory_table
+    if table:
+        arr = np.asarray(table, dtype=float)
+        bw = float(np.interp(np.log(max(nbytes, 1.0)), np.log(arr[:, 0]), arr[:, 1])) * 1e9
+        return nbytes / bw
+    return nbytes / (hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.memory) + _latency(hw)
+
+
+def gemm_flops_time(hw: HardwareProfile, flops: float, precision: str) -> float:
+    """Compute time of ``flops`` of GEMM work at the achieved throughput for its size."""
+    table = hw.gemm_table_arrays()
+    if table is not None and (hw.efficiency.gemm_table_precision in (None, precision)):
+        logf, achieved = table
+        rate = float(np.interp(np.log(max(flops, 1.0)), logf, achieved))
+        return flops / rate
+    return flops / (hw.peak_flops(precision) * hw.gemm_max(precision)) + _latency(hw)
+
+
+# Output tiles of one thread block in cuBLAS/CUTLASS tensor-core GEMMs: large problems use
+# 128x256 / 256x128; when those cannot fill every SM, smaller tiles (and split-K) are chosen.
+BIG_TILES = ((128, 256), (256, 128))
+SMALL_TILES = ((128, 128), (64, 128), (128, 64), (64, 64))
+
+
+def wave_efficiency(hw: HardwareProfile, m: float, n: float, batch: float = 1) -> float:
+    """Fraction of SM slots busy over the GEMM's waves: ``tiles / (ceil(tiles/S)·S)`` for ``S`` SMs.
+
+    This is wave quantization: 288 tiles on 108 SMs run 3 waves, the last one 2/3 full, so 89%.
+    """
+    S = hw.num_sms
+
+    def eff(tiles: list[tuple[int, int]]) -> tuple[float, float]:
+        best, count = 0.0, 0.0
+        for a, b in tiles:
+            t = batch * float(np.ceil(m / a) * np.ceil(n / b))
+            e = t / (np.ceil(t / S) * S)
+            if e > best:
+                best, count = e, t
+        return best, count
+
+    e, tiles = eff(list(BIG_TILES))
+    if tiles < S:  # too few big tiles to fill the GPU: the library picks smaller ones
+        e = max(e, eff(list(SMALL_TILES))[0])
+    return min(1.0, e)
+
+
+def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision: str,
+         batch: float = 1, bytes_per_element: float = 2.0) -> Op:
+    """A (batched) GEMM ``[m,k] x [k,n]``: roofline of compute and operand traffic. The analytic
+    compute time includes tile and wave quantization; a calibrated table has it measured."""
+    flops = 2.0 * batch * m * n * k
+    traffic = batch * (m * k + k * n + m * n) * bytes_per_element
+    if hw.gemm_table_arrays() is None:
+        rate = hw.peak_flops(precision) * hw.gemm_max(precision) * wave_efficiency(hw, m, n, batch)
+        compute = flops / rate + _latency(hw)
+    else:
+        compute = gemm_flops_time(hw, flops, precision)
+    t = max(compute, memory_bound_time(hw, traffic))
+    return Op(name, "gemm", t, flops)
+
+
+def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:
+    """An elementwise/normalisation kernel moving ``nbytes`` (reads + writes)."""
+    return Op(name, "memory", memory_bound_time(hw, nbytes))
+
+
+def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: float, seq_q: float,
+                    seq_kv: float, head_dim: float, kv_heads: float, causal: bool, precision: str,
+                    backward: bool = False, bytes_per_element: float = 2.0) -> Op:
+    """Fused attention (FlashAttention-style): QK^T and PV never touch HBM.
+
+    Forward FLOPs are ``4·b·heads·sq·skv·d`` (halved when causal and square); backward does 2.5×
+    the forward matmul work (5 matmuls instead of 2).
+    """
+    flops = 4.0 * batch * heads * seq_q * seq_kv * head_dim
+    if causal and seq_q == seq_kv:
+        flops /= 2
+    eff = hw.efficiency.attention_bwd if backward else hw.efficiency.attention_fwd
+    if backward:
+        flops *= 2.5
+    io = batch * (2 * seq_q * heads + 2 * seq_kv * kv_heads) * head_dim * bytes_per_element
+    io *= 2 if backward else 1
+    rate = hw.peak_flops(precision) * hw.gemm_max(precision) * eff
+    t = max(flops / rate + _latency(hw), memory_bound_time(hw, io))
+    return Op(name, "attention", t, flops / 2.5 if backward else flops)
+
+
+def decode_attention(hw: HardwareProfile, name: str, *, kv_bytes: float, flops: float,
+                     precision: str) -> Op:
+    """Attention of one new token per sequence against its KV cache: bound by reading the cache."""
+    rate = hw.peak_flops(precision) * hw.gemm_max(precision) * hw.efficiency.attention_fwd
+    t = max(flops / rate + _latency(hw), memory_bound_time(hw, kv_bytes))
+    return Op(name, "attention", t, flops)
+
+
+def dispatched_time(ops: list[Op] | tuple[Op, ...], dispatch_s: float) -> float:
+    """Wall time of a kernel sequence issued by one host thread at ``dispatch_s`` per kernel.
+
+    The GPU cannot start a kernel before the host has issued it, so small kernels become
+    host-bound: ``finish_i = max(finish_{i-1}, i·dispatch) + time_i``.
+    """
+    if dispatch_s <= 0:
+        return float(sum(op.time for op in ops))
+    gpu = 0.0
+    host = 0.0
+    for op in ops:
+        host += dispatch_s
+        gpu = max(gpu, host) + op.time
+    return gpu

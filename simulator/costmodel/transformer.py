@@ -1,0 +1,212 @@
+"""Decompose a transformer layer into kernels for a parallel layout.
+
+Each layer's forward is the Megatron sequence: norm → QKV GEMM → attention core → output GEMM →
+TP all-reduce (reduce-scatter with sequence parallelism) → bias-dropout-add → norm → MLP GEMMs →
+TP all-reduce → bias-dropout-add. Backward runs a data-gradient and a weight-gradient GEMM per
+forward GEMM and twice the memory traffic of each elementwise kernel. Recompute repeats the
+forward (full) or the attention core (selective). Activations are 16-bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..hardware import HardwareProfile
+from ..models import ModelSpec
+from .collectives import collective_time
+from .layout import Layout
+from .ops import Op, decode_attention, flash_attention, gemm, memory_op
+
+ACT_BYTES = 2.0  # 16-bit activations
+
+
+@dataclass(frozen=True, slots=True)
+class PassOps:
+    """Kernels of one layer (or of the embedding/head) for one micro-batch."""
+
+    fwd: tuple[Op, ...]
+    bwd: tuple[Op, ...]
+    recompute: tuple[Op, ...] = ()
+
+    @staticmethod
+    def total(ops: tuple[Op, ...]) -> float:
+        return float(sum(o.time for o in ops))
+
+
+def _tp_comm(hw: HardwareProfile, lay: Layout, name: str, nbytes: float, kind: str) -> Op:
+    return Op(name, "tp_comm", collective_time(hw, kind, nbytes, lay.tp_group))
+
+
+def layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int) -> PassOps:
+    """Forward, backward and recompute kernels of one transformer layer on one GPU."""
+    t, p = lay.tp, lay.precision
+    b = micro_batch
+    s_local = seq / lay.cp                     # tokens of the sequence held by this CP rank
+    T = b * s_local                            # tokens per micro-batch on this rank
+    h = model.hidden
+    sp = lay.sequence_parallel and t > 1
+    T_norm = T / t if sp else T                # norms/dropout see 1/t of the tokens with SP
+    heads, kvh = model.heads / t, max(model.kv_heads / t, 1)
+    hd = model.head_dim
+    f = model.ffn_hidden
+    up = f * (2 if model.activation == "swiglu" else 1)
+    act = T * h * ACT_BYTES
+
+    def norm(name: str) -> Op:
+        return memory_op(hw, name, 2 * T_norm * h * ACT_BYTES)
+
+    def tp_in(name: str) -> list[Op]:
+        return [_tp_comm(hw, lay, name, act, "all_gather")] if sp else []
+
+    def tp_out(name: str) -> list[Op]:
+        if t == 1:
+            return []
+        return [_tp_comm(hw, lay, name, act, "reduce_scatter" if sp else "all_reduce")]
+
+    # attention core -----------------------------------------------------------------------
+    if lay.flash_attention:
+        core_f = [flash_attention(hw, "attention", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
+                                  head_dim=hd, kv_heads=kvh, causal=model.is_causal, precision=p)]
+        core_b = [flash_attention(hw, "attention_bwd", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
+                                  head_dim=hd, kv_heads=kvh, causal=model.is_causal, precision=p,
+                                  backward=True)]
+    else:
+        scores = b * heads * s_local * seq
+        core_f = [
+            gemm(hw, "attn_scores", s_local, seq, hd, p, batch=b * heads),
+            memory_op(hw, "softmax", 2 * scores * ACT_BYTES),
+            memory_op(hw, "attn_dropout", scores * (2 * ACT_BYTES + 1)),
+            gemm(hw, "attn_context", s_local, hd, seq, p, batch=b * heads),
+        ]
+        core_b = [
+            gemm(hw, "attn_context_dgrad", s_local, seq, hd, p, batch=b * heads),
+            gemm(hw, "attn_context_wgrad", seq, hd, s_local, p, batch=b * heads),
+            memory_op(hw, "attn_dropout_bwd", scores * (2 * ACT_BYTES + 1)),
+            memory_op(hw, "softmax_bwd", 3 * scores * ACT_BYTES),
+            gemm(hw, "attn_scores_dgrad", s_local, hd, seq, p, batch=b * heads),
+            gemm(hw, "attn_scores_wgrad", seq, hd, s_local, p, batch=b * heads),
+        ]
+    cp_ops: list[Op] = []
+    if lay.cp > 1:
+        kv_bytes = b * seq * 2 * model.kv_dim / t * ACT_BYTES
+        cp_ops = [Op("cp_kv_exchange", "cp_comm", collective_time(hw, "all_gather", kv_bytes, lay.cp_group))]
+
+    # MLP (dense or MoE) -------------------------------------------------------------------
+    def mlp_fwd() -> list[Op]:
+        if model.moe is None:
+            return [gemm(hw, "fc1", T, up / t, h, p),
+                    memory_op(hw, "activation", T * (up + f) / t * ACT_BYTES),
+                    gemm(hw, "fc2", T, h, f / t, p)]
+        k, ne = model.moe.top_k, model.moe.num_experts
+        routed = T * k                                   # token-expert pairs from this rank
+        a2a = routed * h * ACT_BYTES
+        ops = [gemm(hw, "router", T, ne, h, p)]
+        if lay.ep > 1:
+            ops.append(Op("moe_dispatch", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
+        local_experts = max(ne / lay.ep, 1)
+        per_expert = routed / local_experts              # balanced routing
+        ops += [gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=local_experts),
+                memory_op(hw, "expert_activation", routed * (up + f) / t * ACT_BYTES),
+                gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=local_experts)]
+        if lay.ep > 1:
+            ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
+        return ops
+
+    qkv_n = (model.q_dim + 2 * model.kv_dim) / t
+    rope = ([memory_op(hw, "rope", 2 * T * (model.q_dim + model.kv_dim) / t * ACT_BYTES)]
+            if model.position == "rope" else [])
+    bda = T_norm * h * (3 * ACT_BYTES + 1)
+    fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), gemm(hw, "qkv", T, qkv_n, h, p), *rope,
+                     *cp_ops, *core_f, gemm(hw, "attn_out", T, h, model.q_dim / t, p),
+                     *tp_out("tp_allreduce_attn"), memory_op(hw, "bias_dropout_add", bda),
+                     norm("norm2"), *tp_in("tp_allgather_mlp"), *mlp_fwd(), *tp_out("tp_allreduce_mlp"),
+                     memory_op(hw, "bias_dropout_add", bda)]
+
+    core_names = {o.name for o in core_f}
+    bwd: list[Op] = []
+    for op in reversed(fwd):
+        if op.name in core_names:
+            if op is core_f[-1]:
+                bwd += core_b  # the attention core's own backward, once
+        elif op.kind == "gemm":
+            # dgrad and wgrad: each costs the forward's FLOPs
+            bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]
+        elif op.kind == "memory":
+            bwd.append(Op(op.name + "_bwd", "memory", 2 * op.time))
+        else:
+            bwd.append(Op(op.name + "_bwd", op.kind, op.time))
+
+    if lay.recompute == "full":
+        rec = tuple(fwd)
+    elif lay.recompute == "selective" and not lay.flash_attention:
+        rec = tuple(core_f)
+    else:
+        rec = ()
+    return PassOps(tuple(fwd), tuple(bwd), rec)
+
+
+def embedding_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: int, seq: int) -> PassOps:
+    """Token/position embedding lookup on the first pipeline stage."""
+    T = micro_batch * seq / lay.cp
+    act = T * model.hidden * ACT_BYTES
+    fwd = (memory_op(hw, "embedding", 2 * act),)
+    bwd = (memory_op(hw, "embedding_bwd", 3 * act),)
+    return PassOps(fwd, bwd)
+
+
+def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: int, seq: int) -> PassOps:
+    """Final norm, output projection over the (vocab-parallel) vocabulary and the loss."""
+    t, p = lay.tp, lay.precision
+    T = micro_batch * seq / lay.cp
+    h = model.hidden
+    if model.architecture == "vit":
+        T = micro_batch  # the classifier sees the CLS token only
+    out = model.vocab if model.vocab else max(model.num_classes, 1)
+    logits = T * out / t
+    fwd = (memory_op(hw, "final_norm", 2 * T * h * ACT_BYTES),
+           gemm(hw, "logits", T, out / t, h, p),
+           memory_op(hw, "cross_entropy", logits * 4 * 2))   # fp32 softmax/loss over logits
+    bwd = (memory_op(hw, "cross_entropy_bwd", logits * 4 * 2),
+           Op("logits_dgrad", "gemm", fwd[1].time, fwd[1].flops),
+           Op("logits_wgrad", "gemm", fwd[1].time, fwd[1].flops),
+           memory_op(hw, "final_norm_bwd", 4 * T * h * ACT_BYTES))
+    return PassOps(fwd, bwd, fwd if lay.recompute == "full" else ())
+
+
+# ---- inference ----------------------------------------------------------------------------------
+def prefill_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
+                precision: str) -> tuple[Op, ...]:
+    """One layer's forward over ``batch`` prompts of ``seq`` tokens (flash attention)."""
+    return layer_ops(model, hw, Layout(tp=tp, precision=precision), batch, seq).fwd  # type: ignore[arg-type]
+
+
+def decode_step_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, kv_tokens: float,
+                    precision: str, kv_bytes_per_element: float = 2.0) -> tuple[Op, ...]:
+    """One layer of one decode step: ``batch`` sequences each adding one token, reading
+    ``kv_tokens`` cached tokens in total. Weight GEMMs are skinny (m = batch): memory-bound."""
+    lay = Layout(tp=tp, precision=precision)
+    t, h, p = tp, model.hidden, precision
+    wbytes = 1.0 if precision == "fp8" else 2.0
+    B = batch
+    up = model.ffn_hidden * (2 if model.activation == "swiglu" else 1)
+    kv_read = kv_tokens * 2 * model.kv_dim / t * kv_bytes_per_element
+    attn_flops = 4.0 * kv_tokens * model.q_dim / t
+    ops = [memory_op(hw, "norm1", 2 * B * h * ACT_BYTES),
+           gemm(hw, "qkv", B, (model.q_dim + 2 * model.kv_dim) / t, h, p, bytes_per_element=wbytes),
+           decode_attention(hw, "attention", kv_bytes=kv_read, flops=attn_flops, precision=p),
+           gemm(hw, "attn_out", B, h, model.q_dim / t, p, bytes_per_element=wbytes)]
+    if t > 1:
+        ops.append(_tp_comm(hw, lay, "tp_allreduce_attn", B * h * ACT_BYTES, "all_reduce"))
+    ops.append(memory_op(hw, "norm2", 2 * B * h * ACT_BYTES))
+    experts = 1
+    if model.moe:
+        # expected distinct experts touched by B tokens choosing top_k of E
+        ne, k = model.moe.num_experts, model.moe.top_k
+        experts = ne * (1 - (1 - k / ne) ** B)
+    ops += [gemm(hw, "fc1", B * (model.moe.top_k if model.moe else 1) / experts, up / t, h, p,
+                 batch=experts, bytes_per_element=wbytes),
+            gemm(hw, "fc2", B * (model.moe.top_k if model.moe else 1) / experts, h, model.ffn_hidden / t, p,
+                 batch=experts, bytes_per_element=wbytes)]
+    if t > 1:
+        ops.append(_tp_comm(hw, lay, "tp_allreduce_mlp", B * h * ACT_BYTES, "all_reduce"))
+    return tuple(ops)

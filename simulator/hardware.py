@@ -1,0 +1,198 @@
+"""Hardware profiles and the cloud price catalog.
+
+A profile carries datasheet peaks plus the *achieved* efficiency the cost model uses. Defaults are
+documented below; a calibrated profile (written by ``capsim calibrate``) replaces them with
+measured tables of GEMM throughput, memory bandwidth, attention and dispatch overhead.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hardware_profiles import PROFILE_DIR
+
+from .errors import CapsimError, unknown
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
+BYTES_PER_ELEMENT: dict[str, float] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}
+
+
+class Link(BaseModel):
+    """One tier of the network as collectives see it."""
+
+    model_config = ConfigDict(extra="forbid")
+    link: str
+    busbw_gb_s: float = Field(gt=0, description="measured NCCL bus bandwidth for large messages")
+    link_gb_s_per_direction: float | None = None
+    # Per-step latency of a ring collective. Default derived from shared/reference/README.md:
+    # A100 NVLink all-reduce reaches ~20 GB/s busbw at 1 MiB vs 230 GB/s at large sizes; with an
+    # alpha-beta ring (14 steps for 8 GPUs) that is (1.75 MiB/20 - 1.75 MiB/230)/14 = 6.0 us/step.
+    step_latency_us: float = 6.0
+
+
+class Efficiency(BaseModel):
+    """Achieved fraction of peak, and the fixed costs that make small ops inefficient."""
+
+    model_config = ConfigDict(extra="forbid")
+    gemm_max: dict[str, float] = Field(default_factory=dict)
+    # Fraction of HBM bandwidth reached by streaming kernels (copy/elementwise). Assumed: STREAM-like
+    # copies reach 85-92% on HBM2e/HBM3; 0.85 until calibrated.
+    memory: float = 0.85
+    # Flash-attention throughput relative to the GEMM maximum. FlashAttention-2 (Dao 2023) reaches
+    # ~73% of A100 peak forward and ~63% forward+backward vs ~87% for GEMM -> 0.84 / 0.72.
+    attention_fwd: float = 0.84
+    attention_bwd: float = 0.72
+    # Minimum GPU time of one kernel (launch, ramp-up, tail). Assumed 4 us, typical of CUDA kernels.
+    kernel_latency_us: float = 4.0
+    # Calibrated GEMM table: rows of [m, n, k, achieved_tflops]; when present it replaces gemm_max
+    # and the latency model for GEMMs (interpolated by FLOPs in log space, see costmodel.ops).
+    gemm_table: list[list[float]] | None = None
+    gemm_table_precision: str | None = None
+    memory_table: list[list[float]] | None = None  # rows of [bytes, achieved_gb_s]
+
+
+class HardwareProfile(BaseModel):
+    """One accelerator type (per-GPU numbers) and its links."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    gpu: str
+    memory_gib: float = Field(gt=0)
+    memory_bandwidth_tbps: float = Field(gt=0)
+    peak_tflops: dict[str, float]
+    num_sms: int = 100
+    tdp_w: float | None = None
+    idle_w: float | None = None
+    intra_node: Link
+    inter_node: Link
+    efficiency: Efficiency = Field(default_factory=Efficiency)
+    source: dict[str, str] = Field(default_factory=dict)
+    calibrated: dict | None = None
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * 2**30
+
+    def peak_flops(self, precision: str) -> float:
+        """Peak FLOP/s for ``precision``; fp8 falls back to fp16/bf16 where a GPU lacks it."""
+        for p in (precision, "bf16" if precision in ("fp8", "fp4") else None, "fp16"):
+            if p and p in self.peak_tflops:
+                return self.peak_tflops[p] * 1e12
+        raise CapsimError(f"hardware {self.name!r} has no peak for precision {precision!r}")
+
+    def supports(self, precision: str) -> bool:
+        return precision in self.peak_tflops or (precision == "bf16" and "fp16" in self.peak_tflops)
+
+    def gemm_max(self, precision: str) -> float:
+        g = self.efficiency.gemm_max
+        return g.get(precision) or g.get("bf16") or g.get("fp16") or 0.75
+
+    def gemm_table_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(log FLOPs, achieved FLOP/s) sorted, from the calibrated table, or None."""
+        t = self.efficiency.gemm_table
+        if not t:
+            return None
+        return _table(tuple(tuple(r) for r in t))
+
+
+@cache
+def _table(rows: tuple[tuple[float, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.array(rows, dtype=float)
+    flops = 2 * arr[:, 0] * arr[:, 1] * arr[:, 2]
+    order = np.argsort(flops)
+    return np.log(flops[order]), np.maximum.accumulate(arr[order, 3] * 1e12)
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def profile_paths() -> dict[str, Path]:
+    out = {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml")) if p.stem != "prices"}
+    for p in sorted((PROFILE_DIR / "calibrated").glob("*.yaml")):
+        out[f"calibrated/{p.stem}"] = p
+    return out
+
+
+@cache
+def _load_path(path: str) -> HardwareProfile:
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise CapsimError(f"hardware profile {path!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise CapsimError(f"hardware profile {path!r} is not valid YAML: {e}") from None
+    try:
+        return HardwareProfile(**doc)
+    except (ValidationError, TypeError) as e:
+        raise CapsimError(f"hardware profile {path!r} is invalid: {e}") from None
+
+
+def get_profile(ref: str | HardwareProfile) -> HardwareProfile:
+    """A profile by name (``h100-sxm``, ``calibrated/NAME``) or by path to a YAML file."""
+    if isinstance(ref, HardwareProfile):
+        return ref
+    paths = profile_paths()
+    key = str(ref).strip()
+    if key.lower() in paths:
+        return _load_path(str(paths[key.lower()]))
+    p = Path(key).expanduser()
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return _load_path(str(p.resolve()))
+    raise unknown("hardware profile", key, paths)
+
+
+class Instance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: str
+    instance: str
+    gpu: str
+    gpus: int
+    region: str | None = None
+    on_demand_usd_per_hour: float | None = None
+    spot_usd_per_hour: float | None = None
+    source: str = ""
+    notes: str | None = None
+
+    def usd_per_gpu_hour(self, market: str) -> float:
+        price = self.spot_usd_per_hour if market == "spot" else self.on_demand_usd_per_hour
+        if price is None:
+            raise CapsimError(
+                f"instance {self.instance!r} ({self.provider}) has no {market} price in the catalog; "
+                "set pricing.usd_per_gpu_hour in the scenario"
+            )
+        return price / self.gpus
+
+
+@cache
+def price_catalog() -> tuple[Instance, ...]:
+    doc = yaml.safe_load((PROFILE_DIR / "prices.yaml").read_text())
+    return tuple(Instance(**r) for r in doc["instances"])
+
+
+def find_instance(*, gpu: str, provider: str | None = None, instance: str | None = None,
+                  gpus_per_node: int | None = None) -> Instance:
+    """The catalog instance for a GPU profile: by exact instance name, else the first of the provider
+    (aws by default) with the requested GPUs per node (else the largest)."""
+    cat = price_catalog()
+    if instance:
+        for i in cat:
+            if i.instance == instance and (provider is None or i.provider == provider):
+                return i
+        raise unknown("instance", instance, {i.instance for i in cat})
+    base = gpu.removeprefix("calibrated/").split("-cal")[0]
+    cands = [i for i in cat if i.gpu == base and (provider is None or i.provider == provider)]
+    if not cands and provider is None:
+        cands = [i for i in cat if i.gpu == base]
+    if not cands:
+        have = sorted({f"{i.provider}:{i.gpu}" for i in cat})
+        raise CapsimError(
+            f"no cloud price for GPU {gpu!r}{' on ' + provider if provider else ''}; catalog has {', '.join(have)}."
+            " Set pricing.usd_per_gpu_hour in the scenario."
+        )
+    cands.sort(key=lambda i: (i.provider != "aws", i.gpus != gpus_per_node, -i.gpus))
+    return cands[0]

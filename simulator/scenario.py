@@ -1,0 +1,348 @@
+"""Scenario files: one YAML document describing a training job or a serving deployment.
+
+Key names follow DESIGN.md and are the public contract. Every key is validated on load; an error
+names the key, the bad value and what is allowed. ``--set key.path=value`` overrides any key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import CapsimError
+
+Precision = Literal["fp32", "bf16", "fp16", "fp8"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---- shared ---------------------------------------------------------------------------------------
+class Pricing(_Strict):
+    provider: str | None = None
+    instance: str | None = None
+    market: Literal["on_demand", "spot"] = "on_demand"
+    usd_per_gpu_hour: float | None = Field(default=None, gt=0, description="overrides the catalog price")
+    spot_preemptions_per_hour: float = Field(default=0.0, ge=0, description="per node, when market is spot")
+
+
+# ---- training -------------------------------------------------------------------------------------
+class Cluster(_Strict):
+    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=8, ge=1)
+
+
+class Parallelism(_Strict):
+    tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    dp: int | None = Field(default=None, ge=1, description="default: GPUs / (tp·pp·cp)")
+    cp: int = Field(default=1, ge=1)
+    ep: int = Field(default=1, ge=1)
+    virtual_stages: int = Field(default=1, ge=1)
+    sequence_parallel: bool = False
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+
+
+class Training(_Strict):
+    seq_len: int = Field(default=2048, ge=1)
+    global_batch: int = Field(default=512, ge=1, description="sequences per iteration")
+    micro_batch: int | Literal["auto"] = "auto"
+    precision: Precision = "bf16"
+    grad_precision: Literal["fp32", "bf16"] = "fp32"
+    recompute: Literal["none", "selective", "full"] = "none"
+    flash_attention: bool = True
+    total_tokens: float | None = Field(default=None, gt=0)
+    # Host time to issue one kernel (eager PyTorch + framework). See costmodel.stack for the source.
+    dispatch_us: float | None = Field(default=None, ge=0)
+
+    @field_validator("micro_batch")
+    @classmethod
+    def _mb(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return v
+
+
+class DataLoader(_Strict):
+    samples_per_s_per_node: float | None = Field(default=None, gt=0)
+    storage_gb_s: float | None = Field(default=None, gt=0, description="per node read bandwidth")
+    bytes_per_sample: float = Field(default=0, ge=0)
+
+
+class Reliability(_Strict):
+    node_mtbf_hours: float | None = Field(default=None, gt=0, description="None: no failures")
+    restart_minutes: float = Field(default=10.0, ge=0)
+    checkpoint_interval_minutes: float | None = Field(default=None, gt=0, description="None: Young/Daly optimum")
+    checkpoint_write_gb_s: float = Field(default=10.0, gt=0, description="aggregate per node")
+    runs: int = Field(default=200, ge=1, description="Monte Carlo samples of the whole job")
+
+
+class TrainingScenario(_Strict):
+    kind: Literal["training"] = "training"
+    name: str = "training"
+    model: str | dict[str, Any]
+    hardware: str
+    cluster: Cluster = Field(default_factory=Cluster)
+    parallelism: Parallelism = Field(default_factory=Parallelism)
+    training: Training = Field(default_factory=Training)
+    data_loader: DataLoader = Field(default_factory=DataLoader)
+    reliability: Reliability = Field(default_factory=Reliability)
+    pricing: Pricing = Field(default_factory=Pricing)
+    seed: int = 0
+
+
+# ---- serving --------------------------------------------------------------------------------------
+class Fixed(_Strict):
+    dist: Literal["fixed"]
+    value: int = Field(ge=1)
+
+
+class Uniform(_Strict):
+    dist: Literal["uniform"]
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+
+
+class LogNormal(_Strict):
+    dist: Literal["lognormal"]
+    mean: float = Field(gt=0, description="mean token count")
+    sigma: float = Field(default=0.5, ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+
+class Empirical(_Strict):
+    dist: Literal["empirical"]
+    path: str
+    column: str | None = None
+
+
+LengthDist = Annotated[Fixed | Uniform | LogNormal | Empirical, Field(discriminator="dist")]
+
+
+class Poisson(_Strict):
+    process: Literal["poisson"]
+    rate_rps: float = Field(gt=0)
+
+
+class Gamma(_Strict):
+    process: Literal["gamma"]
+    rate_rps: float = Field(gt=0)
+    cv: float = Field(default=1.0, gt=0, description="coefficient of variation of inter-arrival times")
+
+
+class Diurnal(_Strict):
+    process: Literal["diurnal"]
+    mean_rps: float | None = Field(default=None, gt=0)
+    peak_to_trough: float = Field(default=3.0, ge=1)
+    period_s: float = Field(default=86400, gt=0)
+    peak_at_s: float = Field(default=50400, ge=0, description="14:00 by default")
+    schedule: list[tuple[float, float]] | None = Field(default=None, description="[[t_s, rate_rps], ...] piecewise")
+
+
+class ClosedLoop(_Strict):
+    process: Literal["closed_loop"]
+    concurrency: int = Field(ge=1)
+    requests: int = Field(ge=1)
+    think_time_s: float = Field(default=0.0, ge=0)
+
+
+class Offline(_Strict):
+    process: Literal["offline"]
+    requests: int = Field(ge=1)
+
+
+class Trace(_Strict):
+    process: Literal["trace"]
+    path: str
+    time_scale: float = Field(default=1.0, gt=0)
+
+
+Arrival = Annotated[Poisson | Gamma | Diurnal | ClosedLoop | Offline | Trace, Field(discriminator="process")]
+
+
+class RequestClass(_Strict):
+    name: str
+    weight: float = Field(default=1.0, gt=0)
+    priority: int = 0
+
+
+class Workload(_Strict):
+    duration_s: float | None = Field(default=None, gt=0)
+    arrival: Arrival = Field(default_factory=lambda: Poisson(process="poisson", rate_rps=1.0))
+    prompt_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=512))
+    output_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=128))
+    classes: list[RequestClass] = Field(default_factory=list)
+    prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class Replica(_Strict):
+    tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    batching: Literal["none", "static", "dynamic", "continuous"] = "continuous"
+    max_batch_size: int = Field(default=32, ge=1)
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    max_queue_delay_ms: float = Field(default=0.0, ge=0)
+    max_num_seqs: int | None = Field(default=None, ge=1, description="vLLM default: 256, 1024 on >=70 GiB GPUs")
+    max_batched_tokens: int | None = Field(default=None, ge=1, description="vLLM default: 8192 (2048 on small GPUs)")
+    chunked_prefill: bool = True
+    kv_cache_fraction: float = Field(default=0.9, gt=0, le=1)
+    kv_block_tokens: int = Field(default=16, ge=1)
+    max_queue: int | None = Field(default=None, ge=0, description="admission bound; beyond it requests are rejected")
+
+
+class ServingCluster(_Strict):
+    replicas: int = Field(default=1, ge=1)
+    router: Literal["round_robin", "least_outstanding", "power_of_two", "kv_aware"] = "least_outstanding"
+
+
+class Autoscaling(_Strict):
+    policy: Literal["none", "hpa", "kpa", "ray", "queue", "scheduled", "predictive"] = "none"
+    metric: Literal["utilization", "concurrency", "queue", "kv_cache"] = "concurrency"
+    target: float = Field(default=8.0, gt=0)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    cold_start_s: float = Field(default=180.0, ge=0)
+    sync_period_s: float = Field(default=15.0, gt=0)
+    tolerance: float = Field(default=0.1, ge=0)
+    scale_down_stabilization_s: float = Field(default=300.0, ge=0)
+    scale_up_stabilization_s: float = Field(default=0.0, ge=0)
+
+
+class SLO(_Strict):
+    ttft_p99_s: float | None = Field(default=None, gt=0)
+    tpot_p99_s: float | None = Field(default=None, gt=0)
+    e2e_p99_s: float | None = Field(default=None, gt=0)
+
+
+class ServingScenario(_Strict):
+    kind: Literal["serving"] = "serving"
+    name: str = "serving"
+    model: str | dict[str, Any]
+    hardware: str
+    precision: Precision = "bf16"
+    replica: Replica = Field(default_factory=Replica)
+    workload: Workload = Field(default_factory=Workload)
+    cluster: ServingCluster = Field(default_factory=ServingCluster)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    slo: SLO = Field(default_factory=SLO)
+    pricing: Pricing = Field(default_factory=Pricing)
+    seed: int = 0
+
+
+Scenario = TrainingScenario | ServingScenario
+_KINDS: dict[str, type[BaseModel]] = {"training": TrainingScenario, "serving": ServingScenario}
+
+
+# ---- loading --------------------------------------------------------------------------------------
+def apply_overrides(doc: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a scenario mapping."""
+    doc = copy.deepcopy(doc)
+    for item in overrides or []:
+        if "=" not in item:
+            raise CapsimError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set parallelism.tp=4")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise CapsimError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = doc
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise CapsimError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a mapping (it is {nxt!r})")
+            node = nxt
+        node[parts[-1]] = value
+    return doc
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (through Optional, Annotated, unions, lists)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for arg in get_args(ann) for m in _models_in(arg)]
+
+
+def _candidates(root: type[BaseModel], loc: tuple) -> list[type[BaseModel]]:
+    """The models that may sit at ``loc`` (several inside a union until a tag picks one)."""
+    cands: list[type[BaseModel]] = [root]
+    for part in loc:
+        with_field = [c for c in cands if str(part) in c.model_fields]
+        if with_field:
+            cands = [m for c in with_field for m in _models_in(c.model_fields[str(part)].annotation)]
+        else:  # a discriminator tag such as 'poisson' picks the union member
+            cands = [c for c in cands if any(
+                str(part) in get_args(f.annotation) for f in c.model_fields.values())]
+        if not cands:
+            return []
+    return cands
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (for 'allowed keys' hints)."""
+    cands = _candidates(root, loc)
+    return list(cands[0].model_fields) if len(cands) == 1 else []
+
+
+def format_validation_error(e: ValidationError, root: type[BaseModel], where: str = "scenario") -> str:
+    """One line per problem: the key, what is wrong, the value given and what is allowed."""
+    lines = []
+    for err in e.errors():
+        loc = err["loc"]
+        key = ".".join(str(x) for i, x in enumerate(loc) if i == len(loc) - 1 or not _is_tag(root, loc, i))
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(root, loc[:-1])
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"unknown key {key!r}{hint}")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            lines.append(f"{key}: {err['msg']}")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return f"invalid {where}:\n  " + "\n  ".join(lines)
+
+
+def _is_tag(root: type[BaseModel], loc: tuple, i: int) -> bool:
+    """Whether ``loc[i]`` is a union discriminator pydantic inserted (e.g. 'poisson'), not a key."""
+    cands = _candidates(root, loc[:i])
+    return bool(cands) and all(str(loc[i]) not in c.model_fields for c in cands)
+
+
+def parse_scenario(doc: dict[str, Any], overrides: list[str] | None = None, where: str = "scenario") -> Scenario:
+    """Validate a scenario mapping (after applying overrides)."""
+    if not isinstance(doc, dict):
+        raise CapsimError(f"{where}: expected a mapping of keys, got {type(doc).__name__}")
+    doc = apply_overrides(doc, overrides)
+    kind = doc.get("kind")
+    if kind not in _KINDS:
+        raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {kind!r})")
+    cls = _KINDS[kind]
+    try:
+        return cls(**doc)  # type: ignore[return-value]
+    except ValidationError as e:
+        raise CapsimError(format_validation_error(e, cls, where)) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise CapsimError(f"scenario file {str(p)!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise CapsimError(f"scenario file {str(p)!r} is not valid YAML: {e}") from None
+    return parse_scenario(doc or {}, overrides, where=str(p))
+
+
+def scenario_yaml(s: Scenario) -> str:
+    return yaml.safe_dump(s.model_dump(mode="json", exclude_none=True), sort_keys=False)

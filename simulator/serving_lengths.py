@@ -1,0 +1,31 @@
+"""Token-length distributions of a serving workload (used by the cost table and the simulator)."""
+
+from __future__ import annotations
+
+import math
+
+from .scenario import Empirical, Fixed, LengthDist, LogNormal, Uniform
+
+
+def mean_length(d: LengthDist) -> float:
+    """The distribution's mean token count (empirical: the mean of its file's column)."""
+    if isinstance(d, Fixed):
+        return float(d.value)
+    if isinstance(d, Uniform):
+        return (d.low + d.high) / 2
+    if isinstance(d, LogNormal):
+        return d.mean
+    if isinstance(d, Empirical):
+        import pandas as pd
+
+        from .errors import CapsimError
+
+        try:
+            frame = pd.read_csv(d.path)
+        except FileNotFoundError:
+            raise CapsimError(f"empirical length file {d.path!r} does not exist") from None
+        col = d.column or frame.columns[0]
+        if col not in frame:
+            raise CapsimError(f"empirical length file {d.path!r} has no column {col!r} (has {', '.join(frame.columns)})")
+        return float(frame[col].mean())
+    return math.nan

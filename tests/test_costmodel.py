@@ -1,0 +1,59 @@
+"""Kernel and collective costs."""
+
+import pytest
+
+from simulator.costmodel.collectives import Group, collective_time
+from simulator.costmodel.ops import gemm, memory_bound_time
+from simulator.hardware import get_profile
+
+
+@pytest.mark.parametrize("name", ["h100-sxm", "a100-sxm-80gb", "l4"])
+def test_gemm_compute_bound_large_memory_bound_skinny(name):
+    hw = get_profile(name)
+    peak = hw.peak_flops("bf16")
+    big = gemm(hw, "big", 8192, 8192, 8192, "bf16")
+    # compute-bound: achieved FLOP/s near the profile's maximum efficiency, far above bandwidth limit
+    assert big.flops / big.time == pytest.approx(peak * hw.gemm_max("bf16"), rel=0.05)
+    skinny = gemm(hw, "skinny", 1, 8192, 8192, "bf16")
+    weights = 8192 * 8192 * 2
+    # memory-bound: time is reading the weights at achieved bandwidth
+    assert skinny.time == pytest.approx(memory_bound_time(hw, weights + 2 * 8192 * 2), rel=1e-9)
+    assert skinny.flops / skinny.time < 0.02 * peak
+
+
+def test_bigger_gemm_takes_longer():
+    hw = get_profile("h100-sxm")
+    times = [gemm(hw, "g", n, n, n, "bf16").time for n in (256, 1024, 4096, 16384)]
+    assert times == sorted(times)
+
+
+def test_ring_allreduce_formula():
+    hw = get_profile("a100-sxm-80gb")
+    S = 1 << 30
+    t = collective_time(hw, "all_reduce", S, Group(8, 8))
+    bw = hw.intra_node.busbw_gb_s * 1e9
+    lat = hw.intra_node.step_latency_us * 1e-6
+    assert t == pytest.approx(2 * 7 / 8 * S / bw + 14 * lat)
+    # all-gather moves half the bytes of all-reduce
+    ag = collective_time(hw, "all_gather", S, Group(8, 8))
+    assert ag == pytest.approx(7 / 8 * S / bw + 7 * lat)
+
+
+def test_small_messages_are_latency_bound():
+    # reference README: ~20 GB/s bus bandwidth at 1 MiB on A100 NVLink vs ~230 GB/s large
+    hw = get_profile("a100-sxm-80gb")
+    S = 1 << 20
+    t = collective_time(hw, "all_reduce", S, Group(8, 8))
+    busbw = 2 * 7 / 8 * S / t / 1e9
+    assert busbw == pytest.approx(20, rel=0.05)
+
+
+def test_hierarchical_allreduce_crosses_network():
+    hw = get_profile("h100-sxm")
+    S = 1 << 30
+    one_node = collective_time(hw, "all_reduce", S, Group(8, 8))
+    two_nodes = collective_time(hw, "all_reduce", S, Group(16, 8))
+    assert two_nodes > one_node
+    # inter-node leg: all-reduce of S/8 per GPU over 2 nodes at the NIC bandwidth
+    inter = 2 * 1 / 2 * (S / 8) / (hw.inter_node.busbw_gb_s * 1e9)
+    assert two_nodes - one_node == pytest.approx(inter, rel=0.05)

@@ -1,0 +1,1 @@
+"""Textual terminal UI over the public API. Not implemented yet: see issue 7."""
