@@ -53,7 +53,8 @@ def test_breakdown_sums_to_iteration_time():
     (["parallelism.tp=3"], "does not divide the 8 GPUs"),
     (["parallelism.tp=2", "parallelism.dp=2"], "tp·pp·dp·cp = 2·1·2·1 = 4 but the cluster has 8 GPUs"),
     (["model=megatron-18.4b", "parallelism.tp=8", "cluster.nodes=1"], None),
-    (["parallelism.pp=8"], "36 layers, not divisible by pp·virtual_stages = 8"),
+    (["model={layers: 4, hidden: 512, heads: 8, vocab: 1000}", "parallelism.pp=8"],
+     "4 layers, fewer than pp·virtual_stages = 8"),
     (["parallelism.tp=8", "training.global_batch=6", "training.micro_batch=4"], "global_batch=6 not divisible"),
 ])
 def test_invalid_layouts(override, msg):
@@ -103,3 +104,11 @@ def test_failures_lengthen_training():
     flaky = simulate_training(parse_scenario(doc, ["reliability.node_mtbf_hours=200"]))
     assert clean["goodput"] == pytest.approx(1.0, abs=1e-3)
     assert flaky["time_to_train_days"] > clean["time_to_train_days"]
+
+
+def test_uneven_stages_shorten_the_ends():
+    from simulator.training.layout import stage_layers
+
+    counts = stage_layers(126, 32)  # Llama 3 405B on PP16 × 2 virtual stages
+    assert sum(counts) == 126 and counts[0] == counts[-1] == 3 and set(counts[1:-1]) == {4}
+    assert stage_layers(36, 8) == [4, 4, 5, 5, 5, 5, 4, 4]

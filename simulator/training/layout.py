@@ -9,6 +9,26 @@ from ..models import ModelSpec
 from ..scenario import TrainingScenario
 
 
+def stage_layers(layers: int, virtual_stages: int) -> list[int]:
+    """Layers per virtual stage, as even as possible; when they do not divide, the first and last
+    stages (which also hold the embedding and the output head) get one fewer, as Llama 3 405B's
+    126 layers on 16 stages did (Dubey et al. 2024, section 3.3.2)."""
+    base, extra = divmod(layers, virtual_stages)
+    if extra == 0:
+        return [base] * virtual_stages
+    counts = [base + 1] * virtual_stages
+    short = virtual_stages - extra
+    ends = [i for pair in zip(range(virtual_stages), reversed(range(virtual_stages)), strict=True) for i in pair]
+    seen: list[int] = []
+    for i in ends:
+        if len(seen) == short:
+            break
+        if i not in seen:
+            seen.append(i)
+            counts[i] -= 1
+    return counts
+
+
 def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                    micro_batch: int | None = None) -> tuple[Layout, int]:
     """Validate the layout against the model and cluster; return it with a concrete micro-batch
@@ -40,8 +60,8 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         problems.append("schedule 'interleaved' needs pp >= 2 and parallelism.virtual_stages >= 2")
     if v > 1 and par.schedule != "interleaved":
         problems.append(f"virtual_stages={v} needs schedule: interleaved (got {par.schedule!r})")
-    if model.layers % (par.pp * v):
-        problems.append(f"model {model.name} has {model.layers} layers, not divisible by pp·virtual_stages = {par.pp * v}")
+    if model.layers < par.pp * v:
+        problems.append(f"model {model.name} has {model.layers} layers, fewer than pp·virtual_stages = {par.pp * v}")
     if tr.seq_len % par.cp:
         problems.append(f"training.seq_len={tr.seq_len} not divisible by cp={par.cp}")
     if model.position == "learned" and tr.seq_len > model.max_positions and model.architecture != "vit":

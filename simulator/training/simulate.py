@@ -16,7 +16,7 @@ from ..hardware import HardwareProfile, get_profile
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
 from .job import JobOutcome, simulate_job
-from .layout import resolve_layout
+from .layout import resolve_layout, stage_layers
 from .result import TrainingResult
 from .stack import DISPATCH_US, GRAD_BUCKET_PARAMS, OPTIMIZER_BYTES_PER_PARAM, RUNTIME_RESERVE_GIB
 from .step import PassTime, StageSpec, StepTrace, simulate_step
@@ -53,7 +53,8 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     layer = layer_ops(model, hw, lay, mb, seq)
     emb = embedding_ops(model, hw, lay, mb, seq)
     head = head_ops(model, hw, lay, mb, seq)
-    L_chunk = model.layers // (p * v)
+    per_vs = stage_layers(model.layers, p * v)
+    L_chunk = max(per_vs)
 
     # ZeRO-3: each layer's parameters are all-gathered before its forward and backward (prefetched,
     # so only what outlasts the layer's compute is exposed) and gradients reduce-scattered.
@@ -88,8 +89,8 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
         params_s = 0.0
         for c in range(v):
             vs = c * p + s
-            parts = [(layer, L_chunk)]
-            cparams = layer_params * L_chunk
+            parts = [(layer, per_vs[vs])]
+            cparams = layer_params * per_vs[vs]
             if vs == 0:
                 parts.append((emb, 1))
                 cparams += emb_params
@@ -124,7 +125,7 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
             in_flight = float(m)                      # GPipe stores every micro-batch
         else:                                         # 1F1B: stage s holds p - s in flight
             in_flight = min(p - s, m) * (1 + (p - 1) / (p * v) if v > 1 else 1.0)
-        a = activation_bytes_per_layer(model, lay, mb, seq) * L_chunk * v * in_flight
+        a = activation_bytes_per_layer(model, lay, mb, seq) * sum(per_vs[c * p + s] for c in range(v)) * in_flight
         buf = RUNTIME_RESERVE_GIB * GIB
         if s == p - 1:
             vocab = model.vocab or model.num_classes
