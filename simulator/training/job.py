@@ -72,7 +72,6 @@ def simulate_job(sc: TrainingScenario, hw: HardwareProfile, *, step_time: float,
     fails = np.zeros(runs)
     preempts = np.zeros(runs)
     spot_share = spot_rate / total_rate if total_rate > 0 else 0.0
-    n_ckpt = 0 if math.isinf(tau) else max(0, math.ceil(work / tau) - 1)
     if total_rate > 0 and work / (1 / total_rate) > 5e5:
         raise CapsimError("the job would fail more than 500,000 times: check reliability.node_mtbf_hours")
     for r in range(runs):
@@ -92,7 +91,6 @@ def simulate_job(sc: TrainingScenario, hw: HardwareProfile, *, step_time: float,
                 else:
                     fails[r] += 1
         days[r] = wall / 86400
-    del n_ckpt
     price, src = _price(sc, hw)
     idle, tdp = hw.idle_w or 0.0, hw.tdp_w or 0.0
     power = idle + (tdp - idle) * busy_fraction
