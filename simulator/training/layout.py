@@ -17,15 +17,10 @@ def stage_layers(layers: int, virtual_stages: int) -> list[int]:
     if extra == 0:
         return [base] * virtual_stages
     counts = [base + 1] * virtual_stages
-    short = virtual_stages - extra
-    ends = [i for pair in zip(range(virtual_stages), reversed(range(virtual_stages)), strict=True) for i in pair]
-    seen: list[int] = []
-    for i in ends:
-        if len(seen) == short:
-            break
-        if i not in seen:
-            seen.append(i)
-            counts[i] -= 1
+    n = virtual_stages
+    ends_first = [j for i in range((n + 1) // 2) for j in dict.fromkeys((i, n - 1 - i))]  # 0, n-1, 1, n-2, ...
+    for j in ends_first[: n - extra]:
+        counts[j] -= 1
     return counts
 
 
