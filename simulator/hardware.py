@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -196,3 +196,11 @@ def find_instance(*, gpu: str, provider: str | None = None, instance: str | None
         )
     cands.sort(key=lambda i: (i.provider != "aws", i.gpus != gpus_per_node, -i.gpus))
     return cands[0]
+
+
+def resolve_price(pricing: Any, hw: HardwareProfile, *, gpus_per_node: int | None = None) -> tuple[float, str]:
+    """($ per GPU-hour, where it came from) for a scenario's ``pricing`` block on ``hw``."""
+    if pricing.usd_per_gpu_hour:
+        return pricing.usd_per_gpu_hour, "scenario pricing.usd_per_gpu_hour"
+    inst = find_instance(gpu=hw.name, provider=pricing.provider, instance=pricing.instance, gpus_per_node=gpus_per_node)
+    return inst.usd_per_gpu_hour(pricing.market), f"{inst.provider}:{inst.instance} {pricing.market} ({inst.source})"

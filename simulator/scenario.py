@@ -7,11 +7,12 @@ names the key, the bad value and what is allowed. ``--set key.path=value`` overr
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CapsimError
 
@@ -108,6 +109,12 @@ class Uniform(_Strict):
     low: int = Field(ge=1)
     high: int = Field(ge=1)
 
+    @model_validator(mode="after")
+    def _order(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
 
 class LogNormal(_Strict):
     dist: Literal["lognormal"]
@@ -125,15 +132,20 @@ class Empirical(_Strict):
 LengthDist = Annotated[Fixed | Uniform | LogNormal | Empirical, Field(discriminator="dist")]
 
 
+_REQUESTS = "stop after this many requests (and/or at workload.duration_s)"
+
+
 class Poisson(_Strict):
     process: Literal["poisson"]
     rate_rps: float = Field(gt=0)
+    requests: int | None = Field(default=None, ge=1, description=_REQUESTS)
 
 
 class Gamma(_Strict):
     process: Literal["gamma"]
     rate_rps: float = Field(gt=0)
     cv: float = Field(default=1.0, gt=0, description="coefficient of variation of inter-arrival times")
+    requests: int | None = Field(default=None, ge=1, description=_REQUESTS)
 
 
 class Diurnal(_Strict):
@@ -143,13 +155,28 @@ class Diurnal(_Strict):
     period_s: float = Field(default=86400, gt=0)
     peak_at_s: float = Field(default=50400, ge=0, description="14:00 by default")
     schedule: list[tuple[float, float]] | None = Field(default=None, description="[[t_s, rate_rps], ...] piecewise")
+    requests: int | None = Field(default=None, ge=1, description=_REQUESTS)
+
+    @model_validator(mode="after")
+    def _rate(self) -> Diurnal:
+        if self.schedule is None and self.mean_rps is None:
+            raise ValueError("give mean_rps (sinusoidal day) or schedule ([[t_s, rate_rps], ...] piecewise)")
+        if self.schedule is not None:
+            if not self.schedule:
+                raise ValueError("schedule is empty")
+            ts = [t for t, _ in self.schedule]
+            if ts[0] != 0 or any(b <= a for a, b in itertools.pairwise(ts)):
+                raise ValueError(f"schedule times must start at 0 and increase (got {ts})")
+            if any(r < 0 for _, r in self.schedule) or not any(r > 0 for _, r in self.schedule):
+                raise ValueError("schedule rates must be >= 0 and not all 0")
+        return self
 
 
 class ClosedLoop(_Strict):
     process: Literal["closed_loop"]
     concurrency: int = Field(ge=1)
     requests: int = Field(ge=1)
-    think_time_s: float = Field(default=0.0, ge=0)
+    think_time_s: float = Field(default=0.0, ge=0, description="fixed pause between a response and the next request")
 
 
 class Offline(_Strict):
@@ -178,7 +205,10 @@ class Workload(_Strict):
     prompt_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=512))
     output_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=128))
     classes: list[RequestClass] = Field(default_factory=list)
-    prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1)
+    prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1,
+                                         description="fraction of prompt tokens found in the prefix cache")
+    horizon_s: float | None = Field(default=None, gt=0,
+                                    description="stop the simulation here; default: run until every request is done")
 
 
 class Replica(_Strict):
@@ -193,7 +223,24 @@ class Replica(_Strict):
     chunked_prefill: bool = True
     kv_cache_fraction: float = Field(default=0.9, gt=0, le=1)
     kv_block_tokens: int = Field(default=16, ge=1)
+    kv_cache_precision: Literal["auto", "fp8", "bf16", "fp16", "fp32"] = Field(
+        default="auto", description="auto: the weights' precision (fp8 checkpoints carry fp8 KV scales)")
     max_queue: int | None = Field(default=None, ge=0, description="admission bound; beyond it requests are rejected")
+    latency_table: list[tuple[int, float]] | None = Field(
+        default=None, description="[[batch, seconds], ...] measured forward latency (non-LLM models), replaces the cost model")
+
+    @model_validator(mode="after")
+    def _check(self) -> Replica:
+        if any(b < 1 or b > self.max_batch_size for b in self.preferred_batch_sizes):
+            raise ValueError(f"preferred_batch_sizes {self.preferred_batch_sizes} must lie in "
+                             f"1..max_batch_size ({self.max_batch_size})")
+        if self.latency_table is not None:
+            bs = [b for b, _ in self.latency_table]
+            if not bs or any(b2 <= b1 for b1, b2 in itertools.pairwise(bs)) or bs[0] < 1:
+                raise ValueError(f"latency_table batches must be >= 1 and increase (got {bs})")
+            if any(s <= 0 for _, s in self.latency_table):
+                raise ValueError("latency_table seconds must be > 0")
+        return self
 
 
 class ServingCluster(_Strict):

@@ -173,40 +173,29 @@ def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: in
     return PassOps(fwd, bwd, fwd if lay.recompute == "full" else ())
 
 
-# ---- inference ----------------------------------------------------------------------------------
+# ---- inference (for ``capsim cost``; the serving simulator uses costmodel.inference) ----------
 def prefill_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
                 precision: str) -> tuple[Op, ...]:
-    """One layer's forward over ``batch`` prompts of ``seq`` tokens (flash attention)."""
-    return layer_ops(model, hw, Layout(tp=tp, precision=precision), batch, seq).fwd  # type: ignore[arg-type]
+    """One layer's inference forward over ``batch`` prompts of ``seq`` tokens (no dropout)."""
+    from .inference import linear_layer_ops
+
+    ops = linear_layer_ops(model, hw, tp=tp, tokens=batch * seq, precision=precision)
+    attn = flash_attention(hw, "attention", batch=batch, heads=model.heads / tp, seq_q=seq, seq_kv=seq,
+                           head_dim=model.head_dim, kv_heads=max(model.kv_heads / tp, 1), causal=model.is_causal,
+                           precision=precision)
+    at = next(i for i, o in enumerate(ops) if o.name == "attn_out")
+    return (*ops[:at], attn, *ops[at:])
 
 
 def decode_step_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, kv_tokens: float,
                     precision: str, kv_bytes_per_element: float = 2.0) -> tuple[Op, ...]:
     """One layer of one decode step: ``batch`` sequences each adding one token, reading
     ``kv_tokens`` cached tokens in total. Weight GEMMs are skinny (m = batch): memory-bound."""
-    lay = Layout(tp=tp, precision=precision)
-    t, h, p = tp, model.hidden, precision
-    wbytes = 1.0 if precision == "fp8" else 2.0
-    B = batch
-    up = model.ffn_hidden * (2 if model.activation == "swiglu" else 1)
-    kv_read = kv_tokens * 2 * model.kv_dim / t * kv_bytes_per_element
-    attn_flops = 4.0 * kv_tokens * model.q_dim / t
-    ops = [memory_op(hw, "norm1", 2 * B * h * ACT_BYTES),
-           gemm(hw, "qkv", B, (model.q_dim + 2 * model.kv_dim) / t, h, p, bytes_per_element=wbytes),
-           decode_attention(hw, "attention", kv_bytes=kv_read, flops=attn_flops, precision=p),
-           gemm(hw, "attn_out", B, h, model.q_dim / t, p, bytes_per_element=wbytes)]
-    if t > 1:
-        ops.append(_tp_comm(hw, lay, "tp_allreduce_attn", B * h * ACT_BYTES, "all_reduce"))
-    ops.append(memory_op(hw, "norm2", 2 * B * h * ACT_BYTES))
-    experts = 1
-    if model.moe:
-        # expected distinct experts touched by B tokens choosing top_k of E
-        ne, k = model.moe.num_experts, model.moe.top_k
-        experts = ne * (1 - (1 - k / ne) ** B)
-    ops += [gemm(hw, "fc1", B * (model.moe.top_k if model.moe else 1) / experts, up / t, h, p,
-                 batch=experts, bytes_per_element=wbytes),
-            gemm(hw, "fc2", B * (model.moe.top_k if model.moe else 1) / experts, h, model.ffn_hidden / t, p,
-                 batch=experts, bytes_per_element=wbytes)]
-    if t > 1:
-        ops.append(_tp_comm(hw, lay, "tp_allreduce_mlp", B * h * ACT_BYTES, "all_reduce"))
-    return tuple(ops)
+    from .inference import linear_layer_ops
+
+    ops = linear_layer_ops(model, hw, tp=tp, tokens=batch, precision=precision)
+    kv_read = kv_tokens * 2 * max(model.kv_heads / tp, 1) * model.head_dim * kv_bytes_per_element
+    attn = decode_attention(hw, "attention", kv_bytes=kv_read, flops=4.0 * kv_tokens * model.q_dim / tp,
+                            precision=precision)
+    at = next(i for i, o in enumerate(ops) if o.name == "attn_out")
+    return (*ops[:at], attn, *ops[at:])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CapsimError
-from ..hardware import HardwareProfile, find_instance
+from ..hardware import HardwareProfile, resolve_price
 from ..scenario import TrainingScenario
 
 # Assumed spot interruption rate when a scenario gives none: 10% per instance-month, the middle
@@ -35,15 +35,6 @@ class JobOutcome:
     usd_per_gpu_hour: float
     usd_per_gpu_hour_source: str
     gpu_power_w: float
-
-
-def _price(sc: TrainingScenario, hw: HardwareProfile) -> tuple[float, str]:
-    pr = sc.pricing
-    if pr.usd_per_gpu_hour:
-        return pr.usd_per_gpu_hour, "scenario pricing.usd_per_gpu_hour"
-    inst = find_instance(gpu=hw.name, provider=pr.provider, instance=pr.instance,
-                         gpus_per_node=sc.cluster.gpus_per_node)
-    return inst.usd_per_gpu_hour(pr.market), f"{inst.provider}:{inst.instance} {pr.market} ({inst.source})"
 
 
 def simulate_job(sc: TrainingScenario, hw: HardwareProfile, *, step_time: float, tokens_per_step: float,
@@ -91,7 +82,7 @@ def simulate_job(sc: TrainingScenario, hw: HardwareProfile, *, step_time: float,
                 else:
                     fails[r] += 1
         days[r] = wall / 86400
-    price, src = _price(sc, hw)
+    price, src = resolve_price(sc.pricing, hw, gpus_per_node=sc.cluster.gpus_per_node)
     idle, tdp = hw.idle_w or 0.0, hw.tdp_w or 0.0
     power = idle + (tdp - idle) * busy_fraction
     return JobOutcome(iterations, work / 86400, days, float(fails.mean()), float(preempts.mean()),

@@ -1,0 +1,185 @@
+"""Time and memory of inference on one replica: prefill chunks and decode tokens in one forward.
+
+An engine with continuous batching (vLLM, TensorRT-LLM) runs one forward per *iteration* over
+``T`` tokens: one new token for every decoding sequence plus chunks of prompts. The weight GEMMs
+see all ``T`` tokens at once (``m = T``); attention is per sequence. So one layer costs
+
+    linear(T) + a_prefill · Σ q·(c + (q+1)/2) + a_decode · Σ c
+
+``linear(T)`` is the roofline time of the token-wise kernels (norms, QKV, output projection,
+MLP, tensor-parallel all-reduces, residual adds); a prompt chunk of ``q`` tokens after ``c``
+cached ones does ``4·heads·head_dim`` FLOPs per query-key pair (causal, FlashAttention,
+compute-bound); a decode token reads its sequence's ``c`` cached K/V vectors (memory-bound).
+Inference has no dropout, so its kernels differ from the training layer's forward. Attention is
+linear in the cached tokens, which is what lets the serving simulator advance many decode steps
+in one event: the step times of an unchanged batch form an arithmetic sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import InfeasibleError
+from ..hardware import HardwareProfile
+from ..models import ModelSpec
+from .collectives import collective_time, p2p_time
+from .layout import Layout
+from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
+
+ACT_BYTES = 2.0  # 16-bit activations
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
+GIB = 2**30
+# CUDA context, cuBLAS workspaces, CUDA graphs and communicator buffers outside the tensors
+# (same allowance as training's RUNTIME_RESERVE_GIB; vLLM reports ~0.5-1.5 GiB of non-torch memory).
+RUNTIME_RESERVE_GIB = 1.0
+
+
+def linear_layer_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float, precision: str) -> list[Op]:
+    """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention core)."""
+    t, h, p, T = tp, model.hidden, precision, tokens
+    wb = WEIGHT_BYTES[precision]
+    f = model.ffn_hidden
+    up = f * (2 if model.activation == "swiglu" else 1)
+    act = T * h * ACT_BYTES
+    tp_group = Layout(tp=tp).tp_group
+
+    def allreduce(name: str) -> list[Op]:
+        return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group))] if t > 1 else []
+
+    ops = [memory_op(hw, "norm1", 2 * act),
+           gemm(hw, "qkv", T, (model.q_dim + 2 * model.kv_dim) / t, h, p, bytes_per_element=wb)]
+    if model.position == "rope":
+        ops.append(memory_op(hw, "rope", 2 * T * (model.q_dim + model.kv_dim) / t * ACT_BYTES))
+    ops += [gemm(hw, "attn_out", T, h, model.q_dim / t, p, bytes_per_element=wb), *allreduce("tp_allreduce_attn"),
+            memory_op(hw, "residual_add", 3 * act), memory_op(hw, "norm2", 2 * act)]
+    if model.moe is None:
+        ops += [gemm(hw, "fc1", T, up / t, h, p, bytes_per_element=wb),
+                memory_op(hw, "activation", T * (up + f) / t * ACT_BYTES),
+                gemm(hw, "fc2", T, h, f / t, p, bytes_per_element=wb)]
+    else:
+        ne, k = model.moe.num_experts, model.moe.top_k
+        touched = ne * (1 - (1 - k / ne) ** T)           # expected distinct experts hit by T tokens
+        per_expert = T * k / touched
+        ops += [gemm(hw, "router", T, ne, h, p),
+                gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=touched, bytes_per_element=wb),
+                memory_op(hw, "expert_activation", T * k * (up + f) / t * ACT_BYTES),
+                gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=touched, bytes_per_element=wb)]
+    ops += [*allreduce("tp_allreduce_mlp"), memory_op(hw, "residual_add", 3 * act)]
+    return ops
+
+
+@dataclass
+class InferenceModel:
+    """One replica (``tp × pp`` GPUs) of ``model`` on ``hw``: iteration times and memory."""
+
+    model: ModelSpec
+    hw: HardwareProfile
+    tp: int = 1
+    pp: int = 1
+    precision: str = "bf16"
+    kv_precision: str = "bf16"
+    _linear: dict[int, float] = field(default_factory=dict, repr=False)
+    _head: dict[int, float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        m, hw, t = self.model, self.hw, self.tp
+        self.layers = m.layers
+        self.kernel_latency = hw.efficiency.kernel_latency_us * 1e-6
+        # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy.
+        kv_heads_local = max(m.kv_heads / t, 1.0)
+        self.kv_bytes_per_token_layer = 2 * kv_heads_local * m.head_dim * WEIGHT_BYTES[self.kv_precision]
+        per_byte = memory_bound_time(hw, GIB) / GIB
+        rate = hw.peak_flops(self.precision) * hw.gemm_max(self.precision) * hw.efficiency.attention_fwd
+        q_local = m.q_dim / t
+        # decode: per cached token, read its K and V and do 4·q_dim/t FLOPs; the slower one bounds
+        self.decode_coef = self.layers * max(self.kv_bytes_per_token_layer * per_byte, 4 * q_local / rate)
+        # prefill: 4·(heads/t)·head_dim FLOPs per query-key pair
+        self.prefill_coef = self.layers * 4 * q_local / rate
+
+    # ---- time ------------------------------------------------------------------------------
+    def linear_time(self, tokens: int) -> float:
+        """Token-wise kernels of every layer plus the embedding, for ``tokens`` tokens (memoised)."""
+        v = self._linear.get(tokens)
+        if v is None:
+            ops = linear_layer_ops(self.model, self.hw, tp=self.tp, tokens=tokens, precision=self.precision)
+            emb = memory_bound_time(self.hw, 2 * tokens * self.model.hidden * ACT_BYTES)
+            v = self.layers * sum(o.time for o in ops) + emb + self._pp_hops(tokens)
+            self._linear[tokens] = v
+        return v
+
+    def _pp_hops(self, tokens: int) -> float:
+        if self.pp == 1:
+            return 0.0
+        return (self.pp - 1) * p2p_time(self.hw, tokens * self.model.hidden * ACT_BYTES, same_node=True)
+
+    def head_time(self, sampled: int) -> float:
+        """Final norm, logits over the (vocab-parallel) vocabulary and sampling for ``sampled`` sequences."""
+        v = self._head.get(sampled)
+        if v is None:
+            m, hw = self.model, self.hw
+            out = m.vocab or max(m.num_classes, 1)
+            v = (memory_bound_time(hw, 2 * sampled * m.hidden * ACT_BYTES)
+                 + gemm(hw, "logits", sampled, out / self.tp, m.hidden, self.precision,
+                        bytes_per_element=WEIGHT_BYTES[self.precision]).time
+                 + memory_bound_time(hw, 2 * sampled * out / self.tp * 4.0))  # fp32 softmax + sample
+            self._head[sampled] = v
+        return v
+
+    def decode_base(self, n: int) -> float:
+        """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
+        return self.linear_time(n) + self.layers * self.kernel_latency + self.head_time(n)
+
+    def iteration_time(self, *, tokens: int, sampled: int, prefill_work: float, decode_seqs: int,
+                       decode_ctx: int) -> float:
+        """One iteration over ``tokens`` tokens: prompt chunks with ``prefill_work`` = Σ q·(c+(q+1)/2)
+        query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens."""
+        attn_kernels = (prefill_work > 0) + (decode_seqs > 0)
+        return (self.linear_time(tokens) + self.layers * self.kernel_latency * attn_kernels
+                + self.prefill_coef * prefill_work + self.decode_coef * decode_ctx
+                + (self.head_time(sampled) if sampled else 0.0))
+
+    def forward_time(self, batch: int, seq: int) -> float:
+        """One forward of ``batch`` inputs of ``seq`` tokens (encoders, vision; non-causal attention)."""
+        m = self.model
+        attn = flash_attention(self.hw, "attention", batch=batch, heads=m.heads / self.tp, seq_q=seq, seq_kv=seq,
+                               head_dim=m.head_dim, kv_heads=max(m.kv_heads / self.tp, 1), causal=m.is_causal,
+                               precision=self.precision).time
+        head_rows = batch if m.architecture in ("vit", "encoder") else batch * seq
+        return self.linear_time(batch * seq) + self.layers * attn + self.head_time(head_rows)
+
+    # ---- memory ----------------------------------------------------------------------------
+    def weight_bytes_per_gpu(self) -> float:
+        return self.model.total_params() * WEIGHT_BYTES[self.precision] / (self.tp * self.pp)
+
+    def kv_bytes_per_token_per_gpu(self) -> float:
+        return self.kv_bytes_per_token_layer * math.ceil(self.layers / self.pp)
+
+    def workspace_bytes(self, max_tokens: int, max_seqs: int) -> float:
+        """Peak activations of the largest iteration: a few live [T, hidden] buffers, the MLP's
+        up-projection output, and fp32 logits of every sampled sequence."""
+        m = self.model
+        up = m.ffn_hidden * (2 if m.activation == "swiglu" else 1)
+        out = m.vocab or max(m.num_classes, 1)
+        return max_tokens * (4 * m.hidden + (up + m.ffn_hidden) / self.tp) * ACT_BYTES + max_seqs * out / self.tp * 4.0
+
+    def kv_capacity_tokens(self, *, kv_fraction: float, max_tokens: int, max_seqs: int) -> tuple[int, dict[str, float]]:
+        """Tokens of KV cache per replica: ``kv_fraction`` of the memory left after weights, workspace and
+        runtime. Raises :class:`InfeasibleError` (with the breakdown) when nothing is left."""
+        cap = self.hw.memory_bytes
+        w = self.weight_bytes_per_gpu()
+        ws = self.workspace_bytes(max_tokens, max_seqs)
+        reserve = RUNTIME_RESERVE_GIB * GIB
+        free = cap - w - ws - reserve
+        kv = kv_fraction * free
+        per_token = self.kv_bytes_per_token_per_gpu()
+        tokens = int(kv // per_token) if per_token > 0 else 0
+        mem = {"capacity_gib": cap / GIB, "weights_gib": w / GIB, "workspace_gib": ws / GIB,
+               "runtime_gib": reserve / GIB, "kv_cache_gib": max(kv, 0.0) / GIB}
+        if free <= 0 or tokens < 1:
+            raise InfeasibleError(
+                f"{self.model.name} does not fit on {self.hw.name} with tp={self.tp} pp={self.pp} at {self.precision}: "
+                f"weights {w / GIB:.1f} GiB + workspace {ws / GIB:.1f} GiB + runtime {reserve / GIB:.1f} GiB per GPU "
+                f"vs {cap / GIB:.0f} GiB, leaving no room for a KV cache. Raise replica.tp or replica.pp, use a "
+                f"lower precision, or lower replica.max_batched_tokens.")
+        return tokens, mem

@@ -1,0 +1,132 @@
+"""Request-level batching: a batch is formed, runs to completion, and only then the next forms.
+
+- ``none``: one request at a time.
+- ``static``: when the replica is free, everything waiting (up to ``max_batch_size``) runs together.
+- ``dynamic`` (Triton's dynamic batcher): a batch of a preferred size that can be formed runs at
+  once; otherwise the batcher waits up to ``max_queue_delay_ms`` after the oldest request arrived
+  for more, then runs what it has (the largest preferred size it can fill, else everything).
+
+A decoder's batch is padded: prompts to the longest one, and the batch decodes until its longest
+output is done (each request completes at its own last token, but its slot is held). Encoder and
+vision models run one forward per batch (latency from the cost model, or the scenario's measured
+``replica.latency_table``).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import simpy
+
+from .replica import Replica
+
+
+class BatchReplica(Replica):
+    def __init__(self, *, kv_tokens: int, generative: bool, **kw) -> None:
+        self.kv_tokens = kv_tokens
+        self.generative = generative
+        cfg = kw["cfg"]
+        self.max_batch = 1 if cfg.batching == "none" else cfg.max_batch_size
+        self.preferred = sorted(cfg.preferred_batch_sizes) if cfg.batching == "dynamic" else []
+        self.delay = cfg.max_queue_delay_ms / 1000 if cfg.batching == "dynamic" else 0.0
+        self.waiting_for_more = False
+        self.table = np.array(cfg.latency_table, dtype=float) if cfg.latency_table else None
+        super().__init__(**kw)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_tokens
+
+    def admissible(self, r: int) -> str | None:
+        if self.generative and int(self.reqs.prompt[r]) + int(self.reqs.output[r]) > self.kv_tokens:
+            return "exceeds_kv_capacity"
+        return None
+
+    def on_arrival_while_busy(self, r: int, t: float) -> None:
+        if self.waiting_for_more:
+            self.proc.interrupt()
+
+    def _batch_size(self, now: float) -> int:
+        """How many to take now (0: keep waiting for the dynamic batcher's delay)."""
+        n = len(self.waiting)
+        top = min(n, self.max_batch)
+        if not self.delay and not self.preferred:
+            return top
+        full = self.preferred[-1] if self.preferred else self.max_batch
+        if n >= full:
+            return full
+        oldest = min(self.reqs.arrival[r] for _, _, r in self.waiting)
+        if now < oldest + self.delay:
+            return 0
+        fit = [p for p in self.preferred if p <= n]
+        return fit[-1] if fit else top
+
+    def run(self):
+        env = self.env
+        while True:
+            if not self.waiting:
+                yield self.sleep()
+                continue
+            now = max(self.t, env.now)
+            size = self._batch_size(now)
+            if size == 0:
+                oldest = min(self.reqs.arrival[r] for _, _, r in self.waiting)
+                self.waiting_for_more = True
+                try:
+                    yield env.timeout(max(oldest + self.delay - env.now, 0.0))
+                    self.t = max(self.t, oldest + self.delay)
+                except simpy.Interrupt:
+                    self.t = max(self.t, env.now)
+                self.waiting_for_more = False
+                continue
+            batch = self._take(size, now)
+            done_at, first_at, end = self._times(batch, now)
+            self.record_busy(now, end, sum(int(self.reqs.prompt[r] + self.reqs.output[r]) for r in batch)
+                             if self.generative else 0.0, len(batch))
+            yield env.timeout(max(end - env.now, 0.0))
+            self.t = end
+            self.running -= len(batch)
+            self.log(end)
+            for r, d, f in zip(batch, done_at, first_at, strict=True):
+                self.ledger.first_token[r] = f
+                self.ledger.generated[r] = int(self.reqs.output[r]) if self.generative else 0
+                self.ledger.finish(r, d)
+
+    def _take(self, size: int, now: float) -> list[int]:
+        """Pop up to ``size`` requests whose padded KV cache fits together."""
+        batch: list[int] = []
+        pmax = omax = 0
+        while self.waiting and len(batch) < size:
+            r = self.waiting[0][2]
+            p, o = max(pmax, int(self.reqs.prompt[r])), max(omax, int(self.reqs.output[r]))
+            if self.generative and batch and (len(batch) + 1) * (p + o) > self.kv_tokens:
+                break
+            heapq.heappop(self.waiting)
+            batch.append(r)
+            pmax, omax = p, o
+            self.ledger.first_sched[r] = now
+        self.running += len(batch)
+        self.log(now)
+        return batch
+
+    def _times(self, batch: list[int], now: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """(completion time, first-token time) per request and the batch's end."""
+        n = len(batch)
+        prompt = self.reqs.prompt[batch]
+        p = int(prompt.max())
+        perf = self.perf
+        if not self.generative:
+            if self.table is not None:
+                d = float(np.interp(n, self.table[:, 0], self.table[:, 1]))
+            else:
+                d = perf.forward_time(n, p)
+            end = now + d
+            return np.full(n, end), np.full(n, end), end
+        out = self.reqs.output[batch]
+        o = int(out.max())
+        prefill = perf.iteration_time(tokens=n * p, sampled=n, prefill_work=n * p * (p + 1) / 2, decode_seqs=0,
+                                      decode_ctx=0)
+        steps = perf.decode_base(n) + perf.decode_coef * n * (p + 1 + np.arange(o - 1, dtype=np.int64))
+        ends = np.cumsum(np.concatenate(([now + prefill], steps)))
+        return ends[out - 1], np.full(n, ends[0]), float(ends[-1])

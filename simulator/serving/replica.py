@@ -1,0 +1,148 @@
+"""What every replica shares: a waiting queue, the per-request ledger, and logs of its state.
+
+A replica is a simpy process. Requests reach it through :meth:`Replica.enqueue` (called by the
+router at the arrival time); the replica wakes if it was idle. Subclasses implement ``run``: the
+continuous-batching engine (:mod:`.continuous`) and the request-level batcher (:mod:`.batcher`).
+
+Times are kept exactly: each replica carries its own clock ``t`` (the end of its last iteration,
+computed by summing iteration times), so results do not depend on how many simpy events were
+used to reach a time — that is what lets fast-forward give the same per-request results.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from ..costmodel.inference import InferenceModel
+from ..scenario import Replica as ReplicaConfig
+from .workload import Requests
+
+PENDING, DONE, REJECTED = 0, 1, 2
+REJECT_REASONS = ("", "queue_full", "exceeds_kv_capacity", "prompt_exceeds_max_batched_tokens", "exceeds_max_positions")
+
+
+@dataclass
+class Ledger:
+    """Per-request outcomes, filled in by the replicas (NaN until it happens)."""
+
+    reqs: Requests
+    on_finish: Callable[[int, float], None] | None = None
+    first_sched: np.ndarray = field(init=False)
+    first_token: np.ndarray = field(init=False)
+    done: np.ndarray = field(init=False)
+    replica: np.ndarray = field(init=False)
+    preemptions: np.ndarray = field(init=False)
+    status: np.ndarray = field(init=False)
+    reason: np.ndarray = field(init=False)
+    generated: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.reqs)
+        self.first_sched = np.full(n, np.nan)
+        self.first_token = np.full(n, np.nan)
+        self.done = np.full(n, np.nan)
+        self.replica = np.full(n, -1, dtype=np.int32)
+        self.preemptions = np.zeros(n, dtype=np.int32)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.reason = np.zeros(n, dtype=np.int8)
+        self.generated = np.zeros(n, dtype=np.int64)
+
+    def finish(self, r: int, t: float) -> None:
+        self.done[r] = t
+        self.status[r] = DONE
+        if self.on_finish is not None:
+            self.on_finish(r, t)
+
+    def reject(self, r: int, t: float, reason: str) -> None:
+        self.status[r] = REJECTED
+        self.reason[r] = REJECT_REASONS.index(reason)
+        self.done[r] = t
+        if self.on_finish is not None:
+            self.on_finish(r, t)
+
+
+class Replica:
+    """Base class: queue, logs, wake-up. ``running`` counts requests in the current batch(es)."""
+
+    def __init__(self, *, env: simpy.Environment, index: int, ledger: Ledger, perf: InferenceModel,
+                 cfg: ReplicaConfig, fast_forward: bool = True) -> None:
+        self.env, self.index, self.ledger, self.perf, self.cfg = env, index, ledger, perf, cfg
+        self.reqs = ledger.reqs
+        self.fast_forward = fast_forward
+        self.waiting: list[tuple[int, int, int]] = []   # heap of (-priority, order, request)
+        self._order = 0
+        self._front = 0
+        self.running = 0
+        self.t = 0.0
+        self.idle_ev: simpy.Event | None = None
+        # state log: one row per change of the waiting/running counts
+        self.log_t, self.log_wait, self.log_run = array("d"), array("q"), array("q")
+        # busy log: one row per event-advanced window of iterations
+        self.busy_start, self.busy_end, self.busy_kv, self.busy_tokens = array("d"), array("d"), array("d"), array("d")
+        self.proc = env.process(self.run())
+
+    # ---- queue ---------------------------------------------------------------------------------
+    def push(self, r: int, *, front: bool = False) -> None:
+        """Queue request ``r`` by priority, FIFO within a priority; preempted requests go first."""
+        if front:
+            self._front -= 1
+            order = self._front
+        else:
+            self._order += 1
+            order = self._order
+        heapq.heappush(self.waiting, (-int(self.reqs.priority[r]), order, r))
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + self.running
+
+    def kv_load(self, t: float) -> float:
+        """Fraction of the KV cache in use or claimed by queued prompts (for the KV-aware router)."""
+        return self.outstanding
+
+    def log(self, t: float) -> None:
+        self.log_t.append(t)
+        self.log_wait.append(len(self.waiting))
+        self.log_run.append(self.running)
+
+    def admissible(self, r: int) -> str | None:
+        """Why request ``r`` can never run here (a rejection reason), or None."""
+        return None
+
+    def enqueue(self, r: int, t: float) -> None:
+        """Request ``r`` arrives at time ``t`` (the router has chosen this replica)."""
+        self.ledger.replica[r] = self.index
+        self.push(r)
+        self.log(t)
+        if self.idle_ev is not None:
+            self.t = t
+            ev, self.idle_ev = self.idle_ev, None
+            ev.succeed()
+        else:
+            self.on_arrival_while_busy(r, t)
+
+    def on_arrival_while_busy(self, r: int, t: float) -> None:
+        """Hook: the continuous engine cuts a fast-forward window short here."""
+
+    def sleep(self):
+        self.idle_ev = self.env.event()
+        return self.idle_ev
+
+    def run(self):
+        raise NotImplementedError
+
+    def record_busy(self, start: float, end: float, kv_used: float, tokens: float) -> None:
+        self.busy_start.append(start)
+        self.busy_end.append(end)
+        self.busy_kv.append(kv_used)
+        self.busy_tokens.append(tokens)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return 0

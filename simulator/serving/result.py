@@ -1,0 +1,205 @@
+"""The typed result of a serving simulation: summary metrics, per-request records, time series.
+
+Latencies per completed request: TTFT = first token − arrival; TPOT = (done − first token) /
+(output − 1); end-to-end = done − arrival; queueing = first scheduled − arrival. Throughput and
+cost are over the simulated span (time 0 to the last completion, or the horizon). SLO attainment
+is the fraction of finished requests (completed or rejected; rejected ones miss) whose own
+latencies meet every bound the scenario sets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..costmodel.inference import InferenceModel
+from ..hardware import resolve_price
+from ..scenario import ServingScenario, scenario_yaml
+from .replica import DONE, REJECT_REASONS, REJECTED, Ledger, Replica
+
+MAX_BINS = 120
+
+
+def _r(x: float, nd: int = 6) -> float | None:
+    x = float(x)
+    return float(f"{x:.{nd}g}") if np.isfinite(x) else None
+
+
+def percentiles(x: np.ndarray) -> dict[str, float | None]:
+    if len(x) == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None}
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"p50": _r(p50), "p90": _r(p90), "p99": _r(p99), "mean": _r(np.mean(x))}
+
+
+def step_integral(times: np.ndarray, values: np.ndarray, x: np.ndarray, t_end: float) -> np.ndarray:
+    """∫₀ˣ v(t) dt of the step function that takes ``values[i]`` from ``times[i]`` (0 before the first)."""
+    if len(times) == 0:
+        return np.zeros_like(x, dtype=float)
+    seg = np.diff(np.append(times, max(t_end, times[-1]))) * values
+    cum = np.concatenate(([0.0], np.cumsum(seg)))
+    i = np.searchsorted(times, x, side="right") - 1
+    out = np.where(i >= 0, cum[np.maximum(i, 0)] + values[np.maximum(i, 0)] * (x - times[np.maximum(i, 0)]), 0.0)
+    return out
+
+
+def _busy_series(rep: Replica, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Busy windows as a step function: value during [start, end), 0 between windows."""
+    s, e = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+    v = np.ones_like(s) if which == "busy" else np.frombuffer(rep.busy_kv if which == "kv" else rep.busy_tokens)
+    t = np.empty(2 * len(s))
+    t[0::2], t[1::2] = s, e
+    val = np.zeros(2 * len(s))
+    val[0::2] = v
+    return t, val
+
+
+@dataclass
+class ServingResult:
+    scenario: ServingScenario
+    summary: dict[str, Any]
+    requests: pd.DataFrame = field(repr=False)
+    timeseries: pd.DataFrame = field(repr=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "scenario": json.loads(json.dumps(self.scenario.model_dump(mode="json")))}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def requests_frame(self) -> pd.DataFrame:
+        return self.requests
+
+    def timeseries_frame(self) -> pd.DataFrame:
+        return self.timeseries
+
+    def scenario_yaml(self) -> str:
+        return scenario_yaml(self.scenario)
+
+
+def request_frame(ledger: Ledger) -> pd.DataFrame:
+    q = ledger.reqs
+    names = np.array(q.class_names)
+    frame = pd.DataFrame({
+        "arrival_s": q.arrival, "prompt_tokens": q.prompt, "output_tokens": q.output, "class": names[q.klass],
+        "replica": ledger.replica, "status": np.array(["in_flight", "completed", "rejected"])[ledger.status],
+        "reject_reason": np.array(REJECT_REASONS)[ledger.reason],
+        "queue_s": ledger.first_sched - q.arrival, "ttft_s": ledger.first_token - q.arrival,
+        "e2e_s": ledger.done - q.arrival, "preemptions": ledger.preemptions,
+    })
+    frame.loc[ledger.status != DONE, ["ttft_s", "e2e_s"]] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = (ledger.done - ledger.first_token) / (q.output - 1)
+    frame["tpot_s"] = np.where((ledger.status == DONE) & (q.output > 1), tpot, np.nan)
+    return frame
+
+
+def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.DataFrame:
+    """Per replica and time bin: mean queue length, requests running, batch tokens, KV-cache use, utilization."""
+    bins = max(1, min(MAX_BINS, int(np.ceil(end)) if end > 0 else 1))
+    edges = np.linspace(0.0, end, bins + 1) if end > 0 else np.array([0.0, 1.0])
+    width = np.diff(edges)
+    rows = []
+    for rep in replicas:
+        lt = np.frombuffer(rep.log_t)
+        cols: dict[str, np.ndarray] = {}
+        for name, vals in (("queue", rep.log_wait), ("running", rep.log_run)):
+            cols[name] = np.diff(step_integral(lt, np.frombuffer(vals, dtype=np.int64).astype(float), edges, end)) / width
+        for name, which in (("utilization", "busy"), ("kv_tokens", "kv"), ("batch_tokens", "tokens")):
+            t, v = _busy_series(rep, which)
+            cols[name] = np.diff(step_integral(t, v, edges, end)) / width
+        cols["kv_cache_utilization"] = cols.pop("kv_tokens") / kv_capacity if kv_capacity else np.zeros(bins)
+        rows.append(pd.DataFrame({"t_s": edges[:-1], "replica": rep.index, **cols}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any], ledger: Ledger,
+                 replicas: list[Replica], end: float, warnings: list[str]) -> ServingResult:
+    q = ledger.reqs
+    frame = request_frame(ledger)
+    arrived = np.isfinite(q.arrival) & (q.arrival <= end)
+    done = ledger.status == DONE
+    rejected = ledger.status == REJECTED
+    n_arr, n_done, n_rej = int(arrived.sum()), int(done.sum()), int(rejected.sum())
+    span = max(end, 1e-12)
+    out_tokens = float(q.output[done].sum()) if plan["generative"] else 0.0
+    R, gpr = len(replicas), plan["gpus_per_replica"]
+    busy = float(sum(np.sum(np.frombuffer(r.busy_end) - np.frombuffer(r.busy_start)) for r in replicas))
+    kv_cap = plan["kv_cache_tokens"]
+    kv_used = 0.0
+    if kv_cap:
+        for rep in replicas:
+            s, e = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+            kv_used += float(np.sum((e - s) * np.frombuffer(rep.busy_kv)))
+    usd_gpu_h, price_src = resolve_price(sc.pricing, perf.hw)
+    usd_per_hour = usd_gpu_h * gpr * R
+    cost = usd_per_hour * span / 3600
+    idle_w, tdp = perf.hw.idle_w or 0.0, perf.hw.tdp_w or 0.0
+    energy_kwh = gpr * (busy * tdp + (R * span - busy) * idle_w) / 3.6e6
+    slo = sc.slo
+    ok = done.copy()
+    for col, bound in (("ttft_s", slo.ttft_p99_s), ("tpot_s", slo.tpot_p99_s), ("e2e_s", slo.e2e_p99_s)):
+        if bound is not None:
+            v = frame[col].to_numpy()
+            ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
+    has_slo = any(b is not None for b in (slo.ttft_p99_s, slo.tpot_p99_s, slo.e2e_p99_s))
+    finished = n_done + n_rej
+    lat = {c: percentiles(frame.loc[done, c].dropna().to_numpy()) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
+    slo_met = None
+    if has_slo:
+        slo_met = all(lat[c]["p99"] is not None and lat[c]["p99"] <= b for c, b in
+                      (("ttft_s", slo.ttft_p99_s), ("tpot_s", slo.tpot_p99_s), ("e2e_s", slo.e2e_p99_s)) if b is not None)
+        slo_met = bool(slo_met and n_rej == 0)
+    reasons = {REJECT_REASONS[i]: int(np.sum(ledger.reason[rejected] == i)) for i in range(1, len(REJECT_REASONS))}
+    s: dict[str, Any] = {
+        "kind": "serving",
+        "name": sc.name,
+        "model": perf.model.name,
+        "hardware": perf.hw.name,
+        "precision": sc.precision,
+        "replica_layout": {"tp": sc.replica.tp, "pp": sc.replica.pp, "batching": sc.replica.batching,
+                           "max_num_seqs": plan["max_num_seqs"], "max_batched_tokens": plan["max_batched_tokens"],
+                           "kv_cache_precision": plan["kv_cache_precision"]},
+        "kv_cache_tokens_per_replica": kv_cap,
+        "memory_per_gpu_gib": {k: _r(v, 5) for k, v in plan["memory_per_gpu_gib"].items()},
+        "simulated_s": _r(end),
+        "arrived": n_arr,
+        "completed": n_done,
+        "rejected": n_rej,
+        "rejected_by_reason": {k: v for k, v in reasons.items() if v},
+        "in_flight": n_arr - n_done - n_rej,
+        "preemptions": int(ledger.preemptions.sum()),
+        "throughput_rps": _r(n_done / span),
+        "output_tokens_per_s": _r(out_tokens / span),
+        "input_tokens_per_s": _r(float(q.prompt[done].sum()) / span),
+        **lat,
+        "replicas": {"mean": R, "max": R},
+        "gpus": R * gpr,
+        "gpu_utilization": _r(busy / (R * span), 4),
+        "kv_cache_utilization": _r(kv_used / (R * span * kv_cap), 4) if kv_cap else None,
+        "slo": {k: v for k, v in slo.model_dump().items() if v is not None},
+        "slo_attainment": _r(float(ok.sum()) / finished, 4) if has_slo and finished else None,
+        "slo_met": slo_met,
+        "usd_per_gpu_hour": _r(usd_gpu_h),
+        "price_source": price_src,
+        "usd_per_hour": _r(usd_per_hour),
+        "cost_usd": _r(cost),
+        "cost_per_million_tokens_usd": _r(cost / out_tokens * 1e6) if out_tokens else None,
+        "energy_kwh": _r(energy_kwh),
+        "warnings": warnings,
+    }
+    if len(q.class_names) > 1:
+        s["classes"] = {
+            name: {"completed": int((done & (q.klass == k)).sum()), "rejected": int((rejected & (q.klass == k)).sum()),
+                   **{c: percentiles(frame.loc[done & (q.klass == k), c].dropna().to_numpy())
+                      for c in ("ttft_s", "e2e_s")}}
+            for k, name in enumerate(q.class_names)
+        }
+    return ServingResult(sc, s, frame, timeseries(replicas, end, kv_cap))

@@ -1,0 +1,234 @@
+"""Requests of a serving workload: arrival times, prompt and output lengths, classes.
+
+Open-loop processes are drawn up front as arrays (vectorised, seeded); closed-loop arrivals are
+issued by the simulation as users receive their responses, so only their lengths are drawn here.
+Each random quantity has its own stream spawned from the scenario seed, so changing the arrival
+process does not change the lengths drawn, and vice versa.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CapsimError
+from ..scenario import (
+    ClosedLoop,
+    Diurnal,
+    Empirical,
+    Fixed,
+    Gamma,
+    LengthDist,
+    LogNormal,
+    Offline,
+    Poisson,
+    Trace,
+    Uniform,
+    Workload,
+)
+
+TRACE_COLUMNS = ("timestamp", "prompt_tokens", "output_tokens")
+
+
+@dataclass(slots=True)
+class Requests:
+    """Struct of arrays, one row per request. ``arrival`` is NaN for closed-loop requests until issued."""
+
+    arrival: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    klass: np.ndarray
+    priority: np.ndarray
+    class_names: tuple[str, ...]
+    closed_loop: ClosedLoop | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+
+def _read_csv(path: str, what: str):
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise CapsimError(f"{what} {path!r} does not exist")
+    try:
+        return pd.read_csv(path)
+    except Exception as e:  # pandas raises several parser errors
+        raise CapsimError(f"{what} {path!r} is not a readable CSV: {e}") from None
+
+
+def _positive_ints(values: np.ndarray, where: str) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(v) | (v < 1) | (v != np.round(v)))
+    if len(bad):
+        i = int(bad[0])
+        raise CapsimError(f"{where}: row {i + 2} has {values[i]!r}; token counts must be whole numbers >= 1")
+    return v.astype(np.int64)
+
+
+def empirical_values(d: Empirical) -> np.ndarray:
+    frame = _read_csv(d.path, "empirical length file")
+    col = d.column or frame.columns[0]
+    if col not in frame:
+        raise CapsimError(f"empirical length file {d.path!r} has no column {col!r} (has {', '.join(frame.columns)})")
+    if len(frame) == 0:
+        raise CapsimError(f"empirical length file {d.path!r} has no rows")
+    return _positive_ints(frame[col].to_numpy(), f"{d.path} column {col!r}")
+
+
+def draw_lengths(d: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` token counts (each >= 1) from a length distribution."""
+    if isinstance(d, Fixed):
+        return np.full(n, d.value, dtype=np.int64)
+    if isinstance(d, Uniform):
+        return rng.integers(d.low, d.high + 1, size=n, dtype=np.int64)
+    if isinstance(d, LogNormal):
+        # parameterised by its mean: mu = ln(mean) - sigma^2/2
+        x = rng.lognormal(math.log(d.mean) - d.sigma**2 / 2, d.sigma, size=n)
+        if d.max:
+            x = np.minimum(x, d.max)
+        return np.maximum(np.rint(x), 1).astype(np.int64)
+    if isinstance(d, Empirical):
+        return rng.choice(empirical_values(d), size=n, replace=True)
+    raise CapsimError(f"unknown length distribution {d!r}")
+
+
+def _stop(w: Workload, requests: int | None) -> tuple[int | None, float | None]:
+    if requests is None and w.duration_s is None:
+        raise CapsimError("an open-loop workload needs an end: set workload.duration_s or workload.arrival.requests")
+    return requests, w.duration_s
+
+
+def _renewal(gaps, n: int | None, duration: float | None, mean_gap: float) -> np.ndarray:
+    """Arrival times from i.i.d. gaps drawn by ``gaps(k)``, up to ``n`` arrivals or ``duration``."""
+    if n is not None:
+        t = np.cumsum(gaps(n))
+        return t[t < duration] if duration is not None else t
+    assert duration is not None
+    chunks, last = [], 0.0
+    while True:
+        k = max(int(duration / mean_gap * 1.1) + 16, 16)
+        t = last + np.cumsum(gaps(k))
+        chunks.append(t[t < duration])
+        if t[-1] >= duration:
+            return np.concatenate(chunks)
+        last = float(t[-1])
+
+
+def rate_function(a: Diurnal):
+    """rate(t) in requests/s: a piecewise-constant schedule, or a sinusoidal day."""
+    if a.schedule is not None:
+        ts = np.array([t for t, _ in a.schedule])
+        rs = np.array([r for _, r in a.schedule])
+        return lambda t: rs[np.searchsorted(ts, t, side="right") - 1]
+    amp = (a.peak_to_trough - 1) / (a.peak_to_trough + 1)
+    return lambda t: a.mean_rps * (1 + amp * np.cos(2 * np.pi * (t - a.peak_at_s) / a.period_s))
+
+
+def _nonhomogeneous(a: Diurnal, n: int | None, duration: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Non-homogeneous Poisson arrivals by time rescaling: unit-rate points mapped through Λ⁻¹."""
+    rate = rate_function(a)
+    if duration is None:
+        mean = a.mean_rps or float(np.mean([r for _, r in a.schedule or []]))
+        duration = 2.0 * n / mean + a.period_s  # long enough for n arrivals at any phase
+    step = min(a.period_s / 2000, duration / 2000) if a.schedule is None else duration / 20000
+    grid = np.arange(0.0, duration + step, step)
+    mid = grid[:-1] + step / 2
+    cum = np.concatenate([[0.0], np.cumsum(rate(mid) * step)])
+    total = cum[-1]
+    k = n if n is not None else int(total + 6 * math.sqrt(total) + 16)
+    u = np.cumsum(rng.exponential(1.0, size=k))
+    u = u[u < total]
+    t = np.interp(u, cum, grid)
+    return t[:n] if n is not None else t
+
+
+def read_trace(tr: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(timestamps, prompt, output, warnings) from a trace CSV with columns timestamp, prompt_tokens, output_tokens."""
+    frame = _read_csv(tr.path, "trace")
+    missing = [c for c in TRACE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CapsimError(f"trace {tr.path!r} lacks column(s) {', '.join(missing)}; it needs {', '.join(TRACE_COLUMNS)}"
+                          f" (has {', '.join(map(str, frame.columns))})")
+    if len(frame) == 0:
+        raise CapsimError(f"trace {tr.path!r} has no rows")
+    ts = np.asarray(frame["timestamp"], dtype=object)
+    try:
+        t = ts.astype(float)
+    except (TypeError, ValueError):
+        bad = next(i for i, v in enumerate(ts) if not _is_number(v))
+        raise CapsimError(f"trace {tr.path!r}: row {bad + 2} has timestamp {ts[bad]!r}; expected seconds") from None
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
+    if len(bad):
+        raise CapsimError(f"trace {tr.path!r}: row {bad[0] + 2} has timestamp {t[bad[0]]!r}; expected seconds >= 0")
+    prompt = _positive_ints(frame["prompt_tokens"].to_numpy(), f"trace {tr.path!r} prompt_tokens")
+    output = _positive_ints(frame["output_tokens"].to_numpy(), f"trace {tr.path!r} output_tokens")
+    warnings = []
+    if np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        t, prompt, output = t[order], prompt[order], output[order]
+        warnings.append(f"trace {tr.path}: timestamps were not in order; requests were sorted by timestamp")
+    t = (t - t[0]) * tr.time_scale
+    return t, prompt, output, warnings
+
+
+def _is_number(v: object) -> bool:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
+    """All requests of the workload (closed loop: lengths only) and any warnings about the input."""
+    s_arr, s_prompt, s_out, s_cls = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    a = w.arrival
+    warnings: list[str] = []
+    closed = None
+    prompt = output = None
+    if isinstance(a, Poisson):
+        n, dur = _stop(w, a.requests)
+        t = _renewal(lambda k: s_arr.exponential(1 / a.rate_rps, size=k), n, dur, 1 / a.rate_rps)
+    elif isinstance(a, Gamma):
+        n, dur = _stop(w, a.requests)
+        shape = 1 / a.cv**2
+        t = _renewal(lambda k: s_arr.gamma(shape, 1 / (a.rate_rps * shape), size=k), n, dur, 1 / a.rate_rps)
+    elif isinstance(a, Diurnal):
+        n, dur = _stop(w, a.requests)
+        t = _nonhomogeneous(a, n, dur, s_arr)
+    elif isinstance(a, Offline):
+        t = np.zeros(a.requests)
+    elif isinstance(a, ClosedLoop):
+        t = np.full(a.requests, np.nan)
+        closed = a
+    elif isinstance(a, Trace):
+        t, prompt, output, warnings = read_trace(a)
+        if w.duration_s is not None:
+            keep = t < w.duration_s
+            if not keep.all():
+                warnings.append(f"trace: {int((~keep).sum())} requests after workload.duration_s were not replayed")
+            t, prompt, output = t[keep], prompt[keep], output[keep]
+    else:  # pragma: no cover - the scenario schema admits no other process
+        raise CapsimError(f"unknown arrival process {a!r}")
+    n = len(t)
+    if n == 0:
+        raise CapsimError("the workload produced no requests; raise workload.duration_s or the arrival rate")
+    if prompt is None:
+        prompt = draw_lengths(w.prompt_tokens, n, s_prompt)
+        output = draw_lengths(w.output_tokens, n, s_out)
+    names: tuple[str, ...] = ("default",)
+    klass = np.zeros(n, dtype=np.int16)
+    priority = np.zeros(n, dtype=np.int64)
+    if w.classes:
+        names = tuple(c.name for c in w.classes)
+        if len(set(names)) != len(names):
+            raise CapsimError(f"workload.classes: class names must be unique (got {', '.join(names)})")
+        p = np.array([c.weight for c in w.classes])
+        klass = s_cls.choice(len(names), size=n, p=p / p.sum()).astype(np.int16)
+        priority = np.array([c.priority for c in w.classes], dtype=np.int64)[klass]
+    assert output is not None
+    return Requests(np.asarray(t, dtype=float), prompt, output, klass, priority, names, closed), warnings
