@@ -9,10 +9,11 @@ from .catalog import get_model
 from .errors import CapsimError, InfeasibleError
 from .hardware import get_profile
 from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
+from .serving import ServingResult, simulate_serving
 from .training import TrainingResult, simulate_training
 
 __version__ = "0.1.0"
 __all__ = [
-    "CapsimError", "InfeasibleError", "ServingScenario", "TrainingResult", "TrainingScenario", "__version__",
-    "get_model", "get_profile", "load_scenario", "parse_scenario", "simulate_training",
+    "CapsimError", "InfeasibleError", "ServingResult", "ServingScenario", "TrainingResult", "TrainingScenario", "__version__",
+    "get_model", "get_profile", "load_scenario", "parse_scenario", "simulate_serving", "simulate_training",
 ]

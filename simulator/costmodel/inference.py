@@ -81,6 +81,7 @@ class InferenceModel:
     kv_precision: str = "bf16"
     _linear: dict[int, float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
+    _decode: dict[int, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         m, hw, t = self.model, self.hw, self.tp
@@ -128,7 +129,10 @@ class InferenceModel:
 
     def decode_base(self, n: int) -> float:
         """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
-        return self.linear_time(n) + self.layers * self.kernel_latency + self.head_time(n)
+        v = self._decode.get(n)
+        if v is None:
+            v = self._decode[n] = self.linear_time(n) + self.layers * self.kernel_latency + self.head_time(n)
+        return v
 
     def iteration_time(self, *, tokens: int, sampled: int, prefill_work: float, decode_seqs: int,
                        decode_ctx: int) -> float:

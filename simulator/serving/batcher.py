@@ -86,12 +86,15 @@ class BatchReplica(Replica):
                              if self.generative else 0.0, len(batch))
             yield env.timeout(max(end - env.now, 0.0))
             self.t = end
-            self.running -= len(batch)
-            self.log(end)
             for r, d, f in zip(batch, done_at, first_at, strict=True):
                 self.ledger.first_token[r] = f
                 self.ledger.generated[r] = int(self.reqs.output[r]) if self.generative else 0
-                self.ledger.finish(r, d)
+                self.ledger.done[r] = d
+            self.running -= len(batch)
+            self.outstanding -= len(batch)
+            self.log(end)
+            for r, d in zip(batch, done_at, strict=True):
+                self.ledger.finish(r, float(d))
 
     def _take(self, size: int, now: float) -> list[int]:
         """Pop up to ``size`` requests whose padded KV cache fits together."""

@@ -10,27 +10,41 @@ its blocks are freed and it goes back to the front of the queue, to be prefilled
 
 Fast-forward: while the batch is decode-only, nothing can join it (the queue is empty or its
 head is blocked, which stays true as blocks only get scarcer), so its composition is fixed until
-the next completion or possible block shortage. Those ``k`` steps are one simpy event: their
-times are an arithmetic progression in the cached tokens, summed in the same order a one-step
-simulation would sum them. An arrival that could join cuts the window at the end of the step
-in progress.
+the next completion or possible block shortage. Those ``k`` steps are one simpy event. Step
+``i`` of the window lasts ``A + C·(c₀ + n·i)`` (``c₀`` cached tokens read by ``n`` sequences),
+so the window ends at ``t₀ + k·A + C·(k·c₀ + n·k(k−1)/2)``. The replica keeps time in integer
+femtoseconds, so that closed form is exact and equals the step-by-step sum bit for bit: fast-
+forward changes how many events are used, never a result. An arrival that could join cuts the
+window at the end of the step in progress.
+
+Decoding sequences are kept so that a window costs O(1), not O(batch): a step counter, the sum
+of cached tokens, a heap of the steps at which sequences finish, and a count of sequences per
+block *phase*. All decoding sequences gain one token per step, so a sequence that joined at step
+``J`` with ``c`` cached tokens needs a new block exactly at the steps ``S`` with
+``S − 1 ≡ J − c (mod B)``: the blocks taken over any window follow from the B phase counts.
+Only preemption, rare, scans the batch.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Generator
+from typing import Any
 
-import numpy as np
 import simpy
 
 from .replica import Replica
 
-_I = np.int64
+FS = 10**15  # the replica's clock ticks in femtoseconds
+
+
+def to_fs(seconds: float) -> int:
+    return round(seconds * FS)
 
 
 class ContinuousReplica(Replica):
-    def __init__(self, *, max_num_seqs: int, max_batched_tokens: int, kv_tokens: int, **kw) -> None:
+    def __init__(self, *, max_num_seqs: int, max_batched_tokens: int, kv_tokens: int, **kw: Any) -> None:
         cfg = kw["cfg"]
         self.B = cfg.kv_block_tokens
         self.total_blocks = kv_tokens // self.B
@@ -39,22 +53,40 @@ class ContinuousReplica(Replica):
         self.max_tokens = max_batched_tokens
         self.chunked = cfg.chunked_prefill
         self.hit_rate = 0.0
-        # decoding sequences (struct of arrays) and prompts being prefilled ([r, done, target, blocks, prio, order])
-        self.ids = self.ctx = self.rem = self.blk = self.prio = self.ord = np.zeros(0, dtype=_I)
+        # decoding sequences: r -> [join_step, ctx_at_join, finish_step, priority, admission order]
+        self.seqs: dict[int, list[int]] = {}
+        self.step = 0                      # decode steps run so far on this replica
+        self.ctx_sum = 0                   # cached tokens of the decoding sequences, now
+        self.finish_heap: list[tuple[int, int, int]] = []     # (finish step, order, r)
+        self.phase = [0] * self.B          # decoding sequences per block phase (J - c) mod B
+        # prompts being prefilled: [r, done, target, blocks, priority, order]
         self.prefilling: list[list[int]] = []
         self.chunks: list[tuple[list[int], int]] = []
-        self.ends: np.ndarray | None = None
+        self.win: tuple[int, int, int, int, int] | None = None   # (t0, A, C, c0, n) in fs, see _end
+        self.win_k = 0
+        self.t_fs = 0
         self._admit = 0
         self.reserved = 0
+        self._k = 0
+        self._base: dict[int, int] = {}
         super().__init__(**kw)
+        self._coef = to_fs(self.perf.decode_coef)
 
     @property
     def kv_capacity_tokens(self) -> int:
         return self.total_blocks * self.B
 
+    def _ctx(self, r: int) -> int:
+        s = self.seqs[r]
+        return s[1] + self.step - s[0]
+
+    def _valid(self, entry: tuple[int, int, int]) -> bool:
+        s = self.seqs.get(entry[2])
+        return s is not None and s[4] == entry[1]
+
     # ---- admission -------------------------------------------------------------------------------
     def admissible(self, r: int) -> str | None:
-        p, o = int(self.reqs.prompt[r]), int(self.reqs.output[r])
+        p, o = self.ledger.prompt[r], self.ledger.output[r]
         if math.ceil((p + o - 1) / self.B) > self.total_blocks:
             return "exceeds_kv_capacity"
         if not self.chunked and p + o - 1 > self.max_tokens:
@@ -64,48 +96,63 @@ class ContinuousReplica(Replica):
 
     def kv_load(self, t: float) -> float:
         used = self.total_blocks - self.free
-        if self.ends is not None and len(self.ids) and len(self.ends) > 1:
-            j = int(np.searchsorted(self.ends, t, side="right"))  # steps of the window already done
-            if j:
-                used += int(np.sum(-(-(self.ctx + j) // self.B) - self.blk))
-        queued = sum(int(self.reqs.prompt[r]) for _, _, r in self.waiting)
+        if self.win is not None and self.win_k > 1:
+            used += self._blocks_over(self._steps_done(to_fs(t)))          # steps of the window already done
+        queued = sum(self.ledger.prompt[r] for _, _, r in self.waiting)
         return (used + queued / self.B) / max(self.total_blocks, 1)
 
     def on_arrival_while_busy(self, r: int, t: float) -> None:
-        ends = self.ends
-        if ends is None or len(ends) < 2 or self.waiting[0][2] != r:
+        if self.win is None or self.win_k < 2 or self.waiting[0][2] != r:
             return  # no window to cut, or the newcomer queues behind a blocked head
-        j = int(np.searchsorted(ends, t, side="right"))
-        if j < len(ends) - 1:
-            self.ends = ends[: j + 1]
+        j = self._steps_done(to_fs(t)) + 1                  # the step in progress completes
+        if j < self.win_k:
+            self.win_k = j
+            self.busy_end[-1] = self._end(j) / FS
             self.proc.interrupt()
 
+    def _end(self, j: int) -> int:
+        """End of the window's step ``j`` (1-based), in fs: exact integer arithmetic."""
+        t0, A, C, c0, n = self.win  # type: ignore[misc]
+        return t0 + j * A + C * (j * c0 + n * j * (j - 1) // 2)
+
+    def _steps_done(self, t: int) -> int:
+        """Steps of the current window finished by time ``t`` (fs)."""
+        lo, hi = 0, self.win_k
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._end(mid) <= t:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
     # ---- the process -------------------------------------------------------------------------------
-    def run(self):
+    def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while True:
             if not self.waiting and not self.running:
                 yield self.sleep()
+                self.t_fs = to_fs(self.t)
                 continue
-            self.ends = self.plan()
+            self.plan()
             while True:
                 try:
-                    yield env.timeout(max(float(self.ends[-1]) - env.now, 0.0))
+                    yield env.timeout(max(self._end(self.win_k) / FS - env.now, 0.0))
                     break
                 except simpy.Interrupt:
                     continue
-            self.commit(len(self.ends))
-            self.ends = None
+            self.commit(self.win_k)
+            self.win = None
 
     # ---- scheduling one iteration (or a window of identical decode steps) -------------------------
     def _victim(self) -> tuple[str, int]:
         """The sequence to preempt: lowest priority, then most recently admitted."""
         best: tuple[int, int] | None = None
         where = ("", -1)
-        if len(self.ids):
-            key = self.prio * (1 << 40) - self.ord      # smallest = lowest priority, latest order
-            i = int(np.argmin(key))
-            best, where = (int(self.prio[i]), -int(self.ord[i])), ("decode", i)
+        for r, s in self.seqs.items():
+            k = (s[3], -s[4])
+            if best is None or k < best:
+                best, where = k, ("decode", r)
         for i, e in enumerate(self.prefilling):
             k = (e[4], -e[5])
             if best is None or k < best:
@@ -115,12 +162,13 @@ class ContinuousReplica(Replica):
     def _preempt(self, where: tuple[str, int], t: float) -> None:
         kind, i = where
         if kind == "decode":
-            r = int(self.ids[i])
-            self.free += int(self.blk[i])
-            self.ledger.generated[r] = int(self.reqs.output[r]) - int(self.rem[i])
-            keep = np.ones(len(self.ids), dtype=bool)
-            keep[i] = False
-            self._keep(keep)
+            r = i
+            ctx = self._ctx(r)
+            self.free += -(-ctx // self.B)
+            self.ctx_sum -= ctx
+            s = self.seqs.pop(r)
+            self.phase[(s[0] - s[1]) % self.B] -= 1
+            self.ledger.generated[r] = self.ledger.output[r] - (s[2] - self.step)
         else:
             e = self.prefilling.pop(i)
             r = e[0]
@@ -131,27 +179,36 @@ class ContinuousReplica(Replica):
         self.push(r, front=True)
         self.log(t)
 
-    def _keep(self, keep: np.ndarray) -> None:
-        self.ids, self.ctx, self.rem = self.ids[keep], self.ctx[keep], self.rem[keep]
-        self.blk, self.prio, self.ord = self.blk[keep], self.prio[keep], self.ord[keep]
+    def _blocks_over(self, k: int) -> int:
+        """New KV blocks the decoding sequences take over the next ``k`` steps."""
+        B, ph = self.B, self.phase
+        full, rest = divmod(k, B)
+        if not rest:
+            return full * len(self.seqs)
+        i = self.step % B
+        part = sum(ph[i:i + rest])
+        if i + rest > B:
+            part += sum(ph[:i + rest - B])
+        return full * len(self.seqs) + part
 
-    def plan(self) -> np.ndarray:
-        """Choose the next iteration's batch and return the end time(s) of its step(s)."""
-        t0, B = self.t, self.B
+    def plan(self) -> None:
+        """Choose the next iteration's batch: a mixed iteration, or a window of decode steps."""
+        t0_fs, B = self.t_fs, self.B
+        t0 = t0_fs / FS
         # 1. a KV slot for every decoding sequence's next token, preempting while blocks are short
         need = 0
-        while len(self.ids):
-            need = int(np.count_nonzero(self.ctx == self.blk * B))
+        while self.seqs:
+            need = self.phase[self.step % self.B]   # sequences whose last block is full
             if need <= self.free:
                 break
             self._preempt(self._victim(), t0)
         self.reserved = need                                # held until commit allocates them
         self.free -= need
-        n = len(self.ids)
+        n = len(self.seqs)
         budget = self.max_tokens - n
         # 2. prompts already being prefilled, in admission order
         self.chunks = []
-        for e in list(self.prefilling):
+        for e in list(self.prefilling) if self.prefilling else ():
             if budget <= 0:
                 break
             q = min(e[2] - e[1], budget)
@@ -162,11 +219,11 @@ class ContinuousReplica(Replica):
             self._take(e, q)
             budget -= q
         # 3. admit from the queue while sequences, tokens and blocks allow (stop at a blocked head)
-        n_run = len(self.ids) + len(self.prefilling)
+        n_run = len(self.seqs) + len(self.prefilling)
         while self.waiting and n_run < self.max_seqs and budget > 0:
             r = self.waiting[0][2]
-            target = int(self.reqs.prompt[r]) + int(self.ledger.generated[r])
-            cached = min(int(self.hit_rate * int(self.reqs.prompt[r]) / B) * B, target - 1)
+            target = self.ledger.prompt[r] + int(self.ledger.generated[r])
+            cached = min(int(self.hit_rate * self.ledger.prompt[r] / B) * B, target - 1)
             q = target - cached
             if q > budget:
                 if not self.chunked:
@@ -176,39 +233,44 @@ class ContinuousReplica(Replica):
                 break
             heapq.heappop(self.waiting)
             self._admit += 1
-            e = [r, cached, target, 0, int(self.reqs.priority[r]), self._admit]
-            self.free -= -(-cached // B)
-            e[3] = -(-cached // B)
+            held = -(-cached // B)
+            e = [r, cached, target, held, self.ledger.priority[r], self._admit]
+            self.free -= held
             self.prefilling.append(e)
             self._take(e, q)
             budget -= q
             n_run += 1
             self.running += 1
-            if np.isnan(self.ledger.first_sched[r]):
+            if self.ledger.first_sched[r] != self.ledger.first_sched[r]:  # NaN: first admission
                 self.ledger.first_sched[r] = t0
             self.log(t0)
-        n = len(self.ids)
+        n = len(self.seqs)
         if self.chunks:                                     # a mixed iteration: one step
             work = sum(q * (e[1] + (q + 1) / 2) for e, q in self.chunks)
             tokens = n + sum(q for _, q in self.chunks)
             sampled = n + sum(1 for e, q in self.chunks if e[1] + q == e[2])
-            d = self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
-                                         decode_ctx=int(self.ctx.sum()) + n)
-            self.record_busy(t0, t0 + d, (self.total_blocks - self.free) * B, tokens)
-            return np.array([t0 + d])
-        # decode-only: k identical steps (k = 1 without fast-forward or near a block shortage)
+            d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
+                                               decode_ctx=self.ctx_sum + n))
+            self.win, self.win_k = (t0_fs, d, 0, 0, 0), 1
+            self.record_busy(t0, (t0_fs + d) / FS, (self.total_blocks - self.free) * B, tokens)
+            self._k = 1 if n else 0
+            return
         if n == 0:  # cannot happen: an idle replica admits its (admissible) head; a bug if it does
             raise RuntimeError(f"replica {self.index}: scheduler stalled with {len(self.waiting)} waiting")
+        # decode-only: k identical steps (k = 1 without fast-forward or near a block shortage).
         # Over k steps each sequence takes at most ceil(k/B) new blocks, so k <= B·floor(free/n) is safe.
         k = 1
         free = self.free + self.reserved
         if self.fast_forward and free >= n:
-            k = max(min(int(self.rem.min()), B * (free // n)), 1)
-        c0 = int(self.ctx.sum()) + n
-        steps = self.perf.decode_base(n) + self.perf.decode_coef * (c0 + n * np.arange(k, dtype=_I))
-        ends = np.cumsum(np.concatenate(([t0], steps)))[1:]
-        self.record_busy(t0, float(ends[-1]), (self.total_blocks - self.free + self.reserved) * B, n)
-        return ends
+            while not self._valid(self.finish_heap[0]):
+                heapq.heappop(self.finish_heap)
+            k = max(min(self.finish_heap[0][0] - self.step, B * (free // n)), 1)
+        self._k = k
+        A = self._base.get(n)
+        if A is None:
+            A = self._base[n] = to_fs(self.perf.decode_base(n))
+        self.win, self.win_k = (t0_fs, A, self._coef, self.ctx_sum + n, n), k
+        self.record_busy(t0, self._end(k) / FS, (self.total_blocks - self.free + self.reserved) * B, n)
 
     def _take(self, e: list[int], q: int) -> None:
         """Schedule ``q`` prompt tokens of ``e`` this iteration and allocate their blocks."""
@@ -219,52 +281,54 @@ class ContinuousReplica(Replica):
 
     # ---- applying the steps that ran ----------------------------------------------------------------
     def commit(self, k: int) -> None:
-        t = float(self.ends[k - 1])
-        # the window may have been cut: its busy record ends at the last step that ran
-        self.busy_end[-1] = t
-        self.t = t
+        end = self._end(k)
+        self.t_fs = end
+        self.t = t = end / FS
         led, B = self.ledger, self.B
         self.free += self.reserved
         self.reserved = 0
         finished: list[int] = []
-        if len(self.ids):
-            self.ctx = self.ctx + k
-            self.rem = self.rem - k
-            nb = -(-self.ctx // B)
-            self.free -= int(np.sum(nb - self.blk))
-            self.blk = nb
-            done = self.rem == 0
-            if done.any():
-                for i in np.flatnonzero(done):
-                    finished.append(int(self.ids[i]))
-                    self.free += int(self.blk[i])
-                self._keep(~done)
-        new: list[list[int]] = []
+        if self.seqs and self._k:
+            k = min(k, self._k)
+            last = self.step + k
+            self.free -= self._blocks_over(k)               # blocks taken during these steps
+            self.step = last
+            self.ctx_sum += len(self.seqs) * k
+            heap = self.finish_heap
+            while heap and heap[0][0] <= last:
+                e = heapq.heappop(heap)
+                if self._valid(e):
+                    r = e[2]
+                    ctx = self._ctx(r)
+                    self.free += -(-ctx // B)
+                    self.ctx_sum -= ctx
+                    s = self.seqs.pop(r)
+                    self.phase[(s[0] - s[1]) % B] -= 1
+                    finished.append(r)
         for e, q in self.chunks:
             e[1] += q
             if e[1] == e[2]:                                # prompt done: it samples a token
                 r = e[0]
                 self.prefilling.remove(e)
-                if np.isnan(led.first_token[r]):
+                if led.first_token[r] != led.first_token[r]:
                     led.first_token[r] = t
-                rem = int(self.reqs.output[r]) - int(led.generated[r]) - 1
+                rem = self.ledger.output[r] - int(led.generated[r]) - 1
                 if rem == 0:
                     finished.append(r)
                     self.free += e[3]
                 else:
-                    new.append([r, e[2], rem, e[3], e[4], e[5]])
+                    self._join(r, ctx=e[2], rem=rem, prio=e[4], order=e[5])
         self.chunks = []
-        if new:
-            arr = np.array(new, dtype=_I).T
-            self.ids = np.concatenate((self.ids, arr[0]))
-            self.ctx = np.concatenate((self.ctx, arr[1]))
-            self.rem = np.concatenate((self.rem, arr[2]))
-            self.blk = np.concatenate((self.blk, arr[3]))
-            self.prio = np.concatenate((self.prio, arr[4]))
-            self.ord = np.concatenate((self.ord, arr[5]))
         if finished:
-            self.running -= len(finished)
-            self.log(t)
             for r in finished:
-                led.generated[r] = int(self.reqs.output[r])
-                led.finish(r, t)
+                led.generated[r] = self.ledger.output[r]
+            self.finished(finished, t)
+
+    def _join(self, r: int, *, ctx: int, rem: int, prio: int, order: int) -> None:
+        """A sequence starts decoding: it finishes after ``rem`` steps and needs a block whenever its
+        cached tokens fill the last one (ctx ≡ 0 mod B before a step)."""
+        S = self.step
+        self.seqs[r] = [S, ctx, S + rem, prio, order]
+        self.ctx_sum += ctx
+        self.phase[(S - ctx) % self.B] += 1
+        heapq.heappush(self.finish_heap, (S + rem, order, r))

@@ -44,6 +44,10 @@ class Ledger:
 
     def __post_init__(self) -> None:
         n = len(self.reqs)
+        # plain lists for the engine's hot loops (numpy scalar indexing is several times slower)
+        self.prompt: list[int] = self.reqs.prompt.tolist()
+        self.output: list[int] = self.reqs.output.tolist()
+        self.priority: list[int] = self.reqs.priority.tolist()
         self.first_sched = np.full(n, np.nan)
         self.first_token = np.full(n, np.nan)
         self.done = np.full(n, np.nan)
@@ -79,6 +83,7 @@ class Replica:
         self._order = 0
         self._front = 0
         self.running = 0
+        self.outstanding = 0          # queued + running; changes only on arrival and completion
         self.t = 0.0
         self.idle_ev: simpy.Event | None = None
         # state log: one row per change of the waiting/running counts
@@ -96,15 +101,11 @@ class Replica:
         else:
             self._order += 1
             order = self._order
-        heapq.heappush(self.waiting, (-int(self.reqs.priority[r]), order, r))
-
-    @property
-    def outstanding(self) -> int:
-        return len(self.waiting) + self.running
+        heapq.heappush(self.waiting, (-self.ledger.priority[r], order, r))
 
     def kv_load(self, t: float) -> float:
         """Fraction of the KV cache in use or claimed by queued prompts (for the KV-aware router)."""
-        return self.outstanding
+        return self.outstanding / max(self.kv_capacity_tokens, 1)
 
     def log(self, t: float) -> None:
         self.log_t.append(t)
@@ -118,6 +119,7 @@ class Replica:
     def enqueue(self, r: int, t: float) -> None:
         """Request ``r`` arrives at time ``t`` (the router has chosen this replica)."""
         self.ledger.replica[r] = self.index
+        self.outstanding += 1
         self.push(r)
         self.log(t)
         if self.idle_ev is not None:
@@ -126,6 +128,14 @@ class Replica:
             ev.succeed()
         else:
             self.on_arrival_while_busy(r, t)
+
+    def finished(self, rs: list[int], t: float) -> None:
+        """Requests ``rs`` completed at ``t``."""
+        self.running -= len(rs)
+        self.outstanding -= len(rs)
+        self.log(t)
+        for r in rs:
+            self.ledger.finish(r, t)
 
     def on_arrival_while_busy(self, r: int, t: float) -> None:
         """Hook: the continuous engine cuts a fast-forward window short here."""

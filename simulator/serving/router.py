@@ -8,9 +8,13 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import numpy as np
 
 from .replica import Replica
+
+_OUTSTANDING = attrgetter("outstanding")
 
 
 class Router:
@@ -42,7 +46,7 @@ class Router:
             self._next = (i + 1) % len(reps)
             return reps[i]
         if self.policy == "least_outstanding":
-            return min(reps, key=lambda r: r.outstanding)
+            return min(reps, key=_OUTSTANDING)
         if self.policy == "power_of_two":
             a, b = self._pair()
             ra, rb = reps[a], reps[b]
