@@ -24,7 +24,7 @@ $(VENV)/.full: $(VENV)/.base
 
 demo: $(VENV)/.base
 	$(VENV)/bin/capsim train examples/train_gpt3_175b.yaml
-	$(VENV)/bin/capsim cost examples/serve_llama3_8b.yaml
+	$(VENV)/bin/capsim serve examples/serve_llama3_8b.yaml
 
 test: $(VENV)/.full
 	$(VENV)/bin/ruff check simulator calibrate tui tests bench scripts
@@ -35,9 +35,11 @@ lint: $(VENV)/.full
 
 validate: $(VENV)/.base
 	$(PY) bench/validate_training.py
+	$(PY) bench/validate_serving.py
 
 bench: $(VENV)/.base
 	$(PY) bench/training_speed.py
+	$(PY) bench/serving_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

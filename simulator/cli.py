@@ -148,6 +148,66 @@ def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: H
         _print_training(r)
 
 
+def _pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
+    if d.get("p50") is None:
+        return "-"
+    return (f"p50 {d['p50'] * unit:,.1f} · p90 {d['p90'] * unit:,.1f} · p99 {d['p99'] * unit:,.1f} · "
+            f"mean {d['mean'] * unit:,.1f} {suffix}")
+
+
+def _print_serving(r: Any) -> None:
+    s = r.summary
+    lay = s["replica_layout"]
+    t = Table(show_header=False, title=f"{s['name']}: {s['model']} on {s['replicas']['max']} × {s['hardware']} replicas")
+    t.add_row("replica", f"TP{lay['tp']} PP{lay['pp']} {lay['batching']} batching, max {lay['max_num_seqs']} seqs, "
+              f"{lay['max_batched_tokens']:,} tokens/iteration; KV cache {s['kv_cache_tokens_per_replica']:,} tokens "
+              f"({lay['kv_cache_precision']})")
+    mem = s["memory_per_gpu_gib"]
+    t.add_row("memory / GPU", ", ".join(f"{k.removesuffix('_gib')} {v:.1f}" for k, v in mem.items()) + " GiB")
+    rej = f", [bold red]{s['rejected']:,} rejected[/] {s['rejected_by_reason']}" if s["rejected"] else ""
+    inflight = f", {s['in_flight']:,} still in flight" if s["in_flight"] else ""
+    t.add_row("requests", f"{s['arrived']:,} arrived, {s['completed']:,} completed{rej}{inflight}; "
+              f"{s['preemptions']:,} preemptions; {s['simulated_s']:,.1f} s simulated")
+    t.add_row("throughput", f"{s['throughput_rps']:,.2f} req/s, {s['output_tokens_per_s']:,.0f} output tokens/s")
+    t.add_row("TTFT", _pct(s["ttft_s"]))
+    t.add_row("TPOT", _pct(s["tpot_s"]))
+    t.add_row("end-to-end", _pct(s["e2e_s"], 1.0, "s"))
+    t.add_row("queueing", _pct(s["queue_s"]))
+    kv = f", KV cache {100 * s['kv_cache_utilization']:.1f}% used" if s["kv_cache_utilization"] is not None else ""
+    t.add_row("utilization", f"GPU busy {100 * s['gpu_utilization']:.1f}%{kv}")
+    if s["slo_attainment"] is not None:
+        ok = "[green]met[/]" if s["slo_met"] else "[bold red]missed[/]"
+        t.add_row("SLO", f"{ok}: {100 * s['slo_attainment']:.2f}% of requests within "
+                  + ", ".join(f"{k.removesuffix('_p99_s')} ≤ {v} s" for k, v in s["slo"].items()))
+    cpm = s["cost_per_million_tokens_usd"]
+    t.add_row("cost", f"${s['usd_per_hour']:,.2f}/hour ({s['gpus']} GPUs at ${s['usd_per_gpu_hour']:.2f}, "
+              f"{s['price_source']}); ${s['cost_usd']:,.2f} for this run"
+              + (f"; ${cpm:,.3f} per million output tokens" if cpm is not None else ""))
+    t.add_row("energy", f"{s['energy_kwh']:,.2f} kWh")
+    for w in s["warnings"]:
+        t.add_row("[yellow]warning[/]", w)
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+    """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
+    from .scenario import ServingScenario, load_scenario
+    from .serving import simulate_serving
+
+    sc = load_scenario(scenario, set_)
+    if not isinstance(sc, ServingScenario):
+        raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim train'")
+    if html:
+        raise CapsimError("--html reports are not available yet; use --json")
+    r = simulate_serving(sc)
+    if as_json:
+        print(r.to_json())
+    else:
+        _print_serving(r)
+
+
 def main() -> None:
     try:
         app()

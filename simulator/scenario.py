@@ -123,13 +123,18 @@ class LogNormal(_Strict):
     max: int | None = Field(default=None, ge=1)
 
 
+class Exponential(_Strict):
+    dist: Literal["exponential"]
+    mean: float = Field(gt=0, description="mean token count (memoryless lengths, rounded, at least 1)")
+
+
 class Empirical(_Strict):
     dist: Literal["empirical"]
     path: str
     column: str | None = None
 
 
-LengthDist = Annotated[Fixed | Uniform | LogNormal | Empirical, Field(discriminator="dist")]
+LengthDist = Annotated[Fixed | Uniform | LogNormal | Exponential | Empirical, Field(discriminator="dist")]
 
 
 _REQUESTS = "stop after this many requests (and/or at workload.duration_s)"
@@ -223,6 +228,11 @@ class Replica(_Strict):
     chunked_prefill: bool = True
     kv_cache_fraction: float = Field(default=0.9, gt=0, le=1)
     kv_block_tokens: int = Field(default=16, ge=1)
+    scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
+        default="max_utilization",
+        description="max_utilization: admit while blocks are free now, preempt by recompute when they run out (vLLM); "
+                    "guaranteed_no_evict: admit only when the request's final KV fits beside everyone else's "
+                    "(TensorRT-LLM's default)")
     kv_cache_precision: Literal["auto", "fp8", "bf16", "fp16", "fp32"] = Field(
         default="auto", description="auto: the weights' precision (fp8 checkpoints carry fp8 KV scales)")
     max_queue: int | None = Field(default=None, ge=0, description="admission bound; beyond it requests are rejected")

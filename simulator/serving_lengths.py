@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .scenario import Empirical, Fixed, LengthDist, LogNormal, Uniform
+from .scenario import Empirical, Exponential, Fixed, LengthDist, LogNormal, Uniform
 
 
 def mean_length(d: LengthDist) -> float:
@@ -13,7 +13,7 @@ def mean_length(d: LengthDist) -> float:
         return float(d.value)
     if isinstance(d, Uniform):
         return (d.low + d.high) / 2
-    if isinstance(d, LogNormal):
+    if isinstance(d, LogNormal | Exponential):
         return d.mean
     if isinstance(d, Empirical):
         import pandas as pd

@@ -52,6 +52,8 @@ class ContinuousReplica(Replica):
         self.max_seqs = max_num_seqs
         self.max_tokens = max_batched_tokens
         self.chunked = cfg.chunked_prefill
+        self.no_evict = cfg.scheduler_policy == "guaranteed_no_evict"
+        self.committed = 0                 # guaranteed_no_evict: final blocks of every admitted sequence
         self.hit_rate = 0.0
         # decoding sequences: r -> [join_step, ctx_at_join, finish_step, priority, admission order]
         self.seqs: dict[int, list[int]] = {}
@@ -97,7 +99,8 @@ class ContinuousReplica(Replica):
     def kv_load(self, t: float) -> float:
         used = self.total_blocks - self.free
         if self.win is not None and self.win_k > 1:
-            used += self._blocks_over(self._steps_done(to_fs(t)))          # steps of the window already done
+            # as a step-by-step run would see it: blocks of the steps done and of the one in progress
+            used += self._blocks_over(self._steps_done(to_fs(t)) + 1) - self.reserved
         queued = sum(self.ledger.prompt[r] for _, _, r in self.waiting)
         return (used + queued / self.B) / max(self.total_blocks, 1)
 
@@ -193,8 +196,7 @@ class ContinuousReplica(Replica):
 
     def plan(self) -> None:
         """Choose the next iteration's batch: a mixed iteration, or a window of decode steps."""
-        t0_fs, B = self.t_fs, self.B
-        t0 = t0_fs / FS
+        t0_fs, B, t0 = self.t_fs, self.B, self.t
         # 1. a KV slot for every decoding sequence's next token, preempting while blocks are short
         need = 0
         while self.seqs:
@@ -231,6 +233,11 @@ class ContinuousReplica(Replica):
                 q = budget
             if -(-(cached + q) // B) > self.free:
                 break
+            if self.no_evict:
+                final = -(-(self.ledger.prompt[r] + self.ledger.output[r] - 1) // B)
+                if self.committed + final > self.total_blocks:
+                    break
+                self.committed += final
             heapq.heappop(self.waiting)
             self._admit += 1
             held = -(-cached // B)
@@ -261,10 +268,12 @@ class ContinuousReplica(Replica):
         # Over k steps each sequence takes at most ceil(k/B) new blocks, so k <= B·floor(free/n) is safe.
         k = 1
         free = self.free + self.reserved
-        if self.fast_forward and free >= n:
+        if self.fast_forward and (free >= n or self.no_evict):
             while not self._valid(self.finish_heap[0]):
                 heapq.heappop(self.finish_heap)
-            k = max(min(self.finish_heap[0][0] - self.step, B * (free // n)), 1)
+            k = self.finish_heap[0][0] - self.step
+            if not self.no_evict:                           # no_evict: every final block is already set aside
+                k = max(min(k, B * (free // n)), 1)
         self._k = k
         A = self._base.get(n)
         if A is None:
@@ -319,9 +328,13 @@ class ContinuousReplica(Replica):
                 else:
                     self._join(r, ctx=e[2], rem=rem, prio=e[4], order=e[5])
         self.chunks = []
+        if self.free < 0:  # the scheduler's invariant; a bug if it ever fails
+            raise RuntimeError(f"replica {self.index}: KV cache over capacity by {-self.free} blocks")
         if finished:
             for r in finished:
                 led.generated[r] = self.ledger.output[r]
+                if self.no_evict:
+                    self.committed -= -(-(led.prompt[r] + led.output[r] - 1) // B)
             self.finished(finished, t)
 
     def _join(self, r: int, *, ctx: int, rem: int, prio: int, order: int) -> None:

@@ -101,6 +101,7 @@ class Cluster:
         route_rng = np.random.default_rng(np.random.SeedSequence(sc.seed).spawn(5)[4])
         self.router = Router(sc.cluster.router, self.replicas, route_rng, len(reqs))
         self.max_queue = rc.max_queue
+        self.max_positions = perf.model.max_positions if plan["generative"] else 0
         if reqs.closed_loop:
             self._next = 0
             for _ in range(min(reqs.closed_loop.concurrency, len(reqs))):
@@ -112,6 +113,8 @@ class Cluster:
         """Route request ``r`` arriving at ``t``, or reject it (counted, with the reason)."""
         rep = self.router.choose(t)
         reason = rep.admissible(r)
+        if reason is None and self.max_positions and self.ledger.prompt[r] + self.ledger.output[r] > self.max_positions:
+            reason = "exceeds_max_positions"
         if reason is None and self.max_queue is not None and len(rep.waiting) >= self.max_queue:
             reason = "queue_full"
         if reason is not None:

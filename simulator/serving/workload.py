@@ -19,6 +19,7 @@ from ..scenario import (
     ClosedLoop,
     Diurnal,
     Empirical,
+    Exponential,
     Fixed,
     Gamma,
     LengthDist,
@@ -65,7 +66,8 @@ def _positive_ints(values: np.ndarray, where: str) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(v) | (v < 1) | (v != np.round(v)))
     if len(bad):
         i = int(bad[0])
-        raise CapsimError(f"{where}: row {i + 2} has {values[i]!r}; token counts must be whole numbers >= 1")
+        shown = values[i].item() if hasattr(values[i], "item") else values[i]
+        raise CapsimError(f"{where}: row {i + 2} has {shown!r}; token counts must be whole numbers >= 1")
     return v.astype(np.int64)
 
 
@@ -91,6 +93,8 @@ def draw_lengths(d: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
         if d.max:
             x = np.minimum(x, d.max)
         return np.maximum(np.rint(x), 1).astype(np.int64)
+    if isinstance(d, Exponential):
+        return np.maximum(np.rint(rng.exponential(d.mean, size=n)), 1).astype(np.int64)
     if isinstance(d, Empirical):
         return rng.choice(empirical_values(d), size=n, replace=True)
     raise CapsimError(f"unknown length distribution {d!r}")
