@@ -11,8 +11,8 @@ from .hardware import get_profile
 from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
 from .serving import ServingResult, simulate_serving
 from .training import TrainingResult, simulate_training
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "CapsimError", "InfeasibleError", "ServingResult", "ServingScenario", "TrainingResult", "TrainingScenario", "__version__",
     "get_model", "get_profile", "load_scenario", "parse_scenario", "simulate_serving", "simulate_training",

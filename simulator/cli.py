@@ -141,11 +141,19 @@ def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: H
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim serve'")
     r = simulate_training(sc)
     if html:
-        raise CapsimError("--html reports are not available yet; use --json")
+        _write_report(r, html, quiet=as_json)
     if as_json:
         print(r.to_json())
     else:
         _print_training(r)
+
+
+def _write_report(r: Any, path: Path, *, quiet: bool) -> None:
+    from .report import write_html
+
+    write_html(r, path)
+    if not quiet:
+        err.print(f"report written to {path}")
 
 
 def _pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
@@ -199,9 +207,9 @@ def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: H
     sc = load_scenario(scenario, set_)
     if not isinstance(sc, ServingScenario):
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim train'")
-    if html:
-        raise CapsimError("--html reports are not available yet; use --json")
     r = simulate_serving(sc)
+    if html:
+        _write_report(r, html, quiet=as_json)
     if as_json:
         print(r.to_json())
     else:

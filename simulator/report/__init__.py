@@ -1,0 +1,193 @@
+"""Self-contained HTML reports of training, serving and sweep results (plotly embedded, offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..errors import CapsimError
+from .page import Card, Section, render, table_html
+
+PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518"}
+
+
+def _fig(title: str, **layout: Any) -> go.Figure:
+    return go.Figure(layout={"title": {"text": title, "font": {"size": 14}}, **layout})
+
+
+# ---- training ---------------------------------------------------------------------------------------
+def training_html(r: Any) -> str:
+    s = r.summary
+    lay = s["layout"]
+    mem = s["memory_per_gpu_gib"]
+    fits = s["fits_in_memory"]
+    cards = [
+        Card("iteration", f"{s['iteration_time_s']:.3f} s", f"{s['tokens_per_s']:,.0f} tokens/s"),
+        Card("MFU", f"{100 * s['mfu']:.1f}%", f"HFU {100 * s['hfu']:.1f}%, {s['tflops_per_gpu_model']:.0f} TFLOP/s/GPU"),
+        Card("memory / GPU", f"{mem['total']:.1f} GiB", f"of {s['memory_capacity_gib']:.0f} GiB"
+             + ("" if fits else " — does not fit"), "good" if fits else "bad"),
+        Card("GPUs", f"{s['gpus']:,}", f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} CP{lay['cp']}"),
+    ]
+    if "time_to_train_days" in s:
+        cards += [Card("time to train", f"{s['time_to_train_days']:.1f} days",
+                       f"p10 {s['time_to_train_days_p10']:.1f} · p90 {s['time_to_train_days_p90']:.1f}"),
+                  Card("cost", f"${s['cost_usd']:,.0f}", f"{s['gpu_hours']:,.0f} GPU-h at ${s['usd_per_gpu_hour']:.2f}"),
+                  Card("energy", f"{s['energy_kwh']:,.0f} kWh", f"goodput {100 * s['goodput']:.1f}%")]
+    bd = {k.removesuffix("_s").replace("_", " "): v for k, v in s["time_breakdown_s"].items() if v > 0}
+    f_bd = _fig("Step-time breakdown (s per iteration)", xaxis_title="seconds")
+    f_bd.add_bar(x=list(bd.values()), y=list(bd), orientation="h", marker_color="#4c78a8")
+    f_mem = _fig("Memory per GPU (GiB)", barmode="stack", yaxis_title="GiB")
+    for k in ("params", "grads", "optimizer", "activations", "buffers"):
+        f_mem.add_bar(name=k, x=["this layout"], y=[mem.get(k, 0.0)])
+    f_mem.add_hline(y=s["memory_capacity_gib"], line_dash="dash", line_color="#c0392b",
+                    annotation_text=f"capacity {s['memory_capacity_gib']:.0f} GiB")
+    figs = [("chart-breakdown", f_bd), ("chart-memory", f_mem)]
+    tl = r.timeline_frame()
+    if len(tl):
+        f_tl = _fig("Pipeline schedule of one step (stage × micro-batch)", barmode="overlay",
+                    xaxis_title="time in step (s)", yaxis_title="pipeline stage", yaxis_autorange="reversed")
+        for p, g in tl.groupby("pass"):
+            f_tl.add_bar(name=str(p), base=g.start_s, x=g.end_s - g.start_s, y=g.stage, orientation="h",
+                         marker_color=PASS_COLORS.get(str(p)), text=g.microbatch.astype(str) if len(tl) <= 400 else None,
+                         hovertext=[f"stage {a} {p} micro-batch {b}" for a, b in zip(g.stage, g.microbatch, strict=True)])
+        figs.append(("chart-pipeline", f_tl))
+    sections = [Section("Where the time goes", figs)]
+    if r.time_to_train_samples_days:
+        days = np.asarray(r.time_to_train_samples_days)
+        f_ttt = _fig("Time to train over Monte Carlo runs (failures, restarts, checkpoints)",
+                     xaxis_title="days", yaxis_title="runs")
+        f_ttt.add_histogram(x=days, marker_color="#54a24b")
+        lost = s["time_to_train_days"] - s["compute_days_without_failures"]
+        f_cost = _fig("Cost of the run ($)", yaxis_title="USD")
+        per_day = s["cost_usd"] / s["time_to_train_days"]
+        f_cost.add_bar(x=["training work", "failures, restarts, checkpoints"],
+                       y=[s["compute_days_without_failures"] * per_day, lost * per_day], marker_color=["#4c78a8", "#e45756"])
+        sections.append(Section("The whole run", [("chart-ttt", f_ttt), ("chart-cost", f_cost)],
+                                f"{s['failures_mean']:.1f} failures on average; checkpoint every "
+                                f"{s['checkpoint_interval_s'] / 60:.0f} min ({s['price_source']})."))
+    warn = [] if fits else [s.get("infeasible_reason", "does not fit in memory")]
+    return render(title=f"capsim training report — {s['name']}",
+                  subtitle=f"{s['model']} on {s['gpus']:,} × {s['hardware']}", cards=cards, sections=sections,
+                  scenario_yaml=r.scenario_yaml(), warnings=warn)
+
+
+# ---- serving ----------------------------------------------------------------------------------------
+def _cdf(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    v = np.sort(values.dropna().to_numpy())
+    if len(v) > 2000:   # keep the file small: 2,000 quantiles draw the same curve
+        q = np.linspace(0, 1, 2000)
+        return np.quantile(v, q), q
+    return v, np.arange(1, len(v) + 1) / max(len(v), 1)
+
+
+def serving_html(r: Any) -> str:
+    s = r.summary
+    req, ts = r.requests_frame(), r.timeseries_frame()
+
+    def pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
+        return "-" if d["p50"] is None else f"{d['p50'] * unit:,.1f} / {d['p99'] * unit:,.1f} {suffix}"
+
+    att = s["slo_attainment"]
+    cards = [
+        Card("SLO attainment", "no SLO set" if att is None else f"{100 * att:.2f}%",
+             ", ".join(f"{k.removesuffix('_p99_s')} p99 ≤ {v} s" for k, v in s["slo"].items()),
+             "" if att is None else ("good" if s["slo_met"] else "bad")),
+        Card("TTFT p50 / p99", pct(s["ttft_s"])),
+        Card("TPOT p50 / p99", pct(s["tpot_s"])),
+        Card("E2E p50 / p99", pct(s["e2e_s"], 1.0, "s")),
+        Card("throughput", f"{s['throughput_rps']:,.2f} req/s", f"{s['output_tokens_per_s']:,.0f} output tokens/s"),
+        Card("cost", f"${s['usd_per_hour']:,.2f}/h", f"{s['gpus']} GPUs; ${s['cost_usd']:,.2f} this run"),
+        Card("$ / M output tokens", "-" if s["cost_per_million_tokens_usd"] is None
+             else f"${s['cost_per_million_tokens_usd']:,.3f}"),
+        Card("requests", f"{s['completed']:,} done", f"{s['rejected']:,} rejected, {s['in_flight']:,} in flight",
+             "bad" if s["rejected"] else ""),
+    ]
+    f_cdf = _fig("Latency CDFs", xaxis_title="seconds (log)", xaxis_type="log", yaxis_title="fraction of requests")
+    for col, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end"), ("queue_s", "queueing")):
+        x, y = _cdf(req.loc[req.status == "completed", col].clip(lower=1e-6))
+        if len(x):
+            f_cdf.add_scatter(x=x, y=y, name=name, mode="lines")
+    t = np.sort(ts.t_s.unique())
+    width = float(t[1] - t[0]) if len(t) > 1 else max(s["simulated_s"], 1e-9)
+    counts = np.histogram(req.arrival_s.dropna(), bins=np.append(t, t[-1] + width))[0] if len(t) else []
+    agg = ts.groupby("t_s").agg(queue=("queue", "sum"), running=("running", "sum"), util=("utilization", "mean"),
+                                kv=("kv_cache_utilization", "mean"), tokens=("batch_tokens", "mean")).reset_index()
+    f_rate = _fig("Arrivals and replicas", xaxis_title="time (s)", yaxis_title="requests/s",
+                  yaxis2={"title": "replicas", "overlaying": "y", "side": "right",
+                          "range": [0, 1.25 * s["replicas"]["max"]]})
+    f_rate.add_scatter(x=t, y=np.asarray(counts) / width, name="arrival rate", mode="lines")
+    f_rate.add_scatter(x=t, y=np.full(len(t), s["replicas"]["max"]), name="replicas ready", mode="lines",
+                       yaxis="y2", line_shape="hv")
+    f_q = _fig("Queue and batch", xaxis_title="time (s)", yaxis_title="requests (cluster total)")
+    f_q.add_scatter(x=agg.t_s, y=agg.queue, name="queued", mode="lines")
+    f_q.add_scatter(x=agg.t_s, y=agg.running, name="running (in batches)", mode="lines")
+    f_u = _fig("Utilization (mean over replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
+    f_u.add_scatter(x=agg.t_s, y=agg.util, name="GPU busy", mode="lines")
+    f_u.add_scatter(x=agg.t_s, y=agg.kv, name="KV cache used", mode="lines")
+    f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")
+    edges = np.append(t, t[-1] + width) if len(t) else np.array([0.0])
+    f_cost.add_scatter(x=edges, y=edges / 3600 * s["usd_per_hour"], name="cost", mode="lines", fill="tozeroy")
+    per = ts.groupby("replica").utilization.mean()
+    f_rep = _fig("Per-replica GPU utilization", xaxis_title="replica", yaxis_title="busy fraction", yaxis_range=[0, 1.05])
+    f_rep.add_bar(x=[str(i) for i in per.index], y=per.to_numpy(), marker_color="#4c78a8")
+    sections = [Section("Latency", [("chart-cdf", f_cdf), ("chart-rate", f_rate)]),
+                Section("Over time", [("chart-queue", f_q), ("chart-util", f_u), ("chart-cost", f_cost),
+                                      ("chart-replicas", f_rep)],
+                        f"Time bins of {width:,.3g} s; {s['preemptions']:,} preemptions; {s['price_source']}.")]
+    lay = s["replica_layout"]
+    return render(title=f"capsim serving report — {s['name']}",
+                  subtitle=(f"{s['model']} on {s['replicas']['max']} × {s['hardware']} replicas (TP{lay['tp']} "
+                            f"PP{lay['pp']}, {lay['batching']} batching), {s['simulated_s']:,.0f} s simulated"),
+                  cards=cards, sections=sections, scenario_yaml=r.scenario_yaml(), warnings=s["warnings"])
+
+
+# ---- sweeps -----------------------------------------------------------------------------------------
+def sweep_html(frame: pd.DataFrame, *, x: str, y: str, title: str, scenario_yaml: str, best: int | None) -> str:
+    """Cost-vs-latency (or time) scatter with the Pareto frontier and the chosen row highlighted, and a table."""
+    ok = frame[frame.get("feasible", True) == True] if "feasible" in frame else frame  # noqa: E712
+    f = _fig(f"{y} vs {x}", xaxis_title=x, yaxis_title=y)
+    f.add_scatter(x=ok[x], y=ok[y], mode="markers", name="configurations", marker={"color": "#9aa5b1"},
+                  hovertext=ok.get("config", ok.index.astype(str)))
+    if "pareto" in ok:
+        p = ok[ok.pareto].sort_values(x)
+        f.add_scatter(x=p[x], y=p[y], mode="lines+markers", name="Pareto frontier", line={"color": "#4c78a8"})
+    if best is not None and best in frame.index:
+        f.add_scatter(x=[frame.loc[best, x]], y=[frame.loc[best, y]], mode="markers", name="chosen",
+                      marker={"size": 16, "color": "#e45756", "symbol": "star"})
+    cols = list(frame.columns)
+    rows = frame.astype(object).where(frame.notna(), "").values.tolist()
+    hi = list(frame.index).index(best) if best is not None and best in frame.index else None
+    n_ok = len(ok)
+    cards = [Card("configurations", f"{len(frame):,}", f"{n_ok:,} feasible")]
+    if best is not None and best in frame.index:
+        cards.append(Card("chosen", str(frame.loc[best].get("config", best)), f"{y} = {frame.loc[best, y]:,.4g}", "good"))
+    return render(title=title, subtitle=f"{len(frame):,} configurations", cards=cards,
+                  sections=[Section("Trade-off", [("chart-pareto", f)])],
+                  extra_html=f"<h2>All configurations</h2>{table_html(cols, rows, highlight=hi)}",
+                  scenario_yaml=scenario_yaml)
+
+
+def write_html(result: Any, path: str | Path) -> Path:
+    """Write the report of a training or serving result to ``path``."""
+    from ..serving import ServingResult
+    from ..training import TrainingResult
+
+    if isinstance(result, TrainingResult):
+        text = training_html(result)
+    elif isinstance(result, ServingResult):
+        text = serving_html(result)
+    else:
+        raise CapsimError(f"no HTML report for {type(result).__name__}")
+    path = Path(path)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise CapsimError(f"cannot write the report to {str(path)!r}: {e.strerror}") from None
+    return path
+
+
+__all__ = ["serving_html", "sweep_html", "training_html", "write_html"]

@@ -1,0 +1,105 @@
+"""HTML reports: rendered for small scenarios and opened in a real headless Chromium.
+
+Skipped (with how to enable) when no ``chromium`` is on PATH; ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from simulator import parse_scenario, simulate_serving, simulate_training
+from simulator.report import sweep_html, write_html
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not found: install Debian's 'chromium' (apt-get install chromium) "
+                             "to run the report rendering tests")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
+
+
+def training_result():
+    return simulate_training(parse_scenario({
+        "kind": "training", "model": "megatron-1.7b", "hardware": "a100-sxm-80gb", "name": "report-train",
+        "cluster": {"nodes": 1, "gpus_per_node": 8}, "parallelism": {"tp": 2, "pp": 2},
+        "training": {"seq_len": 2048, "global_batch": 32, "micro_batch": 2, "total_tokens": 1e9},
+        "reliability": {"node_mtbf_hours": 500, "runs": 50}}))
+
+
+def serving_result():
+    return simulate_serving(parse_scenario({
+        "kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm", "name": "report-serve",
+        "workload": {"arrival": {"process": "gamma", "rate_rps": 6, "cv": 2, "requests": 600},
+                     "prompt_tokens": {"dist": "lognormal", "mean": 600}, "output_tokens": {"dist": "fixed", "value": 100}},
+        "cluster": {"replicas": 2}, "slo": {"ttft_p99_s": 0.5}}))
+
+
+def chromium(html_path: Path, tmp: Path, shot: Path) -> str:
+    """Open the page headless: take a screenshot and return the DOM after the scripts ran."""
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--virtual-time-budget=10000", "--window-size=1280,2000"]
+    subprocess.run([*base, f"--user-data-dir={tmp / 'shot'}", f"--screenshot={shot}", html_path.as_uri()],
+                   capture_output=True, timeout=120, check=False)
+    dom = subprocess.run([*base, f"--user-data-dir={tmp / 'dom'}", "--dump-dom", html_path.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False).stdout
+    return dom
+
+
+def check_page(dom: str, expected: list[str]) -> None:
+    errors = re.search(r'<pre id="capsim-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    assert errors is not None and errors.group(1).strip() == "", errors.group(1) if errors else dom[:500]
+    charts = re.search(r'data-charts="(\d+)"', dom)
+    assert charts and int(charts.group(1)) == len(expected)
+    for cid in expected:
+        m = re.search(rf'id="{cid}"[^>]*data-points="(\d+)"', dom) or re.search(rf'data-points="(\d+)"[^>]*id="{cid}"', dom)
+        assert m and int(m.group(1)) > 0, f"chart {cid} drew no data"
+
+
+def no_network_references(text: str) -> None:
+    # nothing is loaded from elsewhere: no external scripts, styles, images or fonts
+    assert not re.search(r'<(script|link|img|iframe)[^>]*(src|href)="(https?:)?//', text)
+    assert "Content-Security-Policy" in text and "connect-src 'none'" in text
+
+
+def test_reports_are_self_contained(tmp_path: Path) -> None:
+    for r in (training_result(), serving_result()):
+        p = write_html(r, tmp_path / "r.html")
+        text = p.read_text()
+        no_network_references(text)
+        assert 'id="capsim-scenario"' in text and r.scenario.name in text
+        assert '"capsim_version"' in text
+
+
+@needs_chromium
+@pytest.mark.parametrize("kind", ["training", "serving"])
+def test_report_renders_in_chromium(kind: str, tmp_path: Path) -> None:
+    r = training_result() if kind == "training" else serving_result()
+    page = write_html(r, tmp_path / f"{kind}.html")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / f"{kind}.png"
+    shot.unlink(missing_ok=True)
+    dom = chromium(page, tmp_path, shot)
+    expected = (["chart-breakdown", "chart-memory", "chart-pipeline", "chart-ttt", "chart-cost"] if kind == "training"
+                else ["chart-cdf", "chart-rate", "chart-queue", "chart-util", "chart-cost", "chart-replicas"])
+    check_page(dom, expected)
+    assert shot.exists() and shot.stat().st_size > 20_000
+
+
+@needs_chromium
+def test_sweep_report_renders(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"config": ["a", "b", "c", "d"], "cost_usd": [10.0, 8.0, 12.0, 20.0],
+                          "p99_s": [1.0, 2.0, 0.8, 0.5], "feasible": [True, True, True, False],
+                          "pareto": [True, True, True, False]})
+    page = tmp_path / "sweep.html"
+    page.write_text(sweep_html(frame, x="p99_s", y="cost_usd", title="sweep", scenario_yaml="kind: serving\n", best=0))
+    shot = SCREENSHOTS / "sweep.png"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dom = chromium(page, tmp_path, shot)
+    check_page(dom, ["chart-pareto"])
+    assert dom.count("<tr") == 5      # header + 4 configurations, infeasible ones included
