@@ -40,6 +40,7 @@ validate: $(VENV)/.base
 bench: $(VENV)/.base
 	$(PY) bench/training_speed.py
 	$(PY) bench/serving_speed.py
+	$(PY) bench/sweep_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

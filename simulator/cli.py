@@ -216,6 +216,63 @@ def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: H
         _print_serving(r)
 
 
+@app.command()
+@user_errors
+def sweep(
+    scenario: Path,
+    grid: Annotated[list[str] | None, typer.Option("--grid", help="KEY=V1,V2,... (repeat for a product)")] = None,
+    layouts: Annotated[bool, typer.Option("--layouts", help="training: every valid TP/PP/DP/micro-batch/"
+                                                             "recompute/ZeRO layout")] = False,
+    random: Annotated[int | None, typer.Option("--random", help="evaluate N configurations drawn at random")] = None,
+    objective: Annotated[str | None, typer.Option("--objective", help="column to minimise (max:COL to maximise)")] = None,
+    constraint: Annotated[list[str] | None, typer.Option("--constraint", help="e.g. 'ttft_p99_s<=0.5'")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local, ray or ray:ADDRESS")] = "local",
+    workers: Annotated[int | None, typer.Option("--workers", help="local processes (default: all cores)")] = None,
+    max_rate: Annotated[bool, typer.Option("--max-rate", help="serving: bisect the highest rate meeting the SLO")] = False,
+    out_path: Annotated[Path | None, typer.Option("--out", help="save the table (.parquet or .csv)")] = None,
+    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0,
+) -> None:
+    """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
+    from rich.progress import Progress
+
+    from .scenario import load_scenario
+    from .sweep import parse_grid
+    from .sweep import sweep as run_sweep
+
+    sc = load_scenario(scenario, set_)
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("simulating", total=None)
+        r = run_sweep(sc, grid=parse_grid(grid), layouts=layouts, random=random, objective=objective,
+                      constraints=constraint, executor=executor, workers=workers, max_rate=max_rate, seed=seed,
+                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if out_path:
+        r.save(str(out_path))
+    if html:
+        html.write_text(r.html(), encoding="utf-8")
+        if not as_json:
+            err.print(f"report written to {html}")
+    if as_json:
+        print(r.to_json())
+        return
+    f = r.frame
+    ranked = f[f["rank"].notna()].sort_values("rank")
+    metrics = [c for c in (r.objective, r.x, r.y, "mfu", "memory_gib", "slo_attainment", "max_rate_rps")
+               if c in f and c not in ("config",)]
+    metrics = list(dict.fromkeys(metrics))
+    t = Table("#", "configuration", *metrics, title=f"sweep of {scenario}: {len(f)} configurations, "
+              f"{int(f['feasible'].sum())} feasible, {int(f['meets_constraints'].sum())} meet the constraints; "
+              f"{'max' if r.maximize else 'min'} {r.objective}")
+    for _, row in ranked.head(15).iterrows():
+        t.add_row(str(row["rank"]), row["config"], *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                                                      for c in metrics))
+    out.print(t)
+    if r.best is None:
+        err.print("[bold red]no configuration meets the constraints[/]")
+    errors = f.loc[~f["feasible"].astype(bool), "error"].dropna()
+    if len(errors):
+        err.print(f"{len(errors)} configurations infeasible or invalid, e.g.: {errors.iloc[0]}")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,187 @@
+"""Sweeps and search: evaluate many variants of a scenario, rank them, find the Pareto frontier.
+
+A sweep is a base scenario plus a list of configurations, each a set of key overrides
+(``{"parallelism.tp": 4, ...}``): a grid's cartesian product, a seeded random sample of it, or
+every valid training layout (``layouts=True``). Each configuration is simulated by the same
+public functions as ``capsim train``/``serve``, in a process pool or on Ray; a configuration that
+is invalid or fails is a row with its error, never the end of the sweep. Rows come back in
+configuration order whatever the executor or worker count, so the same sweep gives the same table.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..errors import CapsimError
+from ..scenario import Scenario, TrainingScenario, scenario_yaml
+from .evaluate import evaluate, training_layouts
+from .executors import run_configs
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
+                                               "!=": operator.ne, "<": operator.lt, ">": operator.gt}
+
+
+@dataclass
+class SweepResult:
+    base: Scenario
+    frame: pd.DataFrame
+    objective: str
+    maximize: bool
+    best: int | None
+    x: str
+    y: str
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = json.loads(self.frame.to_json(orient="records"))
+        best = rows[self.best] if self.best is not None else None
+        return {"kind": "sweep", "configurations": len(rows), "feasible": int(self.frame["feasible"].sum()),
+                "objective": ("max:" if self.maximize else "min:") + self.objective, "best": best, "rows": rows,
+                "scenario": json.loads(json.dumps(self.base.model_dump(mode="json")))}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def html(self) -> str:
+        from ..report import sweep_html
+
+        return sweep_html(self.frame, x=self.x, y=self.y, title=f"capsim sweep — {self.base.name}",
+                          scenario_yaml=scenario_yaml(self.base), best=self.best)
+
+    def save(self, path: str) -> None:
+        if path.endswith(".parquet"):
+            try:
+                self.frame.to_parquet(path, index=False)
+            except ImportError:
+                raise CapsimError("writing Parquet needs pyarrow (pip install pyarrow); or use --out results.csv") from None
+        elif path.endswith(".csv"):
+            self.frame.to_csv(path, index=False)
+        else:
+            raise CapsimError(f"--out {path!r}: use a .parquet or .csv file name")
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
+    """``["parallelism.tp=1,2,4", "cluster.replicas=2,4"]`` → ``{"parallelism.tp": [1, 2, 4], ...}`` (YAML values)."""
+    grid: dict[str, list[Any]] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CapsimError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. --grid parallelism.tp=1,2,4")
+        key, _, vals = item.partition("=")
+        values = [yaml.safe_load(v) for v in vals.split(",") if v.strip()]
+        if not key.strip() or not values:
+            raise CapsimError(f"--grid {item!r}: needs a key and at least one value")
+        grid[key.strip()] = values
+    return grid
+
+
+def _set(doc: dict[str, Any], key: str, value: Any) -> None:
+    node = doc
+    parts = key.split(".")
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = node[p] = {} if nxt is None else nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | None, layouts: bool,
+                   seed: int) -> list[dict[str, Any]]:
+    configs: list[dict[str, Any]] = []
+    if layouts:
+        if not isinstance(base, TrainingScenario):
+            raise CapsimError("layout search (--layouts) is for training scenarios; use --grid for serving")
+        configs = training_layouts(base)
+    if grid:
+        keys = list(grid)
+        product = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
+        configs = [{**c, **g} for c in (configs or [{}]) for g in product]
+    if not configs:
+        raise CapsimError("nothing to sweep: give --grid KEY=V1,V2,... or --layouts")
+    if random is not None and random < len(configs):
+        idx = np.sort(np.random.default_rng(seed).choice(len(configs), size=random, replace=False))
+        configs = [configs[i] for i in idx]
+    return configs
+
+
+def parse_constraint(text: str) -> tuple[str, Callable[[Any, Any], bool], Any]:
+    m = re.fullmatch(r"\s*([\w.]+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*", text)
+    if not m:
+        raise CapsimError(f"--constraint {text!r}: expected COLUMN OP VALUE, e.g. 'ttft_p99_s<=0.5' or 'slo_met==true'")
+    return m.group(1), OPS[m.group(2)], yaml.safe_load(m.group(3))
+
+
+def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Points not dominated (lower x and lower y are better)."""
+    order = np.lexsort((y, x))
+    keep = np.zeros(len(x), dtype=bool)
+    best_y = np.inf
+    for i in order:
+        if y[i] < best_y:
+            keep[i] = True
+            best_y = y[i]
+    return keep
+
+
+def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, random: int | None = None,
+          layouts: bool = False, objective: str | None = None, constraints: list[str] | None = None,
+          executor: str = "local", workers: int | None = None, max_rate: bool = False, seed: int = 0,
+          progress: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Evaluate every configuration of the sweep and rank those that are feasible and meet the constraints."""
+    base = scenario
+    training = isinstance(base, TrainingScenario)
+    configs = configurations(base, grid=grid or {}, random=random, layouts=layouts, seed=seed)
+    doc = base.model_dump(mode="json", exclude_none=True)
+    docs = []
+    for c in configs:
+        d = copy.deepcopy(doc)
+        for k, v in c.items():
+            _set(d, k, v)
+        docs.append(d)
+    rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
+    frame = pd.DataFrame([{"config": ", ".join(f"{k}={v}" for k, v in c.items()), **c, **r}
+                          for c, r in zip(configs, rows, strict=True)])
+    cons = [parse_constraint(c) for c in constraints or []]
+    if not training and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
+        cons.append(("slo_met", operator.eq, True))
+    ok = frame["feasible"].astype(bool).to_numpy().copy()
+    for col, op, val in cons:
+        if col not in frame:
+            raise CapsimError(f"constraint on unknown column {col!r}; columns: {', '.join(frame.columns)}")
+        ok &= np.array([v is not None and v == v and bool(op(v, val)) for v in frame[col]])
+    frame["meets_constraints"] = ok
+    default = ("time_to_train_days" if "time_to_train_days" in frame and frame["time_to_train_days"].notna().any()
+               else "iteration_time_s") if training else "usd_per_hour"
+    obj = objective or default
+    maximize = obj.startswith("max:")
+    obj = obj.removeprefix("max:").removeprefix("min:")
+    if obj not in frame:
+        raise CapsimError(f"unknown objective {obj!r}; columns: {', '.join(frame.columns)}")
+    x, y = (("time_to_train_days", "cost_usd") if training and "cost_usd" in frame and frame["cost_usd"].notna().any()
+            else ("iteration_time_s", "gpu_seconds_per_step") if training else ("e2e_p99_s", "usd_per_hour"))
+    vals = pd.to_numeric(frame[obj], errors="coerce").to_numpy(dtype=float)
+    score = np.where(ok & np.isfinite(vals), -vals if maximize else vals, np.inf)
+    best = int(np.argmin(score)) if np.isfinite(score).any() else None
+    frame["rank"] = pd.Series(score).rank(method="first").where(np.isfinite(score)).astype("Int64")
+    xs = pd.to_numeric(frame[x], errors="coerce").to_numpy(dtype=float)
+    ys = pd.to_numeric(frame[y], errors="coerce").to_numpy(dtype=float)
+    fin = ok & np.isfinite(xs) & np.isfinite(ys)
+    par = np.zeros(len(frame), dtype=bool)
+    if fin.any():
+        idx = np.flatnonzero(fin)
+        par[idx] = pareto_mask(xs[idx], ys[idx])
+    frame["pareto"] = par
+    return SweepResult(base, frame, obj, maximize, best, x, y)
+
+
+__all__ = ["SweepResult", "evaluate", "pareto_mask", "parse_grid", "sweep"]
