@@ -27,7 +27,7 @@ demo: $(VENV)/.base
 	$(VENV)/bin/capsim serve examples/serve_llama3_8b.yaml
 
 test: $(VENV)/.full
-	$(VENV)/bin/ruff check simulator calibrate tui tests bench scripts
+	$(VENV)/bin/ruff check simulator calibrate tui tests bench scripts examples
 	$(PY) -m pytest -n 2 tests
 
 lint: $(VENV)/.full
@@ -41,6 +41,7 @@ bench: $(VENV)/.base
 	$(PY) bench/training_speed.py
 	$(PY) bench/serving_speed.py
 	$(PY) bench/sweep_speed.py
+	$(PY) bench/autoscale_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -173,6 +173,7 @@ def _print_serving(r: Any) -> None:
     mem = s["memory_per_gpu_gib"]
     t.add_row("memory / GPU", ", ".join(f"{k.removesuffix('_gib')} {v:.1f}" for k, v in mem.items()) + " GiB")
     rej = f", [bold red]{s['rejected']:,} rejected[/] {s['rejected_by_reason']}" if s["rejected"] else ""
+    rej += f", [bold red]{s['failed']:,} failed[/]" if s["failed"] else ""
     inflight = f", {s['in_flight']:,} still in flight" if s["in_flight"] else ""
     t.add_row("requests", f"{s['arrived']:,} arrived, {s['completed']:,} completed{rej}{inflight}; "
               f"{s['preemptions']:,} preemptions; {s['simulated_s']:,.1f} s simulated")
@@ -188,8 +189,14 @@ def _print_serving(r: Any) -> None:
         t.add_row("SLO", f"{ok}: {100 * s['slo_attainment']:.2f}% of requests within "
                   + ", ".join(f"{k.removesuffix('_p99_s')} ≤ {v} s" for k, v in s["slo"].items()))
     cpm = s["cost_per_million_tokens_usd"]
-    t.add_row("cost", f"${s['usd_per_hour']:,.2f}/hour ({s['gpus']} GPUs at ${s['usd_per_gpu_hour']:.2f}, "
-              f"{s['price_source']}); ${s['cost_usd']:,.2f} for this run"
+    rp = s["replicas"]
+    t.add_row("replicas", f"{s['autoscaling']} scaling: mean {rp['mean']:.2f}, max {rp['max']}; "
+              f"{s['replica_hours']:,.1f} replica-hours; cold start {s['cold_start_s']:.0f} s")
+    if s["replica_failures"] or s["spot_preemptions"] or s["failed"]:
+        t.add_row("faults", f"{s['replica_failures']} replica failures, {s['spot_preemptions']} spot preemptions, "
+                  f"{s['retries']} retries, {s['failed']} requests failed after retries")
+    t.add_row("cost", f"${s['usd_per_hour']:,.2f}/hour on average at ${s['usd_per_gpu_hour']:.2f}/GPU-hour "
+              f"({s['price_source']}); ${s['cost_usd']:,.2f} for this run"
               + (f"; ${cpm:,.3f} per million output tokens" if cpm is not None else ""))
     t.add_row("energy", f"{s['energy_kwh']:,.2f} kWh")
     for w in s["warnings"]:

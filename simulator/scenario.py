@@ -259,16 +259,54 @@ class ServingCluster(_Strict):
 
 
 class Autoscaling(_Strict):
+    """How the replica count follows the load. Unset knobs take the chosen system's defaults."""
+
     policy: Literal["none", "hpa", "kpa", "ray", "queue", "scheduled", "predictive"] = "none"
-    metric: Literal["utilization", "concurrency", "queue", "kv_cache"] = "concurrency"
-    target: float = Field(default=8.0, gt=0)
+    metric: Literal["utilization", "concurrency", "queue", "kv_cache"] = Field(
+        default="concurrency", description="hpa: per-replica metric to track (utilization/kv_cache as a fraction)")
+    target: float | None = Field(default=None, gt=0, description=(
+        "per replica: hpa metric value (default 8 concurrent), kpa concurrency (100), ray ongoing requests (2), "
+        "queue queued requests (5), predictive requests/s it sustains (required)"))
+    target_utilization: float = Field(default=0.7, gt=0, le=1, description="kpa")
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=10, ge=1)
-    cold_start_s: float = Field(default=180.0, ge=0)
-    sync_period_s: float = Field(default=15.0, gt=0)
+    node_provision_s: float = Field(default=120.0, ge=0, description="request to node ready (reference: 2-8 min)")
+    model_load_s: float | None = Field(default=None, ge=0, description=(
+        "node ready to serving; default 190 s + weights at 14 GB/s (the reference's 70B on 8 GPUs: 60 s peer "
+        "check + 10 s weights + 70 s compile + 60 s graph capture)"))
+    sync_period_s: float | None = Field(default=None, gt=0, description="hpa 15, kpa 2, ray 10, queue 30, predictive 30")
     tolerance: float = Field(default=0.1, ge=0)
-    scale_down_stabilization_s: float = Field(default=300.0, ge=0)
-    scale_up_stabilization_s: float = Field(default=0.0, ge=0)
+    scale_down_stabilization_s: float | None = Field(default=None, ge=0, description="hpa 300; ray downscale delay 600")
+    scale_up_stabilization_s: float | None = Field(default=None, ge=0, description="hpa 0; ray upscale delay 30")
+    stable_window_s: float = Field(default=60.0, gt=0, description="kpa")
+    panic_window_s: float = Field(default=6.0, gt=0, description="kpa")
+    schedule: list[tuple[float, int]] | None = Field(default=None, description="scheduled: [[t_s, replicas], ...]")
+    schedule_period_s: float | None = Field(default=None, gt=0, description="scheduled: repeat the schedule")
+    forecast: Literal["pattern", "history"] = Field(
+        default="pattern", description="predictive: the workload's known rate pattern, or the rate one period ago")
+    forecast_period_s: float = Field(default=86400.0, gt=0, description="predictive history: the pattern's period")
+    headroom: float = Field(default=1.0, gt=0, description="predictive: over-provisioning factor")
+
+    @model_validator(mode="after")
+    def _check(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        if self.policy == "scheduled" and not self.schedule:
+            raise ValueError("policy scheduled needs schedule: [[t_s, replicas], ...]")
+        if self.policy == "predictive" and self.target is None:
+            raise ValueError("policy predictive needs target: the requests/s one replica sustains within the SLO "
+                             "(capsim sweep --max-rate measures it)")
+        return self
+
+
+class Faults(_Strict):
+    """Replica failures and spot preemptions; requests on a lost replica are retried elsewhere."""
+
+    replica_mtbf_hours: float | None = Field(default=None, gt=0, description="None: replicas never fail")
+    spot_fraction: float = Field(default=0.0, ge=0, le=1, description="share of replicas on spot capacity")
+    spot_preemptions_per_hour: float = Field(default=0.05, ge=0, description="per spot replica")
+    spot_notice_s: float = Field(default=120.0, ge=0, description="AWS gives 2 minutes")
+    max_retries: int = Field(default=2, ge=0, description="retries of a request whose replica was lost")
 
 
 class SLO(_Strict):
@@ -287,6 +325,7 @@ class ServingScenario(_Strict):
     workload: Workload = Field(default_factory=Workload)
     cluster: ServingCluster = Field(default_factory=ServingCluster)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    faults: Faults = Field(default_factory=Faults)
     slo: SLO = Field(default_factory=SLO)
     pricing: Pricing = Field(default_factory=Pricing)
     seed: int = 0

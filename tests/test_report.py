@@ -35,7 +35,9 @@ def serving_result():
         "kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm", "name": "report-serve",
         "workload": {"arrival": {"process": "gamma", "rate_rps": 6, "cv": 2, "requests": 600},
                      "prompt_tokens": {"dist": "lognormal", "mean": 600}, "output_tokens": {"dist": "fixed", "value": 100}},
-        "cluster": {"replicas": 2}, "slo": {"ttft_p99_s": 0.5}}))
+        "cluster": {"replicas": 2}, "slo": {"ttft_p99_s": 0.5},
+        "autoscaling": {"policy": "hpa", "target": 4, "min_replicas": 1, "max_replicas": 4, "node_provision_s": 20,
+                        "model_load_s": 10}}))
 
 
 def chromium(html_path: Path, tmp: Path, shot: Path) -> str:
@@ -84,7 +86,8 @@ def test_report_renders_in_chromium(kind: str, tmp_path: Path) -> None:
     shot.unlink(missing_ok=True)
     dom = chromium(page, tmp_path, shot)
     expected = (["chart-breakdown", "chart-memory", "chart-pipeline", "chart-ttt", "chart-cost"] if kind == "training"
-                else ["chart-cdf", "chart-rate", "chart-queue", "chart-util", "chart-cost", "chart-replicas"])
+                else ["chart-cdf", "chart-rate", "chart-queue", "chart-latency", "chart-util", "chart-cost",
+                   "chart-replicas"])
     check_page(dom, expected)
     assert shot.exists() and shot.stat().st_size > 20_000
 

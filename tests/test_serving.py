@@ -130,10 +130,16 @@ def test_conservation_with_horizon_and_rejections() -> None:
 
 def test_too_long_requests_are_rejected_not_dropped() -> None:
     d = tight_kv()
+    d["model"] = "llama-3.1-8b"                       # 128k positions; 10% of free memory holds ~47k tokens
     d["workload"]["prompt_tokens"] = {"dist": "fixed", "value": 60000}
     d["workload"]["arrival"]["requests"] = 5
     r = run(d)
+    assert r["kv_cache_tokens_per_replica"] < 60000
     assert r["rejected"] == 5 and r["rejected_by_reason"] == {"exceeds_kv_capacity": 5}
+    d = tight_kv()                                     # Llama-2-7B: 4,096 positions
+    d["workload"]["prompt_tokens"] = {"dist": "fixed", "value": 4090}
+    r = run(d)
+    assert r["rejected_by_reason"] == {"exceeds_max_positions": 300}
 
 
 # ---- fast-forward equivalence and determinism -------------------------------------------------------

@@ -100,11 +100,12 @@ def serving_html(r: Any) -> str:
         Card("TPOT p50 / p99", pct(s["tpot_s"])),
         Card("E2E p50 / p99", pct(s["e2e_s"], 1.0, "s")),
         Card("throughput", f"{s['throughput_rps']:,.2f} req/s", f"{s['output_tokens_per_s']:,.0f} output tokens/s"),
-        Card("cost", f"${s['usd_per_hour']:,.2f}/h", f"{s['gpus']} GPUs; ${s['cost_usd']:,.2f} this run"),
+        Card("cost", f"${s['usd_per_hour']:,.2f}/h", f"{s['replica_hours']:,.1f} replica-hours; ${s['cost_usd']:,.2f} "
+             f"this run ({s['autoscaling']} scaling)"),
         Card("$ / M output tokens", "-" if s["cost_per_million_tokens_usd"] is None
              else f"${s['cost_per_million_tokens_usd']:,.3f}"),
-        Card("requests", f"{s['completed']:,} done", f"{s['rejected']:,} rejected, {s['in_flight']:,} in flight",
-             "bad" if s["rejected"] else ""),
+        Card("requests", f"{s['completed']:,} done", f"{s['rejected']:,} rejected, {s['failed']:,} failed, "
+             f"{s['in_flight']:,} in flight", "bad" if s["rejected"] or s["failed"] else ""),
     ]
     f_cdf = _fig("Latency CDFs", xaxis_title="seconds (log)", xaxis_type="log", yaxis_title="fraction of requests")
     for col, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end"), ("queue_s", "queueing")):
@@ -113,30 +114,36 @@ def serving_html(r: Any) -> str:
             f_cdf.add_scatter(x=x, y=y, name=name, mode="lines")
     t = np.sort(ts.t_s.unique())
     width = float(t[1] - t[0]) if len(t) > 1 else max(s["simulated_s"], 1e-9)
-    counts = np.histogram(req.arrival_s.dropna(), bins=np.append(t, t[-1] + width))[0] if len(t) else []
     agg = ts.groupby("t_s").agg(queue=("queue", "sum"), running=("running", "sum"), util=("utilization", "mean"),
                                 kv=("kv_cache_utilization", "mean"), tokens=("batch_tokens", "mean")).reset_index()
+    sf = r.scaling_frame()
     f_rate = _fig("Arrivals and replicas", xaxis_title="time (s)", yaxis_title="requests/s",
                   yaxis2={"title": "replicas", "overlaying": "y", "side": "right",
-                          "range": [0, 1.25 * s["replicas"]["max"]]})
-    f_rate.add_scatter(x=t, y=np.asarray(counts) / width, name="arrival rate", mode="lines")
-    f_rate.add_scatter(x=t, y=np.full(len(t), s["replicas"]["max"]), name="replicas ready", mode="lines",
-                       yaxis="y2", line_shape="hv")
+                          "range": [0, 1.25 * max(s["replicas"]["max"], 1)],
+                          **({"dtick": 1} if s["replicas"]["max"] <= 12 else {})})
+    f_rate.add_scatter(x=sf.t_s, y=sf.arrival_rps, name="arrival rate", mode="lines")
+    f_rate.add_scatter(x=sf.t_s, y=sf.replicas_requested, name="replicas requested", mode="lines", yaxis="y2",
+                       line_shape="hv")
+    f_rate.add_scatter(x=sf.t_s, y=sf.replicas_ready, name="replicas ready", mode="lines", yaxis="y2", line_shape="hv")
     f_q = _fig("Queue and batch", xaxis_title="time (s)", yaxis_title="requests (cluster total)")
     f_q.add_scatter(x=agg.t_s, y=agg.queue, name="queued", mode="lines")
     f_q.add_scatter(x=agg.t_s, y=agg.running, name="running (in batches)", mode="lines")
+    f_lat = _fig("End-to-end latency of requests finishing in each window", xaxis_title="time (s)",
+                 yaxis_title="seconds")
+    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s, name="p50", mode="lines")
+    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s, name="p99", mode="lines")
     f_u = _fig("Utilization (mean over replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
     f_u.add_scatter(x=agg.t_s, y=agg.util, name="GPU busy", mode="lines")
     f_u.add_scatter(x=agg.t_s, y=agg.kv, name="KV cache used", mode="lines")
     f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")
-    edges = np.append(t, t[-1] + width) if len(t) else np.array([0.0])
-    f_cost.add_scatter(x=edges, y=edges / 3600 * s["usd_per_hour"], name="cost", mode="lines", fill="tozeroy")
+    f_cost.add_scatter(x=sf.t_s + (sf.t_s.iloc[1] - sf.t_s.iloc[0] if len(sf) > 1 else 0), y=sf.cost_usd_accrued,
+                       name="cost", mode="lines", fill="tozeroy")
     per = ts.groupby("replica").utilization.mean()
     f_rep = _fig("Per-replica GPU utilization", xaxis_title="replica", yaxis_title="busy fraction", yaxis_range=[0, 1.05])
     f_rep.add_bar(x=[str(i) for i in per.index], y=per.to_numpy(), marker_color="#4c78a8")
     sections = [Section("Latency", [("chart-cdf", f_cdf), ("chart-rate", f_rate)]),
-                Section("Over time", [("chart-queue", f_q), ("chart-util", f_u), ("chart-cost", f_cost),
-                                      ("chart-replicas", f_rep)],
+                Section("Over time", [("chart-queue", f_q), ("chart-latency", f_lat), ("chart-util", f_u),
+                                      ("chart-cost", f_cost), ("chart-replicas", f_rep)],
                         f"Time bins of {width:,.3g} s; {s['preemptions']:,} preemptions; {s['price_source']}.")]
     lay = s["replica_layout"]
     return render(title=f"capsim serving report — {s['name']}",

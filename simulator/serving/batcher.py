@@ -15,11 +15,13 @@ vision models run one forward per batch (latency from the cost model, or the sce
 from __future__ import annotations
 
 import heapq
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import simpy
 
-from .replica import Replica
+from .replica import KILL, Replica
 
 
 class BatchReplica(Replica):
@@ -31,6 +33,7 @@ class BatchReplica(Replica):
         self.preferred = sorted(cfg.preferred_batch_sizes) if cfg.batching == "dynamic" else []
         self.delay = cfg.max_queue_delay_ms / 1000 if cfg.batching == "dynamic" else 0.0
         self.waiting_for_more = False
+        self.batch: list[int] = []
         self.table = np.array(cfg.latency_table, dtype=float) if cfg.latency_table else None
         super().__init__(**kw)
 
@@ -62,11 +65,14 @@ class BatchReplica(Replica):
         fit = [p for p in self.preferred if p <= n]
         return fit[-1] if fit else top
 
-    def run(self):
+    def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        while True:
+        while not self.dead:
             if not self.waiting:
-                yield self.sleep()
+                try:
+                    yield self.sleep()
+                except simpy.Interrupt:          # killed while idle
+                    return
                 continue
             now = max(self.t, env.now)
             size = self._batch_size(now)
@@ -76,7 +82,9 @@ class BatchReplica(Replica):
                 try:
                     yield env.timeout(max(oldest + self.delay - env.now, 0.0))
                     self.t = max(self.t, oldest + self.delay)
-                except simpy.Interrupt:
+                except simpy.Interrupt as i:
+                    if i.cause == KILL:
+                        return
                     self.t = max(self.t, env.now)
                 self.waiting_for_more = False
                 continue
@@ -84,7 +92,12 @@ class BatchReplica(Replica):
             done_at, first_at, end = self._times(batch, now)
             self.record_busy(now, end, sum(int(self.reqs.prompt[r] + self.reqs.output[r]) for r in batch)
                              if self.generative else 0.0, len(batch))
-            yield env.timeout(max(end - env.now, 0.0))
+            self.batch = batch
+            try:
+                yield env.timeout(max(end - env.now, 0.0))
+            except simpy.Interrupt:              # killed: the batch is lost (kill() returned it)
+                return
+            self.batch = []
             self.t = end
             for r, d, f in zip(batch, done_at, first_at, strict=True):
                 self.ledger.first_token[r] = f
@@ -95,6 +108,11 @@ class BatchReplica(Replica):
             self.log(end)
             for r, d in zip(batch, done_at, strict=True):
                 self.ledger.finish(r, float(d))
+            if self.draining and self.outstanding == 0 and self.on_drained is not None:
+                self.on_drained(self, end)
+
+    def held(self) -> list[int]:
+        return [*super().held(), *self.batch]
 
     def _take(self, size: int, now: float) -> list[int]:
         """Pop up to ``size`` requests whose padded KV cache fits together."""

@@ -34,7 +34,7 @@ from typing import Any
 
 import simpy
 
-from .replica import Replica
+from .replica import KILL, Replica
 
 FS = 10**15  # the replica's clock ticks in femtoseconds
 
@@ -132,9 +132,13 @@ class ContinuousReplica(Replica):
     # ---- the process -------------------------------------------------------------------------------
     def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        while True:
+        self.t_fs = to_fs(self.t)                # a replica can start (scale-up) at any time
+        while not self.dead:
             if not self.waiting and not self.running:
-                yield self.sleep()
+                try:
+                    yield self.sleep()
+                except simpy.Interrupt:          # killed while idle
+                    return
                 self.t_fs = to_fs(self.t)
                 continue
             self.plan()
@@ -142,10 +146,14 @@ class ContinuousReplica(Replica):
                 try:
                     yield env.timeout(max(self._end(self.win_k) / FS - env.now, 0.0))
                     break
-                except simpy.Interrupt:
-                    continue
+                except simpy.Interrupt as i:
+                    if i.cause == KILL:
+                        return
             self.commit(self.win_k)
             self.win = None
+
+    def held(self) -> list[int]:
+        return [*super().held(), *(e[0] for e in self.prefilling), *self.seqs]
 
     # ---- scheduling one iteration (or a window of identical decode steps) -------------------------
     def _victim(self) -> tuple[str, int]:

@@ -15,6 +15,7 @@ import heapq
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import simpy
@@ -23,8 +24,10 @@ from ..costmodel.inference import InferenceModel
 from ..scenario import Replica as ReplicaConfig
 from .workload import Requests
 
-PENDING, DONE, REJECTED = 0, 1, 2
-REJECT_REASONS = ("", "queue_full", "exceeds_kv_capacity", "prompt_exceeds_max_batched_tokens", "exceeds_max_positions")
+PENDING, DONE, REJECTED, FAILED = 0, 1, 2, 3
+REJECT_REASONS = ("", "queue_full", "exceeds_kv_capacity", "prompt_exceeds_max_batched_tokens", "exceeds_max_positions",
+                  "shed", "retries_exhausted")
+KILL = "killed"   # the cause of the interrupt that stops a replica's process
 
 
 @dataclass
@@ -63,6 +66,19 @@ class Ledger:
         if self.on_finish is not None:
             self.on_finish(r, t)
 
+    def fail(self, r: int, t: float) -> None:
+        """Lost with its replica more often than the retry budget allows."""
+        self.status[r] = FAILED
+        self.reason[r] = REJECT_REASONS.index("retries_exhausted")
+        self.done[r] = t
+        if self.on_finish is not None:
+            self.on_finish(r, t)
+
+    def reset_for_retry(self, r: int) -> None:
+        """Its replica was lost: it starts over (queueing and first token are measured again)."""
+        self.first_token[r] = np.nan
+        self.generated[r] = 0
+
     def reject(self, r: int, t: float, reason: str) -> None:
         self.status[r] = REJECTED
         self.reason[r] = REJECT_REASONS.index(reason)
@@ -86,6 +102,10 @@ class Replica:
         self.outstanding = 0          # queued + running; changes only on arrival and completion
         self.t = 0.0
         self.idle_ev: simpy.Event | None = None
+        self.dead = False
+        self.draining = False
+        self.on_drained: Callable[[Replica, float], None] | None = None
+        self.life: Any = None
         # state log: one row per change of the waiting/running counts
         self.log_t, self.log_wait, self.log_run = array("d"), array("q"), array("q")
         # busy log: one row per event-advanced window of iterations
@@ -136,9 +156,35 @@ class Replica:
         self.log(t)
         for r in rs:
             self.ledger.finish(r, t)
+        if self.draining and self.outstanding == 0 and self.on_drained is not None:
+            self.on_drained(self, t)
 
     def on_arrival_while_busy(self, r: int, t: float) -> None:
         """Hook: the continuous engine cuts a fast-forward window short here."""
+
+    def held(self) -> list[int]:
+        """Requests queued or running here (what a failure would lose)."""
+        return [r for _, _, r in self.waiting]
+
+    def kill(self) -> list[int]:
+        """Stop this replica now; returns the requests it held (queued or running)."""
+        held = [] if self.dead else self.held()
+        self.dead = True
+        self.waiting = []
+        self.outstanding = self.running = 0
+        if self.log_t:
+            self.log(self.log_t[-1] if self.env.now < self.log_t[-1] else self.env.now)
+        if self.proc.is_alive and self.env.active_process is not self.proc:
+            self.proc.interrupt(KILL)
+        return held
+
+    def busy_between(self, a: float, b: float) -> float:
+        """Seconds of [a, b] spent running iterations."""
+        total, i = 0.0, len(self.busy_start) - 1
+        while i >= 0 and self.busy_end[i] > a:
+            total += max(0.0, min(self.busy_end[i], b) - max(self.busy_start[i], a))
+            i -= 1
+        return total
 
     def sleep(self):
         self.idle_ev = self.env.event()

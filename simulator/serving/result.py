@@ -19,7 +19,7 @@ import pandas as pd
 from ..costmodel.inference import InferenceModel
 from ..hardware import resolve_price
 from ..scenario import ServingScenario, scenario_yaml
-from .replica import DONE, REJECT_REASONS, REJECTED, Ledger, Replica
+from .replica import DONE, FAILED, REJECT_REASONS, REJECTED, Ledger, Replica
 
 MAX_BINS = 120
 
@@ -64,6 +64,7 @@ class ServingResult:
     summary: dict[str, Any]
     requests: pd.DataFrame = field(repr=False)
     timeseries: pd.DataFrame = field(repr=False)
+    scaling: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     def __getitem__(self, key: str) -> Any:
         return self.summary[key]
@@ -80,6 +81,10 @@ class ServingResult:
     def timeseries_frame(self) -> pd.DataFrame:
         return self.timeseries
 
+    def scaling_frame(self) -> pd.DataFrame:
+        """Per time bin: arrival rate, replicas requested/ready, e2e percentiles, cost accrued."""
+        return self.scaling
+
     def scenario_yaml(self) -> str:
         return scenario_yaml(self.scenario)
 
@@ -89,7 +94,7 @@ def request_frame(ledger: Ledger) -> pd.DataFrame:
     names = np.array(q.class_names)
     frame = pd.DataFrame({
         "arrival_s": q.arrival, "prompt_tokens": q.prompt, "output_tokens": q.output, "class": names[q.klass],
-        "replica": ledger.replica, "status": np.array(["in_flight", "completed", "rejected"])[ledger.status],
+        "replica": ledger.replica, "status": np.array(["in_flight", "completed", "rejected", "failed"])[ledger.status],
         "reject_reason": np.array(REJECT_REASONS)[ledger.reason],
         "queue_s": ledger.first_sched - q.arrival, "ttft_s": ledger.first_token - q.arrival,
         "e2e_s": ledger.done - q.arrival, "preemptions": ledger.preemptions,
@@ -120,29 +125,76 @@ def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.Data
     return pd.concat(rows, ignore_index=True)
 
 
+def _replica_seconds(lives: list[Any], end: float, which: str) -> float:
+    total = 0.0
+    for life in lives:
+        start = life.requested if which == "requested" else life.ready
+        if start is None or start >= end:
+            continue
+        stop = life.released if life.released is not None else end
+        total += max(0.0, min(stop, end) - start)
+    return total
+
+
+def scaling_frame(svc: Any, ledger: Ledger, end: float, usd_per_replica_hour: float) -> pd.DataFrame:
+    """Per time bin: arrival rate, replicas requested and ready, queued requests, e2e p50/p99 of the
+    requests finishing in the bin, and cost accrued."""
+    bins = max(1, min(MAX_BINS, int(np.ceil(end)) if end > 0 else 1))
+    edges = np.linspace(0.0, end, bins + 1) if end > 0 else np.array([0.0, 1.0])
+    width = np.diff(edges)
+    t = np.asarray(svc.scale_t)
+    req = np.diff(step_integral(t, np.asarray(svc.scale_req, dtype=float), edges, end)) / width
+    ready = np.diff(step_integral(t, np.asarray(svc.scale_ready, dtype=float), edges, end)) / width
+    q = ledger.reqs
+    arrivals = np.histogram(q.arrival[np.isfinite(q.arrival)], bins=edges)[0] / width
+    done = ledger.status == DONE
+    e2e = (ledger.done - q.arrival)[done]
+    which = np.clip(np.searchsorted(edges, ledger.done[done], side="right") - 1, 0, bins - 1)
+    p50 = np.full(bins, np.nan)
+    p99 = np.full(bins, np.nan)
+    if len(e2e):
+        order = np.argsort(which, kind="stable")
+        w, v = which[order], e2e[order]
+        cuts = np.flatnonzero(np.diff(w)) + 1
+        for idx, chunk in zip(np.split(w, cuts), np.split(v, cuts), strict=True):
+            p50[idx[0]], p99[idx[0]] = np.percentile(chunk, [50, 99])
+    cum = np.array([_replica_seconds(svc.lives, x, "requested") for x in edges[1:]]) / 3600 * usd_per_replica_hour
+    return pd.DataFrame({"t_s": edges[:-1], "arrival_rps": arrivals, "replicas_requested": req, "replicas_ready": ready,
+                         "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum})
+
+
 def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any], ledger: Ledger,
-                 replicas: list[Replica], end: float, warnings: list[str]) -> ServingResult:
+                 svc: Any, end: float, warnings: list[str]) -> ServingResult:
+    replicas: list[Replica] = svc.all
     q = ledger.reqs
     frame = request_frame(ledger)
     arrived = np.isfinite(q.arrival) & (q.arrival <= end)
     done = ledger.status == DONE
     rejected = ledger.status == REJECTED
-    n_arr, n_done, n_rej = int(arrived.sum()), int(done.sum()), int(rejected.sum())
+    failed = ledger.status == FAILED
+    n_arr, n_done, n_rej, n_fail = int(arrived.sum()), int(done.sum()), int(rejected.sum()), int(failed.sum())
     span = max(end, 1e-12)
     out_tokens = float(q.output[done].sum()) if plan["generative"] else 0.0
-    R, gpr = len(replicas), plan["gpus_per_replica"]
-    busy = float(sum(np.sum(np.frombuffer(r.busy_end) - np.frombuffer(r.busy_start)) for r in replicas))
+    gpr = plan["gpus_per_replica"]
+    busy = float(sum(r.busy_between(0.0, end) for r in replicas))
     kv_cap = plan["kv_cache_tokens"]
     kv_used = 0.0
     if kv_cap:
         for rep in replicas:
-            s, e = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
-            kv_used += float(np.sum((e - s) * np.frombuffer(rep.busy_kv)))
+            s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+            kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
     usd_gpu_h, price_src = resolve_price(sc.pricing, perf.hw)
-    usd_per_hour = usd_gpu_h * gpr * R
-    cost = usd_per_hour * span / 3600
+    spot_gpu_h = usd_gpu_h
+    if any(life.spot for life in svc.lives):
+        spot_gpu_h, _ = resolve_price(sc.pricing.model_copy(update={"market": "spot"}), perf.hw)
+    on_s = _replica_seconds([x for x in svc.lives if not x.spot], end, "requested")
+    spot_s = _replica_seconds([x for x in svc.lives if x.spot], end, "requested")
+    ready_s = _replica_seconds(svc.lives, end, "ready")
+    cost = (on_s * usd_gpu_h + spot_s * spot_gpu_h) * gpr / 3600
+    usd_per_hour = cost / (span / 3600)
     idle_w, tdp = perf.hw.idle_w or 0.0, perf.hw.tdp_w or 0.0
-    energy_kwh = gpr * (busy * tdp + (R * span - busy) * idle_w) / 3.6e6
+    energy_kwh = gpr * (busy * tdp + (on_s + spot_s - busy) * idle_w) / 3.6e6
+    R_mean = (on_s + spot_s) / span
     slo = sc.slo
     ok = done.copy()
     for col, bound in (("ttft_s", slo.ttft_p99_s), ("tpot_s", slo.tpot_p99_s), ("e2e_s", slo.e2e_p99_s)):
@@ -150,14 +202,15 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
             v = frame[col].to_numpy()
             ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
     has_slo = any(b is not None for b in (slo.ttft_p99_s, slo.tpot_p99_s, slo.e2e_p99_s))
-    finished = n_done + n_rej
+    finished = n_done + n_rej + n_fail
     lat = {c: percentiles(frame.loc[done, c].dropna().to_numpy()) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
     slo_met = None
     if has_slo:
         slo_met = all(lat[c]["p99"] is not None and lat[c]["p99"] <= b for c, b in
                       (("ttft_s", slo.ttft_p99_s), ("tpot_s", slo.tpot_p99_s), ("e2e_s", slo.e2e_p99_s)) if b is not None)
-        slo_met = bool(slo_met and n_rej == 0)
+        slo_met = bool(slo_met and n_rej + n_fail == 0)
     reasons = {REJECT_REASONS[i]: int(np.sum(ledger.reason[rejected] == i)) for i in range(1, len(REJECT_REASONS))}
+    max_req = int(max(svc.scale_req)) if svc.scale_req else len(replicas)
     s: dict[str, Any] = {
         "kind": "serving",
         "name": sc.name,
@@ -174,16 +227,23 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
         "completed": n_done,
         "rejected": n_rej,
         "rejected_by_reason": {k: v for k, v in reasons.items() if v},
-        "in_flight": n_arr - n_done - n_rej,
+        "failed": n_fail,
+        "in_flight": n_arr - n_done - n_rej - n_fail,
+        "retries": int(svc.retries.sum()),
+        "replica_failures": svc.failed_replicas,
+        "spot_preemptions": svc.preempted_replicas,
         "preemptions": int(ledger.preemptions.sum()),
         "throughput_rps": _r(n_done / span),
         "output_tokens_per_s": _r(out_tokens / span),
         "input_tokens_per_s": _r(float(q.prompt[done].sum()) / span),
         **lat,
-        "replicas": {"mean": R, "max": R},
-        "gpus": R * gpr,
-        "gpu_utilization": _r(busy / (R * span), 4),
-        "kv_cache_utilization": _r(kv_used / (R * span * kv_cap), 4) if kv_cap else None,
+        "replicas": {"mean": _r(R_mean, 4), "max": max_req},
+        "replica_hours": _r((on_s + spot_s) / 3600),
+        "cold_start_s": _r(svc.cold_start),
+        "autoscaling": sc.autoscaling.policy,
+        "gpus": max_req * gpr,
+        "gpu_utilization": _r(busy / max(ready_s, 1e-12), 4),
+        "kv_cache_utilization": _r(kv_used / (max(ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
         "slo": {k: v for k, v in slo.model_dump().items() if v is not None},
         "slo_attainment": _r(float(ok.sum()) / finished, 4) if has_slo and finished else None,
         "slo_met": slo_met,
@@ -202,4 +262,5 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
                       for c in ("ttft_s", "e2e_s")}}
             for k, name in enumerate(q.class_names)
         }
-    return ServingResult(sc, s, frame, timeseries(replicas, end, kv_cap))
+    usd_replica_h = usd_gpu_h * gpr
+    return ServingResult(sc, s, frame, timeseries(replicas, end, kv_cap), scaling_frame(svc, ledger, end, usd_replica_h))

@@ -18,37 +18,35 @@ _OUTSTANDING = attrgetter("outstanding")
 
 
 class Router:
-    def __init__(self, policy: str, replicas: list[Replica], rng: np.random.Generator, n_requests: int) -> None:
+    def __init__(self, policy: str, replicas: list[Replica], rng: np.random.Generator) -> None:
+        """``replicas`` is the live list of routable replicas (it grows and shrinks with scaling)."""
         self.policy, self.replicas, self.rng = policy, replicas, rng
         self._next = 0
-        self._pairs: np.ndarray | None = None
-        self._pair_i = 0
-        self._n = n_requests
+        self._u: np.ndarray = np.empty((0, 2))
+        self._i = 0
 
-    def _pair(self) -> tuple[int, int]:
-        R = len(self.replicas)
-        if self._pairs is None or self._pair_i >= len(self._pairs):
-            k = max(min(self._n, 1 << 16), 1)
-            a = self.rng.integers(R, size=k)
-            b = self.rng.integers(R - 1, size=k)
-            self._pairs = np.stack((a, b + (b >= a)), axis=1)   # two distinct replicas
-            self._pair_i = 0
-        a, b = self._pairs[self._pair_i]
-        self._pair_i += 1
-        return int(a), int(b)
+    def _pair(self, R: int) -> tuple[int, int]:
+        if self._i >= len(self._u):
+            self._u = self.rng.random((4096, 2))
+            self._i = 0
+        u, v = self._u[self._i]
+        self._i += 1
+        a = int(u * R)
+        b = int(v * (R - 1))
+        return a, b + (b >= a)      # two distinct replicas
 
     def choose(self, t: float) -> Replica:
         reps = self.replicas
         if len(reps) == 1:
             return reps[0]
         if self.policy == "round_robin":
-            i = self._next
-            self._next = (i + 1) % len(reps)
+            i = self._next % len(reps)
+            self._next = i + 1
             return reps[i]
         if self.policy == "least_outstanding":
             return min(reps, key=_OUTSTANDING)
         if self.policy == "power_of_two":
-            a, b = self._pair()
+            a, b = self._pair(len(reps))
             ra, rb = reps[a], reps[b]
             return rb if rb.outstanding < ra.outstanding else ra
         if self.policy == "kv_aware":

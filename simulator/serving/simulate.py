@@ -18,13 +18,11 @@ from ..catalog import get_model
 from ..costmodel.inference import WEIGHT_BYTES, InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import get_profile
-from ..scenario import ServingScenario
-from .batcher import BatchReplica
-from .continuous import ContinuousReplica
+from ..scenario import Diurnal, ServingScenario
 from .replica import Ledger, Replica
 from .result import ServingResult, build_result
-from .router import Router
-from .workload import Requests, generate
+from .service import Service
+from .workload import Requests, generate, rate_function
 
 # vLLM's engine defaults (reference README): max_num_seqs 256, 1024 on GPUs with >= 70 GiB;
 # max_num_batched_tokens 8192 on large GPUs, 2048 on small ones.
@@ -78,58 +76,43 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, dict[str, 
 
 
 class Cluster:
-    """Replicas behind a router, fed by the workload's arrivals."""
+    """The workload driving a service: an arrival process, or closed-loop users."""
 
     def __init__(self, sc: ServingScenario, reqs: Requests, perf: InferenceModel, plan: dict[str, Any], *,
                  fast_forward: bool = True) -> None:
         self.sc, self.reqs = sc, reqs
         self.env = env = simpy.Environment()
         self.waiters: dict[int, simpy.Event] = {}
-        self.ledger = Ledger(reqs, on_finish=self._finished if reqs.closed_loop else None)
-        rc = sc.replica
-        self.replicas: list[Replica] = []
-        for i in range(sc.cluster.replicas):
-            common = dict(env=env, index=i, ledger=self.ledger, perf=perf, cfg=rc, fast_forward=fast_forward)
-            rep: Replica
-            if rc.batching == "continuous":
-                rep = ContinuousReplica(max_num_seqs=plan["max_num_seqs"], max_batched_tokens=plan["max_batched_tokens"],
-                                        kv_tokens=plan["kv_cache_tokens"], **common)
-                rep.hit_rate = sc.workload.prefix_cache_hit_rate
-            else:
-                rep = BatchReplica(kv_tokens=plan["kv_cache_tokens"], generative=plan["generative"], **common)
-            self.replicas.append(rep)
-        route_rng = np.random.default_rng(np.random.SeedSequence(sc.seed).spawn(5)[4])
-        self.router = Router(sc.cluster.router, self.replicas, route_rng, len(reqs))
-        self.max_queue = rc.max_queue
-        self.max_positions = perf.model.max_positions if plan["generative"] else 0
+        self.ledger = Ledger(reqs, on_finish=self._finished)
+        rate_at = None
+        if isinstance(sc.workload.arrival, Diurnal):
+            fn = rate_function(sc.workload.arrival)
+            rate_at = lambda t: float(fn(np.asarray(t)))  # noqa: E731
+        elif hasattr(sc.workload.arrival, "rate_rps"):
+            rate = float(sc.workload.arrival.rate_rps)
+            rate_at = lambda t: rate  # noqa: E731
+        self.service = Service(env=env, sc=sc, perf=perf, plan=plan, ledger=self.ledger, fast_forward=fast_forward,
+                               rate_at=rate_at)
         if reqs.closed_loop:
             self._next = 0
-            for _ in range(min(reqs.closed_loop.concurrency, len(reqs))):
+            self._users = min(reqs.closed_loop.concurrency, len(reqs))
+            for _ in range(self._users):
                 env.process(self._user())
         else:
             env.process(self._arrivals())
 
-    def dispatch(self, r: int, t: float) -> None:
-        """Route request ``r`` arriving at ``t``, or reject it (counted, with the reason)."""
-        rep = self.router.choose(t)
-        reason = rep.admissible(r)
-        if reason is None and self.max_positions and self.ledger.prompt[r] + self.ledger.output[r] > self.max_positions:
-            reason = "exceeds_max_positions"
-        if reason is None and self.max_queue is not None and len(rep.waiting) >= self.max_queue:
-            reason = "queue_full"
-        if reason is not None:
-            self.ledger.replica[r] = rep.index
-            self.ledger.reject(r, t, reason)
-            return
-        rep.enqueue(r, t)
+    @property
+    def replicas(self) -> list[Replica]:
+        return self.service.all
 
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        env, times = self.env, self.reqs.arrival
+        env, times, svc = self.env, self.reqs.arrival, self.service
         for r in range(len(times)):
             t = float(times[r])
             if t > env.now:
                 yield env.timeout(t - env.now)
-            self.dispatch(r, t)
+            svc.dispatch(r, t)
+        svc.arrivals_done = True
 
     def _user(self) -> Generator[simpy.Event, Any, None]:
         """One closed-loop user: send a request, wait for its response, think, repeat."""
@@ -141,12 +124,16 @@ class Cluster:
             self._next += 1
             self.reqs.arrival[r] = t
             ev = self.waiters[r] = env.event()
-            self.dispatch(r, t)
+            self.service.dispatch(r, t)
             t = (yield ev) + cl.think_time_s
             if cl.think_time_s:
                 yield env.timeout(max(t - env.now, 0.0))
+        self._users -= 1
+        if self._users == 0:
+            self.service.arrivals_done = True
 
     def _finished(self, r: int, t: float) -> None:
+        self.service.on_finish(r, t)
         ev = self.waiters.pop(r, None)
         if ev is not None:
             ev.succeed(t)
@@ -154,11 +141,10 @@ class Cluster:
     def run(self) -> float:
         horizon = self.sc.workload.horizon_s
         self.env.run(until=horizon)
-        end = horizon if horizon is not None else self.env.now
-        if horizon is None:
-            done = self.ledger.done[np.isfinite(self.ledger.done)]
-            end = float(done.max()) if len(done) else 0.0
-        return end
+        if horizon is not None:
+            return horizon
+        done = self.ledger.done[np.isfinite(self.ledger.done)]
+        return float(done.max()) if len(done) else 0.0
 
 
 def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) -> ServingResult:
@@ -174,4 +160,4 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) ->
     reqs, warnings = generate(scenario.workload, scenario.seed)
     cluster = Cluster(scenario, reqs, perf, plan, fast_forward=fast_forward)
     end = cluster.run()
-    return build_result(scenario, perf, plan, cluster.ledger, cluster.replicas, end, warnings)
+    return build_result(scenario, perf, plan, cluster.ledger, cluster.service, end, warnings)

@@ -1,0 +1,41 @@
+"""Static peak provisioning vs HPA vs predictive scaling over a day of diurnal chat traffic.
+
+Runs the three scenarios next to this file (in parallel) and prints cost, replica-hours and SLO
+attainment. Usage: python examples/compare_autoscaling.py
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from simulator import load_scenario, simulate_serving  # noqa: E402
+
+FILES = ["serve_diurnal_static.yaml", "serve_diurnal_hpa.yaml", "serve_diurnal_predictive.yaml"]
+
+
+def run(name: str) -> dict:
+    r = simulate_serving(load_scenario(HERE / name))
+    return {"scenario": r["name"], "replica_hours": r["replica_hours"], "replicas_max": r["replicas"]["max"],
+            "cost_usd": r["cost_usd"], "slo_attainment": r["slo_attainment"], "slo_met": r["slo_met"],
+            "ttft_p99_s": r["ttft_s"]["p99"], "tpot_p99_ms": r["tpot_s"]["p99"] * 1e3,
+            "per_m_tokens": r["cost_per_million_tokens_usd"], "requests": r["completed"]}
+
+
+def main() -> None:
+    with ProcessPoolExecutor() as pool:
+        rows = list(pool.map(run, FILES))
+    print(f"{'scenario':<24}{'replica-h':>10}{'max':>5}{'cost $':>10}{'$/M tok':>9}{'SLO att.':>10}{'met':>5}"
+          f"{'TTFT p99':>10}{'TPOT p99':>10}")
+    for r in rows:
+        print(f"{r['scenario']:<24}{r['replica_hours']:>10.1f}{r['replicas_max']:>5}{r['cost_usd']:>10,.0f}"
+              f"{r['per_m_tokens']:>9.2f}{100 * r['slo_attainment']:>9.2f}%{'yes' if r['slo_met'] else 'no':>5}"
+              f"{r['ttft_p99_s']:>9.2f}s{r['tpot_p99_ms']:>8.1f}ms")
+
+
+if __name__ == "__main__":
+    main()

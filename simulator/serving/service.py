@@ -1,0 +1,323 @@
+"""A service: replicas of one model behind a router, scaled over time, losing replicas to faults.
+
+Replica lifecycle: *requested* (it costs money from here) → *ready* after node provisioning and
+model load (the cold start) → serving → *draining* on scale-down or spot notice (no new requests;
+it finishes what it holds) → *released*. A replica can also *fail* (MTBF) or be *preempted* at the
+end of a spot notice: what it held is retried on other replicas, up to ``faults.max_retries``.
+While no replica is ready, requests wait in the service's buffer (Knative's activator), from which
+they are routed as soon as one is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from ..costmodel.inference import InferenceModel
+from ..scenario import ServingScenario
+from . import autoscale as A
+from .batcher import BatchReplica
+from .continuous import ContinuousReplica
+from .replica import Ledger, Replica
+from .router import Router
+
+LOAD_FIXED_S = 190.0          # peer check + compile + graph capture (reference: 70B on 8 GPUs)
+LOAD_BYTES_PER_S = 14e9       # 140 GB of weights in 10 s (same report)
+
+
+@dataclass
+class Life:
+    """One replica slot's history (times in s; None until it happens)."""
+
+    id: int
+    requested: float
+    ready: float | None = None
+    draining: float | None = None
+    released: float | None = None
+    spot: bool = False
+    end_reason: str = ""
+
+
+def cold_start_s(sc: ServingScenario, perf: InferenceModel) -> float:
+    a = sc.autoscaling
+    load = a.model_load_s if a.model_load_s is not None else LOAD_FIXED_S + perf.weight_bytes_per_gpu() / LOAD_BYTES_PER_S
+    return a.node_provision_s + load
+
+
+def make_controller(sc: ServingScenario, cold_start: float, rate_at: Callable[[float], float] | None) -> Any:
+    a = sc.autoscaling
+    p = a.policy
+    period = a.sync_period_s or A.PERIOD_S.get(p, 15.0)
+    target = a.target if a.target is not None else A.TARGET.get(p, 1.0)
+    lo, hi = a.min_replicas, a.max_replicas
+    if p == "hpa":
+        return A.HPA(target, lo, hi, a.tolerance, 300.0 if a.scale_down_stabilization_s is None else a.scale_down_stabilization_s,
+                     a.scale_up_stabilization_s or 0.0, period)
+    if p == "kpa":
+        return A.KPA(target, a.target_utilization, lo, hi, a.stable_window_s, a.panic_window_s, period=period)
+    if p == "ray":
+        return A.RayServe(target, lo, hi, 30.0, 30.0 if a.scale_up_stabilization_s is None else a.scale_up_stabilization_s,
+                          600.0 if a.scale_down_stabilization_s is None else a.scale_down_stabilization_s, period)
+    if p == "queue":
+        return A.QueueScaler(A.HPA(target, lo, hi, a.tolerance, 0.0, 0.0, period))
+    if p == "scheduled":
+        return A.Scheduled([(float(t), int(n)) for t, n in a.schedule or []], a.schedule_period_s, lo, hi, period)
+    if p == "predictive":
+        return A.Predictive(target, cold_start + period, rate_at if a.forecast == "pattern" else None,
+                            a.forecast_period_s, a.headroom, lo, hi, period)
+    return None
+
+
+class Service:
+    def __init__(self, *, env: simpy.Environment, sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any],
+                 ledger: Ledger, fast_forward: bool, rate_at: Callable[[float], float] | None = None) -> None:
+        self.env, self.sc, self.perf, self.plan, self.ledger = env, sc, perf, plan, ledger
+        self.fast_forward = fast_forward
+        streams = np.random.SeedSequence(sc.seed).spawn(7)
+        self.rng_faults = np.random.default_rng(streams[5])
+        self.active: list[Replica] = []
+        self.all: list[Replica] = []
+        self.lives: list[Life] = []
+        self.starting: dict[int, simpy.Process] = {}
+        self.buffer: deque[int] = deque()
+        self.router = Router(sc.cluster.router, self.active, np.random.default_rng(streams[4]))
+        self.max_queue = sc.replica.max_queue
+        self.max_positions = perf.model.max_positions if plan["generative"] else 0
+        self.cold_start = cold_start_s(sc, perf)
+        self.controller = make_controller(sc, self.cold_start, rate_at)
+        self.issued = 0
+        self.finished_n = 0
+        self.arrivals_done = False
+        self.retries = np.zeros(len(ledger.reqs), dtype=np.int32)
+        self.failed_replicas = 0
+        self.preempted_replicas = 0
+        # scaling log: (t, requested, ready)
+        self.scale_t: list[float] = []
+        self.scale_req: list[int] = []
+        self.scale_ready: list[int] = []
+        a = sc.autoscaling
+        n0 = sc.cluster.replicas if a.policy == "none" else min(max(sc.cluster.replicas, a.min_replicas), a.max_replicas)
+        if a.policy == "scheduled":
+            n0 = self.controller.at(0.0)
+        for _ in range(n0):
+            self._ready(self._new_life(0.0), 0.0)
+        self._log(0.0)
+        if self.controller is not None:
+            env.process(self._autoscaler())
+
+    # ---- requests ---------------------------------------------------------------------------------
+    def dispatch(self, r: int, t: float) -> None:
+        """Route request ``r`` arriving at ``t``, buffer it while no replica is ready, or reject it."""
+        self.issued += 1
+        led = self.ledger
+        if self.max_positions and led.prompt[r] + led.output[r] > self.max_positions:
+            led.reject(r, t, "exceeds_max_positions")
+            return
+        if not self.active:
+            if self.max_queue is not None and len(self.buffer) >= self.max_queue:
+                led.reject(r, t, "queue_full")
+            else:
+                self.buffer.append(r)
+            return
+        rep = self.router.choose(t)
+        reason = rep.admissible(r)
+        if reason is None and self.max_queue is not None and len(rep.waiting) >= self.max_queue:
+            reason = self._shed(rep, r, t)
+        if reason is not None:
+            led.replica[r] = rep.index
+            led.reject(r, t, reason)
+            return
+        rep.enqueue(r, t)
+
+    def _shed(self, rep: Replica, r: int, t: float) -> str | None:
+        """Queue full: a request of higher priority takes the place of the lowest-priority queued one."""
+        worst = max(rep.waiting)              # (-priority, order, request): lowest priority, newest
+        if -worst[0] >= self.ledger.priority[r]:
+            return "queue_full"
+        rep.waiting.remove(worst)
+        import heapq
+
+        heapq.heapify(rep.waiting)
+        rep.outstanding -= 1
+        rep.log(t)
+        self.ledger.reject(worst[2], t, "shed")
+        return None
+
+    def on_finish(self, r: int, t: float) -> None:
+        self.finished_n += 1
+
+    @property
+    def all_done(self) -> bool:
+        return self.arrivals_done and self.finished_n >= self.issued and not self.buffer
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def _new_life(self, t: float) -> Life:
+        spot = bool(self.rng_faults.random() < self.sc.faults.spot_fraction) if self.sc.faults.spot_fraction else False
+        life = Life(len(self.lives), t, spot=spot)
+        self.lives.append(life)
+        return life
+
+    @property
+    def requested(self) -> int:
+        return len(self.active) + len(self.starting)
+
+    def _log(self, t: float) -> None:
+        self.scale_t.append(t)
+        self.scale_req.append(self.requested)
+        self.scale_ready.append(len(self.active))
+
+    def request_replica(self, t: float) -> None:
+        life = self._new_life(t)
+        self.starting[life.id] = self.env.process(self._cold_start(life))
+
+    def _cold_start(self, life: Life) -> Generator[simpy.Event, Any, None]:
+        try:
+            yield self.env.timeout(self.cold_start)
+        except simpy.Interrupt:            # cancelled before it was ready
+            return
+        del self.starting[life.id]
+        self._ready(life, self.env.now)
+        self._log(self.env.now)
+
+    def _ready(self, life: Life, t: float) -> None:
+        rc, plan = self.sc.replica, self.plan
+        common = dict(env=self.env, index=life.id, ledger=self.ledger, perf=self.perf, cfg=rc,
+                      fast_forward=self.fast_forward)
+        rep: Replica
+        if rc.batching == "continuous":
+            rep = ContinuousReplica(max_num_seqs=plan["max_num_seqs"], max_batched_tokens=plan["max_batched_tokens"],
+                                    kv_tokens=plan["kv_cache_tokens"], **common)
+            rep.hit_rate = self.sc.workload.prefix_cache_hit_rate
+        else:
+            rep = BatchReplica(kv_tokens=plan["kv_cache_tokens"], generative=plan["generative"], **common)
+        rep.t = t
+        rep.on_drained = self._drained
+        life.ready = t
+        self.active.append(rep)
+        self.all.append(rep)
+        rep.life = life
+        self._arm_faults(rep, t)
+        while self.buffer and self.active:
+            self.dispatch_buffered(self.buffer.popleft(), t)
+
+    def dispatch_buffered(self, r: int, t: float) -> None:
+        self.issued -= 1                 # dispatch counts it again
+        self.dispatch(r, t)
+
+    def _arm_faults(self, rep: Replica, t: float) -> None:
+        f = self.sc.faults
+        if f.replica_mtbf_hours:
+            self.env.process(self._fail_after(rep, float(self.rng_faults.exponential(f.replica_mtbf_hours * 3600))))
+        if rep.life.spot and f.spot_preemptions_per_hour > 0:
+            self.env.process(self._preempt_after(rep, float(self.rng_faults.exponential(3600 / f.spot_preemptions_per_hour))))
+
+    def drain(self, rep: Replica, t: float, reason: str = "scaled_down") -> None:
+        if rep not in self.active:
+            return
+        self.active.remove(rep)
+        rep.draining = True
+        rep.life.draining = t
+        rep.life.end_reason = reason
+        if rep.outstanding == 0:
+            self._release(rep, t)
+
+    def _drained(self, rep: Replica, t: float) -> None:
+        self._release(rep, t)
+        self._log(t)
+
+    def _release(self, rep: Replica, t: float) -> None:
+        if rep.life.released is None:
+            rep.life.released = t
+            rep.kill()
+
+    def _lose(self, rep: Replica, t: float, reason: str, *, replace: bool) -> None:
+        """The replica is gone: retry what it held elsewhere (or fail it after max_retries)."""
+        if rep.life.released is not None:
+            return
+        if rep in self.active:
+            self.active.remove(rep)
+        rep.life.end_reason = reason
+        rep.life.released = t
+        for r in rep.kill():
+            self.retries[r] += 1
+            if self.retries[r] > self.sc.faults.max_retries:
+                self.ledger.fail(r, t)
+            else:
+                self.ledger.reset_for_retry(r)
+                self.dispatch_buffered(r, t)
+        if replace and not self.all_done:
+            self.request_replica(t)
+        self._log(t)
+
+    def _fail_after(self, rep: Replica, delay: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay)
+        if rep.life.released is None and not self.all_done:
+            self.failed_replicas += 1
+            # a static fleet replaces what it lost; an autoscaler sees the gap and decides itself
+            self._lose(rep, self.env.now, "failed", replace=self.controller is None)
+
+    def _preempt_after(self, rep: Replica, delay: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay)
+        if rep.life.released is not None or self.all_done:
+            return
+        t = self.env.now
+        self.preempted_replicas += 1
+        self.drain(rep, t, "spot_preempted")        # notice: no new requests, a replacement starts now
+        self.request_replica(t)
+        self._log(t)
+        yield self.env.timeout(self.sc.faults.spot_notice_s)
+        self._lose(rep, self.env.now, "spot_preempted", replace=False)
+
+    # ---- autoscaling ------------------------------------------------------------------------------
+    def observe(self, t: float, period: float) -> A.Observation:
+        reps = self.active
+        queued = sum(len(r.waiting) for r in reps) + len(self.buffer)
+        conc = sum(r.outstanding for r in reps) + len(self.buffer)
+        metric = 0.0
+        if reps:
+            m = self.sc.autoscaling.metric
+            if m == "concurrency":
+                metric = conc / len(reps)
+            elif m == "queue":
+                metric = queued / len(reps)
+            elif m == "kv_cache":
+                metric = float(np.mean([min(r.kv_load(t), 1.0) for r in reps]))
+            else:
+                metric = float(np.mean([r.busy_between(t - period, t) for r in reps])) / period
+        arrivals = self.issued - self._issued_at_last
+        self._issued_at_last = self.issued
+        return A.Observation(metric=metric, concurrency=conc, queued=queued, ready=len(reps), rate_rps=arrivals / period)
+
+    _issued_at_last = 0
+
+    def scale_to(self, n: int, t: float) -> None:
+        cur = self.requested
+        if n > cur:
+            for _ in range(n - cur):
+                self.request_replica(t)
+        elif n < cur:
+            k = cur - n
+            for lid in sorted(self.starting, reverse=True)[:k]:     # cancel the newest starting ones first
+                self.starting.pop(lid).interrupt()
+                self.lives[lid].released = t
+                self.lives[lid].end_reason = "cancelled"
+                k -= 1
+            for rep in sorted(self.active, key=lambda r: (r.outstanding, -r.index))[:k]:
+                self.drain(rep, t)
+
+    def _autoscaler(self) -> Generator[simpy.Event, Any, None]:
+        ctl = self.controller
+        while True:
+            yield self.env.timeout(ctl.period)
+            t = self.env.now
+            if self.all_done:
+                return
+            want = ctl.step(t, self.requested, self.observe(t, ctl.period))
+            if want != self.requested:
+                self.scale_to(want, t)
+            self._log(t)

@@ -1,0 +1,150 @@
+"""Autoscaling controllers against hand-computed sequences; cold starts, scale to zero, faults, spot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator import parse_scenario, simulate_serving
+from simulator.serving.autoscale import HPA, KPA, Observation, Predictive, RayServe, Scheduled
+
+
+def obs(metric: float, ready: int, conc: float | None = None) -> Observation:
+    return Observation(metric=metric, concurrency=metric * ready if conc is None else conc, ready=ready)
+
+
+def test_hpa_formula_tolerance_and_scale_up_limit() -> None:
+    h = HPA(target=10, min_replicas=1, max_replicas=50, down_window_s=0.0)
+    assert h.step(15, 4, obs(10.9, 4)) == 4          # 9% over target: inside the 0.1 tolerance
+    assert h.step(30, 4, obs(15.0, 4)) == 6          # ceil(4 · 15/10)
+    assert h.step(45, 6, obs(100.0, 6)) == 12        # ceil(6 · 10) = 60, limited to max(2·6, 6+4)
+    assert h.step(60, 2, obs(100.0, 2)) == 6         # limited to max(2·2, 2+4) = 6
+    assert h.step(75, 10, obs(2.5, 10)) == 3         # ceil(10 · 0.25), no stabilization window
+    assert h.step(90, 3, obs(1000.0, 3)) == 7        # max(6, 7)
+    assert h.step(105, 40, obs(30.0, 40)) == 50      # clamped to max_replicas
+
+
+def test_hpa_scale_down_stabilization_takes_the_max_of_the_window() -> None:
+    h = HPA(target=10, min_replicas=1, max_replicas=20)   # 300 s down window
+    seq = [(0, 10, 20.0), (15, 20, 5.0), (30, 20, 2.0), (300, 20, 2.0), (316, 10, 2.0)]
+    out = [h.step(t, cur, obs(m, cur)) for t, cur, m in seq]
+    # raw recommendations ceil(cur · m / 10): 20, 10, 4, 4, 2. Scale-down takes the max of the
+    # recommendations in the last 300 s: 20 holds until t=0 leaves the window; at 300 the window
+    # (0, 300] holds 10, 4, 4 → 10; at 316, (16, 316] holds 4, 4, 2 → 4.
+    assert out == [20, 20, 20, 10, 4]
+
+
+def test_kpa_panics_on_a_burst_and_never_scales_down_while_panicking() -> None:
+    k = KPA(target=10, target_utilization=1.0, min_replicas=0, max_replicas=100)
+    t = 0.0
+    for _ in range(30):                                     # 60 s at 10 concurrent → 1 replica
+        t += 2
+        n = k.step(t, 1, Observation(concurrency=10, ready=1))
+    assert n == 1
+    t += 2
+    n = k.step(t, 1, Observation(concurrency=100, ready=1))  # 6 s window mean (10+10+100)/3 = 40 → 4 ≥ 2×1
+    assert n == 4 and k.panic_until == t + 60
+    t += 2
+    n = k.step(t, 4, Observation(concurrency=0, ready=4))   # load gone, but panicking: keep 4
+    assert n == 4
+    for _ in range(40):                                      # after a quiet stable window: back down
+        t += 2
+        n = k.step(t, 4, Observation(concurrency=0, ready=4))
+    assert n == 0
+
+
+def test_ray_serve_delays() -> None:
+    r = RayServe(target=2, min_replicas=1, max_replicas=10)
+    assert r.step(10, 1, Observation(concurrency=8)) == 1    # wants 4, must persist 30 s
+    assert r.step(20, 1, Observation(concurrency=8)) == 1
+    assert r.step(40, 1, Observation(concurrency=8)) == 4    # 30 s since it first wanted more
+    for t in range(50, 640, 10):
+        n = r.step(t, 4, Observation(concurrency=0))
+        assert n == (4 if t < 70 + 600 else 1)                 # look-back clears at 70, then 600 s delay
+
+
+def test_scheduled_and_predictive_by_hand() -> None:
+    s = Scheduled([(0, 2), (3600, 5), (7200, 3)], period_s=86400, min_replicas=0, max_replicas=10)
+    assert [s.at(t) for t in (0, 3599, 3600, 9000, 86400 + 4000)] == [2, 2, 5, 3, 5]
+    p = Predictive(target=4.0, lead_s=300, rate_at=lambda t: 10 if t < 1000 else 30, min_replicas=1, max_replicas=20)
+    assert p.step(0, 1, Observation()) == 3                # ceil(10/4)
+    assert p.step(750, 3, Observation()) == 8              # the 30 req/s at t=1000 is within the 300 s lead
+
+
+SERVE = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm", "replica": {"max_num_seqs": 64},
+         "workload": {"prompt_tokens": {"dist": "fixed", "value": 512}, "output_tokens": {"dist": "fixed", "value": 128}},
+         "seed": 2}
+
+
+def serve(**over: object):
+    d = {**SERVE, **over}
+    d["workload"] = {**SERVE["workload"], **over.get("workload", {})}
+    return simulate_serving(parse_scenario(d))
+
+
+def test_step_load_waits_for_the_cold_start() -> None:
+    r = serve(workload={"duration_s": 1800.0,
+                        "arrival": {"process": "diurnal", "schedule": [[0, 2], [600, 40]]}},
+              autoscaling={"policy": "hpa", "target": 8, "min_replicas": 1, "max_replicas": 12,
+                           "node_provision_s": 60, "model_load_s": 120},
+              cluster={"replicas": 1})
+    sf = r.scaling_frame()
+    cold = r["cold_start_s"]
+    assert cold == 180
+    # replicas are requested at the step, and become ready only a cold start later
+    asked = sf.loc[sf.replicas_requested > 1.5, "t_s"].min()
+    ready = sf.loc[sf.replicas_ready > 1.5, "t_s"].min()
+    assert 600 - 15 <= asked <= 600 + 30 and ready >= asked + cold - 15
+    # latency rises while the new replicas start, then recovers
+    before = sf[(sf.t_s > 300) & (sf.t_s < 580)].e2e_p99_s.max()
+    during = sf[(sf.t_s > 600) & (sf.t_s < asked + cold)].e2e_p99_s.max()
+    after = sf[sf.t_s > 1500].e2e_p99_s.max()
+    assert during > 3 * before and after < during
+    assert r["replicas"]["max"] > 4 and r["completed"] == r["arrived"]
+
+
+def test_scale_to_zero_buffers_requests_until_a_replica_is_ready() -> None:
+    r = serve(workload={"duration_s": 2400.0, "arrival": {"process": "diurnal", "schedule": [[0, 1], [300, 0], [1500, 1]]}},
+              autoscaling={"policy": "kpa", "target": 4, "min_replicas": 0, "max_replicas": 4, "node_provision_s": 30,
+                           "model_load_s": 30},
+              cluster={"replicas": 1})
+    sf = r.scaling_frame()
+    assert (sf[(sf.t_s > 900) & (sf.t_s < 1450)].replicas_requested == 0).all()     # scaled to zero when idle
+    q = r.requests
+    first_back = q[q.arrival_s >= 1500].iloc[0]
+    assert first_back.e2e_s > 60                     # waited for a 60 s cold start from zero
+    assert r["completed"] == r["arrived"]
+
+
+def test_nothing_is_lost_under_failures_and_spot_preemptions() -> None:
+    r = serve(workload={"arrival": {"process": "poisson", "rate_rps": 8, "requests": 6000}},
+              cluster={"replicas": 3},
+              faults={"replica_mtbf_hours": 0.05, "spot_fraction": 0.5, "spot_preemptions_per_hour": 20,
+                      "spot_notice_s": 30, "max_retries": 1},
+              autoscaling={"node_provision_s": 20, "model_load_s": 20})
+    assert r["replica_failures"] > 0 and r["spot_preemptions"] > 0 and r["retries"] > 0
+    assert r["completed"] + r["rejected"] + r["failed"] + r["in_flight"] == r["arrived"] == 6000
+    assert r["in_flight"] == 0
+    q = r.requests
+    assert set(q.status) <= {"completed", "failed", "rejected"}
+    assert (q.status == "failed").sum() == r["failed"]
+
+
+def test_predictive_meets_the_slo_with_fewer_replica_hours_than_static_peak() -> None:
+    day = {"duration_s": 7200.0, "arrival": {"process": "diurnal", "mean_rps": 6, "peak_to_trough": 4,
+                                             "period_s": 7200, "peak_at_s": 3600}}
+    slo = {"ttft_p99_s": 1.0, "tpot_p99_s": 0.05}
+    static = serve(workload=day, slo=slo, cluster={"replicas": 3})
+    pred = serve(workload=day, slo=slo, cluster={"replicas": 1},
+                 autoscaling={"policy": "predictive", "target": 3.5, "min_replicas": 1, "max_replicas": 6})
+    assert static["slo_met"] and pred["slo_met"]
+    assert pred["replica_hours"] < 0.8 * static["replica_hours"]
+    assert pred["cost_usd"] < static["cost_usd"]
+
+
+def test_static_fleet_cost_is_replicas_times_span() -> None:
+    r = serve(workload={"arrival": {"process": "poisson", "rate_rps": 2, "requests": 200}},
+              cluster={"replicas": 2}, pricing={"usd_per_gpu_hour": 3.0})
+    assert r["replica_hours"] == pytest.approx(2 * r["simulated_s"] / 3600, rel=1e-4)
+    assert r["cost_usd"] == pytest.approx(r["replica_hours"] * 3.0, rel=1e-4)
+    assert np.isclose(r.scaling_frame().cost_usd_accrued.iloc[-1], r["cost_usd"], rtol=1e-4)
