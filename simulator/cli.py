@@ -166,7 +166,9 @@ def _pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
 def _print_serving(r: Any) -> None:
     s = r.summary
     lay = s["replica_layout"]
-    t = Table(show_header=False, title=f"{s['name']}: {s['model']} on {s['replicas']['max']} × {s['hardware']} replicas")
+    where = (" → ".join(f"{k} ({v['model']} on {v['replicas']['max']} × {v['hardware']})" for k, v in s["services"].items())
+             if "services" in s else f"{s['model']} on {s['replicas']['max']} × {s['hardware']} replicas")
+    t = Table(show_header=False, title=f"{s['name']}: {where}")
     t.add_row("replica", f"TP{lay['tp']} PP{lay['pp']} {lay['batching']} batching, max {lay['max_num_seqs']} seqs, "
               f"{lay['max_batched_tokens']:,} tokens/iteration; KV cache {s['kv_cache_tokens_per_replica']:,} tokens "
               f"({lay['kv_cache_precision']})")
@@ -199,6 +201,10 @@ def _print_serving(r: Any) -> None:
               f"({s['price_source']}); ${s['cost_usd']:,.2f} for this run"
               + (f"; ${cpm:,.3f} per million output tokens" if cpm is not None else ""))
     t.add_row("energy", f"{s['energy_kwh']:,.2f} kWh")
+    for name, v in s.get("services", {}).items():
+        lat = f"p50 {v['latency_p50_s'] * 1e3:,.1f} · p99 {v['latency_p99_s'] * 1e3:,.1f} ms" if v["latency_p50_s"] else "-"
+        t.add_row(f"service {name}", f"{v['reached']:,} reached, {v['cache_hits']:,} from cache; {lat}; "
+                  f"GPU busy {100 * v['gpu_utilization']:.1f}%; ${v['cost_usd']:,.2f}")
     for w in s["warnings"]:
         t.add_row("[yellow]warning[/]", w)
     out.print(t)

@@ -315,6 +315,23 @@ class SLO(_Strict):
     e2e_p99_s: float | None = Field(default=None, gt=0)
 
 
+class Service(_Strict):
+    """One stage of a multi-service request path. Keys not given are taken from the scenario's top level."""
+
+    name: str
+    model: str | dict[str, Any] | None = None
+    hardware: str | None = None
+    precision: Precision | None = None
+    replica: Replica | None = None
+    cluster: ServingCluster | None = None
+    autoscaling: Autoscaling | None = None
+    faults: Faults | None = None
+    pricing: Pricing | None = None
+    prompt_tokens: LengthDist | None = Field(default=None, description="this stage's input; default: the workload's")
+    output_tokens: LengthDist | None = Field(default=None, description="this stage's output; default: the workload's")
+    cache_hit_rate: float = Field(default=0.0, ge=0, le=1, description="requests answered from a result cache")
+
+
 class ServingScenario(_Strict):
     kind: Literal["serving"] = "serving"
     name: str = "serving"
@@ -326,6 +343,10 @@ class ServingScenario(_Strict):
     cluster: ServingCluster = Field(default_factory=ServingCluster)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     faults: Faults = Field(default_factory=Faults)
+    services: list[Service] = Field(default_factory=list, description=(
+        "a chain of services each request passes through in order (e.g. embed -> rerank -> llm); "
+        "empty: one service described by the top-level keys"))
+    network_hop_ms: float = Field(default=1.0, ge=0, description="between services (assumed in-cluster RPC)")
     slo: SLO = Field(default_factory=SLO)
     pricing: Pricing = Field(default_factory=Pricing)
     seed: int = 0

@@ -148,3 +148,39 @@ def test_static_fleet_cost_is_replicas_times_span() -> None:
     assert r["replica_hours"] == pytest.approx(2 * r["simulated_s"] / 3600, rel=1e-4)
     assert r["cost_usd"] == pytest.approx(r["replica_hours"] * 3.0, rel=1e-4)
     assert np.isclose(r.scaling_frame().cost_usd_accrued.iloc[-1], r["cost_usd"], rtol=1e-4)
+
+
+CHAIN = {"kind": "serving", "name": "chain", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+         "workload": {"arrival": {"process": "poisson", "rate_rps": 20, "requests": 1500},
+                      "prompt_tokens": {"dist": "fixed", "value": 600}, "output_tokens": {"dist": "fixed", "value": 50}},
+         "services": [
+             {"name": "embed", "model": "bert-large", "hardware": "l4", "cache_hit_rate": 0.4,
+              "replica": {"batching": "dynamic", "max_batch_size": 16, "latency_table": [[1, 0.004], [16, 0.02]]},
+              "prompt_tokens": {"dist": "fixed", "value": 64}, "output_tokens": {"dist": "fixed", "value": 1}},
+             {"name": "llm", "replica": {"max_queue": 3, "max_num_seqs": 4}, "cluster": {"replicas": 1}}],
+         "network_hop_ms": 5, "pricing": {"usd_per_gpu_hour": 1.0}, "seed": 5}
+
+
+def test_multi_stage_chain_conserves_requests_and_adds_latency() -> None:
+    r = simulate_serving(parse_scenario(CHAIN))
+    svc = r["services"]
+    assert svc["embed"]["reached"] == 1500
+    assert svc["embed"]["cache_hits"] == pytest.approx(600, abs=60)          # 40% from the cache
+    # the LLM sees what the embedder passed on; its small queue rejects some, which end the chain
+    assert svc["llm"]["reached"] == 1500
+    assert r["rejected"] > 0 and r["rejected_by_reason"] == {"queue_full": r["rejected"]}
+    assert r["completed"] + r["rejected"] + r["failed"] + r["in_flight"] == r["arrived"] == 1500
+    # end-to-end includes the embedding (>= 4 ms unless cached) and the 5 ms hop
+    q = r.requests
+    assert (q.loc[q.status == "completed", "e2e_s"] >= 0.005).all()
+    assert r["cost_usd"] == pytest.approx(svc["embed"]["cost_usd"] + svc["llm"]["cost_usd"], rel=1e-4)
+    assert r["replica_hours"] == pytest.approx(svc["embed"]["replica_hours"] + svc["llm"]["replica_hours"], rel=1e-4)
+
+
+def test_chain_service_keys_are_validated() -> None:
+    bad = {**CHAIN, "services": [{"name": "x", "replica": {"tpp": 2}}]}
+    with pytest.raises(Exception, match="tpp"):
+        parse_scenario(bad)
+    dup = {**CHAIN, "services": [{"name": "a"}, {"name": "a"}]}
+    with pytest.raises(Exception, match="unique"):
+        simulate_serving(parse_scenario(dup))

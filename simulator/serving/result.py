@@ -136,15 +136,57 @@ def _replica_seconds(lives: list[Any], end: float, which: str) -> float:
     return total
 
 
-def scaling_frame(svc: Any, ledger: Ledger, end: float, usd_per_replica_hour: float) -> pd.DataFrame:
-    """Per time bin: arrival rate, replicas requested and ready, queued requests, e2e p50/p99 of the
+@dataclass
+class Part:
+    """One service of the run (a single-service run has one part)."""
+
+    name: str
+    sc: ServingScenario
+    perf: InferenceModel
+    plan: dict[str, Any]
+    svc: Any
+
+
+def _part_numbers(p: Part, end: float) -> dict[str, Any]:
+    svc, plan, perf = p.svc, p.plan, p.perf
+    busy = float(sum(r.busy_between(0.0, end) for r in svc.all))
+    kv_used = 0.0
+    if plan["kv_cache_tokens"]:
+        for rep in svc.all:
+            s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+            kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
+    usd_gpu_h, price_src = resolve_price(p.sc.pricing, perf.hw)
+    spot_gpu_h = usd_gpu_h
+    if any(life.spot for life in svc.lives):
+        spot_gpu_h, _ = resolve_price(p.sc.pricing.model_copy(update={"market": "spot"}), perf.hw)
+    on_s = _replica_seconds([x for x in svc.lives if not x.spot], end, "requested")
+    spot_s = _replica_seconds([x for x in svc.lives if x.spot], end, "requested")
+    gpr = plan["gpus_per_replica"]
+    idle_w, tdp = perf.hw.idle_w or 0.0, perf.hw.tdp_w or 0.0
+    return {"busy": busy, "kv_used": kv_used, "on_s": on_s, "spot_s": spot_s,
+            "ready_s": _replica_seconds(svc.lives, end, "ready"), "gpr": gpr, "usd_gpu_h": usd_gpu_h,
+            "price_src": price_src, "usd_replica_h": usd_gpu_h * gpr,
+            "cost": (on_s * usd_gpu_h + spot_s * spot_gpu_h) * gpr / 3600,
+            "energy_kwh": gpr * (busy * tdp + (on_s + spot_s - busy) * idle_w) / 3.6e6,
+            "max_req": int(max(svc.scale_req)) if svc.scale_req else len(svc.all)}
+
+
+def scaling_frame(parts: list[Part], ledger: Ledger, end: float) -> pd.DataFrame:
+    """Per time bin: arrival rate, replicas requested and ready (all services), e2e p50/p99 of the
     requests finishing in the bin, and cost accrued."""
     bins = max(1, min(MAX_BINS, int(np.ceil(end)) if end > 0 else 1))
     edges = np.linspace(0.0, end, bins + 1) if end > 0 else np.array([0.0, 1.0])
     width = np.diff(edges)
-    t = np.asarray(svc.scale_t)
-    req = np.diff(step_integral(t, np.asarray(svc.scale_req, dtype=float), edges, end)) / width
-    ready = np.diff(step_integral(t, np.asarray(svc.scale_ready, dtype=float), edges, end)) / width
+    req = np.zeros(bins)
+    ready = np.zeros(bins)
+    cum = np.zeros(bins)
+    for p in parts:
+        svc = p.svc
+        t = np.asarray(svc.scale_t)
+        req += np.diff(step_integral(t, np.asarray(svc.scale_req, dtype=float), edges, end)) / width
+        ready += np.diff(step_integral(t, np.asarray(svc.scale_ready, dtype=float), edges, end)) / width
+        rate = _part_numbers(p, end)["usd_replica_h"]
+        cum += np.array([_replica_seconds(svc.lives, x, "requested") for x in edges[1:]]) / 3600 * rate
     q = ledger.reqs
     arrivals = np.histogram(q.arrival[np.isfinite(q.arrival)], bins=edges)[0] / width
     done = ledger.status == DONE
@@ -158,14 +200,14 @@ def scaling_frame(svc: Any, ledger: Ledger, end: float, usd_per_replica_hour: fl
         cuts = np.flatnonzero(np.diff(w)) + 1
         for idx, chunk in zip(np.split(w, cuts), np.split(v, cuts), strict=True):
             p50[idx[0]], p99[idx[0]] = np.percentile(chunk, [50, 99])
-    cum = np.array([_replica_seconds(svc.lives, x, "requested") for x in edges[1:]]) / 3600 * usd_per_replica_hour
     return pd.DataFrame({"t_s": edges[:-1], "arrival_rps": arrivals, "replicas_requested": req, "replicas_ready": ready,
                          "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum})
 
 
-def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any], ledger: Ledger,
-                 svc: Any, end: float, warnings: list[str]) -> ServingResult:
-    replicas: list[Replica] = svc.all
+def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: float,
+                 warnings: list[str]) -> ServingResult:
+    main = parts[-1]
+    perf, plan = main.perf, main.plan
     q = ledger.reqs
     frame = request_frame(ledger)
     arrived = np.isfinite(q.arrival) & (q.arrival <= end)
@@ -175,26 +217,17 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
     n_arr, n_done, n_rej, n_fail = int(arrived.sum()), int(done.sum()), int(rejected.sum()), int(failed.sum())
     span = max(end, 1e-12)
     out_tokens = float(q.output[done].sum()) if plan["generative"] else 0.0
-    gpr = plan["gpus_per_replica"]
-    busy = float(sum(r.busy_between(0.0, end) for r in replicas))
+    nums = [_part_numbers(p, end) for p in parts]
+    m = nums[-1]
+    busy, ready_s = sum(n["busy"] for n in nums), sum(n["ready_s"] for n in nums)
     kv_cap = plan["kv_cache_tokens"]
-    kv_used = 0.0
-    if kv_cap:
-        for rep in replicas:
-            s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
-            kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
-    usd_gpu_h, price_src = resolve_price(sc.pricing, perf.hw)
-    spot_gpu_h = usd_gpu_h
-    if any(life.spot for life in svc.lives):
-        spot_gpu_h, _ = resolve_price(sc.pricing.model_copy(update={"market": "spot"}), perf.hw)
-    on_s = _replica_seconds([x for x in svc.lives if not x.spot], end, "requested")
-    spot_s = _replica_seconds([x for x in svc.lives if x.spot], end, "requested")
-    ready_s = _replica_seconds(svc.lives, end, "ready")
-    cost = (on_s * usd_gpu_h + spot_s * spot_gpu_h) * gpr / 3600
+    cost = sum(n["cost"] for n in nums)
     usd_per_hour = cost / (span / 3600)
-    idle_w, tdp = perf.hw.idle_w or 0.0, perf.hw.tdp_w or 0.0
-    energy_kwh = gpr * (busy * tdp + (on_s + spot_s - busy) * idle_w) / 3.6e6
-    R_mean = (on_s + spot_s) / span
+    energy_kwh = sum(n["energy_kwh"] for n in nums)
+    replica_s = sum(n["on_s"] + n["spot_s"] for n in nums)
+    R_mean = replica_s / span
+    max_req = sum(n["max_req"] for n in nums)
+    usd_gpu_h, price_src = m["usd_gpu_h"], m["price_src"]
     slo = sc.slo
     ok = done.copy()
     for col, bound in (("ttft_s", slo.ttft_p99_s), ("tpot_s", slo.tpot_p99_s), ("e2e_s", slo.e2e_p99_s)):
@@ -210,7 +243,12 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
                       (("ttft_s", slo.ttft_p99_s), ("tpot_s", slo.tpot_p99_s), ("e2e_s", slo.e2e_p99_s)) if b is not None)
         slo_met = bool(slo_met and n_rej + n_fail == 0)
     reasons = {REJECT_REASONS[i]: int(np.sum(ledger.reason[rejected] == i)) for i in range(1, len(REJECT_REASONS))}
-    max_req = int(max(svc.scale_req)) if svc.scale_req else len(replicas)
+    svc = main.svc
+    kv_used = m["kv_used"]
+    main_ready_s = m["ready_s"]
+    retries = sum(int(p.svc.retries.sum()) for p in parts)
+    failures = sum(p.svc.failed_replicas for p in parts)
+    preempted = sum(p.svc.preempted_replicas for p in parts)
     s: dict[str, Any] = {
         "kind": "serving",
         "name": sc.name,
@@ -229,21 +267,21 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
         "rejected_by_reason": {k: v for k, v in reasons.items() if v},
         "failed": n_fail,
         "in_flight": n_arr - n_done - n_rej - n_fail,
-        "retries": int(svc.retries.sum()),
-        "replica_failures": svc.failed_replicas,
-        "spot_preemptions": svc.preempted_replicas,
+        "retries": retries,
+        "replica_failures": failures,
+        "spot_preemptions": preempted,
         "preemptions": int(ledger.preemptions.sum()),
         "throughput_rps": _r(n_done / span),
         "output_tokens_per_s": _r(out_tokens / span),
         "input_tokens_per_s": _r(float(q.prompt[done].sum()) / span),
         **lat,
         "replicas": {"mean": _r(R_mean, 4), "max": max_req},
-        "replica_hours": _r((on_s + spot_s) / 3600),
+        "replica_hours": _r(replica_s / 3600),
         "cold_start_s": _r(svc.cold_start),
         "autoscaling": sc.autoscaling.policy,
-        "gpus": max_req * gpr,
+        "gpus": sum(n["max_req"] * n["gpr"] for n in nums),
         "gpu_utilization": _r(busy / max(ready_s, 1e-12), 4),
-        "kv_cache_utilization": _r(kv_used / (max(ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
+        "kv_cache_utilization": _r(kv_used / (max(main_ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
         "slo": {k: v for k, v in slo.model_dump().items() if v is not None},
         "slo_attainment": _r(float(ok.sum()) / finished, 4) if has_slo and finished else None,
         "slo_met": slo_met,
@@ -262,5 +300,13 @@ def build_result(sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any]
                       for c in ("ttft_s", "e2e_s")}}
             for k, name in enumerate(q.class_names)
         }
-    usd_replica_h = usd_gpu_h * gpr
-    return ServingResult(sc, s, frame, timeseries(replicas, end, kv_cap), scaling_frame(svc, ledger, end, usd_replica_h))
+    if len(parts) > 1:
+        s["services"] = {p.name: {"model": p.perf.model.name, "hardware": p.perf.hw.name,
+                                  "replicas": {"mean": _r((n["on_s"] + n["spot_s"]) / span, 4), "max": n["max_req"]},
+                                  "replica_hours": _r((n["on_s"] + n["spot_s"]) / 3600), "cost_usd": _r(n["cost"]),
+                                  "gpu_utilization": _r(n["busy"] / max(n["ready_s"], 1e-12), 4),
+                                  **p.svc.stage_stats()}
+                         for p, n in zip(parts, nums, strict=True)}
+    ts = pd.concat([timeseries(p.svc.all, end, p.plan["kv_cache_tokens"]).assign(service=p.name) for p in parts],
+                   ignore_index=True)
+    return ServingResult(sc, s, frame, ts, scaling_frame(parts, ledger, end))

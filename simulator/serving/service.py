@@ -151,6 +151,19 @@ class Service:
     def on_finish(self, r: int, t: float) -> None:
         self.finished_n += 1
 
+    def stage_stats(self) -> dict[str, Any]:
+        """Outcomes at this service (for a multi-service breakdown)."""
+        led = self.ledger
+        reached = np.isfinite(led.reqs.arrival)
+        done = led.status == 1
+        lat = (led.done - led.reqs.arrival)[done]
+        return {"reached": int(reached.sum()), "served": int(done.sum()) - self.cache_hits,
+                "cache_hits": self.cache_hits, "not_completed": int((reached & ~done).sum()),
+                "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
+                "latency_p99_s": float(np.percentile(lat, 99)) if len(lat) else None}
+
+    cache_hits = 0
+
     @property
     def all_done(self) -> bool:
         return self.arrivals_done and self.finished_n >= self.issued and not self.buffer

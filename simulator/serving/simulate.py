@@ -18,11 +18,11 @@ from ..catalog import get_model
 from ..costmodel.inference import WEIGHT_BYTES, InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import get_profile
-from ..scenario import Diurnal, ServingScenario
+from ..scenario import Diurnal, ServingScenario, parse_scenario
 from .replica import Ledger, Replica
-from .result import ServingResult, build_result
+from .result import Part, ServingResult, build_result
 from .service import Service
-from .workload import Requests, generate, rate_function
+from .workload import Requests, draw_lengths, generate, rate_function
 
 # vLLM's engine defaults (reference README): max_num_seqs 256, 1024 on GPUs with >= 70 GiB;
 # max_num_batched_tokens 8192 on large GPUs, 2048 on small ones.
@@ -75,15 +75,44 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, dict[str, 
     return perf, plan
 
 
-class Cluster:
-    """The workload driving a service: an arrival process, or closed-loop users."""
+def stage_scenarios(sc: ServingScenario) -> list[tuple[str, ServingScenario]]:
+    """The services a request passes through, each a full scenario (stage keys over the top level)."""
+    if not sc.services:
+        return [(sc.name, sc)]
+    base = sc.model_dump(mode="json", exclude_none=True)
+    base.pop("services")
+    names = [st.name for st in sc.services]
+    if len(set(names)) != len(names):
+        raise CapsimError(f"services: names must be unique (got {', '.join(names)})")
+    out = []
+    for st in sc.services:
+        doc = dict(base)
+        over = st.model_dump(mode="json", exclude_none=True, exclude={"name", "cache_hit_rate", "prompt_tokens",
+                                                                       "output_tokens"})
+        doc.update(over)
+        doc["workload"] = dict(base["workload"])
+        for k in ("prompt_tokens", "output_tokens"):
+            v = getattr(st, k)
+            if v is not None:
+                doc["workload"][k] = v.model_dump(mode="json")
+        doc["name"] = st.name
+        try:
+            out.append((st.name, parse_scenario(doc, where=f"services[{st.name}]")))
+        except CapsimError as e:
+            raise CapsimError(str(e)) from None
+    return out
 
-    def __init__(self, sc: ServingScenario, reqs: Requests, perf: InferenceModel, plan: dict[str, Any], *,
-                 fast_forward: bool = True) -> None:
+
+class Cluster:
+    """The workload driving the services: an arrival process or closed-loop users, and the chain of
+    services each request passes through (one service unless ``services:`` lists several)."""
+
+    def __init__(self, sc: ServingScenario, reqs: Requests, stages: list[tuple[str, ServingScenario, InferenceModel,
+                 dict[str, Any]]], *, fast_forward: bool = True) -> None:
         self.sc, self.reqs = sc, reqs
         self.env = env = simpy.Environment()
         self.waiters: dict[int, simpy.Event] = {}
-        self.ledger = Ledger(reqs, on_finish=self._finished)
+        n = len(reqs)
         rate_at = None
         if isinstance(sc.workload.arrival, Diurnal):
             fn = rate_function(sc.workload.arrival)
@@ -91,11 +120,38 @@ class Cluster:
         elif hasattr(sc.workload.arrival, "rate_rps"):
             rate = float(sc.workload.arrival.rate_rps)
             rate_at = lambda t: rate  # noqa: E731
-        self.service = Service(env=env, sc=sc, perf=perf, plan=plan, ledger=self.ledger, fast_forward=fast_forward,
-                               rate_at=rate_at)
+        self.hop = sc.network_hop_ms / 1000
+        self.stages: list[Service] = []
+        self.parts: list[Part] = []
+        self.hits: list[np.ndarray] = []
+        seeds = np.random.SeedSequence([sc.seed, 17]).spawn(max(len(stages), 1) * 3)
+        for k, (name, ssc, perf, plan) in enumerate(stages):
+            if len(stages) == 1:
+                sreqs = reqs
+            else:
+                sreqs = Requests(np.full(n, np.nan), reqs.prompt, reqs.output, reqs.klass, reqs.priority,
+                                 reqs.class_names, None)
+                st = sc.services[k]
+                if st.prompt_tokens is not None:
+                    sreqs.prompt = draw_lengths(st.prompt_tokens, n, np.random.default_rng(seeds[3 * k]))
+                if st.output_tokens is not None:
+                    sreqs.output = draw_lengths(st.output_tokens, n, np.random.default_rng(seeds[3 * k + 1]))
+            rate = sc.services[k].cache_hit_rate if sc.services else 0.0
+            self.hits.append(np.random.default_rng(seeds[3 * k + 2]).random(n) < rate if rate else np.zeros(n, bool))
+            ledger = Ledger(sreqs, on_finish=self._finisher(k))
+            svc = Service(env=env, sc=ssc, perf=perf, plan=plan, ledger=ledger, fast_forward=fast_forward,
+                          rate_at=rate_at)
+            self.stages.append(svc)
+            self.parts.append(Part(name, ssc, perf, plan, svc))
+        self.entered = [0] * len(self.stages)     # requests resolved for entry to each stage
+        self.arrivals_over = False
+        if len(self.stages) == 1:
+            self.ledger = self.stages[0].ledger
+        else:
+            self.ledger = Ledger(reqs)
         if reqs.closed_loop:
             self._next = 0
-            self._users = min(reqs.closed_loop.concurrency, len(reqs))
+            self._users = min(reqs.closed_loop.concurrency, n)
             for _ in range(self._users):
                 env.process(self._user())
         else:
@@ -103,16 +159,91 @@ class Cluster:
 
     @property
     def replicas(self) -> list[Replica]:
-        return self.service.all
+        return [r for s in self.stages for r in s.all]
 
+    # ---- the request path -----------------------------------------------------------------------
+    def arrive(self, r: int, t: float) -> None:
+        if len(self.stages) > 1:
+            self.reqs.arrival[r] = t
+        self._enter(0, r, t)
+
+    def _enter(self, k: int, r: int, t: float) -> None:
+        """Request ``r`` reaches service ``k`` at ``t``: served, or answered from its cache."""
+        svc = self.stages[k]
+        self.entered[k] += 1
+        self._mark_arrivals_done(k)
+        if len(self.stages) > 1:
+            svc.ledger.reqs.arrival[r] = t
+        if self.hits[k][r]:
+            svc.cache_hits += 1
+            svc.issued += 1
+            svc.ledger.first_sched[r] = svc.ledger.first_token[r] = t
+            svc.ledger.finish(r, t)
+            return
+        svc.dispatch(r, t)
+
+    def _mark_arrivals_done(self, k: int) -> None:
+        for j in range(k, len(self.stages)):
+            if (j == 0 and self.arrivals_over) or (j > 0 and self.entered[j] + self._dropped_before(j) >= self._total()):
+                self.stages[j].arrivals_done = True
+
+    def _dropped_before(self, j: int) -> int:
+        return sum(getattr(self, "_dropped", [0] * len(self.stages))[:j])
+
+    def _total(self) -> int:
+        return self.entered[0] if self.arrivals_over else len(self.reqs) + 1
+
+    def _finisher(self, k: int):
+        def finished(r: int, t: float) -> None:
+            svc = self.stages[k]
+            svc.on_finish(r, t)
+            if len(self.stages) == 1:
+                self._done(r, t)
+                return
+            led = svc.ledger
+            if led.status[r] != 1 or k == len(self.stages) - 1:
+                self._finish_chain(r, t, k)
+                return
+            nxt = k + 1
+            if self.hop:
+                ev = self.env.timeout(self.hop)
+                ev.callbacks.append(lambda _e, r=r, t=t + self.hop: self._enter(nxt, r, t))
+            else:
+                self._enter(nxt, r, t)
+        return finished
+
+    def _finish_chain(self, r: int, t: float, k: int) -> None:
+        """The request left the chain at service ``k`` (the last one, or rejected/failed there)."""
+        if not hasattr(self, "_dropped"):
+            self._dropped = [0] * len(self.stages)
+        if k < len(self.stages) - 1:
+            self._dropped[k + 1] += 1          # it will never reach the later services
+            self._mark_arrivals_done(k + 1)
+        led, src = self.ledger, self.stages[k].ledger
+        led.status[r], led.reason[r], led.done[r] = src.status[r], src.reason[r], t
+        led.replica[r] = src.replica[r]
+        led.preemptions[r] = sum(int(s.ledger.preemptions[r]) for s in self.stages)
+        led.first_sched[r] = self.stages[0].ledger.first_sched[r]
+        if k == len(self.stages) - 1 and src.status[r] == 1:
+            led.first_token[r] = src.first_token[r]
+            led.generated[r] = src.generated[r]
+        self._done(r, t)
+
+    def _done(self, r: int, t: float) -> None:
+        ev = self.waiters.pop(r, None)
+        if ev is not None:
+            ev.succeed(t)
+
+    # ---- arrivals ---------------------------------------------------------------------------------
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        env, times, svc = self.env, self.reqs.arrival, self.service
+        env, times = self.env, self.reqs.arrival.copy()
         for r in range(len(times)):
             t = float(times[r])
             if t > env.now:
                 yield env.timeout(t - env.now)
-            svc.dispatch(r, t)
-        svc.arrivals_done = True
+            self.arrive(r, t)
+        self.arrivals_over = True
+        self._mark_arrivals_done(0)
 
     def _user(self) -> Generator[simpy.Event, Any, None]:
         """One closed-loop user: send a request, wait for its response, think, repeat."""
@@ -124,19 +255,14 @@ class Cluster:
             self._next += 1
             self.reqs.arrival[r] = t
             ev = self.waiters[r] = env.event()
-            self.service.dispatch(r, t)
+            self.arrive(r, t)
             t = (yield ev) + cl.think_time_s
             if cl.think_time_s:
                 yield env.timeout(max(t - env.now, 0.0))
         self._users -= 1
         if self._users == 0:
-            self.service.arrivals_done = True
-
-    def _finished(self, r: int, t: float) -> None:
-        self.service.on_finish(r, t)
-        ev = self.waiters.pop(r, None)
-        if ev is not None:
-            ev.succeed(t)
+            self.arrivals_over = True
+            self._mark_arrivals_done(0)
 
     def run(self) -> float:
         horizon = self.sc.workload.horizon_s
@@ -156,8 +282,11 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) ->
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
-    perf, plan = build_replica_model(scenario)
+    stages = []
+    for name, ssc in stage_scenarios(scenario):
+        perf, plan = build_replica_model(ssc)
+        stages.append((name, ssc, perf, plan))
     reqs, warnings = generate(scenario.workload, scenario.seed)
-    cluster = Cluster(scenario, reqs, perf, plan, fast_forward=fast_forward)
+    cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
     end = cluster.run()
-    return build_result(scenario, perf, plan, cluster.ledger, cluster.service, end, warnings)
+    return build_result(scenario, cluster.parts, cluster.ledger, end, warnings)
