@@ -286,6 +286,27 @@ def sweep(
         err.print(f"{len(errors)} configurations infeasible or invalid, e.g.: {errors.iloc[0]}")
 
 
+@app.command("calibrate")
+@user_errors
+def calibrate_cmd(
+    device: Annotated[str, typer.Option("--device", help="cuda or cpu")] = "cuda",
+    model: Annotated[str | None, typer.Option("--model", help="catalog model (or HF config.json) to calibrate for")] = None,
+    module: Annotated[str | None, typer.Option("--module", help="pkg.mod:factory returning an nn.Module")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="with --module: e.g. 8,3,224,224")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16, fp8 or fp32")] = "bf16",
+    base: Annotated[str | None, typer.Option("--base", help="spec profile of this GPU (default: matched by name)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="a smaller grid (under 2 minutes on an H100)")] = False,
+    out_path: Annotated[Path | None, typer.Option("--out", help="profile to write")] = None,
+    validate: Annotated[bool, typer.Option("--validate", help="run a real training step and compare with the "
+                                                             "simulator's prediction from the new profile")] = False,
+) -> None:
+    """Measure this GPU (or CPU) with torch microbenchmarks and write a calibrated hardware profile."""
+    from .calibration import run_calibration
+
+    run_calibration(device=device, model=model, module=module, input_shape=input_shape, dtype=dtype, base=base,
+                    quick=quick, out_path=out_path, validate=validate, console=out, err=err)
+
+
 def main() -> None:
     try:
         app()

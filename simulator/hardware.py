@@ -50,6 +50,12 @@ class Efficiency(BaseModel):
     attention_bwd: float = 0.72
     # Minimum GPU time of one kernel (launch, ramp-up, tail). Assumed 4 us, typical of CUDA kernels.
     kernel_latency_us: float = 4.0
+    # Host time to issue one op in eager PyTorch, measured by calibration (None: the training
+    # stack's fitted default, simulator/training/stack.py). A scenario's training.dispatch_us wins.
+    dispatch_us: float | None = None
+    # Host time per parameter tensor of an eager (for-each) optimizer step, measured by calibration.
+    # None: 0, as fused/multi-tensor optimizers (Megatron, DeepSpeed) on GPUs make it negligible.
+    optimizer_us_per_tensor: float | None = None
     # Calibrated GEMM table: rows of [m, n, k, achieved_tflops]; when present it replaces gemm_max
     # and the latency model for GEMMs (interpolated by FLOPs in log space, see costmodel.ops).
     gemm_table: list[list[float]] | None = None
@@ -202,5 +208,6 @@ def resolve_price(pricing: Any, hw: HardwareProfile, *, gpus_per_node: int | Non
     """($ per GPU-hour, where it came from) for a scenario's ``pricing`` block on ``hw``."""
     if pricing.usd_per_gpu_hour:
         return pricing.usd_per_gpu_hour, "scenario pricing.usd_per_gpu_hour"
-    inst = find_instance(gpu=hw.name, provider=pricing.provider, instance=pricing.instance, gpus_per_node=gpus_per_node)
+    base = (hw.calibrated or {}).get("base_profile") or hw.name     # a calibrated GPU is priced as its model
+    inst = find_instance(gpu=base, provider=pricing.provider, instance=pricing.instance, gpus_per_node=gpus_per_node)
     return inst.usd_per_gpu_hour(pricing.market), f"{inst.provider}:{inst.instance} {pricing.market} ({inst.source})"

@@ -137,6 +137,15 @@ class ModelSpec(BaseModel):
             n += (self.mlp_matrices - 1) * self.ffn_hidden + self.hidden
         return n
 
+    def layer_tensors(self) -> int:
+        """Parameter tensors in one layer (what a per-tensor optimizer loop iterates over), counted as
+        Megatron/HF lay them out: fused QKV, the output projection, the MLP matrices, biases, norms."""
+        norms = 2 * (2 if self.norm == "layernorm" else 1)
+        attn = 2 + (1 if self.qkv_bias else 0) + (1 if self.linear_bias else 0) + (2 if self.qk_norm else 0)
+        experts = self.moe.num_experts if self.moe else 1
+        mlp = experts * (self.mlp_matrices + (self.mlp_matrices if self.linear_bias else 0)) + (1 if self.moe else 0)
+        return norms + attn + mlp
+
     def layer_params(self) -> int:
         experts = self.moe.num_experts if self.moe else 1
         router = self.hidden * self.moe.num_experts if self.moe else 0

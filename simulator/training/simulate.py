@@ -49,7 +49,8 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     if v > 1 and m % p:
         raise CapsimError(f"interleaved schedule needs the {m} micro-batches per iteration (global_batch / "
                           f"(micro_batch·dp)) to be a multiple of pp={p}")
-    dispatch = (tr.dispatch_us if tr.dispatch_us is not None else DISPATCH_US) * 1e-6
+    dispatch_us = tr.dispatch_us if tr.dispatch_us is not None else hw.efficiency.dispatch_us
+    dispatch = (dispatch_us if dispatch_us is not None else DISPATCH_US) * 1e-6
     layer = layer_ops(model, hw, lay, mb, seq)
     emb = embedding_ops(model, hw, lay, mb, seq)
     head = head_ops(model, hw, lay, mb, seq)
@@ -107,6 +108,10 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
                 buckets.append([t] * nb)
         opt_params = params_s / (lay.dp if lay.zero_stage >= 1 else 1)
         optimizer = memory_bound_time(hw, opt_params * OPTIMIZER_BYTES_PER_PARAM)
+        if hw.efficiency.optimizer_us_per_tensor:
+            tensors = model.layer_tensors() * sum(per_vs[c * p + s] for c in range(v))
+            tensors += (2 if s == 0 else 0) + (2 if s == p - 1 else 0)     # embeddings; final norm and head
+            optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
         post = (collective_time(hw, "all_gather", params_s * 2, lay.dp_group)
                 if lay.zero_stage in (1, 2) and lay.dp > 1 else 0.0)
         stages.append(StageSpec(fwd, bwd, buckets if lay.dp > 1 else (), optimizer, post))

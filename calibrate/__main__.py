@@ -1,0 +1,41 @@
+"""``python -m calibrate``: calibration on a bare CUDA image (torch, numpy, PyYAML only).
+
+    python -m calibrate --device cuda --shapes model.yaml --dtype bf16 --out h100-cal.yaml
+
+``--shapes`` is a YAML mapping of the model's shapes (layers, hidden, heads, kv_heads, head_dim,
+ffn_hidden, vocab, max_positions, activation, norm); ``capsim calibrate --model NAME`` fills it in
+from the catalog when the simulator is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from .run import calibrate, write_profile
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m calibrate")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--shapes", help="YAML file with the model's shapes")
+    ap.add_argument("--base", help="spec-sheet profile YAML of this GPU (its peaks are kept)")
+    ap.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16", "fp8"])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    shapes = yaml.safe_load(open(a.shapes)) if a.shapes else None
+    base = yaml.safe_load(open(a.base)) if a.base else None
+
+    def show(what: str, frac: float) -> None:
+        print(f"\r[{int(40 * frac) * '#':<40}] {what:<30}", end="", file=sys.stderr, flush=True)
+
+    prof = calibrate(device=a.device, shapes=shapes, dtype=a.dtype, quick=a.quick, base_profile=base, progress=show)
+    print(file=sys.stderr)
+    print(write_profile(prof, a.out))
+
+
+if __name__ == "__main__":
+    main()

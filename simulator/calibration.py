@@ -1,0 +1,122 @@
+"""``capsim calibrate``: the simulator's side of calibration (catalog shapes in, profile out, validation).
+
+The measuring itself is ``calibrate/`` (torch); this module only resolves the model and the base
+profile, writes the result under ``hardware_profiles/calibrated/`` (or ``--out``), and for
+``--validate`` compares a real training step with the simulator's prediction from the new profile.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from .errors import CapsimError
+
+CALIBRATED_DIR = Path(__file__).resolve().parents[1] / "hardware_profiles" / "calibrated"
+
+
+def _base_for(device_name: str) -> str | None:
+    """The spec profile whose GPU matches the device name (H100 80GB HBM3 → h100-sxm, ...)."""
+    from .hardware import get_profile, profile_paths
+
+    name = device_name.lower()
+    best = None
+    for key in profile_paths():
+        if key.startswith("calibrated/"):
+            continue
+        gpu = get_profile(key).gpu.lower().replace(" sxm", "").replace(" pcie", "")
+        if gpu.split()[0] in name:
+            if ("pcie" in key) == ("pcie" in name) or best is None:
+                best = key
+    return best
+
+
+def run_calibration(*, device: str, model: str | None, module: str | None, input_shape: str | None, dtype: str,
+                    base: str | None, quick: bool, out_path: Path | None, validate: bool, console: Any,
+                    err: Any) -> Path:
+    if importlib.util.find_spec("torch") is None:
+        raise CapsimError("calibration needs torch: pip install 'capsim[calibrate]' (on a machine without a GPU "
+                          "pin the CPU wheel: pip install torch==2.13.0)")
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from calibrate.run import calibrate, device_info, write_profile
+
+    from .catalog import get_model
+    from .hardware import get_profile
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CapsimError("no CUDA device visible to torch; run on the GPU machine or pass --device cpu")
+    if device not in ("cuda", "cpu"):
+        raise CapsimError(f"--device {device!r}: use cuda or cpu")
+    if module and not input_shape:
+        raise CapsimError("--module needs --input-shape (e.g. 8,3,224,224)")
+    spec = get_model(model) if model else None
+    shapes = spec.model_dump(exclude={"moe", "source"}) if spec else None
+    if dtype not in ("fp32", "bf16", "fp16", "fp8"):
+        raise CapsimError(f"--dtype {dtype!r}: use bf16, fp16, fp8 or fp32")
+    base_doc = None
+    if device == "cuda":
+        info = device_info(torch.device("cuda"))
+        key = base or _base_for(info["device"])
+        if key is None:
+            raise CapsimError(f"no spec profile matches {info['device']!r}; pass --base with the closest one")
+        base_doc = get_profile(key).model_dump(exclude_none=True)
+    shape_t = tuple(int(x) for x in input_shape.split(",")) if input_shape else None
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("calibrating", total=1.0)
+        prof = calibrate(device=device, shapes=shapes, dtype=dtype, quick=quick, base_profile=base_doc, module=module,
+                         input_shape=shape_t, progress=lambda what, f: bar.update(task, completed=f, description=what))
+    name = prof["name"] if not model else f"{prof['name'].removesuffix('-cal')}-{model}-cal"
+    prof["name"] = name
+    if base_doc is not None:
+        prof["calibrated"]["base_profile"] = base_doc["name"]
+    path = out_path or CALIBRATED_DIR / f"{name}.yaml"
+    write_profile(prof, path)
+    g = prof["efficiency"]
+    console.print(f"wrote {path}: best GEMM {max(r[3] for r in g['gemm_table']):.3f} TFLOP/s ({dtype}), "
+                  f"copy {max(r[1] for r in g['memory_table']):.1f} GB/s, kernel {g['kernel_latency_us']:.1f} µs, "
+                  f"{prof['calibrated']['wall_s']:.0f} s")
+    if validate:
+        if spec is None:
+            raise CapsimError("--validate needs --model (a catalog model the simulator can predict)")
+        report = validate_profile(path, model, device, dtype, prof)
+        for line in report["lines"]:
+            console.print(line)
+        prof["calibrated"]["validation"] = report["rows"]
+        write_profile(prof, path)
+    return path
+
+
+def validate_profile(path: Path, model: str, device: str, dtype: str, prof: dict[str, Any]) -> dict[str, Any]:
+    """Predict each measured training step (batch × seq on one device) from the calibrated profile and
+    print measured vs predicted time (and peak memory on a GPU)."""
+    from .scenario import parse_scenario
+    from .training import simulate_training
+
+    rows, lines = [], []
+    for m in prof["calibrated"]["measurements"]["model"]:
+        if m.get("mode") != "train_step":
+            continue
+        sc = parse_scenario({"kind": "training", "model": model, "hardware": str(path),
+                             "cluster": {"nodes": 1, "gpus_per_node": 1},
+                             "training": {"seq_len": m["seq"], "global_batch": m["batch"], "micro_batch": m["batch"],
+                                          "precision": "fp32" if dtype == "fp32" else dtype,
+                                          "grad_precision": "fp32", "recompute": "none"}})
+        r = simulate_training(sc)
+        pred = r["iteration_time_s"]
+        err_pct = 100 * (pred - m["seconds"]) / m["seconds"]
+        row = {"batch": m["batch"], "seq": m["seq"], "measured_s": m["seconds"], "predicted_s": pred,
+               "error_pct": round(err_pct, 1)}
+        line = (f"train step batch {m['batch']} seq {m['seq']}: measured {m['seconds'] * 1e3:.2f} ms, "
+                f"predicted {pred * 1e3:.2f} ms ({err_pct:+.1f}%)")
+        if m.get("peak_memory_bytes"):
+            pm = r["memory_per_gpu_gib"]["total"] * 2**30
+            row.update({"measured_peak_gib": m["peak_memory_bytes"] / 2**30, "predicted_peak_gib": pm / 2**30,
+                        "memory_error_pct": round(100 * (pm - m["peak_memory_bytes"]) / m["peak_memory_bytes"], 1)})
+            line += f"; peak memory measured {row['measured_peak_gib']:.2f} GiB, predicted {row['predicted_peak_gib']:.2f}"
+        rows.append(row)
+        lines.append(line)
+    del device
+    return {"rows": rows, "lines": lines}
