@@ -307,6 +307,15 @@ def calibrate_cmd(
                     quick=quick, out_path=out_path, validate=validate, console=out, err=err)
 
 
+@app.command()
+@user_errors
+def tui(scenario: Annotated[Path | None, typer.Argument(help="scenario to open (default: an example)")] = None) -> None:
+    """Explore scenarios in a terminal UI: edit, run, compare, export."""
+    from tui import run_tui
+
+    run_tui(str(scenario) if scenario else None)
+
+
 def main() -> None:
     try:
         app()

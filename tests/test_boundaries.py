@@ -37,3 +37,10 @@ def test_calibrate_needs_only_torch_numpy_yaml_at_import():
             "'rich', 'simpy', 'plotly', 'textual', 'scipy'}); print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_tui_domain_module_imports_no_textual():
+    """tui.present holds what the TUI shows as plain data; widgets live in tui.app."""
+    code = "import sys, tui.present; bad = 'textual' in sys.modules; print(bad); sys.exit(1 if bad else 0)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr

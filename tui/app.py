@@ -1,0 +1,243 @@
+"""The capsim terminal UI: App → screens → widgets. Widgets only show what ``tui.present`` computes
+and call the public API (``simulate_training``/``simulate_serving``) through the session, in a
+thread worker so the interface never freezes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Sparkline, Static
+
+from simulator import CapsimError
+
+from .present import Session, compare, headline
+
+VERDICT = {1: "green", -1: "red", 0: ""}
+
+
+class EditorScreen(Screen):
+    """The scenario's main keys, each editable; the whole scenario is validated on every change."""
+
+    # ctrl+ keys: plain letters go into the focused field
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "run", "Run"), Binding("ctrl+t", "compare", "Compare"),
+        Binding("ctrl+l", "results", "Last result"), Binding("ctrl+s", "export('yaml')", "Save YAML"),
+        Binding("ctrl+q", "app.quit", "Quit")]
+
+    def compose(self) -> ComposeResult:
+        s: Session = self.app.session
+        yield Static(f"capsim · {s.kind} scenario · {Path(s.source).name}", id="title")
+        with VerticalScroll(id="fields"):
+            for key, value in s.fields():
+                with Horizontal(classes="field"):
+                    yield Label(key)
+                    yield Input(value=value, id="f-" + key.replace(".", "__"), name=key)
+        yield Static("", id="error")
+        yield LoadingIndicator(id="progress")
+        yield Static("Tab moves · type to edit · ctrl+r run · ctrl+t compare · ctrl+l last result", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show(self.app.session.error())
+
+    @on(Input.Changed)
+    def edited(self, event: Input.Changed) -> None:
+        self._show(self.app.session.set(event.input.name or "", event.value))
+
+    def _show(self, error: str | None) -> None:
+        box = self.query_one("#error", Static)
+        box.update(error or "✓ valid scenario")
+        box.set_class(error is None, "ok")
+
+    def action_run(self) -> None:
+        err = self.app.session.error()
+        if err:
+            self.app.notify("fix the scenario first", severity="error")
+            self._show(err)
+            return
+        self.query_one("#progress").add_class("running")
+        self.query_one("#status", Static).update("simulating… (the UI stays responsive)")
+        self.app.start_run()
+
+    def run_finished(self, ok: bool, message: str) -> None:
+        self.query_one("#progress").remove_class("running")
+        self.query_one("#status", Static).update(message)
+
+    def action_compare(self) -> None:
+        self.app.show_compare()
+
+    def action_results(self) -> None:
+        if self.app.results:
+            self.app.push_screen(ResultScreen(self.app.results[-1]))
+
+    def action_export(self, fmt: str) -> None:
+        self.app.export(fmt, None)
+
+
+class ResultScreen(Screen):
+    """Headline numbers, tables and terminal charts of one run; export from here."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,e", "app.pop_screen", "Edit"), Binding("h", "export('html')", "HTML"),
+        Binding("j", "export('json')", "JSON"), Binding("y", "export('yaml')", "YAML"),
+        Binding("c", "compare", "Compare"), Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, result: Any) -> None:
+        super().__init__()
+        self.result = result
+
+    def compose(self) -> ComposeResult:
+        s = self.result.summary
+        yield Static(f"result · {s['name']} · {s['model']} on {s['hardware']}", id="title")
+        table = DataTable(id="headline", show_cursor=False)
+        table.add_columns("metric", "value")
+        for k, v in headline(self.result):
+            table.add_row(k, v)
+        yield table
+        with VerticalScroll(id="details"):
+            for label, data in self._series():
+                with Horizontal(classes="sparkrow"):
+                    yield Label(label)
+                    yield Sparkline(data, summary_function=max)
+            yield DataTable(id="breakdown", show_cursor=False)
+        yield Footer()
+
+    def _series(self) -> list[tuple[str, list[float]]]:
+        r = self.result
+        if r.summary["kind"] == "training":
+            tl = r.timeline_frame()
+            if len(tl) == 0:
+                return []
+            busy = tl.groupby("stage").apply(lambda g: float((g.end_s - g.start_s).sum()), include_groups=False)
+            return [("busy s per stage", busy.tolist())]
+        sf, ts = r.scaling_frame(), r.timeseries_frame()
+        agg = ts.groupby("t_s")[["queue", "utilization"]].mean()
+        return [("arrivals /s", sf.arrival_rps.fillna(0).tolist()), ("replicas ready", sf.replicas_ready.tolist()),
+                ("queue (mean/replica)", agg["queue"].tolist()), ("GPU busy", agg["utilization"].tolist()),
+                ("e2e p99 s", sf.e2e_p99_s.fillna(0).tolist())]
+
+    def on_mount(self) -> None:
+        t = self.query_one("#breakdown", DataTable)
+        s = self.result.summary
+        if s["kind"] == "training":
+            t.add_columns("time breakdown", "s")
+            for k, v in s["time_breakdown_s"].items():
+                t.add_row(k.removesuffix("_s").replace("_", " "), f"{v:.4f}")
+            for k, v in s["memory_per_gpu_gib"].items():
+                t.add_row(f"memory {k}", f"{v:.2f} GiB")
+        else:
+            t.add_columns("latency", "p50", "p90", "p99", "mean")
+            for k in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+                d = s[k]
+                t.add_row(k.removesuffix("_s"), *("-" if d[q] is None else f"{d[q]:.4f}" for q in ("p50", "p90", "p99", "mean")))
+
+    def action_export(self, fmt: str) -> None:
+        self.app.export(fmt, self.result)
+
+    def action_compare(self) -> None:
+        self.app.show_compare()
+
+
+class CompareScreen(Screen):
+    """Runs side by side; differences from the first run in green (better) or red (worse)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,e", "app.pop_screen", "Back"), Binding("x", "clear", "Clear runs"),
+        Binding("q", "app.quit", "Quit")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("compare runs · green: better than run #1 · red: worse", id="title")
+        yield DataTable(id="compare", show_cursor=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        runs = [r for r in self.app.results if r.summary["kind"] == self.app.results[-1].summary["kind"]]
+        header, rows = compare(runs)
+        t = self.query_one("#compare", DataTable)
+        t.add_columns(*header)
+        for row in rows:
+            t.add_row(*(Text(text, style=VERDICT[v]) for text, v in row))
+
+    def action_clear(self) -> None:
+        self.app.results = self.app.results[-1:]
+        self.app.pop_screen()
+
+
+class CapsimApp(App):
+    CSS_PATH = "capsim.tcss"
+    TITLE = "capsim"
+
+    def __init__(self, session: Session, *, out_dir: Path | None = None) -> None:
+        super().__init__()
+        self.session = session
+        self.results: list[Any] = []
+        self.out_dir = out_dir or Path.cwd()
+
+    def on_mount(self) -> None:
+        self.push_screen(EditorScreen())
+
+    def start_run(self) -> None:
+        self._simulate()
+
+    @work(thread=True, exclusive=True)
+    def _simulate(self) -> None:
+        try:
+            result = self.session.run()
+        except CapsimError as e:
+            self.call_from_thread(self._failed, str(e))
+            return
+        self.call_from_thread(self._done, result)
+
+    def _editor(self) -> EditorScreen | None:
+        for s in self.screen_stack:
+            if isinstance(s, EditorScreen):
+                return s
+        return None
+
+    def _failed(self, message: str) -> None:
+        if ed := self._editor():
+            ed.run_finished(False, "run failed")
+        self.notify(message, severity="error", timeout=10)
+
+    def _done(self, result: Any) -> None:
+        self.results.append(result)
+        if ed := self._editor():
+            ed.run_finished(True, f"run #{len(self.results)} done · v shows it · c compares")
+        self.push_screen(ResultScreen(result))
+
+    def show_compare(self) -> None:
+        if len(self.results) < 1:
+            self.notify("run a scenario first (r)", severity="warning")
+            return
+        self.push_screen(CompareScreen())
+
+    def export(self, fmt: str, result: Any) -> None:
+        name = self.session.doc.get("name", "scenario")
+        path = self.out_dir / f"{name}-{len(self.results)}.{ 'yml' if fmt == 'yaml' else fmt}"
+        try:
+            if fmt == "yaml":
+                path.write_text(self.session.yaml())
+            elif result is None:
+                self.notify("run first to export results", severity="warning")
+                return
+            elif fmt == "json":
+                path.write_text(result.to_json())
+            else:
+                from simulator.report import write_html
+
+                write_html(result, path)
+        except (CapsimError, OSError) as e:
+            self.notify(str(e), severity="error")
+            return
+        self.notify(f"wrote {path}")
+
+
+def run_tui(path: str | None = None) -> None:
+    CapsimApp(Session.load(path)).run()
