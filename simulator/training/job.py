@@ -65,22 +65,27 @@ def simulate_job(sc: TrainingScenario, hw: HardwareProfile, *, step_time: float,
     spot_share = spot_rate / total_rate if total_rate > 0 else 0.0
     if total_rate > 0 and work / (1 / total_rate) > 5e5:
         raise CapsimError("the job would fail more than 500,000 times: check reliability.node_mtbf_hours")
+    # One draw per interruption, not per checkpoint: between interruptions the job writes a
+    # checkpoint every τ of work, so a gap of g completes floor(g / (τ + write)) segments.
+    full = tau + write
     for r in range(runs):
         wall = 0.0
         done = 0.0
-        while done < work:
-            seg = min(tau, work - done)
-            seg_wall = seg + (write if done + seg < work else 0.0)
+        while True:
+            remaining = work - done
+            n_seg = math.ceil(remaining / tau) if math.isfinite(tau) else 1
+            finish = remaining + (n_seg - 1) * write       # no checkpoint after the last segment
             gap = rng.exponential(1 / total_rate) if total_rate > 0 else math.inf
-            if gap >= seg_wall:
-                wall += seg_wall
-                done += seg
+            if gap >= finish:
+                wall += finish
+                break
+            k = min(int(gap // full), n_seg - 1)           # segments saved before the interruption
+            done += k * tau
+            wall += gap + restart
+            if rng.random() < spot_share:
+                preempts[r] += 1
             else:
-                wall += gap + restart
-                if rng.random() < spot_share:
-                    preempts[r] += 1
-                else:
-                    fails[r] += 1
+                fails[r] += 1
         days[r] = wall / 86400
     price, src = resolve_price(sc.pricing, hw, gpus_per_node=sc.cluster.gpus_per_node)
     idle, tdp = hw.idle_w or 0.0, hw.tdp_w or 0.0
