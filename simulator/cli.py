@@ -236,6 +236,8 @@ def sweep(
     grid: Annotated[list[str] | None, typer.Option("--grid", help="KEY=V1,V2,... (repeat for a product)")] = None,
     layouts: Annotated[bool, typer.Option("--layouts", help="training: every valid TP/PP/DP/micro-batch/"
                                                              "recompute/ZeRO layout")] = False,
+    layouts_full: Annotated[bool, typer.Option("--layouts-full", help="--layouts plus context parallelism and "
+                                                                       "interleaved virtual stages")] = False,
     random: Annotated[int | None, typer.Option("--random", help="evaluate N configurations drawn at random")] = None,
     objective: Annotated[str | None, typer.Option("--objective", help="column to minimise (max:COL to maximise)")] = None,
     constraint: Annotated[list[str] | None, typer.Option("--constraint", help="e.g. 'ttft_p99_s<=0.5'")] = None,
@@ -255,7 +257,7 @@ def sweep(
     sc = load_scenario(scenario, set_)
     with Progress(console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("simulating", total=None)
-        r = run_sweep(sc, grid=parse_grid(grid), layouts=layouts, random=random, objective=objective,
+        r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random, objective=objective,
                       constraints=constraint, executor=executor, workers=workers, max_rate=max_rate, seed=seed,
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
     if out_path:

@@ -36,6 +36,10 @@ def test_training_layouts_counted_by_hand() -> None:
     assert len(lay) == 120
     combos = {(c["parallelism.tp"], c["parallelism.pp"], c["parallelism.dp"]) for c in lay}
     assert combos == {(1, 1, 4), (1, 2, 2), (2, 1, 2), (2, 2, 1), (4, 1, 1)}
+    # full: context parallelism 2 and 4 (TP·CP within the node) adds (tp,cp,pp,dp) = (1,2,1,2) 36,
+    # (1,2,2,1) 12, (1,4,1,1) 12, (2,2,1,1) 12 = 72 more; 2 layers allow no interleaving
+    full = training_layouts(parse_scenario(TRAIN), full=True)
+    assert len(full) == 192 and {c["parallelism.virtual_stages"] for c in full} == {1}
 
 
 def test_pareto_mask_by_hand() -> None:

@@ -95,13 +95,13 @@ def _set(doc: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | None, layouts: bool,
+def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | None, layouts: bool | str,
                    seed: int) -> list[dict[str, Any]]:
     configs: list[dict[str, Any]] = []
     if layouts:
         if not isinstance(base, TrainingScenario):
             raise CapsimError("layout search (--layouts) is for training scenarios; use --grid for serving")
-        configs = training_layouts(base)
+        configs = training_layouts(base, full=layouts == "full")
     if grid:
         keys = list(grid)
         product = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
@@ -134,7 +134,7 @@ def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, random: int | None = None,
-          layouts: bool = False, objective: str | None = None, constraints: list[str] | None = None,
+          layouts: bool | str = False, objective: str | None = None, constraints: list[str] | None = None,
           executor: str = "local", workers: int | None = None, max_rate: bool = False, seed: int = 0,
           progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Evaluate every configuration of the sweep and rank those that are feasible and meet the constraints."""

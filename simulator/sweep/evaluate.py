@@ -102,29 +102,42 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def training_layouts(sc: TrainingScenario) -> list[dict[str, Any]]:
+def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[str, Any]]:
     """Every layout of the model on the scenario's GPUs: TP (inside a node, dividing the heads), PP
     (dividing the layers), DP (the rest, dividing the global batch), micro-batch (dividing the
     per-rank batch, up to 8), recompute, ZeRO stage (1-3 only with DP > 1); sequence parallelism
-    with TP > 1, as Megatron runs it."""
+    with TP > 1, as Megatron runs it. ``full`` adds context parallelism (2, 4 dividing the sequence,
+    with TP·CP inside a node) and interleaved schedules (2 or 4 virtual stages per GPU)."""
     model = get_model(sc.model)
     gpus = sc.cluster.nodes * sc.cluster.gpus_per_node
-    gb = sc.training.global_batch
+    gb, seq = sc.training.global_batch, sc.training.seq_len
     out: list[dict[str, Any]] = []
+    cps = [c for c in (1, 2, 4) if seq % c == 0] if full else [1]
     for tp in _divisors(sc.cluster.gpus_per_node):
         if model.heads % tp or gpus % tp:
             continue
-        for pp in _divisors(model.layers):
-            if gpus % (tp * pp):
+        for cp in cps:
+            if tp * cp > sc.cluster.gpus_per_node and cp > 1:
                 continue
-            dp = gpus // (tp * pp)
-            if gb % dp:
-                continue
-            per_rank = gb // dp
-            for mb in [b for b in _divisors(per_rank) if b <= 8]:
-                for rec in ("none", "selective", "full"):
-                    for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
-                        out.append({"parallelism.tp": tp, "parallelism.pp": pp, "parallelism.dp": dp,
-                                    "parallelism.sequence_parallel": tp > 1, "parallelism.zero_stage": zero,
-                                    "training.micro_batch": mb, "training.recompute": rec})
+            for pp in _divisors(model.layers):
+                if gpus % (tp * cp * pp):
+                    continue
+                dp = gpus // (tp * cp * pp)
+                if gb % dp:
+                    continue
+                per_rank = gb // dp
+                vs = [v for v in ((1, 2, 4) if full and pp > 1 else (1,)) if model.layers % (pp * v) == 0]
+                for v in vs:
+                    for mb in [b for b in _divisors(per_rank) if b <= 8]:
+                        if v > 1 and (per_rank // mb) % pp:
+                            continue               # interleaving needs micro-batches in multiples of PP
+                        for rec in ("none", "selective", "full"):
+                            for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
+                                c = {"parallelism.tp": tp, "parallelism.pp": pp, "parallelism.dp": dp,
+                                     "parallelism.sequence_parallel": tp > 1, "parallelism.zero_stage": zero,
+                                     "training.micro_batch": mb, "training.recompute": rec}
+                                if full:
+                                    c.update({"parallelism.cp": cp, "parallelism.virtual_stages": v,
+                                              "parallelism.schedule": "interleaved" if v > 1 else "1f1b"})
+                                out.append(c)
     return out
