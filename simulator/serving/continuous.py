@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Generator
 from typing import Any
 
 import simpy
 
-from .replica import KILL, Replica
+from .replica import Replica
 
 FS = 10**15  # the replica's clock ticks in femtoseconds
 
@@ -111,7 +110,7 @@ class ContinuousReplica(Replica):
         if j < self.win_k:
             self.win_k = j
             self.busy_end[-1] = self._end(j) / FS
-            self.proc.interrupt()
+            self._arm()                                     # the old wake-up becomes stale
 
     def _end(self, j: int) -> int:
         """End of the window's step ``j`` (1-based), in fs: exact integer arithmetic."""
@@ -129,28 +128,40 @@ class ContinuousReplica(Replica):
                 hi = mid - 1
         return lo
 
-    # ---- the process -------------------------------------------------------------------------------
-    def run(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        self.t_fs = to_fs(self.t)                # a replica can start (scale-up) at any time
-        while not self.dead:
-            if not self.waiting and not self.running:
-                try:
-                    yield self.sleep()
-                except simpy.Interrupt:          # killed while idle
-                    return
-                self.t_fs = to_fs(self.t)
-                continue
-            self.plan()
-            while True:
-                try:
-                    yield env.timeout(max(self._end(self.win_k) / FS - env.now, 0.0))
-                    break
-                except simpy.Interrupt as i:
-                    if i.cause == KILL:
-                        return
-            self.commit(self.win_k)
-            self.win = None
+    # ---- the event loop ------------------------------------------------------------------------------
+    # The engine is driven by simpy timeouts with callbacks rather than a generator process: cutting
+    # a window short (an arrival that can join) then costs one new timeout instead of an interrupt,
+    # and the superseded wake-up is recognised as stale by its generation number.
+    def start(self) -> None:
+        self._gen = 0
+        self.env.timeout(0).callbacks.append(self._woken)   # begins when simpy next runs, like a process
+        return None
+
+    def _woken(self, _ev: simpy.Event | None = None) -> None:
+        if not self.dead:
+            self.t_fs = to_fs(self.t)                # a replica can start (scale-up) or wake at any time
+            self._next()
+
+    def _next(self) -> None:
+        if not self.waiting and not self.running:
+            self.sleep().callbacks.append(self._woken)
+            return
+        self.plan()
+        self._arm()
+
+    def _arm(self) -> None:
+        """Wake at the end of the current window (a new call supersedes the previous one)."""
+        self._gen += 1
+        gen = self._gen
+        ev = self.env.timeout(max(self._end(self.win_k) / FS - self.env.now, 0.0))
+        ev.callbacks.append(lambda _ev: self._window_done(gen))
+
+    def _window_done(self, gen: int) -> None:
+        if gen != self._gen or self.dead:
+            return                                   # superseded by a cut, or the replica is gone
+        self.commit(self.win_k)
+        self.win = None
+        self._next()
 
     def held(self) -> list[int]:
         return [*super().held(), *(e[0] for e in self.prefilling), *self.seqs]

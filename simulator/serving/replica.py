@@ -110,7 +110,7 @@ class Replica:
         self.log_t, self.log_wait, self.log_run = array("d"), array("q"), array("q")
         # busy log: one row per event-advanced window of iterations
         self.busy_start, self.busy_end, self.busy_kv, self.busy_tokens = array("d"), array("d"), array("d"), array("d")
-        self.proc = env.process(self.run())
+        self.proc: simpy.Process | None = self.start()
 
     # ---- queue ---------------------------------------------------------------------------------
     def push(self, r: int, *, front: bool = False) -> None:
@@ -174,7 +174,7 @@ class Replica:
         self.outstanding = self.running = 0
         if self.log_t:
             self.log(self.log_t[-1] if self.env.now < self.log_t[-1] else self.env.now)
-        if self.proc.is_alive and self.env.active_process is not self.proc:
+        if self.proc is not None and self.proc.is_alive and self.env.active_process is not self.proc:
             self.proc.interrupt(KILL)
         return held
 
@@ -189,6 +189,10 @@ class Replica:
     def sleep(self):
         self.idle_ev = self.env.event()
         return self.idle_ev
+
+    def start(self) -> simpy.Process | None:
+        """Begin serving: a simpy process by default (the continuous engine uses callbacks instead)."""
+        return self.env.process(self.run())
 
     def run(self):
         raise NotImplementedError

@@ -149,7 +149,10 @@ class Part:
 
 def _part_numbers(p: Part, end: float) -> dict[str, Any]:
     svc, plan, perf = p.svc, p.plan, p.perf
-    busy = float(sum(r.busy_between(0.0, end) for r in svc.all))
+    busy = 0.0
+    for rep in svc.all:
+        s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+        busy += float(np.sum(np.clip(np.minimum(e_, end) - s_, 0.0, None)))
     kv_used = 0.0
     if plan["kv_cache_tokens"]:
         for rep in svc.all:

@@ -144,6 +144,7 @@ class Cluster:
             self.stages.append(svc)
             self.parts.append(Part(name, ssc, perf, plan, svc))
         self.entered = [0] * len(self.stages)     # requests resolved for entry to each stage
+        self._single = len(self.stages) == 1 and not self.hits[0].any()
         self.arrivals_over = False
         if len(self.stages) == 1:
             self.ledger = self.stages[0].ledger
@@ -163,6 +164,9 @@ class Cluster:
 
     # ---- the request path -----------------------------------------------------------------------
     def arrive(self, r: int, t: float) -> None:
+        if self._single:                       # one service, no cache: straight to it
+            self.stages[0].dispatch(r, t)
+            return
         if len(self.stages) > 1:
             self.reqs.arrival[r] = t
         self._enter(0, r, t)
@@ -243,6 +247,7 @@ class Cluster:
                 yield env.timeout(t - env.now)
             self.arrive(r, t)
         self.arrivals_over = True
+        self.entered[0] = len(times) if self._single else self.entered[0]
         self._mark_arrivals_done(0)
 
     def _user(self) -> Generator[simpy.Event, Any, None]:
