@@ -215,21 +215,34 @@ class ContinuousReplica(Replica):
 
     def plan(self) -> None:
         """Choose the next iteration's batch: a mixed iteration, or a window of decode steps."""
-        t0_fs, B, t0 = self.t_fs, self.B, self.t
-        # 1. a KV slot for every decoding sequence's next token, preempting while blocks are short
+        t0 = self.t
+        self._reserve_decode_slots(t0)
+        self.chunks = []
+        budget = self.max_tokens - len(self.seqs)
+        if self.prefilling:
+            budget = self._continue_prefills(budget, t0)
+        if self.waiting:
+            self._admit_waiting(budget, t0)
+        if self.chunks:
+            self._mixed_iteration()
+        else:
+            self._decode_window()
+
+    def _reserve_decode_slots(self, t0: float) -> None:
+        """1. A KV slot for every decoding sequence's next token, preempting while blocks are short."""
         need = 0
         while self.seqs:
             need = self.phase[self.step % self.B]   # sequences whose last block is full
             if need <= self.free:
                 break
             self._preempt(self._victim(), t0)
-        self.reserved = need                                # held until commit allocates them
+        self.reserved = need                        # held until commit allocates them
         self.free -= need
-        n = len(self.seqs)
-        budget = self.max_tokens - n
-        # 2. prompts already being prefilled, in admission order
-        self.chunks = []
-        for e in list(self.prefilling) if self.prefilling else ():
+
+    def _continue_prefills(self, budget: int, t0: float) -> int:
+        """2. Prompts already being prefilled get the next chunk, in admission order."""
+        B = self.B
+        for e in list(self.prefilling):
             if budget <= 0:
                 break
             q = min(e[2] - e[1], budget)
@@ -239,12 +252,16 @@ class ContinuousReplica(Replica):
                 continue
             self._take(e, q)
             budget -= q
-        # 3. admit from the queue while sequences, tokens and blocks allow (stop at a blocked head)
+        return budget
+
+    def _admit_waiting(self, budget: int, t0: float) -> None:
+        """3. Admit from the queue while sequences, tokens and blocks allow; stop at a blocked head."""
+        B, led = self.B, self.ledger
         n_run = len(self.seqs) + len(self.prefilling)
         while self.waiting and n_run < self.max_seqs and budget > 0:
             r = self.waiting[0][2]
-            target = self.ledger.prompt[r] + int(self.ledger.generated[r])
-            cached = min(int(self.hit_rate * self.ledger.prompt[r] / B) * B, target - 1)
+            target = led.prompt[r] + int(led.generated[r])
+            cached = min(int(self.hit_rate * led.prompt[r] / B) * B, target - 1)
             q = target - cached
             if q > budget:
                 if not self.chunked:
@@ -253,52 +270,57 @@ class ContinuousReplica(Replica):
             if -(-(cached + q) // B) > self.free:
                 break
             if self.no_evict:
-                final = -(-(self.ledger.prompt[r] + self.ledger.output[r] - 1) // B)
+                final = -(-(led.prompt[r] + led.output[r] - 1) // B)
                 if self.committed + final > self.total_blocks:
                     break
                 self.committed += final
             heapq.heappop(self.waiting)
             self._admit += 1
             held = -(-cached // B)
-            e = [r, cached, target, held, self.ledger.priority[r], self._admit]
+            e = [r, cached, target, held, led.priority[r], self._admit]
             self.free -= held
             self.prefilling.append(e)
             self._take(e, q)
             budget -= q
             n_run += 1
             self.running += 1
-            if self.ledger.first_sched[r] != self.ledger.first_sched[r]:  # NaN: first admission
-                self.ledger.first_sched[r] = t0
+            if led.first_sched[r] != led.first_sched[r]:  # NaN: first admission
+                led.first_sched[r] = t0
             self.log(t0)
-        n = len(self.seqs)
-        if self.chunks:                                     # a mixed iteration: one step
-            work = sum(q * (e[1] + (q + 1) / 2) for e, q in self.chunks)
-            tokens = n + sum(q for _, q in self.chunks)
-            sampled = n + sum(1 for e, q in self.chunks if e[1] + q == e[2])
-            d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
-                                               decode_ctx=self.ctx_sum + n))
-            self.win, self.win_k = (t0_fs, d, 0, 0, 0), 1
-            self.record_busy(t0, (t0_fs + d) / FS, (self.total_blocks - self.free) * B, tokens)
-            self._k = 1 if n else 0
-            return
+
+    def _mixed_iteration(self) -> None:
+        """Prompt chunks and decode tokens in one forward: a window of one step."""
+        n, t0_fs = len(self.seqs), self.t_fs
+        work = sum(q * (e[1] + (q + 1) / 2) for e, q in self.chunks)
+        tokens = n + sum(q for _, q in self.chunks)
+        sampled = n + sum(1 for e, q in self.chunks if e[1] + q == e[2])
+        d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
+                                           decode_ctx=self.ctx_sum + n))
+        self.win, self.win_k = (t0_fs, d, 0, 0, 0), 1
+        self.record_busy(self.t, (t0_fs + d) / FS, (self.total_blocks - self.free) * self.B, tokens)
+        self._k = 1 if n else 0
+
+    def _decode_window(self) -> None:
+        """k identical decode steps (k = 1 without fast-forward or near a block shortage). Over k steps
+        each sequence takes at most ceil(k/B) new blocks, so k <= B·floor(free/n) is safe."""
+        n, B = len(self.seqs), self.B
         if n == 0:  # cannot happen: an idle replica admits its (admissible) head; a bug if it does
             raise RuntimeError(f"replica {self.index}: scheduler stalled with {len(self.waiting)} waiting")
-        # decode-only: k identical steps (k = 1 without fast-forward or near a block shortage).
-        # Over k steps each sequence takes at most ceil(k/B) new blocks, so k <= B·floor(free/n) is safe.
         k = 1
         free = self.free + self.reserved
         if self.fast_forward and (free >= n or self.no_evict):
-            while not self._valid(self.finish_heap[0]):
-                heapq.heappop(self.finish_heap)
-            k = self.finish_heap[0][0] - self.step
-            if not self.no_evict:                           # no_evict: every final block is already set aside
+            heap = self.finish_heap
+            while not self._valid(heap[0]):
+                heapq.heappop(heap)
+            k = heap[0][0] - self.step
+            if not self.no_evict:                   # no_evict: every final block is already set aside
                 k = max(min(k, B * (free // n)), 1)
         self._k = k
         A = self._base.get(n)
         if A is None:
             A = self._base[n] = to_fs(self.perf.decode_base(n))
-        self.win, self.win_k = (t0_fs, A, self._coef, self.ctx_sum + n, n), k
-        self.record_busy(t0, self._end(k) / FS, (self.total_blocks - self.free + self.reserved) * B, n)
+        self.win, self.win_k = (self.t_fs, A, self._coef, self.ctx_sum + n, n), k
+        self.record_busy(self.t, self._end(k) / FS, (self.total_blocks - self.free + self.reserved) * B, n)
 
     def _take(self, e: list[int], q: int) -> None:
         """Schedule ``q`` prompt tokens of ``e`` this iteration and allocate their blocks."""
