@@ -29,9 +29,12 @@ def gemm_shapes(shapes: dict[str, Any], quick: bool, device: torch.device) -> li
 
 
 def bench_gemm(shapes: list[tuple[int, int, int]], dtype: torch.dtype, device: torch.device,
-               step: Callable[[str], None] | None = None) -> list[dict[str, float]]:
+               step: Callable[[str], None] | None = None,
+               stop: Callable[[], bool] | None = None) -> list[dict[str, float]]:
     rows = []
     for m, n, k in shapes:
+        if stop is not None and rows and stop():
+            break
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
         t = measure(lambda a=a, b=b: a @ b, device)

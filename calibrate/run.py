@@ -80,15 +80,29 @@ def cpu_base_profile(info: dict[str, Any], best_tflops: dict[str, float], copy_g
     }
 
 
+QUICK_BUDGET_S = 120.0     # --quick: under 2 minutes
+FULL_BUDGET_S = 900.0      # full: under 15 minutes
+
+
 def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtype: str = "fp32", quick: bool = False,
               base_profile: dict[str, Any] | None = None, name: str | None = None, module: str | None = None,
-              input_shape: tuple[int, ...] | None = None, progress: Progress = None) -> dict[str, Any]:
-    """Measure this device and return a hardware profile document (YAML-ready)."""
+              input_shape: tuple[int, ...] | None = None, progress: Progress = None,
+              budget_s: float | None = None) -> dict[str, Any]:
+    """Measure this device and return a hardware profile document (YAML-ready).
+
+    Within ``budget_s`` (default 2 minutes quick, 15 minutes full): when the budget runs out the
+    remaining GEMM shapes and the optional stages are skipped, and the profile says which."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
     tdt = micro.DTYPES[dtype]
     t_start = time.perf_counter()
+    deadline = t_start + (budget_s if budget_s is not None else QUICK_BUDGET_S if quick else FULL_BUDGET_S)
+    skipped: list[str] = []
+
+    def over() -> bool:
+        return time.perf_counter() > deadline
+
     info = device_info(dev)
     shapes = shapes or {}
     planned = [("latency", 1)]
@@ -106,15 +120,21 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
     disp = micro.bench_dispatch(dev)
     optim = micro.bench_optimizer(dev)
     step("kernel latency")
-    g = micro.bench_gemm(gemms, tdt, dev, step)
+    g = micro.bench_gemm(gemms, tdt, dev, step, stop=over)
+    if len(g) < len(gemms):
+        skipped.append(f"{len(gemms) - len(g)} GEMM shapes (time budget)")
     mem = micro.bench_memory(dev, quick, step)
     meas: dict[str, Any] = {"gemm": g, "memory": mem, "latency": lat, "dispatch": disp, "optimizer": optim}
-    if shapes:
+    if shapes and not over():
         meas["elementwise"] = micro.bench_elementwise(dev, tdt, shapes["hidden"])
         meas["attention"] = micro.bench_attention(shapes, tdt, dev, quick, step)
+    elif shapes:
+        skipped.append("attention and elementwise (time budget)")
     meas["collectives"] = micro.bench_collectives(dev)
     model_rows: list[dict[str, Any]] = []
-    if shapes or module:
+    if (shapes or module) and over():
+        skipped.append("model measurements (time budget)")
+    elif shapes or module:
         torch.manual_seed(0)
         model = build(shapes or None, dev, tdt, module)
         seq = min(shapes.get("max_positions", 512), 512 if dev.type == "cuda" else 128) if shapes else 0
@@ -158,6 +178,7 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
     prof["source"] = {**prof.get("source", {}), "efficiency": f"measured by capsim calibrate on {info['device']}"}
     spread = float(np.median([r["spread"] for r in g]))
     prof["calibrated"] = {**info, "dtype": dtype, "quick": quick, "wall_s": round(time.perf_counter() - t_start, 1),
+                          "budget_s": round(deadline - t_start, 1), "skipped": skipped,
                           "gemm_median_spread": round(spread, 4), "measurements": meas,
                           "env": {"threads": os.environ.get("OMP_NUM_THREADS")}}
     if progress:

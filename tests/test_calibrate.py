@@ -93,3 +93,15 @@ def test_calibrate_errors_are_clear() -> None:
         r = subprocess.run([sys.executable, "-m", "simulator.cli", "calibrate", "--device", "cuda"],
                            capture_output=True, text=True, timeout=60, check=False)
         assert r.returncode == 2 and "no CUDA device" in r.stderr
+
+
+def test_time_budget_skips_and_says_what() -> None:
+    from calibrate.run import calibrate
+    from simulator.catalog import get_model
+
+    shapes = get_model("gpt-tiny").model_dump(exclude={"moe", "source"})
+    prof = calibrate(device="cpu", shapes=shapes, dtype="fp32", quick=True, budget_s=0.0)
+    cal = prof["calibrated"]
+    assert len(prof["efficiency"]["gemm_table"]) == 1             # the first shape, then the budget is out
+    assert any("GEMM shapes (time budget)" in x for x in cal["skipped"])
+    assert "model measurements (time budget)" in cal["skipped"] and cal["measurements"]["model"] == []
