@@ -118,9 +118,11 @@ class ResultScreen(Screen):
             busy = tl.groupby("stage").apply(lambda g: float((g.end_s - g.start_s).sum()), include_groups=False)
             return [("busy s per stage", busy.tolist())]
         sf, ts = r.scaling_frame(), r.timeseries_frame()
-        agg = ts.groupby("t_s")[["queue", "utilization"]].mean()
+        agg = ts.groupby("t_s")[["queue", "utilization"]].sum()
+        ready = sf.replicas_ready.clip(lower=1e-9).to_numpy()[: len(agg)]
+        busy = (agg["utilization"].to_numpy() / ready).clip(0, 1)       # mean over the replicas ready then
         return [("arrivals /s", sf.arrival_rps.fillna(0).tolist()), ("replicas ready", sf.replicas_ready.tolist()),
-                ("queue (mean/replica)", agg["queue"].tolist()), ("GPU busy", agg["utilization"].tolist()),
+                ("queued (all replicas)", agg["queue"].tolist()), ("GPU busy", busy.tolist()),
                 ("e2e p99 s", sf.e2e_p99_s.fillna(0).tolist())]
 
     def on_mount(self) -> None:

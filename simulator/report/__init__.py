@@ -114,9 +114,13 @@ def serving_html(r: Any) -> str:
             f_cdf.add_scatter(x=x, y=y, name=name, mode="lines")
     t = np.sort(ts.t_s.unique())
     width = float(t[1] - t[0]) if len(t) > 1 else max(s["simulated_s"], 1e-9)
-    agg = ts.groupby("t_s").agg(queue=("queue", "sum"), running=("running", "sum"), util=("utilization", "mean"),
-                                kv=("kv_cache_utilization", "mean"), tokens=("batch_tokens", "mean")).reset_index()
+    agg = ts.groupby("t_s").agg(queue=("queue", "sum"), running=("running", "sum"), util=("utilization", "sum"),
+                                kv=("kv_cache_utilization", "sum"), tokens=("batch_tokens", "mean")).reset_index()
     sf = r.scaling_frame()
+    # averages over the replicas ready in each bin (not over every replica the run ever had)
+    ready = np.maximum(sf.replicas_ready.to_numpy()[: len(agg)], 1e-9)
+    agg["util"] = np.where(ready > 1e-6, agg.util / ready, 0.0)
+    agg["kv"] = np.where(ready > 1e-6, agg.kv / ready, 0.0)
     f_rate = _fig("Arrivals and replicas", xaxis_title="time (s)", yaxis_title="requests/s",
                   yaxis2={"title": "replicas", "overlaying": "y", "side": "right",
                           "range": [0, 1.25 * max(s["replicas"]["max"], 1)],
@@ -132,7 +136,7 @@ def serving_html(r: Any) -> str:
                  yaxis_title="seconds")
     f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s, name="p50", mode="lines")
     f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s, name="p99", mode="lines")
-    f_u = _fig("Utilization (mean over replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
+    f_u = _fig("Utilization (mean over ready replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
     f_u.add_scatter(x=agg.t_s, y=agg.util, name="GPU busy", mode="lines")
     f_u.add_scatter(x=agg.t_s, y=agg.kv, name="KV cache used", mode="lines")
     f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")
