@@ -142,17 +142,28 @@ def serving_html(r: Any) -> str:
     f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")
     f_cost.add_scatter(x=sf.t_s + (sf.t_s.iloc[1] - sf.t_s.iloc[0] if len(sf) > 1 else 0), y=sf.cost_usd_accrued,
                        name="cost", mode="lines", fill="tozeroy")
-    per = ts.groupby("replica").utilization.mean()
+    multi = "services" in s
+    per = ts.groupby(["service", "replica"] if multi else ["replica"], sort=False).utilization.mean()
+    labels = [f"{i[0]}/{i[1]}" if multi else str(i[0] if isinstance(i, tuple) else i) for i in per.index]
     f_rep = _fig("Per-replica GPU utilization", xaxis_title="replica", yaxis_title="busy fraction", yaxis_range=[0, 1.05])
-    f_rep.add_bar(x=[str(i) for i in per.index], y=per.to_numpy(), marker_color="#4c78a8")
+    f_rep.add_bar(x=labels, y=per.to_numpy(), marker_color="#4c78a8")
     sections = [Section("Latency", [("chart-cdf", f_cdf), ("chart-rate", f_rate)]),
                 Section("Over time", [("chart-queue", f_q), ("chart-latency", f_lat), ("chart-util", f_u),
                                       ("chart-cost", f_cost), ("chart-replicas", f_rep)],
                         f"Time bins of {width:,.3g} s; {s['preemptions']:,} preemptions; {s['price_source']}.")]
     lay = s["replica_layout"]
-    return render(title=f"capsim serving report — {s['name']}",
-                  subtitle=(f"{s['model']} on {s['replicas']['max']} × {s['hardware']} replicas (TP{lay['tp']} "
-                            f"PP{lay['pp']}, {lay['batching']} batching), {s['simulated_s']:,.0f} s simulated"),
+    extra = ""
+    if "services" in s:
+        cols = ["service", "model", "hardware", "replicas (mean)", "replicas (max)", "reached", "from cache",
+                "p50 s", "p99 s", "GPU busy", "cost $"]
+        rows = [[k, v["model"], v["hardware"], v["replicas"]["mean"], v["replicas"]["max"], v["reached"], v["cache_hits"],
+                 v["latency_p50_s"], v["latency_p99_s"], v["gpu_utilization"], v["cost_usd"]] for k, v in s["services"].items()]
+        extra = "<h2>Services on the request path</h2>" + table_html(cols, rows)
+    where = (" → ".join(f"{k}: {v['model']} on {v['replicas']['max']} × {v['hardware']}" for k, v in s["services"].items())
+             if multi else f"{s['model']} on {s['replicas']['max']} × {s['hardware']} replicas (TP{lay['tp']} "
+                           f"PP{lay['pp']}, {lay['batching']} batching)")
+    return render(title=f"capsim serving report — {s['name']}", extra_html=extra,
+                  subtitle=f"{where}, {s['simulated_s']:,.0f} s simulated",
                   cards=cards, sections=sections, scenario_yaml=r.scenario_yaml(), warnings=s["warnings"])
 
 
