@@ -153,7 +153,7 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
     best = max(r["tflops"] for r in g)
     copy_gb_s = max(r["gb_s"] for r in mem)
     if base_profile is None:
-        prof = cpu_base_profile(info, {dtype: round(best, 4)}, copy_gb_s)
+        prof = cpu_base_profile(info, {dtype: float(f"{best:.4g}")}, copy_gb_s)
     else:
         prof = {k: v for k, v in base_profile.items() if k not in ("efficiency", "calibrated")}
         prof.setdefault("source", {})
