@@ -1,7 +1,7 @@
 """Routers: which replica gets a new request.
 
 - ``round_robin``: in turn.
-- ``least_outstanding``: fewest requests queued or running (ties: lowest index).
+- ``least_outstanding``: fewest requests queued or running (ties: in turn).
 - ``power_of_two``: two replicas drawn at random (seeded), the less loaded one.
 - ``kv_aware``: lowest KV-cache load, counting blocks in use and the prompts already queued.
 """
@@ -44,7 +44,10 @@ class Router:
             self._next = i + 1
             return reps[i]
         if self.policy == "least_outstanding":
-            return min(reps, key=_OUTSTANDING)
+            # ties go round the replicas (as load balancers do), not always to the first one
+            i = self._next % len(reps)
+            self._next = i + 1
+            return min(reps[i:] + reps[:i], key=_OUTSTANDING) if i else min(reps, key=_OUTSTANDING)
         if self.policy == "power_of_two":
             a, b = self._pair(len(reps))
             ra, rb = reps[a], reps[b]
