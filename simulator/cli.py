@@ -185,7 +185,8 @@ def _print_serving(r: Any) -> None:
     t.add_row("end-to-end", _pct(s["e2e_s"], 1.0, "s"))
     t.add_row("queueing", _pct(s["queue_s"]))
     kv = f", KV cache {100 * s['kv_cache_utilization']:.1f}% used" if s["kv_cache_utilization"] is not None else ""
-    t.add_row("utilization", f"GPU busy {100 * s['gpu_utilization']:.1f}%{kv}")
+    t.add_row("utilization", f"GPU busy {100 * s['gpu_utilization']:.1f}%{kv}; MFU {100 * s['mfu']:.1f}% "
+              "(model FLOPs of the tokens served / peak of the GPU-hours paid)")
     if s["slo_attainment"] is not None:
         ok = "[green]met[/]" if s["slo_met"] else "[bold red]missed[/]"
         t.add_row("SLO", f"{ok}: {100 * s['slo_attainment']:.2f}% of requests within "

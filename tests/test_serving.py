@@ -347,3 +347,14 @@ def test_tensor_parallel_replica_is_faster_per_token() -> None:
     assert two["tpot_s"]["p50"] < 0.75 * one["tpot_s"]["p50"]
     assert two["usd_per_hour"] == pytest.approx(2 * one["usd_per_hour"])
 
+
+
+def test_serving_mfu_by_hand() -> None:
+    """MFU = 2 · params · (prompt + output tokens served) / (peak FLOP/s · GPU-seconds paid)."""
+    r = run(doc(**{"cluster.replicas": 2}))
+    params = get_model("llama-2-7b").total_params()
+    tokens = r["completed"] * (256 + 64)
+    peak = get_profile("a100-sxm-80gb").peak_flops("bf16")
+    expected = 2 * params * tokens / (peak * 2 * r["simulated_s"])
+    assert r["mfu"] == pytest.approx(expected, rel=1e-3)
+    assert 0 < r["mfu"] < r["gpu_utilization"]

@@ -157,7 +157,7 @@ def headline(r: Any) -> list[tuple[str, str]]:
             ("E2E p50/p99", f"{s['e2e_s']['p50'] or 0:,.2f} / {s['e2e_s']['p99'] or 0:,.2f} s"),
             ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if s['slo_met'] else 'missed'})"),
             ("replicas", f"mean {s['replicas']['mean']}, max {s['replicas']['max']}"),
-            ("GPU busy", f"{100 * s['gpu_utilization']:.1f}%"),
+            ("GPU busy / MFU", f"{100 * s['gpu_utilization']:.1f}% / {100 * s['mfu']:.1f}%"),
             ("$/hour", f"${s['usd_per_hour']:,.2f}"),
             ("$/M tokens", "-" if s["cost_per_million_tokens_usd"] is None else f"${s['cost_per_million_tokens_usd']:,.3f}")]
 

@@ -102,6 +102,8 @@ def serving_html(r: Any) -> str:
         Card("throughput", f"{s['throughput_rps']:,.2f} req/s", f"{s['output_tokens_per_s']:,.0f} output tokens/s"),
         Card("cost", f"${s['usd_per_hour']:,.2f}/h", f"{s['replica_hours']:,.1f} replica-hours; ${s['cost_usd']:,.2f} "
              f"this run ({s['autoscaling']} scaling)"),
+        Card("GPU busy / MFU", f"{100 * s['gpu_utilization']:.0f}% / {100 * s['mfu']:.1f}%",
+             "time running iterations / model FLOPs served vs peak paid for"),
         Card("$ / M output tokens", "-" if s["cost_per_million_tokens_usd"] is None
              else f"${s['cost_per_million_tokens_usd']:,.3f}"),
         Card("requests", f"{s['completed']:,} done", f"{s['rejected']:,} rejected, {s['failed']:,} failed, "

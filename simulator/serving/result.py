@@ -207,6 +207,15 @@ def scaling_frame(parts: list[Part], ledger: Ledger, end: float) -> pd.DataFrame
                          "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum})
 
 
+def _serving_mfu(p: Part, q: Any, done: np.ndarray, nums: dict[str, Any], end: float) -> float:
+    """Model FLOPs of the tokens served (2 · active parameters per prompt and output token) over the
+    peak FLOP/s of the GPU-seconds paid for: how much of what was rented did useful model work."""
+    tokens = float(q.prompt[done].sum() + q.output[done].sum()) if p.plan["generative"] else float(q.prompt[done].sum())
+    flops = 2.0 * p.perf.model.active_params() * tokens
+    gpu_s = (nums["on_s"] + nums["spot_s"]) * nums["gpr"]
+    return flops / max(p.perf.hw.peak_flops(p.sc.precision) * gpu_s, 1e-12)
+
+
 def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: float,
                  warnings: list[str]) -> ServingResult:
     main = parts[-1]
@@ -284,6 +293,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         "autoscaling": sc.autoscaling.policy,
         "gpus": sum(n["max_req"] * n["gpr"] for n in nums),
         "gpu_utilization": _r(busy / max(ready_s, 1e-12), 4),
+        "mfu": _r(_serving_mfu(main, q, done, m, end), 4),
         "kv_cache_utilization": _r(kv_used / (max(main_ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
         "slo": {k: v for k, v in slo.model_dump().items() if v is not None},
         "slo_attainment": _r(float(ok.sum()) / finished, 4) if has_slo and finished else None,
