@@ -170,6 +170,9 @@ class Replica:
         """Stop this replica now; returns the requests it held (queued or running)."""
         held = [] if self.dead else self.held()
         self.dead = True
+        now = self.env.now
+        if self.busy_end and self.busy_end[-1] > now:
+            self.busy_end[-1] = max(now, self.busy_start[-1])   # the work in progress is lost, not done
         self.waiting = []
         self.outstanding = self.running = 0
         if self.log_t:
