@@ -358,3 +358,14 @@ def test_serving_mfu_by_hand() -> None:
     expected = 2 * params * tokens / (peak * 2 * r["simulated_s"])
     assert r["mfu"] == pytest.approx(expected, rel=1e-3)
     assert 0 < r["mfu"] < r["gpu_utilization"]
+
+
+def test_pipeline_parallel_replica_gains_throughput_not_latency() -> None:
+    """With pp micro-batches in flight a decode step of n sequences costs the full forward of n/pp
+    tokens: compute-bound batches run ~pp× faster per step; a memory-bound single sequence does not
+    (every micro-batch still reads every stage's weights)."""
+    m, hw = get_model("llama-3.1-8b"), get_profile("h100-sxm")
+    one, two = InferenceModel(model=m, hw=hw), InferenceModel(model=m, hw=hw, pp=2)
+    assert 0.45 < two.decode_base(2048) / one.decode_base(2048) < 0.6
+    assert 0.95 < two.decode_base(1) / one.decode_base(1) < 1.1
+    assert two.decode_coef_per_step == pytest.approx(one.decode_coef / 2)

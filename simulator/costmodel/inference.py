@@ -127,11 +127,20 @@ class InferenceModel:
             self._head[sampled] = v
         return v
 
+    # Pipeline parallelism: the engine keeps ``pp`` micro-batches in flight (vLLM's virtual engines),
+    # so in one period every stage runs each micro-batch of ``n/pp`` sequences through its layers
+    # once: the period is ``pp · stage(n/pp)`` = the full forward of ``n/pp`` tokens, and every
+    # sequence gains one token. Weight reads repeat per micro-batch (no latency gain when memory-
+    # bound); compute and KV reads split over the stages (throughput gain when compute-bound).
+    def _per_stage(self, tokens: int) -> int:
+        return -(-tokens // self.pp)
+
     def decode_base(self, n: int) -> float:
         """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
         v = self._decode.get(n)
         if v is None:
-            v = self._decode[n] = self.linear_time(n) + self.layers * self.kernel_latency + self.head_time(n)
+            v = self._decode[n] = (self.linear_time(self._per_stage(n)) + self.layers * self.kernel_latency
+                                   + self.head_time(n))
         return v
 
     def iteration_time(self, *, tokens: int, sampled: int, prefill_work: float, decode_seqs: int,
@@ -139,9 +148,14 @@ class InferenceModel:
         """One iteration over ``tokens`` tokens: prompt chunks with ``prefill_work`` = Σ q·(c+(q+1)/2)
         query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens."""
         attn_kernels = (prefill_work > 0) + (decode_seqs > 0)
-        return (self.linear_time(tokens) + self.layers * self.kernel_latency * attn_kernels
-                + self.prefill_coef * prefill_work + self.decode_coef * decode_ctx
+        return (self.linear_time(self._per_stage(tokens)) + self.layers * self.kernel_latency * attn_kernels
+                + (self.prefill_coef * prefill_work + self.decode_coef * decode_ctx) / self.pp
                 + (self.head_time(sampled) if sampled else 0.0))
+
+    @property
+    def decode_coef_per_step(self) -> float:
+        """Seconds per cached token read in a decode step (the stages split the KV reads)."""
+        return self.decode_coef / self.pp
 
     def forward_time(self, batch: int, seq: int) -> float:
         """One forward of ``batch`` inputs of ``seq`` tokens (encoders, vision; non-causal attention)."""

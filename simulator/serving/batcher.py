@@ -148,6 +148,6 @@ class BatchReplica(Replica):
         o = int(out.max())
         prefill = perf.iteration_time(tokens=n * p, sampled=n, prefill_work=n * p * (p + 1) / 2, decode_seqs=0,
                                       decode_ctx=0)
-        steps = perf.decode_base(n) + perf.decode_coef * n * (p + 1 + np.arange(o - 1, dtype=np.int64))
+        steps = perf.decode_base(n) + perf.decode_coef_per_step * n * (p + 1 + np.arange(o - 1, dtype=np.int64))
         ends = np.cumsum(np.concatenate(([now + prefill], steps)))
         return ends[out - 1], np.full(n, ends[0]), float(ends[-1])

@@ -71,7 +71,7 @@ class ContinuousReplica(Replica):
         self._k = 0
         self._base: dict[int, int] = {}
         super().__init__(**kw)
-        self._coef = to_fs(self.perf.decode_coef)
+        self._coef = to_fs(self.perf.decode_coef_per_step)
 
     @property
     def kv_capacity_tokens(self) -> int:
