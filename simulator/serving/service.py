@@ -10,6 +10,7 @@ they are routed as soon as one is.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ class Service:
         self.cold_start = cold_start_s(sc, perf)
         self.controller = make_controller(sc, self.cold_start, rate_at)
         self.issued = 0
+        self._issued_at_last = 0           # for the arrival rate the autoscaler observes
+        self.cache_hits = 0                # requests a multi-service path answered from this service's cache
         self.finished_n = 0
         self.arrivals_done = False
         self.retries = np.zeros(len(ledger.reqs), dtype=np.int32)
@@ -140,8 +143,6 @@ class Service:
         if -worst[0] >= self.ledger.priority[r]:
             return "queue_full"
         rep.waiting.remove(worst)
-        import heapq
-
         heapq.heapify(rep.waiting)
         rep.outstanding -= 1
         rep.log(t)
@@ -162,7 +163,6 @@ class Service:
                 "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
                 "latency_p99_s": float(np.percentile(lat, 99)) if len(lat) else None}
 
-    cache_hits = 0
 
     @property
     def all_done(self) -> bool:
@@ -305,8 +305,6 @@ class Service:
         arrivals = self.issued - self._issued_at_last
         self._issued_at_last = self.issued
         return A.Observation(metric=metric, concurrency=conc, queued=queued, ready=len(reps), rate_rps=arrivals / period)
-
-    _issued_at_last = 0
 
     def scale_to(self, n: int, t: float) -> None:
         cur = self.requested
