@@ -304,7 +304,12 @@ def calibrate_cmd(
                                                              "simulator's prediction from the new profile")] = False,
 ) -> None:
     """Measure this GPU (or CPU) with torch microbenchmarks and write a calibrated hardware profile."""
-    from .calibration import run_calibration
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise CapsimError("calibration needs torch: pip install 'capsim[calibrate]' (on a machine without a GPU "
+                          "pin the CPU wheel: pip install torch==2.13.0)")
+    from calibrate.cli import run_calibration  # the calibrate package is the one that imports torch
 
     run_calibration(device=device, model=model, module=module, input_shape=input_shape, dtype=dtype, base=base,
                     quick=quick, out_path=out_path, validate=validate, console=out, err=err)

@@ -1,24 +1,27 @@
-"""``capsim calibrate``: the simulator's side of calibration (catalog shapes in, profile out, validation).
+"""``capsim calibrate``: catalog shapes in, calibrated profile out, optional validation.
 
-The measuring itself is ``calibrate/`` (torch); this module only resolves the model and the base
-profile, writes the result under ``hardware_profiles/calibrated/`` (or ``--out``), and for
-``--validate`` compares a real training step with the simulator's prediction from the new profile.
+Resolves the model and the base spec profile through the simulator, runs the measurements of
+``calibrate.run``, writes the profile under ``hardware_profiles/calibrated/`` (or ``--out``), and for
+``--validate`` compares real training steps with the simulator's prediction from the new profile.
+The simulator is imported inside the functions, so importing this package still needs only torch,
+numpy and PyYAML; the simulator itself never imports torch.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from .errors import CapsimError
+import torch
+
+from .run import calibrate, device_info, write_profile
 
 CALIBRATED_DIR = Path(__file__).resolve().parents[1] / "hardware_profiles" / "calibrated"
 
 
 def _base_for(device_name: str) -> str | None:
     """The spec profile whose GPU matches the device name (H100 80GB HBM3 → h100-sxm, ...)."""
-    from .hardware import get_profile, profile_paths
+    from simulator.hardware import get_profile, profile_paths
 
     name = device_name.lower()
     best = None
@@ -35,16 +38,11 @@ def _base_for(device_name: str) -> str | None:
 def run_calibration(*, device: str, model: str | None, module: str | None, input_shape: str | None, dtype: str,
                     base: str | None, quick: bool, out_path: Path | None, validate: bool, console: Any,
                     err: Any) -> Path:
-    if importlib.util.find_spec("torch") is None:
-        raise CapsimError("calibration needs torch: pip install 'capsim[calibrate]' (on a machine without a GPU "
-                          "pin the CPU wheel: pip install torch==2.13.0)")
-    import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from calibrate.run import calibrate, device_info, write_profile
-
-    from .catalog import get_model
-    from .hardware import get_profile
+    from simulator.catalog import get_model
+    from simulator.errors import CapsimError
+    from simulator.hardware import get_profile
 
     if device == "cuda" and not torch.cuda.is_available():
         raise CapsimError("no CUDA device visible to torch; run on the GPU machine or pass --device cpu")
@@ -92,8 +90,8 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
 def validate_profile(path: Path, model: str, device: str, dtype: str, prof: dict[str, Any]) -> dict[str, Any]:
     """Predict each measured training step (batch × seq on one device) from the calibrated profile and
     print measured vs predicted time (and peak memory on a GPU)."""
-    from .scenario import parse_scenario
-    from .training import simulate_training
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
 
     rows, lines = [], []
     for m in prof["calibrated"]["measurements"]["model"]:
