@@ -65,6 +65,9 @@ class BatchReplica(Replica):
         fit = [p for p in self.preferred if p <= n]
         return fit[-1] if fit else top
 
+    def start(self) -> simpy.Process:
+        return self.env.process(self.run())
+
     def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while not self.dead:

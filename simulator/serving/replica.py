@@ -12,6 +12,7 @@ used to reach a time — that is what lets fast-forward give the same per-reques
 from __future__ import annotations
 
 import heapq
+from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class Ledger:
             self.on_finish(r, t)
 
 
-class Replica:
+class Replica(ABC):
     """Base class: queue, logs, wake-up. ``running`` counts requests in the current batch(es)."""
 
     def __init__(self, *, env: simpy.Environment, index: int, ledger: Ledger, perf: InferenceModel,
@@ -159,8 +160,10 @@ class Replica:
         if self.draining and self.outstanding == 0 and self.on_drained is not None:
             self.on_drained(self, t)
 
+    @abstractmethod
     def on_arrival_while_busy(self, r: int, t: float) -> None:
-        """Hook: the continuous engine cuts a fast-forward window short here."""
+        """A request queued while the replica works: the continuous engine may cut its window short,
+        the dynamic batcher may stop waiting for more."""
 
     def held(self) -> list[int]:
         """Requests queued or running here (what a failure would lose)."""
@@ -193,12 +196,9 @@ class Replica:
         self.idle_ev = self.env.event()
         return self.idle_ev
 
+    @abstractmethod
     def start(self) -> simpy.Process | None:
-        """Begin serving: a simpy process by default (the continuous engine uses callbacks instead)."""
-        return self.env.process(self.run())
-
-    def run(self):
-        raise NotImplementedError
+        """Begin serving: the batcher runs a simpy process, the continuous engine timeout callbacks."""
 
     def record_busy(self, start: float, end: float, kv_used: float, tokens: float) -> None:
         self.busy_start.append(start)
