@@ -133,27 +133,32 @@ def _print_training(r: Any) -> None:
 @user_errors
 def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
     """Simulate a training scenario: step time, memory, MFU, time to train and cost."""
-    from .scenario import TrainingScenario, load_scenario
-    from .training import simulate_training
+    _simulate(scenario, set_, "training", as_json=as_json, html=html)
+
+
+COMMAND_FOR = {"training": "train", "serving": "serve"}
+
+
+def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None) -> None:
+    """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
+    from . import simulate_serving, simulate_training
+    from .report import write_html
+    from .scenario import load_scenario
 
     sc = load_scenario(scenario, set_)
-    if not isinstance(sc, TrainingScenario):
-        raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim serve'")
-    r = simulate_training(sc)
+    if sc.kind != kind:
+        raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
+    r = simulate_training(sc) if kind == "training" else simulate_serving(sc)
     if html:
-        _write_report(r, html, quiet=as_json)
+        write_html(r, html)
+        if not as_json:
+            err.print(f"report written to {html}")
     if as_json:
         print(r.to_json())
-    else:
+    elif kind == "training":
         _print_training(r)
-
-
-def _write_report(r: Any, path: Path, *, quiet: bool) -> None:
-    from .report import write_html
-
-    write_html(r, path)
-    if not quiet:
-        err.print(f"report written to {path}")
+    else:
+        _print_serving(r)
 
 
 def _pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
@@ -215,19 +220,7 @@ def _print_serving(r: Any) -> None:
 @user_errors
 def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
     """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
-    from .scenario import ServingScenario, load_scenario
-    from .serving import simulate_serving
-
-    sc = load_scenario(scenario, set_)
-    if not isinstance(sc, ServingScenario):
-        raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim train'")
-    r = simulate_serving(sc)
-    if html:
-        _write_report(r, html, quiet=as_json)
-    if as_json:
-        print(r.to_json())
-    else:
-        _print_serving(r)
+    _simulate(scenario, set_, "serving", as_json=as_json, html=html)
 
 
 @app.command()

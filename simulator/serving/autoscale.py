@@ -49,6 +49,14 @@ def clamp(n: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, n))
 
 
+def windowed_mean(samples: deque, t: float, value: float, span: float) -> float:
+    """Add the sample taken at ``t``, forget those ``span`` or more seconds old; the mean of the rest."""
+    samples.append((t, value))
+    while samples and samples[0][0] <= t - span:
+        samples.popleft()
+    return sum(c for _, c in samples) / len(samples)
+
+
 @dataclass
 class HPA:
     target: float
@@ -100,11 +108,8 @@ class KPA:
     panic_until: float = -math.inf
 
     def step(self, t: float, current: int, obs: Observation) -> int:
-        self.samples.append((t, obs.concurrency))
-        while self.samples and self.samples[0][0] <= t - self.stable_window_s:
-            self.samples.popleft()
+        stable = windowed_mean(self.samples, t, obs.concurrency, self.stable_window_s)
         per = self.target * self.target_utilization
-        stable = sum(c for _, c in self.samples) / len(self.samples)
         recent = [c for s, c in self.samples if s > t - self.panic_window_s]
         panic = sum(recent) / len(recent)
         want_stable, want_panic = math.ceil(stable / per), math.ceil(panic / per)
@@ -128,10 +133,7 @@ class RayServe:
     since: tuple[str, float] | None = None
 
     def step(self, t: float, current: int, obs: Observation) -> int:
-        self.samples.append((t, obs.concurrency))
-        while self.samples and self.samples[0][0] <= t - self.look_back_s:
-            self.samples.popleft()
-        ongoing = sum(c for _, c in self.samples) / len(self.samples)
+        ongoing = windowed_mean(self.samples, t, obs.concurrency, self.look_back_s)
         want = clamp(math.ceil(ongoing / self.target), self.min_replicas, self.max_replicas)
         direction = "up" if want > current else "down" if want < current else None
         if direction is None:

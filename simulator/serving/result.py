@@ -9,7 +9,6 @@ latencies meet every bound the scenario sets.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,8 @@ import pandas as pd
 
 from ..costmodel.inference import InferenceModel
 from ..hardware import resolve_price
-from ..scenario import ServingScenario, scenario_yaml
+from ..result_views import ResultViews
+from ..scenario import ServingScenario
 from .replica import DONE, FAILED, REJECT_REASONS, REJECTED, Ledger, Replica
 
 MAX_BINS = 120
@@ -59,21 +59,12 @@ def _busy_series(rep: Replica, which: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class ServingResult:
+class ServingResult(ResultViews):
     scenario: ServingScenario
     summary: dict[str, Any]
     requests: pd.DataFrame = field(repr=False)
     timeseries: pd.DataFrame = field(repr=False)
     scaling: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.summary[key]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "scenario": json.loads(json.dumps(self.scenario.model_dump(mode="json")))}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
 
     def requests_frame(self) -> pd.DataFrame:
         return self.requests
@@ -84,9 +75,6 @@ class ServingResult:
     def scaling_frame(self) -> pd.DataFrame:
         """Per time bin: arrival rate, replicas requested/ready, e2e percentiles, cost accrued."""
         return self.scaling
-
-    def scenario_yaml(self) -> str:
-        return scenario_yaml(self.scenario)
 
 
 def request_frame(ledger: Ledger) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import simpy
 
 from ..catalog import get_model
-from ..costmodel.inference import WEIGHT_BYTES, InferenceModel
+from ..costmodel.inference import InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import get_profile
 from ..scenario import Diurnal, ServingScenario, parse_scenario
@@ -70,8 +70,6 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, dict[str, 
         kv_tokens, mem = 0, {"capacity_gib": hw.memory_gib, "weights_gib": w / 2**30}
     plan["kv_cache_tokens"] = kv_tokens
     plan["memory_per_gpu_gib"] = mem
-    if sc.precision not in WEIGHT_BYTES:
-        raise CapsimError(f"precision {sc.precision!r} is not supported for serving")
     return perf, plan
 
 
@@ -96,10 +94,7 @@ def stage_scenarios(sc: ServingScenario) -> list[tuple[str, ServingScenario]]:
             if v is not None:
                 doc["workload"][k] = v.model_dump(mode="json")
         doc["name"] = st.name
-        try:
-            out.append((st.name, parse_scenario(doc, where=f"services[{st.name}]")))
-        except CapsimError as e:
-            raise CapsimError(str(e)) from None
+        out.append((st.name, parse_scenario(doc, where=f"services[{st.name}]")))
     return out
 
 
@@ -143,7 +138,7 @@ class Cluster:
                           rate_at=rate_at)
             self.stages.append(svc)
             self.parts.append(Part(name, ssc, perf, plan, svc))
-        self.entered = [0] * len(self.stages)     # requests resolved for entry to each stage
+        self.resolved = [0] * len(self.stages)    # requests that reached each service or left the path before it
         self._single = len(self.stages) == 1 and not self.hits[0].any()
         self.arrivals_over = False
         if len(self.stages) == 1:
@@ -165,6 +160,7 @@ class Cluster:
     # ---- the request path -----------------------------------------------------------------------
     def arrive(self, r: int, t: float) -> None:
         if self._single:                       # one service, no cache: straight to it
+            self.resolved[0] += 1
             self.stages[0].dispatch(r, t)
             return
         if len(self.stages) > 1:
@@ -174,8 +170,8 @@ class Cluster:
     def _enter(self, k: int, r: int, t: float) -> None:
         """Request ``r`` reaches service ``k`` at ``t``: served, or answered from its cache."""
         svc = self.stages[k]
-        self.entered[k] += 1
-        self._mark_arrivals_done(k)
+        self.resolved[k] += 1
+        self._mark_arrivals_done()
         if len(self.stages) > 1:
             svc.ledger.reqs.arrival[r] = t
         if self.hits[k][r]:
@@ -186,16 +182,14 @@ class Cluster:
             return
         svc.dispatch(r, t)
 
-    def _mark_arrivals_done(self, k: int) -> None:
-        for j in range(k, len(self.stages)):
-            if (j == 0 and self.arrivals_over) or (j > 0 and self.entered[j] + self._dropped_before(j) >= self._total()):
-                self.stages[j].arrivals_done = True
-
-    def _dropped_before(self, j: int) -> int:
-        return sum(getattr(self, "_dropped", [0] * len(self.stages))[:j])
-
-    def _total(self) -> int:
-        return self.entered[0] if self.arrivals_over else len(self.reqs) + 1
+    def _mark_arrivals_done(self) -> None:
+        """A service has all its arrivals once every request that entered the path has reached it or
+        left the path before it (the service then stops autoscaling and fault timers when idle)."""
+        if not self.arrivals_over:
+            return
+        for svc, n in zip(self.stages, self.resolved, strict=True):
+            if n >= self.resolved[0]:
+                svc.arrivals_done = True
 
     def _finisher(self, k: int):
         def finished(r: int, t: float) -> None:
@@ -218,11 +212,10 @@ class Cluster:
 
     def _finish_chain(self, r: int, t: float, k: int) -> None:
         """The request left the chain at service ``k`` (the last one, or rejected/failed there)."""
-        if not hasattr(self, "_dropped"):
-            self._dropped = [0] * len(self.stages)
         if k < len(self.stages) - 1:
-            self._dropped[k + 1] += 1          # it will never reach the later services
-            self._mark_arrivals_done(k + 1)
+            for j in range(k + 1, len(self.stages)):
+                self.resolved[j] += 1          # it will never reach the later services
+            self._mark_arrivals_done()
         led, src = self.ledger, self.stages[k].ledger
         led.status[r], led.reason[r], led.done[r] = src.status[r], src.reason[r], t
         led.replica[r] = src.replica[r]
@@ -247,8 +240,7 @@ class Cluster:
                 yield env.timeout(t - env.now)
             self.arrive(r, t)
         self.arrivals_over = True
-        self.entered[0] = len(times) if self._single else self.entered[0]
-        self._mark_arrivals_done(0)
+        self._mark_arrivals_done()
 
     def _user(self) -> Generator[simpy.Event, Any, None]:
         """One closed-loop user: send a request, wait for its response, think, repeat."""
@@ -267,7 +259,7 @@ class Cluster:
         self._users -= 1
         if self._users == 0:
             self.arrivals_over = True
-            self._mark_arrivals_done(0)
+            self._mark_arrivals_done()
 
     def run(self) -> float:
         horizon = self.sc.workload.horizon_s

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,8 @@ from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown
 from ..hardware import HardwareProfile
 from ..models import ModelSpec
-from ..scenario import TrainingScenario, scenario_yaml
+from ..result_views import ResultViews
+from ..scenario import TrainingScenario
 from .job import JobOutcome
 
 
@@ -22,7 +22,7 @@ def _r(x: float, nd: int = 6) -> float:
 
 
 @dataclass
-class TrainingResult:
+class TrainingResult(ResultViews):
     scenario: TrainingScenario
     summary: dict[str, Any]
     timeline: list[tuple[int, str, int, int, float, float]] = field(default_factory=list, repr=False)
@@ -92,17 +92,5 @@ class TrainingResult:
         return cls(sc, s, timeline, days)
 
     # ---- views ------------------------------------------------------------------------------------
-    def __getitem__(self, key: str) -> Any:
-        return self.summary[key]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "scenario": json.loads(json.dumps(self.scenario.model_dump(mode="json")))}
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
     def timeline_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.timeline, columns=["stage", "pass", "chunk", "microbatch", "start_s", "end_s"])
-
-    def scenario_yaml(self) -> str:
-        return scenario_yaml(self.scenario)
