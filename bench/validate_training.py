@@ -32,16 +32,24 @@ def gpt(hidden: int, heads: int, layers: int, seq: int) -> dict:
             "vocab": 51200, "max_positions": max(seq, 2048)}
 
 
+# The software stack each data set was measured with. vTrain ran Megatron-DeepSpeed under DeepSpeed's
+# engine, which reduces fp16 gradients after the backward (no overlap_comm); Korthikanti et al. ran
+# Megatron-LM (2022), which also reduced after the backward, with DP = 1 so it does not matter.
+DEEPSPEED = {"grad_precision": "fp16", "overlap_grad_reduce": False}
+MEGATRON_2022 = {"grad_precision": "fp32", "overlap_grad_reduce": False}
+
+
 def predict(model: dict, *, gpus: int, tp: int, pp: int, dp: int, gb: int, mb: int, seq: int, recompute: str,
-            sp: bool = False, v: int = 1, precision: str = "fp16") -> float:
+            stack: dict, sp: bool = False, v: int = 1, precision: str = "fp16",
+            hardware: str = "a100-sxm-80gb") -> float:
     nodes = max(1, gpus // 8)
     doc = {
-        "kind": "training", "model": model, "hardware": "a100-sxm-80gb",
+        "kind": "training", "model": model, "hardware": hardware,
         "cluster": {"nodes": nodes, "gpus_per_node": min(gpus, 8)},
         "parallelism": {"tp": tp, "pp": pp, "dp": dp, "sequence_parallel": sp, "virtual_stages": v,
                         "schedule": "interleaved" if v > 1 else "1f1b"},
         "training": {"seq_len": seq, "global_batch": gb, "micro_batch": mb, "precision": precision,
-                     "recompute": recompute, "flash_attention": False},
+                     "recompute": recompute, "flash_attention": False, **stack},
     }
     return simulate_training(parse_scenario(doc))["iteration_time_s"]
 
@@ -53,7 +61,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def vtrain(path: Path, multi: bool) -> pd.DataFrame:
+def vtrain(path: Path, multi: bool, hardware: str = "a100-sxm-80gb", **stack: object) -> pd.DataFrame:
     d = pd.read_csv(path, encoding="utf-8-sig")
     if multi:
         d = d.drop(columns=d.columns[0])
@@ -61,14 +69,15 @@ def vtrain(path: Path, multi: bool) -> pd.DataFrame:
     preds = []
     for r in d.itertuples():
         preds.append(1e3 * predict(gpt(r.hidden, r.heads, r.layers, r.seq), gpus=r.gpus, tp=r.tp, pp=r.pp, dp=r.dp,
-                                   gb=r.global_batch, mb=r.micro_batch, seq=r.seq, recompute="full"))
+                                   gb=r.global_batch, mb=r.micro_batch, seq=r.seq, recompute="full",
+                                   stack={**DEEPSPEED, **stack}, hardware=hardware))
     d["predicted_ms"] = preds
     d["error_pct"] = 100 * (d.predicted_ms - d.measured_ms) / d.measured_ms
     d["group"] = [f"h{r.hidden} l{r.layers} {r.gpus}gpu gb{r.global_batch}" for r in d.itertuples()]
     return d
 
 
-def korthikanti(path: Path) -> pd.DataFrame:
+def korthikanti(path: Path, hardware: str = "a100-sxm-80gb", **stack: object) -> pd.DataFrame:
     d = pd.read_csv(path)
     rows = []
     for r in d.itertuples():
@@ -80,7 +89,8 @@ def korthikanti(path: Path) -> pd.DataFrame:
         for mode, sp, rec, col in (("full recompute", False, "full", "iter_s_full_recompute"),
                                    ("SP+selective", True, "selective", "iter_s_seqpar_selective")):
             pred = predict(m, gpus=r.gpus, tp=r.tp, pp=r.pp, dp=r.dp, gb=r.global_batch, mb=r.micro_batch,
-                           seq=r.seq, recompute=rec, sp=sp, v=v)
+                           seq=r.seq, recompute=rec, sp=sp, v=v,
+                           stack={**MEGATRON_2022, **stack}, hardware=hardware)
             meas = getattr(r, col)
             rows.append({"model": r.model, "mode": mode, "gpus": r.gpus, "measured_s": meas, "predicted_s": pred,
                          "error_pct": 100 * (pred - meas) / meas})

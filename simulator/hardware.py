@@ -44,6 +44,12 @@ class Efficiency(BaseModel):
     # Fraction of HBM bandwidth reached by streaming kernels (copy/elementwise). Assumed: STREAM-like
     # copies reach 85-92% on HBM2e/HBM3; 0.85 until calibrated.
     memory: float = 0.85
+    # Fraction of HBM bandwidth reached by a training framework's elementwise and normalisation
+    # kernels (LayerNorm, dropout with its random mask, softmax, GeLU, residual adds). Default fitted
+    # with dispatch_us on the vTrain single-node A100 set (bench/fit_stack.py: 0.6; 0.85, a plain
+    # copy, leaves GPU-bound rows 9% too fast) and checked on the held-out multi-node and
+    # Korthikanti sets. Calibration measures it as a LayerNorm's achieved bandwidth.
+    elementwise: float = Field(default=0.6, gt=0, le=1)
     # Flash-attention throughput relative to the GEMM maximum. FlashAttention-2 (Dao 2023) reaches
     # ~73% of A100 peak forward and ~63% forward+backward vs ~87% for GEMM -> 0.84 / 0.72.
     attention_fwd: float = 0.84

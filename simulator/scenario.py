@@ -55,7 +55,11 @@ class Training(_Strict):
     global_batch: int = Field(default=512, ge=1, description="sequences per iteration")
     micro_batch: int | Literal["auto"] = "auto"
     precision: Precision = "bf16"
-    grad_precision: Literal["fp32", "bf16"] = "fp32"
+    grad_precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Reduce gradient buckets while the backward still runs (Megatron-core --overlap-grad-reduce,
+    # PyTorch DDP, FSDP); false: after the last backward (DeepSpeed's engine and pipeline engine
+    # without overlap_comm, Megatron-LM before 2023).
+    overlap_grad_reduce: bool = True
     recompute: Literal["none", "selective", "full"] = "none"
     flash_attention: bool = True
     total_tokens: float | None = Field(default=None, gt=0)

@@ -57,3 +57,26 @@ def test_hierarchical_allreduce_crosses_network():
     # inter-node leg: all-reduce of S/8 per GPU over 2 nodes at the NIC bandwidth
     inter = 2 * 1 / 2 * (S / 8) / (hw.inter_node.busbw_gb_s * 1e9)
     assert two_nodes - one_node == pytest.approx(inter, rel=0.05)
+
+
+def test_dispatch_bound_sequence():
+    from simulator.costmodel.ops import Op, dispatched_time
+
+    ops = [Op("a", "memory", 1.0), Op("b", "memory", 1.0), Op("c", "gemm", 10.0)]
+    # host issues at 2, 4, 6; GPU: 2+1 = 3, max(3, 4)+1 = 5, max(5, 6)+10 = 16
+    assert dispatched_time([(ops, 1)], 2.0) == pytest.approx(16.0)
+    # no dispatch cost: the GPU sum; repeated blocks extrapolate exactly in both regimes
+    assert dispatched_time([(ops, 7)], 0.0) == pytest.approx(7 * 12.0)
+    for d in (0.5, 2.0, 5.0):
+        walked = dispatched_time([(ops, 1)] * 40, d)
+        assert dispatched_time([(ops, 40)], d) == pytest.approx(walked)
+    # host-bound: 3 kernels x 5 s of issue per block dominates 12 s of GPU work
+    assert dispatched_time([(ops, 40)], 5.0) == pytest.approx(40 * 15.0 + 10.0)
+
+
+def test_elementwise_kernels_run_at_the_elementwise_share_of_bandwidth():
+    from simulator.costmodel.ops import memory_op
+
+    hw = get_profile("a100-sxm-80gb")
+    t = memory_op(hw, "dropout", 1e9).time
+    assert t == pytest.approx(1e9 / (2.039e12 * 0.6) + 4e-6)

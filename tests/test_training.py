@@ -112,3 +112,39 @@ def test_uneven_stages_shorten_the_ends():
     counts = stage_layers(126, 32)  # Llama 3 405B on PP16 × 2 virtual stages
     assert sum(counts) == 126 and counts[0] == counts[-1] == 3 and set(counts[1:-1]) == {4}
     assert stage_layers(36, 8) == [4, 4, 5, 5, 5, 5, 4, 4]
+
+
+def test_gradient_reduction_after_the_backward_is_fully_exposed():
+    # One stage, 4 micro-batches of 1 s forward + 2 s backward, two 0.5 s gradient buckets.
+    # Overlapped: the first bucket is ready halfway through the last backward (t = 11), the
+    # second at its end (t = 12), so only the second is exposed. Not overlapped: both are.
+    def step(overlap: bool) -> float:
+        st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5, 0.5]], overlap_grad=overlap)]
+        return simulate_step(st, microbatches=4).iteration_time
+    assert step(True) == pytest.approx(12.5)
+    assert step(False) == pytest.approx(13.0)
+
+
+def test_overlap_grad_reduce_switch_in_a_scenario():
+    on = simulate_training(parse_scenario(BASE, ["parallelism.tp=2"]))
+    off = simulate_training(parse_scenario(BASE, ["parallelism.tp=2", "training.overlap_grad_reduce=false"]))
+    assert on["time_breakdown_s"]["dp_comm_exposed_s"] < off["time_breakdown_s"]["dp_comm_exposed_s"]
+    assert off["iteration_time_s"] - on["iteration_time_s"] == pytest.approx(
+        off["time_breakdown_s"]["dp_comm_exposed_s"] - on["time_breakdown_s"]["dp_comm_exposed_s"], rel=1e-3)
+
+
+def test_optimizer_step_streams_50_bytes_per_parameter_in_fp16():
+    # megatron-7.5b on tp=8 dp=1: each GPU updates a 1/8 of the parameters; the fp16 step makes the
+    # passes listed in training/stack.py (50 B/param), bf16 skips unscaling (42 B/param).
+    from simulator.catalog import get_model
+    from simulator.hardware import get_profile
+
+    hw = get_profile("a100-sxm-80gb")
+    params = simulate_training(parse_scenario(BASE, ["parallelism.tp=8"]))
+    per_gpu = params["params_b"] * 1e9 / 8
+    bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.memory
+    for precision, nbytes in (("fp16", 50), ("bf16", 42)):
+        r = simulate_training(parse_scenario(BASE, ["parallelism.tp=8", f"training.precision={precision}"]))
+        # per-GPU params: the layers' share plus the embedding (vocab-parallel), within 0.1%
+        assert r["time_breakdown_s"]["optimizer_s"] == pytest.approx(per_gpu * nbytes / bw, rel=2e-3)
+    assert get_model("megatron-7.5b").total_params() == pytest.approx(params["params_b"] * 1e9, rel=1e-3)

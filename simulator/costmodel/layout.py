@@ -25,6 +25,7 @@ class Layout:
     flash_attention: bool = True
     precision: str = "bf16"
     grad_precision: str = "fp32"
+    overlap_grad_reduce: bool = True
     gpus_per_node: int = 8
 
     @property

@@ -8,6 +8,7 @@ measured table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,8 +101,11 @@ def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision
 
 
 def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:
-    """An elementwise/normalisation kernel moving ``nbytes`` (reads + writes)."""
-    return Op(name, "memory", memory_bound_time(hw, nbytes))
+    """An elementwise/normalisation kernel (norm, dropout, softmax, activation, residual add) moving
+    ``nbytes`` (reads + writes) at the ``efficiency.elementwise`` share of HBM bandwidth: these
+    kernels generate random masks and reduce across rows, so they run slower than a plain copy."""
+    bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
+    return Op(name, "memory", nbytes / bw + _latency(hw))
 
 
 def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: float, seq_q: float,
@@ -133,17 +137,32 @@ def decode_attention(hw: HardwareProfile, name: str, *, kv_bytes: float, flops: 
     return Op(name, "attention", t, flops)
 
 
-def dispatched_time(ops: list[Op] | tuple[Op, ...], dispatch_s: float) -> float:
-    """Wall time of a kernel sequence issued by one host thread at ``dispatch_s`` per kernel.
+def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: float) -> float:
+    """Wall time of kernel blocks (``(ops, n)``: the sequence ``ops`` repeated ``n`` times, e.g. a
+    layer per micro-batch) issued in order by one host thread at ``dispatch_s`` per kernel.
 
-    The GPU cannot start a kernel before the host has issued it, so small kernels become
-    host-bound: ``finish_i = max(finish_{i-1}, i·dispatch) + time_i``.
+    The GPU cannot start a kernel before the host has issued it, so runs of small kernels become
+    host-bound while long kernels let the host run ahead: ``finish_i = max(finish_{i-1}, i·dispatch)
+    + time_i``. Near the balance point this is longer than ``max(GPU sum, host sum)``. A block's
+    first repeats are walked kernel by kernel; the rest advance by the last repeat's increment,
+    which is the steady state of this max-plus recurrence.
     """
-    if dispatch_s <= 0:
-        return float(sum(op.time for op in ops))
-    gpu = 0.0
-    host = 0.0
-    for op in ops:
-        host += dispatch_s
-        gpu = max(gpu, host) + op.time
+    gpu = host = 0.0
+    for ops, n in blocks:
+        if n <= 0:
+            continue
+        times = [op.time for op in ops]
+        if dispatch_s <= 0:
+            gpu += n * sum(times)
+            continue
+        walked = min(n, 3)
+        before = gpu
+        for _ in range(walked):
+            before = gpu
+            for t in times:
+                host += dispatch_s
+                gpu = max(gpu, host) + t
+        if n > walked:
+            gpu += (n - walked) * (gpu - before)
+            host += (n - walked) * len(times) * dispatch_s
     return gpu

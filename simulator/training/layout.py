@@ -83,5 +83,6 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     lay = Layout(tp=par.tp, pp=par.pp, dp=dp, cp=par.cp, ep=par.ep, sequence_parallel=par.sequence_parallel,
                  virtual_stages=v, zero_stage=par.zero_stage, recompute=tr.recompute,
                  flash_attention=tr.flash_attention, precision=tr.precision, grad_precision=tr.grad_precision,
+                 overlap_grad_reduce=tr.overlap_grad_reduce,
                  gpus_per_node=cl.gpus_per_node)
     return lay, mb

@@ -9,7 +9,7 @@ from ..catalog import get_model
 from ..costmodel.collectives import collective_time, p2p_time
 from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown, activation_bytes_per_layer, model_state_bytes
-from ..costmodel.ops import Op, memory_bound_time
+from ..costmodel.ops import Op, dispatched_time, memory_bound_time
 from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
 from ..errors import CapsimError
 from ..hardware import HardwareProfile, get_profile
@@ -63,18 +63,18 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     zero3_ag = collective_time(hw, "all_gather", layer_param_bytes, lay.dp_group) if lay.zero_stage >= 3 else 0.0
 
     def pass_time(chunks: list[tuple[PassOps, int]], backward: bool) -> PassTime:
+        blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in chunks]
         comp = comm = 0.0
-        kernels = 0
-        for ops, n in chunks:
-            seq_ops = (ops.recompute + ops.bwd) if backward else ops.fwd
-            c, k, nk = _split(seq_ops)
+        for seq_ops, n in blocks:
+            c, k, _ = _split(seq_ops)
             comp += c * n
             comm += k * n
-            kernels += nk * n
+        wall = dispatched_time(blocks, dispatch)
         if zero3_ag:
-            layer_comp = comp / max(L_chunk, 1)
-            comm += max(0.0, zero3_ag - layer_comp) * L_chunk
-        return PassTime.of(comp, comm, kernels * dispatch)
+            exposed = max(0.0, zero3_ag - comp / max(L_chunk, 1)) * L_chunk
+            comm += exposed
+            wall += exposed
+        return PassTime.of(comp, comm, wall)
 
     emb_params = model.embedding_params() / lay.tp
     head_params = model.head_params() / lay.tp + (model.vocab * model.hidden / lay.tp
@@ -107,14 +107,15 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
                 t = collective_time(hw, kind, cparams * grad_bytes / nb, lay.dp_group)
                 buckets.append([t] * nb)
         opt_params = params_s / (lay.dp if lay.zero_stage >= 1 else 1)
-        optimizer = memory_bound_time(hw, opt_params * OPTIMIZER_BYTES_PER_PARAM)
+        optimizer = memory_bound_time(hw, opt_params * OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, 42.0))
         if hw.efficiency.optimizer_us_per_tensor:
             tensors = model.layer_tensors() * sum(per_vs[c * p + s] for c in range(v))
             tensors += (2 if s == 0 else 0) + (2 if s == p - 1 else 0)     # embeddings; final norm and head
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
         post = (collective_time(hw, "all_gather", params_s * 2, lay.dp_group)
                 if lay.zero_stage in (1, 2) and lay.dp > 1 else 0.0)
-        stages.append(StageSpec(fwd, bwd, buckets if lay.dp > 1 else (), optimizer, post))
+        stages.append(StageSpec(fwd, bwd, buckets if lay.dp > 1 else (), optimizer, post,
+                                overlap_grad=lay.overlap_grad_reduce))
         stage_params.append(params_s)
 
     act_bytes = mb * seq / lay.cp * model.hidden * ACT_BYTES / (lay.tp if lay.sequence_parallel else 1)

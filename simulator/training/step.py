@@ -42,6 +42,7 @@ class StageSpec:
     grad_buckets: Sequence[Sequence[float]] = ()   # per chunk: reduction time of each bucket
     optimizer: float = 0.0
     post_optimizer_comm: float = 0.0        # e.g. ZeRO-1 parameter all-gather
+    overlap_grad: bool = True               # buckets reduce during the backward, else after it
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
                 done[(kind, vs, i)] = env.event()
     trace = StepTrace(0.0, [0.0] * p, [0.0] * p, [0.0] * p)
     grad_ready: list[simpy.Store] = [simpy.Store(env) for _ in range(p)]
+    compute_done: list[simpy.Event] = [env.event() for _ in range(p)]
 
     def stage_proc(s: int, spec: StageSpec):
         busy = {"compute": 0.0, "comm": 0.0, "host": 0.0}
@@ -126,20 +128,28 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
             if record:
                 trace.timeline.append((s, kind, c, i, start, env.now))
         trace.compute_end[s] = env.now
+        compute_done[s].succeed()
         trace.busy.append({"stage": s, **busy})
 
     def dp_proc(s: int, spec: StageSpec):
         free = 0.0
+        items = []
         for _ in range(v if spec.grad_buckets else 0):
-            start, dur, c = yield grad_ready[s].get()
-            buckets = spec.grad_buckets[c]
-            for j, t in enumerate(buckets):
-                ready = start + dur * (j + 1) / len(buckets)
-                begin = max(ready, free, env.now)
-                if begin > env.now:
-                    yield env.timeout(begin - env.now)
-                yield env.timeout(t)
-                free = env.now
+            items.append((yield grad_ready[s].get()))
+            if not spec.overlap_grad and len(items) < v:
+                continue                      # reduce only once every chunk's backward is done
+            if not spec.overlap_grad:
+                yield compute_done[s]
+            for start, dur, c in items:
+                buckets = spec.grad_buckets[c]
+                for j, t in enumerate(buckets):
+                    ready = start + dur * (j + 1) / len(buckets)
+                    begin = max(ready, free, env.now)
+                    if begin > env.now:
+                        yield env.timeout(begin - env.now)
+                    yield env.timeout(t)
+                    free = env.now
+            items.clear()
         trace.dp_end[s] = free
 
     for s, spec in enumerate(stages):
