@@ -56,6 +56,10 @@ class Efficiency(BaseModel):
     attention_bwd: float = 0.72
     # Minimum GPU time of one kernel (launch, ramp-up, tail). Assumed 4 us, typical of CUDA kernels.
     kernel_latency_us: float = 4.0
+    # SMs a collective's kernels occupy while it runs (NCCL runs one thread block per channel and
+    # uses 8-32 channels on NVLink/InfiniBand systems; 16 assumed). Compute overlapped with a
+    # collective loses this share of the GPU (costmodel.ops.overlap_slowdown).
+    comm_sms: int = Field(default=16, ge=0)
     # Host time to issue one op in eager PyTorch, measured by calibration (None: the training
     # stack's fitted default, simulator/training/stack.py). A scenario's training.dispatch_us wins.
     dispatch_us: float | None = None

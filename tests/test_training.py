@@ -148,3 +148,27 @@ def test_optimizer_step_streams_50_bytes_per_parameter_in_fp16():
         # per-GPU params: the layers' share plus the embedding (vocab-parallel), within 0.1%
         assert r["time_breakdown_s"]["optimizer_s"] == pytest.approx(per_gpu * nbytes / bw, rel=2e-3)
     assert get_model("megatron-7.5b").total_params() == pytest.approx(params["params_b"] * 1e9, rel=1e-3)
+
+
+def test_overlapped_reduction_slows_the_compute_it_hides_under():
+    # As above, but the collective's kernels take a quarter of the GPU while they run: the hidden
+    # first bucket (0.5 s) costs 0.125 s of compute; the exposed second one costs its full 0.5 s.
+    st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5, 0.5]], overlap_slowdown=0.25)]
+    assert simulate_step(st, microbatches=4).iteration_time == pytest.approx(12.5 + 0.125)
+
+
+def test_zero2_reduce_scatters_gradients_every_micro_batch():
+    # ZeRO-2 keeps a shard of the gradients, so each micro-batch's backward reduce-scatters all of
+    # them: with the reduction after each backward, m micro-batches expose m reduce-scatters.
+    from simulator.catalog import get_model
+    from simulator.costmodel.collectives import Group, collective_time
+    from simulator.hardware import get_profile
+
+    hw = get_profile("a100-sxm-80gb")
+    params = get_model("megatron-7.5b").total_params()
+    rs = collective_time(hw, "reduce_scatter", params * 4, Group(8, 8))
+    for m in (1, 3):
+        r = simulate_training(parse_scenario(BASE, ["parallelism.zero_stage=2", f"training.global_batch={8 * m}",
+                                                    "training.overlap_grad_reduce=false"]))
+        assert r["layout"]["microbatches_per_step"] == m
+        assert r["time_breakdown_s"]["dp_comm_exposed_s"] == pytest.approx(m * rs, rel=1e-3)

@@ -137,6 +137,12 @@ def decode_attention(hw: HardwareProfile, name: str, *, kv_bytes: float, flops: 
     return Op(name, "attention", t, flops)
 
 
+def overlap_slowdown(hw: HardwareProfile) -> float:
+    """Fraction of compute throughput lost while a collective overlaps it: the collective's kernels
+    hold ``comm_sms`` of the GPU's SMs. Overlapped communication is cheap, not free."""
+    return min(1.0, hw.efficiency.comm_sms / max(hw.num_sms, 1))
+
+
 def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: float) -> float:
     """Wall time of kernel blocks (``(ops, n)``: the sequence ``ops`` repeated ``n`` times, e.g. a
     layer per micro-batch) issued in order by one host thread at ``dispatch_s`` per kernel.

@@ -9,7 +9,7 @@ from ..catalog import get_model
 from ..costmodel.collectives import collective_time, p2p_time
 from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown, activation_bytes_per_layer, model_state_bytes
-from ..costmodel.ops import Op, dispatched_time, memory_bound_time
+from ..costmodel.ops import Op, dispatched_time, memory_bound_time, overlap_slowdown
 from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
 from ..errors import CapsimError
 from ..hardware import HardwareProfile, get_profile
@@ -55,14 +55,18 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     emb = embedding_ops(model, hw, lay, mb, seq)
     head = head_ops(model, hw, lay, mb, seq)
     per_vs = stage_layers(model.layers, p * v)
-    L_chunk = max(per_vs)
 
-    # ZeRO-3: each layer's parameters are all-gathered before its forward and backward (prefetched,
-    # so only what outlasts the layer's compute is exposed) and gradients reduce-scattered.
+    # ZeRO-3: each layer's parameters are all-gathered before its forward and again before its
+    # backward, prefetched so only what outlasts the layer's compute is exposed. ZeRO-2/3 keep only a
+    # shard of the gradients, so every micro-batch's backward reduce-scatters its layers' gradients,
+    # on the same data-parallel links as the backward all-gathers.
     layer_param_bytes = model.layer_params() / lay.tp * 2
     zero3_ag = collective_time(hw, "all_gather", layer_param_bytes, lay.dp_group) if lay.zero_stage >= 3 else 0.0
+    grad_bytes = 4.0 if lay.grad_precision == "fp32" else 2.0
+    sharded_grads = lay.zero_stage >= 2 and lay.dp > 1
+    slowdown = overlap_slowdown(hw)
 
-    def pass_time(chunks: list[tuple[PassOps, int]], backward: bool) -> PassTime:
+    def pass_time(chunks: list[tuple[PassOps, int]], backward: bool, grad_params: float = 0.0) -> PassTime:
         blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in chunks]
         comp = comm = 0.0
         for seq_ops, n in blocks:
@@ -70,10 +74,17 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
             comp += c * n
             comm += k * n
         wall = dispatched_time(blocks, dispatch)
-        if zero3_ag:
-            exposed = max(0.0, zero3_ag - comp / max(L_chunk, 1)) * L_chunk
-            comm += exposed
-            wall += exposed
+        layers = max(sum(n for ops, n in chunks if ops is layer), 1)
+        rs = (collective_time(hw, "reduce_scatter", grad_params * grad_bytes, lay.dp_group)
+              if backward and sharded_grads else 0.0)
+        if zero3_ag or rs:
+            if rs and not lay.overlap_grad_reduce:
+                exposed = rs + max(0.0, zero3_ag - comp / layers) * layers
+            else:
+                exposed = max(0.0, zero3_ag + rs / layers - comp / layers) * layers
+            hidden = zero3_ag * layers + rs - exposed          # overlapped with compute, which slows
+            exposed += hidden * slowdown
+            return PassTime.of(comp, comm, wall, dp=exposed)
         return PassTime.of(comp, comm, wall)
 
     emb_params = model.embedding_params() / lay.tp
@@ -82,7 +93,6 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     layer_params = model.layer_params() / lay.tp
     if model.moe and lay.ep > 1:
         layer_params -= model.mlp_params() * model.moe.num_experts * (1 - 1 / lay.ep) / lay.tp
-    grad_bytes = 4.0 if lay.grad_precision == "fp32" else 2.0
     stages: list[StageSpec] = []
     stage_params: list[float] = []
     for s in range(p):
@@ -99,9 +109,9 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
                 parts.append((head, 1))
                 cparams += head_params
             fwd.append(pass_time(parts, False))
-            bwd.append(pass_time(parts, True))
+            bwd.append(pass_time(parts, True, cparams))
             params_s += cparams
-            if lay.dp > 1:
+            if lay.dp > 1 and not sharded_grads:
                 nb = max(1, math.ceil(cparams / GRAD_BUCKET_PARAMS))
                 kind = "reduce_scatter" if lay.zero_stage >= 1 else "all_reduce"
                 t = collective_time(hw, kind, cparams * grad_bytes / nb, lay.dp_group)
@@ -114,8 +124,8 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
         post = (collective_time(hw, "all_gather", params_s * 2, lay.dp_group)
                 if lay.zero_stage in (1, 2) and lay.dp > 1 else 0.0)
-        stages.append(StageSpec(fwd, bwd, buckets if lay.dp > 1 else (), optimizer, post,
-                                overlap_grad=lay.overlap_grad_reduce))
+        stages.append(StageSpec(fwd, bwd, buckets, optimizer, post,
+                                overlap_grad=lay.overlap_grad_reduce, overlap_slowdown=slowdown))
         stage_params.append(params_s)
 
     act_bytes = mb * seq / lay.cp * model.hidden * ACT_BYTES / (lay.tp if lay.sequence_parallel else 1)
@@ -202,13 +212,14 @@ def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     crit = max(range(len(trace.stage_end)), key=lambda s: trace.stage_end[s])
     busy = trace.busy[crit]
     spec = sm.stages[crit]
-    busy_total = busy["compute"] + busy["comm"] + busy["host"]
+    busy_total = busy["compute"] + busy["comm"] + busy["host"] + busy["dp"]
     breakdown = {
         "compute_s": busy["compute"],
         "tp_comm_s": busy["comm"],
         "host_overhead_s": busy["host"],
         "pipeline_bubble_s": trace.compute_end[crit] - busy_total,
-        "dp_comm_exposed_s": max(0.0, trace.dp_end[crit] - trace.compute_end[crit]),
+        "dp_comm_exposed_s": (busy["dp"] + max(0.0, trace.dp_end[crit] - trace.compute_end[crit])
+                              + trace.contention[crit]),
         "optimizer_s": spec.optimizer + spec.post_optimizer_comm,
         "data_loading_s": data_stall,
     }

@@ -25,12 +25,14 @@ class PassTime:
     compute: float = 0.0
     comm: float = 0.0          # tensor/context/expert-parallel collectives inside the pass
     host: float = 0.0          # GPU idle waiting for the host to issue kernels
+    dp: float = 0.0            # ZeRO parameter gathers and gradient reductions the pass exposes
 
     @staticmethod
-    def of(compute: float, comm: float = 0.0, host_floor: float = 0.0) -> PassTime:
+    def of(compute: float, comm: float = 0.0, host_floor: float = 0.0, dp: float = 0.0) -> PassTime:
+        """``host_floor``: the wall time of issuing the pass's kernels; ``dp`` adds on top."""
         gpu = compute + comm
         total = max(gpu, host_floor)
-        return PassTime(total, compute, comm, total - gpu)
+        return PassTime(total + dp, compute, comm, total - gpu, dp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class StageSpec:
     optimizer: float = 0.0
     post_optimizer_comm: float = 0.0        # e.g. ZeRO-1 parameter all-gather
     overlap_grad: bool = True               # buckets reduce during the backward, else after it
+    overlap_slowdown: float = 0.0           # compute lost while a bucket's reduction overlaps it
 
 
 @dataclass(slots=True)
@@ -51,6 +54,7 @@ class StepTrace:
     stage_end: list[float]
     compute_end: list[float]
     dp_end: list[float]
+    contention: list[float] = field(default_factory=list)   # compute slowed by overlapped reduction
     timeline: list[tuple[int, str, int, int, float, float]] = field(default_factory=list)  # stage, F/B, chunk, mb, start, end
     busy: list[dict[str, float]] = field(default_factory=list)
 
@@ -100,7 +104,7 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
     compute_done: list[simpy.Event] = [env.event() for _ in range(p)]
 
     def stage_proc(s: int, spec: StageSpec):
-        busy = {"compute": 0.0, "comm": 0.0, "host": 0.0}
+        busy = {"compute": 0.0, "comm": 0.0, "host": 0.0, "dp": 0.0}
         last_b = {c: m - 1 for c in range(v)}
         for kind, c, i in schedule(schedule_kind, s, p, m, v):
             vs = c * p + s
@@ -123,6 +127,7 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
             busy["compute"] += pt.compute
             busy["comm"] += pt.comm
             busy["host"] += pt.host
+            busy["dp"] += pt.dp
             finish[(kind, vs, i)] = env.now
             done[(kind, vs, i)].succeed()
             if record:
@@ -156,8 +161,12 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
         env.process(stage_proc(s, spec))
         env.process(dp_proc(s, spec))
     env.run()
+    trace.contention = [0.0] * p
     for s, spec in enumerate(stages):
-        end = max(trace.compute_end[s], trace.dp_end[s])
+        exposed = max(0.0, trace.dp_end[s] - trace.compute_end[s])
+        reduced = sum(sum(b) for b in spec.grad_buckets)
+        trace.contention[s] = max(0.0, reduced - exposed) * spec.overlap_slowdown
+        end = max(trace.compute_end[s], trace.dp_end[s]) + trace.contention[s]
         trace.stage_end[s] = end + spec.optimizer + spec.post_optimizer_comm
     trace.iteration_time = max(trace.stage_end)
     trace.busy.sort(key=lambda d: d["stage"])
