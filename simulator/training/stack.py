@@ -4,11 +4,11 @@
 (Python, autograd, framework hooks; each modelled op stands for ~2-3 real kernels such as casts,
 transposes and bias adds). Small layers become host-bound: the vTrain single-node measurements
 (A100, Megatron-DeepSpeed) show ~3.5 ms per layer and micro-batch for hidden 1024 whatever the
-tensor-parallel degree, far above the GPU work. The value is the best of a grid (0-140 us) for
-the MAPE over all 1,440 single-node rows (``python bench/fit_dispatch.py``: 40 us -> 27.5%,
-60 -> 16.9%, 80 -> 12.0%, 100 -> 22.1%); the multi-node and Korthikanti sets are held out. It is a
-default: scenarios override ``training.dispatch_us``, and calibration measures it on the user's
-host.
+tensor-parallel degree, far above the GPU work. The value is the best of a grid fitted jointly with
+``efficiency.elementwise`` on the MAPE over all 1,440 single-node rows (``python bench/fit_stack.py``;
+at elementwise 0.6: 60 us -> 12.6%, 65 -> 9.9%, 70 -> 8.2%, 75 -> 9.1%, 80 -> 11.1%); the multi-node
+and Korthikanti sets are held out. It is a default: scenarios override ``training.dispatch_us``,
+and calibration measures it on the user's host.
 """
 
 DISPATCH_US = 70.0
