@@ -171,6 +171,9 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
         a = att[-1]
         eff["attention_fwd"] = round(min(a["fwd_tflops"] / best, 1.5), 4)
         eff["attention_bwd"] = round(min(a["bwd_tflops"] / best, 1.5), 4)
+    ew = meas.get("elementwise")
+    if ew:
+        eff["elementwise"] = round(min(ew["gb_s"] / (prof["memory_bandwidth_tbps"] * 1e3), 1.0), 4)
     eff["dispatch_us"] = round(disp["per_kernel_us"], 3)
     eff["optimizer_us_per_tensor"] = round(optim["per_tensor_us"], 3)
     prof["efficiency"] = eff

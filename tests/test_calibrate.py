@@ -59,6 +59,9 @@ def test_profile_holds_measurements_with_provenance(profile: Path) -> None:
     # the profile's peak is the best GEMM measured, so the GEMM efficiency is exactly 1
     assert doc["peak_tflops"]["fp32"] == pytest.approx(max(r[3] for r in table), rel=1e-3)
     assert eff["memory_table"] and eff["kernel_latency_us"] > 0 and eff["dispatch_us"] > 0
+    # the elementwise share is the measured LayerNorm bandwidth over the profile's bandwidth
+    ln = cal["measurements"]["elementwise"]
+    assert eff["elementwise"] == pytest.approx(min(ln["gb_s"] / (doc["memory_bandwidth_tbps"] * 1e3), 1.0), abs=1e-4)
     assert cal["measurements"]["collectives"]["skipped"].startswith("one device")
     modes = {m["mode"] for m in cal["measurements"]["model"]}
     assert modes == {"forward", "train_step", "decode_step"}
