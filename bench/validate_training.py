@@ -33,21 +33,24 @@ def gpt(hidden: int, heads: int, layers: int, seq: int) -> dict:
 
 
 # The software stack each data set was measured with. vTrain ran Megatron-DeepSpeed under DeepSpeed's
-# engine, which reduces fp16 gradients after the backward (no overlap_comm); Korthikanti et al. ran
+# engine, which reduces fp16 gradients after the backward (no overlap_comm), and its pipeline engine,
+# whose rank topology puts data parallel inside pipeline parallel. Korthikanti et al. ran
 # Megatron-LM (2022), which also reduced after the backward, with DP = 1 so it does not matter.
 DEEPSPEED = {"grad_precision": "fp16", "overlap_grad_reduce": False}
+DEEPSPEED_PLACEMENT = ["tp", "cp", "dp", "pp"]
 MEGATRON_2022 = {"grad_precision": "fp32", "overlap_grad_reduce": False}
+MEGATRON_PLACEMENT = ["tp", "cp", "pp", "dp"]
 
 
 def predict(model: dict, *, gpus: int, tp: int, pp: int, dp: int, gb: int, mb: int, seq: int, recompute: str,
-            stack: dict, sp: bool = False, v: int = 1, precision: str = "fp16",
+            stack: dict, placement: list[str], sp: bool = False, v: int = 1, precision: str = "fp16",
             hardware: str = "a100-sxm-80gb") -> float:
     nodes = max(1, gpus // 8)
     doc = {
         "kind": "training", "model": model, "hardware": hardware,
         "cluster": {"nodes": nodes, "gpus_per_node": min(gpus, 8)},
         "parallelism": {"tp": tp, "pp": pp, "dp": dp, "sequence_parallel": sp, "virtual_stages": v,
-                        "schedule": "interleaved" if v > 1 else "1f1b"},
+                        "schedule": "interleaved" if v > 1 else "1f1b", "placement": placement},
         "training": {"seq_len": seq, "global_batch": gb, "micro_batch": mb, "precision": precision,
                      "recompute": recompute, "flash_attention": False, **stack},
     }
@@ -70,7 +73,7 @@ def vtrain(path: Path, multi: bool, hardware: str = "a100-sxm-80gb", **stack: ob
     for r in d.itertuples():
         preds.append(1e3 * predict(gpt(r.hidden, r.heads, r.layers, r.seq), gpus=r.gpus, tp=r.tp, pp=r.pp, dp=r.dp,
                                    gb=r.global_batch, mb=r.micro_batch, seq=r.seq, recompute="full",
-                                   stack={**DEEPSPEED, **stack}, hardware=hardware))
+                                   stack={**DEEPSPEED, **stack}, placement=DEEPSPEED_PLACEMENT, hardware=hardware))
     d["predicted_ms"] = preds
     d["error_pct"] = 100 * (d.predicted_ms - d.measured_ms) / d.measured_ms
     d["group"] = [f"h{r.hidden} l{r.layers} {r.gpus}gpu gb{r.global_batch}" for r in d.itertuples()]
@@ -90,7 +93,7 @@ def korthikanti(path: Path, hardware: str = "a100-sxm-80gb", **stack: object) ->
                                    ("SP+selective", True, "selective", "iter_s_seqpar_selective")):
             pred = predict(m, gpus=r.gpus, tp=r.tp, pp=r.pp, dp=r.dp, gb=r.global_batch, mb=r.micro_batch,
                            seq=r.seq, recompute=rec, sp=sp, v=v,
-                           stack={**MEGATRON_2022, **stack}, hardware=hardware)
+                           stack={**MEGATRON_2022, **stack}, placement=MEGATRON_PLACEMENT, hardware=hardware)
             meas = getattr(r, col)
             rows.append({"model": r.model, "mode": mode, "gpus": r.gpus, "measured_s": meas, "predicted_s": pred,
                          "error_pct": 100 * (pred - meas) / meas})

@@ -48,6 +48,16 @@ class Parallelism(_Strict):
     sequence_parallel: bool = False
     zero_stage: Literal[0, 1, 2, 3] = 0
     schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
+    # Rank order, innermost (neighbouring ranks, same node) first. Megatron: tp, cp, pp, dp;
+    # DeepSpeed's pipeline engine: tp, cp, dp, pp.
+    placement: list[Literal["tp", "cp", "pp", "dp"]] = Field(default_factory=lambda: ["tp", "cp", "pp", "dp"])
+
+    @field_validator("placement")
+    @classmethod
+    def _placement(cls, v: list[str]) -> list[str]:
+        if sorted(v) != ["cp", "dp", "pp", "tp"]:
+            raise ValueError(f"must list tp, cp, pp and dp once each, innermost first (got {v})")
+        return v
 
 
 class Training(_Strict):

@@ -1,7 +1,8 @@
 """A parallel layout and where its groups land on nodes.
 
-Placement follows Megatron's default order: tensor-parallel ranks innermost (inside a node), then
-context, pipeline, data parallel outermost.
+Ranks are numbered with the dimensions of ``placement`` varying fastest first. Megatron's default
+is tensor parallel innermost (inside a node), then context, pipeline, data parallel outermost;
+DeepSpeed's pipeline engine puts data parallel inside pipeline (``tp, cp, dp, pp``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .collectives import Group
+
+PLACEMENT_MEGATRON = ("tp", "cp", "pp", "dp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,30 +30,42 @@ class Layout:
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True
     gpus_per_node: int = 8
+    placement: tuple[str, ...] = PLACEMENT_MEGATRON
 
     @property
     def gpus(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
 
-    def _per_node(self, size: int, stride: int) -> int:
-        return max(1, min(size, self.gpus_per_node // stride)) if stride <= self.gpus_per_node else 1
+    def _stride(self, dim: str) -> int:
+        """Distance in ranks between neighbours of ``dim``: the product of the dimensions inside it."""
+        stride = 1
+        for d in self.placement:
+            if d == dim:
+                return stride
+            stride *= getattr(self, d)
+        raise ValueError(f"placement {self.placement} lacks {dim!r}")
+
+    def _group(self, dim: str, size: int) -> Group:
+        stride = self._stride(dim)
+        per_node = max(1, min(size, self.gpus_per_node // stride)) if stride <= self.gpus_per_node else 1
+        return Group(size, per_node)
 
     @property
     def tp_group(self) -> Group:
-        return Group(self.tp, self._per_node(self.tp, 1))
+        return self._group("tp", self.tp)
 
     @property
     def cp_group(self) -> Group:
-        return Group(self.cp, self._per_node(self.cp, self.tp))
+        return self._group("cp", self.cp)
 
     @property
     def dp_group(self) -> Group:
-        return Group(self.dp, self._per_node(self.dp, self.tp * self.cp * self.pp))
+        return self._group("dp", self.dp)
 
     @property
     def ep_group(self) -> Group:
-        return Group(self.ep, self._per_node(self.ep, self.tp * self.cp * self.pp))
+        return self._group("dp", self.ep)      # experts are sharded over data-parallel ranks
 
     @property
     def pp_same_node(self) -> bool:
-        return self.tp * self.cp * self.pp <= self.gpus_per_node
+        return self._stride("pp") * self.pp <= self.gpus_per_node

@@ -84,5 +84,5 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                  virtual_stages=v, zero_stage=par.zero_stage, recompute=tr.recompute,
                  flash_attention=tr.flash_attention, precision=tr.precision, grad_precision=tr.grad_precision,
                  overlap_grad_reduce=tr.overlap_grad_reduce,
-                 gpus_per_node=cl.gpus_per_node)
+                 gpus_per_node=cl.gpus_per_node, placement=tuple(par.placement))
     return lay, mb
