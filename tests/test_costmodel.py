@@ -80,3 +80,23 @@ def test_elementwise_kernels_run_at_the_elementwise_share_of_bandwidth():
     hw = get_profile("a100-sxm-80gb")
     t = memory_op(hw, "dropout", 1e9).time
     assert t == pytest.approx(1e9 / (2.039e12 * 0.6) + 4e-6)
+
+
+def test_sequence_parallel_backward_regathers_column_parallel_inputs():
+    # Megatron SP per layer: forward all-gather + reduce-scatter around attention and MLP (4
+    # collectives of b·s·h); backward the mirror of each (4) plus an all-gather of the QKV and FC1
+    # inputs again for their weight gradients (2). Without SP: 2 all-reduces each way.
+    from simulator.catalog import get_model
+    from simulator.costmodel.layout import Layout
+    from simulator.costmodel.transformer import layer_ops
+
+    hw = get_profile("a100-sxm-80gb")
+    m = get_model("gpt3-175b")
+    sp = layer_ops(m, hw, Layout(tp=8, sequence_parallel=True, recompute="selective", flash_attention=False), 1, 2048)
+    fwd = [o for o in sp.fwd if o.kind == "tp_comm"]
+    bwd = [o for o in sp.bwd if o.kind == "tp_comm"]
+    ag = collective_time(hw, "all_gather", 2048 * 12288 * 2, Group(8, 8))
+    assert len(fwd) == 4 and len(bwd) == 6
+    assert sum(o.time for o in bwd) == pytest.approx(6 * ag)
+    plain = layer_ops(m, hw, Layout(tp=8, recompute="full", flash_attention=False), 1, 2048)
+    assert sum(o.kind == "tp_comm" for o in plain.bwd) == 2

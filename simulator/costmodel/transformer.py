@@ -135,6 +135,10 @@ def layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: f
             bwd.append(Op(op.name + "_bwd", "memory", 2 * op.time))
         else:
             bwd.append(Op(op.name + "_bwd", op.kind, op.time))
+            if sp and op.name.startswith("tp_allgather"):
+                # sequence parallelism keeps only the 1/t shard of a column-parallel layer's input,
+                # so its backward all-gathers the input again for the weight gradient
+                bwd.append(Op(op.name + "_regather", op.kind, op.time))
 
     if lay.recompute == "full":
         rec = tuple(fwd)
