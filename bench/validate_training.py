@@ -21,6 +21,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from simulator.costmodel.layout import PLACEMENT_MEGATRON  # noqa: E402
 from simulator.scenario import parse_scenario  # noqa: E402
 from simulator.training import simulate_training  # noqa: E402
 
@@ -39,7 +40,7 @@ def gpt(hidden: int, heads: int, layers: int, seq: int) -> dict:
 DEEPSPEED = {"grad_precision": "fp16", "overlap_grad_reduce": False}
 DEEPSPEED_PLACEMENT = ["tp", "cp", "dp", "pp"]
 MEGATRON_2022 = {"grad_precision": "fp32", "overlap_grad_reduce": False}
-MEGATRON_PLACEMENT = ["tp", "cp", "pp", "dp"]
+MEGATRON_PLACEMENT = list(PLACEMENT_MEGATRON)
 
 
 def predict(model: dict, *, gpus: int, tp: int, pp: int, dp: int, gb: int, mb: int, seq: int, recompute: str,

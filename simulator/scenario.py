@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .costmodel.layout import PLACEMENT_MEGATRON
 from .errors import CapsimError
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8"]
@@ -50,12 +51,12 @@ class Parallelism(_Strict):
     schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
     # Rank order, innermost (neighbouring ranks, same node) first. Megatron: tp, cp, pp, dp;
     # DeepSpeed's pipeline engine: tp, cp, dp, pp.
-    placement: list[Literal["tp", "cp", "pp", "dp"]] = Field(default_factory=lambda: ["tp", "cp", "pp", "dp"])
+    placement: list[Literal["tp", "cp", "pp", "dp"]] = Field(default_factory=lambda: list(PLACEMENT_MEGATRON))
 
     @field_validator("placement")
     @classmethod
     def _placement(cls, v: list[str]) -> list[str]:
-        if sorted(v) != ["cp", "dp", "pp", "tp"]:
+        if sorted(v) != sorted(PLACEMENT_MEGATRON):
             raise ValueError(f"must list tp, cp, pp and dp once each, innermost first (got {v})")
         return v
 

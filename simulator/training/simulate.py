@@ -22,10 +22,10 @@ from .stack import DISPATCH_US, GRAD_BUCKET_PARAMS, OPTIMIZER_BYTES_PER_PARAM, R
 from .step import PassTime, StageSpec, StepTrace, simulate_step
 
 
-def _split(ops: tuple[Op, ...]) -> tuple[float, float, int]:
+def _split(ops: tuple[Op, ...]) -> tuple[float, float]:
     comp = sum(o.time for o in ops if not o.is_comm)
     comm = sum(o.time for o in ops if o.is_comm)
-    return comp, comm, len(ops)
+    return comp, comm
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
         blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in chunks]
         comp = comm = 0.0
         for seq_ops, n in blocks:
-            c, k, _ = _split(seq_ops)
+            c, k = _split(seq_ops)
             comp += c * n
             comm += k * n
         wall = dispatched_time(blocks, dispatch)
@@ -117,7 +117,8 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
                 t = collective_time(hw, kind, cparams * grad_bytes / nb, lay.dp_group)
                 buckets.append([t] * nb)
         opt_params = params_s / (lay.dp if lay.zero_stage >= 1 else 1)
-        optimizer = memory_bound_time(hw, opt_params * OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, 42.0))
+        opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])
+        optimizer = memory_bound_time(hw, opt_params * opt_bytes)
         if hw.efficiency.optimizer_us_per_tensor:
             tensors = model.layer_tensors() * sum(per_vs[c * p + s] for c in range(v))
             tensors += (2 if s == 0 else 0) + (2 if s == p - 1 else 0)     # embeddings; final norm and head

@@ -138,23 +138,18 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
 
     def dp_proc(s: int, spec: StageSpec):
         free = 0.0
-        items = []
+        if spec.grad_buckets and not spec.overlap_grad:
+            yield compute_done[s]             # reduce only once every chunk's backward is done
         for _ in range(v if spec.grad_buckets else 0):
-            items.append((yield grad_ready[s].get()))
-            if not spec.overlap_grad and len(items) < v:
-                continue                      # reduce only once every chunk's backward is done
-            if not spec.overlap_grad:
-                yield compute_done[s]
-            for start, dur, c in items:
-                buckets = spec.grad_buckets[c]
-                for j, t in enumerate(buckets):
-                    ready = start + dur * (j + 1) / len(buckets)
-                    begin = max(ready, free, env.now)
-                    if begin > env.now:
-                        yield env.timeout(begin - env.now)
-                    yield env.timeout(t)
-                    free = env.now
-            items.clear()
+            start, dur, c = yield grad_ready[s].get()
+            buckets = spec.grad_buckets[c]
+            for j, t in enumerate(buckets):
+                ready = start + dur * (j + 1) / len(buckets)
+                begin = max(ready, free, env.now)
+                if begin > env.now:
+                    yield env.timeout(begin - env.now)
+                yield env.timeout(t)
+                free = env.now
         trace.dp_end[s] = free
 
     for s, spec in enumerate(stages):
