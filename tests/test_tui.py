@@ -158,3 +158,15 @@ def test_real_tui_in_tmux() -> None:
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
+
+
+def test_pipeline_busy_is_the_share_of_stages_computing() -> None:
+    import pandas as pd
+
+    from tui.present import pipeline_busy
+
+    # two stages: stage 0 computes over [0, 1] and [2, 3], stage 1 over [1, 3]; in thirds of the
+    # 3 s step that is 1 of 2 stages busy, then 1 of 2, then 2 of 2
+    tl = pd.DataFrame({"stage": [0, 0, 1], "start_s": [0.0, 2.0, 1.0], "end_s": [1.0, 3.0, 3.0]})
+    assert pipeline_busy(tl, bins=3) == pytest.approx([0.5, 0.5, 1.0])
+    assert pipeline_busy(tl.iloc[:0]) == []

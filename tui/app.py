@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, S
 
 from simulator import CapsimError
 
-from .present import Session, compare, headline
+from .present import Session, compare, headline, pipeline_busy
 
 VERDICT = {1: "green", -1: "red", 0: ""}
 
@@ -112,11 +112,8 @@ class ResultScreen(Screen):
     def _series(self) -> list[tuple[str, list[float]]]:
         r = self.result
         if r.summary["kind"] == "training":
-            tl = r.timeline_frame()
-            if len(tl) == 0:
-                return []
-            busy = tl.groupby("stage").apply(lambda g: float((g.end_s - g.start_s).sum()), include_groups=False)
-            return [("busy s per stage", busy.tolist())]
+            busy = pipeline_busy(r.timeline_frame())
+            return [("stages busy over step", busy)] if busy else []
         sf, ts = r.scaling_frame(), r.timeseries_frame()
         agg = ts.groupby("t_s")[["queue", "utilization"]].sum()
         ready = sf.replicas_ready.clip(lower=1e-9).to_numpy()[: len(agg)]

@@ -190,3 +190,18 @@ def compare(results: list[Any]) -> tuple[list[str], list[list[tuple[str, int]]]]
         rows.append(row)
     header = ["metric", *(f"#{i + 1} {r.summary['name']}" for i, r in enumerate(results))]
     return header, rows
+
+
+def pipeline_busy(timeline: Any, bins: int = 60) -> list[float]:
+    """Share of pipeline stages computing in each of ``bins`` equal slices of one training step,
+    from the step's timeline (one row per forward/backward pass with ``stage``, ``start_s`` and
+    ``end_s``): the warm-up and drain of the pipeline show as the ramps at either end."""
+    import numpy as np
+
+    if len(timeline) == 0:
+        return []
+    start, end = timeline.start_s.to_numpy()[:, None], timeline.end_s.to_numpy()[:, None]
+    edges = np.linspace(0.0, float(end.max()), bins + 1)
+    overlap = (np.minimum(end, edges[1:]) - np.maximum(start, edges[:-1])).clip(min=0.0)
+    stages = timeline.stage.nunique()
+    return (overlap.sum(axis=0) / (np.diff(edges) * stages)).tolist()
