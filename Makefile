@@ -27,7 +27,7 @@ demo: $(VENV)/.base
 	$(VENV)/bin/capsim serve examples/serve_llama3_8b.yaml
 
 test: $(VENV)/.full
-	$(VENV)/bin/ruff check simulator calibrate tui tests bench scripts examples
+	$(VENV)/bin/ruff check capsim simulator calibrate tui tests bench scripts examples
 	$(PY) -m pytest -n 2 tests
 
 lint: $(VENV)/.full

@@ -2,25 +2,60 @@
 
 >>> from simulator import load_scenario, simulate_training
 >>> result = simulate_training(load_scenario("examples/train_gpt3_175b.yaml"))
->>> result["iteration_time_s"], result["mfu"]
+>>> result.iteration_time_s, result.mfu
+
+Names are imported on first use (PEP 562), so ``import simulator`` alone, or importing a
+dependency-free module such as ``simulator.layers``, loads neither pydantic nor pandas.
 """
 
-from .catalog import get_model
-from .errors import CapsimError, InfeasibleError
-from .hardware import get_profile
-from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
-from .serving import ServingResult, simulate_serving
-from .sweep import SweepResult, sweep
-from .training import TrainingResult, simulate_training
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
 
+# public name -> module that defines it
+_EXPORTS = {
+    "CapsimError": ".errors",
+    "InfeasibleError": ".errors",
+    "ServingResult": ".serving.result",
+    "ServingScenario": ".scenario",
+    "SweepResult": ".sweep",
+    "TrainingResult": ".training.result",
+    "TrainingScenario": ".scenario",
+    "get_model": ".catalog",
+    "get_profile": ".hardware",
+    "load_scenario": ".scenario",
+    "parse_scenario": ".scenario",
+    "simulate_serving": ".serving.simulate",
+    "simulate_training": ".training.simulate",
+    "sweep": ".sweep",
+}
 
-def calibrate(**kwargs: object) -> dict:
-    """Measure this device with torch microbenchmarks and return a calibrated profile document
-    (see ``calibrate.run.calibrate``; needs torch, which the simulator itself never imports)."""
-    import importlib
+if TYPE_CHECKING:
+    from .catalog import get_model
+    from .errors import CapsimError, InfeasibleError
+    from .hardware import get_profile
+    from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
+    from .serving.result import ServingResult
+    from .serving.simulate import simulate_serving
+    from .sweep import SweepResult, sweep
+    from .training.result import TrainingResult
+    from .training.simulate import simulate_training
 
-    return importlib.import_module("calibrate.run").calibrate(**kwargs)
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [
@@ -32,7 +67,6 @@ __all__ = [
     "TrainingResult",
     "TrainingScenario",
     "__version__",
-    "calibrate",
     "get_model",
     "get_profile",
     "load_scenario",

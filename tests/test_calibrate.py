@@ -41,7 +41,7 @@ def test_bigger_gemm_takes_longer_and_repeats_agree() -> None:
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cal") / "cpu-gpt-tiny.yaml"
-    r = subprocess.run([sys.executable, "-m", "simulator.cli", "calibrate", "--device", "cpu", "--model", "gpt-tiny",
+    r = subprocess.run([sys.executable, "-m", "capsim", "calibrate", "--device", "cpu", "--model", "gpt-tiny",
                         "--dtype", "fp32", "--quick", "--out", str(out), "--validate"],
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -80,7 +80,7 @@ def test_simulators_run_on_the_calibrated_profile(profile: Path) -> None:
         "workload": {"arrival": {"process": "poisson", "rate_rps": 5, "requests": 50},
                      "prompt_tokens": {"dist": "fixed", "value": 64}, "output_tokens": {"dist": "fixed", "value": 16}}}))
     assert s["completed"] == 50 and s["tpot_s"]["p50"] > 0
-    r = subprocess.run([sys.executable, "-m", "simulator.cli", "train", "examples/train_gpt3_175b.yaml", "--set",
+    r = subprocess.run([sys.executable, "-m", "capsim", "train", "examples/train_gpt3_175b.yaml", "--set",
                         f"hardware={profile}", "--set", "model=gpt-tiny", "--set", "cluster.nodes=1", "--set",
                         "cluster.gpus_per_node=1", "--set", "parallelism={}", "--set", "training.precision=fp32",
                         "--set", "training.seq_len=128", "--set", "training.global_batch=2",
@@ -90,11 +90,11 @@ def test_simulators_run_on_the_calibrated_profile(profile: Path) -> None:
 
 
 def test_calibrate_errors_are_clear() -> None:
-    r = subprocess.run([sys.executable, "-m", "simulator.cli", "calibrate", "--device", "tpu"],
+    r = subprocess.run([sys.executable, "-m", "capsim", "calibrate", "--device", "tpu"],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2
     if not torch.cuda.is_available():
-        r = subprocess.run([sys.executable, "-m", "simulator.cli", "calibrate", "--device", "cuda"],
+        r = subprocess.run([sys.executable, "-m", "capsim", "calibrate", "--device", "cuda"],
                            capture_output=True, text=True, timeout=60, check=False)
         assert r.returncode == 2 and "no CUDA device" in r.stderr
 

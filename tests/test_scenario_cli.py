@@ -15,7 +15,7 @@ BASE = {"kind": "training", "model": "gpt3-175b", "hardware": "a100-sxm-80gb"}
 
 
 def capsim(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "simulator.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "capsim", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_overrides_set_nested_keys_with_types():

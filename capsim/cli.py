@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import CapsimError
+from simulator.errors import CapsimError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="capsim: capacity-planning and cost simulator for NN training and serving clusters.")
@@ -43,7 +43,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @user_errors
 def models(as_json: JsonOpt = False) -> None:
     """List the model catalog with parameter counts."""
-    from .catalog import catalog
+    from simulator.catalog import catalog
 
     rows = [{"name": m.name, "architecture": m.architecture, "layers": m.layers, "hidden": m.hidden,
              "heads": m.heads, "kv_heads": m.kv_heads, "params_b": round(m.total_params() / 1e9, 4),
@@ -63,7 +63,7 @@ def models(as_json: JsonOpt = False) -> None:
 @user_errors
 def profiles(as_json: JsonOpt = False) -> None:
     """List hardware profiles (spec-sheet and calibrated) and their cloud instances."""
-    from .hardware import get_profile, price_catalog, profile_paths
+    from simulator.hardware import get_profile, price_catalog, profile_paths
 
     rows = []
     for name in profile_paths():
@@ -89,8 +89,8 @@ def profiles(as_json: JsonOpt = False) -> None:
 @user_errors
 def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
     """Op-level cost of one transformer layer (training: forward/backward; serving: prefill/decode)."""
-    from .api import layer_cost_table
-    from .scenario import load_scenario
+    from simulator.api import layer_cost_table
+    from simulator.scenario import load_scenario
 
     rows = layer_cost_table(load_scenario(scenario, set_))
     if as_json:
@@ -141,9 +141,9 @@ COMMAND_FOR = {"training": "train", "serving": "serve"}
 
 def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None) -> None:
     """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
-    from . import simulate_serving, simulate_training
-    from .report import write_html
-    from .scenario import load_scenario
+    from simulator import simulate_serving, simulate_training
+    from simulator.report import write_html
+    from simulator.scenario import load_scenario
 
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
@@ -244,9 +244,9 @@ def sweep(
     """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
     from rich.progress import Progress
 
-    from .scenario import load_scenario
-    from .sweep import parse_grid
-    from .sweep import sweep as run_sweep
+    from simulator.scenario import load_scenario
+    from simulator.sweep import parse_grid
+    from simulator.sweep import sweep as run_sweep
 
     sc = load_scenario(scenario, set_)
     with Progress(console=err, transient=True, disable=as_json) as bar:
