@@ -1,0 +1,40 @@
+"""Scenario files: one YAML document describing a training job or a serving deployment.
+
+Key names follow DESIGN.md and are the public contract. Every key is validated on load; an error
+names the key, the bad value and what is allowed. ``--set key.path=value`` overrides any key.
+
+One module per section: ``training`` (cluster, layout, recipe, reliability), ``workload``
+(arrivals and lengths), ``serving`` (replica, cluster, autoscaling, faults, SLO, services),
+``base`` (strict models, the precision vocabulary, tagged unions), ``loading`` (YAML, overrides,
+error messages).
+"""
+
+from .base import Precision, Pricing, Variants
+from .loading import Scenario, apply_overrides, format_validation_error, load_scenario, parse_scenario, scenario_yaml
+from .serving import SLO, Autoscaling, Faults, Replica, Service, ServingCluster, ServingScenario
+from .training import Cluster, DataLoader, Parallelism, Reliability, Training, TrainingScenario
+from .workload import (
+    Arrival,
+    ClosedLoop,
+    Diurnal,
+    Empirical,
+    Exponential,
+    Fixed,
+    Gamma,
+    LengthDist,
+    LogNormal,
+    Offline,
+    Poisson,
+    RequestClass,
+    Trace,
+    Uniform,
+    Workload,
+)
+
+__all__ = [
+    "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Diurnal", "Empirical", "Exponential",
+    "Faults", "Fixed", "Gamma", "LengthDist", "LogNormal", "Offline", "Parallelism", "Poisson", "Precision", "Pricing",
+    "Reliability", "Replica", "RequestClass", "Scenario", "Service", "ServingCluster", "ServingScenario", "Trace",
+    "Training", "TrainingScenario", "Uniform", "Variants", "Workload", "apply_overrides", "format_validation_error",
+    "load_scenario", "parse_scenario", "scenario_yaml",
+]

@@ -1,0 +1,164 @@
+"""Loading scenarios: YAML in, ``--set`` overrides applied, validated models out, and error messages
+that name the key, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import CapsimError
+from .serving import ServingScenario
+from .training import TrainingScenario
+
+Scenario = TrainingScenario | ServingScenario
+_KINDS: dict[str, type[BaseModel]] = {"training": TrainingScenario, "serving": ServingScenario}
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a scenario mapping."""
+    doc = copy.deepcopy(doc)
+    for item in overrides or []:
+        if "=" not in item:
+            raise CapsimError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set parallelism.tp=4")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise CapsimError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = doc
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise CapsimError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a mapping (it is {nxt!r})")
+            node = nxt
+        node[parts[-1]] = value
+    return doc
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (through Optional, Annotated, unions, lists)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for arg in get_args(ann) for m in _models_in(arg)]
+
+
+def _candidates(root: type[BaseModel], loc: tuple) -> list[type[BaseModel]]:
+    """The models that may sit at ``loc`` (several inside a union until a tag picks one)."""
+    cands: list[type[BaseModel]] = [root]
+    for part in loc:
+        if isinstance(part, int):              # an index into a list of models
+            continue
+        with_field = [c for c in cands if str(part) in c.model_fields]
+        if with_field:
+            cands = [m for c in with_field for m in _models_in(c.model_fields[str(part)].annotation)]
+        else:  # a discriminator tag such as 'poisson' picks the union member
+            cands = [c for c in cands if _tag_field(c, str(part))]
+        if not cands:
+            return []
+    return cands
+
+
+def _tag_field(model: type[BaseModel], tag: str) -> str | None:
+    """The field of ``model`` whose one-value Literal is ``tag`` (e.g. 'policy' for 'hpa')."""
+    for name, f in model.model_fields.items():
+        if get_args(f.annotation) == (tag,):
+            return name
+    return None
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (for 'allowed keys' hints)."""
+    cands = _candidates(root, loc)
+    return list(cands[0].model_fields) if len(cands) == 1 else []
+
+
+def _is_tag(root: type[BaseModel], loc: tuple, i: int) -> bool:
+    """Whether ``loc[i]`` is a union discriminator pydantic inserted (e.g. 'poisson'), not a key."""
+    if isinstance(loc[i], int):
+        return False
+    cands = _candidates(root, loc[:i])
+    return bool(cands) and all(str(loc[i]) not in c.model_fields for c in cands)
+
+
+def _unknown_key(root: type[BaseModel], loc: tuple, key: str) -> str:
+    """``unknown key 'a.b'`` with what is allowed; inside a tagged union, the variant chosen and the
+    variants the key belongs to."""
+    allowed = _allowed_keys(root, loc[:-1])
+    tag_at = next((i for i in range(len(loc) - 2, -1, -1) if _is_tag(root, loc, i)), None)
+    if tag_at != len(loc) - 2 or tag_at is None:
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {key!r}{hint}"
+    tag = str(loc[tag_at])
+    member = _candidates(root, loc[:tag_at + 1])
+    field = _tag_field(member[0], tag) if member else None
+    siblings = _candidates(root, loc[:tag_at])
+    owners = [str(get_args(m.model_fields[field].annotation)[0]) for m in siblings
+              if field and field in m.model_fields and str(loc[-1]) in m.model_fields]
+    msg = f"unknown key {key!r}; allowed keys: {', '.join(allowed)} under {field} {tag!r}"
+    if owners:
+        msg += f" ({loc[-1]} is a key of {field} {', '.join(owners)})"
+    return msg
+
+
+def _excerpt(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_validation_error(e: ValidationError, root: type[BaseModel], where: str = "scenario") -> str:
+    """One line per problem: the key, what is wrong, the value given and what is allowed."""
+    lines = []
+    for err in e.errors():
+        loc = err["loc"]
+        key = ".".join(str(x) for i, x in enumerate(loc) if i == len(loc) - 1 or not _is_tag(root, loc, i))
+        if err["type"] == "extra_forbidden":
+            lines.append(_unknown_key(root, loc, key))
+        elif err["type"] == "variant_tag_invalid":
+            tag = err["msg"].split(" ", 1)[0]
+            got = err["input"].get(tag) if isinstance(err["input"], dict) else err["input"]
+            lines.append(f"{key}.{tag}: {_excerpt(got)} is not allowed; {err['msg']}")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            lines.append(f"{key}: {err['msg']}")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {_excerpt(err.get('input'))})")
+    return f"invalid {where}:\n  " + "\n  ".join(lines)
+
+
+def parse_scenario(doc: dict[str, Any], overrides: list[str] | None = None, where: str = "scenario") -> Scenario:
+    """Validate a scenario mapping (after applying overrides)."""
+    if not isinstance(doc, dict):
+        raise CapsimError(f"{where}: expected a mapping of keys, got {type(doc).__name__}")
+    doc = apply_overrides(doc, overrides)
+    kind = doc.get("kind")
+    if kind not in _KINDS:
+        raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {kind!r})")
+    cls = _KINDS[kind]
+    try:
+        return cls(**doc)  # type: ignore[return-value]
+    except ValidationError as e:
+        raise CapsimError(format_validation_error(e, cls, where)) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise CapsimError(f"scenario file {str(p)!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise CapsimError(f"scenario file {str(p)!r} is not valid YAML: {e}") from None
+    return parse_scenario(doc or {}, overrides, where=str(p))
+
+
+def scenario_yaml(s: Scenario) -> str:
+    return yaml.safe_dump(s.model_dump(mode="json", exclude_none=True), sort_keys=False)
