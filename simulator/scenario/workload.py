@@ -12,14 +12,18 @@ from .base import _Strict
 
 
 class Fixed(_Strict):
-    dist: Literal["fixed"]
-    value: int = Field(ge=1)
+    """Every request has the same length."""
+
+    dist: Literal["fixed"] = Field(description="fixed: one length for every request")
+    value: int = Field(ge=1, description="tokens")
 
 
 class Uniform(_Strict):
-    dist: Literal["uniform"]
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    """Lengths drawn uniformly from low..high (integers, both ends included)."""
+
+    dist: Literal["uniform"] = Field(description="uniform integer lengths")
+    low: int = Field(ge=1, description="shortest length, tokens")
+    high: int = Field(ge=1, description="longest length, tokens")
 
     @model_validator(mode="after")
     def _order(self) -> Uniform:
@@ -29,21 +33,27 @@ class Uniform(_Strict):
 
 
 class LogNormal(_Strict):
-    dist: Literal["lognormal"]
+    """Log-normal lengths with a given mean (the shape of chat prompts and answers)."""
+
+    dist: Literal["lognormal"] = Field(description="log-normal lengths, parameterised by their mean")
     mean: float = Field(gt=0, description="mean token count")
-    sigma: float = Field(default=0.5, ge=0)
-    max: int | None = Field(default=None, ge=1)
+    sigma: float = Field(default=0.5, ge=0, description="standard deviation of ln(length); 0.5 is an assumed moderate spread")
+    max: int | None = Field(default=None, ge=1, description="cap on a drawn length, tokens; default: no cap")
 
 
 class Exponential(_Strict):
-    dist: Literal["exponential"]
+    """Exponential (memoryless) lengths."""
+
+    dist: Literal["exponential"] = Field(description="exponential lengths")
     mean: float = Field(gt=0, description="mean token count (memoryless lengths, rounded, at least 1)")
 
 
 class Empirical(_Strict):
-    dist: Literal["empirical"]
-    path: str
-    column: str | None = None
+    """Lengths resampled from a CSV column of measured lengths."""
+
+    dist: Literal["empirical"] = Field(description="resample measured lengths")
+    path: str = Field(description="CSV file with one length per row")
+    column: str | None = Field(default=None, description="column to read; default: the first")
 
 
 LengthDist = Annotated[Fixed | Uniform | LogNormal | Exponential | Empirical, Field(discriminator="dist")]
@@ -53,24 +63,30 @@ _REQUESTS = "stop after this many requests (and/or at workload.duration_s)"
 
 
 class Poisson(_Strict):
-    process: Literal["poisson"]
-    rate_rps: float = Field(gt=0)
+    """Open-loop arrivals with exponential gaps."""
+
+    process: Literal["poisson"] = Field(description="Poisson arrivals")
+    rate_rps: float = Field(gt=0, description="mean arrivals per second")
     requests: int | None = Field(default=None, ge=1, description=_REQUESTS)
 
 
 class Gamma(_Strict):
-    process: Literal["gamma"]
-    rate_rps: float = Field(gt=0)
+    """Open-loop arrivals with gamma-distributed gaps: burstier (cv > 1) or smoother than Poisson."""
+
+    process: Literal["gamma"] = Field(description="gamma renewal arrivals")
+    rate_rps: float = Field(gt=0, description="mean arrivals per second")
     cv: float = Field(default=1.0, gt=0, description="coefficient of variation of inter-arrival times")
     requests: int | None = Field(default=None, ge=1, description=_REQUESTS)
 
 
 class Diurnal(_Strict):
-    process: Literal["diurnal"]
-    mean_rps: float | None = Field(default=None, gt=0)
-    peak_to_trough: float = Field(default=3.0, ge=1)
-    period_s: float = Field(default=86400, gt=0)
-    peak_at_s: float = Field(default=50400, ge=0, description="14:00 by default")
+    """A daily pattern: a sinusoid around a mean rate, or a piecewise-constant schedule."""
+
+    process: Literal["diurnal"] = Field(description="time-varying Poisson arrivals")
+    mean_rps: float | None = Field(default=None, gt=0, description="mean arrivals per second of the sinusoidal day")
+    peak_to_trough: float = Field(default=3.0, ge=1, description="ratio of the peak rate to the trough rate (3 assumed)")
+    period_s: float = Field(default=86400, gt=0, description="length of one cycle, seconds (a day)")
+    peak_at_s: float = Field(default=50400, ge=0, description="time of the peak within the period (14:00 by default)")
     schedule: list[tuple[float, float]] | None = Field(default=None, description="[[t_s, rate_rps], ...] piecewise")
     requests: int | None = Field(default=None, ge=1, description=_REQUESTS)
 
@@ -90,38 +106,53 @@ class Diurnal(_Strict):
 
 
 class ClosedLoop(_Strict):
-    process: Literal["closed_loop"]
-    concurrency: int = Field(ge=1)
-    requests: int = Field(ge=1)
+    """Concurrent users, each sending its next request when the previous answer is complete."""
+
+    process: Literal["closed_loop"] = Field(description="closed-loop users (a benchmark harness's concurrency mode)")
+    concurrency: int = Field(ge=1, description="users sending requests at the same time")
+    requests: int = Field(ge=1, description="requests in all, over every user")
     think_time_s: float = Field(default=0.0, ge=0, description="fixed pause between a response and the next request")
 
 
 class Offline(_Strict):
-    process: Literal["offline"]
-    requests: int = Field(ge=1)
+    """Every request queued at time 0 (offline throughput, as trtllm-bench measures it)."""
+
+    process: Literal["offline"] = Field(description="all requests at once")
+    requests: int = Field(ge=1, description="requests in all")
 
 
 class Trace(_Strict):
-    process: Literal["trace"]
-    path: str
-    time_scale: float = Field(default=1.0, gt=0)
+    """Replay a CSV trace with columns timestamp, prompt_tokens, output_tokens."""
+
+    process: Literal["trace"] = Field(description="replay recorded arrivals")
+    path: str = Field(description="CSV file: timestamp (s), prompt_tokens, output_tokens")
+    time_scale: float = Field(default=1.0, gt=0, description="multiply timestamps by this (0.5 replays twice as fast)")
 
 
 Arrival = Annotated[Poisson | Gamma | Diurnal | ClosedLoop | Offline | Trace, Field(discriminator="process")]
 
 
 class RequestClass(_Strict):
-    name: str
-    weight: float = Field(default=1.0, gt=0)
-    priority: int = 0
+    """A share of the traffic with its own scheduling priority."""
+
+    name: str = Field(description="label in the results")
+    weight: float = Field(default=1.0, gt=0, description="relative share of requests")
+    priority: int = Field(default=0, description="higher is scheduled first and preempted last")
 
 
 class Workload(_Strict):
-    duration_s: float | None = Field(default=None, gt=0)
-    arrival: Arrival = Field(default_factory=lambda: Poisson(process="poisson", rate_rps=1.0))
-    prompt_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=512))
-    output_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=128))
-    classes: list[RequestClass] = Field(default_factory=list)
+    """The requests: when they arrive and how long their prompts and outputs are."""
+
+    duration_s: float | None = Field(default=None, gt=0, description="open-loop arrivals stop at this time, seconds")
+    arrival: Arrival = Field(default_factory=lambda: Poisson(process="poisson", rate_rps=1.0),
+                             description="the arrival process (key process): poisson, gamma, diurnal, closed_loop, "
+                                         "offline or trace; default Poisson at 1 request/s")
+    prompt_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=512),
+                                      description="prompt length distribution (key dist); default 512 tokens")
+    output_tokens: LengthDist = Field(default_factory=lambda: Fixed(dist="fixed", value=128),
+                                      description="output length distribution (key dist); default 128 tokens")
+    classes: list[RequestClass] = Field(default_factory=list, description="request classes with shares and "
+                                                                          "priorities; default: one class")
     prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1,
                                          description="fraction of prompt tokens found in the prefix cache")
     horizon_s: float | None = Field(default=None, gt=0,
