@@ -3,6 +3,7 @@ elementwise kernels, the fixed cost of one tiny kernel, and collectives when sev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -31,13 +32,13 @@ def gemm_shapes(shapes: dict[str, Any], quick: bool, device: torch.device) -> li
 def bench_gemm(shapes: list[tuple[int, int, int]], dtype: torch.dtype, device: torch.device,
                step: Callable[[str], None] | None = None,
                stop: Callable[[], bool] | None = None) -> list[dict[str, float]]:
-    rows = []
+    rows: list[dict[str, float]] = []
     for m, n, k in shapes:
         if stop is not None and rows and stop():
             break
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
-        t = measure(lambda a=a, b=b: a @ b, device)
+        t = measure(functools.partial(torch.matmul, a, b), device)
         rows.append({"m": m, "n": n, "k": k, "seconds": t.median_s, "tflops": 2 * m * n * k / t.median_s / 1e12,
                      "spread": t.spread})
         if step:
@@ -49,11 +50,11 @@ def bench_memory(device: torch.device, quick: bool, step: Callable[[str], None] 
     """Copy bandwidth (bytes read + written per second) over sizes."""
     top = 30 if device.type == "cuda" else 27          # 1 GiB on GPU, 128 MiB on CPU
     sizes = [2**e for e in range(12, top + 1, 3 if quick else 2)]
-    rows = []
+    rows: list[dict[str, float]] = []
     for nbytes in sizes:
         x = torch.empty(nbytes // 4, device=device, dtype=torch.float32)
         y = torch.empty_like(x)
-        t = measure(lambda x=x, y=y: y.copy_(x), device)
+        t = measure(functools.partial(y.copy_, x), device)
         rows.append({"bytes": 2 * nbytes, "seconds": t.median_s, "gb_s": 2 * nbytes / t.median_s / 1e9, "spread": t.spread})
         if step:
             step(f"copy {nbytes >> 10} KiB")
@@ -118,10 +119,10 @@ def bench_attention(shapes: dict[str, Any], dtype: torch.dtype, device: torch.de
         q = torch.randn(1, heads, s, hd, device=device, dtype=dtype, requires_grad=True)
         k = torch.randn_like(q, requires_grad=True)
         v = torch.randn_like(q, requires_grad=True)
-        fwd = measure(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True), device)
+        fwd = measure(functools.partial(F.scaled_dot_product_attention, q, k, v, is_causal=True), device)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         g = torch.ones_like(o)
-        bwd = measure(lambda o=o, g=g, q=q, k=k, v=v: torch.autograd.grad(o, (q, k, v), g, retain_graph=True), device)
+        bwd = measure(functools.partial(torch.autograd.grad, o, (q, k, v), g, retain_graph=True), device)
         flops = 4 * heads * s * s * hd / 2
         prefill.append({"seq": s, "fwd_s": fwd.median_s, "bwd_s": bwd.median_s, "fwd_tflops": flops / fwd.median_s / 1e12,
                         "bwd_tflops": 2.5 * flops / bwd.median_s / 1e12})
@@ -133,7 +134,7 @@ def bench_attention(shapes: dict[str, Any], dtype: torch.dtype, device: torch.de
         q = torch.randn(8, heads, 1, hd, device=device, dtype=dtype)
         k = torch.randn(8, heads, L, hd, device=device, dtype=dtype)   # GQA expanded, as eager kernels read it
         v = torch.randn_like(k)
-        t = measure(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v), device)
+        t = measure(functools.partial(F.scaled_dot_product_attention, q, k, v), device)
         kv_bytes = 2 * 8 * kvh * L * hd * k.element_size()
         decode.append({"kv_len": L, "batch": 8, "seconds": t.median_s, "kv_gb_s": kv_bytes / t.median_s / 1e9})
     return {"prefill": prefill, "decode": decode}
@@ -147,9 +148,9 @@ def bench_collectives(device: torch.device) -> dict[str, Any]:
         return {"skipped": "one device visible (or torch.distributed not initialised): collectives not measured; "
                            "launch with torchrun --nproc-per-node N python -m calibrate ... to measure them"}
     n = dist.get_world_size()
-    rows = []
+    rows: list[dict[str, float | str]] = []
     for nbytes in [2**e for e in range(20, 31, 2)]:
         x = torch.empty(nbytes // 2, device=device, dtype=torch.bfloat16)
-        t = measure(lambda x=x: dist.all_reduce(x), device)
+        t = measure(functools.partial(dist.all_reduce, x), device)
         rows.append({"op": "all_reduce", "bytes": nbytes, "busbw_gb_s": 2 * (n - 1) / n * nbytes / t.median_s / 1e9})
     return {"world_size": n, "rows": rows}

@@ -96,7 +96,7 @@ class Variants(Generic[M]):
     def annotation(self) -> Any:
         """``Annotated[A | B | ..., Discriminator]``: the field's type (the tag may be left out)."""
         members = tuple(Annotated[cls, Tag(name)] for name, cls in self.members.items())
-        union = Union[members]  # noqa: UP007 (a union built at run time)
+        union = Union[members]  # type: ignore[valid-type]  # noqa: UP007 (a union built at run time)
         names = ", ".join(self.members)
         return Annotated[union, Discriminator(self._pick, custom_error_type="variant_tag_invalid",
                                               custom_error_message=f"{self.tag} must be one of {names}")]

@@ -136,6 +136,7 @@ def _nonhomogeneous(a: Diurnal, n: int | None, duration: float | None, rng: np.r
     """Non-homogeneous Poisson arrivals by time rescaling: unit-rate points mapped through Λ⁻¹."""
     rate = rate_function(a)
     if duration is None:
+        assert n is not None, "an open-loop workload has a request count or a duration (checked on load)"
         mean = a.mean_rps or float(np.mean([r for _, r in a.schedule or []]))
         duration = 2.0 * n / mean + a.period_s  # long enough for n arrivals at any phase
     step = min(a.period_s / 2000, duration / 2000) if a.schedule is None else duration / 20000
@@ -163,8 +164,8 @@ def read_trace(tr: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]
     try:
         t = ts.astype(float)
     except (TypeError, ValueError):
-        bad = next(i for i, v in enumerate(ts) if not _is_number(v))
-        raise CapsimError(f"trace {tr.path!r}: row {bad + 2} has timestamp {ts[bad]!r}; expected seconds") from None
+        row = next(i for i, v in enumerate(ts) if not _is_number(v))
+        raise CapsimError(f"trace {tr.path!r}: row {row + 2} has timestamp {ts[row]!r}; expected seconds") from None
     bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
     if len(bad):
         raise CapsimError(f"trace {tr.path!r}: row {bad[0] + 2} has timestamp {t[bad[0]]!r}; expected seconds >= 0")
