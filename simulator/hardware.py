@@ -20,7 +20,6 @@ from hardware_profiles import PROFILE_DIR
 from .errors import CapsimError, unknown
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
-BYTES_PER_ELEMENT: dict[str, float] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}
 
 
 class Link(BaseModel):
