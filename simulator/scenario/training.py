@@ -39,20 +39,29 @@ class Parallelism(_Strict):
 
 
 class Training(_Strict):
-    seq_len: int = Field(default=2048, ge=1)
+    """The training recipe: sequence, batch, precision, recomputation and the stack's host costs."""
+
+    seq_len: int = Field(default=2048, ge=1, description="tokens per sequence (GPT-3's 2048 by default)")
     global_batch: int = Field(default=512, ge=1, description="sequences per iteration")
-    micro_batch: int | Literal["auto"] = "auto"
-    precision: Precision = "bf16"
-    grad_precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    # Reduce gradient buckets while the backward still runs (Megatron-core --overlap-grad-reduce,
-    # PyTorch DDP, FSDP); false: after the last backward (DeepSpeed's engine and pipeline engine
-    # without overlap_comm, Megatron-LM before 2023).
-    overlap_grad_reduce: bool = True
-    recompute: Literal["none", "selective", "full"] = "none"
-    flash_attention: bool = True
-    total_tokens: float | None = Field(default=None, gt=0)
-    # Host time to issue one kernel (eager PyTorch + framework). See costmodel.stack for the source.
-    dispatch_us: float | None = Field(default=None, ge=0)
+    micro_batch: int | Literal["auto"] = Field(default="auto", description=(
+        "sequences per micro-batch on one data-parallel rank; auto: the fastest that fits in memory"))
+    precision: Precision = Field(default="bf16", description="compute precision of the GEMMs (bf16, fp16, fp8, fp32)")
+    grad_precision: Literal["fp32", "bf16", "fp16"] = Field(default="fp32", description=(
+        "data type of the gradients reduced over data parallelism (Megatron keeps fp32 main gradients; "
+        "DeepSpeed's fp16 engine reduces fp16)"))
+    overlap_grad_reduce: bool = Field(default=True, description=(
+        "reduce gradient buckets while the backward still runs (Megatron-core --overlap-grad-reduce, PyTorch "
+        "DDP, FSDP); false: after the last backward (DeepSpeed's engine without overlap_comm, Megatron-LM "
+        "before 2023)"))
+    recompute: Literal["none", "selective", "full"] = Field(default="none", description=(
+        "activation recomputation: selective recomputes the attention core, full every layer's forward "
+        "(Korthikanti et al. 2022)"))
+    flash_attention: bool = Field(default=True, description="fused attention: the score matrix never reaches HBM")
+    total_tokens: float | None = Field(default=None, gt=0, description=(
+        "tokens to train on; gives time to train, GPU-hours, cost and energy (default: one step only)"))
+    dispatch_us: float | None = Field(default=None, ge=0, description=(
+        "host time to issue one modelled kernel, microseconds (eager PyTorch + framework); default: the "
+        "profile's measured value, else 70 us fitted on vTrain's single-node rows (simulator/training/stack.py)"))
 
     @field_validator("micro_batch")
     @classmethod
@@ -63,16 +72,23 @@ class Training(_Strict):
 
 
 class DataLoader(_Strict):
-    samples_per_s_per_node: float | None = Field(default=None, gt=0)
-    storage_gb_s: float | None = Field(default=None, gt=0, description="per node read bandwidth")
-    bytes_per_sample: float = Field(default=0, ge=0)
+    """Input pipeline limits; only the part that outlasts the previous step stalls the GPUs."""
+
+    samples_per_s_per_node: float | None = Field(default=None, gt=0, description=(
+        "samples per second one node's loader produces; default: unlimited"))
+    storage_gb_s: float | None = Field(default=None, gt=0, description="per node read bandwidth, GB/s; default: unlimited")
+    bytes_per_sample: float = Field(default=0, ge=0, description="bytes read from storage per sample (with storage_gb_s)")
 
 
 class Reliability(_Strict):
-    node_mtbf_hours: float | None = Field(default=None, gt=0, description="None: no failures")
-    restart_minutes: float = Field(default=10.0, ge=0)
+    """Failures, restarts and checkpoints over the whole run (Monte Carlo)."""
+
+    node_mtbf_hours: float | None = Field(default=None, gt=0, description=(
+        "mean time between failures of one node, hours; None: no failures (Llama 3 405B saw a cluster "
+        "MTBF of 3.09 h on 2,048 nodes, shared/reference/llama3_405b_interruptions.csv)"))
+    restart_minutes: float = Field(default=10.0, ge=0, description="time to restart the job after a failure (assumed)")
     checkpoint_interval_minutes: float | None = Field(default=None, gt=0, description="None: Young/Daly optimum")
-    checkpoint_write_gb_s: float = Field(default=10.0, gt=0, description="aggregate per node")
+    checkpoint_write_gb_s: float = Field(default=10.0, gt=0, description="aggregate per node, GB/s (assumed)")
     runs: int = Field(default=200, ge=1, description="Monte Carlo samples of the whole job")
 
 
