@@ -228,6 +228,12 @@ class ModelSpec(BaseModel):
         return sum(s.kv_elements_per_token() * n for s, n in self.layer_groups()) * bytes_per_element
 
 
+def as_layer(layer: LayerSpec | ModelSpec) -> LayerSpec:
+    """The :class:`LayerSpec` a cost function reads: itself, or the one layer of a uniform
+    ``ModelSpec`` (a model with layers of several kinds raises: cost each of its layer kinds)."""
+    return layer.layer() if isinstance(layer, ModelSpec) else layer
+
+
 @lru_cache(maxsize=1024)
 def _stack(model: ModelSpec) -> tuple[LayerSpec, ...]:
     """The layers of ``model`` (a frozen model hashes and compares by its fields, so a copy with
