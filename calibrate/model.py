@@ -202,7 +202,7 @@ def measure_model(model: nn.Module, shapes: dict[str, Any], device: torch.device
 
     def step() -> None:
         out = model(x)
-        if train:
+        if opt is not None:                       # training: backward and an AdamW step
             out.float().square().mean().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
