@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .catalog import get_model
 from .costmodel.layout import Layout
 from .costmodel.transformer import decode_step_ops, layer_ops, prefill_ops
 from .hardware import get_profile
-from .layers import index_ranges
+from .layers import LayerSpec
 from .scenario import Scenario, ServingScenario
+
+
+def index_ranges(specs: Sequence[LayerSpec], spec: LayerSpec) -> str:
+    """The indices of the layers equal to ``spec`` as ranges, e.g. ``0-2, 5``."""
+    runs: list[list[int]] = []
+    for i, s in enumerate(specs):
+        if s == spec:
+            if runs and runs[-1][1] == i - 1:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:

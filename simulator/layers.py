@@ -280,22 +280,18 @@ def group_layers(specs: Sequence[LayerSpec], start: int = 0, stop: int | None = 
     appearance: O(kinds), not O(layers). Order inside a range is dropped on purpose: a pipeline
     stage's time is the sum over its layers, and the host-dispatch walk repeats each block in its
     steady state, so alternating kinds (5 sliding, 1 full, ...) cost what their counts say."""
-    counts: dict[LayerSpec, int] = {}
+    by_id: dict[int, list[Any]] = {}                 # identity first: build_stack shares each kind's object
     for spec in specs[start:stop]:
-        counts[spec] = counts.get(spec, 0) + 1
-    return list(counts.items())
-
-
-def index_ranges(specs: Sequence[LayerSpec], spec: LayerSpec) -> str:
-    """The layer indices of ``spec`` as ranges, e.g. ``0-2, 5`` (for tables that list kinds)."""
-    idx = [i for i, s in enumerate(specs) if s == spec]
-    parts: list[str] = []
-    lo = prev = idx[0]
-    for i in [*idx[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(str(lo) if lo == prev else f"{lo}-{prev}")
-        if i is not None:
-            lo = prev = i
-    return ", ".join(parts)
+        entry = by_id.get(id(spec))
+        if entry is None:
+            by_id[id(spec)] = [spec, 1]
+        else:
+            entry[1] += 1
+    out: list[tuple[LayerSpec, int]] = []
+    for spec, n in by_id.values():                   # then equal specs that are distinct objects
+        i = next((i for i, (s, _) in enumerate(out) if s == spec), None)
+        if i is None:
+            out.append((spec, n))
+        else:
+            out[i] = (out[i][0], out[i][1] + n)
+    return out

@@ -126,10 +126,6 @@ class ModelSpec(BaseModel):
         return self.kv_heads * self.head_dim
 
     @property
-    def mlp_matrices(self) -> int:
-        return 3 if self.activation == "swiglu" else 2
-
-    @property
     def is_causal(self) -> bool:
         return self.architecture == "decoder"
 
@@ -236,8 +232,7 @@ def as_layer(layer: LayerSpec | ModelSpec) -> LayerSpec:
 
 @lru_cache(maxsize=1024)
 def _stack(model: ModelSpec) -> tuple[LayerSpec, ...]:
-    """The layers of ``model`` (a frozen model hashes and compares by its fields, so a copy with
-    other values is another key)."""
+    """The layers of ``model``, keyed by its fields (a frozen model hashes and compares by them)."""
     m = model
     return build_stack(layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim,
                        ffn_hidden=m.ffn_hidden, activation=m.activation, norm=m.norm, qkv_bias=m.qkv_bias,
