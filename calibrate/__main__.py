@@ -2,8 +2,10 @@
 
     python -m calibrate --device cuda --shapes model.yaml --dtype bf16 --out h100-cal.yaml
 
-``--shapes`` is a YAML mapping of the model's shapes (layers, hidden, heads, kv_heads, head_dim,
-ffn_hidden, vocab, max_positions, activation, norm); ``capsim calibrate --model NAME`` fills it in
+``--shapes`` is a YAML mapping of the model's shapes with ``ModelSpec``'s key names (layers, hidden,
+heads, kv_heads, head_dim, ffn_hidden, vocab, max_positions, activation, norm; optionally
+sliding_window, layer_types and moe), or with a ``layer_specs`` list (one
+``simulator.layers.LayerSpec.to_dict()`` per layer); ``capsim calibrate --model NAME`` fills in both
 from the catalog when the simulator is installed.
 """
 

@@ -51,7 +51,9 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
     if module and not input_shape:
         raise CapsimError("--module needs --input-shape (e.g. 8,3,224,224)")
     spec = get_model(model) if model else None
-    shapes = spec.model_dump(exclude={"moe", "source"}) if spec else None
+    # plain data for calibrate/: the flat keys, and every layer's description (LayerSpec.to_dict)
+    shapes = ({**spec.model_dump(mode="json", exclude={"source"}),
+               "layer_specs": [layer.to_dict() for layer in spec.layer_specs()]} if spec else None)
     if dtype not in ("fp32", "bf16", "fp16", "fp8"):
         raise CapsimError(f"--dtype {dtype!r}: use bf16, fp16, fp8 or fp32")
     base_doc = None

@@ -4,22 +4,29 @@ elementwise kernels, the fixed cost of one tiny kernel, and collectives when sev
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from simulator.layers import LayerSpec
 
 from .timing import measure
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
 
 
-def gemm_shapes(shapes: dict[str, Any], quick: bool, device: torch.device) -> list[tuple[int, int, int]]:
-    """[m, n, k]: the model's projections at several token counts, plus squares for the size curve."""
-    h, heads, kvh, hd = shapes["hidden"], shapes["heads"], shapes["kv_heads"], shapes["head_dim"]
-    f = shapes["ffn_hidden"] * (2 if shapes.get("activation") == "swiglu" else 1)
-    nk = [((heads + 2 * kvh) * hd, h), (h, heads * hd), (f, h), (h, shapes["ffn_hidden"])]
+def gemm_shapes(layers: Sequence[LayerSpec], quick: bool, device: torch.device) -> list[tuple[int, int, int]]:
+    """[m, n, k]: the projections of every kind of layer (QKV, output, MLP or expert and shared-
+    expert up/down) at several token counts, plus squares for the size curve."""
+    nk: list[tuple[int, int]] = []
+    for layer in dict.fromkeys(layers):
+        a, m, h = layer.attention, layer.mlp, layer.hidden
+        nk += [(a.q_dim + 2 * a.kv_dim, h), (h, a.q_dim), (m.up, h), (h, m.ffn_hidden)]
+        if m.shared_experts:
+            width = m.shared_experts * m.shared_hidden
+            nk += [(width * (m.up // m.ffn_hidden), h), (h, width)]
     big = device.type == "cuda"
     tokens = [1, 16, 128, 1024] + ([4096, 16384] if big else []) if not quick else [1, 128, 1024 if big else 512]
     squares = [256, 512, 1024, 2048, 4096, 8192] if big else [64, 128, 256, 512, 1024]

@@ -16,10 +16,14 @@ import numpy as np
 import torch
 import yaml
 
+from simulator.layers import AttentionSpec, LayerSpec, MLPSpec
+
 from . import micro
-from .model import build, measure_decode, measure_model
+from .model import build, layer_specs, measure_decode, measure_model
 
 Progress = Callable[[str, float], None] | None   # (what, fraction done)
+# GEMM shapes to time without a model (--module, or nothing): a 1024-wide GELU layer
+DEFAULT_LAYER = LayerSpec(1024, AttentionSpec(16, 16, 64), MLPSpec(4096))
 
 
 def _cpu_name() -> str:
@@ -106,8 +110,8 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
     info = device_info(dev)
     shapes = shapes or {}
     planned = [("latency", 1)]
-    gemms = micro.gemm_shapes(shapes, quick, dev) if shapes else micro.gemm_shapes(
-        {"hidden": 1024, "heads": 16, "kv_heads": 16, "head_dim": 64, "ffn_hidden": 4096}, quick, dev)
+    layers = layer_specs(shapes) if shapes else [DEFAULT_LAYER]
+    gemms = micro.gemm_shapes(layers, quick, dev)
     total = len(gemms) + 12
     done = [0]
 

@@ -96,9 +96,12 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    t = Table("pass", "op", "kind", "time µs", "TFLOP/s", title=f"per-layer kernels: {scenario}")
+    mixed = len({r["layers"] for r in rows}) > 1      # layers of several kinds: say which rows are which
+    t = Table("pass", *(["layers"] if mixed else []), "op", "kind", "time µs", "TFLOP/s",
+              title=f"per-layer kernels: {scenario}")
     for r in rows:
-        t.add_row(r["pass"], r["op"], r["kind"], f"{r['time_us']:.1f}", f"{r['tflops']:.0f}" if r["tflops"] else "")
+        t.add_row(r["pass"], *([r["layers"]] if mixed else []), r["op"], r["kind"], f"{r['time_us']:.1f}",
+                  f"{r['tflops']:.0f}" if r["tflops"] else "")
     out.print(t)
 
 

@@ -2,40 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .catalog import get_model
 from .costmodel.layout import Layout
 from .costmodel.transformer import decode_step_ops, layer_ops, prefill_ops
 from .hardware import get_profile
+from .layers import LayerSpec
 from .scenario import Scenario, ServingScenario
 
 
+def index_ranges(specs: Sequence[LayerSpec], spec: LayerSpec) -> str:
+    """The indices of the layers equal to ``spec`` as ranges, e.g. ``0-2, 5``."""
+    runs: list[list[int]] = []
+    for i, s in enumerate(specs):
+        if s == spec:
+            if runs and runs[-1][1] == i - 1:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:
-    """Every kernel of one layer with its time and achieved TFLOP/s (``capsim cost``)."""
+    """Every kernel of one layer with its time and achieved TFLOP/s (``capsim cost``); a model
+    whose layers differ gets one set of rows per kind of layer, ``layers`` naming its indices."""
     model, hw = get_model(sc.model), get_profile(sc.hardware)
     rows: list[dict[str, Any]] = []
+    specs = model.layer_specs()
+    kinds = [spec for spec, _ in model.layer_groups()]
 
-    def add(pass_: str, ops: Any) -> None:
+    def add(pass_: str, ops: Any, spec: Any) -> None:
+        where = index_ranges(specs, spec)
         for o in ops:
             rows.append({"pass": pass_, "op": o.name, "kind": o.kind, "time_us": o.time * 1e6,
-                         "tflops": o.flops / o.time / 1e12 if o.flops and o.time else 0.0})
+                         "tflops": o.flops / o.time / 1e12 if o.flops and o.time else 0.0, "layers": where})
 
     if isinstance(sc, ServingScenario):
         from .serving_lengths import mean_length
 
         prompt = int(mean_length(sc.workload.prompt_tokens))
-        add("prefill", prefill_ops(model, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision))
-        add("decode", decode_step_ops(model, hw, tp=sc.replica.tp, batch=sc.replica.max_batch_size,
-                                      kv_tokens=sc.replica.max_batch_size * prompt, precision=sc.precision))
+        for spec in kinds:
+            add("prefill", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision), spec)
+        for spec in kinds:
+            add("decode", decode_step_ops(spec, hw, tp=sc.replica.tp, batch=sc.replica.max_batch_size,
+                                          kv_tokens=sc.replica.max_batch_size * prompt, precision=sc.precision), spec)
         return rows
     from .training.layout import resolve_layout
 
     lay, mb = resolve_layout(sc, model, hw)
-    ops = layer_ops(model, hw, lay, mb, sc.training.seq_len)
-    add("forward", ops.fwd)
-    add("backward", ops.bwd)
-    add("recompute", ops.recompute)
+    for spec in kinds:
+        ops = layer_ops(spec, hw, lay, mb, sc.training.seq_len)
+        add("forward", ops.fwd, spec)
+        add("backward", ops.bwd, spec)
+        add("recompute", ops.recompute, spec)
     return rows
 
 

@@ -8,20 +8,38 @@ closed-form constants, so GQA, SwiGLU, MoE and untied embeddings are all handled
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import CapsimError
+from .hf_layers import hf_layer_keys
+from .layers import LayerSpec, build_stack, group_layers
 
 
 class MoESpec(BaseModel):
-    """Mixture-of-experts feed-forward: ``num_experts`` expert MLPs, ``top_k`` used per token."""
+    """Mixture-of-experts feed-forward: ``num_experts`` expert MLPs, ``top_k`` used per token.
+
+    By default every layer is MoE; ``first_dense_layers`` and ``layer_freq`` make some dense
+    (DeepSeek-V3: 3 dense then MoE; Llama 4 Maverick: every second layer MoE), with their own
+    ``dense_ffn_hidden``. ``ffn_hidden`` of the model is the width of one routed expert."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     num_experts: int = Field(ge=1)
     top_k: int = Field(ge=1)
+    first_dense_layers: int = Field(default=0, ge=0, description="the first N layers are dense, the rest follow "
+                                    "layer_freq (DeepSeek's first_k_dense_replace)")
+    layer_freq: int = Field(default=1, ge=1, description="after first_dense_layers, layer i (0-based) is MoE when "
+                            "(i + 1) % layer_freq == 0; 1: every layer (HF decoder_sparse_step, Llama 4's "
+                            "interleave_moe_layer_step)")
+    dense_ffn_hidden: int = Field(default=0, ge=0, description="MLP width of the dense layers; 0: the model's "
+                                  "ffn_hidden")
+    shared_experts: int = Field(default=0, ge=0, description="experts every token passes through beside the "
+                                "top_k routed ones (DeepSeek, Llama 4)")
+    shared_ffn_hidden: int = Field(default=0, ge=0, description="MLP width of one shared expert; 0: the model's "
+                                   "ffn_hidden")
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -58,6 +76,11 @@ class ModelSpec(BaseModel):
     final_norm: bool = True
     pooler: bool = False
     moe: MoESpec | None = None
+    sliding_window: int | None = Field(default=None, ge=1, description="keys a query attends back to (itself "
+                                       "included) in sliding-window layers; without layer_types every layer slides")
+    layer_types: tuple[Literal["full", "sliding"], ...] | None = Field(
+        default=None, description="attention of each layer, 'full' or 'sliding'; a shorter list whose length divides "
+                                  "layers repeats as a pattern (e.g. [sliding, sliding, sliding, full])")
     # vision transformer
     image_size: int = 0
     patch_size: int = 0
@@ -90,6 +113,7 @@ class ModelSpec(BaseModel):
             raise ValueError("a vit model needs image_size and patch_size")
         if self.architecture != "vit" and self.vocab <= 0:
             raise ValueError(f"model {self.name!r} needs vocab > 0")
+        self.layer_specs()      # checks the per-layer keys (layer_types, sliding_window, moe.*), naming the key
         return self
 
     # ---- shapes -------------------------------------------------------------------------------
@@ -102,10 +126,6 @@ class ModelSpec(BaseModel):
         return self.kv_heads * self.head_dim
 
     @property
-    def mlp_matrices(self) -> int:
-        return 3 if self.activation == "swiglu" else 2
-
-    @property
     def is_causal(self) -> bool:
         return self.architecture == "decoder"
 
@@ -115,41 +135,53 @@ class ModelSpec(BaseModel):
             return (self.image_size // self.patch_size) ** 2 + 1
         return self.max_positions
 
+    # ---- layers -------------------------------------------------------------------------------
+    def layer_specs(self) -> tuple[LayerSpec, ...]:
+        """One :class:`LayerSpec` per layer, derived once per distinct model (cached): what every
+        cost, memory and calibration consumer reads instead of re-deriving shapes from here."""
+        return _stack(self)
+
+    def layer_groups(self, start: int = 0, stop: int | None = None) -> list[tuple[LayerSpec, int]]:
+        """Layers ``start:stop`` as ``(spec, count)`` per kind (see :func:`group_layers`)."""
+        return group_layers(self.layer_specs(), start, stop)
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every layer is the same (no dense/MoE mix, one kind of attention)."""
+        specs = self.layer_specs()
+        return all(s is specs[0] for s in specs)
+
+    def layer(self, index: int | None = None) -> LayerSpec:
+        """Layer ``index``; without one, the layer of a uniform model (a mixed model raises, since
+        no single layer stands for it: sum over :meth:`layer_specs` instead)."""
+        if index is None:
+            if not self.uniform:
+                kinds = ", ".join(s.describe() for s, _ in self.layer_groups())
+                raise ValueError(f"model {self.name!r} has layers of several kinds ({kinds}); pass a layer index")
+            index = 0
+        return self.layer_specs()[index]
+
     # ---- parameters ---------------------------------------------------------------------------
     def _norm_params(self) -> int:
         return 2 * self.hidden if self.norm == "layernorm" else self.hidden
 
     def attention_params(self) -> int:
-        h = self.hidden
-        n = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h
-        if self.qkv_bias:
-            n += self.q_dim + 2 * self.kv_dim
-        if self.linear_bias:
-            n += h
-        if self.qk_norm:
-            n += 2 * self.head_dim
-        return n
+        """One layer's attention (every layer's attention has the same shapes)."""
+        return self.layer_specs()[0].attention_params()
 
     def mlp_params(self) -> int:
-        """One (expert) MLP."""
-        n = self.mlp_matrices * self.hidden * self.ffn_hidden
-        if self.linear_bias:
-            n += (self.mlp_matrices - 1) * self.ffn_hidden + self.hidden
-        return n
+        """One (expert) MLP: a routed expert of an MoE model, else the dense MLP."""
+        specs = self.layer_specs()
+        return next((s for s in specs if s.mlp.is_moe), specs[0]).expert_params()
 
-    def layer_tensors(self) -> int:
+    def layer_tensors(self, index: int | None = None) -> int:
         """Parameter tensors in one layer (what a per-tensor optimizer loop iterates over), counted as
         Megatron/HF lay them out: fused QKV, the output projection, the MLP matrices, biases, norms."""
-        norms = 2 * (2 if self.norm == "layernorm" else 1)
-        attn = 2 + (1 if self.qkv_bias else 0) + (1 if self.linear_bias else 0) + (2 if self.qk_norm else 0)
-        experts = self.moe.num_experts if self.moe else 1
-        mlp = experts * (self.mlp_matrices + (self.mlp_matrices if self.linear_bias else 0)) + (1 if self.moe else 0)
-        return norms + attn + mlp
+        return self.layer(index).tensors()
 
-    def layer_params(self) -> int:
-        experts = self.moe.num_experts if self.moe else 1
-        router = self.hidden * self.moe.num_experts if self.moe else 0
-        return self.attention_params() + experts * self.mlp_params() + router + 2 * self._norm_params()
+    def layer_params(self, index: int | None = None) -> int:
+        """Parameters of one layer (see :meth:`layer` for ``index``)."""
+        return self.layer(index).params()
 
     def embedding_params(self) -> int:
         h = self.hidden
@@ -175,18 +207,38 @@ class ModelSpec(BaseModel):
         return n
 
     def total_params(self) -> int:
-        return self.embedding_params() + self.layers * self.layer_params() + self.head_params()
+        return self.embedding_params() + sum(s.params() * n for s, n in self.layer_groups()) + self.head_params()
 
     def active_params(self) -> int:
         """Parameters touched per token (MoE: only top-k experts)."""
         if not self.moe:
             return self.total_params()
-        unused = (self.moe.num_experts - self.moe.top_k) * self.mlp_params()
-        return self.total_params() - self.layers * unused
+        layers = sum(s.active_params() * n for s, n in self.layer_groups())
+        return self.embedding_params() + layers + self.head_params()
 
     def kv_cache_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
-        """K and V of every layer for one token: ``2 · layers · kv_heads · head_dim · bytes``."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_element
+        """K and V of every layer for one token: ``2 · layers · kv_heads · head_dim · bytes``.
+
+        Sliding-window layers are charged their full cache too (conservative: an engine that frees
+        K/V outside the window holds less; a later refinement)."""
+        return sum(s.kv_elements_per_token() * n for s, n in self.layer_groups()) * bytes_per_element
+
+
+def as_layer(layer: LayerSpec | ModelSpec) -> LayerSpec:
+    """The :class:`LayerSpec` a cost function reads: itself, or the one layer of a uniform
+    ``ModelSpec`` (a model with layers of several kinds raises: cost each of its layer kinds)."""
+    return layer.layer() if isinstance(layer, ModelSpec) else layer
+
+
+@lru_cache(maxsize=1024)
+def _stack(model: ModelSpec) -> tuple[LayerSpec, ...]:
+    """The layers of ``model``, keyed by its fields (a frozen model hashes and compares by them)."""
+    m = model
+    return build_stack(layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim,
+                       ffn_hidden=m.ffn_hidden, activation=m.activation, norm=m.norm, qkv_bias=m.qkv_bias,
+                       linear_bias=m.linear_bias, qk_norm=m.qk_norm, causal=m.is_causal, rope=m.position == "rope",
+                       sliding_window=m.sliding_window, layer_types=m.layer_types,
+                       moe=m.moe.model_dump() if m.moe else None)
 
 
 # ---- Hugging Face config.json -------------------------------------------------------------------
@@ -227,8 +279,10 @@ def from_hf_config(path: str | Path) -> ModelSpec:
                 linear_bias=False, qk_norm=mtype in {"qwen3", "qwen3_moe"},
             )
             experts = cfg.get("num_local_experts") or cfg.get("num_experts")
+            per_layer, moe_layers = hf_layer_keys(cfg, mtype, str(path))
+            spec.update(per_layer)
             if experts:
-                spec["moe"] = {"num_experts": experts, "top_k": need("num_experts_per_tok")}
+                spec["moe"] = {"num_experts": experts, "top_k": need("num_experts_per_tok"), **moe_layers}
         elif mtype == "gpt2":
             hidden = need("n_embd", "hidden_size")
             spec = dict(

@@ -13,6 +13,14 @@ compute-bound); a decode token reads its sequence's ``c`` cached K/V vectors (me
 Inference has no dropout, so its kernels differ from the training layer's forward. Attention is
 linear in the cached tokens, which is what lets the serving simulator advance many decode steps
 in one event: the step times of an unchanged batch form an arithmetic sequence.
+
+A model's layers may differ (dense and MoE layers, sliding or full attention): every term sums
+over the model's layer kinds (``ModelSpec.layer_groups``), each costed from its ``LayerSpec``.
+Sliding-window layers are charged as full attention here, a known limitation kept on purpose: a
+decode token reads its sequence's whole cache and a prompt chunk attends to every earlier token,
+and the cache holds every token. That is conservative (it overestimates a windowed layer once
+contexts outgrow the window) and it keeps the iteration time exactly linear in cached tokens,
+which the fast-forward relies on; charging ``min(c, window)`` per sequence is a later refinement.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from dataclasses import dataclass, field
 
 from ..errors import InfeasibleError
 from ..hardware import HardwareProfile
-from ..models import ModelSpec
+from ..layers import LayerSpec
+from ..models import ModelSpec, as_layer
 from .collectives import collective_time, p2p_time
 from .layout import Layout
 from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
@@ -35,36 +44,46 @@ GIB = 2**30
 RUNTIME_RESERVE_GIB = 1.0
 
 
-def linear_layer_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float, precision: str) -> list[Op]:
-    """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention core)."""
-    t, h, p, T = tp, model.hidden, precision, tokens
+def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
+                     precision: str) -> list[Op]:
+    """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
+    core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
+    the shared experts (one TP-sharded MLP) of an MoE layer."""
+    spec = as_layer(layer)
+    att, mlp = spec.attention, spec.mlp
+    t, h, p, T = tp, spec.hidden, precision, tokens
     wb = WEIGHT_BYTES[precision]
-    f = model.ffn_hidden
-    up = f * (2 if model.activation == "swiglu" else 1)
     act = T * h * ACT_BYTES
     tp_group = Layout(tp=tp).tp_group
 
     def allreduce(name: str) -> list[Op]:
         return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group))] if t > 1 else []
 
+    def dense(prefix: str, f: int) -> list[Op]:
+        up = f * (2 if mlp.activation == "swiglu" else 1)
+        return [gemm(hw, prefix + "fc1", T, up / t, h, p, bytes_per_element=wb),
+                memory_op(hw, prefix + "activation", T * (up + f) / t * ACT_BYTES),
+                gemm(hw, prefix + "fc2", T, h, f / t, p, bytes_per_element=wb)]
+
     ops = [memory_op(hw, "norm1", 2 * act),
-           gemm(hw, "qkv", T, (model.q_dim + 2 * model.kv_dim) / t, h, p, bytes_per_element=wb)]
-    if model.position == "rope":
-        ops.append(memory_op(hw, "rope", 2 * T * (model.q_dim + model.kv_dim) / t * ACT_BYTES))
-    ops += [gemm(hw, "attn_out", T, h, model.q_dim / t, p, bytes_per_element=wb), *allreduce("tp_allreduce_attn"),
+           gemm(hw, "qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h, p, bytes_per_element=wb)]
+    if att.rope:
+        ops.append(memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES))
+    ops += [gemm(hw, "attn_out", T, h, att.q_dim / t, p, bytes_per_element=wb), *allreduce("tp_allreduce_attn"),
             memory_op(hw, "residual_add", 3 * act), memory_op(hw, "norm2", 2 * act)]
-    if model.moe is None:
-        ops += [gemm(hw, "fc1", T, up / t, h, p, bytes_per_element=wb),
-                memory_op(hw, "activation", T * (up + f) / t * ACT_BYTES),
-                gemm(hw, "fc2", T, h, f / t, p, bytes_per_element=wb)]
+    if not mlp.is_moe:
+        ops += dense("", mlp.ffn_hidden)
     else:
-        ne, k = model.moe.num_experts, model.moe.top_k
+        f, up = mlp.ffn_hidden, mlp.up
+        ne, k = mlp.experts, mlp.top_k
         touched = ne * (1 - (1 - k / ne) ** T)           # expected distinct experts hit by T tokens
         per_expert = T * k / touched
         ops += [gemm(hw, "router", T, ne, h, p),
                 gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=touched, bytes_per_element=wb),
                 memory_op(hw, "expert_activation", T * k * (up + f) / t * ACT_BYTES),
                 gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=touched, bytes_per_element=wb)]
+        if mlp.shared_experts:
+            ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
     ops += [*allreduce("tp_allreduce_mlp"), memory_op(hw, "residual_add", 3 * act)]
     return ops
 
@@ -86,26 +105,34 @@ class InferenceModel:
     def __post_init__(self) -> None:
         m, hw, t = self.model, self.hw, self.tp
         self.layers = m.layers
+        self.groups = m.layer_groups()       # (LayerSpec, count) per kind of layer
         self.kernel_latency = hw.efficiency.kernel_latency_us * 1e-6
-        # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy.
-        kv_heads_local = max(m.kv_heads / t, 1.0)
-        self.kv_bytes_per_token_layer = 2 * kv_heads_local * m.head_dim * WEIGHT_BYTES[self.kv_precision]
         per_byte = memory_bound_time(hw, GIB) / GIB
         rate = hw.peak_flops(self.precision) * hw.gemm_max(self.precision) * hw.efficiency.attention_fwd
-        q_local = m.q_dim / t
-        # decode: per cached token, read its K and V and do 4·q_dim/t FLOPs; the slower one bounds
-        self.decode_coef = self.layers * max(self.kv_bytes_per_token_layer * per_byte, 4 * q_local / rate)
-        # prefill: 4·(heads/t)·head_dim FLOPs per query-key pair
-        self.prefill_coef = self.layers * 4 * q_local / rate
+        kv_layer: list[float] = []
+        self.decode_coef = self.prefill_coef = 0.0
+        for spec, n in self.groups:
+            att = spec.attention
+            # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy.
+            kv_heads_local = max(att.kv_heads / t, 1.0)
+            kv_layer.append(2 * kv_heads_local * att.head_dim * WEIGHT_BYTES[self.kv_precision])
+            q_local = att.q_dim / t
+            # decode: per cached token, read its K and V and do 4·q_dim/t FLOPs; the slower one bounds
+            self.decode_coef += n * max(kv_layer[-1] * per_byte, 4 * q_local / rate)
+            # prefill: 4·(heads/t)·head_dim FLOPs per query-key pair
+            self.prefill_coef += n * 4 * q_local / rate
+        self.kv_bytes_per_token_layer = max(kv_layer)   # the largest layer's (every layer's, today)
 
     # ---- time ------------------------------------------------------------------------------
     def linear_time(self, tokens: int) -> float:
         """Token-wise kernels of every layer plus the embedding, for ``tokens`` tokens (memoised)."""
         v = self._linear.get(tokens)
         if v is None:
-            ops = linear_layer_ops(self.model, self.hw, tp=self.tp, tokens=tokens, precision=self.precision)
+            layers = sum(n * sum(o.time for o in linear_layer_ops(spec, self.hw, tp=self.tp, tokens=tokens,
+                                                                  precision=self.precision))
+                         for spec, n in self.groups)
             emb = memory_bound_time(self.hw, 2 * tokens * self.model.hidden * ACT_BYTES)
-            v = self.layers * sum(o.time for o in ops) + emb + self._pp_hops(tokens)
+            v = layers + emb + self._pp_hops(tokens)
             self._linear[tokens] = v
         return v
 
@@ -159,12 +186,13 @@ class InferenceModel:
 
     def forward_time(self, batch: int, seq: int) -> float:
         """One forward of ``batch`` inputs of ``seq`` tokens (encoders, vision; non-causal attention)."""
-        m = self.model
-        attn = flash_attention(self.hw, "attention", batch=batch, heads=m.heads / self.tp, seq_q=seq, seq_kv=seq,
-                               head_dim=m.head_dim, kv_heads=max(m.kv_heads / self.tp, 1), causal=m.is_causal,
-                               precision=self.precision).time
+        m, t = self.model, self.tp
+        attn = sum(n * flash_attention(self.hw, "attention", batch=batch, heads=a.heads / t, seq_q=seq, seq_kv=seq,
+                                       head_dim=a.head_dim, kv_heads=max(a.kv_heads / t, 1), causal=a.causal,
+                                       precision=self.precision).time
+                   for a, n in ((spec.attention, n) for spec, n in self.groups))
         head_rows = batch if m.architecture in ("vit", "encoder") else batch * seq
-        return self.linear_time(batch * seq) + self.layers * attn + self.head_time(head_rows)
+        return self.linear_time(batch * seq) + attn + self.head_time(head_rows)
 
     # ---- memory ----------------------------------------------------------------------------
     def weight_bytes_per_gpu(self) -> float:
@@ -177,9 +205,9 @@ class InferenceModel:
         """Peak activations of the largest iteration: a few live [T, hidden] buffers, the MLP's
         up-projection output, and fp32 logits of every sampled sequence."""
         m = self.model
-        up = m.ffn_hidden * (2 if m.activation == "swiglu" else 1)
+        mlp = max(spec.mlp.up + spec.mlp.ffn_hidden for spec, _ in self.groups)   # the widest layer's MLP
         out = m.vocab or max(m.num_classes, 1)
-        return max_tokens * (4 * m.hidden + (up + m.ffn_hidden) / self.tp) * ACT_BYTES + max_seqs * out / self.tp * 4.0
+        return max_tokens * (4 * m.hidden + mlp / self.tp) * ACT_BYTES + max_seqs * out / self.tp * 4.0
 
     def kv_capacity_tokens(self, *, kv_fraction: float, max_tokens: int, max_seqs: int) -> tuple[int, dict[str, float]]:
         """Tokens of KV cache per replica: ``kv_fraction`` of the memory left after weights, workspace and

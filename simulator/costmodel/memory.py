@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..models import ModelSpec
+from ..layers import LayerSpec
+from ..models import ModelSpec, as_layer
 from .layout import Layout
 
 GIB = 2**30
@@ -58,10 +59,14 @@ def model_state_bytes(params: float, *, zero_stage: int, dp: int, weight_bytes: 
     return w, g, o
 
 
-def activation_bytes_per_layer(model: ModelSpec, lay: Layout, micro_batch: float, seq: int) -> float:
-    """Stored activations of one layer for one micro-batch (Korthikanti et al. 2022, eq. 1–6)."""
+def activation_bytes_per_layer(layer: LayerSpec | ModelSpec, lay: Layout, micro_batch: float, seq: int) -> float:
+    """Stored activations of one layer for one micro-batch (Korthikanti et al. 2022, eq. 1–6), from
+    its :class:`LayerSpec` (or a uniform model's layer). Unfused attention stores the full score
+    matrix, sliding window or not (it masks, it does not skip)."""
+    spec = as_layer(layer)
+    att, mlp = spec.attention, spec.mlp
     s = seq / lay.cp
-    b, h, t, a = micro_batch, model.hidden, lay.tp, model.heads
+    b, h, t, a = micro_batch, spec.hidden, lay.tp, att.heads
     sbh = s * b * h
     sp = lay.sequence_parallel and t > 1
     attn = 0.0 if lay.flash_attention else 5 * a * s * (seq / s) / h  # scores are s_local × seq
@@ -69,10 +74,13 @@ def activation_bytes_per_layer(model: ModelSpec, lay: Layout, micro_batch: float
         return 2 * sbh / (t if sp else 1)
     # Korthikanti's 34 = 10 replicated (norm inputs 4, QKV input 2, MLP input 2, dropout masks 2)
     # + 24 shardable: Q, K, V and the projection input (8) and the MLP's fc1 and activation outputs
-    # (16). From shapes, so GQA and SwiGLU/MoE change the shardable part:
-    k = model.moe.top_k if model.moe else 1
-    up = model.ffn_hidden * (2 if model.activation == "swiglu" else 1)
-    shardable = 4 * (model.q_dim + model.kv_dim) / h + 2 * (up + model.ffn_hidden) / h * k
+    # (16). From shapes, so GQA and SwiGLU/MoE change the shardable part (top-k routed experts per
+    # token, plus the shared experts every token passes through):
+    k = mlp.top_k if mlp.is_moe else 1
+    shardable = 4 * (att.q_dim + att.kv_dim) / h + 2 * (mlp.up + mlp.ffn_hidden) / h * k
+    if mlp.shared_experts:
+        width = mlp.shared_experts * mlp.shared_hidden
+        shardable += 2 * (width * (mlp.up // mlp.ffn_hidden) + width) / h
     if lay.recompute == "selective":
         attn = 0.0
     if sp:
@@ -80,7 +88,7 @@ def activation_bytes_per_layer(model: ModelSpec, lay: Layout, micro_batch: float
     return sbh * (10 + shardable / t + attn / t)
 
 
-def activation_bytes(model: ModelSpec, lay: Layout, micro_batch: float, seq: int, microbatches: int,
+def activation_bytes(model: LayerSpec | ModelSpec, lay: Layout, micro_batch: float, seq: int, microbatches: int,
                      layers_on_stage: int, first_stage: bool = True) -> float:
     """Peak stored activations on a stage: layers × micro-batches in flight, plus embedding/head."""
     p, v = lay.pp, max(lay.virtual_stages, 1)

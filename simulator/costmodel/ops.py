@@ -108,17 +108,37 @@ def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:
     return Op(name, "memory", nbytes / bw + _latency(hw))
 
 
+def attention_pairs(seq_q: float, seq_kv: float, causal: bool, window: int | None = None) -> float:
+    """Query-key pairs a fused kernel computes: ``sq·skv``, halved when causal and square (the
+    continuous ``s²/2`` count). A sliding window of ``w < skv`` keys per query leaves ``s·w − w²/2``
+    pairs when causal and square (the triangle of the first ``w`` queries, then ``w`` each; it
+    meets ``s²/2`` at ``w = s``), and ``sq·w`` otherwise (a context-parallel rank's queries against
+    the whole sequence, an upper bound as the full causal count is there)."""
+    if window is not None and window < seq_kv:
+        if causal and seq_q == seq_kv:
+            return seq_q * window - window * window / 2
+        return seq_q * window
+    pairs = seq_q * seq_kv
+    return pairs / 2 if causal and seq_q == seq_kv else pairs
+
+
 def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: float, seq_q: float,
                     seq_kv: float, head_dim: float, kv_heads: float, causal: bool, precision: str,
-                    backward: bool = False, bytes_per_element: float = 2.0) -> Op:
+                    backward: bool = False, bytes_per_element: float = 2.0, window: int | None = None) -> Op:
     """Fused attention (FlashAttention-style): QK^T and PV never touch HBM.
 
-    Forward FLOPs are ``4·b·heads·sq·skv·d`` (halved when causal and square); backward does 2.5×
-    the forward matmul work (5 matmuls instead of 2).
+    Forward FLOPs are ``4·b·heads·pairs·d`` over the :func:`attention_pairs` of the (sliding)
+    causal mask: masked tiles are skipped, so a window cuts the work. The backward does 2.5× the
+    forward matmul work (5 matmuls instead of 2), and its ``Op.flops`` says so; MFU counts the
+    backward as twice the forward from the forward ops, so it does not read these. HBM traffic is
+    Q, K, V and O once (twice in the backward), window or not.
     """
-    flops = 4.0 * batch * heads * seq_q * seq_kv * head_dim
-    if causal and seq_q == seq_kv:
-        flops /= 2
+    if window is None or window >= seq_kv:
+        flops = 4.0 * batch * heads * seq_q * seq_kv * head_dim
+        if causal and seq_q == seq_kv:
+            flops /= 2
+    else:
+        flops = 4.0 * batch * heads * attention_pairs(seq_q, seq_kv, causal, window) * head_dim
     eff = hw.efficiency.attention_bwd if backward else hw.efficiency.attention_fwd
     if backward:
         flops *= 2.5
@@ -126,7 +146,7 @@ def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: floa
     io *= 2 if backward else 1
     rate = hw.peak_flops(precision) * hw.gemm_max(precision) * eff
     t = max(flops / rate + _latency(hw), memory_bound_time(hw, io))
-    return Op(name, "attention", t, flops / 2.5 if backward else flops)
+    return Op(name, "attention", t, flops)
 
 
 def decode_attention(hw: HardwareProfile, name: str, *, kv_bytes: float, flops: float,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..hardware import HardwareProfile
-from ..models import ModelSpec
+from ..layers import LayerSpec
+from ..models import ModelSpec, as_layer
 from .collectives import collective_time
 from .layout import Layout
 from .ops import Op, decode_attention, flash_attention, gemm, memory_op
@@ -37,19 +38,26 @@ def _tp_comm(hw: HardwareProfile, lay: Layout, name: str, nbytes: float, kind: s
     return Op(name, "tp_comm", collective_time(hw, kind, nbytes, lay.tp_group))
 
 
-def layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int) -> PassOps:
-    """Forward, backward and recompute kernels of one transformer layer on one GPU."""
+def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int) -> PassOps:
+    """Forward, backward and recompute kernels of one transformer layer on one GPU.
+
+    Everything about the layer comes from its :class:`LayerSpec`: a sliding-window layer's fused
+    attention covers the :func:`~.ops.attention_pairs` of its window (``min(seq, window)`` keys
+    per query); unfused attention materialises and masks the full score matrix, as eager
+    PyTorch does, so there a window saves nothing. MoE layers route ``top_k`` experts per token
+    (all-to-all with expert parallelism) and run their shared experts as one TP-sharded MLP.
+    """
+    spec = as_layer(layer)
+    att, mlp = spec.attention, spec.mlp
     t, p = lay.tp, lay.precision
     b = micro_batch
     s_local = seq / lay.cp                     # tokens of the sequence held by this CP rank
     T = b * s_local                            # tokens per micro-batch on this rank
-    h = model.hidden
+    h = spec.hidden
     sp = lay.sequence_parallel and t > 1
     T_norm = T / t if sp else T                # norms/dropout see 1/t of the tokens with SP
-    heads, kvh = model.heads / t, max(model.kv_heads / t, 1)
-    hd = model.head_dim
-    f = model.ffn_hidden
-    up = f * (2 if model.activation == "swiglu" else 1)
+    heads, kvh = att.heads / t, max(att.kv_heads / t, 1)
+    hd = att.head_dim
     act = T * h * ACT_BYTES
 
     def norm(name: str) -> Op:
@@ -66,10 +74,10 @@ def layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: f
     # attention core -----------------------------------------------------------------------
     if lay.flash_attention:
         core_f = [flash_attention(hw, "attention", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
-                                  head_dim=hd, kv_heads=kvh, causal=model.is_causal, precision=p)]
+                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p, window=att.window)]
         core_b = [flash_attention(hw, "attention_bwd", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
-                                  head_dim=hd, kv_heads=kvh, causal=model.is_causal, precision=p,
-                                  backward=True)]
+                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p,
+                                  backward=True, window=att.window)]
     else:
         scores = b * heads * s_local * seq
         core_f = [
@@ -88,16 +96,21 @@ def layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: f
         ]
     cp_ops: list[Op] = []
     if lay.cp > 1:
-        kv_bytes = b * seq * 2 * model.kv_dim / t * ACT_BYTES
+        kv_bytes = b * seq * 2 * att.kv_dim / t * ACT_BYTES
         cp_ops = [Op("cp_kv_exchange", "cp_comm", collective_time(hw, "all_gather", kv_bytes, lay.cp_group))]
 
     # MLP (dense or MoE) -------------------------------------------------------------------
+    def dense(prefix: str, width: float, tokens: float) -> list[Op]:
+        up = width * (2 if mlp.activation == "swiglu" else 1)
+        return [gemm(hw, prefix + "fc1", tokens, up / t, h, p),
+                memory_op(hw, prefix + "activation", tokens * (up + width) / t * ACT_BYTES),
+                gemm(hw, prefix + "fc2", tokens, h, width / t, p)]
+
     def mlp_fwd() -> list[Op]:
-        if model.moe is None:
-            return [gemm(hw, "fc1", T, up / t, h, p),
-                    memory_op(hw, "activation", T * (up + f) / t * ACT_BYTES),
-                    gemm(hw, "fc2", T, h, f / t, p)]
-        k, ne = model.moe.top_k, model.moe.num_experts
+        if not mlp.is_moe:
+            return dense("", mlp.ffn_hidden, T)
+        f, up = mlp.ffn_hidden, mlp.up
+        k, ne = mlp.top_k, mlp.experts
         routed = T * k                                   # token-expert pairs from this rank
         a2a = routed * h * ACT_BYTES
         ops = [gemm(hw, "router", T, ne, h, p)]
@@ -110,14 +123,15 @@ def layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: f
                 gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=local_experts)]
         if lay.ep > 1:
             ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
+        if mlp.shared_experts:
+            ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden, T)
         return ops
 
-    qkv_n = (model.q_dim + 2 * model.kv_dim) / t
-    rope = ([memory_op(hw, "rope", 2 * T * (model.q_dim + model.kv_dim) / t * ACT_BYTES)]
-            if model.position == "rope" else [])
+    qkv_n = (att.q_dim + 2 * att.kv_dim) / t
+    rope = [memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
     bda = T_norm * h * (3 * ACT_BYTES + 1)
     fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), gemm(hw, "qkv", T, qkv_n, h, p), *rope,
-                     *cp_ops, *core_f, gemm(hw, "attn_out", T, h, model.q_dim / t, p),
+                     *cp_ops, *core_f, gemm(hw, "attn_out", T, h, att.q_dim / t, p),
                      *tp_out("tp_allreduce_attn"), memory_op(hw, "bias_dropout_add", bda),
                      norm("norm2"), *tp_in("tp_allgather_mlp"), *mlp_fwd(), *tp_out("tp_allreduce_mlp"),
                      memory_op(hw, "bias_dropout_add", bda)]
@@ -177,29 +191,51 @@ def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: in
     return PassOps(fwd, bwd, fwd if lay.recompute == "full" else ())
 
 
+def grouped_layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int,
+                      start: int = 0, stop: int | None = None,
+                      memo: dict[LayerSpec, PassOps] | None = None) -> list[tuple[LayerSpec, PassOps, int]]:
+    """Kernels of layers ``start:stop`` (a virtual pipeline stage): ``(spec, ops, count)`` per kind
+    of layer, so a stage costs O(kinds), not O(layers). ``memo`` shares each kind's kernels
+    between the stages of one step."""
+    memo = {} if memo is None else memo
+    out = []
+    for spec, n in model.layer_groups(start, stop):
+        ops = memo.get(spec)
+        if ops is None:
+            ops = memo[spec] = layer_ops(spec, hw, lay, micro_batch, seq)
+        out.append((spec, ops, n))
+    return out
+
+
 # ---- inference (for ``capsim cost``; the serving simulator uses costmodel.inference) ----------
-def prefill_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
+# Attention is charged as the serving simulator charges it (full causal, also for sliding-window
+# layers; see costmodel.inference), so the table shows what the simulation spends.
+def prefill_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
                 precision: str) -> tuple[Op, ...]:
     """One layer's inference forward over ``batch`` prompts of ``seq`` tokens (no dropout)."""
     from .inference import linear_layer_ops
 
-    ops = linear_layer_ops(model, hw, tp=tp, tokens=batch * seq, precision=precision)
-    attn = flash_attention(hw, "attention", batch=batch, heads=model.heads / tp, seq_q=seq, seq_kv=seq,
-                           head_dim=model.head_dim, kv_heads=max(model.kv_heads / tp, 1), causal=model.is_causal,
+    spec = as_layer(layer)
+    att = spec.attention
+    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch * seq, precision=precision)
+    attn = flash_attention(hw, "attention", batch=batch, heads=att.heads / tp, seq_q=seq, seq_kv=seq,
+                           head_dim=att.head_dim, kv_heads=max(att.kv_heads / tp, 1), causal=att.causal,
                            precision=precision)
     at = next(i for i, o in enumerate(ops) if o.name == "attn_out")
     return (*ops[:at], attn, *ops[at:])
 
 
-def decode_step_ops(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, kv_tokens: float,
+def decode_step_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, kv_tokens: float,
                     precision: str, kv_bytes_per_element: float = 2.0) -> tuple[Op, ...]:
     """One layer of one decode step: ``batch`` sequences each adding one token, reading
     ``kv_tokens`` cached tokens in total. Weight GEMMs are skinny (m = batch): memory-bound."""
     from .inference import linear_layer_ops
 
-    ops = linear_layer_ops(model, hw, tp=tp, tokens=batch, precision=precision)
-    kv_read = kv_tokens * 2 * max(model.kv_heads / tp, 1) * model.head_dim * kv_bytes_per_element
-    attn = decode_attention(hw, "attention", kv_bytes=kv_read, flops=4.0 * kv_tokens * model.q_dim / tp,
+    spec = as_layer(layer)
+    att = spec.attention
+    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch, precision=precision)
+    kv_read = kv_tokens * 2 * max(att.kv_heads / tp, 1) * att.head_dim * kv_bytes_per_element
+    attn = decode_attention(hw, "attention", kv_bytes=kv_read, flops=4.0 * kv_tokens * att.q_dim / tp,
                             precision=precision)
     at = next(i for i, o in enumerate(ops) if o.name == "attn_out")
     return (*ops[:at], attn, *ops[at:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -10,9 +11,10 @@ from ..costmodel.collectives import collective_time, p2p_time
 from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown, activation_bytes_per_layer, model_state_bytes
 from ..costmodel.ops import Op, dispatched_time, memory_bound_time, overlap_slowdown
-from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
+from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, grouped_layer_ops, head_ops
 from ..errors import CapsimError
 from ..hardware import HardwareProfile, get_profile
+from ..layers import LayerSpec
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
 from .job import JobOutcome, simulate_job
@@ -51,22 +53,29 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
                           f"(micro_batch·dp)) to be a multiple of pp={p}")
     dispatch_us = tr.dispatch_us if tr.dispatch_us is not None else hw.efficiency.dispatch_us
     dispatch = (dispatch_us if dispatch_us is not None else DISPATCH_US) * 1e-6
-    layer = layer_ops(model, hw, lay, mb, seq)
     emb = embedding_ops(model, hw, lay, mb, seq)
     head = head_ops(model, hw, lay, mb, seq)
     per_vs = stage_layers(model.layers, p * v)
+    # each kind of layer is costed once; a virtual stage is [(spec, PassOps, count), ...] over its layers
+    memo: dict[LayerSpec, PassOps] = {}
+    bounds = [0, *itertools.accumulate(per_vs)]
+    vs_layers = [grouped_layer_ops(model, hw, lay, mb, seq, bounds[i], bounds[i + 1], memo) for i in range(p * v)]
 
     # ZeRO-3: each layer's parameters are all-gathered before its forward and again before its
     # backward, prefetched so only what outlasts the layer's compute is exposed. ZeRO-2/3 keep only a
     # shard of the gradients, so every micro-batch's backward reduce-scatters its layers' gradients,
     # on the same data-parallel links as the backward all-gathers.
-    layer_param_bytes = model.layer_params() / lay.tp * 2
-    zero3_ag = collective_time(hw, "all_gather", layer_param_bytes, lay.dp_group) if lay.zero_stage >= 3 else 0.0
+    def zero3_ag(spec: LayerSpec) -> float:
+        if lay.zero_stage < 3:
+            return 0.0
+        return collective_time(hw, "all_gather", spec.params() / lay.tp * 2, lay.dp_group)
+
     grad_bytes = 4.0 if lay.grad_precision == "fp32" else 2.0
     sharded_grads = lay.zero_stage >= 2 and lay.dp > 1
     slowdown = overlap_slowdown(hw)
 
-    def pass_time(chunks: list[tuple[PassOps, int]], backward: bool, grad_params: float = 0.0) -> PassTime:
+    def pass_time(chunks: list[tuple[PassOps, int]], backward: bool, grad_params: float = 0.0,
+                  layer_groups: tuple[tuple[LayerSpec, PassOps, int], ...] = ()) -> PassTime:
         blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in chunks]
         comp = comm = 0.0
         for seq_ops, n in blocks:
@@ -74,15 +83,20 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
             comp += c * n
             comm += k * n
         wall = dispatched_time(blocks, dispatch)
-        layers = max(sum(n for ops, n in chunks if ops is layer), 1)
+        layers = max(sum(n for _, _, n in layer_groups), 1)
+        ags = {zero3_ag(spec) for spec, _, _ in layer_groups}
+        if len(ags) > 1:       # layers of several sizes: the mean gather per layer over the chunk
+            ag = sum(zero3_ag(spec) * n for spec, _, n in layer_groups) / layers
+        else:
+            ag = ags.pop() if ags else 0.0
         rs = (collective_time(hw, "reduce_scatter", grad_params * grad_bytes, lay.dp_group)
               if backward and sharded_grads else 0.0)
-        if zero3_ag or rs:
+        if ag or rs:
             if rs and not lay.overlap_grad_reduce:
-                exposed = rs + max(0.0, zero3_ag - comp / layers) * layers
+                exposed = rs + max(0.0, ag - comp / layers) * layers
             else:
-                exposed = max(0.0, zero3_ag + rs / layers - comp / layers) * layers
-            hidden = zero3_ag * layers + rs - exposed          # overlapped with compute, which slows
+                exposed = max(0.0, ag + rs / layers - comp / layers) * layers
+            hidden = ag * layers + rs - exposed          # overlapped with compute, which slows
             exposed += hidden * slowdown
             return PassTime.of(comp, comm, wall, dp=exposed)
         return PassTime.of(comp, comm, wall)
@@ -90,9 +104,13 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     emb_params = model.embedding_params() / lay.tp
     head_params = model.head_params() / lay.tp + (model.vocab * model.hidden / lay.tp
                                                   if model.tie_embeddings and p > 1 and model.vocab else 0)
-    layer_params = model.layer_params() / lay.tp
-    if model.moe and lay.ep > 1:
-        layer_params -= model.mlp_params() * model.moe.num_experts * (1 - 1 / lay.ep) / lay.tp
+    def layer_params(spec: LayerSpec) -> float:
+        """Parameters of one layer on this rank: 1/tp of it, and 1/ep of its routed experts."""
+        n = spec.params() / lay.tp
+        if spec.mlp.is_moe and lay.ep > 1:
+            n -= spec.routed_params() * (1 - 1 / lay.ep) / lay.tp
+        return n
+
     stages: list[StageSpec] = []
     stage_params: list[float] = []
     for s in range(p):
@@ -100,16 +118,17 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
         params_s = 0.0
         for c in range(v):
             vs = c * p + s
-            parts = [(layer, per_vs[vs])]
-            cparams = layer_params * per_vs[vs]
+            groups = tuple(vs_layers[vs])
+            parts = [(ops, n) for _, ops, n in groups]
+            cparams = sum((layer_params(spec) * n for spec, _, n in groups), 0.0)
             if vs == 0:
                 parts.append((emb, 1))
                 cparams += emb_params
             if vs == p * v - 1:
                 parts.append((head, 1))
                 cparams += head_params
-            fwd.append(pass_time(parts, False))
-            bwd.append(pass_time(parts, True, cparams))
+            fwd.append(pass_time(parts, False, layer_groups=groups))
+            bwd.append(pass_time(parts, True, cparams, groups))
             params_s += cparams
             if lay.dp > 1 and not sharded_grads:
                 nb = max(1, math.ceil(cparams / GRAD_BUCKET_PARAMS))
@@ -120,7 +139,7 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
         opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])
         optimizer = memory_bound_time(hw, opt_params * opt_bytes)
         if hw.efficiency.optimizer_us_per_tensor:
-            tensors = model.layer_tensors() * sum(per_vs[c * p + s] for c in range(v))
+            tensors = sum(spec.tensors() * n for c in range(v) for spec, _, n in vs_layers[c * p + s])
             tensors += (2 if s == 0 else 0) + (2 if s == p - 1 else 0)     # embeddings; final norm and head
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
         post = (collective_time(hw, "all_gather", params_s * 2, lay.dp_group)
@@ -142,7 +161,11 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
             in_flight = float(m)                      # GPipe stores every micro-batch
         else:                                         # 1F1B: stage s holds p - s in flight
             in_flight = min(p - s, m) * (1 + (p - 1) / (p * v) if v > 1 else 1.0)
-        a = activation_bytes_per_layer(model, lay, mb, seq) * sum(per_vs[c * p + s] for c in range(v)) * in_flight
+        on_stage: dict[LayerSpec, int] = {}
+        for c in range(v):
+            for spec, _, n in vs_layers[c * p + s]:
+                on_stage[spec] = on_stage.get(spec, 0) + n
+        a = sum((activation_bytes_per_layer(spec, lay, mb, seq) * n for spec, n in on_stage.items()), 0.0) * in_flight
         buf = RUNTIME_RESERVE_GIB * GIB
         if s == p - 1:
             vocab = model.vocab or model.num_classes
@@ -155,8 +178,11 @@ def build_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: 
     assert worst is not None
 
     # FLOPs per GPU per iteration
-    fwd_flops = sum(o.flops for o in layer.fwd) * model.layers / (p) + sum(o.flops for o in head.fwd) / p
-    rec_flops = sum(o.flops for o in layer.recompute) * model.layers / p + sum(o.flops for o in head.recompute) / p
+    kinds = [(memo[spec], n) for spec, n in model.layer_groups()]
+    fwd_flops = (sum((sum(o.flops for o in k.fwd) * n for k, n in kinds), 0.0) / p
+                 + sum(o.flops for o in head.fwd) / p)
+    rec_flops = (sum((sum(o.flops for o in k.recompute) * n for k, n in kinds), 0.0) / p
+                 + sum(o.flops for o in head.recompute) / p)
     model_flops = 3 * fwd_flops * m
     hw_flops = model_flops + rec_flops * m
     return StepModel(stages, m, p2p, worst, model_flops, hw_flops, stage_params)
