@@ -1,0 +1,15 @@
+"""Batching engines, keyed by ``replica.batching``: each module defines its scenario keys (a
+config model) and the engine they select, and registers both in :data:`ENGINES`.
+
+Built in: ``none``, ``static`` and ``dynamic`` (:mod:`.batch`, request-level batching) and
+``continuous`` (:mod:`.continuous`, iteration-level batching on a paged KV cache, built from
+:mod:`.kv`, :mod:`.scheduler` and :mod:`.fastforward`). A plug-in adds an engine with
+``ENGINES.register(MyConfig, MyEngine)``; see :mod:`.base` for the contract.
+"""
+
+from .base import ENGINES, KVPrecision, ReplicaConfig, ReplicaPlan, build_engine
+from .batch import BatchEngine, DynamicBatching, NoBatching, StaticBatching
+from .continuous import ContinuousBatching, ContinuousEngine
+
+__all__ = ["ENGINES", "BatchEngine", "ContinuousBatching", "ContinuousEngine", "DynamicBatching", "KVPrecision",
+           "NoBatching", "ReplicaConfig", "ReplicaPlan", "StaticBatching", "build_engine"]
