@@ -3,6 +3,10 @@ defaults, and the pieces of the continuous engine (KV blocks, fast-forward arith
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from simulator import CapsimError, parse_scenario
@@ -13,6 +17,7 @@ from simulator.serving.engines.kv import BlockAllocator
 from simulator.serving.simulate import build_replica_model
 
 BUILT_IN = ("none", "static", "dynamic", "continuous")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def serving(replica: dict, **over: object) -> dict:
@@ -130,3 +135,15 @@ def test_decode_batch_takes_blocks_by_phase_and_frees_finished_sequences() -> No
     assert dec.blocks_over(1) == 1 and dec.steps_to_next_finish() == 3
     seq, ctx = dec.leave(0)
     assert (seq.finish_step, ctx, len(dec), dec.ctx_sum) == (6, 8, 0, 0)
+
+
+@pytest.mark.parametrize("first", ["simulator.serving.engines.kv", "simulator.serving.engines.continuous",
+                                   "simulator.scenario.serving", "simulator.serving.service"])
+def test_any_module_can_be_imported_first(first: str) -> None:
+    """The scenario imports the engines (their keys) and the engines import the scenario's base:
+    whichever a program imports first, both load and the built-in engines are registered."""
+    code = (f"import {first}\nfrom simulator.serving.engines import ENGINES\n"
+            "from simulator.scenario import ServingScenario\nprint(ENGINES.names())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(list(BUILT_IN))

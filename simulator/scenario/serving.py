@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..serving.engines import ENGINES, ReplicaConfig
+from ..serving.engines import batch, continuous  # noqa: F401  (the built-in engines register their keys)
+from ..serving.engines.base import ENGINES, ReplicaConfig
 from .base import Precision, Pricing, _Strict
 from .workload import LengthDist, Workload
 

@@ -7,6 +7,10 @@ Built in: ``none``, ``static`` and ``dynamic`` (:mod:`.batch`, request-level bat
 ``ENGINES.register(MyConfig, MyEngine)``; see :mod:`.base` for the contract.
 """
 
+# The scenario package loads first: its serving keys import the engine modules below (each defines
+# its keys), which need only the scenario's base. Entering through an engine module thus lets the
+# scenario finish loading them before this package binds their names.
+from ... import scenario as _scenario  # noqa: F401
 from .base import ENGINES, KVPrecision, ReplicaConfig, ReplicaPlan, build_engine
 from .batch import BatchEngine, DynamicBatching, NoBatching, StaticBatching
 from .continuous import ContinuousBatching, ContinuousEngine

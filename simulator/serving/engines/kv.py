@@ -67,7 +67,7 @@ class BlockAllocator:
 
     def fits_ever(self, tokens: int) -> bool:
         """Whether a sequence of ``tokens`` tokens fits in the whole cache (else it can never run)."""
-        return self.blocks(tokens) <= self.total
+        return -(-tokens // self.B) <= self.total
 
     def promise(self, final_tokens: int) -> bool:
         """guaranteed_no_evict: set aside the blocks of a sequence's final length, if they fit
