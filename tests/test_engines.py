@@ -147,3 +147,18 @@ def test_any_module_can_be_imported_first(first: str) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(list(BUILT_IN))
+
+
+def test_capsim_cost_prices_a_full_decode_batch_of_the_chosen_engine() -> None:
+    """The decode table runs at the engine's batch: 1 (none), max_batch_size (static), max_num_seqs
+    (continuous; 1024 from the GPU table on an H100). A 1024-row FC1 GEMM of Llama-2-7B is compute
+    bound (2·1024·4096·11008 FLOP ≈ 92 GFLOP), a 1-row one reads the weights: far longer."""
+    from simulator.api import layer_cost_table
+
+    def fc1_us(replica: dict) -> float:
+        rows = layer_cost_table(parse_scenario(serving(replica)))
+        return next(r["time_us"] for r in rows if r["pass"] == "decode" and r["op"] == "fc1")
+
+    one, four, full = fc1_us({"batching": "none"}), fc1_us({"batching": "static", "max_batch_size": 4}), fc1_us({})
+    assert one == pytest.approx(four, rel=0.05)          # both read the weights once: memory bound
+    assert full > 2 * one

@@ -12,9 +12,15 @@ engine class it selects::
     ENGINES.register(FifoOne, FifoOneEngine)   # FifoOneEngine subclasses serving.replica.Replica
 
 A key of another member is then an error naming the key, the batching chosen and the keys it
-allows. Before simulating, :meth:`ReplicaConfig.limits` resolves the engine's concurrency (the
-KV cache and activation workspace are sized from it) and :class:`ReplicaPlan` carries what the
-memory plan decided; :func:`build_engine` builds one replica of the chosen engine from both.
+allows. The engine is built with keyword arguments ``env, index, ledger, perf, cfg, plan,
+fast_forward``; it implements ``start`` (begin serving: a simpy process or callbacks) and
+``on_arrival_while_busy``, takes requests from ``waiting``, and reports through the ledger
+(``first_sched``, ``first_token``, ``generated``), :meth:`~..replica.Replica.finished`,
+``record_busy`` and ``log`` (``tests/test_engine_plugin.py`` is a complete example).
+
+Before simulating, :meth:`ReplicaConfig.limits` resolves the engine's concurrency (the KV cache
+and activation workspace are sized from it) and :class:`ReplicaPlan` carries what the memory
+plan decided; :func:`build_engine` builds one replica of the chosen engine from both.
 
 This module imports only the scenario's base and the standard library, so the scenario package
 can import the engines without a cycle.
