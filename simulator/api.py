@@ -43,11 +43,12 @@ def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:
         from .serving_lengths import mean_length
 
         prompt = int(mean_length(sc.workload.prompt_tokens))
+        batch = sc.replica.max_sequences(hw.memory_gib)      # a full decode batch of the chosen engine
         for spec in kinds:
             add("prefill", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision), spec)
         for spec in kinds:
-            add("decode", decode_step_ops(spec, hw, tp=sc.replica.tp, batch=sc.replica.max_batch_size,
-                                          kv_tokens=sc.replica.max_batch_size * prompt, precision=sc.precision), spec)
+            add("decode", decode_step_ops(spec, hw, tp=sc.replica.tp, batch=batch, kv_tokens=batch * prompt,
+                                          precision=sc.precision), spec)
         return rows
     from .training.layout import resolve_layout
 

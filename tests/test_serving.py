@@ -40,7 +40,7 @@ def run(d: dict, **kw: bool):
 # ---- queueing theory --------------------------------------------------------------------------------
 def single_server(service_dist: dict, rho: float, n: int) -> tuple[float, np.ndarray, float]:
     """One replica serving one request at a time: (mean queueing wait, service times, arrival rate)."""
-    base = doc(**{"replica.batching": "none", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+    base = doc(**{"replica": {"batching": "none"}, "model": "llama-3.1-8b", "hardware": "h100-sxm",
                   "workload.prompt_tokens": {"dist": "fixed", "value": 16}, "workload.output_tokens": service_dist,
                   "workload.arrival": {"process": "poisson", "rate_rps": 1.0, "requests": 200}})
     probe = run(base).requests

@@ -3,50 +3,24 @@ router, autoscaling, faults, SLOs and multi-service request paths."""
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..serving.engines import batch, continuous  # noqa: F401  (the built-in engines register their keys)
+from ..serving.engines.base import ENGINES, ReplicaConfig
 from .base import Precision, Pricing, _Strict
 from .workload import LengthDist, Workload
 
-
-class Replica(_Strict):
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    batching: Literal["none", "static", "dynamic", "continuous"] = "continuous"
-    max_batch_size: int = Field(default=32, ge=1)
-    preferred_batch_sizes: list[int] = Field(default_factory=list)
-    max_queue_delay_ms: float = Field(default=0.0, ge=0)
-    max_num_seqs: int | None = Field(default=None, ge=1, description="vLLM default: 256, 1024 on >=70 GiB GPUs")
-    max_batched_tokens: int | None = Field(default=None, ge=1, description="vLLM default: 8192 (2048 on small GPUs)")
-    chunked_prefill: bool = True
-    kv_cache_fraction: float = Field(default=0.9, gt=0, le=1)
-    kv_block_tokens: int = Field(default=16, ge=1)
-    scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
-        default="max_utilization",
-        description="max_utilization: admit while blocks are free now, preempt by recompute when they run out (vLLM); "
-                    "guaranteed_no_evict: admit only when the request's final KV fits beside everyone else's "
-                    "(TensorRT-LLM's default)")
-    kv_cache_precision: Literal["auto", "fp8", "bf16", "fp16", "fp32"] = Field(
-        default="auto", description="auto: the weights' precision (fp8 checkpoints carry fp8 KV scales)")
-    max_queue: int | None = Field(default=None, ge=0, description="admission bound; beyond it requests are rejected")
-    latency_table: list[tuple[int, float]] | None = Field(
-        default=None, description="[[batch, seconds], ...] measured forward latency (non-LLM models), replaces the cost model")
-
-    @model_validator(mode="after")
-    def _check(self) -> Replica:
-        if any(b < 1 or b > self.max_batch_size for b in self.preferred_batch_sizes):
-            raise ValueError(f"preferred_batch_sizes {self.preferred_batch_sizes} must lie in "
-                             f"1..max_batch_size ({self.max_batch_size})")
-        if self.latency_table is not None:
-            bs = [b for b, _ in self.latency_table]
-            if not bs or any(b2 <= b1 for b1, b2 in itertools.pairwise(bs)) or bs[0] < 1:
-                raise ValueError(f"latency_table batches must be >= 1 and increase (got {bs})")
-            if any(s <= 0 for _, s in self.latency_table):
-                raise ValueError("latency_table seconds must be > 0")
-        return self
+# The replica's keys are a tagged union on ``batching``: each engine module defines its own config
+# (see simulator.serving.engines); the keys every engine shares live on their base, ReplicaConfig.
+Replica = ReplicaConfig
+if TYPE_CHECKING:
+    ReplicaKeys = ReplicaConfig
+else:
+    ReplicaKeys = ENGINES.annotation()
+_REPLICA_DOC = ("the replica: its parallel layout, KV cache and batching engine; replica.batching selects the "
+                "engine (none, static, dynamic, continuous: default) and with it the keys allowed")
 
 
 class ServingCluster(_Strict):
@@ -118,7 +92,7 @@ class Service(_Strict):
     model: str | dict[str, Any] | None = None
     hardware: str | None = None
     precision: Precision | None = None
-    replica: Replica | None = None
+    replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the scenario's", optional=True)
     cluster: ServingCluster | None = None
     autoscaling: Autoscaling | None = None
     faults: Faults | None = None
@@ -134,7 +108,7 @@ class ServingScenario(_Strict):
     model: str | dict[str, Any]
     hardware: str
     precision: Precision = "bf16"
-    replica: Replica = Field(default_factory=Replica)
+    replica: ReplicaKeys = ENGINES.field(description=_REPLICA_DOC)
     workload: Workload = Field(default_factory=Workload)
     cluster: ServingCluster = Field(default_factory=ServingCluster)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
@@ -146,3 +120,7 @@ class ServingScenario(_Strict):
     slo: SLO = Field(default_factory=SLO)
     pricing: Pricing = Field(default_factory=Pricing)
     seed: int = 0
+
+
+ENGINES.hosted_by(Service, "replica", optional=True)
+ENGINES.hosted_by(ServingScenario, "replica")

@@ -1,8 +1,10 @@
 """What every replica shares: a waiting queue, the per-request ledger, and logs of its state.
 
 A replica is a simpy process. Requests reach it through :meth:`Replica.enqueue` (called by the
-router at the arrival time); the replica wakes if it was idle. Subclasses implement ``run``: the
-continuous-batching engine (:mod:`.continuous`) and the request-level batcher (:mod:`.batcher`).
+router at the arrival time); the replica wakes if it was idle. Each batching engine subclasses
+:class:`Replica` (the continuous-batching engine :mod:`.engines.continuous`, the request-level
+batcher :mod:`.engines.batch`, or one a plug-in registers in :data:`.engines.ENGINES`) and
+implements ``start`` and ``on_arrival_while_busy``.
 
 Times are kept exactly: each replica carries its own clock ``t`` (the end of its last iteration,
 computed by summing iteration times), so results do not depend on how many simpy events were
@@ -16,14 +18,15 @@ from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 
-from ..costmodel.inference import InferenceModel
-from ..scenario import Replica as ReplicaConfig
-from .workload import Requests
+if TYPE_CHECKING:     # the engines import this module while the scenario package loads: types only
+    from ..costmodel.inference import InferenceModel
+    from .engines.base import ReplicaConfig, ReplicaPlan
+    from .workload import Requests
 
 PENDING, DONE, REJECTED, FAILED = 0, 1, 2, 3
 REJECT_REASONS = ("", "queue_full", "exceeds_kv_capacity", "prompt_exceeds_max_batched_tokens", "exceeds_max_positions",
@@ -92,8 +95,8 @@ class Replica(ABC):
     """Base class: queue, logs, wake-up. ``running`` counts requests in the current batch(es)."""
 
     def __init__(self, *, env: simpy.Environment, index: int, ledger: Ledger, perf: InferenceModel,
-                 cfg: ReplicaConfig, fast_forward: bool = True) -> None:
-        self.env, self.index, self.ledger, self.perf, self.cfg = env, index, ledger, perf, cfg
+                 cfg: ReplicaConfig, plan: ReplicaPlan, fast_forward: bool = True) -> None:
+        self.env, self.index, self.ledger, self.perf, self.cfg, self.plan = env, index, ledger, perf, cfg, plan
         self.reqs = ledger.reqs
         self.fast_forward = fast_forward
         self.waiting: list[tuple[int, int, int]] = []   # heap of (-priority, order, request)

@@ -19,6 +19,7 @@ from ..costmodel.inference import InferenceModel
 from ..hardware import resolve_price
 from ..result_views import ResultViews
 from ..scenario import ServingScenario
+from .engines import ReplicaPlan
 from .replica import DONE, FAILED, REJECT_REASONS, REJECTED, Ledger, Replica
 
 MAX_BINS = 120
@@ -131,7 +132,7 @@ class Part:
     name: str
     sc: ServingScenario
     perf: InferenceModel
-    plan: dict[str, Any]
+    plan: ReplicaPlan
     svc: Any
 
 
@@ -142,7 +143,7 @@ def _part_numbers(p: Part, end: float) -> dict[str, Any]:
         s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
         busy += float(np.sum(np.clip(np.minimum(e_, end) - s_, 0.0, None)))
     kv_used = 0.0
-    if plan["kv_cache_tokens"]:
+    if plan.kv_cache_tokens:
         for rep in svc.all:
             s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
             kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
@@ -152,7 +153,7 @@ def _part_numbers(p: Part, end: float) -> dict[str, Any]:
         spot_gpu_h, _ = resolve_price(p.sc.pricing.model_copy(update={"market": "spot"}), perf.hw)
     on_s = _replica_seconds([x for x in svc.lives if not x.spot], end, "requested")
     spot_s = _replica_seconds([x for x in svc.lives if x.spot], end, "requested")
-    gpr = plan["gpus_per_replica"]
+    gpr = plan.gpus_per_replica
     idle_w, tdp = perf.hw.idle_w or 0.0, perf.hw.tdp_w or 0.0
     return {"busy": busy, "kv_used": kv_used, "on_s": on_s, "spot_s": spot_s,
             "ready_s": _replica_seconds(svc.lives, end, "ready"), "gpr": gpr, "usd_gpu_h": usd_gpu_h,
@@ -198,7 +199,7 @@ def scaling_frame(parts: list[Part], ledger: Ledger, end: float) -> pd.DataFrame
 def _serving_mfu(p: Part, q: Any, done: np.ndarray, nums: dict[str, Any], end: float) -> float:
     """Model FLOPs of the tokens served (2 · active parameters per prompt and output token) over the
     peak FLOP/s of the GPU-seconds paid for: how much of what was rented did useful model work."""
-    tokens = float(q.prompt[done].sum() + q.output[done].sum()) if p.plan["generative"] else float(q.prompt[done].sum())
+    tokens = float(q.prompt[done].sum() + q.output[done].sum()) if p.plan.generative else float(q.prompt[done].sum())
     flops = 2.0 * p.perf.model.active_params() * tokens
     gpu_s = (nums["on_s"] + nums["spot_s"]) * nums["gpr"]
     return flops / max(p.perf.hw.peak_flops(p.sc.precision) * gpu_s, 1e-12)
@@ -216,11 +217,11 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     failed = ledger.status == FAILED
     n_arr, n_done, n_rej, n_fail = int(arrived.sum()), int(done.sum()), int(rejected.sum()), int(failed.sum())
     span = max(end, 1e-12)
-    out_tokens = float(q.output[done].sum()) if plan["generative"] else 0.0
+    out_tokens = float(q.output[done].sum()) if plan.generative else 0.0
     nums = [_part_numbers(p, end) for p in parts]
     m = nums[-1]
     busy, ready_s = sum(n["busy"] for n in nums), sum(n["ready_s"] for n in nums)
-    kv_cap = plan["kv_cache_tokens"]
+    kv_cap = plan.kv_cache_tokens
     cost = sum(n["cost"] for n in nums)
     usd_per_hour = cost / (span / 3600)
     energy_kwh = sum(n["energy_kwh"] for n in nums)
@@ -256,10 +257,10 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         "hardware": perf.hw.name,
         "precision": sc.precision,
         "replica_layout": {"tp": sc.replica.tp, "pp": sc.replica.pp, "batching": sc.replica.batching,
-                           "max_num_seqs": plan["max_num_seqs"], "max_batched_tokens": plan["max_batched_tokens"],
-                           "kv_cache_precision": plan["kv_cache_precision"]},
+                           "max_num_seqs": plan.max_num_seqs, "max_batched_tokens": plan.max_batched_tokens,
+                           "kv_cache_precision": plan.kv_cache_precision},
         "kv_cache_tokens_per_replica": kv_cap,
-        "memory_per_gpu_gib": {k: _r(v, 5) for k, v in plan["memory_per_gpu_gib"].items()},
+        "memory_per_gpu_gib": {k: _r(v, 5) for k, v in plan.memory_per_gpu_gib.items()},
         "simulated_s": _r(end),
         "arrived": n_arr,
         "completed": n_done,
@@ -308,6 +309,6 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
                                   "gpu_utilization": _r(n["busy"] / max(n["ready_s"], 1e-12), 4),
                                   **p.svc.stage_stats()}
                          for p, n in zip(parts, nums, strict=True)}
-    ts = pd.concat([timeseries(p.svc.all, end, p.plan["kv_cache_tokens"]).assign(service=p.name) for p in parts],
+    ts = pd.concat([timeseries(p.svc.all, end, p.plan.kv_cache_tokens).assign(service=p.name) for p in parts],
                    ignore_index=True)
     return ServingResult(sc, s, frame, ts, scaling_frame(parts, ledger, end))

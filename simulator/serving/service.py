@@ -22,8 +22,7 @@ import simpy
 from ..costmodel.inference import InferenceModel
 from ..scenario import ServingScenario
 from . import autoscale as A
-from .batcher import BatchReplica
-from .continuous import ContinuousReplica
+from .engines import ReplicaPlan, build_engine
 from .replica import Ledger, Replica
 from .router import Router
 
@@ -75,7 +74,7 @@ def make_controller(sc: ServingScenario, cold_start: float, rate_at: Callable[[f
 
 
 class Service:
-    def __init__(self, *, env: simpy.Environment, sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any],
+    def __init__(self, *, env: simpy.Environment, sc: ServingScenario, perf: InferenceModel, plan: ReplicaPlan,
                  ledger: Ledger, fast_forward: bool, rate_at: Callable[[float], float] | None = None) -> None:
         self.env, self.sc, self.perf, self.plan, self.ledger = env, sc, perf, plan, ledger
         self.fast_forward = fast_forward
@@ -88,7 +87,7 @@ class Service:
         self.buffer: deque[int] = deque()
         self.router = Router(sc.cluster.router, self.active, np.random.default_rng(streams[4]))
         self.max_queue = sc.replica.max_queue
-        self.max_positions = perf.model.max_positions if plan["generative"] else 0
+        self.max_positions = perf.model.max_positions if plan.generative else 0
         self.cold_start = cold_start_s(sc, perf)
         self.controller = make_controller(sc, self.cold_start, rate_at)
         self.issued = 0
@@ -198,16 +197,8 @@ class Service:
         self._log(self.env.now)
 
     def _ready(self, life: Life, t: float) -> None:
-        rc, plan = self.sc.replica, self.plan
-        common = dict(env=self.env, index=life.id, ledger=self.ledger, perf=self.perf, cfg=rc,
-                      fast_forward=self.fast_forward)
-        rep: Replica
-        if rc.batching == "continuous":
-            rep = ContinuousReplica(max_num_seqs=plan["max_num_seqs"], max_batched_tokens=plan["max_batched_tokens"],
-                                    kv_tokens=plan["kv_cache_tokens"], **common)
-            rep.hit_rate = self.sc.workload.prefix_cache_hit_rate
-        else:
-            rep = BatchReplica(kv_tokens=plan["kv_cache_tokens"], generative=plan["generative"], **common)
+        rep = build_engine(self.sc.replica, env=self.env, index=life.id, ledger=self.ledger, perf=self.perf,
+                           plan=self.plan, fast_forward=self.fast_forward)
         rep.t = t
         rep.on_drained = self._drained
         life.ready = t

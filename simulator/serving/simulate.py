@@ -19,26 +19,15 @@ from ..costmodel.inference import InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import get_profile
 from ..scenario import Diurnal, ServingScenario, parse_scenario
+from .engines import ReplicaPlan
 from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
 from .workload import Requests, draw_lengths, generate, rate_function
 
-# vLLM's engine defaults (reference README): max_num_seqs 256, 1024 on GPUs with >= 70 GiB;
-# max_num_batched_tokens 8192 on large GPUs, 2048 on small ones.
-LARGE_GPU_GIB = 70
 
-
-def engine_limits(sc: ServingScenario, memory_gib: float) -> tuple[int, int]:
-    """(max_num_seqs, max_batched_tokens), from the scenario or vLLM's defaults for this GPU."""
-    big = memory_gib >= LARGE_GPU_GIB
-    seqs = sc.replica.max_num_seqs or (1024 if big else 256)
-    tokens = sc.replica.max_batched_tokens or (8192 if big else 2048)
-    return seqs, tokens
-
-
-def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, dict[str, Any]]:
-    """The replica's cost model and its memory plan (KV capacity), with the scenario's checks."""
+def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, ReplicaPlan]:
+    """The replica's cost model and its plan (engine limits, KV capacity), with the scenario's checks."""
     model, hw = get_model(sc.model), get_profile(sc.hardware)
     rc = sc.replica
     if model.heads % rc.tp:
@@ -46,20 +35,10 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, dict[str, 
     if rc.pp > model.layers:
         raise CapsimError(f"replica.pp={rc.pp} exceeds {model.name}'s {model.layers} layers")
     generative = model.architecture == "decoder"
-    if not generative and rc.batching == "continuous":
-        raise CapsimError(f"{model.name} is an {model.architecture} model (one forward per request): continuous "
-                          "batching applies to decoders; set replica.batching to dynamic, static or none")
+    seqs, tokens = rc.limits(model, hw.memory_gib)      # the engine's own checks and GPU-dependent defaults
     kv_prec = sc.precision if rc.kv_cache_precision == "auto" else rc.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec)
-    seqs, tokens = engine_limits(sc, hw.memory_gib)
-    if rc.batching != "continuous":
-        seqs = 1 if rc.batching == "none" else rc.max_batch_size
-        tokens = seqs * (model.max_positions if generative else model.default_seq_len)
-    if rc.latency_table and rc.max_batch_size > rc.latency_table[-1][0] and rc.batching != "none":
-        raise CapsimError(f"replica.max_batch_size={rc.max_batch_size} is beyond replica.latency_table's largest "
-                          f"batch ({rc.latency_table[-1][0]}); measure larger batches or lower max_batch_size")
-    plan: dict[str, Any] = {"max_num_seqs": seqs, "max_batched_tokens": tokens, "kv_cache_precision": kv_prec,
-                            "generative": generative, "gpus_per_replica": rc.tp * rc.pp}
+    mem: dict[str, float]
     if generative:
         kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=rc.kv_cache_fraction, max_tokens=min(tokens, 1 << 16),
                                                  max_seqs=seqs)
@@ -68,9 +47,9 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, dict[str, 
         if w > hw.memory_bytes * rc.kv_cache_fraction:
             raise InfeasibleError(f"{model.name} weights ({w / 2**30:.1f} GiB per GPU) do not fit on {hw.name}")
         kv_tokens, mem = 0, {"capacity_gib": hw.memory_gib, "weights_gib": w / 2**30}
-    plan["kv_cache_tokens"] = kv_tokens
-    plan["memory_per_gpu_gib"] = mem
-    return perf, plan
+    return perf, ReplicaPlan(max_num_seqs=seqs, max_batched_tokens=tokens, kv_cache_tokens=kv_tokens,
+                             kv_cache_precision=kv_prec, generative=generative, gpus_per_replica=rc.tp * rc.pp,
+                             memory_per_gpu_gib=mem, prefix_cache_hit_rate=sc.workload.prefix_cache_hit_rate)
 
 
 def stage_scenarios(sc: ServingScenario) -> list[tuple[str, ServingScenario]]:
@@ -103,7 +82,7 @@ class Cluster:
     services each request passes through (one service unless ``services:`` lists several)."""
 
     def __init__(self, sc: ServingScenario, reqs: Requests, stages: list[tuple[str, ServingScenario, InferenceModel,
-                 dict[str, Any]]], *, fast_forward: bool = True) -> None:
+                 ReplicaPlan]], *, fast_forward: bool = True) -> None:
         self.sc, self.reqs = sc, reqs
         self.env = env = simpy.Environment()
         self.waiters: dict[int, simpy.Event] = {}

@@ -15,27 +15,104 @@ vision models run one forward per batch (latency from the cost model, or the sce
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import simpy
+from pydantic import Field, model_validator
 
-from .replica import KILL, Replica
+from ..replica import KILL, Replica
+from .base import ENGINES, ReplicaConfig, ReplicaPlan
+
+LatencyTable = list[tuple[int, float]]
 
 
-class BatchReplica(Replica):
-    def __init__(self, *, kv_tokens: int, generative: bool, **kw) -> None:
-        self.kv_tokens = kv_tokens
-        self.generative = generative
-        cfg = kw["cfg"]
-        self.max_batch = 1 if cfg.batching == "none" else cfg.max_batch_size
-        self.preferred = sorted(cfg.preferred_batch_sizes) if cfg.batching == "dynamic" else []
-        self.delay = cfg.max_queue_delay_ms / 1000 if cfg.batching == "dynamic" else 0.0
+class RequestBatching(ReplicaConfig):
+    """What request-level batchers share: an optional measured latency table."""
+
+    latency_table: LatencyTable | None = Field(default=None, description=(
+        "[[batch, seconds], ...]: measured forward latency of non-LLM models, replacing the cost model; "
+        "interpolated between batches (default None: the cost model)"))
+
+    @model_validator(mode="after")
+    def _check_table(self) -> RequestBatching:
+        if self.latency_table is not None:
+            bs = [b for b, _ in self.latency_table]
+            if not bs or any(b2 <= b1 for b1, b2 in itertools.pairwise(bs)) or bs[0] < 1:
+                raise ValueError(f"latency_table batches must be >= 1 and increase (got {bs})")
+            if any(s <= 0 for _, s in self.latency_table):
+                raise ValueError("latency_table seconds must be > 0")
+        return self
+
+
+class NoBatching(RequestBatching):
+    """One request at a time."""
+
+    batching: Literal["none"] = Field(default="none", description="none: one request at a time, no batching")
+
+
+class SizedBatching(RequestBatching):
+    """Batches of up to ``max_batch_size`` requests."""
+
+    max_batch_size: int = Field(default=32, ge=1, description=(
+        "requests per batch (default 32; Triton has no default: each model's configuration sets max_batch_size)"))
+
+    def max_sequences(self, memory_gib: float) -> int:
+        return self.max_batch_size
+
+    @model_validator(mode="after")
+    def _check_size(self) -> SizedBatching:
+        if self.latency_table and self.max_batch_size > self.latency_table[-1][0]:
+            raise ValueError(f"replica.max_batch_size={self.max_batch_size} is beyond replica.latency_table's largest "
+                             f"batch ({self.latency_table[-1][0]}); measure larger batches or lower max_batch_size")
+        return self
+
+
+class StaticBatching(SizedBatching):
+    """Everything waiting, up to ``max_batch_size``, when the replica is free."""
+
+    batching: Literal["static"] = Field(default="static", description=(
+        "static: when the replica is free, everything waiting up to max_batch_size runs as one batch"))
+
+
+class DynamicBatching(SizedBatching):
+    """Triton's dynamic batcher: preferred sizes at once, otherwise wait for company a while."""
+
+    batching: Literal["dynamic"] = Field(default="dynamic", description=(
+        "dynamic: Triton's dynamic batcher (preferred sizes at once, else wait up to max_queue_delay_ms)"))
+    preferred_batch_sizes: list[int] = Field(default_factory=list, description=(
+        "batch sizes to run as soon as they can be formed (Triton's preferred_batch_size; default []: "
+        "as large as possible up to max_batch_size)"))
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, description=(
+        "how long the oldest request may wait for a fuller batch, ms (Triton's max_queue_delay_microseconds, "
+        "default 0)"))
+
+    @model_validator(mode="after")
+    def _check_preferred(self) -> DynamicBatching:
+        if any(b < 1 or b > self.max_batch_size for b in self.preferred_batch_sizes):
+            raise ValueError(f"preferred_batch_sizes {self.preferred_batch_sizes} must lie in "
+                             f"1..max_batch_size ({self.max_batch_size})")
+        return self
+
+
+class BatchEngine(Replica):
+    """Forms a batch from the queue, runs it to completion on the cost model, repeats."""
+
+    def __init__(self, *, cfg: RequestBatching, plan: ReplicaPlan, **kw: Any) -> None:
+        self.kv_tokens = plan.kv_cache_tokens
+        self.generative = plan.generative
+        self.max_batch = plan.max_num_seqs
+        self.preferred: list[int] = []
+        self.delay = 0.0                 # seconds the dynamic batcher waits for a fuller batch
+        if isinstance(cfg, DynamicBatching):
+            self.preferred = sorted(cfg.preferred_batch_sizes)
+            self.delay = cfg.max_queue_delay_ms / 1000
         self.waiting_for_more = False
         self.batch: list[int] = []
         self.table = np.array(cfg.latency_table, dtype=float) if cfg.latency_table else None
-        super().__init__(**kw)
+        super().__init__(cfg=cfg, plan=plan, **kw)
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -47,7 +124,7 @@ class BatchReplica(Replica):
         return None
 
     def on_arrival_while_busy(self, r: int, t: float) -> None:
-        if self.waiting_for_more:
+        if self.waiting_for_more and self.proc is not None:
             self.proc.interrupt()
 
     def _batch_size(self, now: float) -> int:
@@ -154,3 +231,7 @@ class BatchReplica(Replica):
         steps = perf.decode_base(n) + perf.decode_coef_per_step * n * (p + 1 + np.arange(o - 1, dtype=np.int64))
         ends = np.cumsum(np.concatenate(([now + prefill], steps)))
         return ends[out - 1], np.full(n, ends[0]), float(ends[-1])
+
+
+for _config in (NoBatching, StaticBatching, DynamicBatching):
+    ENGINES.register(_config, BatchEngine)

@@ -1,0 +1,19 @@
+"""Batching engines, keyed by ``replica.batching``: each module defines its scenario keys (a
+config model) and the engine they select, and registers both in :data:`ENGINES`.
+
+Built in: ``none``, ``static`` and ``dynamic`` (:mod:`.batch`, request-level batching) and
+``continuous`` (:mod:`.continuous`, iteration-level batching on a paged KV cache, built from
+:mod:`.kv`, :mod:`.scheduler` and :mod:`.fastforward`). A plug-in adds an engine with
+``ENGINES.register(MyConfig, MyEngine)``; see :mod:`.base` for the contract.
+"""
+
+# The scenario package loads first: its serving keys import the engine modules below (each defines
+# its keys), which need only the scenario's base. Entering through an engine module thus lets the
+# scenario finish loading them before this package binds their names.
+from ... import scenario as _scenario  # noqa: F401
+from .base import ENGINES, KVPrecision, ReplicaConfig, ReplicaPlan, build_engine
+from .batch import BatchEngine, DynamicBatching, NoBatching, StaticBatching
+from .continuous import ContinuousBatching, ContinuousEngine
+
+__all__ = ["ENGINES", "BatchEngine", "ContinuousBatching", "ContinuousEngine", "DynamicBatching", "KVPrecision",
+           "NoBatching", "ReplicaConfig", "ReplicaPlan", "StaticBatching", "build_engine"]

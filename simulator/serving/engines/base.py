@@ -1,0 +1,95 @@
+"""The batching engine as a scenario key: the registry, the keys every engine shares, the plan.
+
+``replica.batching`` selects one member of :data:`ENGINES`, an open tagged union (see
+:class:`~simulator.scenario.base.Variants`). A member is a config model, a subclass of
+:class:`ReplicaConfig` whose ``batching`` is a one-value Literal, registered together with the
+engine class it selects::
+
+    class FifoOne(ReplicaConfig):
+        batching: Literal["fifo_one"] = "fifo_one"
+        service_s: float = Field(gt=0, description="...")
+
+    ENGINES.register(FifoOne, FifoOneEngine)   # FifoOneEngine subclasses serving.replica.Replica
+
+A key of another member is then an error naming the key, the batching chosen and the keys it
+allows. The engine is built with keyword arguments ``env, index, ledger, perf, cfg, plan,
+fast_forward``; it implements ``start`` (begin serving: a simpy process or callbacks) and
+``on_arrival_while_busy``, takes requests from ``waiting``, and reports through the ledger
+(``first_sched``, ``first_token``, ``generated``), :meth:`~..replica.Replica.finished`,
+``record_busy`` and ``log`` (``tests/test_engine_plugin.py`` is a complete example).
+
+Before simulating, :meth:`ReplicaConfig.limits` resolves the engine's concurrency (the KV cache
+and activation workspace are sized from it) and :class:`ReplicaPlan` carries what the memory
+plan decided; :func:`build_engine` builds one replica of the chosen engine from both.
+
+This module imports only the scenario's base and the standard library, so the scenario package
+can import the engines without a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from ...scenario.base import Variants, _Strict
+
+if TYPE_CHECKING:
+    from ...models import ModelSpec
+    from ..replica import Replica
+
+KVPrecision = Literal["auto", "fp8", "bf16", "fp16", "fp32"]
+
+ENGINES: Variants[ReplicaConfig] = Variants("batching", default="continuous", what="batching engine")
+
+
+class ReplicaConfig(_Strict):
+    """Keys every batching engine shares: the replica's parallel layout, its admission bound and
+    its KV cache (request-level batchers of decoders keep their batch's KV cache too)."""
+
+    batching: str = Field(description="the batching engine: none, static, dynamic, continuous (default), "
+                                      "or one a plug-in registered")
+    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per replica (default 1: one GPU)")
+    pp: int = Field(default=1, ge=1, description="pipeline-parallel stages per replica (default 1)")
+    max_queue: int | None = Field(default=None, ge=0, description=(
+        "requests a replica may hold queued; beyond it new ones are rejected (queue_full) or shed by priority. "
+        "None: unbounded, as Triton's and vLLM's default queues"))
+    kv_cache_fraction: float = Field(default=0.9, gt=0, le=1, description=(
+        "share of the GPU memory left after weights, activation workspace and runtime that holds the KV cache "
+        "(default 0.9: TensorRT-LLM's kv_cache_free_gpu_mem_fraction; vLLM's gpu_memory_utilization is also 0.9)"))
+    kv_cache_precision: KVPrecision = Field(default="auto", description=(
+        "KV cache element type; auto: the weights' precision (vLLM's kv_cache_dtype auto; fp8 checkpoints "
+        "carry fp8 KV scales)"))
+
+    def max_sequences(self, memory_gib: float) -> int:
+        """Sequences the engine runs at once on a GPU of ``memory_gib`` (one, unless a member batches)."""
+        return 1
+
+    def limits(self, model: ModelSpec, memory_gib: float) -> tuple[int, int]:
+        """(sequences, tokens) the engine may hold at once, which size the KV cache and workspace.
+
+        A request-level batch holds whole requests: each may take the model's full context."""
+        seqs = self.max_sequences(memory_gib)
+        per_seq = model.max_positions if model.architecture == "decoder" else model.default_seq_len
+        return seqs, seqs * per_seq
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPlan:
+    """What planning a replica decided: its engine limits, KV cache and memory (one per service)."""
+
+    max_num_seqs: int                    # sequences running at once
+    max_batched_tokens: int              # tokens per iteration (continuous) or per batch
+    kv_cache_tokens: int                 # per replica; 0 for models without a KV cache
+    kv_cache_precision: str
+    generative: bool                     # a decoder (prompt, then output tokens) or one forward per request
+    gpus_per_replica: int
+    memory_per_gpu_gib: dict[str, float]  # capacity, weights, workspace, runtime, KV cache
+    prefix_cache_hit_rate: float = 0.0   # share of each prompt found in the prefix cache
+
+
+def build_engine(cfg: ReplicaConfig, **kw: Any) -> Replica:
+    """One replica of the engine ``cfg`` selects (``kw``: env, index, ledger, perf, plan, fast_forward)."""
+    engine: type[Replica] = ENGINES.impl(cfg.batching)
+    return engine(cfg=cfg, **kw)

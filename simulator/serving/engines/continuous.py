@@ -1,0 +1,195 @@
+"""Continuous batching with a paged KV cache (vLLM semantics), advanced event by event.
+
+The pieces: :mod:`.kv` holds the blocks, :mod:`.scheduler` chooses each iteration's work (vLLM's
+order: decode slots, prefill chunks, admissions; preemption by recompute), :mod:`.fastforward`
+turns a run of identical decode steps into one event with exact integer time. This module is
+the driver: it prices each iteration on the cost model and advances simpy to its end.
+
+Fast-forward: while the batch is decode-only, nothing can join it (the queue is empty or its
+head is blocked, which stays true as blocks only get scarcer), so its composition is fixed until
+the next completion or possible block shortage: those ``k`` steps are one window. An arrival
+that could join cuts the window at the end of the step in progress.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import simpy
+from pydantic import Field
+
+from ...errors import CapsimError
+from ..replica import Replica
+from .base import ENGINES, ReplicaConfig, ReplicaPlan
+from .defaults import describe, gpu_defaults
+from .fastforward import FS, DecodeBatch, Window, to_fs
+from .kv import BlockAllocator
+from .scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from ...models import ModelSpec
+
+
+class ContinuousBatching(ReplicaConfig):
+    """Iteration-level scheduling: sequences join and leave the running batch every step."""
+
+    batching: Literal["continuous"] = Field(default="continuous", description=(
+        "continuous (the default): iteration-level batching on a paged KV cache, as vLLM and TensorRT-LLM"))
+    max_num_seqs: int | None = Field(default=None, ge=1, description=(
+        "sequences running at once (vLLM max_num_seqs, TensorRT-LLM max_batch_size); " + describe("max_num_seqs")))
+    max_batched_tokens: int | None = Field(default=None, ge=1, description=(
+        "tokens per iteration, prompt chunks plus one per decoding sequence (vLLM max_num_batched_tokens, "
+        "TensorRT-LLM max_num_tokens); " + describe("max_batched_tokens")))
+    chunked_prefill: bool = Field(default=True, description=(
+        "split long prompts over iterations within max_batched_tokens (default true: vLLM V1 enables chunked "
+        "prefill by default); false: a prompt is prefilled in one iteration and must fit max_batched_tokens"))
+    kv_block_tokens: int = Field(default=16, ge=1, description="tokens per KV-cache block (vLLM block_size, default 16)")
+    scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
+        default="max_utilization", description=(
+            "max_utilization (default, vLLM's behaviour): admit while blocks are free now, preempt by recompute "
+            "when they run out; guaranteed_no_evict (TensorRT-LLM's default capacity_scheduler_policy): admit "
+            "only when the request's final KV fits beside everyone else's"))
+
+    def max_sequences(self, memory_gib: float) -> int:
+        return self.max_num_seqs or gpu_defaults(memory_gib).max_num_seqs
+
+    def limits(self, model: ModelSpec, memory_gib: float) -> tuple[int, int]:
+        if model.architecture != "decoder":
+            raise CapsimError(f"{model.name} is an {model.architecture} model (one forward per request): continuous "
+                              "batching applies to decoders; set replica.batching to dynamic, static or none")
+        return self.max_sequences(memory_gib), self.max_batched_tokens or gpu_defaults(memory_gib).max_batched_tokens
+
+
+class ContinuousEngine(Replica):
+    """One replica: the scheduler's iterations, priced on the cost model, as simpy events."""
+
+    def __init__(self, *, cfg: ContinuousBatching, plan: ReplicaPlan, **kw: Any) -> None:
+        self.kv = BlockAllocator(plan.kv_cache_tokens, cfg.kv_block_tokens,
+                                 no_evict=cfg.scheduler_policy == "guaranteed_no_evict")
+        self.decode = DecodeBatch(cfg.kv_block_tokens)
+        self.chunked = cfg.chunked_prefill
+        self.max_tokens = plan.max_batched_tokens
+        self.win: Window | None = None      # the window running now (None between windows)
+        self.t_fs = 0                       # the engine's clock, fs
+        self._k = 0                         # decode steps the current window advances the batch by
+        self._base: dict[int, int] = {}     # decode step base time by batch size, fs
+        super().__init__(cfg=cfg, plan=plan, **kw)
+        self.sched = Scheduler(self, self.kv, self.decode, max_num_seqs=plan.max_num_seqs,
+                               max_batched_tokens=plan.max_batched_tokens, chunked_prefill=cfg.chunked_prefill,
+                               prefix_hit_rate=plan.prefix_cache_hit_rate)
+        self._coef = to_fs(self.perf.decode_coef_per_step)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv.capacity_tokens
+
+    def admissible(self, r: int) -> str | None:
+        p, o = self.ledger.prompt[r], self.ledger.output[r]
+        if not self.kv.fits_ever(p + o - 1):
+            return "exceeds_kv_capacity"
+        if not self.chunked and p + o - 1 > self.max_tokens:
+            # a preempted request re-prefills prompt + generated tokens in one chunk
+            return "prompt_exceeds_max_batched_tokens"
+        return None
+
+    def kv_load(self, t: float) -> float:
+        kv, win = self.kv, self.win
+        used = kv.total - kv.free
+        if win is not None and win.k > 1:
+            # as a step-by-step run would see it: blocks of the steps done and of the one in progress
+            used += self.decode.blocks_over(win.steps_done(to_fs(t)) + 1) - kv.reserved
+        queued = sum(self.ledger.prompt[r] for _, _, r in self.waiting)
+        return (used + queued / kv.B) / max(kv.total, 1)
+
+    def on_arrival_while_busy(self, r: int, t: float) -> None:
+        win = self.win
+        if win is None or win.k < 2 or self.waiting[0][2] != r:
+            return  # no window to cut, or the newcomer queues behind a blocked head
+        j = win.steps_done(to_fs(t)) + 1                    # the step in progress completes
+        if j < win.k:
+            win.k = j
+            self.busy_end[-1] = win.end(j) / FS
+            self._arm(win)                                  # the old wake-up becomes stale
+
+    def held(self) -> list[int]:
+        return [*super().held(), *(e.r for e in self.sched.prefilling), *self.decode.seqs]
+
+    # ---- the event loop ------------------------------------------------------------------------------
+    # The engine is driven by simpy timeouts with callbacks rather than a generator process: cutting
+    # a window short (an arrival that can join) then costs one new timeout instead of an interrupt,
+    # and the superseded wake-up is recognised as stale by its generation number.
+    def start(self) -> None:
+        self._gen = 0
+        self.env.timeout(0).callbacks.append(self._woken)   # begins when simpy next runs, like a process
+        return None
+
+    def _woken(self, _ev: simpy.Event | None = None) -> None:
+        if not self.dead:
+            self.t_fs = to_fs(self.t)                # a replica can start (scale-up) or wake at any time
+            self._next()
+
+    def _next(self) -> None:
+        if not self.waiting and not self.running:
+            self.sleep().callbacks.append(self._woken)
+            return
+        self.sched.schedule(self.t)
+        self._arm(self._mixed_iteration() if self.sched.chunks else self._decode_window())
+
+    def _arm(self, win: Window) -> None:
+        """Wake at the end of ``win`` (a new call supersedes the previous one)."""
+        self._gen += 1
+        gen = self._gen
+        ev = self.env.timeout(max(win.end(win.k) / FS - self.env.now, 0.0))
+        ev.callbacks.append(lambda _ev: self._window_done(gen, win))
+
+    def _window_done(self, gen: int, win: Window) -> None:
+        if gen != self._gen or self.dead:
+            return                                   # superseded by a cut, or the replica is gone
+        end = win.end(win.k)
+        self.t_fs = end
+        self.t = t = end / FS
+        finished: list[int] = []
+        self.sched.update(min(win.k, self._k), t, finished)
+        if finished:
+            self.finished(finished, t)
+        self.win = None
+        self._next()
+
+    # ---- pricing one iteration (or a window of identical decode steps) -------------------------------
+    def _mixed_iteration(self) -> Window:
+        """Prompt chunks and decode tokens in one forward: a window of one step."""
+        chunks, kv = self.sched.chunks, self.kv
+        n, t0_fs = len(self.decode.seqs), self.t_fs
+        work = sum(q * (e.done + (q + 1) / 2) for e, q in chunks)
+        tokens = n + sum(q for _, q in chunks)
+        sampled = n + sum(1 for e, q in chunks if e.done + q == e.target)
+        d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
+                                           decode_ctx=self.decode.ctx_sum + n))
+        self.win = win = Window(t0_fs, d, 0, 0, 0, 1)
+        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens)
+        self._k = 1 if n else 0
+        return win
+
+    def _decode_window(self) -> Window:
+        """k identical decode steps (k = 1 without fast-forward or near a block shortage). Over k steps
+        each sequence takes at most ceil(k/B) new blocks, so k <= B·floor(free/n) is safe."""
+        kv, dec = self.kv, self.decode
+        n, B = len(dec.seqs), kv.B
+        if n == 0:  # cannot happen: an idle replica admits its (admissible) head; a bug if it does
+            raise RuntimeError(f"replica {self.index}: scheduler stalled with {len(self.waiting)} waiting")
+        k = 1
+        free = kv.free + kv.reserved
+        if self.fast_forward and (free >= n or kv.no_evict):
+            k = dec.steps_to_next_finish()
+            if not kv.no_evict:                     # no_evict: every final block is already set aside
+                k = max(min(k, B * (free // n)), 1)
+        self._k = k
+        A = self._base.get(n)
+        if A is None:
+            A = self._base[n] = to_fs(self.perf.decode_base(n))
+        self.win = win = Window(self.t_fs, A, self._coef, dec.ctx_sum + n, n, k)
+        self.record_busy(self.t, win.end(k) / FS, (kv.total - kv.free + kv.reserved) * B, n)
+        return win
+
+
+ENGINES.register(ContinuousBatching, ContinuousEngine)
