@@ -6,6 +6,7 @@ import pytest
 
 from simulator import parse_scenario, simulate_training
 from simulator.errors import CapsimError
+from simulator.training.schedules import Interleaved, OneFOneB
 from simulator.training.step import PassTime, StageSpec, simulate_step
 
 BASE = {"kind": "training", "model": "megatron-7.5b", "hardware": "a100-sxm-80gb",
@@ -17,7 +18,7 @@ BASE = {"kind": "training", "model": "megatron-7.5b", "hardware": "a100-sxm-80gb
 def test_1f1b_bubble_fraction(p, m):
     f, b = 1.0, 2.0
     st = [StageSpec([PassTime.of(f)], [PassTime.of(b)]) for _ in range(p)]
-    t = simulate_step(st, microbatches=m, schedule_kind="1f1b").iteration_time
+    t = simulate_step(st, OneFOneB(p, m)).iteration_time
     ideal = m * (f + b)
     assert (t - ideal) / ideal == pytest.approx((p - 1) / m)
 
@@ -26,14 +27,14 @@ def test_1f1b_bubble_fraction(p, m):
 def test_interleaved_bubble_fraction(p, v, m):
     f, b = 1.0, 2.0
     st = [StageSpec([PassTime.of(f)] * v, [PassTime.of(b)] * v) for _ in range(p)]
-    t = simulate_step(st, microbatches=m, schedule_kind="interleaved").iteration_time
+    t = simulate_step(st, Interleaved(p, m, v)).iteration_time
     ideal = m * v * (f + b)
     assert (t - ideal) / ideal == pytest.approx((p - 1) / (v * m))
 
 
 def test_zero_comm_step_equals_sum_of_compute():
     st = [StageSpec([PassTime.of(0.3)], [PassTime.of(0.7)], optimizer=0.05)]
-    assert simulate_step(st, microbatches=10).iteration_time == pytest.approx(10 * 1.0 + 0.05)
+    assert simulate_step(st, OneFOneB(1, 10)).iteration_time == pytest.approx(10 * 1.0 + 0.05)
 
 
 def test_dp1_has_no_gradient_communication():
@@ -120,7 +121,7 @@ def test_gradient_reduction_after_the_backward_is_fully_exposed():
     # second at its end (t = 12), so only the second is exposed. Not overlapped: both are.
     def step(overlap: bool) -> float:
         st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5, 0.5]], overlap_grad=overlap)]
-        return simulate_step(st, microbatches=4).iteration_time
+        return simulate_step(st, OneFOneB(1, 4)).iteration_time
     assert step(True) == pytest.approx(12.5)
     assert step(False) == pytest.approx(13.0)
 
@@ -154,7 +155,7 @@ def test_overlapped_reduction_slows_the_compute_it_hides_under():
     # As above, but the collective's kernels take a quarter of the GPU while they run: the hidden
     # first bucket (0.5 s) costs 0.125 s of compute; the exposed second one costs its full 0.5 s.
     st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5, 0.5]], overlap_slowdown=0.25)]
-    assert simulate_step(st, microbatches=4).iteration_time == pytest.approx(12.5 + 0.125)
+    assert simulate_step(st, OneFOneB(1, 4)).iteration_time == pytest.approx(12.5 + 0.125)
 
 
 def test_zero2_reduce_scatters_gradients_every_micro_batch():
@@ -191,3 +192,4 @@ def test_placement_decides_which_groups_share_a_node():
 def test_placement_must_name_each_dimension_once():
     with pytest.raises(CapsimError, match="must list tp, cp, pp and dp once each"):
         parse_scenario(BASE, ["parallelism.placement=[tp, pp, dp]"])
+
