@@ -193,3 +193,41 @@ def test_placement_must_name_each_dimension_once():
     with pytest.raises(CapsimError, match="must list tp, cp, pp and dp once each"):
         parse_scenario(BASE, ["parallelism.placement=[tp, pp, dp]"])
 
+
+def test_context_and_expert_parallel_traffic_is_reported_apart_from_tensor_parallel():
+    # One stage, so the breakdown covers every pass: m micro-batches × L layers × the layer's
+    # collectives of each kind in its forward, recomputed forward and backward.
+    from simulator.catalog import get_model
+    from simulator.costmodel.collectives import collective_time
+    from simulator.costmodel.layout import Layout
+    from simulator.costmodel.transformer import layer_ops
+    from simulator.hardware import get_profile
+
+    hw = get_profile("a100-sxm-80gb")
+
+    def tp_per_layer(model, lay):
+        ops = layer_ops(model, hw, lay, 1, 2048)
+        return sum(o.time for o in ops.fwd + ops.recompute + ops.bwd if o.kind == "tp_comm")
+
+    # CP 2 (with TP 2, DP 2): m = 64 / 2 = 32, L = 36. Each layer all-gathers the other rank's keys
+    # and values (2048 tokens × 2 × kv_dim / tp, 16-bit) in its forward, again in the recomputed
+    # forward (full recompute) and in its backward.
+    model = get_model("megatron-7.5b")
+    lay = Layout(tp=2, cp=2, dp=2, recompute="full")
+    ag = collective_time(hw, "all_gather", 2048 * 2 * model.kv_dim / 2 * 2, lay.cp_group)
+    bd = simulate_training(parse_scenario(BASE, ["parallelism.tp=2", "parallelism.cp=2"]))["time_breakdown_s"]
+    assert list(bd)[1:4] == ["tp_comm_s", "cp_comm_s", "ep_comm_s"]
+    assert bd["cp_comm_s"] == pytest.approx(32 * 36 * 3 * ag, rel=1e-5)
+    assert bd["tp_comm_s"] == pytest.approx(32 * 36 * tp_per_layer(model, lay), rel=1e-5)
+    assert bd["ep_comm_s"] == 0
+
+    # EP 2 on Mixtral (TP 1, DP 8, no recompute): m = 64 / 8 = 8, L = 32. Each layer dispatches its
+    # 2048 × top-2 token copies (hidden 4096, 16-bit) to the experts' ranks and combines them back,
+    # in the forward and again in the backward: 4 all-to-alls; no tensor parallelism, no TP traffic.
+    moe = get_model("mixtral-8x7b")
+    lay = Layout(tp=1, dp=8, ep=2)
+    a2a = collective_time(hw, "all_to_all", 2048 * 2 * 4096 * 2, lay.ep_group)
+    bd = simulate_training(parse_scenario({**BASE, "model": "mixtral-8x7b"},
+                                          ["parallelism.ep=2", "training.recompute=none"]))["time_breakdown_s"]
+    assert bd["ep_comm_s"] == pytest.approx(8 * 32 * 4 * a2a, rel=1e-5)
+    assert bd["tp_comm_s"] == 0 == tp_per_layer(moe, lay) and bd["cp_comm_s"] == 0

@@ -107,11 +107,13 @@ def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     crit = max(range(len(trace.stage_end)), key=lambda s: trace.stage_end[s])
     busy = trace.busy[crit]
     spec = sm.work.stages[crit]
-    comm = busy["comm"]
+    comm = busy["tp_comm"] + busy["cp_comm"] + busy["ep_comm"]
     busy_total = busy["compute"] + comm + busy["host"] + busy["dp"]
     breakdown = {
         "compute_s": busy["compute"],
-        "tp_comm_s": busy["comm"],
+        "tp_comm_s": busy["tp_comm"],
+        "cp_comm_s": busy["cp_comm"],
+        "ep_comm_s": busy["ep_comm"],
         "host_overhead_s": busy["host"],
         "pipeline_bubble_s": max(0.0, trace.compute_end[crit] - busy_total),   # not below 0 by rounding
         "dp_comm_exposed_s": (busy["dp"] + max(0.0, trace.dp_end[crit] - trace.compute_end[crit])

@@ -19,7 +19,7 @@ import simpy
 
 from .schedules.base import Schedule
 
-BUSY = ("compute", "comm", "host", "dp")   # what a stage's passes are made of
+BUSY = ("compute", "tp_comm", "cp_comm", "ep_comm", "host", "dp")   # what a stage's passes are made of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,16 +29,19 @@ class PassTime:
 
     total: float
     compute: float = 0.0
-    comm: float = 0.0          # tensor/context/expert-parallel collectives inside the pass
+    tp_comm: float = 0.0       # tensor-parallel collectives inside the pass
+    cp_comm: float = 0.0       # context-parallel key/value exchanges
+    ep_comm: float = 0.0       # expert-parallel all-to-alls
     host: float = 0.0          # GPU idle waiting for the host to issue kernels
     dp: float = 0.0            # ZeRO parameter gathers and gradient reductions the pass exposes
 
     @staticmethod
-    def of(compute: float, comm: float = 0.0, host_floor: float = 0.0, dp: float = 0.0) -> PassTime:
+    def of(compute: float, tp_comm: float = 0.0, host_floor: float = 0.0, dp: float = 0.0, *,
+           cp_comm: float = 0.0, ep_comm: float = 0.0) -> PassTime:
         """``host_floor``: the wall time of issuing the pass's kernels; ``dp`` adds on top."""
-        gpu = compute + comm
+        gpu = compute + tp_comm + cp_comm + ep_comm
         total = max(gpu, host_floor)
-        return PassTime(total + dp, compute, comm, total - gpu, dp)
+        return PassTime(total + dp, compute, tp_comm, cp_comm, ep_comm, total - gpu, dp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,9 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
                 grad_ready[s].put((start, pt.total, c))
             yield env.timeout(pt.total)
             busy["compute"] += pt.compute
-            busy["comm"] += pt.comm
+            busy["tp_comm"] += pt.tp_comm
+            busy["cp_comm"] += pt.cp_comm
+            busy["ep_comm"] += pt.ep_comm
             busy["host"] += pt.host
             busy["dp"] += pt.dp
             finish[key] = env.now

@@ -33,11 +33,21 @@ class StageWork:
     hardware_flops_per_gpu: float       # the same plus recomputed forwards
 
 
-def _split(ops: tuple[Op, ...]) -> tuple[float, float]:
-    """Seconds of compute and of collectives in ``ops``."""
-    comp = sum(o.time for o in ops if not o.is_comm)
-    comm = sum(o.time for o in ops if o.is_comm)
-    return comp, comm
+def _split(ops: tuple[Op, ...]) -> tuple[float, float, float, float]:
+    """Seconds of compute and of tensor-, context- and expert-parallel collectives in ``ops``."""
+    comp = tp = cp = ep = 0.0
+    for o in ops:
+        if not o.is_comm:
+            comp += o.time
+        elif o.kind == "tp_comm":
+            tp += o.time
+        elif o.kind == "cp_comm":
+            cp += o.time
+        elif o.kind == "ep_comm":
+            ep += o.time
+        else:
+            raise ValueError(f"op {o.name} ({o.kind}) inside a pass: passes hold tp, cp and ep collectives only")
+    return comp, tp, cp, ep
 
 
 def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq: int, schedule: Schedule,
@@ -65,11 +75,13 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
 
     def pass_time(ch: Chunk, backward: bool) -> PassTime:
         blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in _chunk_parts(ch)]
-        comp = comm = 0.0
+        comp = tp = cp = ep = 0.0
         for seq_ops, n in blocks:
-            c, k = _split(seq_ops)
+            c, t, x, e = _split(seq_ops)
             comp += c * n
-            comm += k * n
+            tp += t * n
+            cp += x * n
+            ep += e * n
         wall = dispatched_time(blocks, dispatch_s)
         layers = max(ch.layers, 1)
         rs = (collective_time(hw, "reduce_scatter", ch.params * gb, lay.dp_group)
@@ -81,8 +93,8 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
                 exposed = max(0.0, zero3_ag + rs / layers - comp / layers) * layers
             hidden = zero3_ag * layers + rs - exposed          # overlapped with compute, which slows
             exposed += hidden * slowdown
-            return PassTime.of(comp, comm, wall, dp=exposed)
-        return PassTime.of(comp, comm, wall)
+            return PassTime.of(comp, tp, wall, dp=exposed, cp_comm=cp, ep_comm=ep)
+        return PassTime.of(comp, tp, wall, cp_comm=cp, ep_comm=ep)
 
     specs: list[StageSpec] = []
     for chunks in stages:
