@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import simpy
+from simpy.events import Event
 
 from .schedules.base import Schedule
 
@@ -94,19 +95,22 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
     def plan(s: int, spec: StageSpec) -> list[tuple]:
         """The stage's passes with what each waits for, resolved before the clock starts."""
         times = {kind: spec.pass_times(kind) for kind in schedule.passes}
-        ready = {(*schedule.grads_ready(s, c), c) for c in range(v)} if spec.grad_buckets else set()
+        vss = [schedule.virtual_stage(s, c) for c in range(v)]
+        ready = ({(kind, vss[c], i) for c in range(v) for kind, i in [schedule.grads_ready(s, c)]}
+                 if spec.grad_buckets else set())
+        depends_on = schedule.depends_on
         steps = []
         for kind, c, i in schedule.order(s):
-            vs = schedule.virtual_stage(s, c)
+            vs = vss[c]
             key = (kind, vs, i)
-            done[key] = env.event()
-            dep = schedule.depends_on(kind, vs, i)
+            done[key] = Event(env)
+            dep = depends_on(kind, vs, i)
             link = p2p if dep is not None and home[dep[1]] != s else 0.0   # a neighbour's output crosses a link
-            steps.append((kind, c, i, key, dep, link, times[kind][c], (kind, i, c) in ready))
+            steps.append((kind, c, i, key, dep, link, times[kind][c], key in ready))
         return steps
 
     def stage_proc(s: int, steps: list[tuple]):
-        busy = dict.fromkeys(BUSY, 0.0)
+        compute = tp = cp = ep = host = dp = 0.0
         for kind, c, i, key, dep, link, pt, completes_grads in steps:
             if dep is not None:
                 ev = done[dep]
@@ -119,19 +123,19 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
             if completes_grads:
                 grad_ready[s].put((start, pt.total, c))
             yield env.timeout(pt.total)
-            busy["compute"] += pt.compute
-            busy["tp_comm"] += pt.tp_comm
-            busy["cp_comm"] += pt.cp_comm
-            busy["ep_comm"] += pt.ep_comm
-            busy["host"] += pt.host
-            busy["dp"] += pt.dp
+            compute += pt.compute
+            tp += pt.tp_comm
+            cp += pt.cp_comm
+            ep += pt.ep_comm
+            host += pt.host
+            dp += pt.dp
             finish[key] = env.now
             done[key].succeed()
             if record:
                 trace.timeline.append((s, kind, c, i, start, env.now))
         trace.compute_end[s] = env.now
         compute_done[s].succeed()
-        trace.busy.append({"stage": s, **busy})
+        trace.busy.append({"stage": s, **dict(zip(BUSY, (compute, tp, cp, ep, host, dp), strict=True))})
 
     def dp_proc(s: int, spec: StageSpec):
         free = 0.0
