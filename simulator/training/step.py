@@ -12,8 +12,9 @@ data-parallel degree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import simpy
 from simpy.events import Event
@@ -109,7 +110,7 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
             steps.append((kind, c, i, key, dep, link, times[kind][c], key in ready))
         return steps
 
-    def stage_proc(s: int, steps: list[tuple]):
+    def stage_proc(s: int, steps: list[tuple]) -> Generator[Event, object, None]:
         compute = tp = cp = ep = host = dp = 0.0
         for kind, c, i, key, dep, link, pt, completes_grads in steps:
             if dep is not None:
@@ -137,7 +138,7 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
         compute_done[s].succeed()
         trace.busy.append({"stage": s, **dict(zip(BUSY, (compute, tp, cp, ep, host, dp), strict=True))})
 
-    def dp_proc(s: int, spec: StageSpec):
+    def dp_proc(s: int, spec: StageSpec) -> Generator[Event, Any, None]:
         free = 0.0
         if spec.grad_buckets and not spec.overlap_grad:
             yield compute_done[s]             # reduce only once every chunk's backward is done
