@@ -92,7 +92,7 @@ def test_grouping_is_per_kind_not_per_layer():
 
 
 def test_stage_costs_each_kind_of_layer_once(monkeypatch):
-    import simulator.costmodel.transformer as tr
+    import simulator.training.work as tr
     from simulator import parse_scenario, simulate_training
 
     calls: list[LayerSpec] = []
@@ -115,16 +115,16 @@ def test_stage_costs_each_kind_of_layer_once(monkeypatch):
 def test_expert_parallel_stage_params_by_hand():
     from simulator import parse_scenario
     from simulator.costmodel.layout import Layout
-    from simulator.hardware import get_profile
-    from simulator.training.simulate import build_step
+    from simulator.training.layout import partition, step_schedule
 
     m = get_model(MIXED)
     sc = parse_scenario({"kind": "training", "model": MIXED, "hardware": "h100-sxm",
                          "cluster": {"nodes": 1, "gpus_per_node": 2}, "parallelism": {"ep": 2},
                          "training": {"seq_len": 64, "global_batch": 2, "micro_batch": 1}})
-    sm = build_step(m, get_profile("h100-sxm"), Layout(dp=2, ep=2), 1, sc)
+    lay = Layout(dp=2, ep=2)
+    chunks = partition(m, lay, step_schedule(sc, 1, lay.dp))
     # each rank holds half of the 4 routed experts of the 3 MoE layers; dense layers, shared experts whole
-    assert sm.stage_params == [180_032 - 3 * 2 * 6_144]
+    assert [sum(ch.params for ch in stage) for stage in chunks] == [180_032 - 3 * 2 * 6_144]
 
 
 def test_sliding_window_training_attention_flops_by_hand():
@@ -173,15 +173,15 @@ def test_mfu_counts_forward_flops_three_times():
     from simulator.costmodel.transformer import head_ops, layer_ops
     from simulator.hardware import get_profile
     from simulator.training.layout import resolve_layout
-    from simulator.training.simulate import build_step
+    from simulator.training.simulate import plan_step
 
     sc = load_scenario(ROOT / "examples/train_gpt3_175b.yaml", ["training.flash_attention=true"])
     m, hw = get_model(sc.model), get_profile(sc.hardware)
     lay, mb = resolve_layout(sc, m, hw)
-    sm = build_step(m, hw, lay, mb, sc)
+    sm = plan_step(m, hw, lay, mb, sc)
     layer, head = layer_ops(m, hw, lay, mb, 2048), head_ops(m, hw, lay, mb, 2048)
     per_rank = (96 * sum(o.flops for o in layer.fwd) + sum(o.flops for o in head.fwd)) / lay.pp
-    assert sm.model_flops_per_gpu == pytest.approx(3 * per_rank * sm.microbatches, rel=1e-12)
+    assert sm.work.model_flops_per_gpu == pytest.approx(3 * per_rank * sm.schedule.microbatches, rel=1e-12)
 
 
 def test_mixed_model_cost_table_lists_each_kind():

@@ -1,4 +1,5 @@
-"""Memory model against the ZeRO paper and Korthikanti et al. 2022 Figure 1."""
+"""Memory model against the ZeRO paper and Korthikanti et al. 2022 Figure 1, through the memory
+plan the simulator uses (schedule -> partition -> memory_plan)."""
 
 import csv
 from pathlib import Path
@@ -7,7 +8,10 @@ import pytest
 
 from simulator.catalog import get_model
 from simulator.costmodel.layout import Layout
-from simulator.costmodel.memory import GIB, activation_bytes, model_state_bytes
+from simulator.costmodel.memory import GIB, model_state_bytes
+from simulator.training.layout import partition
+from simulator.training.memory_plan import memory_plan
+from simulator.training.schedules import OneFOneBConfig, make_schedule
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
@@ -28,6 +32,12 @@ FIG1 = {"22B": ("megatron-22b", 4, 1, 1), "175B": ("gpt3-175b", 1, 8, 3),
         "530B": ("megatron-529.6b", 1, 35, 3), "1T": ("megatron-1t", 1, 64, 1)}
 
 
+def _activations(model, lay, mb, microbatches):
+    """Stored activations on the first pipeline stage, as the simulator plans them."""
+    schedule = make_schedule(OneFOneBConfig(pp=lay.pp, virtual_stages=lay.virtual_stages), microbatches)
+    return memory_plan(model, lay, mb, 2048, schedule, partition(model, lay, schedule)).stages[0].activations
+
+
 def _fig1_rows():
     path = REF / "korthikanti2022_fig1_memory_per_gpu.csv"
     if not path.exists():
@@ -45,16 +55,16 @@ def test_korthikanti_fig1_within_5pct():
         for rec, sp, col in (("none", False, "activations_no_recompute_gib"),
                              ("selective", True, "activations_seqpar_selective_gib")):
             lay = Layout(tp=8, pp=pp, virtual_stages=v, recompute=rec, sequence_parallel=sp, flash_attention=False)
-            act = activation_bytes(m, lay, mb, 2048, microbatches=10_000, layers_on_stage=layers) / GIB
+            act = _activations(m, lay, mb, microbatches=10_000) / GIB
             assert act == pytest.approx(float(row[col]), rel=0.05), (row["model"], rec)
 
 
 def test_flash_attention_and_full_recompute_shrink_activations():
-    m = get_model("gpt3-175b")
+    m = get_model("gpt3-175b").model_copy(update={"layers": 1})   # one layer, one micro-batch
     base = Layout(tp=8, flash_attention=False)
-    a_none = activation_bytes(m, base, 1, 2048, 1, 1)
-    a_flash = activation_bytes(m, Layout(tp=8, flash_attention=True), 1, 2048, 1, 1)
-    a_full = activation_bytes(m, Layout(tp=8, recompute="full"), 1, 2048, 1, 1)
+    a_none = _activations(m, base, 1, 1)
+    a_flash = _activations(m, Layout(tp=8, flash_attention=True), 1, 1)
+    a_full = _activations(m, Layout(tp=8, recompute="full"), 1, 1)
     sbh = 2048 * 12288
     assert a_none == pytest.approx(sbh * (10 + 24 / 8 + 5 * 96 * 2048 / (12288 * 8)))
     assert a_flash == pytest.approx(sbh * (10 + 24 / 8))

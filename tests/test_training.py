@@ -6,6 +6,7 @@ import pytest
 
 from simulator import parse_scenario, simulate_training
 from simulator.errors import CapsimError
+from simulator.training.schedules import Interleaved, OneFOneB
 from simulator.training.step import PassTime, StageSpec, simulate_step
 
 BASE = {"kind": "training", "model": "megatron-7.5b", "hardware": "a100-sxm-80gb",
@@ -17,7 +18,7 @@ BASE = {"kind": "training", "model": "megatron-7.5b", "hardware": "a100-sxm-80gb
 def test_1f1b_bubble_fraction(p, m):
     f, b = 1.0, 2.0
     st = [StageSpec([PassTime.of(f)], [PassTime.of(b)]) for _ in range(p)]
-    t = simulate_step(st, microbatches=m, schedule_kind="1f1b").iteration_time
+    t = simulate_step(st, OneFOneB(p, m)).iteration_time
     ideal = m * (f + b)
     assert (t - ideal) / ideal == pytest.approx((p - 1) / m)
 
@@ -26,14 +27,14 @@ def test_1f1b_bubble_fraction(p, m):
 def test_interleaved_bubble_fraction(p, v, m):
     f, b = 1.0, 2.0
     st = [StageSpec([PassTime.of(f)] * v, [PassTime.of(b)] * v) for _ in range(p)]
-    t = simulate_step(st, microbatches=m, schedule_kind="interleaved").iteration_time
+    t = simulate_step(st, Interleaved(p, m, v)).iteration_time
     ideal = m * v * (f + b)
     assert (t - ideal) / ideal == pytest.approx((p - 1) / (v * m))
 
 
 def test_zero_comm_step_equals_sum_of_compute():
     st = [StageSpec([PassTime.of(0.3)], [PassTime.of(0.7)], optimizer=0.05)]
-    assert simulate_step(st, microbatches=10).iteration_time == pytest.approx(10 * 1.0 + 0.05)
+    assert simulate_step(st, OneFOneB(1, 10)).iteration_time == pytest.approx(10 * 1.0 + 0.05)
 
 
 def test_dp1_has_no_gradient_communication():
@@ -120,7 +121,7 @@ def test_gradient_reduction_after_the_backward_is_fully_exposed():
     # second at its end (t = 12), so only the second is exposed. Not overlapped: both are.
     def step(overlap: bool) -> float:
         st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5, 0.5]], overlap_grad=overlap)]
-        return simulate_step(st, microbatches=4).iteration_time
+        return simulate_step(st, OneFOneB(1, 4)).iteration_time
     assert step(True) == pytest.approx(12.5)
     assert step(False) == pytest.approx(13.0)
 
@@ -154,7 +155,7 @@ def test_overlapped_reduction_slows_the_compute_it_hides_under():
     # As above, but the collective's kernels take a quarter of the GPU while they run: the hidden
     # first bucket (0.5 s) costs 0.125 s of compute; the exposed second one costs its full 0.5 s.
     st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5, 0.5]], overlap_slowdown=0.25)]
-    assert simulate_step(st, microbatches=4).iteration_time == pytest.approx(12.5 + 0.125)
+    assert simulate_step(st, OneFOneB(1, 4)).iteration_time == pytest.approx(12.5 + 0.125)
 
 
 def test_zero2_reduce_scatters_gradients_every_micro_batch():
@@ -191,3 +192,42 @@ def test_placement_decides_which_groups_share_a_node():
 def test_placement_must_name_each_dimension_once():
     with pytest.raises(CapsimError, match="must list tp, cp, pp and dp once each"):
         parse_scenario(BASE, ["parallelism.placement=[tp, pp, dp]"])
+
+
+def test_context_and_expert_parallel_traffic_is_reported_apart_from_tensor_parallel():
+    # One stage, so the breakdown covers every pass: m micro-batches × L layers × the layer's
+    # collectives of each kind in its forward, recomputed forward and backward.
+    from simulator.catalog import get_model
+    from simulator.costmodel.collectives import collective_time
+    from simulator.costmodel.layout import Layout
+    from simulator.costmodel.transformer import layer_ops
+    from simulator.hardware import get_profile
+
+    hw = get_profile("a100-sxm-80gb")
+
+    def tp_per_layer(model, lay):
+        ops = layer_ops(model, hw, lay, 1, 2048)
+        return sum(o.time for o in ops.fwd + ops.recompute + ops.bwd if o.kind == "tp_comm")
+
+    # CP 2 (with TP 2, DP 2): m = 64 / 2 = 32, L = 36. Each layer all-gathers the other rank's keys
+    # and values (2048 tokens × 2 × kv_dim / tp, 16-bit) in its forward, again in the recomputed
+    # forward (full recompute) and in its backward.
+    model = get_model("megatron-7.5b")
+    lay = Layout(tp=2, cp=2, dp=2, recompute="full")
+    ag = collective_time(hw, "all_gather", 2048 * 2 * model.kv_dim / 2 * 2, lay.cp_group)
+    bd = simulate_training(parse_scenario(BASE, ["parallelism.tp=2", "parallelism.cp=2"]))["time_breakdown_s"]
+    assert list(bd)[1:4] == ["tp_comm_s", "cp_comm_s", "ep_comm_s"]
+    assert bd["cp_comm_s"] == pytest.approx(32 * 36 * 3 * ag, rel=1e-5)
+    assert bd["tp_comm_s"] == pytest.approx(32 * 36 * tp_per_layer(model, lay), rel=1e-5)
+    assert bd["ep_comm_s"] == 0
+
+    # EP 2 on Mixtral (TP 1, DP 8, no recompute): m = 64 / 8 = 8, L = 32. Each layer dispatches its
+    # 2048 × top-2 token copies (hidden 4096, 16-bit) to the experts' ranks and combines them back,
+    # in the forward and again in the backward: 4 all-to-alls; no tensor parallelism, no TP traffic.
+    moe = get_model("mixtral-8x7b")
+    lay = Layout(tp=1, dp=8, ep=2)
+    a2a = collective_time(hw, "all_to_all", 2048 * 2 * 4096 * 2, lay.ep_group)
+    bd = simulate_training(parse_scenario({**BASE, "model": "mixtral-8x7b"},
+                                          ["parallelism.ep=2", "training.recompute=none"]))["time_breakdown_s"]
+    assert bd["ep_comm_s"] == pytest.approx(8 * 32 * 4 * a2a, rel=1e-5)
+    assert bd["tp_comm_s"] == 0 == tp_per_layer(moe, lay) and bd["cp_comm_s"] == 0

@@ -9,8 +9,8 @@ ZeRO-1 with fp32 gradients: 6 + 12/N bytes per parameter.
 Activations per layer (Korthikanti et al. 2022, 16-bit): ``s·b·h·(10 + 24/t + 5·a·s/(h·t))`` with
 tensor parallelism, ``s·b·h/t·(34 + 5·a·s/h)`` with sequence parallelism, ``34·s·b·h/t`` with
 selective recompute (sequence parallel), ``2·s·b·h`` (÷t with SP) with full recompute. Flash
-attention drops the ``5·a·s/h`` term. 1F1B keeps ``min(p, m)`` micro-batches in flight on the first
-stage; interleaving multiplies that by ``1 + (p−1)/(p·v)``.
+attention drops the ``5·a·s/h`` term. How many micro-batches a pipeline stage keeps in flight is its
+schedule's answer (``training.schedules``), summed with these by ``training.memory_plan``.
 """
 
 from __future__ import annotations
@@ -86,22 +86,3 @@ def activation_bytes_per_layer(layer: LayerSpec | ModelSpec, lay: Layout, micro_
     if sp:
         return sbh / t * (10 + shardable + attn)
     return sbh * (10 + shardable / t + attn / t)
-
-
-def activation_bytes(model: LayerSpec | ModelSpec, lay: Layout, micro_batch: float, seq: int, microbatches: int,
-                     layers_on_stage: int, first_stage: bool = True) -> float:
-    """Peak stored activations on a stage: layers × micro-batches in flight, plus embedding/head."""
-    p, v = lay.pp, max(lay.virtual_stages, 1)
-    if p == 1:
-        in_flight = 1.0
-    else:
-        in_flight = float(min(p, microbatches))
-        if v > 1:
-            in_flight *= 1 + (p - 1) / (p * v)
-    per_layer = activation_bytes_per_layer(model, lay, micro_batch, seq)
-    return per_layer * layers_on_stage * in_flight
-
-
-def kv_cache_bytes(model: ModelSpec, tokens: float, *, tp: int = 1, bytes_per_element: float = 2.0) -> float:
-    """KV cache for ``tokens`` tokens on one GPU of a ``tp``-way replica."""
-    return model.kv_cache_bytes_per_token(bytes_per_element) * tokens / tp

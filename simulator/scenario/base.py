@@ -80,6 +80,15 @@ class Variants(Generic[M]):
             self._rebuild()
         return config
 
+    def unregister(self, name: str) -> None:
+        """Remove the member ``name`` (e.g. a test's own variant) and rebuild the models that hold the
+        union, so it no longer loads; the default member stays."""
+        if name == self.default:
+            raise ValueError(f"{name!r} is the default {self.what} and cannot be removed")
+        del self.members[name], self.impls[name]
+        if self._hosts:
+            self._rebuild()
+
     def impl(self, name: str) -> Any:
         """What the member ``name`` selects."""
         return self.impls[name]

@@ -3,11 +3,12 @@ reliability of the whole run."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..costmodel.layout import PLACEMENT_MEGATRON
+from ..training.schedules import gpipe, interleaved, one_f_one_b  # noqa: F401  (each registers its schedule)
+from ..training.schedules.base import SCHEDULES, ParallelismBase
 from .base import Precision, Pricing, _Strict
 
 
@@ -16,26 +17,13 @@ class Cluster(_Strict):
     gpus_per_node: int = Field(default=8, ge=1)
 
 
-class Parallelism(_Strict):
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    dp: int | None = Field(default=None, ge=1, description="default: GPUs / (tp·pp·cp)")
-    cp: int = Field(default=1, ge=1)
-    ep: int = Field(default=1, ge=1)
-    virtual_stages: int = Field(default=1, ge=1)
-    sequence_parallel: bool = False
-    zero_stage: Literal[0, 1, 2, 3] = 0
-    schedule: Literal["1f1b", "gpipe", "interleaved"] = "1f1b"
-    # Rank order, innermost (neighbouring ranks, same node) first. Megatron: tp, cp, pp, dp;
-    # DeepSpeed's pipeline engine: tp, cp, dp, pp.
-    placement: list[Literal["tp", "cp", "pp", "dp"]] = Field(default_factory=lambda: list(PLACEMENT_MEGATRON))
-
-    @field_validator("placement")
-    @classmethod
-    def _placement(cls, v: list[str]) -> list[str]:
-        if sorted(v) != sorted(PLACEMENT_MEGATRON):
-            raise ValueError(f"must list tp, cp, pp and dp once each, innermost first (got {v})")
-        return v
+# ``parallelism`` is a tagged union keyed by ``schedule``: each pipeline schedule's module defines
+# its config (the shared layout keys plus its own) and registers it with SCHEDULES.
+Parallelism = ParallelismBase   # the keys every schedule's config has
+if TYPE_CHECKING:
+    ParallelismConfig = ParallelismBase
+else:
+    ParallelismConfig = SCHEDULES.annotation()
 
 
 class Training(_Strict):
@@ -98,9 +86,13 @@ class TrainingScenario(_Strict):
     model: str | dict[str, Any]
     hardware: str
     cluster: Cluster = Field(default_factory=Cluster)
-    parallelism: Parallelism = Field(default_factory=Parallelism)
+    parallelism: ParallelismConfig = SCHEDULES.field(description="the parallel layout and pipeline schedule; "
+                                                               "the keys allowed depend on parallelism.schedule")
     training: Training = Field(default_factory=Training)
     data_loader: DataLoader = Field(default_factory=DataLoader)
     reliability: Reliability = Field(default_factory=Reliability)
     pricing: Pricing = Field(default_factory=Pricing)
     seed: int = 0
+
+
+SCHEDULES.hosted_by(TrainingScenario, "parallelism")

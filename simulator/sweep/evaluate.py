@@ -11,6 +11,7 @@ from ..catalog import get_model
 from ..errors import CapsimError
 from ..hardware import get_profile
 from ..scenario import ServingScenario, TrainingScenario, parse_scenario
+from ..training.schedules import OneFOneBConfig, make_schedule
 
 RATE_STEPS = 7          # bisection steps for the maximum sustainable rate
 MAX_RATE_FACTOR = 64.0  # search up to 64× the scenario's rate
@@ -18,13 +19,13 @@ MAX_RATE_FACTOR = 64.0  # search up to 64× the scenario's rate
 
 def _training_row(sc: TrainingScenario) -> dict[str, Any]:
     from ..training.layout import resolve_layout
-    from ..training.simulate import build_step, simulate_training
+    from ..training.simulate import simulate_training, step_memory
 
     model, hw = get_model(sc.model), get_profile(sc.hardware)
     if sc.training.micro_batch != "auto":
         # prune what cannot fit before simulating the pipeline
         lay, mb = resolve_layout(sc, model, hw)
-        mem = build_step(model, hw, lay, mb, sc).memory
+        mem = step_memory(model, hw, lay, mb, sc)
         if mem.total > hw.memory_bytes:
             return {"feasible": False, "fits_in_memory": False, "memory_gib": mem.total / 2**30,
                     "error": f"needs {mem.total / 2**30:.1f} GiB per GPU of {hw.memory_gib:.0f}"}
@@ -129,8 +130,8 @@ def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[s
                 vs = [v for v in ((1, 2, 4) if full and pp > 1 else (1,)) if model.layers % (pp * v) == 0]
                 for v in vs:
                     for mb in [b for b in _divisors(per_rank) if b <= 8]:
-                        if v > 1 and (per_rank // mb) % pp:
-                            continue               # interleaving needs micro-batches in multiples of PP
+                        if make_schedule(OneFOneBConfig(pp=pp, virtual_stages=v), per_rank // mb).problems():
+                            continue               # e.g. interleaving needs micro-batches in multiples of PP
                         for rec in ("none", "selective", "full"):
                             for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
                                 c = {"parallelism.tp": tp, "parallelism.pp": pp, "parallelism.dp": dp,

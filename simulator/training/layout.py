@@ -1,12 +1,22 @@
-"""Check a training scenario's parallel layout and turn it into a :class:`Layout`."""
+"""Check a training scenario's parallel layout and turn it into a :class:`Layout`; split the model
+over its pipeline stages (:func:`partition`).
+
+Which virtual stage a chunk of a stage is, is the schedule's answer; the layers are spread over the
+virtual stages by :func:`stage_layers`. Stage work and the memory plan both read the partition.
+"""
 
 from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
 
 from ..costmodel.layout import Layout
 from ..errors import CapsimError
 from ..hardware import HardwareProfile
+from ..layers import LayerSpec
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
+from .schedules.base import Schedule, make_schedule
 
 
 def stage_layers(layers: int, virtual_stages: int) -> list[int]:
@@ -24,10 +34,15 @@ def stage_layers(layers: int, virtual_stages: int) -> list[int]:
     return counts
 
 
+def step_schedule(sc: TrainingScenario, micro_batch: int, dp: int) -> Schedule:
+    """The scenario's pipeline schedule over one iteration's global_batch / (micro_batch·dp) micro-batches."""
+    return make_schedule(sc.parallelism, sc.training.global_batch // (micro_batch * dp))
+
+
 def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                    micro_batch: int | None = None) -> tuple[Layout, int]:
-    """Validate the layout against the model and cluster; return it with a concrete micro-batch
-    (the given one, the scenario's, or 1 when the scenario says ``auto``)."""
+    """Validate the layout against the model, the cluster and the pipeline schedule; return it with a
+    concrete micro-batch (the given one, the scenario's, or 1 when the scenario says ``auto``)."""
     par, tr, cl = sc.parallelism, sc.training, sc.cluster
     gpus = cl.nodes * cl.gpus_per_node
     base = par.tp * par.pp * par.cp
@@ -50,11 +65,10 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         problems.append(f"kv_heads={model.kv_heads} and tp={par.tp}: one must divide the other")
     if par.tp < model.kv_heads and model.kv_heads % par.tp:
         problems.append(f"kv_heads={model.kv_heads} not divisible by tp={par.tp}")
-    v = par.virtual_stages
-    if par.schedule == "interleaved" and (v < 2 or par.pp < 2):
-        problems.append("schedule 'interleaved' needs pp >= 2 and parallelism.virtual_stages >= 2")
-    if v > 1 and par.schedule != "interleaved":
-        problems.append(f"virtual_stages={v} needs schedule: interleaved (got {par.schedule!r})")
+    v = par.chunks_per_stage
+    mb = micro_batch or (tr.micro_batch if isinstance(tr.micro_batch, int) else 1)
+    if tr.global_batch % (mb * dp) == 0:
+        problems += step_schedule(sc, mb, dp).problems()
     if model.layers < par.pp * v:
         problems.append(f"model {model.name} has {model.layers} layers, fewer than pp·virtual_stages = {par.pp * v}")
     if tr.seq_len % par.cp:
@@ -75,7 +89,6 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         problems.append("sequence_parallel needs tp >= 2")
     if not hw.supports(tr.precision) and tr.precision != "fp32":
         problems.append(f"hardware {hw.name} has no {tr.precision} support (peaks: {', '.join(hw.peak_tflops)})")
-    mb = micro_batch or (tr.micro_batch if isinstance(tr.micro_batch, int) else 1)
     if tr.global_batch % (mb * dp):
         problems.append(f"training.global_batch={tr.global_batch} not divisible by micro_batch·dp = {mb}·{dp} = {mb * dp}")
     if problems:
@@ -86,3 +99,57 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                  overlap_grad_reduce=tr.overlap_grad_reduce,
                  gpus_per_node=cl.gpus_per_node, placement=tuple(par.placement))
     return lay, mb
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One virtual stage as held by one GPU of its pipeline stage."""
+
+    vs: int                 # virtual stage: position in the layer order, 0 first
+    layers: int             # transformer layers
+    embedding: bool         # the first virtual stage embeds the tokens
+    head: bool              # the last one holds the final norm, output head and loss
+    params: float           # parameters on one GPU (tensor- and expert-parallel shards)
+    groups: tuple[tuple[LayerSpec, int], ...] = ()   # its layers by kind, in layer order: (spec, count)
+
+
+def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Chunk]]:
+    """Per pipeline stage, its chunks in the schedule's chunk order."""
+    p, v = schedule.stages, schedule.chunks
+    nvs = p * v
+    per_vs = stage_layers(model.layers, nvs)
+    emb_params = model.embedding_params() / lay.tp
+    # a tied output head keeps its own copy of the embedding matrix when it sits on another stage
+    head_params = model.head_params() / lay.tp + (model.vocab * model.hidden / lay.tp
+                                                  if model.tie_embeddings and p > 1 and model.vocab else 0)
+    bounds = [0, *itertools.accumulate(per_vs)]
+
+    def layer_params(spec: LayerSpec) -> float:
+        """Parameters of one layer on this rank: 1/tp of it, and 1/ep of its routed experts."""
+        n = spec.params() / lay.tp
+        if spec.mlp.is_moe and lay.ep > 1:
+            n -= spec.routed_params() * (1 - 1 / lay.ep) / lay.tp
+        return n
+
+    stages = []
+    for s in range(p):
+        chunks = []
+        for c in range(v):
+            vs = schedule.virtual_stage(s, c)
+            groups = tuple(model.layer_groups(bounds[vs], bounds[vs + 1]))
+            params = sum((layer_params(spec) * n for spec, n in groups), 0.0)
+            if vs == 0:
+                params += emb_params
+            if vs == nvs - 1:
+                params += head_params
+            chunks.append(Chunk(vs, per_vs[vs], vs == 0, vs == nvs - 1, params, groups))
+        stages.append(chunks)
+    return stages
+
+
+def stage_params(chunks: list[Chunk]) -> float:
+    """Parameters one GPU of the stage holds."""
+    total = 0.0
+    for ch in chunks:
+        total += ch.params
+    return total

@@ -1,38 +1,49 @@
-"""One training iteration as a discrete-event simulation of a pipeline.
+"""One training iteration as a discrete-event simulation of a pipeline: the engine that runs what
+a :class:`~.schedules.Schedule` says.
 
-Each pipeline stage is a simpy process that walks its schedule (GPipe, 1F1B or interleaved 1F1B),
-waiting for the activation (forward) or gradient (backward) of the neighbouring virtual stage plus
-the point-to-point transfer. Gradient buckets are reduced over data parallelism on a separate
-communication stream as the last micro-batch's backward produces them, so only the part that
-outlasts the backward is exposed. One pipeline stands for all DP replicas (they are symmetric), so
-the cost of a step does not grow with the data-parallel degree.
+Each pipeline stage is a simpy process that walks its schedule's order, waiting for the pass its
+schedule says it depends on (the neighbouring virtual stage's activation or gradient) plus the
+point-to-point transfer when that pass ran on another stage. Gradient buckets are reduced over
+data parallelism on a separate communication stream as the pass that completes a chunk's
+gradients produces them, so only the part that outlasts the backward is exposed. One pipeline
+stands for all DP replicas (they are symmetric), so the cost of a step does not grow with the
+data-parallel degree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import simpy
+from simpy.events import Event
+
+from .schedules.base import Schedule
+
+BUSY = ("compute", "tp_comm", "cp_comm", "ep_comm", "host", "dp")   # what a stage's passes are made of
 
 
 @dataclass(frozen=True, slots=True)
 class PassTime:
-    """Duration of a forward or backward of one micro-batch through one model chunk, split into
-    what it is made of (for the time breakdown)."""
+    """Duration of one pass (forward, backward) of one micro-batch through one model chunk, split
+    into what it is made of (for the time breakdown)."""
 
     total: float
     compute: float = 0.0
-    comm: float = 0.0          # tensor/context/expert-parallel collectives inside the pass
+    tp_comm: float = 0.0       # tensor-parallel collectives inside the pass
+    cp_comm: float = 0.0       # context-parallel key/value exchanges
+    ep_comm: float = 0.0       # expert-parallel all-to-alls
     host: float = 0.0          # GPU idle waiting for the host to issue kernels
     dp: float = 0.0            # ZeRO parameter gathers and gradient reductions the pass exposes
 
     @staticmethod
-    def of(compute: float, comm: float = 0.0, host_floor: float = 0.0, dp: float = 0.0) -> PassTime:
+    def of(compute: float, tp_comm: float = 0.0, host_floor: float = 0.0, dp: float = 0.0, *,
+           cp_comm: float = 0.0, ep_comm: float = 0.0) -> PassTime:
         """``host_floor``: the wall time of issuing the pass's kernels; ``dp`` adds on top."""
-        gpu = compute + comm
+        gpu = compute + tp_comm + cp_comm + ep_comm
         total = max(gpu, host_floor)
-        return PassTime(total + dp, compute, comm, total - gpu, dp)
+        return PassTime(total + dp, compute, tp_comm, cp_comm, ep_comm, total - gpu, dp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,14 @@ class StageSpec:
     overlap_grad: bool = True               # buckets reduce during the backward, else after it
     overlap_slowdown: float = 0.0           # compute lost while a bucket's reduction overlaps it
 
+    def pass_times(self, kind: str) -> Sequence[PassTime]:
+        """Per chunk, the time of a pass of ``kind``."""
+        if kind == "F":
+            return self.fwd
+        if kind == "B":
+            return self.bwd
+        raise ValueError(f"the stage work has no {kind!r} pass (only F and B are built)")
+
 
 @dataclass(slots=True)
 class StepTrace:
@@ -55,88 +74,71 @@ class StepTrace:
     compute_end: list[float]
     dp_end: list[float]
     contention: list[float] = field(default_factory=list)   # compute slowed by overlapped reduction
-    timeline: list[tuple[int, str, int, int, float, float]] = field(default_factory=list)  # stage, F/B, chunk, mb, start, end
-    busy: list[dict[str, float]] = field(default_factory=list)
+    timeline: list[tuple[int, str, int, int, float, float]] = field(default_factory=list)  # stage, pass, chunk, mb, start, end
+    busy: list[dict[str, float]] = field(default_factory=list)   # per stage: seconds of each of BUSY
 
 
-def schedule(kind: str, stage: int, p: int, m: int, v: int) -> list[tuple[str, int, int]]:
-    """The order of (F|B, chunk, micro-batch) on ``stage`` for a schedule."""
-    if kind == "gpipe":
-        return [("F", 0, i) for i in range(m)] + [("B", 0, i) for i in range(m)]
-    if v == 1:
-        warm = min(p - stage - 1, m)
-        order = [("F", 0, i) for i in range(warm)]
-        for i in range(m - warm):
-            order += [("F", 0, warm + i), ("B", 0, i)]
-        return order + [("B", 0, i) for i in range(m - warm, m)]
-    # Megatron-LM interleaved 1F1B (Narayanan et al. SC'21): micro-batches in groups of p per chunk.
-    total = m * v
-
-    def fwd_id(k: int) -> tuple[int, int]:
-        return (k // p) % v, (k // (p * v)) * p + k % p
-
-    def bwd_id(k: int) -> tuple[int, int]:
-        return v - 1 - (k // p) % v, (k // (p * v)) * p + k % p
-
-    warm = min((p - stage - 1) * 2 + (v - 1) * p, total)
-    order = [("F", *fwd_id(k)) for k in range(warm)]
-    for i in range(total - warm):
-        order += [("F", *fwd_id(warm + i)), ("B", *bwd_id(i))]
-    return order + [("B", *bwd_id(k)) for k in range(total - warm, total)]
-
-
-def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_kind: str = "1f1b",
-                  p2p: float = 0.0, record: bool = True) -> StepTrace:
-    """Run one iteration; ``stages[s].fwd[c]`` is chunk ``c`` of device ``s`` (virtual stage c·p+s)."""
-    p = len(stages)
-    v = len(stages[0].fwd)
-    m = microbatches
+def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float = 0.0,
+                  record: bool = True) -> StepTrace:
+    """Run one iteration; ``stages[s].fwd[c]`` is chunk ``c`` of stage ``s``."""
+    p, v = schedule.stages, schedule.chunks
+    if len(stages) != p or any(len(st.fwd) != v or len(st.bwd) != v for st in stages):
+        raise ValueError(f"the schedule runs {p} stages of {v} chunks; the stage work has "
+                         f"{[len(st.fwd) for st in stages]} chunks per stage")
     env = simpy.Environment()
-    nvs = p * v
+    home = {schedule.virtual_stage(s, c): s for s in range(p) for c in range(v)}
     done: dict[tuple[str, int, int], simpy.Event] = {}
     finish: dict[tuple[str, int, int], float] = {}
-    for kind in ("F", "B"):
-        for vs in range(nvs):
-            for i in range(m):
-                done[(kind, vs, i)] = env.event()
     trace = StepTrace(0.0, [0.0] * p, [0.0] * p, [0.0] * p)
     grad_ready: list[simpy.Store] = [simpy.Store(env) for _ in range(p)]
     compute_done: list[simpy.Event] = [env.event() for _ in range(p)]
 
-    def stage_proc(s: int, spec: StageSpec):
-        busy = {"compute": 0.0, "comm": 0.0, "host": 0.0, "dp": 0.0}
-        last_b = {c: m - 1 for c in range(v)}
-        for kind, c, i in schedule(schedule_kind, s, p, m, v):
-            vs = c * p + s
-            dep = (kind, vs - 1, i) if kind == "F" else (kind, vs + 1, i)
-            if kind == "B" and vs == nvs - 1:
-                dep = ("F", vs, i)
-            if dep[1] >= 0 and dep[1] < nvs:
+    def plan(s: int, spec: StageSpec) -> list[tuple]:
+        """The stage's passes with what each waits for, resolved before the clock starts."""
+        times = {kind: spec.pass_times(kind) for kind in schedule.passes}
+        vss = [schedule.virtual_stage(s, c) for c in range(v)]
+        ready = ({(kind, vss[c], i) for c in range(v) for kind, i in [schedule.grads_ready(s, c)]}
+                 if spec.grad_buckets else set())
+        depends_on = schedule.depends_on
+        steps = []
+        for kind, c, i in schedule.order(s):
+            vs = vss[c]
+            key = (kind, vs, i)
+            done[key] = Event(env)
+            dep = depends_on(kind, vs, i)
+            link = p2p if dep is not None and home[dep[1]] != s else 0.0   # a neighbour's output crosses a link
+            steps.append((kind, c, i, key, dep, link, times[kind][c], key in ready))
+        return steps
+
+    def stage_proc(s: int, steps: list[tuple]) -> Generator[Event, object, None]:
+        compute = tp = cp = ep = host = dp = 0.0
+        for kind, c, i, key, dep, link, pt, completes_grads in steps:
+            if dep is not None:
                 ev = done[dep]
                 if not ev.triggered:
                     yield ev
-                cross = dep[0] == kind  # a neighbour's output crosses a link
-                wait = finish[dep] + (p2p if cross else 0.0) - env.now
+                wait = finish[dep] + link - env.now
                 if wait > 0:
                     yield env.timeout(wait)
-            pt = (spec.fwd if kind == "F" else spec.bwd)[c]
             start = env.now
-            if kind == "B" and i == last_b[c] and spec.grad_buckets:
+            if completes_grads:
                 grad_ready[s].put((start, pt.total, c))
             yield env.timeout(pt.total)
-            busy["compute"] += pt.compute
-            busy["comm"] += pt.comm
-            busy["host"] += pt.host
-            busy["dp"] += pt.dp
-            finish[(kind, vs, i)] = env.now
-            done[(kind, vs, i)].succeed()
+            compute += pt.compute
+            tp += pt.tp_comm
+            cp += pt.cp_comm
+            ep += pt.ep_comm
+            host += pt.host
+            dp += pt.dp
+            finish[key] = env.now
+            done[key].succeed()
             if record:
                 trace.timeline.append((s, kind, c, i, start, env.now))
         trace.compute_end[s] = env.now
         compute_done[s].succeed()
-        trace.busy.append({"stage": s, **busy})
+        trace.busy.append({"stage": s, **dict(zip(BUSY, (compute, tp, cp, ep, host, dp), strict=True))})
 
-    def dp_proc(s: int, spec: StageSpec):
+    def dp_proc(s: int, spec: StageSpec) -> Generator[Event, Any, None]:
         free = 0.0
         if spec.grad_buckets and not spec.overlap_grad:
             yield compute_done[s]             # reduce only once every chunk's backward is done
@@ -152,8 +154,9 @@ def simulate_step(stages: Sequence[StageSpec], *, microbatches: int, schedule_ki
                 free = env.now
         trace.dp_end[s] = free
 
+    plans = [plan(s, spec) for s, spec in enumerate(stages)]
     for s, spec in enumerate(stages):
-        env.process(stage_proc(s, spec))
+        env.process(stage_proc(s, plans[s]))
         env.process(dp_proc(s, spec))
     env.run()
     trace.contention = [0.0] * p

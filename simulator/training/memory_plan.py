@@ -1,0 +1,56 @@
+"""Memory per GPU of one iteration, stage by stage: model states of the parameters the stage holds,
+the activations of the micro-batches its schedule keeps in flight, and buffers.
+
+Activations per layer and micro-batch follow Korthikanti et al. 2022 (``costmodel.memory``); how
+many micro-batches are in flight on a stage is the schedule's answer (1F1B: ``p − s``; interleaved
+1F1B: that times ``1 + (p−1)/(p·v)``; GPipe: all ``m``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..costmodel.layout import Layout
+from ..costmodel.memory import GIB, MemoryBreakdown, activation_bytes_per_layer, model_state_bytes
+from ..models import ModelSpec
+from .layout import Chunk, stage_params
+from .schedules.base import Schedule
+from .stack import GRAD_BUCKET_PARAMS, RUNTIME_RESERVE_GIB
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    stages: list[MemoryBreakdown]       # per pipeline stage
+
+    @property
+    def worst(self) -> MemoryBreakdown:
+        """The most loaded stage (the first of equals): what every GPU must fit."""
+        worst = self.stages[0]
+        for br in self.stages[1:]:
+            if br.total > worst.total:
+                worst = br
+        return worst
+
+
+def grad_bytes(lay: Layout) -> float:
+    """Bytes per gradient element: fp32 main gradients (Megatron's default) or 16-bit."""
+    return 4.0 if lay.grad_precision == "fp32" else 2.0
+
+
+def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, schedule: Schedule,
+                stages: list[list[Chunk]]) -> MemoryPlan:
+    """Bytes per GPU on each pipeline stage of ``stages`` (from :func:`~.layout.partition`)."""
+    gb = grad_bytes(lay)
+    per_layer = {spec: activation_bytes_per_layer(spec, lay, micro_batch, seq) for spec, _ in model.layer_groups()}
+    out = []
+    for s, chunks in enumerate(stages):
+        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=lay.zero_stage, dp=lay.dp, grad_bytes=gb)
+        a = sum((per_layer[spec] * n for ch in chunks for spec, n in ch.groups), 0.0) * schedule.in_flight(s)
+        buf = RUNTIME_RESERVE_GIB * GIB
+        if any(ch.head for ch in chunks):
+            vocab = model.vocab or model.num_classes
+            buf += micro_batch * seq / lay.cp * vocab / lay.tp * 4 * 2  # fp32 logits and their gradient
+        if lay.dp > 1:
+            buf += 2 * GRAD_BUCKET_PARAMS * gb
+        out.append(MemoryBreakdown(w, g, o, a, buf))
+    return MemoryPlan(out)

@@ -1,0 +1,136 @@
+"""What each pipeline stage computes and communicates in one iteration: the time of every pass of
+every chunk, its gradient buckets, its optimizer step, and the FLOPs behind them.
+
+A chunk's passes are built from the kernels of the parts it holds (:func:`_chunk_parts`), issued
+by one host thread (so small layers become host-bound), plus what ZeRO exposes: ZeRO-3 gathers
+each layer's parameters before its forward and backward, prefetched so only what outlasts the
+layer's compute shows; ZeRO-2/3 reduce-scatter every micro-batch's gradients on the same links.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..costmodel.collectives import collective_time, p2p_time
+from ..costmodel.layout import Layout
+from ..costmodel.ops import Op, dispatched_time, memory_bound_time, overlap_slowdown
+from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
+from ..hardware import HardwareProfile
+from ..layers import LayerSpec
+from ..models import ModelSpec
+from .layout import Chunk, stage_params
+from .memory_plan import grad_bytes
+from .schedules.base import Schedule
+from .stack import GRAD_BUCKET_PARAMS, OPTIMIZER_BYTES_PER_PARAM
+from .step import PassTime, StageSpec
+
+
+@dataclass(frozen=True, slots=True)
+class StageWork:
+    stages: list[StageSpec]             # per pipeline stage
+    p2p: float                          # one activation (or its gradient) sent to the next stage
+    model_flops_per_gpu: float          # per iteration, 6·params·tokens style (no recompute)
+    hardware_flops_per_gpu: float       # the same plus recomputed forwards
+
+
+def _split(ops: tuple[Op, ...]) -> tuple[float, float, float, float]:
+    """Seconds of compute and of tensor-, context- and expert-parallel collectives in ``ops``."""
+    comp = tp = cp = ep = 0.0
+    for o in ops:
+        if not o.is_comm:
+            comp += o.time
+        elif o.kind == "tp_comm":
+            tp += o.time
+        elif o.kind == "cp_comm":
+            cp += o.time
+        elif o.kind == "ep_comm":
+            ep += o.time
+        else:
+            raise ValueError(f"op {o.name} ({o.kind}) inside a pass: passes hold tp, cp and ep collectives only")
+    return comp, tp, cp, ep
+
+
+def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq: int, schedule: Schedule,
+               stages: list[list[Chunk]], dispatch_s: float) -> StageWork:
+    """The work of every stage of ``stages`` (from :func:`~.layout.partition`) under ``schedule``."""
+    p, m = schedule.stages, schedule.microbatches
+    kinds = {spec: layer_ops(spec, hw, lay, mb, seq) for spec, _ in model.layer_groups()}  # each kind once
+    emb = embedding_ops(model, hw, lay, mb, seq)
+    head = head_ops(model, hw, lay, mb, seq)
+
+    def _chunk_parts(ch: Chunk) -> list[tuple[PassOps, int]]:
+        """The kernels of one chunk's pass: (ops, repeats) in the order they run."""
+        parts = [(kinds[spec], n) for spec, n in ch.groups]
+        if ch.embedding:
+            parts.append((emb, 1))
+        if ch.head:
+            parts.append((head, 1))
+        return parts
+
+    def zero3_gather(spec: LayerSpec) -> float:
+        """ZeRO-3: one layer's parameter all-gather (before its forward, and again before its backward)."""
+        if lay.zero_stage < 3:
+            return 0.0
+        return collective_time(hw, "all_gather", spec.params() / lay.tp * 2, lay.dp_group)
+
+    gathers = {spec: zero3_gather(spec) for spec in kinds}
+    gb = grad_bytes(lay)
+    sharded_grads = lay.zero_stage >= 2 and lay.dp > 1
+    slowdown = overlap_slowdown(hw)
+
+    def pass_time(ch: Chunk, backward: bool) -> PassTime:
+        blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in _chunk_parts(ch)]
+        comp = tp = cp = ep = 0.0
+        for seq_ops, n in blocks:
+            c, t, x, e = _split(seq_ops)
+            comp += c * n
+            tp += t * n
+            cp += x * n
+            ep += e * n
+        wall = dispatched_time(blocks, dispatch_s)
+        layers = max(ch.layers, 1)
+        # layers of several sizes: the mean gather per layer over the chunk
+        zero3_ag = sum((gathers[spec] * n for spec, n in ch.groups), 0.0) / layers
+        rs = (collective_time(hw, "reduce_scatter", ch.params * gb, lay.dp_group)
+              if backward and sharded_grads else 0.0)
+        if zero3_ag or rs:
+            if rs and not lay.overlap_grad_reduce:
+                exposed = rs + max(0.0, zero3_ag - comp / layers) * layers
+            else:
+                exposed = max(0.0, zero3_ag + rs / layers - comp / layers) * layers
+            hidden = zero3_ag * layers + rs - exposed          # overlapped with compute, which slows
+            exposed += hidden * slowdown
+            return PassTime.of(comp, tp, wall, dp=exposed, cp_comm=cp, ep_comm=ep)
+        return PassTime.of(comp, tp, wall, cp_comm=cp, ep_comm=ep)
+
+    specs: list[StageSpec] = []
+    for chunks in stages:
+        buckets = []
+        if lay.dp > 1 and not sharded_grads:
+            kind = "reduce_scatter" if lay.zero_stage >= 1 else "all_reduce"
+            for ch in chunks:
+                nb = max(1, math.ceil(ch.params / GRAD_BUCKET_PARAMS))
+                buckets.append([collective_time(hw, kind, ch.params * gb / nb, lay.dp_group)] * nb)
+        params_s = stage_params(chunks)
+        opt_params = params_s / (lay.dp if lay.zero_stage >= 1 else 1)
+        opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])
+        optimizer = memory_bound_time(hw, opt_params * opt_bytes)
+        if hw.efficiency.optimizer_us_per_tensor:
+            tensors = sum(spec.tensors() * n for ch in chunks for spec, n in ch.groups)
+            tensors += sum((2 if ch.embedding else 0) + (2 if ch.head else 0) for ch in chunks)  # final norm, head
+            optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
+        post = (collective_time(hw, "all_gather", params_s * 2, lay.dp_group)
+                if lay.zero_stage in (1, 2) and lay.dp > 1 else 0.0)
+        specs.append(StageSpec([pass_time(ch, False) for ch in chunks], [pass_time(ch, True) for ch in chunks],
+                               buckets, optimizer, post, overlap_grad=lay.overlap_grad_reduce, overlap_slowdown=slowdown))
+
+    act_bytes = mb * seq / lay.cp * model.hidden * ACT_BYTES / (lay.tp if lay.sequence_parallel else 1)
+    p2p = p2p_time(hw, act_bytes / (1 if lay.sequence_parallel else lay.tp), same_node=lay.pp_same_node) if p > 1 else 0.0
+    groups = model.layer_groups()
+    fwd_flops = (sum((sum(o.flops for o in kinds[spec].fwd) * n for spec, n in groups), 0.0) / p
+                 + sum(o.flops for o in head.fwd) / p)
+    rec_flops = (sum((sum(o.flops for o in kinds[spec].recompute) * n for spec, n in groups), 0.0) / p
+                 + sum(o.flops for o in head.recompute) / p)
+    model_flops = 3 * fwd_flops * m
+    return StageWork(specs, p2p, model_flops, model_flops + rec_flops * m)

@@ -1,0 +1,180 @@
+"""Pipeline schedules: what each decides, the tagged union on ``parallelism.schedule``, and a new
+schedule added from outside the library through the public registration point."""
+
+from typing import Literal
+
+import pytest
+import yaml
+
+from simulator import parse_scenario, simulate_training
+from simulator.errors import CapsimError
+from simulator.training.schedules import (
+    SCHEDULES,
+    GPipe,
+    Interleaved,
+    OneFOneB,
+    OneFOneBConfig,
+    ParallelismBase,
+    PipelineSchedule,
+    Work,
+    make_schedule,
+    schedule_tag,
+)
+from simulator.training.step import PassTime, StageSpec, simulate_step
+
+BASE = {"kind": "training", "model": "megatron-7.5b", "hardware": "a100-sxm-80gb",
+        "cluster": {"nodes": 1, "gpus_per_node": 8},
+        "training": {"seq_len": 2048, "global_batch": 64, "micro_batch": 1, "recompute": "full"}}
+
+
+# ---- a schedule from outside the library ----------------------------------------------------------
+class FillDrainConfig(ParallelismBase):
+    """``schedule: fill_drain``: no knobs of its own."""
+
+    schedule: Literal["fill_drain"] = schedule_tag("fill_drain")
+
+
+class FillDrain(PipelineSchedule):
+    """Every forward, then every backward in reverse micro-batch order (last in, first out)."""
+
+    def stage_order(self, stage: int) -> list[Work]:
+        m = self.microbatches
+        return [("F", 0, i) for i in range(m)] + [("B", 0, i) for i in reversed(range(m))]
+
+    def in_flight(self, stage: int) -> float:
+        return float(self.microbatches)
+
+
+@pytest.fixture
+def fill_drain():
+    SCHEDULES.register(FillDrainConfig, FillDrain)
+    yield
+    SCHEDULES.unregister("fill_drain")
+
+
+SCENARIO = """
+kind: training
+model: megatron-7.5b
+hardware: a100-sxm-80gb
+cluster: {nodes: 1, gpus_per_node: 8}
+parallelism: {schedule: fill_drain, tp: 4, pp: 2}
+training: {seq_len: 2048, global_batch: 2, micro_batch: 1, recompute: full}
+"""
+
+
+def test_a_schedule_registered_from_outside_loads_and_runs(fill_drain):
+    sc = parse_scenario(yaml.safe_load(SCENARIO))
+    assert isinstance(sc.parallelism, FillDrainConfig) and sc.parallelism.pp == 2
+    schedule = make_schedule(sc.parallelism, microbatches=2)
+    assert schedule.order(0) == [("F", 0, 0), ("F", 0, 1), ("B", 0, 1), ("B", 0, 0)]
+    assert schedule.grads_ready(0, 0) == ("B", 0)          # the last backward is micro-batch 0's
+
+    # p = 2, m = 2, forward 1 s, backward 2 s, sends 0.5 s. Stage 0: F0 [0, 1], F1 [1, 2]. Stage 1:
+    # F0 [1.5, 2.5], F1 [2.5, 3.5], B1 [3.5, 5.5], B0 [5.5, 7.5]. Stage 0: B1 once stage 1's B1 has
+    # arrived, [6, 8]; B0 [8, 10]. Each stage reduces one 0.5 s gradient bucket when its last
+    # backward (B0) ends: stage 0 at 10 -> 10.5.
+    stages = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)]) for _ in range(2)]
+    trace = simulate_step(stages, schedule, p2p=0.5)
+    assert trace.iteration_time == pytest.approx(10.0)
+    assert [(k, i, s, e) for st, k, _, i, s, e in trace.timeline if st == 0] == [
+        ("F", 0, 0.0, 1.0), ("F", 1, 1.0, 2.0), ("B", 1, 6.0, 8.0), ("B", 0, 8.0, 10.0)]
+    assert trace.compute_end == pytest.approx([10.0, 7.5])
+    with_buckets = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], grad_buckets=[[0.5]]) for _ in range(2)]
+    assert simulate_step(with_buckets, schedule, p2p=0.5).iteration_time == pytest.approx(10.5)
+    assert simulate_step(stages, schedule).iteration_time == pytest.approx(9.0)   # no sends: 2 + 1 + 2·2 + 2·2
+
+    r = simulate_training(sc)
+    assert [(k, i) for st, k, _, i, _, _ in r.timeline if st == 0] == [("F", 0), ("F", 1), ("B", 1), ("B", 0)]
+    gpipe = simulate_training(parse_scenario(yaml.safe_load(SCENARIO), ["parallelism.schedule=gpipe"]))
+    # both keep every micro-batch's activations: the same memory as GPipe
+    assert r["memory_per_gpu_gib"] == gpipe["memory_per_gpu_gib"] and r["iteration_time_s"] > 0
+
+
+def test_an_unregistered_schedule_is_an_error_naming_the_known_ones():
+    SCHEDULES.register(FillDrainConfig, FillDrain)
+    SCHEDULES.unregister("fill_drain")
+    with pytest.raises(CapsimError, match="parallelism.schedule: 'fill_drain' is not allowed; schedule must be one "
+                                          "of gpipe, interleaved, 1f1b"):
+        parse_scenario(yaml.safe_load(SCENARIO))
+
+
+# ---- the tagged union -----------------------------------------------------------------------------
+def test_a_knob_of_another_schedule_names_the_key_the_schedule_and_the_allowed_keys():
+    with pytest.raises(CapsimError) as e:
+        parse_scenario(BASE, ["parallelism.schedule=gpipe", "parallelism.virtual_stages=2", "parallelism.pp=2"])
+    msg = str(e.value)
+    assert "unknown key 'parallelism.virtual_stages'" in msg and "under schedule 'gpipe'" in msg
+    assert "allowed keys: tp, pp, dp, cp, ep, sequence_parallel, zero_stage, schedule, placement under" in msg
+    assert "virtual_stages is a key of schedule" in msg and "1f1b" in msg and "interleaved" in msg
+
+
+def test_interleaved_needs_two_virtual_stages_and_two_stages():
+    with pytest.raises(CapsimError, match="parallelism.virtual_stages: Field required"):
+        parse_scenario(BASE, ["parallelism.schedule=interleaved", "parallelism.pp=2"])
+    with pytest.raises(CapsimError, match="parallelism.virtual_stages: Input should be greater than or equal to 2"):
+        parse_scenario(BASE, ["parallelism.schedule=interleaved", "parallelism.virtual_stages=1"])
+    sc = parse_scenario(BASE, ["parallelism.schedule=interleaved", "parallelism.virtual_stages=2", "parallelism.tp=8"])
+    with pytest.raises(CapsimError, match=r"virtual_stages=2 \(interleaved 1F1B\) needs pp >= 2 \(got pp=1\)"):
+        simulate_training(sc)
+
+
+def test_interleaving_needs_micro_batches_in_multiples_of_pp():
+    sc = parse_scenario(BASE, ["parallelism.tp=2", "parallelism.pp=4", "parallelism.virtual_stages=2",
+                               "training.global_batch=6"])     # 6 micro-batches on 4 stages
+    with pytest.raises(CapsimError, match="the 6 micro-batches per iteration .* multiple of pp=4"):
+        simulate_training(sc)
+
+
+def test_1f1b_with_virtual_stages_is_interleaved_1f1b():
+    over = ["parallelism.tp=2", "parallelism.pp=4", "parallelism.virtual_stages=2"]
+    a = simulate_training(parse_scenario(BASE, over))
+    b = simulate_training(parse_scenario(BASE, [*over, "parallelism.schedule=interleaved"]))
+    assert a["layout"]["virtual_stages"] == 2
+    assert a["iteration_time_s"] == b["iteration_time_s"] and a["memory_per_gpu_gib"] == b["memory_per_gpu_gib"]
+    assert type(make_schedule(OneFOneBConfig(pp=4, virtual_stages=2), 8)) is Interleaved
+    plain = simulate_training(parse_scenario(BASE, over[:2]))
+    assert plain["iteration_time_s"] > a["iteration_time_s"]    # interleaving shrinks the bubble
+
+
+def test_every_parallelism_key_is_described_with_its_default():
+    for name, cls in SCHEDULES.members.items():
+        for key, f in cls.model_fields.items():
+            assert f.description and "default" in f.description, (name, key)
+
+
+# ---- what each schedule decides -------------------------------------------------------------------
+def test_micro_batches_in_flight_per_stage():
+    assert [OneFOneB(4, 8).in_flight(s) for s in range(4)] == [4, 3, 2, 1]
+    assert [OneFOneB(4, 2).in_flight(s) for s in range(4)] == [2, 2, 2, 1]     # never more than m
+    assert [GPipe(4, 8).in_flight(s) for s in range(4)] == [8] * 4
+    assert GPipe(1, 8).in_flight(0) == 1                                       # no pipeline: accumulate
+    # interleaving: p micro-batches of 1 + (p - 1)/(p·v) chunks' worth on the first stage
+    assert Interleaved(4, 8, 2).in_flight(0) == pytest.approx(4 * (1 + 3 / 8))
+
+
+def test_chunk_map_dependencies_and_gradient_readiness():
+    s = Interleaved(4, 8, 2)
+    assert [s.virtual_stage(1, c) for c in range(2)] == [1, 5]
+    assert s.depends_on("F", 0, 3) is None and s.depends_on("F", 5, 3) == ("F", 4, 3)
+    assert s.depends_on("B", 5, 3) == ("B", 6, 3) and s.depends_on("B", 7, 3) == ("F", 7, 3)
+    assert s.grads_ready(0, 0) == ("B", 7) == s.grads_ready(3, 1)
+    order = s.order(0)
+    assert len(order) == 2 * 8 * 2 and order[:4] == [("F", 0, 0), ("F", 0, 1), ("F", 0, 2), ("F", 0, 3)]
+    assert OneFOneB(2, 3).order(0) == [("F", 0, 0), ("F", 0, 1), ("B", 0, 0), ("F", 0, 2), ("B", 0, 1), ("B", 0, 2)]
+    assert GPipe(1, 2).order(0) == [("F", 0, 0), ("B", 0, 0), ("F", 0, 1), ("B", 0, 1)]
+
+
+def test_gpipe_bubble_and_memory():
+    # p = 2, m = 2, forward 1 s, backward 2 s: F0 F1 on stage 0 [0, 2]; stage 1 F0 [1, 2], F1 [2, 3],
+    # B0 [3, 5], B1 [5, 7]; stage 0 B0 [5, 7], B1 [7, 9].
+    st = [StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)]) for _ in range(2)]
+    assert simulate_step(st, GPipe(2, 2)).iteration_time == pytest.approx(9.0)
+    over = ["parallelism.tp=2", "parallelism.pp=4"]
+    g = simulate_training(parse_scenario(BASE, [*over, "parallelism.schedule=gpipe"]))
+    f = simulate_training(parse_scenario(BASE, over))
+    # all 64 micro-batches in flight on every stage instead of at most 4 (the first stage's; full
+    # recompute keeps one 2·s·b·h input per layer: 64 × 9 layers × 16 MiB = 9 GiB)
+    assert g["layout"]["microbatches_per_step"] == 64
+    assert g["memory_per_gpu_gib"]["activations"] == pytest.approx(9.0)
+    assert g["memory_per_gpu_gib"]["activations"] == pytest.approx(f["memory_per_gpu_gib"]["activations"] * 64 / 4)
+    assert g["iteration_time_s"] >= f["iteration_time_s"]
