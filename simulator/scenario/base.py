@@ -80,6 +80,15 @@ class Variants(Generic[M]):
             self._rebuild()
         return config
 
+    def unregister(self, name: str) -> None:
+        """Remove the member ``name`` (a plug-in or a test taking its variant back) and rebuild the
+        scenario models without it."""
+        if name == self.default:
+            raise ValueError(f"{name!r} is the default {self.what}; it cannot be removed")
+        del self.members[name], self.impls[name]
+        if self._hosts:
+            self._rebuild()
+
     def impl(self, name: str) -> Any:
         """What the member ``name`` selects."""
         return self.impls[name]
