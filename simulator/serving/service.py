@@ -26,6 +26,7 @@ from .batcher import BatchReplica
 from .continuous import ContinuousReplica
 from .replica import Ledger, Replica
 from .router import Router
+from .streams import ServiceStreams
 
 
 @dataclass
@@ -35,24 +36,25 @@ class Life:
     id: int
     requested: float
     ready: float | None = None
-    draining: float | None = None
     released: float | None = None
     spot: bool = False
 
 
 class Service:
     def __init__(self, *, env: simpy.Environment, sc: ServingScenario, perf: InferenceModel, plan: dict[str, Any],
-                 ledger: Ledger, fast_forward: bool, rate_at: Callable[[float], float] | None = None) -> None:
+                 ledger: Ledger, fast_forward: bool, streams: ServiceStreams,
+                 rate_at: Callable[[float], float] | None = None) -> None:
+        """``streams``: this service's random streams, drawn centrally for the whole path
+        (:func:`simulator.serving.streams.service_streams`)."""
         self.env, self.sc, self.perf, self.plan, self.ledger = env, sc, perf, plan, ledger
         self.fast_forward = fast_forward
-        streams = np.random.SeedSequence(sc.seed).spawn(7)
-        self.rng_faults = np.random.default_rng(streams[5])
+        self.rng_faults = streams.faults
         self.active: list[Replica] = []
         self.all: list[Replica] = []
         self.lives: list[Life] = []
         self.starting: dict[int, simpy.Process] = {}
         self.buffer: deque[int] = deque()
-        self.router = Router(sc.cluster.router, self.active, np.random.default_rng(streams[4]))
+        self.router = Router(sc.cluster.router, self.active, streams.router)
         self.max_queue = sc.replica.max_queue
         self.max_positions = perf.model.max_positions if plan["generative"] else 0
         self.cold_start = sc.autoscaling.cold_start_s(perf.weight_bytes_per_gpu())
@@ -198,7 +200,6 @@ class Service:
             return
         self.active.remove(rep)
         rep.draining = True
-        rep.life.draining = t
         if rep.outstanding == 0:
             self._release(rep, t)
 
