@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+import yaml
 
-from simulator import parse_scenario, simulate_serving
-from simulator.serving.autoscale import HPA, KPA, Observation, Predictive, RayServe, Scheduled
+from simulator import CapsimError, ServingResult, ServingScenario, parse_scenario, simulate_serving
+from simulator.scenario import scenario_yaml
+from simulator.serving.autoscalers import (
+    AUTOSCALERS,
+    HPA,
+    KPA,
+    Observation,
+    Predictive,
+    QueueConfig,
+    QueueScaler,
+    RayServe,
+    Scheduled,
+)
 
 
 def obs(metric: float, ready: int, conc: float | None = None) -> Observation:
@@ -71,15 +85,104 @@ def test_scheduled_and_predictive_by_hand() -> None:
     assert p.step(750, 3, Observation()) == 8              # the 30 req/s at t=1000 is within the 300 s lead
 
 
-SERVE = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm", "replica": {"max_num_seqs": 64},
+def test_queue_scaler_scales_on_queued_requests_and_to_zero_only_after_the_cooldown() -> None:
+    cfg = QueueConfig(min_replicas=0)
+    assert cfg.per_replica_metric() == "queue" and cfg.sync_period_s == 30 and cfg.cooldown_s == 300
+    q = QueueScaler.from_config(cfg, cold_start_s=60, rate_at=None)
+    assert q.period == 30
+    # 15 queued per replica against a target of 5: ceil(2 · 15/5) = 6, within max(2·2, 2+4)
+    assert q.step(30, 2, Observation(metric=15, concurrency=40, queued=30, ready=2)) == 6
+    idle = Observation(ready=6)
+    assert q.step(60, 6, idle) == 1                    # nothing queued: HPA says 0, held at 1 until the cooldown
+    assert q.step(330, 1, idle) == 1                   # idle for 270 s
+    assert q.step(360, 1, idle) == 0                   # idle for 300 s: KEDA's cooldown, scale to zero
+    assert q.step(390, 0, Observation(concurrency=12, queued=12)) == 3      # from zero: ceil(12 / 5)
+
+
+# ---- the tagged union on autoscaling.policy ---------------------------------------------------------
+BASE = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm"}
+
+
+def test_a_knob_of_another_policy_is_an_error_naming_key_policy_and_allowed_keys() -> None:
+    with pytest.raises(CapsimError) as e:
+        parse_scenario({**BASE, "autoscaling": {"policy": "hpa", "panic_window_s": 6}})
+    msg = str(e.value)
+    assert "unknown key 'autoscaling.panic_window_s'" in msg and "under policy 'hpa'" in msg
+    assert "allowed keys: policy, node_provision_s, model_load_s, min_replicas, max_replicas, sync_period_s, metric, " \
+           "target, tolerance, scale_down_stabilization_s, scale_up_stabilization_s" in msg
+    assert "(panic_window_s is a key of policy kpa)" in msg
+    with pytest.raises(CapsimError, match=r"unknown key 'autoscaling.max_replicas'; allowed keys: policy, "
+                                          r"node_provision_s, model_load_s under policy 'none'"):
+        parse_scenario({**BASE, "autoscaling": {"max_replicas": 4}})      # a fixed fleet has no bounds
+    with pytest.raises(CapsimError, match=r"unknown key 'services.0.autoscaling.tolerance'.* under policy 'ray'"):
+        parse_scenario({**BASE, "services": [{"name": "a", "autoscaling": {"policy": "ray", "tolerance": 0.2}}]})
+    with pytest.raises(CapsimError, match="policy must be one of none, hpa, kpa, ray, queue, scheduled, predictive"):
+        parse_scenario({**BASE, "autoscaling": {"policy": "hap"}})
+
+
+def test_each_policy_checks_its_own_requirements() -> None:
+    for doc, why in [({"policy": "scheduled"}, "policy scheduled needs schedule"),
+                     ({"policy": "predictive"}, "policy predictive needs target"),
+                     ({"policy": "kpa", "min_replicas": 5, "max_replicas": 2}, r"min_replicas \(5\) exceeds max_replicas")]:
+        with pytest.raises(CapsimError, match=rf"autoscaling: Value error, {why}"):
+            parse_scenario({**BASE, "autoscaling": doc})
+
+
+def test_policy_defaults_are_the_configs_own_and_show_in_the_scenario() -> None:
+    """The effective sync period, target and windows of each policy, as ``scenario_yaml`` writes them."""
+    want: dict[str, dict[str, Any]] = {
+        "none": {},
+        "hpa": {"sync_period_s": 15.0, "target": 8.0, "scale_down_stabilization_s": 300.0,
+                "scale_up_stabilization_s": 0.0, "tolerance": 0.1, "metric": "concurrency"},
+        "kpa": {"sync_period_s": 2.0, "target": 100.0, "target_utilization": 0.7, "stable_window_s": 60.0,
+                "panic_window_s": 6.0, "panic_threshold": 2.0},
+        "ray": {"sync_period_s": 10.0, "target": 2.0, "look_back_s": 30.0, "scale_up_stabilization_s": 30.0,
+                "scale_down_stabilization_s": 600.0},
+        "queue": {"sync_period_s": 30.0, "target": 5.0, "tolerance": 0.1, "cooldown_s": 300.0},
+        "scheduled": {"sync_period_s": 15.0},
+        "predictive": {"sync_period_s": 30.0, "forecast": "pattern", "forecast_period_s": 86400.0, "headroom": 1.0}}
+    extra: dict[str, dict[str, Any]] = {"scheduled": {"schedule": [[0, 2]]}, "predictive": {"target": 3.0}}
+    assert list(want) == AUTOSCALERS.names()
+    for policy, keys in want.items():
+        sc = parse_scenario({**BASE, "autoscaling": {"policy": policy, **extra.get(policy, {})}})
+        shown = yaml.safe_load(scenario_yaml(sc))["autoscaling"]
+        assert shown == {"policy": policy, "node_provision_s": 120.0, **({} if policy == "none" else
+                         {"min_replicas": 1, "max_replicas": 10}), **keys, **extra.get(policy, {})}, policy
+
+
+def test_every_autoscaling_key_says_what_it_does_and_where_its_default_comes_from() -> None:
+    for policy, cfg in AUTOSCALERS.members.items():
+        for key, f in cfg.model_fields.items():
+            assert f.description, f"{policy}.{key} has no description"
+            if key != "policy" and f.default is not None:
+                assert "default" in f.description, f"{policy}.{key}: no default source in {f.description!r}"
+
+
+def test_a_failed_replica_of_a_fixed_fleet_is_replaced_after_the_cold_start() -> None:
+    r = serve(workload={"arrival": {"process": "poisson", "rate_rps": 4, "requests": 2000}},
+              cluster={"replicas": 2}, faults={"replica_mtbf_hours": 0.02},
+              autoscaling={"node_provision_s": 30, "model_load_s": 45})
+    assert r["cold_start_s"] == 75 and r["replica_failures"] > 0
+    sf = r.scaling_frame()
+    assert sf.replicas_requested.round(6).max() == 2            # each loss is replaced at once ...
+    assert sf.replicas_ready.min() < 2                           # ... and serves a cold start later
+
+
+SERVE: dict[str, Any] = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm", "replica": {"max_num_seqs": 64},
          "workload": {"prompt_tokens": {"dist": "fixed", "value": 512}, "output_tokens": {"dist": "fixed", "value": 128}},
          "seed": 2}
 
 
-def serve(**over: object):
+def run(doc: dict[str, Any]) -> ServingResult:
+    sc = parse_scenario(doc)
+    assert isinstance(sc, ServingScenario)
+    return simulate_serving(sc)
+
+
+def serve(**over: Any) -> ServingResult:
     d = {**SERVE, **over}
     d["workload"] = {**SERVE["workload"], **over.get("workload", {})}
-    return simulate_serving(parse_scenario(d))
+    return run(d)
 
 
 def test_step_load_waits_for_the_cold_start() -> None:
@@ -162,7 +265,7 @@ CHAIN = {"kind": "serving", "name": "chain", "model": "llama-3.1-8b", "hardware"
 
 
 def test_multi_stage_chain_conserves_requests_and_adds_latency() -> None:
-    r = simulate_serving(parse_scenario(CHAIN))
+    r = run(CHAIN)
     svc = r["services"]
     assert svc["embed"]["reached"] == 1500
     assert svc["embed"]["cache_hits"] == pytest.approx(600, abs=60)          # 40% from the cache
@@ -183,4 +286,4 @@ def test_chain_service_keys_are_validated() -> None:
         parse_scenario(bad)
     dup = {**CHAIN, "services": [{"name": "a"}, {"name": "a"}]}
     with pytest.raises(Exception, match="unique"):
-        simulate_serving(parse_scenario(dup))
+        run(dup)

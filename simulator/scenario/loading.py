@@ -89,6 +89,12 @@ def _is_tag(root: type[BaseModel], loc: tuple, i: int) -> bool:
     return bool(cands) and all(str(loc[i]) not in c.model_fields for c in cands)
 
 
+def _is_member(root: type[BaseModel], loc: tuple, i: int) -> bool:
+    """Whether ``loc[i]`` names a union member (a check of the whole member failed, e.g.
+    'autoscaling.scheduled' for a schedule missing), as opposed to an unknown key."""
+    return any(_tag_field(c, str(loc[i])) for c in _candidates(root, loc[:i]))
+
+
 def _unknown_key(root: type[BaseModel], loc: tuple, key: str) -> str:
     """``unknown key 'a.b'`` with what is allowed; inside a tagged union, the variant chosen and the
     variants the key belongs to."""
@@ -119,7 +125,8 @@ def format_validation_error(e: ValidationError, root: type[BaseModel], where: st
     lines = []
     for err in e.errors():
         loc = err["loc"]
-        key = ".".join(str(x) for i, x in enumerate(loc) if i == len(loc) - 1 or not _is_tag(root, loc, i))
+        key = ".".join(str(x) for i, x in enumerate(loc) if not _is_tag(root, loc, i)
+                       or (i == len(loc) - 1 and not _is_member(root, loc, i)))
         if err["type"] == "extra_forbidden":
             lines.append(_unknown_key(root, loc, key))
         elif err["type"] == "variant_tag_invalid":

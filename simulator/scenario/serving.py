@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
+from ..serving.autoscalers.base import AutoscalingConfig
+from ..serving.autoscalers.registry import AUTOSCALERS
 from ..serving.engines import batch, continuous  # noqa: F401  (the built-in engines register their keys)
 from ..serving.engines.base import ENGINES, ReplicaConfig
 from .base import Precision, Pricing, _Strict
@@ -22,61 +24,34 @@ else:
 _REPLICA_DOC = ("the replica: its parallel layout, KV cache and batching engine; replica.batching selects the "
                 "engine (none, static, dynamic, continuous: default) and with it the keys allowed")
 
+if TYPE_CHECKING:
+    AutoscalingUnion = AutoscalingConfig
+else:
+    AutoscalingUnion = AUTOSCALERS.annotation()
+
+Autoscaling = AutoscalingConfig   # the base of every policy's config (simulator.serving.autoscalers)
+_AUTOSCALING = ("how the replica count follows the load: policy none | hpa | kpa | ray | queue | scheduled | "
+                "predictive (or a registered plug-in), each with its own keys and defaults")
+
 
 class ServingCluster(_Strict):
     replicas: int = Field(default=1, ge=1)
     router: Literal["round_robin", "least_outstanding", "power_of_two", "kv_aware"] = "least_outstanding"
 
 
-class Autoscaling(_Strict):
-    """How the replica count follows the load. Unset knobs take the chosen system's defaults."""
-
-    policy: Literal["none", "hpa", "kpa", "ray", "queue", "scheduled", "predictive"] = "none"
-    metric: Literal["utilization", "concurrency", "queue", "kv_cache"] = Field(
-        default="concurrency", description="hpa: per-replica metric to track (utilization/kv_cache as a fraction)")
-    target: float | None = Field(default=None, gt=0, description=(
-        "per replica: hpa metric value (default 8 concurrent), kpa concurrency (100), ray ongoing requests (2), "
-        "queue queued requests (5), predictive requests/s it sustains (required)"))
-    target_utilization: float = Field(default=0.7, gt=0, le=1, description="kpa")
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(default=10, ge=1)
-    node_provision_s: float = Field(default=120.0, ge=0, description="request to node ready (reference: 2-8 min)")
-    model_load_s: float | None = Field(default=None, ge=0, description=(
-        "node ready to serving; default 190 s + weights at 14 GB/s (the reference's 70B on 8 GPUs: 60 s peer "
-        "check + 10 s weights + 70 s compile + 60 s graph capture)"))
-    sync_period_s: float | None = Field(default=None, gt=0, description="hpa 15, kpa 2, ray 10, queue 30, predictive 30")
-    tolerance: float = Field(default=0.1, ge=0)
-    scale_down_stabilization_s: float | None = Field(default=None, ge=0, description="hpa 300; ray downscale delay 600")
-    scale_up_stabilization_s: float | None = Field(default=None, ge=0, description="hpa 0; ray upscale delay 30")
-    stable_window_s: float = Field(default=60.0, gt=0, description="kpa")
-    panic_window_s: float = Field(default=6.0, gt=0, description="kpa")
-    schedule: list[tuple[float, int]] | None = Field(default=None, description="scheduled: [[t_s, replicas], ...]")
-    schedule_period_s: float | None = Field(default=None, gt=0, description="scheduled: repeat the schedule")
-    forecast: Literal["pattern", "history"] = Field(
-        default="pattern", description="predictive: the workload's known rate pattern, or the rate one period ago")
-    forecast_period_s: float = Field(default=86400.0, gt=0, description="predictive history: the pattern's period")
-    headroom: float = Field(default=1.0, gt=0, description="predictive: over-provisioning factor")
-
-    @model_validator(mode="after")
-    def _check(self) -> Autoscaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
-        if self.policy == "scheduled" and not self.schedule:
-            raise ValueError("policy scheduled needs schedule: [[t_s, replicas], ...]")
-        if self.policy == "predictive" and self.target is None:
-            raise ValueError("policy predictive needs target: the requests/s one replica sustains within the SLO "
-                             "(capsim sweep --max-rate measures it)")
-        return self
-
-
 class Faults(_Strict):
-    """Replica failures and spot preemptions; requests on a lost replica are retried elsewhere."""
+    """Replica failures and spot preemptions; requests on a lost replica are retried elsewhere.
+    Each service of a path draws its faults from its own random stream (``serving.streams``)."""
 
-    replica_mtbf_hours: float | None = Field(default=None, gt=0, description="None: replicas never fail")
-    spot_fraction: float = Field(default=0.0, ge=0, le=1, description="share of replicas on spot capacity")
-    spot_preemptions_per_hour: float = Field(default=0.05, ge=0, description="per spot replica")
-    spot_notice_s: float = Field(default=120.0, ge=0, description="AWS gives 2 minutes")
-    max_retries: int = Field(default=2, ge=0, description="retries of a request whose replica was lost")
+    replica_mtbf_hours: float | None = Field(default=None, gt=0, description=(
+        "hours; mean time between failures of one replica (exponential); default: replicas never fail"))
+    spot_fraction: float = Field(default=0.0, ge=0, le=1, description="share of replicas on spot capacity; default 0")
+    spot_preemptions_per_hour: float = Field(default=0.05, ge=0, description=(
+        "per spot replica per hour; default 0.05 (capsim's assumption: about one preemption a day)"))
+    spot_notice_s: float = Field(default=120.0, ge=0, description=(
+        "s between a preemption notice and the replica's loss; default 120 (AWS's two-minute spot notice)"))
+    max_retries: int = Field(default=2, ge=0, description=(
+        "times a request whose replica was lost is retried before it fails; default 2 (capsim's)"))
 
 
 class SLO(_Strict):
@@ -94,7 +69,7 @@ class Service(_Strict):
     precision: Precision | None = None
     replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the scenario's", optional=True)
     cluster: ServingCluster | None = None
-    autoscaling: Autoscaling | None = None
+    autoscaling: AutoscalingUnion | None = AUTOSCALERS.field(description=_AUTOSCALING, optional=True)
     faults: Faults | None = None
     pricing: Pricing | None = None
     prompt_tokens: LengthDist | None = Field(default=None, description="this stage's input; default: the workload's")
@@ -111,7 +86,7 @@ class ServingScenario(_Strict):
     replica: ReplicaKeys = ENGINES.field(description=_REPLICA_DOC)
     workload: Workload = Field(default_factory=Workload)
     cluster: ServingCluster = Field(default_factory=ServingCluster)
-    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    autoscaling: AutoscalingUnion = AUTOSCALERS.field(description=_AUTOSCALING)
     faults: Faults = Field(default_factory=Faults)
     services: list[Service] = Field(default_factory=list, description=(
         "a chain of services each request passes through in order (e.g. embed -> rerank -> llm); "
@@ -124,3 +99,5 @@ class ServingScenario(_Strict):
 
 ENGINES.hosted_by(Service, "replica", optional=True)
 ENGINES.hosted_by(ServingScenario, "replica")
+AUTOSCALERS.hosted_by(Service, "autoscaling", optional=True)
+AUTOSCALERS.hosted_by(ServingScenario, "autoscaling")

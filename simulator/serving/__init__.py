@@ -1,7 +1,8 @@
-"""Serving simulation: requests, batching engines, KV cache, routing, latency percentiles and cost.
+"""Serving simulation: requests, batching, KV cache, routing, autoscaling, latency percentiles and cost.
 
-Names load on first use (PEP 562): the scenario package imports :mod:`.engines` (each engine
-defines its own scenario keys) without pulling in the simulation and its result.
+The public names load on first use (PEP 562): the scenario package imports ``serving.autoscalers``
+for the ``autoscaling`` union, so importing this package must not pull in the simulation, which
+imports the scenario back.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ if TYPE_CHECKING:
     from .result import ServingResult
     from .simulate import simulate_serving
 
-__all__ = ["ServingResult", "simulate_serving"]
-
 
 def __getattr__(name: str) -> Any:
     if name == "ServingResult":
-        from .result import ServingResult
-        return ServingResult
-    if name == "simulate_serving":
-        from .simulate import simulate_serving
-        return simulate_serving
-    raise AttributeError(f"module 'simulator.serving' has no attribute {name!r}")
+        from .result import ServingResult as value
+    elif name == "simulate_serving":
+        from .simulate import simulate_serving as value  # type: ignore[assignment]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+__all__ = ["ServingResult", "simulate_serving"]

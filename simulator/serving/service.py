@@ -21,13 +21,11 @@ import simpy
 
 from ..costmodel.inference import InferenceModel
 from ..scenario import ServingScenario
-from . import autoscale as A
+from .autoscalers import Controller, Observation, build
 from .engines import ReplicaPlan, build_engine
 from .replica import Ledger, Replica
 from .router import Router
-
-LOAD_FIXED_S = 190.0          # peer check + compile + graph capture (reference: 70B on 8 GPUs)
-LOAD_BYTES_PER_S = 14e9       # 140 GB of weights in 10 s (same report)
+from .streams import ServiceStreams
 
 
 @dataclass
@@ -37,59 +35,30 @@ class Life:
     id: int
     requested: float
     ready: float | None = None
-    draining: float | None = None
     released: float | None = None
     spot: bool = False
-    end_reason: str = ""
-
-
-def cold_start_s(sc: ServingScenario, perf: InferenceModel) -> float:
-    a = sc.autoscaling
-    load = a.model_load_s if a.model_load_s is not None else LOAD_FIXED_S + perf.weight_bytes_per_gpu() / LOAD_BYTES_PER_S
-    return a.node_provision_s + load
-
-
-def make_controller(sc: ServingScenario, cold_start: float, rate_at: Callable[[float], float] | None) -> Any:
-    a = sc.autoscaling
-    p = a.policy
-    period = a.sync_period_s or A.PERIOD_S.get(p, 15.0)
-    target = a.target if a.target is not None else A.TARGET.get(p, 1.0)
-    lo, hi = a.min_replicas, a.max_replicas
-    if p == "hpa":
-        return A.HPA(target, lo, hi, a.tolerance, 300.0 if a.scale_down_stabilization_s is None else a.scale_down_stabilization_s,
-                     a.scale_up_stabilization_s or 0.0, period)
-    if p == "kpa":
-        return A.KPA(target, a.target_utilization, lo, hi, a.stable_window_s, a.panic_window_s, period=period)
-    if p == "ray":
-        return A.RayServe(target, lo, hi, 30.0, 30.0 if a.scale_up_stabilization_s is None else a.scale_up_stabilization_s,
-                          600.0 if a.scale_down_stabilization_s is None else a.scale_down_stabilization_s, period)
-    if p == "queue":
-        return A.QueueScaler(A.HPA(target, lo, hi, a.tolerance, 0.0, 0.0, period))
-    if p == "scheduled":
-        return A.Scheduled([(float(t), int(n)) for t, n in a.schedule or []], a.schedule_period_s, lo, hi, period)
-    if p == "predictive":
-        return A.Predictive(target, cold_start + period, rate_at if a.forecast == "pattern" else None,
-                            a.forecast_period_s, a.headroom, lo, hi, period)
-    return None
 
 
 class Service:
     def __init__(self, *, env: simpy.Environment, sc: ServingScenario, perf: InferenceModel, plan: ReplicaPlan,
-                 ledger: Ledger, fast_forward: bool, rate_at: Callable[[float], float] | None = None) -> None:
+                 ledger: Ledger, fast_forward: bool, streams: ServiceStreams,
+                 rate_at: Callable[[float], float] | None = None) -> None:
+        """``streams``: this service's random streams, drawn centrally for the whole path
+        (:func:`simulator.serving.streams.service_streams`)."""
         self.env, self.sc, self.perf, self.plan, self.ledger = env, sc, perf, plan, ledger
         self.fast_forward = fast_forward
-        streams = np.random.SeedSequence(sc.seed).spawn(7)
-        self.rng_faults = np.random.default_rng(streams[5])
+        self.rng_faults = streams.faults
         self.active: list[Replica] = []
         self.all: list[Replica] = []
         self.lives: list[Life] = []
         self.starting: dict[int, simpy.Process] = {}
         self.buffer: deque[int] = deque()
-        self.router = Router(sc.cluster.router, self.active, np.random.default_rng(streams[4]))
+        self.router = Router(sc.cluster.router, self.active, streams.router)
         self.max_queue = sc.replica.max_queue
         self.max_positions = perf.model.max_positions if plan.generative else 0
-        self.cold_start = cold_start_s(sc, perf)
-        self.controller = make_controller(sc, self.cold_start, rate_at)
+        self.cold_start = sc.autoscaling.cold_start_s(perf.weight_bytes_per_gpu())
+        self.controller: Controller | None = build(sc.autoscaling, cold_start_s=self.cold_start, rate_at=rate_at)
+        self.metric = sc.autoscaling.per_replica_metric()
         self.issued = 0
         self._issued_at_last = 0           # for the arrival rate the autoscaler observes
         self.cache_hits = 0                # requests a multi-service path answered from this service's cache
@@ -102,15 +71,12 @@ class Service:
         self.scale_t: list[float] = []
         self.scale_req: list[int] = []
         self.scale_ready: list[int] = []
-        a = sc.autoscaling
-        n0 = sc.cluster.replicas if a.policy == "none" else min(max(sc.cluster.replicas, a.min_replicas), a.max_replicas)
-        if a.policy == "scheduled":
-            n0 = self.controller.at(0.0)
+        n0 = sc.cluster.replicas if self.controller is None else self.controller.initial(sc.cluster.replicas)
         for _ in range(n0):
             self._ready(self._new_life(0.0), 0.0)
         self._log(0.0)
         if self.controller is not None:
-            env.process(self._autoscaler())
+            env.process(self._autoscaler(self.controller))
 
     # ---- requests ---------------------------------------------------------------------------------
     def dispatch(self, r: int, t: float) -> None:
@@ -220,13 +186,11 @@ class Service:
         if rep.life.spot and f.spot_preemptions_per_hour > 0:
             self.env.process(self._preempt_after(rep, float(self.rng_faults.exponential(3600 / f.spot_preemptions_per_hour))))
 
-    def drain(self, rep: Replica, t: float, reason: str = "scaled_down") -> None:
+    def drain(self, rep: Replica, t: float) -> None:
         if rep not in self.active:
             return
         self.active.remove(rep)
         rep.draining = True
-        rep.life.draining = t
-        rep.life.end_reason = reason
         if rep.outstanding == 0:
             self._release(rep, t)
 
@@ -239,13 +203,12 @@ class Service:
             rep.life.released = t
             rep.kill()
 
-    def _lose(self, rep: Replica, t: float, reason: str, *, replace: bool) -> None:
+    def _lose(self, rep: Replica, t: float, *, replace: bool) -> None:
         """The replica is gone: retry what it held elsewhere (or fail it after max_retries)."""
         if rep.life.released is not None:
             return
         if rep in self.active:
             self.active.remove(rep)
-        rep.life.end_reason = reason
         rep.life.released = t
         for r in rep.kill():
             self.retries[r] += 1
@@ -263,7 +226,7 @@ class Service:
         if rep.life.released is None and not self.all_done:
             self.failed_replicas += 1
             # a static fleet replaces what it lost; an autoscaler sees the gap and decides itself
-            self._lose(rep, self.env.now, "failed", replace=self.controller is None)
+            self._lose(rep, self.env.now, replace=self.controller is None)
 
     def _preempt_after(self, rep: Replica, delay: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(delay)
@@ -271,20 +234,20 @@ class Service:
             return
         t = self.env.now
         self.preempted_replicas += 1
-        self.drain(rep, t, "spot_preempted")        # notice: no new requests, a replacement starts now
+        self.drain(rep, t)                          # notice: no new requests, a replacement starts now
         self.request_replica(t)
         self._log(t)
         yield self.env.timeout(self.sc.faults.spot_notice_s)
-        self._lose(rep, self.env.now, "spot_preempted", replace=False)
+        self._lose(rep, self.env.now, replace=False)
 
     # ---- autoscaling ------------------------------------------------------------------------------
-    def observe(self, t: float, period: float) -> A.Observation:
+    def observe(self, t: float, period: float) -> Observation:
         reps = self.active
         queued = sum(len(r.waiting) for r in reps) + len(self.buffer)
         conc = sum(r.outstanding for r in reps) + len(self.buffer)
         metric = 0.0
         if reps:
-            m = self.sc.autoscaling.metric
+            m = self.metric
             if m == "concurrency":
                 metric = conc / len(reps)
             elif m == "queue":
@@ -295,7 +258,7 @@ class Service:
                 metric = float(np.mean([r.busy_between(t - period, t) for r in reps])) / period
         arrivals = self.issued - self._issued_at_last
         self._issued_at_last = self.issued
-        return A.Observation(metric=metric, concurrency=conc, queued=queued, ready=len(reps), rate_rps=arrivals / period)
+        return Observation(metric=metric, concurrency=conc, queued=queued, ready=len(reps), rate_rps=arrivals / period)
 
     def scale_to(self, n: int, t: float) -> None:
         cur = self.requested
@@ -307,13 +270,11 @@ class Service:
             for lid in sorted(self.starting, reverse=True)[:k]:     # cancel the newest starting ones first
                 self.starting.pop(lid).interrupt()
                 self.lives[lid].released = t
-                self.lives[lid].end_reason = "cancelled"
                 k -= 1
             for rep in sorted(self.active, key=lambda r: (r.outstanding, -r.index))[:k]:
                 self.drain(rep, t)
 
-    def _autoscaler(self) -> Generator[simpy.Event, Any, None]:
-        ctl = self.controller
+    def _autoscaler(self, ctl: Controller) -> Generator[simpy.Event, Any, None]:
         while True:
             yield self.env.timeout(ctl.period)
             t = self.env.now

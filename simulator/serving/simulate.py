@@ -23,6 +23,7 @@ from .engines import ReplicaPlan
 from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
+from .streams import service_streams
 from .workload import Requests, draw_lengths, generate, rate_function
 
 
@@ -98,7 +99,7 @@ class Cluster:
         self.stages: list[Service] = []
         self.parts: list[Part] = []
         self.hits: list[np.ndarray] = []
-        seeds = np.random.SeedSequence([sc.seed, 17]).spawn(max(len(stages), 1) * 3)
+        streams = service_streams(sc.seed, len(stages))
         for k, (name, ssc, perf, plan) in enumerate(stages):
             if len(stages) == 1:
                 sreqs = reqs
@@ -107,14 +108,14 @@ class Cluster:
                                  reqs.class_names, None)
                 st = sc.services[k]
                 if st.prompt_tokens is not None:
-                    sreqs.prompt = draw_lengths(st.prompt_tokens, n, np.random.default_rng(seeds[3 * k]))
+                    sreqs.prompt = draw_lengths(st.prompt_tokens, n, streams[k].prompt)
                 if st.output_tokens is not None:
-                    sreqs.output = draw_lengths(st.output_tokens, n, np.random.default_rng(seeds[3 * k + 1]))
+                    sreqs.output = draw_lengths(st.output_tokens, n, streams[k].output)
             rate = sc.services[k].cache_hit_rate if sc.services else 0.0
-            self.hits.append(np.random.default_rng(seeds[3 * k + 2]).random(n) < rate if rate else np.zeros(n, bool))
+            self.hits.append(streams[k].cache.random(n) < rate if rate else np.zeros(n, bool))
             ledger = Ledger(sreqs, on_finish=self._finisher(k))
             svc = Service(env=env, sc=ssc, perf=perf, plan=plan, ledger=ledger, fast_forward=fast_forward,
-                          rate_at=rate_at)
+                          streams=streams[k], rate_at=rate_at)
             self.stages.append(svc)
             self.parts.append(Part(name, ssc, perf, plan, svc))
         self.resolved = [0] * len(self.stages)    # requests that reached each service or left the path before it
