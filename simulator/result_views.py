@@ -13,6 +13,8 @@ from typing import Any
 
 from .scenario import scenario_yaml
 
+NOT_SUMMARY = {"summary": False}   # dataclass field metadata: the scenario and the frames, not summary fields
+
 
 class ResultViews(ABC):
     """Mixin for a result dataclass with a ``scenario`` field and a ``summary`` property."""

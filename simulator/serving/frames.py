@@ -128,7 +128,8 @@ def fleet_frame(ts: pd.DataFrame, ready: np.ndarray, main: str, main_ready: np.n
 
 
 def replica_frame(services: Sequence[tuple[str, list[Replica]]], end: float) -> pd.DataFrame:
-    """Per replica of each service: busy and ready seconds over its life, and their ratio."""
+    """Per replica of each service: busy and ready seconds within the span, and their ratio (0 for a
+    replica that became ready only after the last request finished)."""
     rows = []
     for name, replicas in services:
         for rep in replicas:

@@ -18,11 +18,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from ..result_views import ResultViews
+from ..result_views import NOT_SUMMARY, ResultViews
 from ..scenario import ServingScenario
 from .summary import ClassSummary, Percentiles, ReplicaCount, ReplicaLayoutInfo, ReplicaMemory, ServiceSummary, SLOBounds
-
-NOT_SUMMARY = {"summary": False}   # field metadata: the scenario and the frames, not part of the summary
 
 
 def _plain(v: Any) -> Any:
@@ -147,7 +145,7 @@ class ServingResult(ResultViews):
         return self.fleet
 
     def replica_frame(self) -> pd.DataFrame:
-        """Per replica of each service: ``busy_s`` and ``ready_s`` over its life, ``gpu_utilization`` their ratio."""
+        """Per replica of each service: ``busy_s`` and ``ready_s`` within the span, ``gpu_utilization`` their ratio."""
         return self.replica_stats
 
     @property

@@ -17,7 +17,7 @@ from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown
 from ..hardware import HardwareProfile
 from ..models import ModelSpec
-from ..result_views import ResultViews
+from ..result_views import NOT_SUMMARY, ResultViews
 from ..scenario import TrainingScenario
 from .job import JobOutcome
 from .summary import JobSummary, MemoryPerGPU, TimeBreakdown, TrainingLayoutInfo, rounded
@@ -30,7 +30,7 @@ class TrainingResult(ResultViews):
     """One training step of the scenario's layout, its memory, and (with ``total_tokens``) the whole run."""
 
     kind: ClassVar[str] = "training"
-    scenario: TrainingScenario
+    scenario: TrainingScenario = field(metadata=NOT_SUMMARY)
     name: str
     """the scenario's name"""
     model: str
@@ -59,9 +59,9 @@ class TrainingResult(ResultViews):
     """why the layout does not fit (None when it fits)"""
     job: JobSummary | None = None
     """the whole run; None without ``training.total_tokens`` or when the layout does not fit"""
-    timeline: list[tuple[int, str, int, int, float, float]] = field(default_factory=list, repr=False)
+    timeline: list[tuple[int, str, int, int, float, float]] = field(default_factory=list, repr=False, metadata=NOT_SUMMARY)
     """one step's passes: (stage, pass, chunk, micro-batch, start s, end s)"""
-    time_to_train_samples_days: list[float] = field(default_factory=list, repr=False)
+    time_to_train_samples_days: list[float] = field(default_factory=list, repr=False, metadata=NOT_SUMMARY)
     """time to train of each Monte Carlo run"""
 
     @property
