@@ -4,7 +4,7 @@ comparisons. No Textual here (a test checks), so it is testable on its own and t
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,7 +178,7 @@ COMPARE: dict[str, list[tuple[str, Metric, int]]] = {
                 ("cost_per_million_tokens_usd", lambda r: r.cost_per_million_tokens_usd, -1)]}
 
 
-def compare(results: list[TrainingResult] | list[ServingResult]) -> tuple[list[str], list[list[tuple[str, int]]]]:
+def compare(results: Sequence[TrainingResult | ServingResult]) -> tuple[list[str], list[list[tuple[str, int]]]]:
     """Rows of (text, verdict) per metric and run: verdict +1 better than the first run, -1 worse, 0 same."""
     rows = []
     for label, metric, sense in COMPARE[results[0].kind]:

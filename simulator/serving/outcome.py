@@ -41,7 +41,7 @@ class ServingResult(ResultViews):
     answers); ``services`` breaks it down."""
 
     kind: ClassVar[str] = "serving"
-    scenario: ServingScenario = field(metadata=NOT_SUMMARY)
+    scenario: ServingScenario = field(repr=False, metadata=NOT_SUMMARY)
     name: str
     model: str
     hardware: str

@@ -36,7 +36,9 @@ def _meets(doc: dict[str, Any], rate: float) -> bool:
     from ..serving import simulate_serving
 
     d = {**doc, "workload": {**doc["workload"], "arrival": {**doc["workload"]["arrival"], "rate_rps": rate}}}
-    return bool(simulate_serving(parse_scenario(d)).slo_met)
+    sc = parse_scenario(d)
+    assert isinstance(sc, ServingScenario)
+    return bool(simulate_serving(sc).slo_met)
 
 
 def max_sustainable_rate(doc: dict[str, Any]) -> float:

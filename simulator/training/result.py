@@ -30,7 +30,7 @@ class TrainingResult(ResultViews):
     """One training step of the scenario's layout, its memory, and (with ``total_tokens``) the whole run."""
 
     kind: ClassVar[str] = "training"
-    scenario: TrainingScenario = field(metadata=NOT_SUMMARY)
+    scenario: TrainingScenario = field(repr=False, metadata=NOT_SUMMARY)
     name: str
     """the scenario's name"""
     model: str
