@@ -127,7 +127,8 @@ class ResultScreen(Screen):
         if isinstance(r, TrainingResult):
             t.add_columns("time breakdown", "s")
             for k, v in r.time_breakdown_s.to_dict().items():
-                t.add_row(k.removesuffix("_s").replace("_", " "), f"{v:.4f}")
+                if v or k not in ("cp_comm_s", "ep_comm_s"):     # no CP/EP rows for a layout without them
+                    t.add_row(k.removesuffix("_s").replace("_", " "), f"{v:.4f}")
             for k, v in r.memory_per_gpu_gib.to_dict().items():
                 t.add_row(f"memory {k}", f"{v:.2f} GiB")
         else:
