@@ -34,10 +34,10 @@ def main() -> None:
     r = simulate_serving(parse_scenario(DAY))
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"a day of diurnal traffic, {r['arrived']:,} requests, up to {r['replicas']['max']} replicas "
-          f"(mean {r['replicas']['mean']:.1f}): {wall:.1f} s wall, peak RSS {rss:.2f} GiB; target < 120 s")
-    print(f"  {r['replica_hours']:,.0f} replica-hours, ${r['cost_usd']:,.0f}; SLO attainment {r['slo_attainment']}, "
-          f"ttft p99 {r['ttft_s']['p99']:.2f} s, tpot p99 {r['tpot_s']['p99'] * 1e3:.1f} ms")
+    print(f"a day of diurnal traffic, {r.arrived:,} requests, up to {r.replicas.max} replicas "
+          f"(mean {r.replicas.mean:.1f}): {wall:.1f} s wall, peak RSS {rss:.2f} GiB; target < 120 s")
+    print(f"  {r.replica_hours:,.0f} replica-hours, ${r.cost_usd:,.0f}; SLO attainment {r.slo_attainment}, "
+          f"ttft p99 {r.ttft_s.p99:.2f} s, tpot p99 {r.tpot_s.p99 * 1e3:.1f} ms")
 
 
 if __name__ == "__main__":

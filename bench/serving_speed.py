@@ -93,14 +93,14 @@ def main() -> None:
     med, times, r = timed(vidur_case(), a.repeats)
     print(f"vidur workload (5,000 req, llama-2-7b, 1 x a100, poisson 4/s): median {med:.3f} s "
           f"(min {min(times):.3f}) -> {5000 / med:,.0f} simulated req/s; target < 1 s")
-    print(f"  predicted: ttft p50 {r['ttft_s']['p50'] * 1e3:.1f} ms, tpot p50 {r['tpot_s']['p50'] * 1e3:.2f} ms, "
-          f"{r['throughput_rps']:.2f} req/s")
+    print(f"  predicted: ttft p50 {r.ttft_s.p50 * 1e3:.1f} ms, tpot p50 {r.tpot_s.p50 * 1e3:.2f} ms, "
+          f"{r.throughput_rps:.2f} req/s")
     slow, _, r2 = timed(vidur_case(), 1, fast_forward=False)
     same = (r.requests["e2e_s"].to_numpy() == r2.requests["e2e_s"].to_numpy()).all()
     print(f"  fast-forward off: {slow:.3f} s ({slow / med:.1f}x slower); identical per-request results: {same}")
     med, times, r = timed(chat_case(), max(1, a.repeats // 2))
     print(f"chat workload (20,000 req, gamma cv=2, lognormal lengths, 4 x h100): median {med:.3f} s "
-          f"-> {20000 / med:,.0f} req/s; {r['preemptions']} preemptions")
+          f"-> {20000 / med:,.0f} req/s; {r.preemptions} preemptions")
     vidur = os.environ.get("VIDUR_PYTHON")
     if vidur:
         run_vidur(vidur)
@@ -111,7 +111,7 @@ def main() -> None:
         rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"large (1,000,000 req over 64 x a100): {med:.1f} s wall -> {1e6 / med:,.0f} req/s; "
               f"peak RSS {rss_gib:.2f} GiB; targets < 60 s, < 2 GB")
-        print(f"  simulated {r['simulated_s']:.0f} s; completed {r['completed']:,}; ttft p99 {r['ttft_s']['p99']:.3f} s")
+        print(f"  simulated {r.simulated_s:.0f} s; completed {r.completed:,}; ttft p99 {r.ttft_s.p99:.3f} s")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         print(f"{name}: median {med * 1e3:.1f} ms over {a.repeats} runs "
-              f"(min {min(times) * 1e3:.1f}); step {r['iteration_time_s']:.2f} s, MFU {100 * r['mfu']:.1f}%, "
-              f"{r['memory_per_gpu_gib']['total']:.1f} GiB/GPU, fits={r['fits_in_memory']}")
+              f"(min {min(times) * 1e3:.1f}); step {r.iteration_time_s:.2f} s, MFU {100 * r.mfu:.1f}%, "
+              f"{r.memory_per_gpu_gib.total:.1f} GiB/GPU, fits={r.fits_in_memory}")
 
 
 if __name__ == "__main__":

@@ -58,11 +58,11 @@ def main() -> None:
     t0 = time.perf_counter()
     for _, row in ref.iterrows():
         r = simulate_serving(parse_scenario(scenario(row, a.requests)))
-        pred = r["output_tokens_per_s"]
+        pred = r.output_tokens_per_s
         err = (pred - row.output_tok_s_total) / row.output_tok_s_total
         rows.append({"isl": row.isl, "osl": row.osl, "measured": row.output_tok_s_total, "predicted": round(pred),
-                     "error_pct": round(100 * err, 1), "kv_tokens": r["kv_cache_tokens_per_replica"],
-                     "preemptions": r["preemptions"]})
+                     "error_pct": round(100 * err, 1), "kv_tokens": r.kv_cache_tokens_per_replica,
+                     "preemptions": r.preemptions})
         print(f"isl {row.isl:>6} osl {row.osl:>5}: measured {row.output_tok_s_total:>7,.0f} tok/s, "
               f"predicted {pred:>7,.0f} ({100 * err:+.1f}%)", flush=True)
     out = pd.DataFrame(rows)

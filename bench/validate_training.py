@@ -55,7 +55,7 @@ def predict(model: dict, *, gpus: int, tp: int, pp: int, dp: int, gb: int, mb: i
         "training": {"seq_len": seq, "global_batch": gb, "micro_batch": mb, "precision": precision,
                      "recompute": recompute, "flash_attention": False, **stack},
     }
-    return simulate_training(parse_scenario(doc))["iteration_time_s"]
+    return simulate_training(parse_scenario(doc)).iteration_time_s
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

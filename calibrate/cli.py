@@ -105,14 +105,14 @@ def validate_profile(path: Path, model: str, device: str, dtype: str, prof: dict
                                           "precision": "fp32" if dtype == "fp32" else dtype,
                                           "grad_precision": "fp32", "recompute": "none"}})
         r = simulate_training(sc)
-        pred = r["iteration_time_s"]
+        pred = r.iteration_time_s
         err_pct = 100 * (pred - m["seconds"]) / m["seconds"]
         row = {"batch": m["batch"], "seq": m["seq"], "measured_s": m["seconds"], "predicted_s": pred,
                "error_pct": round(err_pct, 1)}
         line = (f"train step batch {m['batch']} seq {m['seq']}: measured {m['seconds'] * 1e3:.2f} ms, "
                 f"predicted {pred * 1e3:.2f} ms ({err_pct:+.1f}%)")
         if m.get("peak_memory_bytes"):
-            pm = r["memory_per_gpu_gib"]["total"] * 2**30
+            pm = r.memory_per_gpu_gib.total * 2**30
             row.update({"measured_peak_gib": m["peak_memory_bytes"] / 2**30, "predicted_peak_gib": pm / 2**30,
                         "memory_error_pct": round(100 * (pm - m["peak_memory_bytes"]) / m["peak_memory_bytes"], 1)})
             line += f"; peak memory measured {row['measured_peak_gib']:.2f} GiB, predicted {row['predicted_peak_gib']:.2f}"

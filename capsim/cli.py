@@ -7,13 +7,18 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from simulator.errors import CapsimError
+
+if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
+    from simulator.serving import ServingResult
+    from simulator.serving.summary import Percentiles
+    from simulator.training import TrainingResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="capsim: capacity-planning and cost simulator for NN training and serving clusters.")
@@ -105,30 +110,28 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
     out.print(t)
 
 
-def _print_training(r: Any) -> None:
-    s = r.summary
-    lay = s["layout"]
-    t = Table(show_header=False, title=f"{s['name']}: {s['model']} on {s['gpus']} × {s['hardware']}")
-    t.add_row("layout", f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} CP{lay['cp']} v{lay['virtual_stages']} "
-              f"ZeRO-{lay['zero_stage']} recompute={lay['recompute']} micro-batch {lay['micro_batch']} "
-              f"({lay['microbatches_per_step']} per step)")
-    mem = s["memory_per_gpu_gib"]
-    fit = "[green]fits[/]" if s["fits_in_memory"] else "[bold red]DOES NOT FIT[/]"
-    t.add_row("memory / GPU", f"{mem['total']:.1f} of {s['memory_capacity_gib']:.0f} GiB {fit} (params {mem['params']:.1f}, "
-              f"grads {mem['grads']:.1f}, optimizer {mem['optimizer']:.1f}, activations {mem['activations']:.1f})")
-    t.add_row("iteration", f"{s['iteration_time_s']:.3f} s, {s['tokens_per_s']:,.0f} tokens/s")
-    t.add_row("MFU / HFU", f"{100 * s['mfu']:.1f}% / {100 * s['hfu']:.1f}% ({s['tflops_per_gpu_model']:.0f} TFLOP/s per GPU)")
-    bd = s["time_breakdown_s"]
+def _print_training(r: TrainingResult) -> None:
+    lay, mem = r.layout, r.memory_per_gpu_gib
+    t = Table(show_header=False, title=f"{r.name}: {r.model} on {r.gpus} × {r.hardware}")
+    t.add_row("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} CP{lay.cp} v{lay.virtual_stages} "
+              f"ZeRO-{lay.zero_stage} recompute={lay.recompute} micro-batch {lay.micro_batch} "
+              f"({lay.microbatches_per_step} per step)")
+    fit = "[green]fits[/]" if r.fits_in_memory else "[bold red]DOES NOT FIT[/]"
+    t.add_row("memory / GPU", f"{mem.total:.1f} of {r.memory_capacity_gib:.0f} GiB {fit} (params {mem.params:.1f}, "
+              f"grads {mem.grads:.1f}, optimizer {mem.optimizer:.1f}, activations {mem.activations:.1f})")
+    t.add_row("iteration", f"{r.iteration_time_s:.3f} s, {r.tokens_per_s:,.0f} tokens/s")
+    t.add_row("MFU / HFU", f"{100 * r.mfu:.1f}% / {100 * r.hfu:.1f}% ({r.tflops_per_gpu_model:.0f} TFLOP/s per GPU)")
+    bd = r.time_breakdown_s.to_dict()
     t.add_row("breakdown", ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.3f}s" for k, v in bd.items() if v > 0))
-    if "time_to_train_days" in s:
-        t.add_row("time to train", f"{s['time_to_train_days']:.1f} days (p10 {s['time_to_train_days_p10']:.1f}, "
-                  f"p90 {s['time_to_train_days_p90']:.1f}); goodput {100 * s['goodput']:.1f}%, "
-                  f"{s['failures_mean']:.1f} failures")
-        t.add_row("cost", f"${s['cost_usd']:,.0f} for {s['gpu_hours']:,.0f} GPU-hours at ${s['usd_per_gpu_hour']:.2f}/GPU-h "
-                  f"({s['price_source']})")
-        t.add_row("energy", f"{s['energy_kwh']:,.0f} kWh (GPUs at {s['gpu_power_w']:.0f} W)")
-    if not s["fits_in_memory"]:
-        t.add_row("[bold red]infeasible[/]", s["infeasible_reason"])
+    if (job := r.job) is not None:
+        t.add_row("time to train", f"{job.time_to_train_days:.1f} days (p10 {job.time_to_train_days_p10:.1f}, "
+                  f"p90 {job.time_to_train_days_p90:.1f}); goodput {100 * job.goodput:.1f}%, "
+                  f"{job.failures_mean:.1f} failures")
+        t.add_row("cost", f"${job.cost_usd:,.0f} for {job.gpu_hours:,.0f} GPU-hours at ${job.usd_per_gpu_hour:.2f}/GPU-h "
+                  f"({job.price_source})")
+        t.add_row("energy", f"{job.energy_kwh:,.0f} kWh (GPUs at {job.gpu_power_w:.0f} W)")
+    if r.infeasible_reason is not None:
+        t.add_row("[bold red]infeasible[/]", r.infeasible_reason)
     out.print(t)
 
 
@@ -146,75 +149,74 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
     from simulator import simulate_serving, simulate_training
     from simulator.report import write_html
-    from simulator.scenario import load_scenario
+    from simulator.scenario import TrainingScenario, load_scenario
+    from simulator.training import TrainingResult
 
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
-    r = simulate_training(sc) if kind == "training" else simulate_serving(sc)
+    r = simulate_training(sc) if isinstance(sc, TrainingScenario) else simulate_serving(sc)
     if html:
         write_html(r, html)
         if not as_json:
             err.print(f"report written to {html}")
     if as_json:
         print(r.to_json())
-    elif kind == "training":
+    elif isinstance(r, TrainingResult):
         _print_training(r)
     else:
         _print_serving(r)
 
 
-def _pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
-    if d.get("p50") is None:
+def _pct(d: Percentiles, unit: float = 1e3, suffix: str = "ms") -> str:
+    if d.p50 is None or d.p90 is None or d.p99 is None or d.mean is None:
         return "-"
-    return (f"p50 {d['p50'] * unit:,.1f} · p90 {d['p90'] * unit:,.1f} · p99 {d['p99'] * unit:,.1f} · "
-            f"mean {d['mean'] * unit:,.1f} {suffix}")
+    return f"p50 {d.p50 * unit:,.1f} · p90 {d.p90 * unit:,.1f} · p99 {d.p99 * unit:,.1f} · mean {d.mean * unit:,.1f} {suffix}"
 
 
-def _print_serving(r: Any) -> None:
-    s = r.summary
-    lay = s["replica_layout"]
-    where = (" → ".join(f"{k} ({v['model']} on {v['replicas']['max']} × {v['hardware']})" for k, v in s["services"].items())
-             if "services" in s else f"{s['model']} on {s['replicas']['max']} × {s['hardware']} replicas")
-    t = Table(show_header=False, title=f"{s['name']}: {where}")
-    t.add_row("replica", f"TP{lay['tp']} PP{lay['pp']} {lay['batching']} batching, max {lay['max_num_seqs']} seqs, "
-              f"{lay['max_batched_tokens']:,} tokens/iteration; KV cache {s['kv_cache_tokens_per_replica']:,} tokens "
-              f"({lay['kv_cache_precision']})")
-    mem = s["memory_per_gpu_gib"]
+def _print_serving(r: ServingResult) -> None:
+    lay = r.replica_layout
+    where = (" → ".join(f"{k} ({v.model} on {v.replicas.max} × {v.hardware})" for k, v in r.services.items())
+             if r.services else f"{r.model} on {r.replicas.max} × {r.hardware} replicas")
+    t = Table(show_header=False, title=f"{r.name}: {where}")
+    t.add_row("replica", f"TP{lay.tp} PP{lay.pp} {lay.batching} batching, max {lay.max_num_seqs} seqs, "
+              f"{lay.max_batched_tokens:,} tokens/iteration; KV cache {r.kv_cache_tokens_per_replica:,} tokens "
+              f"({lay.kv_cache_precision})")
+    mem = r.memory_per_gpu_gib.to_dict()
     t.add_row("memory / GPU", ", ".join(f"{k.removesuffix('_gib')} {v:.1f}" for k, v in mem.items()) + " GiB")
-    rej = f", [bold red]{s['rejected']:,} rejected[/] {s['rejected_by_reason']}" if s["rejected"] else ""
-    rej += f", [bold red]{s['failed']:,} failed[/]" if s["failed"] else ""
-    inflight = f", {s['in_flight']:,} still in flight" if s["in_flight"] else ""
-    t.add_row("requests", f"{s['arrived']:,} arrived, {s['completed']:,} completed{rej}{inflight}; "
-              f"{s['preemptions']:,} preemptions; {s['simulated_s']:,.1f} s simulated")
-    t.add_row("throughput", f"{s['throughput_rps']:,.2f} req/s, {s['output_tokens_per_s']:,.0f} output tokens/s")
-    t.add_row("TTFT", _pct(s["ttft_s"]))
-    t.add_row("TPOT", _pct(s["tpot_s"]))
-    t.add_row("end-to-end", _pct(s["e2e_s"], 1.0, "s"))
-    t.add_row("queueing", _pct(s["queue_s"]))
-    kv = f", KV cache {100 * s['kv_cache_utilization']:.1f}% used" if s["kv_cache_utilization"] is not None else ""
-    t.add_row("utilization", f"GPU busy {100 * s['gpu_utilization']:.1f}%{kv}; MFU {100 * s['mfu']:.1f}% "
+    rej = f", [bold red]{r.rejected:,} rejected[/] {r.rejected_by_reason}" if r.rejected else ""
+    rej += f", [bold red]{r.failed:,} failed[/]" if r.failed else ""
+    inflight = f", {r.in_flight:,} still in flight" if r.in_flight else ""
+    t.add_row("requests", f"{r.arrived:,} arrived, {r.completed:,} completed{rej}{inflight}; "
+              f"{r.preemptions:,} preemptions; {r.simulated_s:,.1f} s simulated")
+    t.add_row("throughput", f"{r.throughput_rps:,.2f} req/s, {r.output_tokens_per_s:,.0f} output tokens/s")
+    t.add_row("TTFT", _pct(r.ttft_s))
+    t.add_row("TPOT", _pct(r.tpot_s))
+    t.add_row("end-to-end", _pct(r.e2e_s, 1.0, "s"))
+    t.add_row("queueing", _pct(r.queue_s))
+    kv = f", KV cache {100 * r.kv_cache_utilization:.1f}% used" if r.kv_cache_utilization is not None else ""
+    t.add_row("utilization", f"GPU busy {100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
               "(model FLOPs of the tokens served / peak of the GPU-hours paid)")
-    if s["slo_attainment"] is not None:
-        ok = "[green]met[/]" if s["slo_met"] else "[bold red]missed[/]"
-        t.add_row("SLO", f"{ok}: {100 * s['slo_attainment']:.2f}% of requests within "
-                  + ", ".join(f"{k.removesuffix('_p99_s')} ≤ {v} s" for k, v in s["slo"].items()))
-    cpm = s["cost_per_million_tokens_usd"]
-    rp = s["replicas"]
-    t.add_row("replicas", f"{s['autoscaling']} scaling: mean {rp['mean']:.2f}, max {rp['max']}; "
-              f"{s['replica_hours']:,.1f} replica-hours; cold start {s['cold_start_s']:.0f} s")
-    if s["replica_failures"] or s["spot_preemptions"] or s["failed"]:
-        t.add_row("faults", f"{s['replica_failures']} replica failures, {s['spot_preemptions']} spot preemptions, "
-                  f"{s['retries']} retries, {s['failed']} requests failed after retries")
-    t.add_row("cost", f"${s['usd_per_hour']:,.2f}/hour on average at ${s['usd_per_gpu_hour']:.2f}/GPU-hour "
-              f"({s['price_source']}); ${s['cost_usd']:,.2f} for this run"
+    if r.slo_attainment is not None:
+        ok = "[green]met[/]" if r.slo_met else "[bold red]missed[/]"
+        t.add_row("SLO", f"{ok}: {100 * r.slo_attainment:.2f}% of requests within "
+                  + ", ".join(f"{k.removesuffix('_p99_s')} ≤ {v} s" for k, v in r.slo.to_dict().items()))
+    cpm = r.cost_per_million_tokens_usd
+    t.add_row("replicas", f"{r.autoscaling} scaling: mean {r.replicas.mean:.2f}, max {r.replicas.max}; "
+              f"{r.replica_hours:,.1f} replica-hours; cold start {r.cold_start_s:.0f} s")
+    if r.replica_failures or r.spot_preemptions or r.failed:
+        t.add_row("faults", f"{r.replica_failures} replica failures, {r.spot_preemptions} spot preemptions, "
+                  f"{r.retries} retries, {r.failed} requests failed after retries")
+    t.add_row("cost", f"${r.usd_per_hour:,.2f}/hour on average at ${r.usd_per_gpu_hour:.2f}/GPU-hour "
+              f"({r.price_source}); ${r.cost_usd:,.2f} for this run"
               + (f"; ${cpm:,.3f} per million output tokens" if cpm is not None else ""))
-    t.add_row("energy", f"{s['energy_kwh']:,.2f} kWh")
-    for name, v in s.get("services", {}).items():
-        lat = f"p50 {v['latency_p50_s'] * 1e3:,.1f} · p99 {v['latency_p99_s'] * 1e3:,.1f} ms" if v["latency_p50_s"] else "-"
-        t.add_row(f"service {name}", f"{v['reached']:,} reached, {v['cache_hits']:,} from cache; {lat}; "
-                  f"GPU busy {100 * v['gpu_utilization']:.1f}%; ${v['cost_usd']:,.2f}")
-    for w in s["warnings"]:
+    t.add_row("energy", f"{r.energy_kwh:,.2f} kWh")
+    for name, v in (r.services or {}).items():
+        lat = (f"p50 {v.latency_p50_s * 1e3:,.1f} · p99 {v.latency_p99_s * 1e3:,.1f} ms"
+               if v.latency_p50_s and v.latency_p99_s is not None else "-")
+        t.add_row(f"service {name}", f"{v.reached:,} reached, {v.cache_hits:,} from cache; {lat}; "
+                  f"GPU busy {100 * v.gpu_utilization:.1f}%; ${v.cost_usd:,.2f}")
+    for w in r.warnings:
         t.add_row("[yellow]warning[/]", w)
     out.print(t)
 

@@ -20,10 +20,11 @@ FILES = ["serve_diurnal_static.yaml", "serve_diurnal_hpa.yaml", "serve_diurnal_p
 
 def run(name: str) -> dict:
     r = simulate_serving(load_scenario(HERE / name))
-    return {"scenario": r["name"], "replica_hours": r["replica_hours"], "replicas_max": r["replicas"]["max"],
-            "cost_usd": r["cost_usd"], "slo_attainment": r["slo_attainment"], "slo_met": r["slo_met"],
-            "ttft_p99_s": r["ttft_s"]["p99"], "tpot_p99_ms": r["tpot_s"]["p99"] * 1e3,
-            "per_m_tokens": r["cost_per_million_tokens_usd"], "requests": r["completed"]}
+    tpot = r.tpot_s.p99
+    return {"scenario": r.name, "replica_hours": r.replica_hours, "replicas_max": r.replicas.max,
+            "cost_usd": r.cost_usd, "slo_attainment": r.slo_attainment, "slo_met": r.slo_met,
+            "ttft_p99_s": r.ttft_s.p99, "tpot_p99_ms": None if tpot is None else tpot * 1e3,
+            "per_m_tokens": r.cost_per_million_tokens_usd, "requests": r.completed}
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from .version import __version__
 _EXPORTS = {
     "CapsimError": ".errors",
     "InfeasibleError": ".errors",
-    "ServingResult": ".serving.result",
+    "ServingResult": ".serving.outcome",
     "ServingScenario": ".scenario",
     "SweepResult": ".sweep",
     "TrainingResult": ".training.result",
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .errors import CapsimError, InfeasibleError
     from .hardware import get_profile
     from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
-    from .serving.result import ServingResult
+    from .serving.outcome import ServingResult
     from .serving.simulate import simulate_serving
     from .sweep import SweepResult, sweep
     from .training.result import TrainingResult

@@ -12,7 +12,7 @@ from simulator import CapsimError, InfeasibleError, parse_scenario, simulate_ser
 from simulator.catalog import get_model
 from simulator.costmodel.inference import InferenceModel
 from simulator.hardware import get_profile
-from simulator.serving.result import step_integral
+from simulator.serving.frames import step_integral
 from simulator.serving.workload import generate
 
 

@@ -163,7 +163,7 @@ def test_real_tui_in_tmux() -> None:
 def test_pipeline_busy_is_the_share_of_stages_computing() -> None:
     import pandas as pd
 
-    from tui.present import pipeline_busy
+    from simulator.training.result import pipeline_busy
 
     # two stages: stage 0 computes over [0, 1] and [2, 3], stage 1 over [1, 3]; in thirds of the
     # 3 s step that is 1 of 2 stages busy, then 1 of 2, then 2 of 2

@@ -5,7 +5,7 @@ thread worker so the interface never freezes."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -16,8 +16,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Sparkline, Static
 
 from simulator import CapsimError
+from simulator.serving import ServingResult
+from simulator.training import TrainingResult
 
-from .present import Session, compare, headline, pipeline_busy
+from .present import Session, compare, headline
 
 VERDICT = {1: "green", -1: "red", 0: ""}
 
@@ -89,13 +91,13 @@ class ResultScreen(Screen):
         Binding("j", "export('json')", "JSON"), Binding("y", "export('yaml')", "YAML"),
         Binding("c", "compare", "Compare"), Binding("q", "app.quit", "Quit")]
 
-    def __init__(self, result: Any) -> None:
+    def __init__(self, result: TrainingResult | ServingResult) -> None:
         super().__init__()
         self.result = result
 
     def compose(self) -> ComposeResult:
-        s = self.result.summary
-        yield Static(f"result · {s['name']} · {s['model']} on {s['hardware']}", id="title")
+        r = self.result
+        yield Static(f"result · {r.name} · {r.model} on {r.hardware}", id="title")
         table = DataTable(id="headline", show_cursor=False)
         table.add_columns("metric", "value")
         for k, v in headline(self.result):
@@ -111,31 +113,28 @@ class ResultScreen(Screen):
 
     def _series(self) -> list[tuple[str, list[float]]]:
         r = self.result
-        if r.summary["kind"] == "training":
-            busy = pipeline_busy(r.timeline_frame())
+        if isinstance(r, TrainingResult):
+            busy = r.pipeline_busy()
             return [("stages busy over step", busy)] if busy else []
-        sf, ts = r.scaling_frame(), r.timeseries_frame()
-        agg = ts.groupby("t_s")[["queue", "utilization"]].sum()
-        ready = sf.replicas_ready.clip(lower=1e-9).to_numpy()[: len(agg)]
-        busy = (agg["utilization"].to_numpy() / ready).clip(0, 1)       # mean over the replicas ready then
+        sf, fleet = r.scaling_frame(), r.fleet_frame()
         return [("arrivals /s", sf.arrival_rps.fillna(0).tolist()), ("replicas ready", sf.replicas_ready.tolist()),
-                ("queued (all replicas)", agg["queue"].tolist()), ("GPU busy", busy.tolist()),
+                ("queued (all replicas)", fleet.queue.tolist()), ("GPU busy", fleet.gpu_busy.tolist()),
                 ("e2e p99 s", sf.e2e_p99_s.fillna(0).tolist())]
 
     def on_mount(self) -> None:
         t = self.query_one("#breakdown", DataTable)
-        s = self.result.summary
-        if s["kind"] == "training":
+        r = self.result
+        if isinstance(r, TrainingResult):
             t.add_columns("time breakdown", "s")
-            for k, v in s["time_breakdown_s"].items():
-                t.add_row(k.removesuffix("_s").replace("_", " "), f"{v:.4f}")
-            for k, v in s["memory_per_gpu_gib"].items():
+            for k, v in r.time_breakdown_s.to_dict().items():
+                if v or k not in ("cp_comm_s", "ep_comm_s"):     # no CP/EP rows for a layout without them
+                    t.add_row(k.removesuffix("_s").replace("_", " "), f"{v:.4f}")
+            for k, v in r.memory_per_gpu_gib.to_dict().items():
                 t.add_row(f"memory {k}", f"{v:.2f} GiB")
         else:
             t.add_columns("latency", "p50", "p90", "p99", "mean")
-            for k in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
-                d = s[k]
-                t.add_row(k.removesuffix("_s"), *("-" if d[q] is None else f"{d[q]:.4f}" for q in ("p50", "p90", "p99", "mean")))
+            for name, d in (("ttft", r.ttft_s), ("tpot", r.tpot_s), ("e2e", r.e2e_s), ("queue", r.queue_s)):
+                t.add_row(name, *("-" if q is None else f"{q:.4f}" for q in (d.p50, d.p90, d.p99, d.mean)))
 
     def action_export(self, fmt: str) -> None:
         self.app.export(fmt, self.result)
@@ -157,7 +156,7 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        runs = [r for r in self.app.results if r.summary["kind"] == self.app.results[-1].summary["kind"]]
+        runs = [r for r in self.app.results if r.kind == self.app.results[-1].kind]
         header, rows = compare(runs)
         t = self.query_one("#compare", DataTable)
         t.add_columns(*header)
@@ -176,7 +175,7 @@ class CapsimApp(App):
     def __init__(self, session: Session, *, out_dir: Path | None = None) -> None:
         super().__init__()
         self.session = session
-        self.results: list[Any] = []
+        self.results: list[TrainingResult | ServingResult] = []
         self.out_dir = out_dir or Path.cwd()
 
     def on_mount(self) -> None:
@@ -205,7 +204,7 @@ class CapsimApp(App):
             ed.run_finished(False, "run failed")
         self.notify(message, severity="error", timeout=10)
 
-    def _done(self, result: Any) -> None:
+    def _done(self, result: TrainingResult | ServingResult) -> None:
         self.results.append(result)
         if ed := self._editor():
             ed.run_finished(True, f"run #{len(self.results)} done · v shows it · c compares")
@@ -217,7 +216,7 @@ class CapsimApp(App):
             return
         self.push_screen(CompareScreen())
 
-    def export(self, fmt: str, result: Any) -> None:
+    def export(self, fmt: str, result: TrainingResult | ServingResult | None) -> None:
         name = self.session.doc.get("name", "scenario")
         path = self.out_dir / f"{name}-{len(self.results)}.{ 'yml' if fmt == 'yaml' else fmt}"
         try:

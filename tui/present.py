@@ -4,6 +4,7 @@ comparisons. No Textual here (a test checks), so it is testable on its own and t
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import yaml
 
 from simulator import CapsimError, parse_scenario
 from simulator.scenario import apply_overrides, scenario_yaml
+from simulator.serving import ServingResult
+from simulator.training import TrainingResult
 
 TRAINING_FIELDS = [
     "model", "hardware", "cluster.nodes", "cluster.gpus_per_node", "parallelism.tp", "parallelism.pp",
@@ -94,7 +97,7 @@ class Session:
     def scenario(self) -> Any:
         return parse_scenario(apply_overrides(self.doc, self.overrides()), where=self.source)
 
-    def run(self) -> Any:
+    def run(self) -> TrainingResult | ServingResult:
         from simulator import simulate_serving, simulate_training
 
         sc = self.scenario()
@@ -135,73 +138,60 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1e3:,.1f} ms"
 
 
-def headline(r: Any) -> list[tuple[str, str]]:
+def headline(r: TrainingResult | ServingResult) -> list[tuple[str, str]]:
     """(label, value) rows summarising a result, the same numbers as ``capsim train``/``serve``."""
-    s = r.summary
-    if s["kind"] == "training":
-        lay = s["layout"]
-        rows = [("layout", f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} mb {lay['micro_batch']} {lay['recompute']}"),
-                ("iteration", f"{s['iteration_time_s']:.3f} s"), ("tokens/s", f"{s['tokens_per_s']:,.0f}"),
-                ("MFU", f"{100 * s['mfu']:.1f}%"),
-                ("memory/GPU", f"{s['memory_per_gpu_gib']['total']:.1f} of {s['memory_capacity_gib']:.0f} GiB"
-                 + ("" if s["fits_in_memory"] else " DOES NOT FIT"))]
-        if "time_to_train_days" in s:
-            rows += [("time to train", f"{s['time_to_train_days']:.1f} days"), ("cost", f"${s['cost_usd']:,.0f}"),
-                     ("energy", f"{s['energy_kwh']:,.0f} kWh")]
+    if isinstance(r, TrainingResult):
+        lay = r.layout
+        rows = [("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} mb {lay.micro_batch} {lay.recompute}"),
+                ("iteration", f"{r.iteration_time_s:.3f} s"), ("tokens/s", f"{r.tokens_per_s:,.0f}"),
+                ("MFU", f"{100 * r.mfu:.1f}%"),
+                ("memory/GPU", f"{r.memory_per_gpu_gib.total:.1f} of {r.memory_capacity_gib:.0f} GiB"
+                 + ("" if r.fits_in_memory else " DOES NOT FIT"))]
+        if r.job is not None:
+            rows += [("time to train", f"{r.job.time_to_train_days:.1f} days"), ("cost", f"${r.job.cost_usd:,.0f}"),
+                     ("energy", f"{r.job.energy_kwh:,.0f} kWh")]
         return rows
-    att = s["slo_attainment"]
-    return [("requests", f"{s['completed']:,} done, {s['rejected']:,} rejected"),
-            ("throughput", f"{s['throughput_rps']:,.2f} req/s, {s['output_tokens_per_s']:,.0f} tok/s"),
-            ("TTFT p50/p99", f"{_ms(s['ttft_s']['p50'])} / {_ms(s['ttft_s']['p99'])}"),
-            ("TPOT p50/p99", f"{_ms(s['tpot_s']['p50'])} / {_ms(s['tpot_s']['p99'])}"),
-            ("E2E p50/p99", f"{s['e2e_s']['p50'] or 0:,.2f} / {s['e2e_s']['p99'] or 0:,.2f} s"),
-            ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if s['slo_met'] else 'missed'})"),
-            ("replicas", f"mean {s['replicas']['mean']}, max {s['replicas']['max']}"),
-            ("GPU busy / MFU", f"{100 * s['gpu_utilization']:.1f}% / {100 * s['mfu']:.1f}%"),
-            ("$/hour", f"${s['usd_per_hour']:,.2f}"),
-            ("$/M tokens", "-" if s["cost_per_million_tokens_usd"] is None else f"${s['cost_per_million_tokens_usd']:,.3f}")]
+    att, cpm = r.slo_attainment, r.cost_per_million_tokens_usd
+    return [("requests", f"{r.completed:,} done, {r.rejected:,} rejected"),
+            ("throughput", f"{r.throughput_rps:,.2f} req/s, {r.output_tokens_per_s:,.0f} tok/s"),
+            ("TTFT p50/p99", f"{_ms(r.ttft_s.p50)} / {_ms(r.ttft_s.p99)}"),
+            ("TPOT p50/p99", f"{_ms(r.tpot_s.p50)} / {_ms(r.tpot_s.p99)}"),
+            ("E2E p50/p99", f"{r.e2e_s.p50 or 0:,.2f} / {r.e2e_s.p99 or 0:,.2f} s"),
+            ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if r.slo_met else 'missed'})"),
+            ("replicas", f"mean {r.replicas.mean}, max {r.replicas.max}"),
+            ("GPU busy / MFU", f"{100 * r.gpu_utilization:.1f}% / {100 * r.mfu:.1f}%"),
+            ("$/hour", f"${r.usd_per_hour:,.2f}"),
+            ("$/M tokens", "-" if cpm is None else f"${cpm:,.3f}")]
 
 
-COMPARE = {"training": [("iteration_time_s", -1), ("tokens_per_s", 1), ("mfu", 1), ("time_to_train_days", -1),
-                        ("cost_usd", -1)],
-           "serving": [("throughput_rps", 1), ("ttft_s.p99", -1), ("tpot_s.p99", -1), ("e2e_s.p99", -1),
-                       ("slo_attainment", 1), ("usd_per_hour", -1), ("cost_per_million_tokens_usd", -1)]}
+Metric = Callable[[Any], float | None]
+
+# per kind: (label, value of a result, +1 when higher is better / -1 when lower is)
+COMPARE: dict[str, list[tuple[str, Metric, int]]] = {
+    "training": [("iteration_time_s", lambda r: r.iteration_time_s, -1), ("tokens_per_s", lambda r: r.tokens_per_s, 1),
+                 ("mfu", lambda r: r.mfu, 1),
+                 ("time_to_train_days", lambda r: r.job.time_to_train_days if r.job else None, -1),
+                 ("cost_usd", lambda r: r.job.cost_usd if r.job else None, -1)],
+    "serving": [("throughput_rps", lambda r: r.throughput_rps, 1), ("ttft_s.p99", lambda r: r.ttft_s.p99, -1),
+                ("tpot_s.p99", lambda r: r.tpot_s.p99, -1), ("e2e_s.p99", lambda r: r.e2e_s.p99, -1),
+                ("slo_attainment", lambda r: r.slo_attainment, 1), ("usd_per_hour", lambda r: r.usd_per_hour, -1),
+                ("cost_per_million_tokens_usd", lambda r: r.cost_per_million_tokens_usd, -1)]}
 
 
-def compare(results: list[Any]) -> tuple[list[str], list[list[tuple[str, int]]]]:
+def compare(results: Sequence[TrainingResult | ServingResult]) -> tuple[list[str], list[list[tuple[str, int]]]]:
     """Rows of (text, verdict) per metric and run: verdict +1 better than the first run, -1 worse, 0 same."""
-    kind = results[0].summary["kind"]
     rows = []
-    for key, sense in COMPARE[kind]:
-        vals = []
-        for r in results:
-            v: Any = r.summary
-            for part in key.split("."):
-                v = v.get(part) if isinstance(v, dict) else None
-            vals.append(v)
-        row = [(key, 0)]
+    for label, metric, sense in COMPARE[results[0].kind]:
+        vals = [metric(r) for r in results]
+        row = [(label, 0)]
+        first = vals[0]
         for v in vals:
-            if v is None or vals[0] is None:
+            if v is None or first is None:
                 row.append(("-", 0))
                 continue
-            rel = (v - vals[0]) / abs(vals[0]) if vals[0] else 0.0
+            rel = (v - first) / abs(first) if first else 0.0
             verdict = 0 if abs(rel) < 0.005 else (1 if rel * sense > 0 else -1)
             row.append((f"{v:,.4g}" + (f" ({100 * rel:+.0f}%)" if verdict else ""), verdict))
         rows.append(row)
-    header = ["metric", *(f"#{i + 1} {r.summary['name']}" for i, r in enumerate(results))]
+    header = ["metric", *(f"#{i + 1} {r.name}" for i, r in enumerate(results))]
     return header, rows
-
-
-def pipeline_busy(timeline: Any, bins: int = 60) -> list[float]:
-    """Share of pipeline stages computing in each of ``bins`` equal slices of one training step,
-    from the step's timeline (one row per forward/backward pass with ``stage``, ``start_s`` and
-    ``end_s``): the warm-up and drain of the pipeline show as the ramps at either end."""
-    import numpy as np
-
-    if len(timeline) == 0:
-        return []
-    start, end = timeline.start_s.to_numpy()[:, None], timeline.end_s.to_numpy()[:, None]
-    edges = np.linspace(0.0, float(end.max()), bins + 1)
-    overlap = (np.minimum(end, edges[1:]) - np.maximum(start, edges[:-1])).clip(min=0.0)
-    stages = timeline.stage.nunique()
-    return (overlap.sum(axis=0) / (np.diff(edges) * stages)).tolist()

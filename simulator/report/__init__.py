@@ -10,6 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import CapsimError
+from ..serving.outcome import ServingResult
+from ..serving.summary import Percentiles
+from ..training.result import TrainingResult
 from .page import Card, Section, render, table_html
 
 PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518"}
@@ -20,31 +23,29 @@ def _fig(title: str, **layout: Any) -> go.Figure:
 
 
 # ---- training ---------------------------------------------------------------------------------------
-def training_html(r: Any) -> str:
-    s = r.summary
-    lay = s["layout"]
-    mem = s["memory_per_gpu_gib"]
-    fits = s["fits_in_memory"]
+def training_html(r: TrainingResult) -> str:
+    lay, mem, fits = r.layout, r.memory_per_gpu_gib, r.fits_in_memory
     cards = [
-        Card("iteration", f"{s['iteration_time_s']:.3f} s", f"{s['tokens_per_s']:,.0f} tokens/s"),
-        Card("MFU", f"{100 * s['mfu']:.1f}%", f"HFU {100 * s['hfu']:.1f}%, {s['tflops_per_gpu_model']:.0f} TFLOP/s/GPU"),
-        Card("memory / GPU", f"{mem['total']:.1f} GiB", f"of {s['memory_capacity_gib']:.0f} GiB"
+        Card("iteration", f"{r.iteration_time_s:.3f} s", f"{r.tokens_per_s:,.0f} tokens/s"),
+        Card("MFU", f"{100 * r.mfu:.1f}%", f"HFU {100 * r.hfu:.1f}%, {r.tflops_per_gpu_model:.0f} TFLOP/s/GPU"),
+        Card("memory / GPU", f"{mem.total:.1f} GiB", f"of {r.memory_capacity_gib:.0f} GiB"
              + ("" if fits else " — does not fit"), "good" if fits else "bad"),
-        Card("GPUs", f"{s['gpus']:,}", f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} CP{lay['cp']}"),
+        Card("GPUs", f"{r.gpus:,}", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} CP{lay.cp}"),
     ]
-    if "time_to_train_days" in s:
-        cards += [Card("time to train", f"{s['time_to_train_days']:.1f} days",
-                       f"p10 {s['time_to_train_days_p10']:.1f} · p90 {s['time_to_train_days_p90']:.1f}"),
-                  Card("cost", f"${s['cost_usd']:,.0f}", f"{s['gpu_hours']:,.0f} GPU-h at ${s['usd_per_gpu_hour']:.2f}"),
-                  Card("energy", f"{s['energy_kwh']:,.0f} kWh", f"goodput {100 * s['goodput']:.1f}%")]
-    bd = {k.removesuffix("_s").replace("_", " "): v for k, v in s["time_breakdown_s"].items() if v > 0}
+    job = r.job
+    if job is not None:
+        cards += [Card("time to train", f"{job.time_to_train_days:.1f} days",
+                       f"p10 {job.time_to_train_days_p10:.1f} · p90 {job.time_to_train_days_p90:.1f}"),
+                  Card("cost", f"${job.cost_usd:,.0f}", f"{job.gpu_hours:,.0f} GPU-h at ${job.usd_per_gpu_hour:.2f}"),
+                  Card("energy", f"{job.energy_kwh:,.0f} kWh", f"goodput {100 * job.goodput:.1f}%")]
+    bd = {k.removesuffix("_s").replace("_", " "): v for k, v in r.time_breakdown_s.to_dict().items() if v > 0}
     f_bd = _fig("Step-time breakdown (s per iteration)", xaxis_title="seconds")
     f_bd.add_bar(x=list(bd.values()), y=list(bd), orientation="h", marker_color="#4c78a8")
     f_mem = _fig("Memory per GPU (GiB)", barmode="stack", yaxis_title="GiB")
     for k in ("params", "grads", "optimizer", "activations", "buffers"):
-        f_mem.add_bar(name=k, x=["this layout"], y=[mem.get(k, 0.0)])
-    f_mem.add_hline(y=s["memory_capacity_gib"], line_dash="dash", line_color="#c0392b",
-                    annotation_text=f"capacity {s['memory_capacity_gib']:.0f} GiB")
+        f_mem.add_bar(name=k, x=["this layout"], y=[getattr(mem, k)])
+    f_mem.add_hline(y=r.memory_capacity_gib, line_dash="dash", line_color="#c0392b",
+                    annotation_text=f"capacity {r.memory_capacity_gib:.0f} GiB")
     figs = [("chart-breakdown", f_bd), ("chart-memory", f_mem)]
     tl = r.timeline_frame()
     if len(tl):
@@ -56,22 +57,19 @@ def training_html(r: Any) -> str:
                          hovertext=[f"stage {a} {p} micro-batch {b}" for a, b in zip(g.stage, g.microbatch, strict=True)])
         figs.append(("chart-pipeline", f_tl))
     sections = [Section("Where the time goes", figs)]
-    if r.time_to_train_samples_days:
-        days = np.asarray(r.time_to_train_samples_days)
+    if job is not None and r.time_to_train_samples_days:
         f_ttt = _fig("Time to train over Monte Carlo runs (failures, restarts, checkpoints)",
                      xaxis_title="days", yaxis_title="runs")
-        f_ttt.add_histogram(x=days, marker_color="#54a24b")
-        lost = s["time_to_train_days"] - s["compute_days_without_failures"]
+        f_ttt.add_histogram(x=np.asarray(r.time_to_train_samples_days), marker_color="#54a24b")
         f_cost = _fig("Cost of the run ($)", yaxis_title="USD")
-        per_day = s["cost_usd"] / s["time_to_train_days"]
-        f_cost.add_bar(x=["training work", "failures, restarts, checkpoints"],
-                       y=[s["compute_days_without_failures"] * per_day, lost * per_day], marker_color=["#4c78a8", "#e45756"])
+        f_cost.add_bar(x=["training work", "failures, restarts, checkpoints"], y=list(job.cost_split_usd()),
+                       marker_color=["#4c78a8", "#e45756"])
         sections.append(Section("The whole run", [("chart-ttt", f_ttt), ("chart-cost", f_cost)],
-                                f"{s['failures_mean']:.1f} failures on average; checkpoint every "
-                                f"{s['checkpoint_interval_s'] / 60:.0f} min ({s['price_source']})."))
-    warn = [] if fits else [s.get("infeasible_reason", "does not fit in memory")]
-    return render(title=f"capsim training report — {s['name']}",
-                  subtitle=f"{s['model']} on {s['gpus']:,} × {s['hardware']}", cards=cards, sections=sections,
+                                f"{job.failures_mean:.1f} failures on average; checkpoint every "
+                                f"{job.checkpoint_interval_s / 60:.0f} min ({job.price_source})."))
+    warn = [] if r.infeasible_reason is None else [r.infeasible_reason]
+    return render(title=f"capsim training report — {r.name}",
+                  subtitle=f"{r.model} on {r.gpus:,} × {r.hardware}", cards=cards, sections=sections,
                   scenario_yaml=r.scenario_yaml(), warnings=warn)
 
 
@@ -84,89 +82,81 @@ def _cdf(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return v, np.arange(1, len(v) + 1) / max(len(v), 1)
 
 
-def serving_html(r: Any) -> str:
-    s = r.summary
-    req, ts = r.requests_frame(), r.timeseries_frame()
+def _pct(d: Percentiles, unit: float = 1e3, suffix: str = "ms") -> str:
+    return "-" if d.p50 is None or d.p99 is None else f"{d.p50 * unit:,.1f} / {d.p99 * unit:,.1f} {suffix}"
 
-    def pct(d: dict[str, Any], unit: float = 1e3, suffix: str = "ms") -> str:
-        return "-" if d["p50"] is None else f"{d['p50'] * unit:,.1f} / {d['p99'] * unit:,.1f} {suffix}"
 
-    att = s["slo_attainment"]
-    cards = [
+def _serving_cards(r: ServingResult) -> list[Card]:
+    att, cpm = r.slo_attainment, r.cost_per_million_tokens_usd
+    return [
         Card("SLO attainment", "no SLO set" if att is None else f"{100 * att:.2f}%",
-             ", ".join(f"{k.removesuffix('_p99_s')} p99 ≤ {v} s" for k, v in s["slo"].items()),
-             "" if att is None else ("good" if s["slo_met"] else "bad")),
-        Card("TTFT p50 / p99", pct(s["ttft_s"])),
-        Card("TPOT p50 / p99", pct(s["tpot_s"])),
-        Card("E2E p50 / p99", pct(s["e2e_s"], 1.0, "s")),
-        Card("throughput", f"{s['throughput_rps']:,.2f} req/s", f"{s['output_tokens_per_s']:,.0f} output tokens/s"),
-        Card("cost", f"${s['usd_per_hour']:,.2f}/h", f"{s['replica_hours']:,.1f} replica-hours; ${s['cost_usd']:,.2f} "
-             f"this run ({s['autoscaling']} scaling)"),
-        Card("GPU busy / MFU", f"{100 * s['gpu_utilization']:.0f}% / {100 * s['mfu']:.1f}%",
+             ", ".join(f"{k.removesuffix('_p99_s')} p99 ≤ {v} s" for k, v in r.slo.to_dict().items()),
+             "" if att is None else ("good" if r.slo_met else "bad")),
+        Card("TTFT p50 / p99", _pct(r.ttft_s)),
+        Card("TPOT p50 / p99", _pct(r.tpot_s)),
+        Card("E2E p50 / p99", _pct(r.e2e_s, 1.0, "s")),
+        Card("throughput", f"{r.throughput_rps:,.2f} req/s", f"{r.output_tokens_per_s:,.0f} output tokens/s"),
+        Card("cost", f"${r.usd_per_hour:,.2f}/h", f"{r.replica_hours:,.1f} replica-hours; ${r.cost_usd:,.2f} "
+             f"this run ({r.autoscaling} scaling)"),
+        Card("GPU busy / MFU", f"{100 * r.gpu_utilization:.0f}% / {100 * r.mfu:.1f}%",
              "time running iterations / model FLOPs served vs peak paid for"),
-        Card("$ / M output tokens", "-" if s["cost_per_million_tokens_usd"] is None
-             else f"${s['cost_per_million_tokens_usd']:,.3f}"),
-        Card("requests", f"{s['completed']:,} done", f"{s['rejected']:,} rejected, {s['failed']:,} failed, "
-             f"{s['in_flight']:,} in flight", "bad" if s["rejected"] or s["failed"] else ""),
+        Card("$ / M output tokens", "-" if cpm is None else f"${cpm:,.3f}"),
+        Card("requests", f"{r.completed:,} done", f"{r.rejected:,} rejected, {r.failed:,} failed, "
+             f"{r.in_flight:,} in flight", "bad" if r.rejected or r.failed else ""),
     ]
+
+
+def serving_html(r: ServingResult) -> str:
+    req, sf, fleet = r.requests_frame(), r.scaling_frame(), r.fleet_frame()
     f_cdf = _fig("Latency CDFs", xaxis_title="seconds (log)", xaxis_type="log", yaxis_title="fraction of requests")
     for col, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end"), ("queue_s", "queueing")):
         x, y = _cdf(req.loc[req.status == "completed", col].clip(lower=1e-6))
         if len(x):
             f_cdf.add_scatter(x=x, y=y, name=name, mode="lines")
-    t = np.sort(ts.t_s.unique())
-    width = float(t[1] - t[0]) if len(t) > 1 else max(s["simulated_s"], 1e-9)
-    agg = ts.groupby("t_s").agg(queue=("queue", "sum"), running=("running", "sum"), util=("utilization", "sum"),
-                                kv=("kv_cache_utilization", "sum"), tokens=("batch_tokens", "mean")).reset_index()
-    sf = r.scaling_frame()
-    # averages over the replicas ready in each bin (not over every replica the run ever had)
-    ready = np.maximum(sf.replicas_ready.to_numpy()[: len(agg)], 1e-9)
-    agg["util"] = np.where(ready > 1e-6, agg.util / ready, 0.0)
-    agg["kv"] = np.where(ready > 1e-6, agg.kv / ready, 0.0)
+    most = max(r.replicas.max, 1)
     f_rate = _fig("Arrivals and replicas", xaxis_title="time (s)", yaxis_title="requests/s",
-                  yaxis2={"title": "replicas", "overlaying": "y", "side": "right",
-                          "range": [0, 1.25 * max(s["replicas"]["max"], 1)],
-                          **({"dtick": 1} if s["replicas"]["max"] <= 12 else {})})
+                  yaxis2={"title": "replicas", "overlaying": "y", "side": "right", "range": [0, 1.25 * most],
+                          **({"dtick": 1} if r.replicas.max <= 12 else {})})
     f_rate.add_scatter(x=sf.t_s, y=sf.arrival_rps, name="arrival rate", mode="lines")
     f_rate.add_scatter(x=sf.t_s, y=sf.replicas_requested, name="replicas requested", mode="lines", yaxis="y2",
                        line_shape="hv")
     f_rate.add_scatter(x=sf.t_s, y=sf.replicas_ready, name="replicas ready", mode="lines", yaxis="y2", line_shape="hv")
     f_q = _fig("Queue and batch", xaxis_title="time (s)", yaxis_title="requests (cluster total)")
-    f_q.add_scatter(x=agg.t_s, y=agg.queue, name="queued", mode="lines")
-    f_q.add_scatter(x=agg.t_s, y=agg.running, name="running (in batches)", mode="lines")
+    f_q.add_scatter(x=fleet.t_s, y=fleet.queue, name="queued", mode="lines")
+    f_q.add_scatter(x=fleet.t_s, y=fleet.running, name="running (in batches)", mode="lines")
     f_lat = _fig("End-to-end latency of requests finishing in each window", xaxis_title="time (s)",
                  yaxis_title="seconds")
     f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s, name="p50", mode="lines")
     f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s, name="p99", mode="lines")
     f_u = _fig("Utilization (mean over ready replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
-    f_u.add_scatter(x=agg.t_s, y=agg.util, name="GPU busy", mode="lines")
-    f_u.add_scatter(x=agg.t_s, y=agg.kv, name="KV cache used", mode="lines")
+    f_u.add_scatter(x=fleet.t_s, y=fleet.gpu_busy, name="GPU busy", mode="lines")
+    f_u.add_scatter(x=fleet.t_s, y=fleet.kv_cache_utilization, name="KV cache used", mode="lines")
     f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")
-    f_cost.add_scatter(x=sf.t_s + (sf.t_s.iloc[1] - sf.t_s.iloc[0] if len(sf) > 1 else 0), y=sf.cost_usd_accrued,
+    f_cost.add_scatter(x=sf.t_s + (r.time_bin_s if len(sf) > 1 else 0), y=sf.cost_usd_accrued,
                        name="cost", mode="lines", fill="tozeroy")
-    multi = "services" in s
-    per = ts.groupby(["service", "replica"] if multi else ["replica"], sort=False).utilization.mean()
-    labels = [f"{i[0]}/{i[1]}" if multi else str(i[0] if isinstance(i, tuple) else i) for i in per.index]
-    f_rep = _fig("Per-replica GPU utilization", xaxis_title="replica", yaxis_title="busy fraction", yaxis_range=[0, 1.05])
-    f_rep.add_bar(x=labels, y=per.to_numpy(), marker_color="#4c78a8")
+    per = r.replica_frame()
+    labels = [f"{s}/{i}" for s, i in zip(per.service, per.replica, strict=True)] if r.services else per.replica.astype(str)
+    f_rep = _fig("Per-replica GPU utilization (over its time up)", xaxis_title="replica", yaxis_title="busy fraction",
+                 yaxis_range=[0, 1.05])
+    f_rep.add_bar(x=list(labels), y=per.gpu_utilization.to_numpy(), marker_color="#4c78a8")
     sections = [Section("Latency", [("chart-cdf", f_cdf), ("chart-rate", f_rate)]),
                 Section("Over time", [("chart-queue", f_q), ("chart-latency", f_lat), ("chart-util", f_u),
                                       ("chart-cost", f_cost), ("chart-replicas", f_rep)],
-                        f"Time bins of {width:,.3g} s; {s['preemptions']:,} preemptions; {s['price_source']}.")]
-    lay = s["replica_layout"]
+                        f"Time bins of {r.time_bin_s:,.3g} s; {r.preemptions:,} preemptions; {r.price_source}.")]
+    lay = r.replica_layout
     extra = ""
-    if "services" in s:
+    if r.services:
         cols = ["service", "model", "hardware", "replicas (mean)", "replicas (max)", "reached", "from cache",
                 "p50 s", "p99 s", "GPU busy", "cost $"]
-        rows = [[k, v["model"], v["hardware"], v["replicas"]["mean"], v["replicas"]["max"], v["reached"], v["cache_hits"],
-                 v["latency_p50_s"], v["latency_p99_s"], v["gpu_utilization"], v["cost_usd"]] for k, v in s["services"].items()]
+        rows = [[k, v.model, v.hardware, v.replicas.mean, v.replicas.max, v.reached, v.cache_hits,
+                 v.latency_p50_s, v.latency_p99_s, v.gpu_utilization, v.cost_usd] for k, v in r.services.items()]
         extra = "<h2>Services on the request path</h2>" + table_html(cols, rows)
-    where = (" → ".join(f"{k}: {v['model']} on {v['replicas']['max']} × {v['hardware']}" for k, v in s["services"].items())
-             if multi else f"{s['model']} on {s['replicas']['max']} × {s['hardware']} replicas (TP{lay['tp']} "
-                           f"PP{lay['pp']}, {lay['batching']} batching)")
-    return render(title=f"capsim serving report — {s['name']}", extra_html=extra,
-                  subtitle=f"{where}, {s['simulated_s']:,.0f} s simulated",
-                  cards=cards, sections=sections, scenario_yaml=r.scenario_yaml(), warnings=s["warnings"])
+    where = (" → ".join(f"{k}: {v.model} on {v.replicas.max} × {v.hardware}" for k, v in r.services.items())
+             if r.services else f"{r.model} on {r.replicas.max} × {r.hardware} replicas (TP{lay.tp} "
+                                f"PP{lay.pp}, {lay.batching} batching)")
+    return render(title=f"capsim serving report — {r.name}", extra_html=extra,
+                  subtitle=f"{where}, {r.simulated_s:,.0f} s simulated",
+                  cards=_serving_cards(r), sections=sections, scenario_yaml=r.scenario_yaml(), warnings=list(r.warnings))
 
 
 # ---- sweeps -----------------------------------------------------------------------------------------
@@ -197,9 +187,6 @@ def sweep_html(frame: pd.DataFrame, *, x: str, y: str, title: str, scenario_yaml
 
 def write_html(result: Any, path: str | Path) -> Path:
     """Write the report of a training or serving result to ``path``."""
-    from ..serving import ServingResult
-    from ..training import TrainingResult
-
     if isinstance(result, TrainingResult):
         text = training_html(result)
     elif isinstance(result, ServingResult):

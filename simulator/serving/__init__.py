@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .result import ServingResult
+    from .outcome import ServingResult
     from .simulate import simulate_serving
 
 
 def __getattr__(name: str) -> Any:
     if name == "ServingResult":
-        from .result import ServingResult as value
+        from .outcome import ServingResult as value
     elif name == "simulate_serving":
         from .simulate import simulate_serving as value  # type: ignore[assignment]
     else:

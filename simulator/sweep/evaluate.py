@@ -1,6 +1,7 @@
 """One configuration of a sweep: simulate it and reduce the result to a row of numbers.
 
-Runs in worker processes (local pool or Ray), so it takes and returns plain data.
+Runs in worker processes (local pool or Ray): ``evaluate_row`` gives the typed row (``rows``),
+``evaluate`` the same row as plain data, which is what crosses the process boundary.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from ..errors import CapsimError
 from ..hardware import get_profile
 from ..scenario import ServingScenario, TrainingScenario, parse_scenario
 from ..training.schedules import OneFOneBConfig, make_schedule
+from .rows import FailedRow, MaxRate, OutOfMemoryRow, ServingSweepRow, SweepRow, TrainingSweepRow
 
 RATE_STEPS = 7          # bisection steps for the maximum sustainable rate
 MAX_RATE_FACTOR = 64.0  # search up to 64× the scenario's rate
 
 
-def _training_row(sc: TrainingScenario) -> dict[str, Any]:
+def _training_row(sc: TrainingScenario) -> TrainingSweepRow | OutOfMemoryRow:
     from ..training.layout import resolve_layout
     from ..training.simulate import simulate_training, step_memory
 
@@ -27,37 +29,17 @@ def _training_row(sc: TrainingScenario) -> dict[str, Any]:
         lay, mb = resolve_layout(sc, model, hw)
         mem = step_memory(model, hw, lay, mb, sc)
         if mem.total > hw.memory_bytes:
-            return {"feasible": False, "fits_in_memory": False, "memory_gib": mem.total / 2**30,
-                    "error": f"needs {mem.total / 2**30:.1f} GiB per GPU of {hw.memory_gib:.0f}"}
-    r = simulate_training(sc)
-    s = r.summary
-    row = {"feasible": bool(s["fits_in_memory"]), "fits_in_memory": s["fits_in_memory"],
-           "memory_gib": s["memory_per_gpu_gib"]["total"], "iteration_time_s": s["iteration_time_s"],
-           "tokens_per_s": s["tokens_per_s"], "mfu": s["mfu"], "gpus": s["gpus"],
-           "micro_batch": s["layout"]["micro_batch"],
-           "gpu_seconds_per_step": s["iteration_time_s"] * s["gpus"], "error": None}
-    for k in ("time_to_train_days", "cost_usd", "gpu_hours", "energy_kwh"):
-        row[k] = s.get(k)
-    if not s["fits_in_memory"]:
-        row["error"] = s.get("infeasible_reason")
-    return row
-
-
-def _serving_metrics(s: dict[str, Any]) -> dict[str, Any]:
-    return {"feasible": True, "completed": s["completed"], "rejected": s["rejected"],
-            "throughput_rps": s["throughput_rps"], "output_tokens_per_s": s["output_tokens_per_s"],
-            "ttft_p99_s": s["ttft_s"]["p99"], "tpot_p99_s": s["tpot_s"]["p99"], "e2e_p99_s": s["e2e_s"]["p99"],
-            "ttft_p50_s": s["ttft_s"]["p50"], "slo_attainment": s["slo_attainment"], "slo_met": s["slo_met"],
-            "gpu_utilization": s["gpu_utilization"], "usd_per_hour": s["usd_per_hour"],
-            "cost_per_million_tokens_usd": s["cost_per_million_tokens_usd"], "gpus": s["gpus"], "error": None}
+            return OutOfMemoryRow(memory_gib=mem.total / 2**30, capacity_gib=hw.memory_gib)
+    return TrainingSweepRow.of(simulate_training(sc))
 
 
 def _meets(doc: dict[str, Any], rate: float) -> bool:
     from ..serving import simulate_serving
 
     d = {**doc, "workload": {**doc["workload"], "arrival": {**doc["workload"]["arrival"], "rate_rps": rate}}}
-    r = simulate_serving(parse_scenario(d))
-    return bool(r["slo_met"])
+    sc = parse_scenario(d)
+    assert isinstance(sc, ServingScenario)
+    return bool(simulate_serving(sc).slo_met)
 
 
 def max_sustainable_rate(doc: dict[str, Any]) -> float:
@@ -77,8 +59,8 @@ def max_sustainable_rate(doc: dict[str, Any]) -> float:
     return lo
 
 
-def evaluate(doc: dict[str, Any], max_rate: bool = False) -> dict[str, Any]:
-    """Simulate one configuration; errors become a row with ``feasible=False`` and the message."""
+def evaluate_row(doc: dict[str, Any], max_rate: bool = False) -> SweepRow:
+    """Simulate one configuration; errors become a ``FailedRow`` with the message."""
     try:
         sc = parse_scenario(doc)
         if isinstance(sc, TrainingScenario):
@@ -86,17 +68,20 @@ def evaluate(doc: dict[str, Any], max_rate: bool = False) -> dict[str, Any]:
         assert isinstance(sc, ServingScenario)
         from ..serving import simulate_serving
 
-        row = _serving_metrics(simulate_serving(sc).summary)
-        if max_rate:
-            if not sc.slo.model_dump(exclude_none=True):
-                raise CapsimError("max-rate search needs an SLO (slo.ttft_p99_s, tpot_p99_s or e2e_p99_s)")
-            rate = max_sustainable_rate(doc)
-            base = float(doc["workload"]["arrival"]["rate_rps"])
-            row.update({"max_rate_rps": rate, "headroom_x": rate / base, "handles_2x": rate >= 2 * base,
-                        "handles_3x": rate >= 3 * base})
-        return row
+        r = simulate_serving(sc)
+        if not max_rate:
+            return ServingSweepRow.of(r)
+        if not sc.slo.model_dump(exclude_none=True):
+            raise CapsimError("max-rate search needs an SLO (slo.ttft_p99_s, tpot_p99_s or e2e_p99_s)")
+        found = MaxRate(max_rate_rps=max_sustainable_rate(doc), base_rps=float(doc["workload"]["arrival"]["rate_rps"]))
+        return ServingSweepRow.of(r, found)
     except CapsimError as e:
-        return {"feasible": False, "error": str(e)}
+        return FailedRow(str(e))
+
+
+def evaluate(doc: dict[str, Any], max_rate: bool = False) -> dict[str, Any]:
+    """``evaluate_row`` as plain data: what worker processes and Ray tasks send back."""
+    return evaluate_row(doc, max_rate).to_dict()
 
 
 def _divisors(n: int) -> list[int]:

@@ -1,0 +1,173 @@
+"""The frames of a serving result, from the replicas' logs: per request, per replica and time bin,
+per time bin for the whole fleet, and per replica over its life.
+
+Every time series shares one set of bins: ``time_bins(end)``, at most ``MAX_BINS`` of equal width
+from 0 to the end of the simulated span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .replica import DONE, REJECT_REASONS, Ledger, Replica
+
+MAX_BINS = 120
+
+
+def time_bins(end: float) -> np.ndarray:
+    """Bin edges over [0, end]: one per simulated second, at most MAX_BINS (one bin of 1 s for an empty run)."""
+    bins = max(1, min(MAX_BINS, int(np.ceil(end)) if end > 0 else 1))
+    return np.linspace(0.0, end, bins + 1) if end > 0 else np.array([0.0, 1.0])
+
+
+def step_integral(times: np.ndarray, values: np.ndarray, x: np.ndarray, t_end: float) -> np.ndarray:
+    """∫₀ˣ v(t) dt of the step function that takes ``values[i]`` from ``times[i]`` (0 before the first)."""
+    if len(times) == 0:
+        return np.zeros_like(x, dtype=float)
+    seg = np.diff(np.append(times, max(t_end, times[-1]))) * values
+    cum = np.concatenate(([0.0], np.cumsum(seg)))
+    i = np.searchsorted(times, x, side="right") - 1
+    out = np.where(i >= 0, cum[np.maximum(i, 0)] + values[np.maximum(i, 0)] * (x - times[np.maximum(i, 0)]), 0.0)
+    return out
+
+
+def busy_series(rep: Replica, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Busy windows as a step function: value during [start, end), 0 between windows."""
+    s, e = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+    v = np.ones_like(s) if which == "busy" else np.frombuffer(rep.busy_kv if which == "kv" else rep.busy_tokens)
+    t = np.empty(2 * len(s))
+    t[0::2], t[1::2] = s, e
+    val = np.zeros(2 * len(s))
+    val[0::2] = v
+    return t, val
+
+
+def busy_seconds(rep: Replica, end: float) -> float:
+    """Time the replica spent running iterations before ``end``."""
+    s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+    return float(np.sum(np.clip(np.minimum(e_, end) - s_, 0.0, None)))
+
+
+def replica_seconds(lives: Sequence[Any], end: float, which: str) -> float:
+    """Replica-seconds up to ``end`` from each life's request (``which="requested"``: paid for) or
+    ready time (``"ready"``: able to work, draining included) until its release."""
+    total = 0.0
+    for life in lives:
+        start = life.requested if which == "requested" else life.ready
+        if start is None or start >= end:
+            continue
+        stop = life.released if life.released is not None else end
+        total += max(0.0, min(stop, end) - start)
+    return total
+
+
+def ready_per_bin(lives: Sequence[Any], edges: np.ndarray) -> np.ndarray:
+    """Mean number of replicas between ready and released (serving or draining) in each bin."""
+    end = float(edges[-1])
+    up = [(life.ready, life.released if life.released is not None else end) for life in lives if life.ready is not None]
+    if not up:
+        return np.zeros(len(edges) - 1)
+    start, stop = (np.array(x, dtype=float)[:, None] for x in zip(*up, strict=True))
+    overlap = (np.minimum(stop, edges[1:]) - np.maximum(start, edges[:-1])).clip(min=0.0)
+    return overlap.sum(axis=0) / np.diff(edges)
+
+
+def request_frame(ledger: Ledger) -> pd.DataFrame:
+    q = ledger.reqs
+    names = np.array(q.class_names)
+    frame = pd.DataFrame({
+        "arrival_s": q.arrival, "prompt_tokens": q.prompt, "output_tokens": q.output, "class": names[q.klass],
+        "replica": ledger.replica, "status": np.array(["in_flight", "completed", "rejected", "failed"])[ledger.status],
+        "reject_reason": np.array(REJECT_REASONS)[ledger.reason],
+        "queue_s": ledger.first_sched - q.arrival, "ttft_s": ledger.first_token - q.arrival,
+        "e2e_s": ledger.done - q.arrival, "preemptions": ledger.preemptions,
+    })
+    frame.loc[ledger.status != DONE, ["ttft_s", "e2e_s"]] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = (ledger.done - ledger.first_token) / (q.output - 1)
+    frame["tpot_s"] = np.where((ledger.status == DONE) & (q.output > 1), tpot, np.nan)
+    return frame
+
+
+def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.DataFrame:
+    """Per replica and time bin: mean queue length, requests running, batch tokens, KV-cache use, utilization."""
+    edges = time_bins(end)
+    bins = len(edges) - 1
+    width = np.diff(edges)
+    rows = []
+    for rep in replicas:
+        lt = np.frombuffer(rep.log_t)
+        cols: dict[str, np.ndarray] = {}
+        for name, vals in (("queue", rep.log_wait), ("running", rep.log_run)):
+            cols[name] = np.diff(step_integral(lt, np.frombuffer(vals, dtype=np.int64).astype(float), edges, end)) / width
+        for name, which in (("utilization", "busy"), ("kv_tokens", "kv"), ("batch_tokens", "tokens")):
+            t, v = busy_series(rep, which)
+            cols[name] = np.diff(step_integral(t, v, edges, end)) / width
+        cols["kv_cache_utilization"] = cols.pop("kv_tokens") / kv_capacity if kv_capacity else np.zeros(bins)
+        rows.append(pd.DataFrame({"t_s": edges[:-1], "replica": rep.index, **cols}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def fleet_frame(ts: pd.DataFrame, ready: np.ndarray, main: str, main_ready: np.ndarray) -> pd.DataFrame:
+    """Per time bin, over every service's replicas: replicas up, requests queued and running, GPU
+    busy over the replicas up, and the last service's KV cache used over its replicas up.
+
+    ``ts`` is the result's per-replica time series (with a ``service`` column), ``ready`` the
+    replicas up per bin (all services) and ``main_ready`` those of the service ``main``."""
+    agg = ts.groupby("t_s", sort=True)[["queue", "running", "utilization"]].sum()
+    kv = ts[ts.service == main].groupby("t_s", sort=True).kv_cache_utilization.sum().reindex(agg.index, fill_value=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):   # fractions: above 1 only by the integrals' rounding
+        busy = np.where(ready > 1e-9, agg.utilization.to_numpy() / ready, 0.0).clip(0.0, 1.0)
+        kv_used = np.where(main_ready > 1e-9, kv.to_numpy() / main_ready, 0.0).clip(0.0, 1.0)
+    return pd.DataFrame({"t_s": agg.index.to_numpy(), "replicas_up": ready, "queue": agg.queue.to_numpy(),
+                         "running": agg.running.to_numpy(), "gpu_busy": busy, "kv_cache_utilization": kv_used})
+
+
+def replica_frame(services: Sequence[tuple[str, list[Replica]]], end: float) -> pd.DataFrame:
+    """Per replica of each service: busy and ready seconds within the span, and their ratio (0 for a
+    replica that became ready only after the last request finished)."""
+    rows = []
+    for name, replicas in services:
+        for rep in replicas:
+            life = rep.life
+            stop = life.released if life.released is not None else end
+            ready_s = max(0.0, min(stop, end) - life.ready) if life.ready is not None else 0.0
+            busy = busy_seconds(rep, end)
+            rows.append({"service": name, "replica": rep.index, "busy_s": busy, "ready_s": ready_s,
+                         "gpu_utilization": busy / ready_s if ready_s > 0 else 0.0})
+    return pd.DataFrame(rows, columns=["service", "replica", "busy_s", "ready_s", "gpu_utilization"])
+
+
+def scaling_frame(services: Sequence[Any], usd_replica_h: Sequence[float], ledger: Ledger, end: float) -> pd.DataFrame:
+    """Per time bin: arrival rate, replicas requested and ready (all services), e2e p50/p99 of the
+    requests finishing in the bin, and cost accrued (``usd_replica_h``: each service's $ per replica-hour)."""
+    edges = time_bins(end)
+    bins = len(edges) - 1
+    width = np.diff(edges)
+    req = np.zeros(bins)
+    ready = np.zeros(bins)
+    cum = np.zeros(bins)
+    for svc, rate in zip(services, usd_replica_h, strict=True):
+        t = np.asarray(svc.scale_t)
+        req += np.diff(step_integral(t, np.asarray(svc.scale_req, dtype=float), edges, end)) / width
+        ready += np.diff(step_integral(t, np.asarray(svc.scale_ready, dtype=float), edges, end)) / width
+        cum += np.array([replica_seconds(svc.lives, x, "requested") for x in edges[1:]]) / 3600 * rate
+    q = ledger.reqs
+    arrivals = np.histogram(q.arrival[np.isfinite(q.arrival)], bins=edges)[0] / width
+    done = ledger.status == DONE
+    e2e = (ledger.done - q.arrival)[done]
+    which = np.clip(np.searchsorted(edges, ledger.done[done], side="right") - 1, 0, bins - 1)
+    p50 = np.full(bins, np.nan)
+    p99 = np.full(bins, np.nan)
+    if len(e2e):
+        order = np.argsort(which, kind="stable")
+        w, v = which[order], e2e[order]
+        cuts = np.flatnonzero(np.diff(w)) + 1
+        for idx, chunk in zip(np.split(w, cuts), np.split(v, cuts), strict=True):
+            p50[idx[0]], p99[idx[0]] = np.percentile(chunk, [50, 99])
+    return pd.DataFrame({"t_s": edges[:-1], "arrival_rps": arrivals, "replicas_requested": req, "replicas_ready": ready,
+                         "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum})

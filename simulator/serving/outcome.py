@@ -1,0 +1,155 @@
+"""The typed result of a serving simulation: summary fields, per-request records, time series.
+
+Built once from the simulation (``simulator.serving.result.build_result``); every view (the CLI
+table, the TUI, the HTML report, sweep rows) reads its fields and frames. ``to_dict()`` is the
+JSON of ``capsim serve --json``, keys in field order, and ``result["key"]`` reads one of its keys.
+
+Latencies per completed request: TTFT = first token − arrival; TPOT = (done − first token) /
+(output − 1); end-to-end = done − arrival; queueing = first scheduled − arrival. Throughput and
+cost are over the simulated span (time 0 to the last completion, or the horizon). SLO attainment
+is the fraction of finished requests (completed or rejected; rejected ones miss) whose own
+latencies meet every bound the scenario sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from ..result_views import NOT_SUMMARY, ResultViews
+from ..scenario import ServingScenario
+from .summary import ClassSummary, Percentiles, ReplicaCount, ReplicaLayoutInfo, ReplicaMemory, ServiceSummary, SLOBounds
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "to_dict"):
+        return v.to_dict()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ServingResult(ResultViews):
+    """Outcome of a serving run. Where a run has several services, the request counts, latencies,
+    throughput and SLO are end to end; cost, energy, GPUs, replica-hours and GPU utilization cover
+    every service; the layout, memory, KV cache and MFU are the last service's (the one that
+    answers); ``services`` breaks it down."""
+
+    kind: ClassVar[str] = "serving"
+    scenario: ServingScenario = field(repr=False, metadata=NOT_SUMMARY)
+    name: str
+    model: str
+    hardware: str
+    precision: str
+    replica_layout: ReplicaLayoutInfo
+    kv_cache_tokens_per_replica: int
+    """KV-cache capacity of one replica (0 without a KV cache)"""
+    memory_per_gpu_gib: ReplicaMemory
+    simulated_s: float
+    """the span: 0 to the last completion, or the horizon"""
+    arrived: int
+    completed: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    """rejections per reason, reasons that occurred"""
+    failed: int
+    """lost with their replica more often than faults.max_retries"""
+    in_flight: int
+    """arrived and not finished when the horizon ended the run"""
+    retries: int
+    """requests re-sent after their replica was lost"""
+    replica_failures: int
+    spot_preemptions: int
+    preemptions: int
+    """KV-cache preemptions (recomputed requests)"""
+    throughput_rps: float
+    """completed requests per second over the span"""
+    output_tokens_per_s: float
+    input_tokens_per_s: float
+    ttft_s: Percentiles
+    tpot_s: Percentiles
+    e2e_s: Percentiles
+    queue_s: Percentiles
+    replicas: ReplicaCount
+    replica_hours: float
+    """replica-hours paid for (from request to release)"""
+    cold_start_s: float
+    """node provisioning plus model load of one new replica"""
+    autoscaling: str
+    """the autoscaling policy"""
+    gpus: int
+    """GPUs at the most replicas requested"""
+    gpu_utilization: float
+    """busy GPU-seconds over ready replica-seconds (time running iterations)"""
+    mfu: float
+    """model FLOPs of the tokens served over the peak FLOPs of the GPU-seconds paid for"""
+    kv_cache_utilization: float | None
+    """time-mean KV cache in use over ready replicas; None without a KV cache"""
+    slo: SLOBounds
+    slo_attainment: float | None
+    """fraction of finished requests within every bound; None without an SLO"""
+    slo_met: bool | None
+    """every p99 within its bound and nothing rejected or failed; None without an SLO"""
+    usd_per_gpu_hour: float
+    price_source: str
+    usd_per_hour: float
+    """mean cost per hour over the span"""
+    cost_usd: float
+    cost_per_million_tokens_usd: float | None
+    """per million output tokens; None when nothing was generated"""
+    energy_kwh: float
+    warnings: tuple[str, ...]
+    classes: dict[str, ClassSummary] | None = None
+    """per request class, when the workload has more than one"""
+    services: dict[str, ServiceSummary] | None = None
+    """per service, when the request path has more than one"""
+    requests: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+    timeseries: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+    scaling: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+    fleet: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+    replica_stats: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        s: dict[str, Any] = {"kind": self.kind}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not f.metadata.get("summary", True) or (v is None and f.name in ("classes", "services")):
+                continue
+            s[f.name] = _plain(v)
+        return s
+
+    # ---- frames -----------------------------------------------------------------------------------
+    def requests_frame(self) -> pd.DataFrame:
+        """One row per request: arrival, lengths, class, replica, status, latencies, preemptions."""
+        return self.requests
+
+    def timeseries_frame(self) -> pd.DataFrame:
+        """Per service, replica and time bin: queue, running, utilization, batch tokens, KV-cache use."""
+        return self.timeseries
+
+    def scaling_frame(self) -> pd.DataFrame:
+        """Per time bin: arrival rate, replicas requested/ready, e2e percentiles, cost accrued."""
+        return self.scaling
+
+    def fleet_frame(self) -> pd.DataFrame:
+        """Per time bin, the whole fleet: ``replicas_up`` (ready, serving or draining), ``queue`` and
+        ``running`` (requests, summed over replicas), ``gpu_busy`` (busy GPU-seconds over the
+        replicas up: the bin's ``gpu_utilization``) and ``kv_cache_utilization`` (the last service's
+        KV cache in use over its replicas up)."""
+        return self.fleet
+
+    def replica_frame(self) -> pd.DataFrame:
+        """Per replica of each service: ``busy_s`` and ``ready_s`` within the span, ``gpu_utilization`` their ratio."""
+        return self.replica_stats
+
+    @property
+    def time_bin_s(self) -> float:
+        """Width of the time bins every series shares."""
+        t = self.scaling.t_s.to_numpy()
+        return float(t[1] - t[0]) if len(t) > 1 else max(self.simulated_s, 1e-9)

@@ -1,0 +1,157 @@
+"""The parts of a serving result: latency percentiles, the replica's layout and memory, replica
+counts, the SLO, and the per-class and per-service breakdowns.
+
+Each part is a frozen dataclass whose fields are, in order, the keys ``capsim serve --json``
+writes for it, so ``to_dict()`` is the JSON and an attribute reads the same number as the key.
+Values are stored as reported: rounded to 6 significant digits (4 for fractions and means of
+replica counts). Times are in seconds, memory in GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+
+def rounded(x: float, nd: int = 6) -> float:
+    """``x`` to ``nd`` significant digits (for quantities finite by construction)."""
+    x = float(x)
+    return float(f"{x:.{nd}g}") if np.isfinite(x) else x
+
+
+def rounded_or_none(x: float, nd: int = 6) -> float | None:
+    """``x`` to ``nd`` significant digits; None when it is not finite (JSON null)."""
+    x = float(x)
+    return float(f"{x:.{nd}g}") if np.isfinite(x) else None
+
+
+def _set_fields(obj: Any) -> dict[str, Any]:
+    """The fields that are not None, in declaration order (keys absent from the JSON when unset)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if getattr(obj, f.name) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """Distribution of one latency over the completed requests (None when there are none)."""
+
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    mean: float | None
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Percentiles:
+        if len(x) == 0:
+            return cls(None, None, None, None)
+        p50, p90, p99 = np.percentile(x, [50, 90, 99])
+        return cls(rounded(p50), rounded(p90), rounded(p99), rounded(float(np.mean(x))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaLayoutInfo:
+    """How one replica of the (last) service runs the model."""
+
+    tp: int
+    """tensor-parallel GPUs"""
+    pp: int
+    """pipeline stages"""
+    batching: str
+    """none, static, dynamic or continuous"""
+    max_num_seqs: int
+    """sequences batched at once (the batch size for non-continuous batching)"""
+    max_batched_tokens: int
+    """tokens one iteration may process"""
+    kv_cache_precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaMemory:
+    """GiB per GPU of one replica; a model without KV cache (an encoder) has only the first two."""
+
+    capacity_gib: float
+    weights_gib: float
+    workspace_gib: float | None = None
+    """activations of the largest batch"""
+    runtime_gib: float | None = None
+    """CUDA context, allocator and graph pools"""
+    kv_cache_gib: float | None = None
+    """what is left for the KV cache"""
+
+    @classmethod
+    def build(cls, gib: dict[str, float]) -> ReplicaMemory:
+        return cls(**{k: rounded(v, 5) for k, v in gib.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _set_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCount:
+    """Replicas over the run: the time mean of those paid for, and the most requested at once."""
+
+    mean: float
+    max: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SLOBounds:
+    """The p99 latency bounds the scenario sets (None: no bound)."""
+
+    ttft_p99_s: float | None = None
+    tpot_p99_s: float | None = None
+    e2e_p99_s: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        """Only the bounds that are set."""
+        return _set_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassSummary:
+    """Outcomes of one request class (reported when the workload has more than one)."""
+
+    completed: int
+    rejected: int
+    ttft_s: Percentiles
+    e2e_s: Percentiles
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """One service on a multi-service request path."""
+
+    model: str
+    hardware: str
+    replicas: ReplicaCount
+    replica_hours: float
+    cost_usd: float
+    gpu_utilization: float
+    """busy GPU-seconds over ready replica-seconds of this service"""
+    reached: int
+    """requests that got to this service"""
+    served: int
+    """requests its replicas processed (cache hits excluded)"""
+    cache_hits: int
+    """requests answered from its cache"""
+    not_completed: int
+    """requests that reached it and did not complete (rejected, failed, in flight)"""
+    latency_p50_s: float | None
+    """arrival at this service to done, completed requests"""
+    latency_p99_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
