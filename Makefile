@@ -28,6 +28,7 @@ demo: $(VENV)/.base
 
 test: $(VENV)/.full
 	$(VENV)/bin/ruff check capsim simulator calibrate tui tests bench scripts examples
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 tests
 
 lint: $(VENV)/.full

@@ -79,7 +79,7 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
                   f"copy {max(r[1] for r in g['memory_table']):.1f} GB/s, kernel {g['kernel_latency_us']:.1f} µs, "
                   f"{prof['calibrated']['wall_s']:.0f} s")
     if validate:
-        if spec is None:
+        if spec is None or model is None:
             raise CapsimError("--validate needs --model (a catalog model the simulator can predict)")
         report = validate_profile(path, model, device, dtype, prof)
         for line in report["lines"]:
@@ -92,7 +92,7 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
 def validate_profile(path: Path, model: str, device: str, dtype: str, prof: dict[str, Any]) -> dict[str, Any]:
     """Predict each measured training step (batch × seq on one device) from the calibrated profile and
     print measured vs predicted time (and peak memory on a GPU)."""
-    from simulator.scenario import parse_scenario
+    from simulator.scenario import TrainingScenario, parse_scenario
     from simulator.training import simulate_training
 
     rows, lines = [], []
@@ -104,6 +104,7 @@ def validate_profile(path: Path, model: str, device: str, dtype: str, prof: dict
                              "training": {"seq_len": m["seq"], "global_batch": m["batch"], "micro_batch": m["batch"],
                                           "precision": "fp32" if dtype == "fp32" else dtype,
                                           "grad_precision": "fp32", "recompute": "none"}})
+        assert isinstance(sc, TrainingScenario)
         r = simulate_training(sc)
         pred = r.iteration_time_s
         err_pct = 100 * (pred - m["seconds"]) / m["seconds"]

@@ -50,7 +50,7 @@ def models(as_json: JsonOpt = False) -> None:
     """List the model catalog with parameter counts."""
     from simulator.catalog import catalog
 
-    rows = [{"name": m.name, "architecture": m.architecture, "layers": m.layers, "hidden": m.hidden,
+    rows: list[dict[str, Any]] = [{"name": m.name, "architecture": m.architecture, "layers": m.layers, "hidden": m.hidden,
              "heads": m.heads, "kv_heads": m.kv_heads, "params_b": round(m.total_params() / 1e9, 4),
              "active_params_b": round(m.active_params() / 1e9, 4), "source": m.source}
             for m in catalog().values()]
@@ -70,7 +70,7 @@ def profiles(as_json: JsonOpt = False) -> None:
     """List hardware profiles (spec-sheet and calibrated) and their cloud instances."""
     from simulator.hardware import get_profile, price_catalog, profile_paths
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in profile_paths():
         p = get_profile(name)
         inst = [f"{i.provider}:{i.instance}" for i in price_catalog() if i.gpu == name]

@@ -5,7 +5,7 @@ thread worker so the interface never freezes."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
@@ -24,7 +24,15 @@ from .present import Session, compare, headline
 VERDICT = {1: "green", -1: "red", 0: ""}
 
 
-class EditorScreen(Screen):
+class _CapsimScreen(Screen[Any]):
+    """A screen of this app: ``capsim`` is the app with its session, results and actions, typed."""
+
+    @property
+    def capsim(self) -> CapsimApp:
+        return cast("CapsimApp", self.app)
+
+
+class EditorScreen(_CapsimScreen):
     """The scenario's main keys, each editable; the whole scenario is validated on every change."""
 
     # ctrl+ keys: plain letters go into the focused field
@@ -34,7 +42,7 @@ class EditorScreen(Screen):
         Binding("ctrl+q", "app.quit", "Quit")]
 
     def compose(self) -> ComposeResult:
-        s: Session = self.app.session
+        s: Session = self.capsim.session
         yield Static(f"capsim · {s.kind} scenario · {Path(s.source).name}", id="title")
         with VerticalScroll(id="fields"):
             for key, value in s.fields():
@@ -47,11 +55,11 @@ class EditorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._show(self.app.session.error())
+        self._show(self.capsim.session.error())
 
     @on(Input.Changed)
     def edited(self, event: Input.Changed) -> None:
-        self._show(self.app.session.set(event.input.name or "", event.value))
+        self._show(self.capsim.session.set(event.input.name or "", event.value))
 
     def _show(self, error: str | None) -> None:
         box = self.query_one("#error", Static)
@@ -59,31 +67,31 @@ class EditorScreen(Screen):
         box.set_class(error is None, "ok")
 
     def action_run(self) -> None:
-        err = self.app.session.error()
+        err = self.capsim.session.error()
         if err:
             self.app.notify("fix the scenario first", severity="error")
             self._show(err)
             return
         self.query_one("#progress").add_class("running")
         self.query_one("#status", Static).update("simulating… (the UI stays responsive)")
-        self.app.start_run()
+        self.capsim.start_run()
 
     def run_finished(self, ok: bool, message: str) -> None:
         self.query_one("#progress").remove_class("running")
         self.query_one("#status", Static).update(message)
 
     def action_compare(self) -> None:
-        self.app.show_compare()
+        self.capsim.show_compare()
 
     def action_results(self) -> None:
-        if self.app.results:
-            self.app.push_screen(ResultScreen(self.app.results[-1]))
+        if self.capsim.results:
+            self.app.push_screen(ResultScreen(self.capsim.results[-1]))
 
     def action_export(self, fmt: str) -> None:
-        self.app.export(fmt, None)
+        self.capsim.export(fmt, None)
 
 
-class ResultScreen(Screen):
+class ResultScreen(_CapsimScreen):
     """Headline numbers, tables and terminal charts of one run; export from here."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -98,7 +106,7 @@ class ResultScreen(Screen):
     def compose(self) -> ComposeResult:
         r = self.result
         yield Static(f"result · {r.name} · {r.model} on {r.hardware}", id="title")
-        table = DataTable(id="headline", show_cursor=False)
+        table: DataTable[str] = DataTable(id="headline", show_cursor=False)
         table.add_columns("metric", "value")
         for k, v in headline(self.result):
             table.add_row(k, v)
@@ -137,13 +145,13 @@ class ResultScreen(Screen):
                 t.add_row(name, *("-" if q is None else f"{q:.4f}" for q in (d.p50, d.p90, d.p99, d.mean)))
 
     def action_export(self, fmt: str) -> None:
-        self.app.export(fmt, self.result)
+        self.capsim.export(fmt, self.result)
 
     def action_compare(self) -> None:
-        self.app.show_compare()
+        self.capsim.show_compare()
 
 
-class CompareScreen(Screen):
+class CompareScreen(_CapsimScreen):
     """Runs side by side; differences from the first run in green (better) or red (worse)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -156,7 +164,7 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        runs = [r for r in self.app.results if r.kind == self.app.results[-1].kind]
+        runs = [r for r in self.capsim.results if r.kind == self.capsim.results[-1].kind]
         header, rows = compare(runs)
         t = self.query_one("#compare", DataTable)
         t.add_columns(*header)
@@ -164,7 +172,7 @@ class CompareScreen(Screen):
             t.add_row(*(Text(text, style=VERDICT[v]) for text, v in row))
 
     def action_clear(self) -> None:
-        self.app.results = self.app.results[-1:]
+        self.capsim.results = self.capsim.results[-1:]
         self.app.pop_screen()
 
 

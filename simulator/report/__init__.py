@@ -162,12 +162,12 @@ def serving_html(r: ServingResult) -> str:
 # ---- sweeps -----------------------------------------------------------------------------------------
 def sweep_html(frame: pd.DataFrame, *, x: str, y: str, title: str, scenario_yaml: str, best: int | None) -> str:
     """Cost-vs-latency (or time) scatter with the Pareto frontier and the chosen row highlighted, and a table."""
-    ok = frame[frame.get("feasible", True) == True] if "feasible" in frame else frame  # noqa: E712
+    ok: pd.DataFrame = frame[frame["feasible"] == True] if "feasible" in frame else frame  # noqa: E712
     f = _fig(f"{y} vs {x}", xaxis_title=x, yaxis_title=y)
     f.add_scatter(x=ok[x], y=ok[y], mode="markers", name="configurations", marker={"color": "#9aa5b1"},
                   hovertext=ok.get("config", ok.index.astype(str)))
     if "pareto" in ok:
-        p = ok[ok.pareto].sort_values(x)
+        p = ok[ok["pareto"].astype(bool)].sort_values(by=x)
         f.add_scatter(x=p[x], y=p[y], mode="lines+markers", name="Pareto frontier", line={"color": "#4c78a8"})
     if best is not None and best in frame.index:
         f.add_scatter(x=[frame.loc[best, x]], y=[frame.loc[best, y]], mode="markers", name="chosen",
@@ -178,7 +178,8 @@ def sweep_html(frame: pd.DataFrame, *, x: str, y: str, title: str, scenario_yaml
     n_ok = len(ok)
     cards = [Card("configurations", f"{len(frame):,}", f"{n_ok:,} feasible")]
     if best is not None and best in frame.index:
-        cards.append(Card("chosen", str(frame.loc[best].get("config", best)), f"{y} = {frame.loc[best, y]:,.4g}", "good"))
+        best_y = float(pd.to_numeric(frame[y], errors="coerce").loc[best])
+        cards.append(Card("chosen", str(frame.loc[best].get("config", best)), f"{y} = {best_y:,.4g}", "good"))
     return render(title=title, subtitle=f"{len(frame):,} configurations", cards=cards,
                   sections=[Section("Trade-off", [("chart-pareto", f)])],
                   extra_html=f"<h2>All configurations</h2>{table_html(cols, rows, highlight=hi)}",

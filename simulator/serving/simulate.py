@@ -8,6 +8,7 @@ process that batches and runs iterations on the cost model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import Any
 
@@ -74,7 +75,9 @@ def stage_scenarios(sc: ServingScenario) -> list[tuple[str, ServingScenario]]:
             if v is not None:
                 doc["workload"][k] = v.model_dump(mode="json")
         doc["name"] = st.name
-        out.append((st.name, parse_scenario(doc, where=f"services[{st.name}]")))
+        ssc = parse_scenario(doc, where=f"services[{st.name}]")
+        assert isinstance(ssc, ServingScenario)   # kind: serving comes from the base document
+        out.append((st.name, ssc))
     return out
 
 
@@ -185,10 +188,13 @@ class Cluster:
             nxt = k + 1
             if self.hop:
                 ev = self.env.timeout(self.hop)
-                ev.callbacks.append(lambda _e, r=r, t=t + self.hop: self._enter(nxt, r, t))
+                ev.callbacks.append(functools.partial(self._enter_after_hop, nxt, r, t + self.hop))
             else:
                 self._enter(nxt, r, t)
         return finished
+
+    def _enter_after_hop(self, k: int, r: int, t: float, _ev: simpy.Event) -> None:
+        self._enter(k, r, t)
 
     def _finish_chain(self, r: int, t: float, k: int) -> None:
         """The request left the chain at service ``k`` (the last one, or rejected/failed there)."""

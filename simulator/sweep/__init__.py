@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from ..errors import CapsimError
-from ..scenario import Scenario, TrainingScenario, scenario_yaml
+from ..scenario import Scenario, ServingScenario, TrainingScenario, scenario_yaml
 from .evaluate import evaluate, training_layouts
 from .executors import run_configs
 
@@ -152,7 +152,7 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
     frame = pd.DataFrame([{"config": ", ".join(f"{k}={v}" for k, v in c.items()), **c, **r}
                           for c, r in zip(configs, rows, strict=True)])
     cons = [parse_constraint(c) for c in constraints or []]
-    if not training and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
+    if isinstance(base, ServingScenario) and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
         cons.append(("slo_met", operator.eq, True))
     ok = frame["feasible"].astype(bool).to_numpy().copy()
     for col, op, val in cons:

@@ -21,12 +21,12 @@ def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool
     n = len(docs)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     if workers == 1:
-        rows = []
+        serial: list[dict] = []
         for i, d in enumerate(docs):
-            rows.append(evaluate(d, max_rate))
+            serial.append(evaluate(d, max_rate))
             if progress:
                 progress(i + 1, n)
-        return rows
+        return serial
     size = max(1, min(32, n // (workers * 4) or 1))
     chunks = [(i, docs[i:i + size]) for i in range(0, n, size)]
     rows: list[dict | None] = [None] * n
