@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic.fields import FieldInfo
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8"]
+MODEL_DOC = ("the model: a catalog name (capsim models), an inline shape mapping, or a path to a Hugging Face "
+             "config.json")
+HARDWARE_DOC = "the GPU: a profile name (capsim profiles) or the path of a calibrated profile"
 
 _MODELS: list[type[BaseModel]] = []   # every strict scenario model, in definition order (for rebuilds)
 

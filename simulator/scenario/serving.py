@@ -11,7 +11,7 @@ from ..serving.autoscalers.base import AutoscalingConfig
 from ..serving.autoscalers.registry import AUTOSCALERS
 from ..serving.engines import batch, continuous  # noqa: F401  (the built-in engines register their keys)
 from ..serving.engines.base import ENGINES, ReplicaConfig
-from .base import Precision, Pricing, _Strict
+from .base import HARDWARE_DOC, MODEL_DOC, Precision, Pricing, _Strict
 from .workload import LengthDist, Workload
 
 # The replica's keys are a tagged union on ``batching``: each engine module defines its own config
@@ -35,8 +35,13 @@ _AUTOSCALING = ("how the replica count follows the load: policy none | hpa | kpa
 
 
 class ServingCluster(_Strict):
-    replicas: int = Field(default=1, ge=1)
-    router: Literal["round_robin", "least_outstanding", "power_of_two", "kv_aware"] = "least_outstanding"
+    """Replicas behind a router."""
+
+    replicas: int = Field(default=1, ge=1, description="replicas at the start (all the time without autoscaling)")
+    router: Literal["round_robin", "least_outstanding", "power_of_two", "kv_aware"] = Field(
+        default="least_outstanding", description=(
+            "which replica gets a request: in turn, fewest outstanding (the usual load-balancer default), the "
+            "less loaded of two at random, or lowest KV-cache load"))
 
 
 class Faults(_Strict):
@@ -55,46 +60,50 @@ class Faults(_Strict):
 
 
 class SLO(_Strict):
-    ttft_p99_s: float | None = Field(default=None, gt=0)
-    tpot_p99_s: float | None = Field(default=None, gt=0)
-    e2e_p99_s: float | None = Field(default=None, gt=0)
+    """Latency bounds at the 99th percentile; a request meets the SLO when its own latencies do."""
+
+    ttft_p99_s: float | None = Field(default=None, gt=0, description="time to first token, seconds; default: none")
+    tpot_p99_s: float | None = Field(default=None, gt=0, description="time per output token, seconds; default: none")
+    e2e_p99_s: float | None = Field(default=None, gt=0, description="end-to-end latency, seconds; default: none")
 
 
 class Service(_Strict):
     """One stage of a multi-service request path. Keys not given are taken from the scenario's top level."""
 
-    name: str
-    model: str | dict[str, Any] | None = None
-    hardware: str | None = None
-    precision: Precision | None = None
+    name: str = Field(description="the service's label (unique within the path)")
+    model: str | dict[str, Any] | None = Field(default=None, description="its model; default: the scenario's")
+    hardware: str | None = Field(default=None, description="its GPU profile; default: the scenario's")
+    precision: Precision | None = Field(default=None, description="its precision; default: the scenario's")
     replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the scenario's", optional=True)
-    cluster: ServingCluster | None = None
+    cluster: ServingCluster | None = Field(default=None, description="its replicas and router; default: the scenario's")
     autoscaling: AutoscalingUnion | None = AUTOSCALERS.field(description=_AUTOSCALING, optional=True)
-    faults: Faults | None = None
-    pricing: Pricing | None = None
+    faults: Faults | None = Field(default=None, description="its faults; default: the scenario's")
+    pricing: Pricing | None = Field(default=None, description="its pricing; default: the scenario's")
     prompt_tokens: LengthDist | None = Field(default=None, description="this stage's input; default: the workload's")
     output_tokens: LengthDist | None = Field(default=None, description="this stage's output; default: the workload's")
     cache_hit_rate: float = Field(default=0.0, ge=0, le=1, description="requests answered from a result cache")
 
 
 class ServingScenario(_Strict):
-    kind: Literal["serving"] = "serving"
-    name: str = "serving"
-    model: str | dict[str, Any]
-    hardware: str
-    precision: Precision = "bf16"
+    """A serving deployment under a workload: replicas of a model (or a chain of services)."""
+
+    kind: Literal["serving"] = Field(default="serving", description="serving (or training)")
+    name: str = Field(default="serving", description="label in results and reports")
+    model: str | dict[str, Any] = Field(description=MODEL_DOC)
+    hardware: str = Field(description=HARDWARE_DOC)
+    precision: Precision = Field(default="bf16", description="weights and GEMMs: bf16, fp16, fp8 or fp32")
     replica: ReplicaKeys = ENGINES.field(description=_REPLICA_DOC)
-    workload: Workload = Field(default_factory=Workload)
-    cluster: ServingCluster = Field(default_factory=ServingCluster)
+    workload: Workload = Field(default_factory=Workload, description="arrivals and request lengths")
+    cluster: ServingCluster = Field(default_factory=ServingCluster, description="replicas and router")
     autoscaling: AutoscalingUnion = AUTOSCALERS.field(description=_AUTOSCALING)
-    faults: Faults = Field(default_factory=Faults)
+    faults: Faults = Field(default_factory=Faults, description="replica failures and spot preemptions")
     services: list[Service] = Field(default_factory=list, description=(
         "a chain of services each request passes through in order (e.g. embed -> rerank -> llm); "
         "empty: one service described by the top-level keys"))
     network_hop_ms: float = Field(default=1.0, ge=0, description="between services (assumed in-cluster RPC)")
-    slo: SLO = Field(default_factory=SLO)
-    pricing: Pricing = Field(default_factory=Pricing)
-    seed: int = 0
+    slo: SLO = Field(default_factory=SLO, description="latency bounds (p99)")
+    pricing: Pricing = Field(default_factory=Pricing, description="where GPU-hours are bought and at what price")
+    seed: int = Field(default=0, description="seed of every random stream (same seed, same result)")
 
 
 ENGINES.hosted_by(Service, "replica", optional=True)

@@ -9,12 +9,14 @@ from pydantic import Field, field_validator
 
 from ..training.schedules import gpipe, interleaved, one_f_one_b  # noqa: F401  (each registers its schedule)
 from ..training.schedules.base import SCHEDULES, ParallelismBase
-from .base import Precision, Pricing, _Strict
+from .base import HARDWARE_DOC, MODEL_DOC, Precision, Pricing, _Strict
 
 
 class Cluster(_Strict):
-    nodes: int = Field(default=1, ge=1)
-    gpus_per_node: int = Field(default=8, ge=1)
+    """The GPUs the job runs on."""
+
+    nodes: int = Field(default=1, ge=1, description="nodes in the job")
+    gpus_per_node: int = Field(default=8, ge=1, description="GPUs per node, one NVLink domain (8: a DGX/HGX node)")
 
 
 # ``parallelism`` is a tagged union keyed by ``schedule``: each pipeline schedule's module defines
@@ -81,18 +83,20 @@ class Reliability(_Strict):
 
 
 class TrainingScenario(_Strict):
-    kind: Literal["training"] = "training"
-    name: str = "training"
-    model: str | dict[str, Any]
-    hardware: str
-    cluster: Cluster = Field(default_factory=Cluster)
+    """A training job: a model on a cluster in a parallel layout, with its recipe and its run."""
+
+    kind: Literal["training"] = Field(default="training", description="training (or serving)")
+    name: str = Field(default="training", description="label in results and reports")
+    model: str | dict[str, Any] = Field(description=MODEL_DOC)
+    hardware: str = Field(description=HARDWARE_DOC)
+    cluster: Cluster = Field(default_factory=Cluster, description="nodes and GPUs per node")
     parallelism: ParallelismConfig = SCHEDULES.field(description="the parallel layout and pipeline schedule; "
                                                                "the keys allowed depend on parallelism.schedule")
-    training: Training = Field(default_factory=Training)
-    data_loader: DataLoader = Field(default_factory=DataLoader)
-    reliability: Reliability = Field(default_factory=Reliability)
-    pricing: Pricing = Field(default_factory=Pricing)
-    seed: int = 0
+    training: Training = Field(default_factory=Training, description="sequence, batch, precision, recompute")
+    data_loader: DataLoader = Field(default_factory=DataLoader, description="input pipeline limits")
+    reliability: Reliability = Field(default_factory=Reliability, description="failures, restarts, checkpoints")
+    pricing: Pricing = Field(default_factory=Pricing, description="where GPU-hours are bought and at what price")
+    seed: int = Field(default=0, description="seed of every random stream (same seed, same result)")
 
 
 SCHEDULES.hosted_by(TrainingScenario, "parallelism")
