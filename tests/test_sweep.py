@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator import CapsimError, parse_scenario
+from simulator import CapsimError, load_scenario, parse_scenario
 from simulator.sweep import pareto_mask, parse_grid, sweep
 from simulator.sweep.evaluate import _meets, training_layouts
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SERVE = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm", "name": "s",
          "workload": {"arrival": {"process": "poisson", "rate_rps": 6, "requests": 300},
@@ -118,3 +120,18 @@ def test_ray_executor_matches_local() -> None:
     local = sweep(sc, grid=grid, workers=1).frame
     ray_ = sweep(sc, grid=grid, executor="ray").frame
     pd.testing.assert_frame_equal(local, ray_)
+
+
+def test_a_grid_may_switch_a_variant_when_the_user_wrote_no_key_of_the_old_one() -> None:
+    """The sweep starts from the keys the user wrote, not every default: switching autoscaling.policy
+    from none (whose defaults the base scenario filled in) to hpa is valid, while a key the user
+    wrote that the new variant lacks is an error row naming it."""
+    base = parse_scenario({"kind": "serving", "model": "gpt2", "hardware": "h100-sxm",
+                           "workload": {"arrival": {"process": "offline", "requests": 4}}})
+    r = sweep(base, grid={"autoscaling.policy": ["none", "hpa"]}, workers=1)
+    assert list(r.frame["feasible"]) == [True, True]
+    r = sweep(load_scenario(ROOT / "examples/train_gpt3_175b.yaml"), grid={"parallelism.schedule": ["gpipe"]},
+              workers=1)
+    assert not r.frame["feasible"][0]
+    assert "unknown key 'parallelism.virtual_stages'" in r.frame["error"][0]
+    assert "under schedule 'gpipe'" in r.frame["error"][0]

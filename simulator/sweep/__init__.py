@@ -141,7 +141,7 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
     base = scenario
     training = isinstance(base, TrainingScenario)
     configs = configurations(base, grid=grid or {}, random=random, layouts=layouts, seed=seed)
-    doc = base.model_dump(mode="json", exclude_none=True)
+    doc = base.model_dump(mode="json", exclude_unset=True)   # only what the user wrote: a grid may switch a variant
     docs = []
     for c in configs:
         d = copy.deepcopy(doc)
@@ -165,10 +165,14 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
     obj = objective or default
     maximize = obj.startswith("max:")
     obj = obj.removeprefix("max:").removeprefix("min:")
-    if obj not in frame:
-        raise CapsimError(f"unknown objective {obj!r}; columns: {', '.join(frame.columns)}")
     x, y = (("time_to_train_days", "cost_usd") if training and "cost_usd" in frame and frame["cost_usd"].notna().any()
             else ("iteration_time_s", "gpu_seconds_per_step") if training else ("e2e_p99_s", "usd_per_hour"))
+    if not frame["feasible"].astype(bool).any():
+        # every configuration failed: no metric column exists to rank by; the rows keep their errors
+        for col in {obj, x, y} - set(frame.columns):
+            frame[col] = np.nan
+    if obj not in frame:
+        raise CapsimError(f"unknown objective {obj!r}; columns: {', '.join(frame.columns)}")
     vals = pd.to_numeric(frame[obj], errors="coerce").to_numpy(dtype=float)
     score = np.where(ok & np.isfinite(vals), -vals if maximize else vals, np.inf)
     best = int(np.argmin(score)) if np.isfinite(score).any() else None
