@@ -16,14 +16,14 @@ def _models(ann: object) -> list[type[BaseModel]]:
 
 def _reachable(root: type[BaseModel]) -> set[type[BaseModel]]:
     seen: set[type[BaseModel]] = set()
-    todo = [root]
-    while todo:
-        m = todo.pop()
+    pending = [root]
+    while pending:
+        m = pending.pop()
         if m in seen:
             continue
         seen.add(m)
         for f in m.model_fields.values():
-            todo += _models(f.annotation)
+            pending += _models(f.annotation)
     return seen
 
 
