@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hardware_profiles import PROFILE_DIR
 
 from .errors import CapsimError, unknown
+from .files import read_yaml
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
 
@@ -134,13 +135,7 @@ def profile_paths() -> dict[str, Path]:
 
 @cache
 def _load_path(path: str) -> HardwareProfile:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise CapsimError(f"hardware profile {path!r} does not exist") from None
-    except yaml.YAMLError as e:
-        raise CapsimError(f"hardware profile {path!r} is not valid YAML: {e}") from None
+    doc = read_yaml(path, "hardware profile")
     try:
         return HardwareProfile(**doc)
     except (ValidationError, TypeError) as e:

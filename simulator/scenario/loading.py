@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import CapsimError
+from ..files import read_yaml
 from .serving import ServingScenario
 from .training import TrainingScenario
 
@@ -157,14 +158,8 @@ def parse_scenario(doc: dict[str, Any], overrides: list[str] | None = None, wher
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Read and validate a scenario YAML file."""
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise CapsimError(f"scenario file {str(p)!r} does not exist") from None
-    except yaml.YAMLError as e:
-        raise CapsimError(f"scenario file {str(p)!r} is not valid YAML: {e}") from None
-    return parse_scenario(doc or {}, overrides, where=str(p))
+    doc = read_yaml(path, "scenario file")
+    return parse_scenario(doc or {}, overrides, where=str(Path(path)))
 
 
 def scenario_yaml(s: Scenario) -> str:
