@@ -13,12 +13,15 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from hardware_profiles import PROFILE_DIR
 
 from .errors import CapsimError, unknown
 from .files import read_yaml
+from .silicon.tables import KernelBasis, MeasuredProfile, bind, load_measured
+
+MEASURED_DIR = PROFILE_DIR / "measured"
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
 
@@ -88,8 +91,39 @@ class HardwareProfile(BaseModel):
     intra_node: Link
     inter_node: Link
     efficiency: Efficiency = Field(default_factory=Efficiency)
+    # GPUs that share one NVLink (or Infinity Fabric) domain: 8 in an HGX/DGX node, 72 in a GB200 NVL72 rack
+    nvlink_domain_gpus: int = Field(default=8, ge=1)
+    # folder of measured kernel tables (simulator/silicon/format.py); relative paths are relative to this
+    # file's folder. None: hardware_profiles/measured/<name>/ when it exists, else spec-sheet only
+    measured: str | None = None
     source: dict[str, str] = Field(default_factory=dict)
     calibrated: dict | None = None
+    _kernels: KernelBasis | None = PrivateAttr(default=None)
+    _measured: MeasuredProfile | None = PrivateAttr(default=None)
+
+    # ---- measured tables -----------------------------------------------------------------------
+    @property
+    def kernels(self) -> KernelBasis | None:
+        """The measured tables the cost model reads first (None: spec sheet and roofline only)."""
+        return self._kernels
+
+    @property
+    def measured_profile(self) -> MeasuredProfile | None:
+        return self._measured
+
+    def with_engine(self, engine: str | None, version: str | None = None) -> HardwareProfile:
+        """This GPU with its tables bound to a serving ``engine`` (None: training's tables); a fresh
+        coverage count each time. A spec-only profile comes back unchanged (still spec-only)."""
+        out = self.model_copy()
+        out._measured = self._measured
+        out._kernels = None if self._measured is None else bind(self._measured, engine, version)
+        return out
+
+    def spec_only(self) -> HardwareProfile:
+        """This GPU without its measured tables: datasheet peaks × efficiency (the roofline)."""
+        out = self.model_copy()
+        out._measured = out._kernels = None
+        return out
 
     @property
     def memory_bytes(self) -> float:
@@ -137,9 +171,25 @@ def profile_paths() -> dict[str, Path]:
 def _load_path(path: str) -> HardwareProfile:
     doc = read_yaml(path, "hardware profile")
     try:
-        return HardwareProfile(**doc)
+        hw = HardwareProfile(**doc)
     except (ValidationError, TypeError) as e:
         raise CapsimError(f"hardware profile {path!r} is invalid: {e}") from None
+    folder = _measured_folder(hw, Path(path).parent)
+    if folder is not None:
+        hw._measured = load_measured(str(folder))
+        hw._kernels = bind(hw._measured, None)
+    return hw
+
+
+def _measured_folder(hw: HardwareProfile, base: Path) -> Path | None:
+    if hw.measured is not None:
+        folder = (base / hw.measured).resolve()
+        if not (folder / "tables.yaml").exists():
+            raise CapsimError(f"hardware profile {hw.name!r}: measured: {hw.measured!r} has no tables.yaml "
+                              f"(looked in {folder}); re-run the calibration or the importer that wrote it")
+        return folder
+    conventional = MEASURED_DIR / hw.name
+    return conventional if (conventional / "tables.yaml").exists() else None
 
 
 def get_profile(ref: str | HardwareProfile) -> HardwareProfile:

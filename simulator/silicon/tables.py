@@ -1,0 +1,224 @@
+"""Measured kernel tables at run time: load a measured profile, bind it to an engine, answer queries.
+
+A :class:`MeasuredProfile` is a folder in the measured-profile format (``format.py``). Binding it
+to a serving engine (``vllm``, ``trtllm``, ``sglang``; ``trtllm-bench`` reads TensorRT-LLM's
+tables) and version gives a :class:`KernelBasis`, which the cost model asks for kernel times. A
+query the tables cannot answer returns ``None`` and is counted in the basis' :class:`Coverage`,
+so a user can see which numbers came from the roofline instead (``capsim cost --coverage``).
+
+Training has no serving engine: its basis (engine ``None``) takes the user's own calibration
+(engine ``torch``) where there is one, else the vLLM tables' plain-PyTorch GEMMs (vLLM measures
+``torch.nn.functional.linear`` for bf16, the cuBLAS call a training framework makes) and NCCL.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .format import COLUMNS, KEYS, read_manifest, read_rows
+from .grid import Grid
+from .in_model import in_model_factor
+from .versions import choose, version_key
+
+ENGINE_TABLES = {"vllm": "vllm", "trtllm": "trtllm", "trtllm-bench": "trtllm", "sglang": "sglang"}
+# the table kinds a training step reads, and which engine's tables stand in without calibration
+TRAINING_ENGINES = ("torch", "vllm", "trtllm", "sglang")
+# vLLM captures CUDA graphs for batches up to 512 tokens (CompilationConfig.max_cudagraph_capture_size
+# default 512, vllm/config/compilation.py); larger iterations run eager, so their all-reduce is the eager one
+CUDA_GRAPH_MAX_TOKENS = 512
+
+
+class TablesWarning(UserWarning):
+    """An asked-for engine version had no tables and another one was used."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    kind: str
+    engine: str
+    engine_version: str
+    path: Path
+    entry: dict[str, Any]
+
+
+class MeasuredProfile:
+    """The manifest of one measured profile and its tables, each read on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.manifest = read_manifest(folder)
+        self.tables = [TableRef(t["kind"], str(t["engine"]), str(t["engine_version"]), folder / t["file"], t)
+                       for t in self.manifest.get("tables") or []]
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return dict(self.manifest.get("source") or {})
+
+    def engines(self) -> dict[str, list[str]]:
+        """Engine -> its measured versions (any kind), oldest first."""
+        out: dict[str, set[str]] = {}
+        for t in self.tables:
+            out.setdefault(t.engine, set()).add(t.engine_version)
+        return {e: sorted(v, key=version_key) for e, v in sorted(out.items())}
+
+    def find(self, kind: str, engine: str) -> list[TableRef]:
+        return [t for t in self.tables if t.kind == kind and t.engine == engine]
+
+    def grid(self, ref: TableRef) -> Grid:
+        return _grid(str(ref.path), ref.kind)
+
+
+@cache
+def _grid(path: str, kind: str) -> Grid:
+    cols = read_rows(Path(path), kind)
+    names = COLUMNS[kind]
+    k = KEYS[kind]
+    return Grid(cols, keys=names[:k], axes=names[k:-1])
+
+
+@cache
+def load_measured(folder: str) -> MeasuredProfile:
+    return MeasuredProfile(Path(folder))
+
+
+@dataclass
+class Coverage:
+    """Kernel shapes no table covered (the roofline answered them), with how often each was asked."""
+
+    misses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    hits: Counter[str] = field(default_factory=Counter)
+
+    def miss(self, kind: str, shape: str) -> None:
+        self.misses[(kind, shape)] += 1
+
+    def hit(self, kind: str) -> None:
+        self.hits[kind] += 1
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"kind": k, "shape": s, "count": n} for (k, s), n in sorted(self.misses.items())]
+
+
+class KernelBasis:
+    """Kernel times from one measured profile's tables for one engine (``None``: training)."""
+
+    def __init__(self, measured: MeasuredProfile, *, engine: str | None, version: str | None = None) -> None:
+        self.measured = measured
+        self.engine = engine
+        self.coverage = Coverage()
+        self.chosen: dict[str, TableRef] = {}
+        self.warnings: list[str] = []
+        if engine is not None and engine not in ENGINE_TABLES:
+            raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINE_TABLES)}")
+        for kind in COLUMNS:
+            ref = self._select(kind, engine, version)
+            if ref is not None:
+                self.chosen[kind] = ref
+        self.nccl = self._select_nccl()
+
+    def _select(self, kind: str, engine: str | None, version: str | None) -> TableRef | None:
+        if kind == "collective":
+            if engine is None:
+                return None      # training: NCCL only (self.nccl)
+            refs = [r for r in self.measured.find(kind, ENGINE_TABLES[engine])]
+        elif engine is None:
+            for e in TRAINING_ENGINES:
+                refs = self.measured.find(kind, e)
+                if refs:
+                    break
+            else:
+                return None
+            return max(refs, key=lambda r: version_key(r.engine_version))
+        else:
+            refs = self.measured.find(kind, ENGINE_TABLES[engine])
+        if not refs:
+            # a calibrated profile has the user's own torch tables only: they stand in for any engine
+            torch = self.measured.find(kind, "torch")
+            return max(torch, key=lambda r: version_key(r.engine_version)) if torch else None
+        pick, warning = choose([r.engine_version for r in refs], version)
+        if warning and warning not in self.warnings:
+            self.warnings.append(f"{kind} tables of {engine}: {warning}")
+        return next(r for r in refs if r.engine_version == pick)
+
+    def _select_nccl(self) -> TableRef | None:
+        refs = self.measured.find("collective", "nccl")
+        return max(refs, key=lambda r: version_key(r.engine_version)) if refs else None
+
+    def describe(self) -> dict[str, str]:
+        """kind -> 'engine version' of the table answering it."""
+        out = {k: f"{r.engine} {r.engine_version}" for k, r in self.chosen.items()}
+        if self.nccl is not None:
+            out["nccl"] = f"nccl {self.nccl.engine_version}"
+        return out
+
+    # ---- queries: seconds, or None (counted) when no table covers the shape ----------------------
+    def _lookup(self, kind: str, ref: TableRef | None, key: tuple[Any, ...], point: tuple[float, ...],
+                shape: str) -> float | None:
+        t = None if ref is None else self.measured.grid(ref)(key, point)
+        if t is None:
+            self.coverage.miss(kind, shape)
+            return None
+        self.coverage.hit(kind)
+        return t * 1e-6
+
+    def gemm(self, dtype: str, m: float, n: float, k: float) -> float | None:
+        t = self._lookup("gemm", self.chosen.get("gemm"), (dtype,), (m, n, k), f"{dtype} m={m:g} n={n:g} k={k:g}")
+        return None if t is None else t * in_model_factor("gemm")
+
+    def context_attention(self, *, dtype: str, kv_dtype: str, heads: int, kv_heads: int, head_dim: int, batch: float,
+                          seq: float, window: int = 0) -> float | None:
+        return self._lookup("context_attention", self.chosen.get("context_attention"),
+                            (dtype, kv_dtype, heads, kv_heads, head_dim, window), (batch, seq),
+                            f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} s={seq:g}")
+
+    def generation_attention(self, *, dtype: str, kv_dtype: str, heads: int, kv_heads: int, head_dim: int,
+                             batch: float, kv_len: float, window: int = 0) -> float | None:
+        return self._lookup("generation_attention", self.chosen.get("generation_attention"),
+                            (dtype, kv_dtype, heads, kv_heads, head_dim, window), (batch, kv_len),
+                            f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} "
+                            f"kv={kv_len:g}")
+
+    def collective(self, op: str, *, ranks: int, nbytes: float, tokens: float | None = None) -> float | None:
+        """A single-node collective: the engine's own all-reduce where it has one (CUDA-graph or eager
+        kernel by iteration size), else NCCL. Multi-node groups are the caller's (tables are one node)."""
+        ref = self.chosen.get("collective")
+        shape = f"{op} ranks={ranks} bytes={nbytes:.0f}"
+        if ref is not None and op == "all_reduce":
+            grid = self.measured.grid(ref)
+            for impl in _implementations(grid, ref.engine, tokens):
+                t = grid((op, impl, "bf16", ranks, ranks), (nbytes,))
+                if t is not None:
+                    self.coverage.hit("collective")
+                    return t * 1e-6
+        return self._lookup("collective", self.nccl, (op, "nccl", "fp16", ranks, ranks), (nbytes,), shape)
+
+    def moe(self, *, dtype: str, tokens: float, hidden: int, inter: int, topk: int, experts: int, tp: int,
+            ep: int) -> float | None:
+        return self._lookup("moe", self.chosen.get("moe"), (dtype, hidden, inter, topk, experts, tp, ep, "balanced"),
+                            (tokens,), f"{dtype} tokens={tokens:g} hidden={hidden} inter={inter} topk={topk} "
+                            f"experts={experts} tp={tp} ep={ep}")
+
+    def memory(self, op: str, nbytes: float) -> float | None:
+        ref = self.chosen.get("memory")
+        if ref is None:
+            return None       # imported profiles have no memory tables: the roofline is the model, not a miss
+        return self._lookup("memory", ref, (op,), (nbytes,), f"{op} bytes={nbytes:.0f}")
+
+
+def _implementations(grid: Grid, engine: str, tokens: float | None) -> list[str]:
+    present = {k[1] for k in grid.keys_present()}
+    graph = tokens is not None and tokens <= CUDA_GRAPH_MAX_TOKENS
+    order = [f"{engine}_graph", f"{engine}_eager"] if graph else [f"{engine}_eager", f"{engine}_graph"]
+    return [i for i in [*order, engine] if i in present] or sorted(present)
+
+
+def bind(measured: MeasuredProfile, engine: str | None, version: str | None = None, *, warn: bool = True) -> KernelBasis:
+    basis = KernelBasis(measured, engine=engine, version=version)
+    if warn:
+        for w in basis.warnings:
+            warnings.warn(w, TablesWarning, stacklevel=3)
+    return basis
