@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from simulator.errors import CapsimError
 
@@ -67,46 +67,100 @@ def models(as_json: JsonOpt = False) -> None:
 @app.command()
 @user_errors
 def profiles(as_json: JsonOpt = False) -> None:
-    """List hardware profiles (spec-sheet and calibrated) and their cloud instances."""
+    """List hardware profiles: spec-sheet or measured (with the tables' source and engine versions)."""
     from simulator.hardware import get_profile, price_catalog, profile_paths
 
     rows: list[dict[str, Any]] = []
     for name in profile_paths():
         p = get_profile(name)
         inst = [f"{i.provider}:{i.instance}" for i in price_catalog() if i.gpu == name]
-        rows.append({"name": name, "gpu": p.gpu, "memory_gib": p.memory_gib, "bf16_tflops": p.peak_tflops.get("bf16"),
-                     "fp8_tflops": p.peak_tflops.get("fp8"), "memory_tbps": p.memory_bandwidth_tbps,
+        mp = p.measured_profile
+        measured = None
+        if mp is not None:
+            src = mp.source
+            measured = {"source": f"{src.get('name', '?')} {src.get('version', '')}".strip(),
+                        "licence": src.get("licence"), "device": mp.manifest.get("device"),
+                        "engines": mp.engines(), "folder": str(mp.folder)}
+        rows.append({"name": name, "gpu": p.gpu, "basis": "measured" if measured else "spec",
+                     "measured": measured, "memory_gib": p.memory_gib, "bf16_tflops": p.peak_tflops.get("bf16"),
+                     "fp8_tflops": p.peak_tflops.get("fp8"), "fp4_tflops": p.peak_tflops.get("fp4"),
+                     "memory_tbps": p.memory_bandwidth_tbps, "nvlink_domain_gpus": p.nvlink_domain_gpus,
                      "intra_busbw_gb_s": p.intra_node.busbw_gb_s, "inter_busbw_gb_s": p.inter_node.busbw_gb_s,
                      "tdp_w": p.tdp_w, "instances": inst, "calibrated": p.calibrated is not None})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    t = Table("profile", "gpu", "GiB", "bf16 TF", "fp8 TF", "TB/s", "intra GB/s", "inter GB/s", "W", "instances",
-              title="hardware profiles")
+    t = Table(Column("profile", no_wrap=True), Column("basis", no_wrap=True), "GiB", "bf16", "fp8", "fp4", "TB/s",
+              "NVL", "W", title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
     for r in rows:
-        t.add_row(r["name"], r["gpu"], f"{r['memory_gib']:.0f}", str(r["bf16_tflops"] or "-"),
-                  str(r["fp8_tflops"] or "-"), f"{r['memory_tbps']:.2f}", str(r["intra_busbw_gb_s"]),
-                  str(r["inter_busbw_gb_s"]), str(r["tdp_w"]), ", ".join(r["instances"][:3]))
+        t.add_row(r["name"], r["basis"], f"{r['memory_gib']:.0f}", f"{r['bf16_tflops'] or 0:g}" if r["bf16_tflops"] else "-",
+                  f"{r['fp8_tflops']:g}" if r["fp8_tflops"] else "-", f"{r['fp4_tflops']:g}" if r["fp4_tflops"] else "-",
+                  f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), f"{r['tdp_w']:g}" if r["tdp_w"] else "-")
     out.print(t)
+    m = Table(Column("profile", no_wrap=True), "source", "engines and versions measured", title="measured kernel tables")
+    for r in rows:
+        if r["measured"] is not None:
+            engines = r["measured"]["engines"]
+            m.add_row(r["name"], r["measured"]["source"], ", ".join(f"{e} {'/'.join(v)}" if e == "nccl" else
+                                                                    f"{e} {v[-1]}" for e, v in engines.items()))
+    if m.row_count:
+        out.print(m)
+    n = sum(r["basis"] == "measured" for r in rows)
+    out.print(f"{n} of {len(rows)} profiles measured; the others use spec-sheet peaks × efficiency "
+              "(capsim calibrate measures your own GPU)")
 
 
 @app.command()
 @user_errors
-def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
+def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
+         coverage: Annotated[bool, typer.Option("--coverage", help=(
+             "list the kernel shapes no measured table covered (the roofline timed them)"))] = False) -> None:
     """Op-level cost of one transformer layer (training: forward/backward; serving: prefill/decode)."""
-    from simulator.api import layer_cost_table
+    from simulator.api import layer_cost_table, scenario_hardware
     from simulator.scenario import load_scenario
 
-    rows = layer_cost_table(load_scenario(scenario, set_))
+    sc = load_scenario(scenario, set_)
+    hw = scenario_hardware(sc)
+    rows = layer_cost_table(sc, hw)
+    if coverage:
+        _print_coverage(hw, as_json=as_json)
+        return
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     mixed = len({r["layers"] for r in rows}) > 1      # layers of several kinds: say which rows are which
-    t = Table("pass", *(["layers"] if mixed else []), "op", "kind", "time µs", "TFLOP/s",
+    t = Table("pass", *(["layers"] if mixed else []), "op", "kind", "time µs", "TFLOP/s", "basis",
               title=f"per-layer kernels: {scenario}")
     for r in rows:
         t.add_row(r["pass"], *([r["layers"]] if mixed else []), r["op"], r["kind"], f"{r['time_us']:.1f}",
-                  f"{r['tflops']:.0f}" if r["tflops"] else "")
+                  f"{r['tflops']:.0f}" if r["tflops"] else "", r["basis"])
+    out.print(t)
+
+
+def _print_coverage(hw: Any, *, as_json: bool) -> None:
+    kb = hw.kernels
+    if kb is None:
+        msg = (f"hardware {hw.name!r} has no measured kernel tables: every kernel time is the roofline "
+               "(datasheet peak × efficiency). Run `capsim calibrate` on it, or choose a measured GPU (capsim profiles).")
+        print(json.dumps({"hardware": hw.name, "tables": None, "outside_tables": [], "note": msg}, indent=2)
+              if as_json else msg)
+        return
+    missed = kb.coverage.rows()
+    hits = sum(kb.coverage.hits.values())
+    asked = hits + sum(r["count"] for r in missed)
+    if as_json:
+        print(json.dumps({"hardware": hw.name, "tables": kb.describe(), "measured_lookups": hits,
+                          "lookups": asked, "outside_tables": missed}, indent=2))
+        return
+    tables = ", ".join(f"{k} {v}" for k, v in kb.describe().items())
+    out.print(f"{hw.name}: tables {tables}")
+    out.print(f"{hits} of {asked} kernel lookups answered by a measured table")
+    if not missed:
+        out.print("every kernel shape was inside a measured table")
+        return
+    t = Table("kind", "shape", "times asked", title="kernel shapes outside every table (timed by the roofline)")
+    for r in missed:
+        t.add_row(r["kind"], r["shape"], str(r["count"]))
     out.print(t)
 
 

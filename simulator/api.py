@@ -8,7 +8,7 @@ from typing import Any
 from .catalog import get_model
 from .costmodel.layout import Layout
 from .costmodel.transformer import decode_step_ops, layer_ops, prefill_ops
-from .hardware import get_profile
+from .hardware import HardwareProfile, get_profile
 from .layers import LayerSpec
 from .scenario import Scenario, ServingScenario
 
@@ -25,10 +25,23 @@ def index_ranges(specs: Sequence[LayerSpec], spec: LayerSpec) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:
-    """Every kernel of one layer with its time and achieved TFLOP/s (``capsim cost``); a model
-    whose layers differ gets one set of rows per kind of layer, ``layers`` naming its indices."""
-    model, hw = get_model(sc.model), get_profile(sc.hardware)
+def scenario_hardware(sc: Scenario) -> HardwareProfile:
+    """The scenario's GPU with its measured tables bound to what runs on it: the serving engine
+    (``replica.engine``/``engine_version``), or the training basis; a fresh coverage count."""
+    hw = get_profile(sc.hardware)
+    if isinstance(sc, ServingScenario):
+        replica = sc.replica
+        return hw.with_engine(getattr(replica, "engine", "vllm"), getattr(replica, "engine_version", None))
+    return hw.with_engine(None)
+
+
+def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[dict[str, Any]]:
+    """Every kernel of one layer with its time, achieved TFLOP/s and basis (``measured`` table or
+    ``roofline``) for ``capsim cost``; a model whose layers differ gets one set of rows per kind of
+    layer, ``layers`` naming its indices. Pass ``hw`` (from :func:`scenario_hardware`) to read the
+    coverage of its tables afterwards."""
+    model = get_model(sc.model)
+    hw = scenario_hardware(sc) if hw is None else hw
     rows: list[dict[str, Any]] = []
     specs = model.layer_specs()
     kinds = [spec for spec, _ in model.layer_groups()]
@@ -37,7 +50,8 @@ def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:
         where = index_ranges(specs, spec)
         for o in ops:
             rows.append({"pass": pass_, "op": o.name, "kind": o.kind, "time_us": o.time * 1e6,
-                         "tflops": o.flops / o.time / 1e12 if o.flops and o.time else 0.0, "layers": where})
+                         "tflops": o.flops / o.time / 1e12 if o.flops and o.time else 0.0, "layers": where,
+                         "basis": "measured" if o.measured else "roofline"})
 
     if isinstance(sc, ServingScenario):
         from .serving_lengths import mean_length
@@ -61,4 +75,4 @@ def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["Layout", "layer_cost_table"]
+__all__ = ["Layout", "layer_cost_table", "scenario_hardware"]

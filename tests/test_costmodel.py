@@ -9,7 +9,7 @@ from simulator.hardware import get_profile
 
 @pytest.mark.parametrize("name", ["h100-sxm", "a100-sxm-80gb", "l4"])
 def test_gemm_compute_bound_large_memory_bound_skinny(name):
-    hw = get_profile(name)
+    hw = get_profile(name).spec_only()      # the roofline (a measured GPU's tables answer inside their grid)
     peak = hw.peak_flops("bf16")
     big = gemm(hw, "big", 8192, 8192, 8192, "bf16")
     # compute-bound: achieved FLOP/s near the profile's maximum efficiency, far above bandwidth limit
@@ -40,8 +40,9 @@ def test_ring_allreduce_formula():
 
 
 def test_small_messages_are_latency_bound():
-    # reference README: ~20 GB/s bus bandwidth at 1 MiB on A100 NVLink vs ~230 GB/s large
-    hw = get_profile("a100-sxm-80gb")
+    # reference README: ~20 GB/s bus bandwidth at 1 MiB on A100 NVLink vs ~230 GB/s large (the ring
+    # model's calibration; the imported NCCL 2.27 table measures 47 GB/s there, see test_silicon.py)
+    hw = get_profile("a100-sxm-80gb").spec_only()
     S = 1 << 20
     t = collective_time(hw, "all_reduce", S, Group(8, 8))
     busbw = 2 * 7 / 8 * S / t / 1e9
@@ -90,7 +91,7 @@ def test_sequence_parallel_backward_regathers_column_parallel_inputs():
     from simulator.costmodel.layout import Layout
     from simulator.costmodel.transformer import layer_ops
 
-    hw = get_profile("a100-sxm-80gb")
+    hw = get_profile("a100-sxm-80gb").spec_only()   # the ring model: all-gather and reduce-scatter cost the same
     m = get_model("gpt3-175b")
     sp = layer_ops(m, hw, Layout(tp=8, sequence_parallel=True, recompute="selective", flash_attention=False), 1, 2048)
     fwd = [o for o in sp.fwd if o.kind == "tp_comm"]

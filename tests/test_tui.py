@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -45,7 +46,10 @@ async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
 
 
 def check_snapshot(name: str, text: str) -> None:
+    """Compare with the committed snapshot; CAPSIM_UPDATE_SNAPSHOTS=1 rewrites it (then review the diff)."""
     path = SNAPSHOTS / f"{name}.txt"
+    if os.environ.get("CAPSIM_UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text + "\n")
     assert path.exists(), f"missing snapshot {path}"
     assert text == path.read_text().rstrip("\n"), f"screen differs from {path}:\n{text}"
 

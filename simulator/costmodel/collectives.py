@@ -1,5 +1,6 @@
-"""Collective communication costs: ring algorithms with per-step latency plus bytes over the
-measured bus bandwidth, hierarchical (intra-node, then inter-node) when a group spans nodes.
+"""Collective communication costs: measured single-node tables where the GPU has them, else ring
+algorithms with per-step latency plus bytes over the measured bus bandwidth; hierarchical
+(intra-node, then inter-node) when a group spans nodes, its intra-node steps from the tables.
 
 Bus bandwidth is what ``nccl-tests`` reports: all-reduce moves ``2(n-1)/n·S`` bytes per GPU,
 all-gather and reduce-scatter ``(n-1)/n·S`` (S the full buffer size).
@@ -36,30 +37,49 @@ def _ring(link: Link, kind: str, n: int, nbytes: float) -> float:
     raise ValueError(f"unknown collective {kind!r}")
 
 
-def collective_time(hw: HardwareProfile, kind: str, nbytes: float, group: Group) -> float:
-    """Time of ``kind`` over ``group`` for a buffer of ``nbytes`` (the full, unsharded size)."""
+TABLE_OPS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
+             "all_to_all": "alltoall"}
+
+
+def _intra(hw: HardwareProfile, kind: str, n: int, nbytes: float, tokens: float | None) -> float:
+    """One node's collective: the measured table (the engine's own all-reduce for inference, NCCL
+    otherwise) where it covers ``n`` ranks and the size, else the ring model."""
+    kb = hw.kernels
+    if kb is not None and n > 1 and nbytes > 0:
+        t = kb.collective(TABLE_OPS[kind], ranks=n, nbytes=nbytes, tokens=tokens)
+        if t is not None:
+            return t
+    return _ring(hw.intra_node, kind, n, nbytes)
+
+
+def collective_time(hw: HardwareProfile, kind: str, nbytes: float, group: Group, *,
+                    tokens: float | None = None) -> float:
+    """Time of ``kind`` over ``group`` for a buffer of ``nbytes`` (the full, unsharded size).
+    ``tokens``: the inference iteration's size, which picks an engine's CUDA-graph or eager kernel."""
     n = group.size
     if n <= 1 or nbytes <= 0:
         return 0.0
+    if kind not in TABLE_OPS:
+        raise ValueError(f"unknown collective {kind!r}")
     local = min(group.per_node, n)
     nodes = group.nodes
     if nodes <= 1:
-        return _ring(hw.intra_node, kind, n, nbytes)
+        return _intra(hw, kind, n, nbytes, tokens)
     if local <= 1:
         return _ring(hw.inter_node, kind, n, nbytes)
     # Hierarchical: each GPU drives its own NIC (rail-optimised), so the inter-node step moves
     # 1/local of the buffer per GPU.
-    intra, inter = hw.intra_node, hw.inter_node
+    inter = hw.inter_node
     if kind == "all_reduce":
-        return (_ring(intra, "reduce_scatter", local, nbytes)
+        return (_intra(hw, "reduce_scatter", local, nbytes, None)
                 + _ring(inter, "all_reduce", nodes, nbytes / local)
-                + _ring(intra, "all_gather", local, nbytes))
+                + _intra(hw, "all_gather", local, nbytes, None))
     if kind in ("all_gather", "reduce_scatter"):
-        return _ring(intra, kind, local, nbytes) + _ring(inter, kind, nodes, nbytes / local)
+        return _intra(hw, kind, local, nbytes, None) + _ring(inter, kind, nodes, nbytes / local)
     if kind == "all_to_all":
         # (n-local)/n of the data crosses the network, the rest stays on NVLink.
         cross = nbytes * (n - local) / n
-        return (_ring(intra, "all_to_all", local, nbytes * local / n)
+        return (_intra(hw, "all_to_all", local, nbytes * local / n, None)
                 + cross / (inter.busbw_gb_s * 1e9) + (nodes - 1) * inter.step_latency_us * 1e-6)
     raise ValueError(f"unknown collective {kind!r}")
 

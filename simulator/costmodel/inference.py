@@ -57,7 +57,7 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
     tp_group = Layout(tp=tp).tp_group
 
     def allreduce(name: str) -> list[Op]:
-        return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group))] if t > 1 else []
+        return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group, tokens=T))] if t > 1 else []
 
     def dense(prefix: str, f: int) -> list[Op]:
         up = f * (2 if mlp.activation == "swiglu" else 1)
@@ -78,14 +78,90 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         ne, k = mlp.experts, mlp.top_k
         touched = ne * (1 - (1 - k / ne) ** T)           # expected distinct experts hit by T tokens
         per_expert = T * k / touched
-        ops += [gemm(hw, "router", T, ne, h, p),
-                gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=touched, bytes_per_element=wb),
-                memory_op(hw, "expert_activation", T * k * (up + f) / t * ACT_BYTES),
-                gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=touched, bytes_per_element=wb)]
+        ops.append(gemm(hw, "router", T, ne, h, p))
+        # the fused MoE kernel (routing, grouped GEMMs, activation) as the engine's table measured it
+        fused = None if hw.kernels is None else hw.kernels.moe(dtype=p, tokens=T, hidden=h, inter=f, topk=k,
+                                                               experts=ne, tp=t, ep=1)
+        if fused is not None:
+            ops.append(Op("moe_experts", "gemm", fused, 2.0 * T * k * (up + f) * h / t, measured=True))
+        else:
+            ops += [gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=touched, bytes_per_element=wb),
+                    memory_op(hw, "expert_activation", T * k * (up + f) / t * ACT_BYTES),
+                    gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=touched, bytes_per_element=wb)]
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
     ops += [*allreduce("tp_allreduce_mlp"), memory_op(hw, "residual_add", 3 * act)]
     return ops
+
+
+@dataclass(frozen=True)
+class AttentionFit:
+    """Attention of one layer from the measured tables, as ``fixed + per-unit × work``: decode per
+    cached token read, prefill per query-key pair. None where no table covers the layer's shape."""
+
+    decode: tuple[float, float] | None
+    prefill: tuple[float, float] | None
+
+
+# Where the lines read the tables: decode batches of 1-512 sequences with 256-32k cached tokens,
+# prompts of 128-8k tokens; the slope comes from the points with at least ``min_work`` (64k cached
+# tokens read by one decode kernel; 512k query-key pairs, a 1k-token prompt, in one prefill kernel)
+# and the floor from the smallest. work = batch·kv_len for decode, batch·s(s+1)/2 for prefill.
+DECODE_FIT = {"batch": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512), "kv_len": (256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+              "min_work": (65536,)}
+PREFILL_FIT = {"batch": (1, 2, 4), "seq": (128, 256, 512, 1024, 2048, 4096, 8192), "min_work": (1024 * 1025 // 2,)}
+
+
+def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_dim: int,
+                       kv_precision: str) -> AttentionFit:
+    """Fit the serving cost model's linear attention terms to the engine's measured attention tables.
+
+    The serving simulator needs attention linear in the cached tokens (its fast-forward advances an
+    unchanged batch many steps at once), so the tables enter as the least-squares line through their
+    points in the range an engine runs in, not point by point."""
+    kb = hw.kernels
+    if kb is None:
+        return AttentionFit(None, None)
+    if heads != int(heads) or kv_heads != int(kv_heads):
+        kb.coverage.miss("attention", f"fractional heads per GPU: {heads:g}/{kv_heads:g}")
+        return AttentionFit(None, None)
+    kv_dtype = kv_precision if kv_precision in ("bf16", "fp8") else "bf16"
+    h, kv, d = int(heads), int(kv_heads), int(head_dim)
+    table_key = ("bf16", kv_dtype, h, kv, d, 0)
+    shape = f"bf16/{kv_dtype} heads={h} kv_heads={kv} d={d}"
+    decode = prefill = None
+    if kb.has("generation_attention", table_key):
+        pts = [(float(b * c), kb.generation_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h, kv_heads=kv, head_dim=d,
+                                               batch=b, kv_len=c, count=False))
+               for b in DECODE_FIT["batch"] for c in DECODE_FIT["kv_len"]]
+        decode = floor_slope_line([(w, t) for w, t in pts if t is not None], DECODE_FIT["min_work"][0])
+    else:
+        kb.coverage.miss("generation_attention", shape)
+    if kb.has("context_attention", table_key):
+        pts = [(b * s * (s + 1) / 2.0, kb.context_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h, kv_heads=kv,
+                                                          head_dim=d, batch=b, seq=s, count=False))
+               for b in PREFILL_FIT["batch"] for s in PREFILL_FIT["seq"]]
+        prefill = floor_slope_line([(w, t) for w, t in pts if t is not None], PREFILL_FIT["min_work"][0])
+    else:
+        kb.coverage.miss("context_attention", shape)
+    return AttentionFit(decode, prefill)
+
+
+def floor_slope_line(points: list[tuple[float, float]], min_work: float) -> tuple[float, float] | None:
+    """``t = a + b·w``: ``a`` the smallest measured time (the kernel's launch floor), ``b`` the median
+    of ``(t − a)/w`` over the points with at least ``min_work`` (where bandwidth or FLOPs, not the
+    launch, set the time). None with fewer than 3 such points. On the H100 vLLM 0.24 decode table
+    for Llama-3.1-8B's shape this is within 7% of the table's bandwidth-bound points on average,
+    against 9% for a least-squares line (bench/validate_kernels.py prints the fit per GPU)."""
+    if not points:
+        return None
+    a = min(t for _, t in points)
+    slopes = sorted((t - a) / w for w, t in points if w >= min_work)
+    if len(slopes) < 3:
+        return None
+    mid = len(slopes) // 2
+    b = slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+    return a, max(b, 0.0)
 
 
 @dataclass
@@ -111,16 +187,32 @@ class InferenceModel:
         rate = hw.peak_flops(self.precision) * hw.gemm_max(self.precision) * hw.efficiency.attention_fwd
         kv_layer: list[float] = []
         self.decode_coef = self.prefill_coef = 0.0
+        # fixed time of the attention kernels of one iteration (all layers): launch and ramp-up
+        self.prefill_fixed = self.decode_fixed = 0.0
+        self.attention_measured = {"prefill": 0, "decode": 0}     # layers whose attention is from a table
         for spec, n in self.groups:
             att = spec.attention
             # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy.
             kv_heads_local = max(att.kv_heads / t, 1.0)
             kv_layer.append(2 * kv_heads_local * att.head_dim * WEIGHT_BYTES[self.kv_precision])
             q_local = att.q_dim / t
+            fit = measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision)
             # decode: per cached token, read its K and V and do 4·q_dim/t FLOPs; the slower one bounds
-            self.decode_coef += n * max(kv_layer[-1] * per_byte, 4 * q_local / rate)
+            if fit.decode is not None:
+                self.decode_fixed += n * fit.decode[0]
+                self.decode_coef += n * fit.decode[1]
+                self.attention_measured["decode"] += n
+            else:
+                self.decode_fixed += n * self.kernel_latency
+                self.decode_coef += n * max(kv_layer[-1] * per_byte, 4 * q_local / rate)
             # prefill: 4·(heads/t)·head_dim FLOPs per query-key pair
-            self.prefill_coef += n * 4 * q_local / rate
+            if fit.prefill is not None:
+                self.prefill_fixed += n * fit.prefill[0]
+                self.prefill_coef += n * fit.prefill[1]
+                self.attention_measured["prefill"] += n
+            else:
+                self.prefill_fixed += n * self.kernel_latency
+                self.prefill_coef += n * 4 * q_local / rate
         self.kv_bytes_per_token_layer = max(kv_layer)   # the largest layer's (every layer's, today)
 
     # ---- time ------------------------------------------------------------------------------
@@ -166,16 +258,15 @@ class InferenceModel:
         """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
         v = self._decode.get(n)
         if v is None:
-            v = self._decode[n] = (self.linear_time(self._per_stage(n)) + self.layers * self.kernel_latency
-                                   + self.head_time(n))
+            v = self._decode[n] = (self.linear_time(self._per_stage(n)) + self.decode_fixed + self.head_time(n))
         return v
 
     def iteration_time(self, *, tokens: int, sampled: int, prefill_work: float, decode_seqs: int,
                        decode_ctx: int) -> float:
         """One iteration over ``tokens`` tokens: prompt chunks with ``prefill_work`` = Σ q·(c+(q+1)/2)
         query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens."""
-        attn_kernels = (prefill_work > 0) + (decode_seqs > 0)
-        return (self.linear_time(self._per_stage(tokens)) + self.layers * self.kernel_latency * attn_kernels
+        fixed = (self.prefill_fixed if prefill_work > 0 else 0.0) + (self.decode_fixed if decode_seqs > 0 else 0.0)
+        return (self.linear_time(self._per_stage(tokens)) + fixed
                 + (self.prefill_coef * prefill_work + self.decode_coef * decode_ctx) / self.pp
                 + (self.head_time(sampled) if sampled else 0.0))
 

@@ -1,9 +1,12 @@
-"""Time of one kernel on a hardware profile: the slower of compute and memory traffic.
+"""Time of one kernel on a hardware profile: measured where a table covers it, else the roofline.
 
-``compute = FLOPs / achieved FLOP/s`` and ``memory = bytes / achieved bandwidth``, each plus a
-fixed kernel latency, so large GEMMs are compute-bound, skinny ones (decode) memory-bound, and
-tiny ones latency-bound. A calibrated profile replaces the analytic GEMM efficiency with its
-measured table.
+A profile with measured kernel tables (``hw.kernels``, imported or calibrated; see
+``simulator/silicon``) answers GEMMs, fused attention and memory-bound kernels from them, scaled by
+the measured in-model factor. Outside every table, or on a spec-sheet-only GPU, the roofline
+answers: ``compute = FLOPs / achieved FLOP/s`` and ``memory = bytes / achieved bandwidth``, each
+plus a fixed kernel latency, so large GEMMs are compute-bound, skinny ones (decode) memory-bound,
+and tiny ones latency-bound. Each such fallback on a measured GPU is counted in
+``hw.kernels.coverage``, and every :class:`Op` says which basis timed it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Op:
     kind: OpKind
     time: float
     flops: float = 0.0
+    measured: bool = False       # timed from a measured kernel table (False: the roofline)
 
     @property
     def is_comm(self) -> bool:
@@ -38,23 +42,14 @@ def _latency(hw: HardwareProfile) -> float:
 
 
 def memory_bound_time(hw: HardwareProfile, nbytes: float) -> float:
-    """Streaming ``nbytes`` through HBM (read + write counted by the caller)."""
-    table = hw.efficiency.memory_table
-    if table:
-        arr = np.asarray(table, dtype=float)
-        bw = float(np.interp(np.log(max(nbytes, 1.0)), np.log(arr[:, 0]), arr[:, 1])) * 1e9
-        return nbytes / bw
+    """Streaming ``nbytes`` through HBM (read + write counted by the caller): a calibrated copy
+    table where there is one, else the bandwidth roofline."""
+    kb = hw.kernels
+    if kb is not None and nbytes > 0:
+        t = kb.memory("copy", nbytes)
+        if t is not None:
+            return t
     return nbytes / (hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.memory) + _latency(hw)
-
-
-def gemm_flops_time(hw: HardwareProfile, flops: float, precision: str) -> float:
-    """Compute time of ``flops`` of GEMM work at the achieved throughput for its size."""
-    table = hw.gemm_table_arrays()
-    if table is not None and (hw.efficiency.gemm_table_precision in (None, precision)):
-        logf, achieved = table
-        rate = float(np.interp(np.log(max(flops, 1.0)), logf, achieved))
-        return flops / rate
-    return flops / (hw.peak_flops(precision) * hw.gemm_max(precision)) + _latency(hw)
 
 
 # Output tiles of one thread block in cuBLAS/CUTLASS tensor-core GEMMs: large problems use
@@ -87,15 +82,22 @@ def wave_efficiency(hw: HardwareProfile, m: float, n: float, batch: float = 1) -
 
 def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision: str,
          batch: float = 1, bytes_per_element: float = 2.0) -> Op:
-    """A (batched) GEMM ``[m,k] x [k,n]``: roofline of compute and operand traffic. The analytic
-    compute time includes tile and wave quantization; a calibrated table has it measured."""
+    """A (batched) GEMM ``[m,k] x [k,n]``: the measured table's time for a single GEMM inside its
+    grid, else the roofline of compute and operand traffic (the analytic compute time includes
+    tile and wave quantization). Batched GEMMs (attention scores without a fused kernel) have no
+    table and take the roofline."""
     flops = 2.0 * batch * m * n * k
+    kb = hw.kernels
+    if kb is not None:
+        if batch == 1:
+            t_measured = kb.gemm(precision, m, n, k)
+            if t_measured is not None:
+                return Op(name, "gemm", t_measured, flops, measured=True)
+        else:
+            kb.coverage.miss("gemm", f"batched {precision} {batch:g} x (m={m:g} n={n:g} k={k:g})")
     traffic = batch * (m * k + k * n + m * n) * bytes_per_element
-    if hw.gemm_table_arrays() is None:
-        rate = hw.peak_flops(precision) * hw.gemm_max(precision) * wave_efficiency(hw, m, n, batch)
-        compute = flops / rate + _latency(hw)
-    else:
-        compute = gemm_flops_time(hw, flops, precision)
+    rate = hw.peak_flops(precision) * hw.gemm_max(precision) * wave_efficiency(hw, m, n, batch)
+    compute = flops / rate + _latency(hw)
     t = max(compute, memory_bound_time(hw, traffic))
     return Op(name, "gemm", t, flops)
 
@@ -104,6 +106,11 @@ def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:
     """An elementwise/normalisation kernel (norm, dropout, softmax, activation, residual add) moving
     ``nbytes`` (reads + writes) at the ``efficiency.elementwise`` share of HBM bandwidth: these
     kernels generate random masks and reduce across rows, so they run slower than a plain copy."""
+    kb = hw.kernels
+    if kb is not None and nbytes > 0:
+        t = kb.memory("elementwise", nbytes)
+        if t is not None:
+            return Op(name, "memory", t, measured=True)
     bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
     return Op(name, "memory", nbytes / bw + _latency(hw))
 
@@ -139,19 +146,49 @@ def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: floa
             flops /= 2
     else:
         flops = 4.0 * batch * heads * attention_pairs(seq_q, seq_kv, causal, window) * head_dim
-    eff = hw.efficiency.attention_bwd if backward else hw.efficiency.attention_fwd
-    if backward:
-        flops *= 2.5
-    io = batch * (2 * seq_q * heads + 2 * seq_kv * kv_heads) * head_dim * bytes_per_element
-    io *= 2 if backward else 1
-    rate = hw.peak_flops(precision) * hw.gemm_max(precision) * eff
-    t = max(flops / rate + _latency(hw), memory_bound_time(hw, io))
-    return Op(name, "attention", t, flops)
+    def roofline(bwd: bool) -> float:
+        eff = hw.efficiency.attention_bwd if bwd else hw.efficiency.attention_fwd
+        io = batch * (2 * seq_q * heads + 2 * seq_kv * kv_heads) * head_dim * bytes_per_element * (2 if bwd else 1)
+        rate = hw.peak_flops(precision) * hw.gemm_max(precision) * eff
+        return max(flops * (2.5 if bwd else 1) / rate + _latency(hw), memory_bound_time(hw, io))
+
+    measured = _measured_prefill(hw, batch=batch, heads=heads, kv_heads=kv_heads, head_dim=head_dim, seq_q=seq_q,
+                                 seq_kv=seq_kv, causal=causal, window=window, precision=precision)
+    if measured is not None:
+        # the tables time the forward kernel; the backward keeps the roofline's backward/forward ratio
+        t = measured * (roofline(True) / roofline(False) if backward else 1.0)
+        return Op(name, "attention", t, flops * (2.5 if backward else 1), measured=True)
+    return Op(name, "attention", roofline(backward), flops * (2.5 if backward else 1))
+
+
+def _measured_prefill(hw: HardwareProfile, *, batch: float, heads: float, kv_heads: float, head_dim: float,
+                      seq_q: float, seq_kv: float, causal: bool, window: int | None, precision: str) -> float | None:
+    """The context-attention table's time (s) for a causal prompt with no cached prefix, or None.
+    Only that case is measured: non-causal (encoder) and partial-sequence (context-parallel)
+    attention take the roofline; a fractional head count per GPU has no table either."""
+    kb = hw.kernels
+    if kb is None:
+        return None
+    if not causal or seq_q != seq_kv or heads != int(heads) or kv_heads != int(kv_heads):
+        kb.coverage.miss("context_attention", f"{'causal' if causal else 'non-causal'} heads={heads:g} "
+                                              f"kv_heads={kv_heads:g} q={seq_q:g} kv={seq_kv:g}")
+        return None
+    return kb.context_attention(dtype=attention_dtype(precision), kv_dtype="bf16", heads=int(heads),
+                                kv_heads=int(kv_heads), head_dim=int(head_dim), batch=batch, seq=seq_q,
+                                window=0 if window is None or window >= seq_kv else window)
+
+
+def attention_dtype(precision: str) -> str:
+    """The attention kernel's math precision in the tables: bf16 for every format (fp16 runs at the
+    same tensor-core rate), as vLLM and SGLang run FlashAttention in 16 bits whatever the weights
+    (TensorRT-LLM's FP8 context FMHA is an option, not the default)."""
+    return "bf16"
 
 
 def decode_attention(hw: HardwareProfile, name: str, *, kv_bytes: float, flops: float,
                      precision: str) -> Op:
-    """Attention of one new token per sequence against its KV cache: bound by reading the cache."""
+    """Attention of one new token per sequence against its KV cache: bound by reading the cache.
+    (Roofline; the serving cost model reads the decode-attention tables in ``inference.py``.)"""
     rate = hw.peak_flops(precision) * hw.gemm_max(precision) * hw.efficiency.attention_fwd
     t = max(flops / rate + _latency(hw), memory_bound_time(hw, kv_bytes))
     return Op(name, "attention", t, flops)

@@ -213,14 +213,19 @@ def grouped_layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_
 def prefill_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
                 precision: str) -> tuple[Op, ...]:
     """One layer's inference forward over ``batch`` prompts of ``seq`` tokens (no dropout)."""
-    from .inference import linear_layer_ops
+    from .inference import linear_layer_ops, measured_attention
 
     spec = as_layer(layer)
     att = spec.attention
     ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch * seq, precision=precision)
-    attn = flash_attention(hw, "attention", batch=batch, heads=att.heads / tp, seq_q=seq, seq_kv=seq,
-                           head_dim=att.head_dim, kv_heads=max(att.kv_heads / tp, 1), causal=att.causal,
-                           precision=precision)
+    fit = measured_attention(hw, att.heads / tp, max(att.kv_heads / tp, 1), att.head_dim, "bf16").prefill
+    flops = 4.0 * batch * att.heads / tp * seq * (seq + 1) / 2 * att.head_dim
+    if fit is not None and att.causal:     # the serving simulator's line through the measured table
+        attn = Op("attention", "attention", fit[0] + fit[1] * batch * seq * (seq + 1) / 2, flops, measured=True)
+    else:
+        attn = flash_attention(hw, "attention", batch=batch, heads=att.heads / tp, seq_q=seq, seq_kv=seq,
+                               head_dim=att.head_dim, kv_heads=max(att.kv_heads / tp, 1), causal=att.causal,
+                               precision=precision)
     at = next(i for i, o in enumerate(ops) if o.name == "attn_out")
     return (*ops[:at], attn, *ops[at:])
 
@@ -229,13 +234,18 @@ def decode_step_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: in
                     precision: str, kv_bytes_per_element: float = 2.0) -> tuple[Op, ...]:
     """One layer of one decode step: ``batch`` sequences each adding one token, reading
     ``kv_tokens`` cached tokens in total. Weight GEMMs are skinny (m = batch): memory-bound."""
-    from .inference import linear_layer_ops
+    from .inference import linear_layer_ops, measured_attention
 
     spec = as_layer(layer)
     att = spec.attention
     ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch, precision=precision)
     kv_read = kv_tokens * 2 * max(att.kv_heads / tp, 1) * att.head_dim * kv_bytes_per_element
-    attn = decode_attention(hw, "attention", kv_bytes=kv_read, flops=4.0 * kv_tokens * att.q_dim / tp,
-                            precision=precision)
+    flops = 4.0 * kv_tokens * att.q_dim / tp
+    fit = measured_attention(hw, att.heads / tp, max(att.kv_heads / tp, 1), att.head_dim,
+                             "fp8" if kv_bytes_per_element == 1 else "bf16").decode
+    if fit is not None:                    # the serving simulator's line through the measured table
+        attn = Op("attention", "attention", fit[0] + fit[1] * kv_tokens, flops, measured=True)
+    else:
+        attn = decode_attention(hw, "attention", kv_bytes=kv_read, flops=flops, precision=precision)
     at = next(i for i, o in enumerate(ops) if o.name == "attn_out")
     return (*ops[:at], attn, *ops[at:])

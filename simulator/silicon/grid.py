@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
+MEMO_LIMIT = 1 << 18     # remembered queries per table (a sweep's shapes are far fewer)
+
 
 @dataclass(frozen=True)
 class _Cell:
     axes: tuple[np.ndarray, ...]      # log of the measured values per axis, ascending
     values: np.ndarray               # log time (µs) on the grid, NaN where not measured
+    sizes: tuple[np.ndarray, ...]     # the measured values themselves
 
 
 class Grid:
@@ -37,6 +40,7 @@ class Grid:
         if np.any(t <= 0) or any(np.any(a <= 0) for a in ax):
             raise ValueError("kernel table times and sizes must be positive")
         self._cells: dict[tuple[Any, ...], _Cell] = {}
+        self._memo: dict[tuple[Any, ...], float | None] = {}
         for key, idx in groups.items():
             ix = np.asarray(idx)
             uniq = [np.unique(a[ix]) for a in ax]
@@ -51,7 +55,7 @@ class Grid:
                     vals[p] = np.log(float(np.median(vs)))
             else:
                 vals[pos] = np.log(t[ix])
-            self._cells[key] = _Cell(tuple(np.log(u) for u in uniq), vals)
+            self._cells[key] = _Cell(tuple(np.log(u) for u in uniq), vals, tuple(uniq))
 
     def has(self, key: Sequence[Any]) -> bool:
         return tuple(_norm(k) for k in key) in self._cells
@@ -61,10 +65,20 @@ class Grid:
 
     def axis_values(self, key: Sequence[Any]) -> tuple[np.ndarray, ...] | None:
         cell = self._cells.get(tuple(_norm(k) for k in key))
-        return None if cell is None else tuple(np.exp(a) for a in cell.axes)
+        return None if cell is None else cell.sizes
 
     def __call__(self, key: Sequence[Any], point: Sequence[float]) -> float | None:
-        """Interpolated time (µs) at ``point`` for ``key``, or None when it is not covered."""
+        """Interpolated time (µs) at ``point`` for ``key``, or None when it is not covered (memoised:
+        a simulation asks for the same few shapes many times)."""
+        memo_key = (tuple(key), tuple(point))
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        out = self._interpolate(key, point)
+        if len(self._memo) < MEMO_LIMIT:
+            self._memo[memo_key] = out
+        return out
+
+    def _interpolate(self, key: Sequence[Any], point: Sequence[float]) -> float | None:
         cell = self._cells.get(tuple(_norm(k) for k in key))
         if cell is None:
             return None

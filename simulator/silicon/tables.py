@@ -13,6 +13,7 @@ Training has no serving engine: its basis (engine ``None``) takes the user's own
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -157,8 +158,10 @@ class KernelBasis:
 
     # ---- queries: seconds, or None (counted) when no table covers the shape ----------------------
     def _lookup(self, kind: str, ref: TableRef | None, key: tuple[Any, ...], point: tuple[float, ...],
-                shape: str) -> float | None:
+                shape: str, count: bool = True) -> float | None:
         t = None if ref is None else self.measured.grid(ref)(key, point)
+        if not count:          # a probe (e.g. points of a fit), not a kernel the model runs
+            return None if t is None else t * 1e-6
         if t is None:
             self.coverage.miss(kind, shape)
             return None
@@ -166,21 +169,40 @@ class KernelBasis:
         return t * 1e-6
 
     def gemm(self, dtype: str, m: float, n: float, k: float) -> float | None:
-        t = self._lookup("gemm", self.chosen.get("gemm"), (dtype,), (m, n, k), f"{dtype} m={m:g} n={n:g} k={k:g}")
-        return None if t is None else t * in_model_factor("gemm")
+        """A GEMM ``[m, k] x [k, n]``. One wider (n) or taller (m) than the grid is timed as the
+        ``c`` equal blocks of rows or columns it splits into exactly (c launches of a measured
+        shape, an upper bound that is tight at these sizes); a larger k is not split (that needs
+        a reduction) and falls back."""
+        ref = self.chosen.get("gemm")
+        blocks = 1
+        if ref is not None:
+            axes = self.measured.grid(ref).axis_values((dtype,))
+            if axes is not None:
+                m_max, n_max = float(axes[0][-1]), float(axes[1][-1])
+                cm, cn = max(1, math.ceil(m / m_max)), max(1, math.ceil(n / n_max))
+                m, n, blocks = m / cm, n / cn, cm * cn
+        shape = f"{dtype} m={m * 1:g} n={n:g} k={k:g}" + (f" (x{blocks} blocks)" if blocks > 1 else "")
+        t = self._lookup("gemm", ref, (dtype,), (m, n, k), shape)
+        return None if t is None else blocks * t * in_model_factor("gemm")
 
     def context_attention(self, *, dtype: str, kv_dtype: str, heads: int, kv_heads: int, head_dim: int, batch: float,
-                          seq: float, window: int = 0) -> float | None:
+                          seq: float, window: int = 0, count: bool = True) -> float | None:
         return self._lookup("context_attention", self.chosen.get("context_attention"),
                             (dtype, kv_dtype, heads, kv_heads, head_dim, window), (batch, seq),
-                            f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} s={seq:g}")
+                            f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} s={seq:g}",
+                            count)
 
     def generation_attention(self, *, dtype: str, kv_dtype: str, heads: int, kv_heads: int, head_dim: int,
-                             batch: float, kv_len: float, window: int = 0) -> float | None:
+                             batch: float, kv_len: float, window: int = 0, count: bool = True) -> float | None:
         return self._lookup("generation_attention", self.chosen.get("generation_attention"),
                             (dtype, kv_dtype, heads, kv_heads, head_dim, window), (batch, kv_len),
                             f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} "
-                            f"kv={kv_len:g}")
+                            f"kv={kv_len:g}", count)
+
+    def has(self, kind: str, key: tuple[Any, ...]) -> bool:
+        """Whether the chosen ``kind`` table measured ``key`` at all (any size)."""
+        ref = self.chosen.get(kind)
+        return ref is not None and self.measured.grid(ref).has(key)
 
     def collective(self, op: str, *, ranks: int, nbytes: float, tokens: float | None = None) -> float | None:
         """A single-node collective: the engine's own all-reduce where it has one (CUDA-graph or eager
