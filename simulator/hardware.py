@@ -249,10 +249,10 @@ def find_instance(*, gpu: str, provider: str | None = None, instance: str | None
     if not cands and provider is None:
         cands = [i for i in cat if i.gpu == base]
     if not cands:
-        have = sorted({f"{i.provider}:{i.gpu}" for i in cat})
+        have = sorted({i.gpu for i in cat if provider is None or i.provider == provider})
         raise CapsimError(
-            f"no cloud price for GPU {gpu!r}{' on ' + provider if provider else ''}; catalog has {', '.join(have)}."
-            " Set pricing.usd_per_gpu_hour in the scenario."
+            f"GPU {gpu!r} has no price in the catalog{' for provider ' + provider if provider else ''} "
+            f"(it prices {', '.join(have) or 'nothing there'}); set pricing.usd_per_gpu_hour in the scenario"
         )
     cands.sort(key=lambda i: (i.provider != "aws", i.gpus != gpus_per_node, -i.gpus))
     return cands[0]
