@@ -78,9 +78,12 @@ def profiles(as_json: JsonOpt = False) -> None:
         measured = None
         if mp is not None:
             src = mp.source
+            kernels: dict[str, dict[str, list[str]]] = {}
+            for ref in mp.tables:
+                kernels.setdefault(ref.engine, {}).setdefault(ref.kind, []).append(ref.engine_version)
             measured = {"source": f"{src.get('name', '?')} {src.get('version', '')}".strip(),
                         "licence": src.get("licence"), "device": mp.manifest.get("device"),
-                        "engines": mp.engines(), "folder": str(mp.folder)}
+                        "engines": mp.engines(), "kernels": kernels, "folder": str(mp.folder)}
         rows.append({"name": name, "gpu": p.gpu, "basis": "measured" if measured else "spec",
                      "measured": measured, "memory_gib": p.memory_gib, "bf16_tflops": p.peak_tflops.get("bf16"),
                      "fp8_tflops": p.peak_tflops.get("fp8"), "fp4_tflops": p.peak_tflops.get("fp4"),
@@ -93,21 +96,34 @@ def profiles(as_json: JsonOpt = False) -> None:
     t = Table(Column("profile", no_wrap=True), Column("basis", no_wrap=True), "GiB", "bf16", "fp8", "fp4", "TB/s",
               "NVL", "W", title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
     for r in rows:
-        t.add_row(r["name"], r["basis"], f"{r['memory_gib']:.0f}", f"{r['bf16_tflops'] or 0:g}" if r["bf16_tflops"] else "-",
-                  f"{r['fp8_tflops']:g}" if r["fp8_tflops"] else "-", f"{r['fp4_tflops']:g}" if r["fp4_tflops"] else "-",
-                  f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), f"{r['tdp_w']:g}" if r["tdp_w"] else "-")
+        def tf(v: float | None) -> str:
+            return "-" if not v else f"{v:.0f}"
+
+        t.add_row(r["name"], r["basis"], f"{r['memory_gib']:.0f}", tf(r["bf16_tflops"]), tf(r["fp8_tflops"]),
+                  tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"]))
     out.print(t)
-    m = Table(Column("profile", no_wrap=True), "source", "engines and versions measured", title="measured kernel tables")
+    m = Table(Column("profile", no_wrap=True), "source", "engines: GEMM/attention version (all-reduce versions)",
+              title="measured kernel tables")
     for r in rows:
         if r["measured"] is not None:
-            engines = r["measured"]["engines"]
-            m.add_row(r["name"], r["measured"]["source"], ", ".join(f"{e} {'/'.join(v)}" if e == "nccl" else
-                                                                    f"{e} {v[-1]}" for e, v in engines.items()))
+            m.add_row(r["name"], r["measured"]["source"], _engine_versions(r["measured"]["kernels"]))
     if m.row_count:
         out.print(m)
     n = sum(r["basis"] == "measured" for r in rows)
     out.print(f"{n} of {len(rows)} profiles measured; the others use spec-sheet peaks × efficiency "
               "(capsim calibrate measures your own GPU)")
+
+
+def _engine_versions(kernels: dict[str, dict[str, list[str]]]) -> str:
+    parts = []
+    for engine, kinds in sorted(kernels.items()):
+        main = sorted({v for k, vs in kinds.items() if k != "collective" for v in vs})
+        comm = kinds.get("collective", [])
+        text = f"{engine} {'/'.join(main)}" if main else engine
+        if comm and comm != main:
+            text += f" ({', '.join(comm)})"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from simulator.silicon.in_model import in_model_factor
 from simulator.silicon.tables import TablesWarning, bind, load_measured
 from simulator.silicon.versions import choose, version_key
 
-MEASURED = ("a100-sxm-80gb", "h100-sxm", "h200", "b200", "l40s")
+MEASURED = ("a100-sxm-80gb", "h100-sxm", "h200", "b200", "b300", "gb200", "gb300", "l40s", "rtx-pro-6000")
 
 
 def test_versions_order_release_candidates_before_the_release() -> None:
