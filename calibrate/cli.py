@@ -74,10 +74,11 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
         prof["calibrated"]["base_profile"] = base_doc["name"]
     path = out_path or CALIBRATED_DIR / f"{name}.yaml"
     write_profile(prof, path)
-    g = prof["efficiency"]
-    console.print(f"wrote {path}: best GEMM {max(r[3] for r in g['gemm_table']):.3f} TFLOP/s ({dtype}), "
-                  f"copy {max(r[1] for r in g['memory_table']):.1f} GB/s, kernel {g['kernel_latency_us']:.1f} µs, "
-                  f"{prof['calibrated']['wall_s']:.0f} s")
+    meas, cal = prof["calibrated"]["measurements"], prof["calibrated"]
+    console.print(f"wrote {path} and its kernel tables {path.parent / prof['measured']}/: "
+                  f"best GEMM {max(r['tflops'] for r in meas['gemm']):.3f} TFLOP/s ({cal['timed_dtype']}), "
+                  f"copy {max(r['gb_s'] for r in meas['memory']):.1f} GB/s, "
+                  f"kernel {prof['efficiency']['kernel_latency_us']:.1f} µs, {cal['wall_s']:.0f} s")
     if validate:
         if spec is None or model is None:
             raise CapsimError("--validate needs --model (a catalog model the simulator can predict)")

@@ -20,6 +20,7 @@ from simulator.layers import AttentionSpec, LayerSpec, MLPSpec
 
 from . import micro
 from .model import build, layer_specs, measure_decode, measure_model
+from .tables import write_tables
 
 Progress = Callable[[str, float], None] | None   # (what, fraction done)
 # GEMM shapes to time without a model (--module, or nothing): a 1024-wide GELU layer
@@ -49,7 +50,7 @@ def _mem_gib() -> float:
 def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"torch": str(torch.__version__), "python": sys.version.split()[0], "host": platform.node(),
                             "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "command": " ".join(sys.argv)}
+                            "command": _command()}
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         info.update({"device": p.name, "memory_gib": p.total_memory / 2**30, "sms": p.multi_processor_count,
@@ -57,6 +58,14 @@ def device_info(device: torch.device) -> dict[str, Any]:
     else:
         info.update({"device": _cpu_name(), "memory_gib": _mem_gib(), "threads": torch.get_num_threads()})
     return info
+
+
+def _command() -> str:
+    """This process's command line, its program named as typed (``python -m capsim``, not the path of
+    ``capsim/__main__.py``)."""
+    prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    head = f"python -m {prog.parent.name}" if prog.name == "__main__.py" else prog.name
+    return " ".join([head, *sys.argv[1:]])
 
 
 def _driver() -> str | None:
@@ -109,10 +118,9 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
 
     info = device_info(dev)
     shapes = shapes or {}
-    planned = [("latency", 1)]
     layers = layer_specs(shapes) if shapes else [DEFAULT_LAYER]
     gemms = micro.gemm_shapes(layers, quick, dev)
-    total = len(gemms) + 12
+    total = len(gemms) + 32
     done = [0]
 
     def step(what: str) -> None:
@@ -128,10 +136,14 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
     if len(g) < len(gemms):
         skipped.append(f"{len(gemms) - len(g)} GEMM shapes (time budget)")
     mem = micro.bench_memory(dev, quick, step)
-    meas: dict[str, Any] = {"gemm": g, "memory": mem, "latency": lat, "dispatch": disp, "optimizer": optim}
+    meas: dict[str, Any] = {"gemm": g, "memory": mem, "add": micro.bench_add(dev, tdt, quick, step), "latency": lat,
+                            "dispatch": disp, "optimizer": optim}
     if shapes and not over():
-        meas["elementwise"] = micro.bench_elementwise(dev, tdt, shapes["hidden"])
-        meas["attention"] = micro.bench_attention(shapes, tdt, dev, quick, step)
+        meas["elementwise"] = micro.bench_elementwise(dev, tdt, layers[0].hidden, quick)
+        # one benchmark per attention shape (heads, KV heads, head size) among the layers
+        heads = {(a.heads, a.kv_heads, a.head_dim): a for a in (layer.attention for layer in layers)}
+        meas["attention"] = [micro.bench_attention(a, int(shapes.get("max_positions") or 2048), tdt, dev, quick,
+                                                   info["memory_gib"] * 2**30, step) for a in heads.values()]
     elif shapes:
         skipped.append("attention and elementwise (time budget)")
     meas["collectives"] = micro.bench_collectives(dev)
@@ -152,7 +164,6 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
                 step(f"decode batch {b}")
         del model
     meas["model"] = model_rows
-    del planned
 
     best = max(r["tflops"] for r in g)
     copy_gb_s = max(r["gb_s"] for r in mem)
@@ -162,31 +173,30 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
         prof = {k: v for k, v in base_profile.items() if k not in ("efficiency", "calibrated")}
         prof.setdefault("source", {})
     peak = float(prof["peak_tflops"].get(dtype) or max(prof["peak_tflops"].values()))
+    # the kernel tables themselves go to the measured-profile folder (write_profile); the profile keeps
+    # the scalar efficiencies the roofline uses outside the tables' grid
     eff: dict[str, Any] = {
         "gemm_max": {dtype: round(min(best / peak, 1.0), 4)},
         "memory": round(min(copy_gb_s / (prof["memory_bandwidth_tbps"] * 1e3), 1.0), 4),
         "kernel_latency_us": round(lat["kernel_us"], 3),
-        "gemm_table": [[r["m"], r["n"], r["k"], round(r["tflops"], 6)] for r in g],
-        "gemm_table_precision": dtype,
-        "memory_table": [[r["bytes"], round(r["gb_s"], 4)] for r in mem],
     }
-    att = meas.get("attention", {}).get("prefill")
+    att = [r for r in (meas["attention"][0]["prefill"] if meas.get("attention") else []) if "bwd_s" in r]
     if att:
-        a = att[-1]
+        a = att[-1]               # one sequence, the longest
         eff["attention_fwd"] = round(min(a["fwd_tflops"] / best, 1.5), 4)
         eff["attention_bwd"] = round(min(a["bwd_tflops"] / best, 1.5), 4)
     ew = meas.get("elementwise")
     if ew:
-        eff["elementwise"] = round(min(ew["gb_s"] / (prof["memory_bandwidth_tbps"] * 1e3), 1.0), 4)
+        eff["elementwise"] = round(min(ew[-1]["gb_s"] / (prof["memory_bandwidth_tbps"] * 1e3), 1.0), 4)
     eff["dispatch_us"] = round(disp["per_kernel_us"], 3)
     eff["optimizer_us_per_tensor"] = round(optim["per_tensor_us"], 3)
     prof["efficiency"] = eff
     prof["name"] = name or f"{prof['name']}-cal"
     prof["source"] = {**prof.get("source", {}), "efficiency": f"measured by capsim calibrate on {info['device']}"}
     spread = float(np.median([r["spread"] for r in g]))
-    prof["calibrated"] = {**info, "dtype": dtype, "quick": quick, "wall_s": round(time.perf_counter() - t_start, 1),
-                          "budget_s": round(deadline - t_start, 1), "skipped": skipped,
-                          "gemm_median_spread": round(spread, 4), "measurements": meas,
+    prof["calibrated"] = {**info, "dtype": dtype, "timed_dtype": micro.timed_dtype(dtype, dev), "quick": quick,
+                          "wall_s": round(time.perf_counter() - t_start, 1), "budget_s": round(deadline - t_start, 1),
+                          "skipped": skipped, "gemm_median_spread": round(spread, 4), "measurements": meas,
                           "env": {"threads": os.environ.get("OMP_NUM_THREADS")}}
     if progress:
         progress("done", 1.0)
@@ -194,9 +204,20 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
 
 
 def write_profile(prof: dict[str, Any], path: str | Path) -> Path:
+    """Write the profile YAML at ``path`` and, beside it, its kernel tables: the folder
+    ``<stem>.tables/`` in the measured-profile format (``calibrate.tables``), which the profile's
+    ``measured:`` names relative to the YAML's folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent / f"{path.stem}.tables"
+    write_tables(prof, folder)
+    doc = {**prof, "measured": folder.name}
+    # 'measured' right after the efficiency it complements, not after the raw measurements
+    order = [k for k in prof if k != "measured"]
+    at = order.index("efficiency") + 1 if "efficiency" in order else len(order)
+    doc = {k: doc[k] for k in [*order[:at], "measured", *order[at:]]}
+    prof["measured"] = folder.name
     header = (f"# calibrated by capsim on {prof['calibrated']['device']} at {prof['calibrated']['date']}\n"
               f"# {prof['calibrated']['command']}\n")
-    path.write_text(header + yaml.safe_dump(prof, sort_keys=False))
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
     return path

@@ -2,7 +2,8 @@
 
 A profile carries datasheet peaks plus the *achieved* efficiency the cost model uses. Defaults are
 documented below; a calibrated profile (written by ``capsim calibrate``) replaces them with
-measured tables of GEMM throughput, memory bandwidth, attention and dispatch overhead.
+measured efficiencies and host costs, and names its measured kernel tables (``measured:``, the
+format of ``hardware_profiles/MEASURED.md``), as imported profiles have theirs.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Efficiency(BaseModel):
     optimizer_us_per_tensor: float | None = None
     # Calibrated GEMM table: rows of [m, n, k, achieved_tflops]; when present it replaces gemm_max
     # and the latency model for GEMMs (interpolated by FLOPs in log space, see costmodel.ops).
+    # Read from profiles calibrated before the measured-profile format; calibration now writes
+    # its GEMM and memory times as kernel tables (``measured:``) and no longer fills these three.
     gemm_table: list[list[float]] | None = None
     gemm_table_precision: str | None = None
     memory_table: list[list[float]] | None = None  # rows of [bytes, achieved_gb_s]
