@@ -12,9 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from hardware_profiles import PROFILE_DIR
 
@@ -44,6 +43,17 @@ class Efficiency(BaseModel):
     """Achieved fraction of peak, and the fixed costs that make small ops inefficient."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_tables(cls, data: Any) -> Any:
+        old = sorted({"gemm_table", "gemm_table_precision", "memory_table"} & set(data or {}))
+        if old:
+            raise ValueError(f"efficiency.{old[0]} is the old calibration format (tables inside the profile); "
+                             "re-run `capsim calibrate`, which writes kernel tables beside the profile "
+                             "(hardware_profiles/MEASURED.md)")
+        return data
+
     gemm_max: dict[str, float] = Field(default_factory=dict)
     # Fraction of HBM bandwidth reached by streaming kernels (copy/elementwise). Assumed: STREAM-like
     # copies reach 85-92% on HBM2e/HBM3; 0.85 until calibrated.
@@ -70,13 +80,8 @@ class Efficiency(BaseModel):
     # Host time per parameter tensor of an eager (for-each) optimizer step, measured by calibration.
     # None: 0, as fused/multi-tensor optimizers (Megatron, DeepSpeed) on GPUs make it negligible.
     optimizer_us_per_tensor: float | None = None
-    # Calibrated GEMM table: rows of [m, n, k, achieved_tflops]; when present it replaces gemm_max
-    # and the latency model for GEMMs (interpolated by FLOPs in log space, see costmodel.ops).
-    # Read from profiles calibrated before the measured-profile format; calibration now writes
-    # its GEMM and memory times as kernel tables (``measured:``) and no longer fills these three.
-    gemm_table: list[list[float]] | None = None
-    gemm_table_precision: str | None = None
-    memory_table: list[list[float]] | None = None  # rows of [bytes, achieved_gb_s]
+    # Measured GEMM, attention and memory times live in kernel tables beside the profile
+    # (HardwareProfile.measured, simulator/silicon), not here.
 
 
 class HardwareProfile(BaseModel):
@@ -145,21 +150,6 @@ class HardwareProfile(BaseModel):
     def gemm_max(self, precision: str) -> float:
         g = self.efficiency.gemm_max
         return g.get(precision) or g.get("bf16") or g.get("fp16") or 0.75
-
-    def gemm_table_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(log FLOPs, achieved FLOP/s) sorted, from the calibrated table, or None."""
-        t = self.efficiency.gemm_table
-        if not t:
-            return None
-        return _table(tuple(tuple(r) for r in t))
-
-
-@cache
-def _table(rows: tuple[tuple[float, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
-    arr = np.array(rows, dtype=float)
-    flops = 2 * arr[:, 0] * arr[:, 1] * arr[:, 2]
-    order = np.argsort(flops)
-    return np.log(flops[order]), np.maximum.accumulate(arr[order, 3] * 1e12)
 
 
 # ---- loading ------------------------------------------------------------------------------------

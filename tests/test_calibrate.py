@@ -145,9 +145,11 @@ def test_calibrated_kernels_answer_inside_the_grid_only(profile: Path) -> None:
     lo, hi = meas[(128, 384, 128)], meas[(512, 384, 128)]
     mid = k.gemm("fp32", 256, 384, 128)        # m = 256 is halfway from 128 to 512 in log space
     assert mid == pytest.approx((lo * hi) ** 0.5, rel=1e-4)
-    assert k.gemm("fp32", 1024, 384, 128) is None and k.gemm("fp32", 128, 32, 128) is None
+    # taller than the grid (m = 1024 > 512): two measured row blocks of m = 512, exactly
+    assert k.gemm("fp32", 1024, 384, 128) == pytest.approx(2 * meas[(512, 384, 128)], rel=1e-5)
+    assert k.gemm("fp32", 128, 32, 128) is None and k.gemm("fp32", 128, 384, 1 << 20) is None
     assert k.gemm("bf16", 128, 384, 128) is None
-    assert k.coverage.misses[("gemm", "fp32 m=1024 n=384 k=128")] == 1 and k.coverage.hits["gemm"] == 2
+    assert k.coverage.misses[("gemm", "fp32 m=128 n=32 k=128")] == 1 and k.coverage.hits["gemm"] == 3
     # serving: with no vLLM tables in a calibrated profile, the torch tables stand in
     v = hw.with_engine("vllm").kernels
     assert v is not None and v.describe() == k.describe() and v.gemm("fp32", 128, 384, 128) == k.gemm(

@@ -160,3 +160,17 @@ def test_every_manifest_lists_existing_files() -> None:
         for t in mp.tables:
             assert t.path.exists(), t.path
             assert t.entry["rows"] > 0
+
+
+def test_an_old_calibrated_profile_says_how_to_upgrade(tmp_path: Path) -> None:
+    import yaml
+
+    from simulator.errors import CapsimError
+
+    doc = yaml.safe_load((PROFILE_DIR / "l4.yaml").read_text())
+    doc["name"] = "old-cal"
+    doc["efficiency"]["gemm_table"] = [[128, 128, 128, 1.0]]
+    path = tmp_path / "old-cal.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(CapsimError, match="old calibration format.*re-run `capsim calibrate`"):
+        get_profile(str(path))

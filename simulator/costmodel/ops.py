@@ -108,7 +108,8 @@ def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:
     kernels generate random masks and reduce across rows, so they run slower than a plain copy."""
     kb = hw.kernels
     if kb is not None and nbytes > 0:
-        t = kb.memory("elementwise", nbytes)
+        # a calibrated profile times LayerNorm ("norm") and elementwise kernels; imported ones have no memory tables
+        t = kb.memory("norm" if "norm" in name else "elementwise", nbytes)
         if t is not None:
             return Op(name, "memory", t, measured=True)
     bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
