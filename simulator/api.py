@@ -40,8 +40,10 @@ def layer_cost_table(sc: Scenario) -> list[dict[str, Any]]:
                          "tflops": o.flops / o.time / 1e12 if o.flops and o.time else 0.0, "layers": where})
 
     if isinstance(sc, ServingScenario):
+        from .serving.simulate import replica_hardware
         from .serving_lengths import mean_length
 
+        hw = replica_hardware(sc)      # after the precision check
         prompt = int(mean_length(sc.workload.prompt_tokens))
         batch = sc.replica.max_sequences(hw.memory_gib)      # a full decode batch of the chosen engine
         for spec in kinds:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ...models import ModelSpec
     from ..replica import Replica
 
+# the KV-cache formats of simulator.precision (KVFormat) and auto
 KVPrecision = Literal["auto", "fp8", "bf16", "fp16", "fp32"]
 
 ENGINES: Variants[ReplicaConfig] = Variants("batching", default="continuous", what="batching engine")
@@ -59,8 +60,9 @@ class ReplicaConfig(_Strict):
         "share of the GPU memory left after weights, activation workspace and runtime that holds the KV cache "
         "(default 0.9: TensorRT-LLM's kv_cache_free_gpu_mem_fraction; vLLM's gpu_memory_utilization is also 0.9)"))
     kv_cache_precision: KVPrecision = Field(default="auto", description=(
-        "KV cache element type; auto: the weights' precision (vLLM's kv_cache_dtype auto; fp8 checkpoints "
-        "carry fp8 KV scales)"))
+        "KV cache element type: fp32, bf16, fp16 or fp8; auto (default): the model's activation dtype, bf16 for "
+        "every quantized format (vLLM's kv_cache_dtype auto uses the model's dtype; fp8 KV is opt-in), fp16 for "
+        "fp16, fp32 for fp32 (simulator/precision.py)"))
 
     def max_sequences(self, memory_gib: float) -> int:
         """Sequences the engine runs at once on a GPU of ``memory_gib`` (one, unless a member batches)."""
