@@ -38,8 +38,8 @@ def scenario(row: pd.Series, requests: int) -> dict:
         "kind": "serving", "model": MODELS[row.model], "hardware": GPUS[row.gpu], "precision": row.precision.lower(),
         "replica": {"tp": int(row.tp), "batching": "continuous", "max_num_seqs": 2048, "max_batched_tokens": 8192,
                     "chunked_prefill": True, "kv_cache_fraction": 0.9, "scheduler_policy": "guaranteed_no_evict",
-                    # the published rows are runs of an FP8 checkpoint with an FP8 KV cache
-                    "kv_cache_precision": "fp8"},
+                    # the published rows are trtllm-bench runs of an FP8 checkpoint with an FP8 KV cache
+                    "engine": "trtllm-bench", "kv_cache_precision": "fp8"},
         "workload": {"arrival": {"process": "offline", "requests": requests},
                      "prompt_tokens": {"dist": "fixed", "value": int(row.isl)},
                      "output_tokens": {"dist": "fixed", "value": int(row.osl)}},

@@ -30,10 +30,13 @@ from .workload import Requests, draw_lengths, generate, rate_function
 
 
 def replica_hardware(sc: ServingScenario) -> HardwareProfile:
-    """The scenario's GPU, after checking it runs ``precision``."""
+    """The scenario's GPU with its measured tables bound to ``replica.engine`` at ``replica.engine_version``
+    (a version without tables warns with :class:`~simulator.silicon.tables.TablesWarning` and uses the
+    newest measured one below it, else the oldest), after checking the GPU runs ``precision``."""
+    rc = sc.replica
     hw = get_profile(sc.hardware)
     hw.check_precision(sc.precision, key="precision")
-    return hw
+    return hw.with_engine(rc.engine, rc.engine_version)
 
 
 def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, ReplicaPlan]:
