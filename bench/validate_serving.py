@@ -5,7 +5,8 @@ FP8 on one H200 at fixed input/output lengths, unbounded request rate (``trtllm-
 throughput``). Each row is simulated as an offline workload (every request queued at t = 0)
 with TensorRT-LLM's engine defaults, not tuned per row:
 - ``max_batch_size`` 2048 and ``max_num_tokens`` 8192 (trtllm-build defaults),
-- KV cache: 90% of the memory left after weights (``kv_cache_free_gpu_mem_fraction`` 0.9), FP8,
+- KV cache: 90% of the memory left after weights (``kv_cache_free_gpu_mem_fraction`` 0.9), FP8
+  (set explicitly: capsim's ``kv_cache_precision: auto`` is bf16 for FP8 weights, as vLLM's),
 - in-flight batching with chunked context (continuous batching, chunked prefill),
 - capacity scheduler GUARANTEED_NO_EVICT (TensorRT-LLM's default): a request is admitted only when
   its final KV cache fits beside those already running, so nothing is ever preempted.
@@ -36,7 +37,9 @@ def scenario(row: pd.Series, requests: int) -> dict:
     return {
         "kind": "serving", "model": MODELS[row.model], "hardware": GPUS[row.gpu], "precision": row.precision.lower(),
         "replica": {"tp": int(row.tp), "batching": "continuous", "max_num_seqs": 2048, "max_batched_tokens": 8192,
-                    "chunked_prefill": True, "kv_cache_fraction": 0.9, "scheduler_policy": "guaranteed_no_evict"},
+                    "chunked_prefill": True, "kv_cache_fraction": 0.9, "scheduler_policy": "guaranteed_no_evict",
+                    # the published rows are trtllm-bench runs of an FP8 checkpoint with an FP8 KV cache
+                    "engine": "trtllm-bench", "kv_cache_precision": "fp8"},
         "workload": {"arrival": {"process": "offline", "requests": requests},
                      "prompt_tokens": {"dist": "fixed", "value": int(row.isl)},
                      "output_tokens": {"dist": "fixed", "value": int(row.osl)}},

@@ -252,6 +252,7 @@ def _print_serving(r: ServingResult) -> None:
     t.add_row("replica", f"TP{lay.tp} PP{lay.pp} {lay.batching} batching, max {lay.max_num_seqs} seqs, "
               f"{lay.max_batched_tokens:,} tokens/iteration; KV cache {r.kv_cache_tokens_per_replica:,} tokens "
               f"({lay.kv_cache_precision})")
+    t.add_row("kernel tables", r.kernel_tables)
     mem = r.memory_per_gpu_gib.to_dict()
     t.add_row("memory / GPU", ", ".join(f"{k.removesuffix('_gib')} {v:.1f}" for k, v in mem.items()) + " GiB")
     rej = f", [bold red]{r.rejected:,} rejected[/] {r.rejected_by_reason}" if r.rejected else ""

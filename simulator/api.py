@@ -54,8 +54,10 @@ def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[di
                          "basis": "measured" if o.measured else "roofline"})
 
     if isinstance(sc, ServingScenario):
+        from .serving.simulate import replica_hardware
         from .serving_lengths import mean_length
 
+        hw = replica_hardware(sc)      # the replica's engine tables, after the precision check
         prompt = int(mean_length(sc.workload.prompt_tokens))
         batch = sc.replica.max_sequences(hw.memory_gib)      # a full decode batch of the chosen engine
         for spec in kinds:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -19,11 +19,12 @@ from hardware_profiles import PROFILE_DIR
 
 from .errors import CapsimError, unknown
 from .files import read_yaml
+from .precision import PeakKey, Precision, formats_on, get_format, peak_chain, peaks_of, problem
 from .silicon.tables import KernelBasis, MeasuredProfile, bind, load_measured
 
 MEASURED_DIR = PROFILE_DIR / "measured"
 
-Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4"]
+__all__ = ["HardwareProfile", "PeakKey", "Precision", "get_profile", "resolve_price"]
 
 
 class Link(BaseModel):
@@ -138,18 +139,42 @@ class HardwareProfile(BaseModel):
         return self.memory_gib * 2**30
 
     def peak_flops(self, precision: str) -> float:
-        """Peak FLOP/s for ``precision``; fp8 falls back to fp16/bf16 where a GPU lacks it."""
-        for p in (precision, "bf16" if precision in ("fp8", "fp4") else None, "fp16"):
-            if p and p in self.peak_tflops:
+        """Peak FLOP/s of ``precision``: a format (simulator.precision: the datasheet key it runs at,
+        e.g. fp4 for nvfp4, bf16 for w4a16) or a datasheet key itself. Where the GPU lists none of the
+        format's keys, its bf16 (then fp16) peak answers, as before formats were checked; scenarios
+        check support first (:meth:`check_precision`), so only direct callers of the cost model reach it."""
+        for p in (*peak_chain(precision), "bf16", "fp16"):
+            if p in self.peak_tflops:
                 return self.peak_tflops[p] * 1e12
         raise CapsimError(f"hardware {self.name!r} has no peak for precision {precision!r}")
 
-    def supports(self, precision: str) -> bool:
-        return precision in self.peak_tflops or (precision == "bf16" and "fp16" in self.peak_tflops)
+    def supports(self, precision: str, *, training: bool = False) -> bool:
+        """Whether this GPU runs format ``precision`` natively (and, with ``training``, trains in it)."""
+        return problem(precision, peaks_of(self.peak_tflops), training=training) is None
+
+    def check_precision(self, precision: str, *, key: str, training: bool = False) -> None:
+        """Raise a :class:`CapsimError` naming ``key``, the format, this GPU and what would work when
+        this GPU cannot run ``precision`` (for training, with ``training``)."""
+        peaks = peaks_of(self.peak_tflops)
+        why = problem(precision, peaks, training=training)
+        if why is None:
+            return
+        here = formats_on(peaks, training=training)
+        msg = (f"{key}: {precision!r} cannot {'train' if training else 'run'} on {self.name} "
+               f"(peak_tflops lists {', '.join(peaks)}): {why}. On {self.name} use {', '.join(here)}")
+        inference_only = training and not get_format(precision).training
+        elsewhere = [] if inference_only else _profiles_running(precision, training=training)
+        if elsewhere:
+            msg += f"; {precision} runs on {', '.join(elsewhere)}"
+        raise CapsimError(msg)
 
     def gemm_max(self, precision: str) -> float:
+        """Achieved fraction of peak of the largest GEMMs, by the datasheet key ``precision`` runs at."""
         g = self.efficiency.gemm_max
-        return g.get(precision) or g.get("bf16") or g.get("fp16") or 0.75
+        for p in (*peak_chain(precision), precision):
+            if g.get(p):
+                return g[p]
+        return g.get("bf16") or g.get("fp16") or 0.75
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -183,6 +208,21 @@ def _measured_folder(hw: HardwareProfile, base: Path) -> Path | None:
         return folder
     conventional = MEASURED_DIR / hw.name
     return conventional if (conventional / "tables.yaml").exists() else None
+
+
+def _profiles_running(precision: str, *, training: bool) -> list[str]:
+    """The spec-sheet profiles whose GPU runs ``precision`` natively (for error messages)."""
+    out = []
+    for name, path in profile_paths().items():
+        if name.startswith("calibrated/"):
+            continue
+        try:
+            peaks = peaks_of(_load_path(str(path)).peak_tflops)
+        except CapsimError:
+            continue
+        if problem(precision, peaks, training=training) is None:
+            out.append(name)
+    return out
 
 
 def get_profile(ref: str | HardwareProfile) -> HardwareProfile:

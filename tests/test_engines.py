@@ -32,8 +32,8 @@ def test_a_key_of_another_engine_names_the_key_the_batching_and_what_it_allows()
     assert "unknown key 'replica.chunked_prefill'" in msg
     assert "under batching 'static'" in msg and "(chunked_prefill is a key of batching continuous)" in msg
     allowed = msg.split("allowed keys: ")[1].split(" under")[0].split(", ")
-    assert allowed == ["batching", "tp", "pp", "max_queue", "kv_cache_fraction", "kv_cache_precision",
-                       "latency_table", "max_batch_size"]
+    assert allowed == ["batching", "tp", "pp", "max_queue", "kv_cache_fraction", "kv_cache_precision", "engine",
+                       "engine_version", "latency_table", "max_batch_size"]
 
 
 def test_the_batching_kind_chooses_the_keys() -> None:

@@ -54,7 +54,10 @@ TRAINING_KEYS = [
     "checkpoint_interval_s", "checkpoint_write_s", "gpu_hours", "usd_per_gpu_hour", "price_source", "cost_usd",
     "gpu_power_w", "energy_kwh", "scenario"]
 SERVING_KEYS = [
-    "kind", "name", "model", "hardware", "precision", "replica_layout", "replica_layout.tp", "replica_layout.pp",
+    "kind", "name", "model", "hardware", "precision", "kernel_tables", "kernel_table_versions",
+    *(f"kernel_table_versions.{k}" for k in ("gemm", "context_attention", "generation_attention", "collective", "moe",
+                                             "nccl")),
+    "replica_layout", "replica_layout.tp", "replica_layout.pp",
     "replica_layout.batching", "replica_layout.max_num_seqs", "replica_layout.max_batched_tokens",
     "replica_layout.kv_cache_precision", "kv_cache_tokens_per_replica", "memory_per_gpu_gib",
     "memory_per_gpu_gib.capacity_gib", "memory_per_gpu_gib.weights_gib", "memory_per_gpu_gib.workspace_gib",

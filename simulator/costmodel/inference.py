@@ -32,12 +32,12 @@ from ..errors import InfeasibleError
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
+from ..precision import get_format, kv_bytes, model_weight_bytes
 from .collectives import collective_time, p2p_time
 from .layout import Layout
 from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
 
 ACT_BYTES = 2.0  # 16-bit activations
-WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
 GIB = 2**30
 # CUDA context, cuBLAS workspaces, CUDA graphs and communicator buffers outside the tensors
 # (same allowance as training's RUNTIME_RESERVE_GIB; vLLM reports ~0.5-1.5 GiB of non-torch memory).
@@ -52,7 +52,7 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
     t, h, p, T = tp, spec.hidden, precision, tokens
-    wb = WEIGHT_BYTES[precision]
+    wb = get_format(precision).weight_bytes
     act = T * h * ACT_BYTES
     tp_group = Layout(tp=tp).tp_group
 
@@ -194,7 +194,7 @@ class InferenceModel:
             att = spec.attention
             # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy.
             kv_heads_local = max(att.kv_heads / t, 1.0)
-            kv_layer.append(2 * kv_heads_local * att.head_dim * WEIGHT_BYTES[self.kv_precision])
+            kv_layer.append(2 * kv_heads_local * att.head_dim * kv_bytes(self.kv_precision))
             q_local = att.q_dim / t
             fit = measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision)
             # decode: per cached token, read its K and V and do 4·q_dim/t FLOPs; the slower one bounds
@@ -241,7 +241,7 @@ class InferenceModel:
             out = m.vocab or max(m.num_classes, 1)
             v = (memory_bound_time(hw, 2 * sampled * m.hidden * ACT_BYTES)
                  + gemm(hw, "logits", sampled, out / self.tp, m.hidden, self.precision,
-                        bytes_per_element=WEIGHT_BYTES[self.precision]).time
+                        bytes_per_element=get_format(self.precision).unquantized_weight_bytes).time
                  + memory_bound_time(hw, 2 * sampled * out / self.tp * 4.0))  # fp32 softmax + sample
             self._head[sampled] = v
         return v
@@ -287,7 +287,9 @@ class InferenceModel:
 
     # ---- memory ----------------------------------------------------------------------------
     def weight_bytes_per_gpu(self) -> float:
-        return self.model.total_params() * WEIGHT_BYTES[self.precision] / (self.tp * self.pp)
+        m = self.model
+        unquantized = m.embedding_params() + m.head_params()      # embeddings and output head stay 16-bit
+        return model_weight_bytes(m.total_params(), unquantized, self.precision) / (self.tp * self.pp)
 
     def kv_bytes_per_token_per_gpu(self) -> float:
         return self.kv_bytes_per_token_layer * math.ceil(self.layers / self.pp)

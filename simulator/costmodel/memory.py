@@ -4,7 +4,9 @@ Model states (Rajbhandari et al., ZeRO, 2020) with mixed-precision Adam: 16-bit 
 gradients (2 B, or 4 B when kept in fp32 as Megatron does) and 12 B of fp32 master weights and
 moments. ZeRO-1 shards the 12 B over the N data-parallel ranks, ZeRO-2 also the gradients, ZeRO-3
 everything: Ψ = 7.5B, N = 64 → 120 / 31.4 / 16.6 / 1.9 GB. Megatron's distributed optimizer is
-ZeRO-1 with fp32 gradients: 6 + 12/N bytes per parameter.
+ZeRO-1 with fp32 gradients: 6 + 12/N bytes per parameter. The weight and optimizer bytes of other
+formats (fp32 weights without a master copy; the cached quantized weights of the FP8 and FP4
+recipes) are ``simulator.precision.training_state_bytes``.
 
 Activations per layer (Korthikanti et al. 2022, 16-bit): ``s·b·h·(10 + 24/t + 5·a·s/(h·t))`` with
 tensor parallelism, ``s·b·h/t·(34 + 5·a·s/h)`` with sequence parallelism, ``34·s·b·h/t`` with
@@ -19,10 +21,11 @@ from dataclasses import asdict, dataclass
 
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
+from ..precision import MASTER_AND_MOMENTS_BYTES
 from .layout import Layout
 
 GIB = 2**30
-OPTIMIZER_BYTES = 12.0  # fp32 master weights + Adam m and v
+OPTIMIZER_BYTES = MASTER_AND_MOMENTS_BYTES  # fp32 master weights + Adam m and v (16-bit training)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,10 @@ class MemoryBreakdown:
 
 
 def model_state_bytes(params: float, *, zero_stage: int, dp: int, weight_bytes: float = 2.0,
-                      grad_bytes: float = 2.0) -> tuple[float, float, float]:
+                      grad_bytes: float = 2.0, optimizer_bytes: float = OPTIMIZER_BYTES) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per GPU for ``params`` parameters held by this rank."""
     n = max(dp, 1)
-    w, g, o = weight_bytes * params, grad_bytes * params, OPTIMIZER_BYTES * params
+    w, g, o = weight_bytes * params, grad_bytes * params, optimizer_bytes * params
     if zero_stage >= 1:
         o /= n
     if zero_stage >= 2:

@@ -1,4 +1,5 @@
-"""What every scenario section shares: strict models, the precision vocabulary, and tagged unions.
+"""What every scenario section shares: strict models, the precision vocabulary (defined in
+``simulator.precision``), and tagged unions.
 
 A *variant* is one member of a tagged union that users select with a key they already write
 (``replica.batching``, ``autoscaling.policy``, ``parallelism.schedule``): each member is its own
@@ -18,7 +19,9 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic.fields import FieldInfo
 
-Precision = Literal["fp32", "bf16", "fp16", "fp8"]
+from ..precision import Precision
+
+__all__ = ["HARDWARE_DOC", "MODEL_DOC", "Precision", "Pricing", "Variants"]
 MODEL_DOC = ("the model: a catalog name (capsim models), an inline shape mapping, or a path to a Hugging Face "
              "config.json")
 HARDWARE_DOC = "the GPU: a profile name (capsim profiles) or the path of a calibrated profile"

@@ -91,7 +91,10 @@ class ServingScenario(_Strict):
     name: str = Field(default="serving", description="label in results and reports")
     model: str | dict[str, Any] = Field(description=MODEL_DOC)
     hardware: str = Field(description=HARDWARE_DOC)
-    precision: Precision = Field(default="bf16", description="weights and GEMMs: bf16, fp16, fp8 or fp32")
+    precision: Precision = Field(default="bf16", description=(
+        "number format of the weights and GEMMs: fp32, bf16 (default: the dtype of the published checkpoints "
+        "and vLLM's dtype auto), fp16, fp8, fp8-block, mxfp8, nvfp4, w4a16 or w8a8-int8 (simulator/precision.py "
+        "gives each one's bytes, block scales and the GPUs that run it)"))
     replica: ReplicaKeys = ENGINES.field(description=_REPLICA_DOC)
     workload: Workload = Field(default_factory=Workload, description="arrivals and request lengths")
     cluster: ServingCluster = Field(default_factory=ServingCluster, description="replicas and router")

@@ -35,7 +35,10 @@ class Training(_Strict):
     global_batch: int = Field(default=512, ge=1, description="sequences per iteration")
     micro_batch: int | Literal["auto"] = Field(default="auto", description=(
         "sequences per micro-batch on one data-parallel rank; auto: the fastest that fits in memory"))
-    precision: Precision = Field(default="bf16", description="compute precision of the GEMMs (bf16, fp16, fp8, fp32)")
+    precision: Precision = Field(default="bf16", description=(
+        "number format of the GEMMs: bf16 (default: Megatron-core's and TorchTitan's mixed precision), fp32, "
+        "fp16, fp8, fp8-block, mxfp8 (Blackwell) or nvfp4 (Blackwell, Transformer Engine 2.x); w4a16 and "
+        "w8a8-int8 are inference-only (simulator/precision.py)"))
     grad_precision: Literal["fp32", "bf16", "fp16"] = Field(default="fp32", description=(
         "data type of the gradients reduced over data parallelism (Megatron keeps fp32 main gradients; "
         "DeepSpeed's fp16 engine reduces fp16)"))

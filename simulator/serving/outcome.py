@@ -46,6 +46,11 @@ class ServingResult(ResultViews):
     model: str
     hardware: str
     precision: str
+    kernel_tables: str
+    """where the kernel times came from: measured tables by engine and version (``vllm 0.24.0 (gemm,
+    attention, all-reduce), nccl 2.27.3``) or ``spec sheet (no measured tables for this GPU)``"""
+    kernel_table_versions: dict[str, str]
+    """kind of table -> 'engine version' answering it (empty: spec sheet only)"""
     replica_layout: ReplicaLayoutInfo
     kv_cache_tokens_per_replica: int
     """KV-cache capacity of one replica (0 without a KV cache)"""

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..costmodel.inference import InferenceModel
-from ..hardware import resolve_price
+from ..hardware import HardwareProfile, resolve_price
 from ..scenario import ServingScenario
 from .engines import ReplicaPlan
 from .frames import (
@@ -78,6 +78,46 @@ class PartNumbers:
     energy_kwh: float
     max_req: int
     """most replicas requested at once"""
+
+
+# how the kinds of measured tables read in one line, in this order
+TABLE_NAMES = {"gemm": "gemm", "context_attention": "attention", "generation_attention": "attention", "moe": "moe",
+               "collective": "all-reduce", "memory": "memory"}
+SPEC_SHEET = "spec sheet (no measured tables for this GPU)"
+
+
+def kernel_tables_line(hw: HardwareProfile) -> str:
+    """The tables a replica's kernels are timed with, grouped by engine and version: ``vllm 0.24.0 (gemm,
+    attention, all-reduce), nccl 2.27.3``; :data:`SPEC_SHEET` for a GPU without measured tables."""
+    basis = hw.kernels
+    if basis is None:
+        return SPEC_SHEET
+    groups: dict[str, list[str]] = {}
+    for kind, name in TABLE_NAMES.items():
+        ref = basis.chosen.get(kind)
+        if ref is None:
+            continue
+        names = groups.setdefault(f"{ref.engine} {ref.engine_version}", [])
+        if name not in names:
+            names.append(name)
+    parts = [f"{ev} ({', '.join(names)})" for ev, names in groups.items()]
+    if basis.nccl is not None:
+        parts.append(f"nccl {basis.nccl.engine_version}")
+    if not basis.chosen:
+        parts.insert(0, f"spec sheet (no {basis.engine} tables for this GPU)")
+    return ", ".join(parts) or SPEC_SHEET
+
+
+def table_warnings(parts: list[Part]) -> list[str]:
+    """The measured-table warnings of every service (an engine version without tables), once each."""
+    out: list[str] = []
+    for p in parts:
+        basis = p.perf.hw.kernels
+        for w in basis.warnings if basis is not None else []:
+            line = f"service {p.name}: {w}" if len(parts) > 1 else w
+            if line not in out:
+                out.append(line)
+    return out
 
 
 def _part_numbers(p: Part, end: float) -> PartNumbers:
@@ -185,6 +225,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
     return ServingResult(
         scenario=sc, name=sc.name, model=perf.model.name, hardware=perf.hw.name, precision=sc.precision,
+        kernel_tables=kernel_tables_line(perf.hw),
+        kernel_table_versions=perf.hw.kernels.describe() if perf.hw.kernels is not None else {},
         replica_layout=ReplicaLayoutInfo(tp=sc.replica.tp, pp=sc.replica.pp, batching=sc.replica.batching,
                                          max_num_seqs=plan.max_num_seqs, max_batched_tokens=plan.max_batched_tokens,
                                          kv_cache_precision=plan.kv_cache_precision),
@@ -207,6 +249,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
         usd_per_hour=rounded(cost / (span / 3600)), cost_usd=rounded(cost),
         cost_per_million_tokens_usd=rounded_or_none(cost / out_tokens * 1e6) if out_tokens else None,
-        energy_kwh=rounded(sum(n.energy_kwh for n in nums)), warnings=tuple(warnings), classes=classes,
+        energy_kwh=rounded(sum(n.energy_kwh for n in nums)), warnings=(*warnings, *table_warnings(parts)),
+        classes=classes,
         services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)

@@ -18,7 +18,8 @@ import simpy
 from ..catalog import get_model
 from ..costmodel.inference import InferenceModel
 from ..errors import CapsimError, InfeasibleError
-from ..hardware import get_profile
+from ..hardware import HardwareProfile, get_profile
+from ..precision import get_format
 from ..scenario import Diurnal, ServingScenario, parse_scenario
 from .engines import ReplicaPlan
 from .replica import Ledger, Replica
@@ -28,9 +29,19 @@ from .streams import service_streams
 from .workload import Requests, draw_lengths, generate, rate_function
 
 
+def replica_hardware(sc: ServingScenario) -> HardwareProfile:
+    """The scenario's GPU with its measured tables bound to ``replica.engine`` at ``replica.engine_version``
+    (a version without tables warns with :class:`~simulator.silicon.tables.TablesWarning` and uses the
+    newest measured one below it, else the oldest), after checking the GPU runs ``precision``."""
+    rc = sc.replica
+    hw = get_profile(sc.hardware)
+    hw.check_precision(sc.precision, key="precision")
+    return hw.with_engine(rc.engine, rc.engine_version)
+
+
 def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, ReplicaPlan]:
     """The replica's cost model and its plan (engine limits, KV capacity), with the scenario's checks."""
-    model, hw = get_model(sc.model), get_profile(sc.hardware)
+    model, hw = get_model(sc.model), replica_hardware(sc)
     rc = sc.replica
     if model.heads % rc.tp:
         raise CapsimError(f"replica.tp={rc.tp} must divide {model.name}'s {model.heads} attention heads")
@@ -38,7 +49,7 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, ReplicaPla
         raise CapsimError(f"replica.pp={rc.pp} exceeds {model.name}'s {model.layers} layers")
     generative = model.architecture == "decoder"
     seqs, tokens = rc.limits(model, hw.memory_gib)      # the engine's own checks and GPU-dependent defaults
-    kv_prec = sc.precision if rc.kv_cache_precision == "auto" else rc.kv_cache_precision
+    kv_prec = get_format(sc.precision).kv_default if rc.kv_cache_precision == "auto" else rc.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec)
     mem: dict[str, float]
     if generative:

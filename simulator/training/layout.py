@@ -44,6 +44,7 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     """Validate the layout against the model, the cluster and the pipeline schedule; return it with a
     concrete micro-batch (the given one, the scenario's, or 1 when the scenario says ``auto``)."""
     par, tr, cl = sc.parallelism, sc.training, sc.cluster
+    hw.check_precision(tr.precision, key="training.precision", training=True)
     gpus = cl.nodes * cl.gpus_per_node
     base = par.tp * par.pp * par.cp
     if par.dp is None:
@@ -87,8 +88,6 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                         "(DeepSpeed and Megatron shard gradients only without pipeline parallelism)")
     if par.sequence_parallel and par.tp == 1:
         problems.append("sequence_parallel needs tp >= 2")
-    if not hw.supports(tr.precision) and tr.precision != "fp32":
-        problems.append(f"hardware {hw.name} has no {tr.precision} support (peaks: {', '.join(hw.peak_tflops)})")
     if tr.global_batch % (mb * dp):
         problems.append(f"training.global_batch={tr.global_batch} not divisible by micro_batch·dp = {mb}·{dp} = {mb * dp}")
     if problems:

@@ -1,5 +1,6 @@
-"""Memory per GPU of one iteration, stage by stage: model states of the parameters the stage holds,
-the activations of the micro-batches its schedule keeps in flight, and buffers.
+"""Memory per GPU of one iteration, stage by stage: model states of the parameters the stage holds
+(bytes per parameter by ``training.precision``, ``simulator.precision.training_state_bytes``), the
+activations of the micro-batches its schedule keeps in flight, and buffers.
 
 Activations per layer and micro-batch follow Korthikanti et al. 2022 (``costmodel.memory``); how
 many micro-batches are in flight on a stage is the schedule's answer (1F1B: ``p − s``; interleaved
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown, activation_bytes_per_layer, model_state_bytes
 from ..models import ModelSpec
+from ..precision import training_state_bytes
 from .layout import Chunk, stage_params
 from .schedules.base import Schedule
 from .stack import GRAD_BUCKET_PARAMS, RUNTIME_RESERVE_GIB
@@ -41,10 +43,12 @@ def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, sched
                 stages: list[list[Chunk]]) -> MemoryPlan:
     """Bytes per GPU on each pipeline stage of ``stages`` (from :func:`~.layout.partition`)."""
     gb = grad_bytes(lay)
+    wb, ob = training_state_bytes(lay.precision)
     per_layer = {spec: activation_bytes_per_layer(spec, lay, micro_batch, seq) for spec, _ in model.layer_groups()}
     out = []
     for s, chunks in enumerate(stages):
-        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=lay.zero_stage, dp=lay.dp, grad_bytes=gb)
+        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=lay.zero_stage, dp=lay.dp, weight_bytes=wb,
+                                    grad_bytes=gb, optimizer_bytes=ob)
         a = sum((per_layer[spec] * n for ch in chunks for spec, n in ch.groups), 0.0) * schedule.in_flight(s)
         buf = RUNTIME_RESERVE_GIB * GIB
         if any(ch.head for ch in chunks):

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ...scenario.base import Variants, _Strict
 
@@ -39,7 +39,11 @@ if TYPE_CHECKING:
     from ...models import ModelSpec
     from ..replica import Replica
 
+# the KV-cache formats of simulator.precision (KVFormat) and auto
 KVPrecision = Literal["auto", "fp8", "bf16", "fp16", "fp32"]
+# serving frameworks with measured kernel tables (simulator.silicon.tables.ENGINE_TABLES; trtllm-bench
+# reads TensorRT-LLM's tables)
+Engine = Literal["vllm", "trtllm", "trtllm-bench", "sglang"]
 
 ENGINES: Variants[ReplicaConfig] = Variants("batching", default="continuous", what="batching engine")
 
@@ -59,8 +63,23 @@ class ReplicaConfig(_Strict):
         "share of the GPU memory left after weights, activation workspace and runtime that holds the KV cache "
         "(default 0.9: TensorRT-LLM's kv_cache_free_gpu_mem_fraction; vLLM's gpu_memory_utilization is also 0.9)"))
     kv_cache_precision: KVPrecision = Field(default="auto", description=(
-        "KV cache element type; auto: the weights' precision (vLLM's kv_cache_dtype auto; fp8 checkpoints "
-        "carry fp8 KV scales)"))
+        "KV cache element type: fp32, bf16, fp16 or fp8; auto (default): the model's activation dtype, bf16 for "
+        "every quantized format (vLLM's kv_cache_dtype auto uses the model's dtype; fp8 KV is opt-in), fp16 for "
+        "fp16, fp32 for fp32 (simulator/precision.py)"))
+    engine: Engine = Field(default="vllm", description=(
+        "the serving framework whose measured kernel tables time the replica (hardware_profiles/measured/<gpu>/): "
+        "vllm (default: the framework capsim's engine defaults follow, simulator/serving/engines/defaults.py), "
+        "trtllm, trtllm-bench (TensorRT-LLM's tables) or sglang; a GPU without tables uses its spec sheet"))
+    engine_version: str | None = Field(default=None, description=(
+        "the framework version whose tables are used; None (default): the newest measured for the GPU "
+        "(hardware_profiles/measured/<gpu>/tables.yaml). A version without tables uses, per kind of table, the "
+        "newest measured at or below it, else the oldest, with a warning. Quote versions in YAML ('0.10')"))
+
+    @field_validator("engine_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: object) -> object:
+        # YAML reads 0.24 as a number: take it as the version it spells
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
 
     def max_sequences(self, memory_gib: float) -> int:
         """Sequences the engine runs at once on a GPU of ``memory_gib`` (one, unless a member batches)."""

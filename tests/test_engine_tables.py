@@ -1,0 +1,102 @@
+"""replica.engine and replica.engine_version: which measured kernel tables a serving replica is timed
+with, the versions chosen when the one asked for was not measured, and what the result reports.
+
+h100-sxm's measured versions (hardware_profiles/measured/h100-sxm/tables.yaml): vllm GEMM, attention
+and MoE tables at 0.24.0 only; vllm all-reduce at 0.14.0, 0.19.0 and 0.24.0; NCCL 2.27.3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from simulator import CapsimError, parse_scenario, simulate_serving
+from simulator.serving.engines.base import Engine
+from simulator.serving.simulate import build_replica_model
+from simulator.silicon.tables import ENGINE_TABLES, TablesWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVE = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+         "workload": {"arrival": {"process": "offline", "requests": 8},
+                      "prompt_tokens": {"dist": "fixed", "value": 256}, "output_tokens": {"dist": "fixed", "value": 16}}}
+NEWEST = {"gemm": "vllm 0.24.0", "context_attention": "vllm 0.24.0", "generation_attention": "vllm 0.24.0",
+          "collective": "vllm 0.24.0", "moe": "vllm 0.24.0", "nccl": "nccl 2.27.3"}
+
+
+def tables(replica: dict, hardware: str = "h100-sxm") -> tuple[dict[str, str], list[str]]:
+    """The tables chosen for a replica and the TablesWarnings raised while choosing them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        perf, _ = build_replica_model(parse_scenario({**SERVE, "hardware": hardware, "replica": replica}))
+    kernels = perf.hw.kernels
+    assert kernels is not None
+    return kernels.describe(), [str(w.message) for w in caught if issubclass(w.category, TablesWarning)]
+
+
+def test_engine_keys_and_their_defaults() -> None:
+    rc = parse_scenario(SERVE).replica
+    assert rc.engine == "vllm" and rc.engine_version is None
+    assert set(get_args(Engine)) == set(ENGINE_TABLES)
+    assert parse_scenario(SERVE, ["replica.engine_version=0.1"]).replica.engine_version == "0.1"   # YAML's 0.1
+    with pytest.raises(CapsimError, match=r"replica.engine: Input should be 'vllm', 'trtllm', 'trtllm-bench' or "
+                                          r"'sglang' \(got 'tgi'\)"):
+        parse_scenario(SERVE, ["replica.engine=tgi"])
+    with pytest.raises(CapsimError, match="unknown key 'replica.engine_verison'"):
+        parse_scenario(SERVE, ["replica.engine_verison=0.24.0"])
+
+
+def test_the_newest_tables_by_default_without_warnings() -> None:
+    chosen, warned = tables({})
+    assert chosen == NEWEST and warned == []
+    chosen, warned = tables({"engine": "trtllm"})
+    assert chosen["gemm"] == "trtllm 1.3.0rc20" and chosen["collective"] == "trtllm 1.3.0rc20" and warned == []
+
+
+def test_an_unmeasured_version_takes_the_newest_at_or_below_it_per_kind_and_warns() -> None:
+    # 0.19.0: all-reduce measured at exactly 0.19.0; GEMM, attention and MoE only at 0.24.0, above it: the oldest
+    chosen, warned = tables({"engine_version": "0.19.0"})
+    assert chosen == {**NEWEST, "collective": "vllm 0.19.0"}
+    assert len(warned) == 4 and all("no tables measured for version 0.19.0; using 0.24.0 (the oldest measured"
+                                    in w for w in warned)
+    assert {w.split(" tables")[0] for w in warned} == {"gemm", "context_attention", "generation_attention", "moe"}
+    # 0.20.0: the all-reduce measured below it, newest first
+    chosen, warned = tables({"engine_version": "0.20.0"})
+    assert chosen["collective"] == "vllm 0.19.0"
+    assert any(w.startswith("collective tables of vllm: no tables measured for version 0.20.0; using 0.19.0 "
+                            "(the newest below it; measured: 0.14.0, 0.19.0, 0.24.0)") for w in warned)
+
+
+def test_a_version_older_than_every_table_takes_the_oldest() -> None:
+    chosen, warned = tables({"engine_version": "0.1"})
+    assert chosen == {**NEWEST, "collective": "vllm 0.14.0"}
+    assert len(warned) == 5 and all("(the oldest measured" in w for w in warned)
+
+
+def test_the_result_reports_the_tables_and_their_warnings() -> None:
+    r = simulate_serving(parse_scenario(SERVE))
+    assert r.kernel_tables == "vllm 0.24.0 (gemm, attention, moe, all-reduce), nccl 2.27.3"
+    assert r.kernel_table_versions == NEWEST and r["kernel_tables"] == r.kernel_tables
+    with pytest.warns(TablesWarning):
+        old = simulate_serving(parse_scenario(SERVE, ["replica.engine_version=0.19.0"]))
+    assert old.kernel_tables == "vllm 0.24.0 (gemm, attention, moe), vllm 0.19.0 (all-reduce), nccl 2.27.3"
+    assert sum("no tables measured for version 0.19.0" in w for w in old.warnings) == 4
+
+
+def test_a_gpu_without_tables_reports_the_spec_sheet() -> None:
+    r = simulate_serving(parse_scenario({**SERVE, "hardware": "l4"}))
+    assert r.kernel_tables == "spec sheet (no measured tables for this GPU)"
+    assert r.kernel_table_versions == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TablesWarning)      # nothing to choose from, so nothing to warn about
+        simulate_serving(parse_scenario({**SERVE, "hardware": "l4"}, ["replica.engine_version=0.1"]))
+
+
+def test_the_cli_prints_one_line_of_kernel_tables() -> None:
+    out = subprocess.run([sys.executable, "-m", "capsim", "serve", "examples/serve_llama3_8b.yaml", "--set",
+                          "workload.duration_s=20"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    line = next(s for s in out.splitlines() if "kernel tables" in s)
+    assert "vllm 0.24.0 (gemm, attention, moe, all-reduce), nccl 2.27.3" in line
