@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hardware import HardwareProfile
+from ..precision import FORMATS, get_format
 
 OpKind = str  # "gemm" | "attention" | "memory" | "tp_comm" | "cp_comm" | "ep_comm" | "dp_comm" | "pp_comm"
 COMM_KINDS = frozenset({"tp_comm", "cp_comm", "ep_comm", "dp_comm", "pp_comm"})
@@ -89,12 +90,15 @@ def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision
     flops = 2.0 * batch * m * n * k
     kb = hw.kernels
     if kb is not None:
-        if batch == 1:
-            t_measured = kb.gemm(precision, m, n, k)
+        dtype = get_format(precision).kernel_dtype if precision in FORMATS else None
+        if dtype is None:
+            kb.coverage.miss("gemm", f"{precision} (no measured GEMM of this format) m={m:g} n={n:g} k={k:g}")
+        elif batch == 1:
+            t_measured = kb.gemm(dtype, m, n, k)
             if t_measured is not None:
                 return Op(name, "gemm", t_measured, flops, measured=True)
         else:
-            kb.coverage.miss("gemm", f"batched {precision} {batch:g} x (m={m:g} n={n:g} k={k:g})")
+            kb.coverage.miss("gemm", f"batched {dtype} {batch:g} x (m={m:g} n={n:g} k={k:g})")
     traffic = batch * (m * k + k * n + m * n) * bytes_per_element
     rate = hw.peak_flops(precision) * hw.gemm_max(precision) * wave_efficiency(hw, m, n, batch)
     compute = flops / rate + _latency(hw)
