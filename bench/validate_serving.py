@@ -2,15 +2,23 @@
 
 Data: ``shared/reference/trtllm_llama31_8b_h200_fp8.csv`` — total output tokens/s of Llama-3.1-8B
 FP8 on one H200 at fixed input/output lengths, unbounded request rate (``trtllm-bench
-throughput``). Each row is simulated as an offline workload (every request queued at t = 0)
-with TensorRT-LLM's engine defaults, not tuned per row:
-- ``max_batch_size`` 2048 and ``max_num_tokens`` 8192 (trtllm-build defaults),
-- KV cache: 90% of the memory left after weights (``kv_cache_free_gpu_mem_fraction`` 0.9), FP8
-  (set explicitly: capsim's ``kv_cache_precision: auto`` is bf16 for FP8 weights, as vLLM's),
-- in-flight batching with chunked context (continuous batching, chunked prefill),
-- capacity scheduler GUARANTEED_NO_EVICT (TensorRT-LLM's default): a request is admitted only when
-  its final KV cache fits beside those already running, so nothing is ever preempted.
-Throughput = output tokens of all requests / time to finish them all. Target: within 15% per row.
+throughput``). Each row is simulated as an offline workload (every request queued at t = 0) run
+the way TensorRT-LLM's perf-overview (docs/source/performance/perf-overview.md, v1.0) says it was:
+``trtllm-bench --model $model throughput --dataset $dataset --backend pytorch`` on NVIDIA's ModelOpt
+FP8 checkpoint, with its other options at their defaults. Those defaults are capsim's
+``replica.engine: trtllm-bench`` preset (simulator/serving/engines/presets.py), not keys set here:
+
+- ``max_batch_size`` / ``max_num_tokens`` from trtllm-bench's own sizing heuristic
+  (tensorrt_llm/bench/build/tuning.py calc_engine_setting: the KV cache's request capacity at the
+  row's ISL+OSL, rounded), raised to the longest prompt + max_batch_size with chunking off;
+- chunked context off, capacity scheduler GUARANTEED_NO_EVICT (trtllm-bench throughput's defaults);
+- KV cache: 90% of the memory left after the model (``--kv_cache_free_gpu_mem_fraction`` 0.90;
+  the doc says 0.95 was used "in many cases" without saying which), in FP8 (the ModelOpt
+  checkpoint's KV quantization, which ``kv_cache_dtype: auto`` keeps);
+- in-flight batching, generation requests scheduled before context requests.
+Each row runs the number of requests the doc's dataset table lists for it (30000 at 128/128 down
+to 1000 at 20000/2000). Throughput = output tokens of all requests / time to finish them all.
+Target: within 15% per row.
 
 Usage: python bench/validate_serving.py [--reference DIR] [--requests N] [--csv OUT.csv]
 """
@@ -30,16 +38,17 @@ sys.path.insert(0, str(ROOT))
 from simulator import parse_scenario, simulate_serving  # noqa: E402
 
 MODELS = {"Llama-3.1-8B": "llama-3.1-8b"}
+# requests per row, as the perf-overview's "Preparing a Dataset" table lists them ($num_requests by ISL/OSL)
+DOC_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
+                (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
 GPUS = {"H200": "h200"}
 
 
 def scenario(row: pd.Series, requests: int) -> dict:
     return {
         "kind": "serving", "model": MODELS[row.model], "hardware": GPUS[row.gpu], "precision": row.precision.lower(),
-        "replica": {"tp": int(row.tp), "batching": "continuous", "max_num_seqs": 2048, "max_batched_tokens": 8192,
-                    "chunked_prefill": True, "kv_cache_fraction": 0.9, "scheduler_policy": "guaranteed_no_evict",
-                    # the published rows are trtllm-bench runs of an FP8 checkpoint with an FP8 KV cache
-                    "engine": "trtllm-bench", "kv_cache_precision": "fp8"},
+        # everything else is the trtllm-bench preset: its sizing heuristic, chunking off, GNE, FP8 KV
+        "replica": {"tp": int(row.tp), "batching": "continuous", "engine": "trtllm-bench"},
         "workload": {"arrival": {"process": "offline", "requests": requests},
                      "prompt_tokens": {"dist": "fixed", "value": int(row.isl)},
                      "output_tokens": {"dist": "fixed", "value": int(row.osl)}},
@@ -50,7 +59,8 @@ def scenario(row: pd.Series, requests: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
-    ap.add_argument("--requests", type=int, default=3000, help="requests per row (trtllm-bench datasets: thousands)")
+    ap.add_argument("--requests", type=int, default=None,
+                    help="requests per row (default: the perf-overview's $num_requests for the row's ISL/OSL)")
     ap.add_argument("--csv", type=Path)
     a = ap.parse_args()
     path = a.reference / "trtllm_llama31_8b_h200_fp8.csv"
@@ -60,14 +70,19 @@ def main() -> None:
     rows = []
     t0 = time.perf_counter()
     for _, row in ref.iterrows():
-        r = simulate_serving(parse_scenario(scenario(row, a.requests)))
+        n = a.requests or DOC_REQUESTS[(int(row.isl), int(row.osl))]
+        r = simulate_serving(parse_scenario(scenario(row, n)))
         pred = r.output_tokens_per_s
         err = (pred - row.output_tok_s_total) / row.output_tok_s_total
+        eng = r.engine_settings
         rows.append({"isl": row.isl, "osl": row.osl, "measured": row.output_tok_s_total, "predicted": round(pred),
                      "error_pct": round(100 * err, 1), "kv_tokens": r.kv_cache_tokens_per_replica,
-                     "preemptions": r.preemptions})
+                     "max_batch_size": eng["max_num_seqs"], "max_num_tokens": eng["max_batched_tokens"],
+                     "preemptions": r.preemptions, "rejected": r.rejected})
         print(f"isl {row.isl:>6} osl {row.osl:>5}: measured {row.output_tok_s_total:>7,.0f} tok/s, "
-              f"predicted {pred:>7,.0f} ({100 * err:+.1f}%)", flush=True)
+              f"predicted {pred:>7,.0f} ({100 * err:+.1f}%)  [max_batch_size {eng['max_num_seqs']}, "
+              f"max_num_tokens {eng['max_batched_tokens']}{f', {r.rejected} rejected' if r.rejected else ''}]",
+              flush=True)
     out = pd.DataFrame(rows)
     errs = out["error_pct"].abs()
     within = int((errs <= 15).sum())

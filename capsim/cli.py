@@ -252,6 +252,10 @@ def _print_serving(r: ServingResult) -> None:
     t.add_row("replica", f"TP{lay.tp} PP{lay.pp} {lay.batching} batching, max {lay.max_num_seqs} seqs, "
               f"{lay.max_batched_tokens:,} tokens/iteration; KV cache {r.kv_cache_tokens_per_replica:,} tokens "
               f"({lay.kv_cache_precision})")
+    if r.engine_settings:
+        from simulator.serving.engines.presets import engine_line
+
+        t.add_row("engine", engine_line(r.engine_settings))
     t.add_row("kernel tables", r.kernel_tables)
     mem = r.memory_per_gpu_gib.to_dict()
     t.add_row("memory / GPU", ", ".join(f"{k.removesuffix('_gib')} {v:.1f}" for k, v in mem.items()) + " GiB")

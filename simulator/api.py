@@ -54,12 +54,17 @@ def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[di
                          "basis": "measured" if o.measured else "roofline"})
 
     if isinstance(sc, ServingScenario):
-        from .serving.simulate import replica_hardware
+        from .errors import InfeasibleError
+        from .serving.simulate import build_replica_model, replica_hardware
         from .serving_lengths import mean_length
 
         hw = replica_hardware(sc)      # the replica's engine tables, after the precision check
         prompt = int(mean_length(sc.workload.prompt_tokens))
-        batch = sc.replica.max_sequences(hw.memory_gib)      # a full decode batch of the chosen engine
+        try:
+            batch = build_replica_model(sc)[1].max_num_seqs     # a full decode batch of the chosen engine's preset
+        except InfeasibleError:        # no KV cache fits: the bound the engine would start from
+            batch = (sc.replica.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision)
+                     .max_num_seqs or 2048) if sc.replica.iteration_level else sc.replica.max_sequences(hw.memory_gib)
         for spec in kinds:
             add("prefill", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision), spec)
         for spec in kinds:

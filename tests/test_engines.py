@@ -16,7 +16,7 @@ from simulator.serving.engines.fastforward import DecodeBatch, Window
 from simulator.serving.engines.kv import BlockAllocator
 from simulator.serving.simulate import build_replica_model
 
-BUILT_IN = ("none", "static", "dynamic", "continuous")
+BUILT_IN = ("none", "static", "dynamic", "continuous", "prefill_first")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +30,7 @@ def test_a_key_of_another_engine_names_the_key_the_batching_and_what_it_allows()
         parse_scenario(serving({"batching": "static", "chunked_prefill": True}))
     msg = str(e.value)
     assert "unknown key 'replica.chunked_prefill'" in msg
-    assert "under batching 'static'" in msg and "(chunked_prefill is a key of batching continuous)" in msg
+    assert "under batching 'static'" in msg and "(chunked_prefill is a key of batching continuous, prefill_first)" in msg
     allowed = msg.split("allowed keys: ")[1].split(" under")[0].split(", ")
     assert allowed == ["batching", "tp", "pp", "max_queue", "kv_cache_fraction", "kv_cache_precision", "engine",
                        "engine_version", "latency_table", "max_batch_size"]
@@ -66,7 +66,7 @@ def test_every_replica_key_says_what_it_does_and_where_its_default_comes_from() 
             assert f.description and len(f.description) > 20, (name, key)
     cont, dyn = ENGINES.members["continuous"].model_fields, ENGINES.members["dynamic"].model_fields
     assert "vLLM" in cont["max_num_seqs"].description and "1024 on GPUs with >= 70 GiB" in cont["max_num_seqs"].description
-    assert "vLLM block_size, default 16" in cont["kv_block_tokens"].description
+    assert "vLLM block_size 16" in cont["kv_block_tokens"].description
     assert "TensorRT-LLM" in cont["scheduler_policy"].description
     assert "Triton's max_queue_delay_microseconds" in dyn["max_queue_delay_ms"].description
 

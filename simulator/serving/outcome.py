@@ -52,6 +52,10 @@ class ServingResult(ResultViews):
     kernel_table_versions: dict[str, str]
     """kind of table -> 'engine version' answering it (empty: spec sheet only)"""
     replica_layout: ReplicaLayoutInfo
+    engine_settings: dict[str, Any]
+    """the engine settings the replica ran with, resolved from the engine preset and the scenario's keys
+    (max_num_seqs, max_batched_tokens, chunked_prefill, scheduler_policy, schedule_order, KV block, dtype and
+    memory share, prefix caching, ...) and ``sources``: where each came from; empty for request-level batching"""
     kv_cache_tokens_per_replica: int
     """KV-cache capacity of one replica (0 without a KV cache)"""
     memory_per_gpu_gib: ReplicaMemory

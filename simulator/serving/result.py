@@ -108,6 +108,16 @@ def kernel_tables_line(hw: HardwareProfile) -> str:
     return ", ".join(parts) or SPEC_SHEET
 
 
+def preset_warnings(parts: list[Part]) -> list[str]:
+    """The engine-preset warnings of every service (a version older than every preset), once each."""
+    out: list[str] = []
+    for p in parts:
+        w = p.plan.engine.warning if p.plan.engine is not None else None
+        if w and w not in out:
+            out.append(w)
+    return out
+
+
 def table_warnings(parts: list[Part]) -> list[str]:
     """The measured-table warnings of every service (an engine version without tables), once each."""
     out: list[str] = []
@@ -230,6 +240,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         replica_layout=ReplicaLayoutInfo(tp=sc.replica.tp, pp=sc.replica.pp, batching=sc.replica.batching,
                                          max_num_seqs=plan.max_num_seqs, max_batched_tokens=plan.max_batched_tokens,
                                          kv_cache_precision=plan.kv_cache_precision),
+        engine_settings=plan.engine.to_dict() if plan.engine is not None else {},
         kv_cache_tokens_per_replica=kv_cap,
         memory_per_gpu_gib=ReplicaMemory.build(plan.memory_per_gpu_gib),
         simulated_s=rounded(end), arrived=n_arr, completed=n_done, rejected=n_rej,
@@ -249,7 +260,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
         usd_per_hour=rounded(cost / (span / 3600)), cost_usd=rounded(cost),
         cost_per_million_tokens_usd=rounded_or_none(cost / out_tokens * 1e6) if out_tokens else None,
-        energy_kwh=rounded(sum(n.energy_kwh for n in nums)), warnings=(*warnings, *table_warnings(parts)),
+        energy_kwh=rounded(sum(n.energy_kwh for n in nums)),
+        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
         classes=classes,
         services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)

@@ -16,17 +16,21 @@ import numpy as np
 import simpy
 
 from ..catalog import get_model
-from ..costmodel.inference import InferenceModel
+from ..costmodel.inference import GIB, InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import HardwareProfile, get_profile
-from ..precision import get_format
-from ..scenario import Diurnal, ServingScenario, parse_scenario
+from ..scenario import Diurnal, Empirical, Fixed, LengthDist, LogNormal, ServingScenario, Uniform, parse_scenario
+from ..serving_lengths import mean_length
 from .engines import ReplicaPlan
+from .engines.presets import LengthStats, free_fraction
 from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
 from .streams import service_streams
-from .workload import Requests, draw_lengths, generate, rate_function
+from .workload import Requests, draw_lengths, empirical_values, generate, rate_function
+
+# request-level batchers keep a fixed share of the memory left after the model (no engine preset sizes them)
+DEFAULT_FREE_FRACTION = 0.9
 
 
 def replica_hardware(sc: ServingScenario) -> HardwareProfile:
@@ -39,8 +43,33 @@ def replica_hardware(sc: ServingScenario) -> HardwareProfile:
     return hw.with_engine(rc.engine, rc.engine_version)
 
 
-def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, ReplicaPlan]:
-    """The replica's cost model and its plan (engine limits, KV capacity), with the scenario's checks."""
+def length_stats(d_prompt: LengthDist, d_output: LengthDist) -> LengthStats:
+    """The mean prompt and output lengths and the longest prompt of two length distributions
+    (``max_prompt`` None for an unbounded one)."""
+    if isinstance(d_prompt, Fixed):
+        top: int | None = d_prompt.value
+    elif isinstance(d_prompt, Uniform):
+        top = d_prompt.high
+    elif isinstance(d_prompt, LogNormal):
+        top = d_prompt.max
+    elif isinstance(d_prompt, Empirical):
+        top = int(empirical_values(d_prompt).max())
+    else:
+        top = None
+    return LengthStats(mean_length(d_prompt), mean_length(d_output), top)
+
+
+def request_lengths(reqs: Requests) -> LengthStats | None:
+    """The drawn requests' mean prompt and output lengths and longest prompt (None without requests)."""
+    if not len(reqs):
+        return None
+    return LengthStats(float(reqs.prompt.mean()), float(reqs.output.mean()), int(reqs.prompt.max()))
+
+
+def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None) -> tuple[InferenceModel, ReplicaPlan]:
+    """The replica's cost model and its plan (engine settings, limits, KV capacity), with the scenario's checks.
+    ``lengths``: the workload's request lengths (trtllm-bench sizes its engine from them; default: the
+    scenario's length distributions)."""
     model, hw = get_model(sc.model), replica_hardware(sc)
     rc = sc.replica
     if model.heads % rc.tp:
@@ -48,21 +77,46 @@ def build_replica_model(sc: ServingScenario) -> tuple[InferenceModel, ReplicaPla
     if rc.pp > model.layers:
         raise CapsimError(f"replica.pp={rc.pp} exceeds {model.name}'s {model.layers} layers")
     generative = model.architecture == "decoder"
-    seqs, tokens = rc.limits(model, hw.memory_gib)      # the engine's own checks and GPU-dependent defaults
-    kv_prec = get_format(sc.precision).kv_default if rc.kv_cache_precision == "auto" else rc.kv_cache_precision
+    if lengths is None:
+        lengths = length_stats(sc.workload.prompt_tokens, sc.workload.output_tokens)
+    settings = rc.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision, lengths=lengths)
+    seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
+    kv_prec = settings.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec)
     mem: dict[str, float]
+    fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
-        kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=rc.kv_cache_fraction, max_tokens=min(tokens, 1 << 16),
-                                                 max_seqs=seqs)
+        max_tokens = min(tokens, 1 << 16)
+        if rc.iteration_level:      # the preset's memory rule, as a share of the memory left after the model
+            _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs)
+            fraction = free_fraction(settings, capacity=hw.memory_bytes, weights=probe["weights_gib"] * GIB,
+                                     free=probe["kv_cache_gib"] * GIB)
+            if fraction <= 0:
+                raise InfeasibleError(
+                    f"{model.name} on {hw.name} with tp={rc.tp} pp={rc.pp} at {sc.precision}: {settings.engine}'s "
+                    f"memory share ({settings.kv_memory_text()}) leaves no room for a KV cache beside weights "
+                    f"{probe['weights_gib']:.1f} GiB and workspace {probe['workspace_gib']:.1f} GiB per GPU; raise "
+                    "replica.tp or replica.pp, or set replica.kv_cache_fraction")
+        kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=fraction, max_tokens=max_tokens, max_seqs=seqs)
+        if settings.max_num_seqs is None and settings.seqs_from_kv is not None:
+            settings = settings.with_seqs(settings.seqs_from_kv(kv_tokens, model.max_positions))
+            seqs = settings.max_num_seqs or seqs
     else:
         w = perf.weight_bytes_per_gpu()
-        if w > hw.memory_bytes * rc.kv_cache_fraction:
+        if w > hw.memory_bytes * fraction:
             raise InfeasibleError(f"{model.name} weights ({w / 2**30:.1f} GiB per GPU) do not fit on {hw.name}")
         kv_tokens, mem = 0, {"capacity_gib": hw.memory_gib, "weights_gib": w / 2**30}
+    hit = sc.workload.prefix_cache_hit_rate
+    if hit > 0 and rc.iteration_level and not settings.prefix_caching:
+        raise CapsimError(f"workload.prefix_cache_hit_rate is {hit:g} but the replica has no prefix cache "
+                          f"(replica.prefix_caching: {settings.sources.get('prefix_caching', 'off')}): set the hit "
+                          "rate to 0 or replica.prefix_caching to true")
     return perf, ReplicaPlan(max_num_seqs=seqs, max_batched_tokens=tokens, kv_cache_tokens=kv_tokens,
                              kv_cache_precision=kv_prec, generative=generative, gpus_per_replica=rc.tp * rc.pp,
-                             memory_per_gpu_gib=mem, prefix_cache_hit_rate=sc.workload.prefix_cache_hit_rate)
+                             memory_per_gpu_gib=mem, prefix_cache_hit_rate=hit,
+                             chunked_prefill=settings.chunked_prefill, kv_block_tokens=settings.kv_block_tokens,
+                             scheduler_policy=settings.scheduler_policy, prefix_caching=settings.prefix_caching,
+                             engine=settings if rc.iteration_level else None)
 
 
 def stage_scenarios(sc: ServingScenario) -> list[tuple[str, ServingScenario]]:
@@ -276,11 +330,13 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) ->
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
-    stages = []
-    for name, ssc in stage_scenarios(scenario):
-        perf, plan = build_replica_model(ssc)
-        stages.append((name, ssc, perf, plan))
     reqs, warnings = generate(scenario.workload, scenario.seed)
+    drawn = request_lengths(reqs)           # what trtllm-bench would read off its dataset
+    stages = []
+    for k, (name, ssc) in enumerate(stage_scenarios(scenario)):
+        own = scenario.services and (scenario.services[k].prompt_tokens or scenario.services[k].output_tokens)
+        perf, plan = build_replica_model(ssc, None if own else drawn)
+        stages.append((name, ssc, perf, plan))
     cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
     end = cluster.run()
     return build_result(scenario, cluster.parts, cluster.ledger, end, warnings)

@@ -18,22 +18,26 @@ fast_forward``; it implements ``start`` (begin serving: a simpy process or callb
 (``first_sched``, ``first_token``, ``generated``), :meth:`~..replica.Replica.finished`,
 ``record_busy`` and ``log`` (``tests/test_engine_plugin.py`` is a complete example).
 
-Before simulating, :meth:`ReplicaConfig.limits` resolves the engine's concurrency (the KV cache
-and activation workspace are sized from it) and :class:`ReplicaPlan` carries what the memory
-plan decided; :func:`build_engine` builds one replica of the chosen engine from both.
+Before simulating, :meth:`ReplicaConfig.resolved` fills every engine key the scenario left unset
+from the engine preset of ``replica.engine`` / ``replica.engine_version`` (:mod:`.presets`),
+:meth:`ReplicaConfig.limits` gives the engine's concurrency (the KV cache and activation workspace
+are sized from it) and :class:`ReplicaPlan` carries what the memory plan decided;
+:func:`build_engine` builds one replica of the chosen engine from both (an iteration-level engine
+whose resolved ``schedule_order`` is ``prefill_first`` runs :mod:`.prefill_first`'s scheduler).
 
-This module imports only the scenario's base and the standard library, so the scenario package
-can import the engines without a cycle.
+This module imports only the scenario's base, the presets and the standard library, so the
+scenario package can import the engines without a cycle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from ...scenario.base import Variants, _Strict
+from .presets import Context, EngineSettings, LengthStats, resolve
 
 if TYPE_CHECKING:
     from ...models import ModelSpec
@@ -59,21 +63,32 @@ class ReplicaConfig(_Strict):
     max_queue: int | None = Field(default=None, ge=0, description=(
         "requests a replica may hold queued; beyond it new ones are rejected (queue_full) or shed by priority. "
         "None: unbounded, as Triton's and vLLM's default queues"))
-    kv_cache_fraction: float = Field(default=0.9, gt=0, le=1, description=(
+    kv_cache_fraction: float | None = Field(default=None, gt=0, le=1, description=(
         "share of the GPU memory left after weights, activation workspace and runtime that holds the KV cache "
-        "(default 0.9: TensorRT-LLM's kv_cache_free_gpu_mem_fraction; vLLM's gpu_memory_utilization is also 0.9)"))
+        "(TensorRT-LLM's kv_cache_free_gpu_mem_fraction semantics). None (default): the engine preset's memory "
+        "rule: vLLM gpu_memory_utilization 0.9 of all GPU memory for weights, workspace and KV cache; "
+        "TensorRT-LLM and trtllm-bench 0.9 of the memory left after the model; SGLang mem_fraction_static of all "
+        "GPU memory for weights and KV cache (simulator/serving/engines/presets.py)"))
     kv_cache_precision: KVPrecision = Field(default="auto", description=(
-        "KV cache element type: fp32, bf16, fp16 or fp8; auto (default): the model's activation dtype, bf16 for "
-        "every quantized format (vLLM's kv_cache_dtype auto uses the model's dtype; fp8 KV is opt-in), fp16 for "
-        "fp16, fp32 for fp32 (simulator/precision.py)"))
+        "KV cache element type: fp32, bf16, fp16 or fp8; auto (default): what the engine's own auto does: vLLM "
+        "and SGLang keep the model's activation dtype (bf16 for every quantized format; fp8 KV is opt-in), "
+        "TensorRT-LLM and trtllm-bench take the checkpoint's KV quantization: fp8 for NVIDIA's ModelOpt fp8 and "
+        "nvfp4 checkpoints, else the activation dtype"))
     engine: Engine = Field(default="vllm", description=(
-        "the serving framework whose measured kernel tables time the replica (hardware_profiles/measured/<gpu>/): "
-        "vllm (default: the framework capsim's engine defaults follow, simulator/serving/engines/defaults.py), "
-        "trtllm, trtllm-bench (TensorRT-LLM's tables) or sglang; a GPU without tables uses its spec sheet"))
+        "the serving framework: its engine preset fills every engine key left unset (token budget, sequences, "
+        "chunked prefill, capacity policy, scheduling order, KV memory and dtype, prefix caching; "
+        "simulator/serving/engines/presets.py) and its measured kernel tables time the replica "
+        "(hardware_profiles/measured/<gpu>/): vllm (default), trtllm (LLM API / trtllm-serve), trtllm-bench "
+        "(trtllm-bench throughput: TensorRT-LLM's tables, its own batch/token sizing) or sglang; a GPU without "
+        "tables uses its spec sheet"))
     engine_version: str | None = Field(default=None, description=(
-        "the framework version whose tables are used; None (default): the newest measured for the GPU "
-        "(hardware_profiles/measured/<gpu>/tables.yaml). A version without tables uses, per kind of table, the "
-        "newest measured at or below it, else the oldest, with a warning. Quote versions in YAML ('0.10')"))
+        "the framework version: its preset is the newest preset at or below it (vllm 0.6, 0.8, 0.8.4, 0.9; "
+        "trtllm and trtllm-bench 1.0, 1.3; sglang 0.3, 0.5), and its tables the newest measured at or below it "
+        "per kind of table (else the oldest, with a warning). None (default): the newest preset and the newest "
+        "measured tables for the GPU. Quote versions in YAML ('0.10')"))
+
+    iteration_level: ClassVar[bool] = False
+    """whether the engine batches per iteration (the continuous family), which the engine presets size"""
 
     @field_validator("engine_version", mode="before")
     @classmethod
@@ -85,10 +100,17 @@ class ReplicaConfig(_Strict):
         """Sequences the engine runs at once on a GPU of ``memory_gib`` (one, unless a member batches)."""
         return 1
 
-    def limits(self, model: ModelSpec, memory_gib: float) -> tuple[int, int]:
+    def resolved(self, model: ModelSpec, *, memory_gib: float, gpu: str, precision: str,
+                 lengths: LengthStats | None = None) -> EngineSettings:
+        """Every engine setting: the keys this scenario set, the engine preset's value for the rest."""
+        return resolve(self, Context(model=model, memory_gib=memory_gib, gpu=gpu, tp=self.tp, pp=self.pp,
+                                     precision=precision, lengths=lengths))
+
+    def limits(self, model: ModelSpec, memory_gib: float, settings: EngineSettings | None = None) -> tuple[int, int]:
         """(sequences, tokens) the engine may hold at once, which size the KV cache and workspace.
 
-        A request-level batch holds whole requests: each may take the model's full context."""
+        A request-level batch holds whole requests: each may take the model's full context (an
+        iteration-level engine reads ``settings``, the resolved preset)."""
         seqs = self.max_sequences(memory_gib)
         per_seq = model.max_positions if model.architecture == "decoder" else model.default_seq_len
         return seqs, seqs * per_seq
@@ -106,9 +128,20 @@ class ReplicaPlan:
     gpus_per_replica: int
     memory_per_gpu_gib: dict[str, float]  # capacity, weights, workspace, runtime, KV cache
     prefix_cache_hit_rate: float = 0.0   # share of each prompt found in the prefix cache
+    # what the engine preset resolved (iteration-level engines read these, not the scenario keys)
+    chunked_prefill: bool = True
+    kv_block_tokens: int = 16
+    scheduler_policy: str = "max_utilization"
+    prefix_caching: bool = True
+    engine: EngineSettings | None = None
 
 
 def build_engine(cfg: ReplicaConfig, **kw: Any) -> Replica:
-    """One replica of the engine ``cfg`` selects (``kw``: env, index, ledger, perf, plan, fast_forward)."""
+    """One replica of the engine ``cfg`` selects (``kw``: env, index, ledger, perf, plan, fast_forward).
+    The continuous engine with a resolved ``schedule_order: prefill_first`` (SGLang's preset, vLLM 0.6
+    without chunked prefill) is the prefill-first engine."""
     engine: type[Replica] = ENGINES.impl(cfg.batching)
+    plan: ReplicaPlan = kw["plan"]
+    if plan.engine is not None and plan.engine.schedule_order == "prefill_first" and cfg.batching == "continuous":
+        engine = ENGINES.impl("prefill_first")
     return engine(cfg=cfg, **kw)

@@ -13,7 +13,7 @@ that could join cuts the window at the end of the step in progress.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import simpy
 from pydantic import Field
@@ -21,53 +21,79 @@ from pydantic import Field
 from ...errors import CapsimError
 from ..replica import Replica
 from .base import ENGINES, ReplicaConfig, ReplicaPlan
-from .defaults import describe, gpu_defaults
+from .defaults import describe
 from .fastforward import FS, DecodeBatch, Window, to_fs
 from .kv import BlockAllocator
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
     from ...models import ModelSpec
+    from .presets import EngineSettings
 
 
 class ContinuousBatching(ReplicaConfig):
-    """Iteration-level scheduling: sequences join and leave the running batch every step."""
+    """Iteration-level scheduling: sequences join and leave the running batch every step. Every key
+    left ``None`` takes the engine preset's value (``replica.engine``; simulator/serving/engines/presets.py)."""
 
     batching: Literal["continuous"] = Field(default="continuous", description=(
-        "continuous (the default): iteration-level batching on a paged KV cache, as vLLM and TensorRT-LLM"))
+        "continuous (the default): iteration-level batching on a paged KV cache, as vLLM, TensorRT-LLM and SGLang"))
     max_num_seqs: int | None = Field(default=None, ge=1, description=(
-        "sequences running at once (vLLM max_num_seqs, TensorRT-LLM max_batch_size); " + describe("max_num_seqs")))
+        "sequences running at once (vLLM max_num_seqs, TensorRT-LLM max_batch_size, SGLang max_running_requests); "
+        + describe("max_num_seqs") + "; TensorRT-LLM 2048; trtllm-bench its calc_engine_setting heuristic; "
+        "SGLang from its KV pool"))
     max_batched_tokens: int | None = Field(default=None, ge=1, description=(
         "tokens per iteration, prompt chunks plus one per decoding sequence (vLLM max_num_batched_tokens, "
-        "TensorRT-LLM max_num_tokens); " + describe("max_batched_tokens")))
-    chunked_prefill: bool = Field(default=True, description=(
-        "split long prompts over iterations within max_batched_tokens (default true: vLLM V1 enables chunked "
-        "prefill by default); false: a prompt is prefilled in one iteration and must fit max_batched_tokens"))
-    kv_block_tokens: int = Field(default=16, ge=1, description="tokens per KV-cache block (vLLM block_size, default 16)")
-    scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
-        default="max_utilization", description=(
-            "max_utilization (default, vLLM's behaviour): admit while blocks are free now, preempt by recompute "
-            "when they run out; guaranteed_no_evict (TensorRT-LLM's default capacity_scheduler_policy): admit "
-            "only when the request's final KV fits beside everyone else's"))
+        "TensorRT-LLM max_num_tokens, SGLang chunked_prefill_size); " + describe("max_batched_tokens")
+        + "; TensorRT-LLM 8192; trtllm-bench its heuristic; SGLang 8192 on H100/H200-class GPUs"))
+    chunked_prefill: bool | None = Field(default=None, description=(
+        "split long prompts over iterations within max_batched_tokens; false: a prompt is prefilled in one "
+        "iteration. None (default): the preset's: on for vLLM V1 and SGLang, off for TensorRT-LLM and trtllm-bench, "
+        "on for vLLM 0.6 only for a context over 32K"))
+    kv_block_tokens: int | None = Field(default=None, ge=1, description=(
+        "tokens per KV-cache block; None (default): the preset's (vLLM block_size 16, TensorRT-LLM tokens_per_block "
+        "32, SGLang page_size 1)"))
+    scheduler_policy: Literal["max_utilization", "guaranteed_no_evict", "new_token_ratio"] | None = Field(
+        default=None, description=(
+            "max_utilization (vLLM): admit while blocks are free now, preempt by recompute when they run out; "
+            "guaranteed_no_evict (TensorRT-LLM's capacity_scheduler_policy): admit only when the request's final KV "
+            "fits beside everyone else's; new_token_ratio (SGLang, prefill-first only): admit when prompt + output "
+            "fits beside an estimated share of the running requests' remaining outputs, retract decodes when the "
+            "cache runs out. None (default): the preset's"))
+    schedule_order: Literal["decode_first", "prefill_first"] | None = Field(default=None, description=(
+        "decode_first (vLLM V1, TensorRT-LLM): every running sequence decodes each iteration and prompt chunks fill "
+        "the rest of the token budget; prefill_first (SGLang, vLLM 0.6 without chunked prefill): an iteration that "
+        "can admit a waiting prompt runs a prefill-only batch and pauses decoding. None (default): the preset's"))
+    prefix_caching: bool | None = Field(default=None, description=(
+        "whether the engine keeps and reuses cached prompt prefixes (workload.prefix_cache_hit_rate needs it on); "
+        "None (default): the preset's (vLLM V1 enable_prefix_caching, TensorRT-LLM enable_block_reuse, SGLang "
+        "radix cache: on; vLLM 0.6: off)"))
+    max_prefill_tokens: int | None = Field(default=None, ge=1, description=(
+        "prefill_first only: prompt tokens of one prefill batch beyond its first request (SGLang max_prefill_tokens, "
+        "default 16384; vLLM 0.6: max_batched_tokens). None (default): the preset's"))
 
-    def max_sequences(self, memory_gib: float) -> int:
-        return self.max_num_seqs or gpu_defaults(memory_gib).max_num_seqs
+    iteration_level: ClassVar[bool] = True
 
-    def limits(self, model: ModelSpec, memory_gib: float) -> tuple[int, int]:
+    def limits(self, model: ModelSpec, memory_gib: float, settings: EngineSettings | None = None) -> tuple[int, int]:
         if model.architecture != "decoder":
             raise CapsimError(f"{model.name} is an {model.architecture} model (one forward per request): continuous "
                               "batching applies to decoders; set replica.batching to dynamic, static or none")
-        return self.max_sequences(memory_gib), self.max_batched_tokens or gpu_defaults(memory_gib).max_batched_tokens
+        if settings is None:
+            raise ValueError("an iteration-level engine's limits come from its resolved engine settings")
+        # SGLang sizes its sequence bound from the KV pool: its largest request pool until then
+        return settings.max_num_seqs or 4096, settings.max_batched_tokens
 
 
 class ContinuousEngine(Replica):
     """One replica: the scheduler's iterations, priced on the cost model, as simpy events."""
 
+    decodes_with_prefill: ClassVar[bool] = True
+    """whether the running sequences decode in an iteration that prefills (False: the prefill-first engine)"""
+
     def __init__(self, *, cfg: ContinuousBatching, plan: ReplicaPlan, **kw: Any) -> None:
-        self.kv = BlockAllocator(plan.kv_cache_tokens, cfg.kv_block_tokens,
-                                 no_evict=cfg.scheduler_policy == "guaranteed_no_evict")
-        self.decode = DecodeBatch(cfg.kv_block_tokens)
-        self.chunked = cfg.chunked_prefill
+        self.kv = BlockAllocator(plan.kv_cache_tokens, plan.kv_block_tokens,
+                                 no_evict=plan.scheduler_policy == "guaranteed_no_evict")
+        self.decode = DecodeBatch(plan.kv_block_tokens)
+        self.chunked = plan.chunked_prefill
         self.max_tokens = plan.max_batched_tokens
         self.win: Window | None = None      # the window running now (None between windows)
         self.t_fs = 0                       # the engine's clock, fs
@@ -75,7 +101,7 @@ class ContinuousEngine(Replica):
         self._base: dict[int, int] = {}     # decode step base time by batch size, fs
         super().__init__(cfg=cfg, plan=plan, **kw)
         self.sched = Scheduler(self, self.kv, self.decode, max_num_seqs=plan.max_num_seqs,
-                               max_batched_tokens=plan.max_batched_tokens, chunked_prefill=cfg.chunked_prefill,
+                               max_batched_tokens=plan.max_batched_tokens, chunked_prefill=plan.chunked_prefill,
                                prefix_hit_rate=plan.prefix_cache_hit_rate)
         self._coef = to_fs(self.perf.decode_coef_per_step)
 
@@ -159,12 +185,13 @@ class ContinuousEngine(Replica):
     def _mixed_iteration(self) -> Window:
         """Prompt chunks and decode tokens in one forward: a window of one step."""
         chunks, kv = self.sched.chunks, self.kv
-        n, t0_fs = len(self.decode.seqs), self.t_fs
+        n = len(self.decode.seqs) if self.decodes_with_prefill else 0   # prefill-first pauses decoding
+        t0_fs = self.t_fs
         work = sum(q * (e.done + (q + 1) / 2) for e, q in chunks)
         tokens = n + sum(q for _, q in chunks)
         sampled = n + sum(1 for e, q in chunks if e.done + q == e.target)
         d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
-                                           decode_ctx=self.decode.ctx_sum + n))
+                                           decode_ctx=self.decode.ctx_sum + n if n else 0))
         self.win = win = Window(t0_fs, d, 0, 0, 0, 1)
         self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens)
         self._k = 1 if n else 0
