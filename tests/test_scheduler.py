@@ -1,10 +1,13 @@
-"""The continuous-batching scheduler's preemption and admission rules (issue 16's scheduler bugs).
+"""The continuous-batching scheduler's preemption and admission rules (issue 16's two scheduler bugs).
 
-Under max_utilization a long prompt mid-prefill, the newest sequence, is preempted whenever the
-decodes need blocks. It used to be re-admitted at once (its first chunk fits) and to restart
-from token 0, so it never finished while the decodes ran: offline throughput of 20000-token
-prompts fell to a tenth of guaranteed_no_evict's. vLLM V1 admits nobody in an iteration that
-preempted, and its prefix cache keeps the preempted request's blocks until others take them.
+1. Under max_utilization a long prompt mid-prefill, the newest sequence, is preempted whenever the
+   decodes need blocks. It used to be re-admitted at once (its first chunk fits) and to restart
+   from token 0, so it never finished while the decodes ran: offline throughput of 20000-token
+   prompts fell to a tenth of guaranteed_no_evict's. vLLM V1 admits nobody in an iteration that
+   preempted, and its prefix cache keeps the preempted request's blocks until others take them.
+2. With chunked prefill off, guaranteed_no_evict (which never preempts, so never recomputes) used
+   to reject every request whose prompt + output exceeded max_batched_tokens; only the prompt
+   must fit one iteration, as TensorRT-LLM checks (chunked context off is its default).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
+import numpy as np
 import pytest
 
 from simulator import CapsimError, parse_scenario, simulate_serving
@@ -145,3 +149,37 @@ def test_cached_blocks_of_preempted_requests_follow_the_free_queue(seed: int) ->
         for r, f in full.items():
             assert kv.cached_blocks(r) == ref.cached(r, f), (seed, r)
         assert kv.free == len(ref.q)
+
+
+# ---- 2. chunked prefill off under guaranteed_no_evict -------------------------------------------------
+def test_no_evict_without_chunking_admits_a_prompt_that_fits_one_iteration() -> None:
+    """Eight 20000/2000 requests, chunking off, max_batched_tokens 20008 (the prompt plus one token
+    for each of the other seven decoding): each prompt is prefilled alone in one iteration."""
+    d = long_prompts("guaranteed_no_evict", requests=8, kv_cache_fraction=0.9, chunked_prefill=False,
+                     max_num_seqs=8, max_batched_tokens=20008)
+    r = run(d)
+    assert r["rejected"] == 0 and r["completed"] == 8 and r.preemptions == 0   # before the fix: 8 rejected
+    ttft = np.sort(r.requests.ttft_s.to_numpy())
+    # two prompts never share an iteration, and an iteration with a 20000-token prompt (plus decodes)
+    # lasts at least as long as the first, which had that prompt alone
+    assert (np.diff(ttft) >= ttft[0] * (1 - 1e-12)).all()
+    assert r.requests[COLS].equals(run(d, fast_forward=False).requests[COLS])
+
+
+@pytest.mark.parametrize("policy", ["guaranteed_no_evict", "max_utilization"])
+def test_without_chunking_a_prompt_longer_than_the_token_budget_is_rejected(policy: str) -> None:
+    """TensorRT-LLM rejects such a request (tensorrt_llm/llmapi/llm.py, BaseLLM._check_arguments:
+    "The sum of prompt length ... should not exceed max_num_tokens"); it must not wait forever."""
+    d = long_prompts(policy, requests=4, chunked_prefill=False, max_batched_tokens=16384)
+    r = run(d)
+    assert r["completed"] == 0 and r["rejected_by_reason"] == {"prompt_exceeds_max_batched_tokens": 4}
+
+
+def test_max_utilization_without_chunking_needs_room_to_recompute_prompt_and_output() -> None:
+    """max_utilization may preempt, and a preempted request re-prefills prompt + generated tokens in
+    one iteration, so prompt + output - 1 must fit the budget: 20000 + 2000 - 1 > 20008."""
+    d = long_prompts("max_utilization", requests=4, chunked_prefill=False, max_batched_tokens=20008)
+    assert run(d)["rejected_by_reason"] == {"prompt_exceeds_max_batched_tokens": 4}
+    d["replica"]["max_batched_tokens"] = 21999
+    r = run(d)
+    assert r["rejected"] == 0 and r["completed"] == 4

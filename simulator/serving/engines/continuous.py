@@ -44,7 +44,9 @@ class ContinuousBatching(ReplicaConfig):
         "TensorRT-LLM max_num_tokens); " + describe("max_batched_tokens")))
     chunked_prefill: bool = Field(default=True, description=(
         "split long prompts over iterations within max_batched_tokens (default true: vLLM V1 enables chunked "
-        "prefill by default); false: a prompt is prefilled in one iteration and must fit max_batched_tokens"))
+        "prefill by default); false (TensorRT-LLM's default): a prompt is prefilled in one iteration, so a request "
+        "whose prompt exceeds max_batched_tokens is rejected, as TensorRT-LLM does; under max_utilization prompt + "
+        "output - 1 must fit, as a preempted request re-prefills both"))
     kv_block_tokens: int = Field(default=16, ge=1, description="tokens per KV-cache block (vLLM block_size, default 16)")
     prefix_caching: bool = Field(default=True, description=(
         "keep freed KV blocks cached until another sequence takes them (default true: vLLM V1's "
@@ -80,6 +82,7 @@ class ContinuousEngine(Replica):
                                  prefix_caching=cfg.prefix_caching)
         self.decode = DecodeBatch(cfg.kv_block_tokens)
         self.chunked = cfg.chunked_prefill
+        self.no_evict = cfg.scheduler_policy == "guaranteed_no_evict"
         self.max_tokens = plan.max_batched_tokens
         self.win: Window | None = None      # the window running now (None between windows)
         self.t_fs = 0                       # the engine's clock, fs
@@ -99,8 +102,11 @@ class ContinuousEngine(Replica):
         p, o = self.ledger.prompt[r], self.ledger.output[r]
         if not self.kv.fits_ever(p + o - 1):
             return "exceeds_kv_capacity"
-        if not self.chunked and p + o - 1 > self.max_tokens:
-            # a preempted request re-prefills prompt + generated tokens in one chunk
+        if not self.chunked and (p if self.no_evict else p + o - 1) > self.max_tokens:
+            # without chunking a prompt is prefilled in one iteration, as TensorRT-LLM rejects a prompt
+            # longer than max_num_tokens when chunked context is off (tensorrt_llm/llmapi/llm.py,
+            # BaseLLM._check_arguments). guaranteed_no_evict never preempts, so the prompt alone must fit;
+            # under max_utilization a preempted request re-prefills prompt + generated tokens in one chunk
             return "prompt_exceeds_max_batched_tokens"
         return None
 
