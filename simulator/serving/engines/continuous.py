@@ -6,9 +6,11 @@ turns a run of identical decode steps into one event with exact integer time. Th
 the driver: it prices each iteration on the cost model and advances simpy to its end.
 
 Fast-forward: while the batch is decode-only, nothing can join it (the queue is empty or its
-head is blocked, which stays true as blocks only get scarcer), so its composition is fixed until
-the next completion or possible block shortage: those ``k`` steps are one window. An arrival
-that could join cuts the window at the end of the step in progress.
+head is blocked, which stays true as blocks only get scarcer: a preempted head's blocks still
+cached are lost one per block taken, so what it needs never falls faster than what is free), so
+its composition is fixed until the next completion or possible block shortage: those ``k`` steps
+are one window. An arrival that could join cuts the window at the end of the step in progress.
+An iteration that preempted admitted nobody and the next one may, so it is a window of one step.
 """
 
 from __future__ import annotations
@@ -42,8 +44,15 @@ class ContinuousBatching(ReplicaConfig):
         "TensorRT-LLM max_num_tokens); " + describe("max_batched_tokens")))
     chunked_prefill: bool = Field(default=True, description=(
         "split long prompts over iterations within max_batched_tokens (default true: vLLM V1 enables chunked "
-        "prefill by default); false: a prompt is prefilled in one iteration and must fit max_batched_tokens"))
+        "prefill by default); false (TensorRT-LLM's default): a prompt is prefilled in one iteration, so a request "
+        "whose prompt exceeds max_batched_tokens is rejected, as TensorRT-LLM does; under max_utilization prompt + "
+        "output - 1 must fit, as a preempted request re-prefills both"))
     kv_block_tokens: int = Field(default=16, ge=1, description="tokens per KV-cache block (vLLM block_size, default 16)")
+    prefix_caching: bool = Field(default=True, description=(
+        "keep freed KV blocks cached until another sequence takes them (default true: vLLM V1's "
+        "enable_prefix_caching and TensorRT-LLM's kv_cache_config.enable_block_reuse are on by default), so a "
+        "preempted request resumes from its blocks still cached; false: it recomputes from token 0, and "
+        "workload.prefix_cache_hit_rate must be 0"))
     scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
         default="max_utilization", description=(
             "max_utilization (default, vLLM's behaviour): admit while blocks are free now, preempt by recompute "
@@ -64,10 +73,16 @@ class ContinuousEngine(Replica):
     """One replica: the scheduler's iterations, priced on the cost model, as simpy events."""
 
     def __init__(self, *, cfg: ContinuousBatching, plan: ReplicaPlan, **kw: Any) -> None:
+        if plan.prefix_cache_hit_rate > 0 and not cfg.prefix_caching:
+            raise CapsimError(f"workload.prefix_cache_hit_rate is {plan.prefix_cache_hit_rate:g} but "
+                              "replica.prefix_caching is false: a replica without a prefix cache finds nothing "
+                              "in it; set the hit rate to 0 or prefix_caching to true")
         self.kv = BlockAllocator(plan.kv_cache_tokens, cfg.kv_block_tokens,
-                                 no_evict=cfg.scheduler_policy == "guaranteed_no_evict")
+                                 no_evict=cfg.scheduler_policy == "guaranteed_no_evict",
+                                 prefix_caching=cfg.prefix_caching)
         self.decode = DecodeBatch(cfg.kv_block_tokens)
         self.chunked = cfg.chunked_prefill
+        self.no_evict = cfg.scheduler_policy == "guaranteed_no_evict"
         self.max_tokens = plan.max_batched_tokens
         self.win: Window | None = None      # the window running now (None between windows)
         self.t_fs = 0                       # the engine's clock, fs
@@ -87,8 +102,11 @@ class ContinuousEngine(Replica):
         p, o = self.ledger.prompt[r], self.ledger.output[r]
         if not self.kv.fits_ever(p + o - 1):
             return "exceeds_kv_capacity"
-        if not self.chunked and p + o - 1 > self.max_tokens:
-            # a preempted request re-prefills prompt + generated tokens in one chunk
+        if not self.chunked and (p if self.no_evict else p + o - 1) > self.max_tokens:
+            # without chunking a prompt is prefilled in one iteration, as TensorRT-LLM rejects a prompt
+            # longer than max_num_tokens when chunked context is off (tensorrt_llm/llmapi/llm.py,
+            # BaseLLM._check_arguments). guaranteed_no_evict never preempts, so the prompt alone must fit;
+            # under max_utilization a preempted request re-prefills prompt + generated tokens in one chunk
             return "prompt_exceeds_max_batched_tokens"
         return None
 
@@ -179,7 +197,8 @@ class ContinuousEngine(Replica):
             raise RuntimeError(f"replica {self.index}: scheduler stalled with {len(self.waiting)} waiting")
         k = 1
         free = kv.free + kv.reserved
-        if self.fast_forward and (free >= n or kv.no_evict):
+        # an iteration that preempted admitted nobody (Scheduler.schedule), the next one may: one step
+        if self.fast_forward and (free >= n or kv.no_evict) and not (self.sched.preempted and self.waiting):
             k = dec.steps_to_next_finish()
             if not kv.no_evict:                     # no_evict: every final block is already set aside
                 k = max(min(k, B * (free // n)), 1)
