@@ -172,7 +172,7 @@ def test_a_prefix_hit_rate_without_a_prefix_cache_is_an_error() -> None:
     d["workload"]["prefix_cache_hit_rate"] = 0.3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(CapsimError, match="prefix_cache_hit_rate is 0.3 but the replica has no prefix cache"):
+        with pytest.raises(CapsimError, match="prefix_cache_hit_rate is 0.3 but replica.prefix_caching is false"):
             build_replica_model(parse_scenario(d))
 
 

@@ -41,6 +41,8 @@ def random_scenario(seed: int) -> dict:
     if rng.random() < 0.3:
         d["autoscaling"] = {"policy": rng.choice(["hpa", "kpa", "ray"]), "target": 4, "min_replicas": 1,
                             "max_replicas": 4, "node_provision_s": 5, "model_load_s": 5}
+    if d["workload"]["prefix_cache_hit_rate"] == 0 and rng.random() < 0.3:
+        d["replica"]["prefix_caching"] = False       # preempted requests recompute from token 0
     return d
 
 

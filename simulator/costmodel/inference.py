@@ -197,22 +197,16 @@ class InferenceModel:
             kv_layer.append(2 * kv_heads_local * att.head_dim * kv_bytes(self.kv_precision))
             q_local = att.q_dim / t
             fit = measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision)
-            # decode: per cached token, read its K and V and do 4·q_dim/t FLOPs; the slower one bounds
-            if fit.decode is not None:
-                self.decode_fixed += n * fit.decode[0]
-                self.decode_coef += n * fit.decode[1]
-                self.attention_measured["decode"] += n
-            else:
-                self.decode_fixed += n * self.kernel_latency
-                self.decode_coef += n * max(kv_layer[-1] * per_byte, 4 * q_local / rate)
-            # prefill: 4·(heads/t)·head_dim FLOPs per query-key pair
-            if fit.prefill is not None:
-                self.prefill_fixed += n * fit.prefill[0]
-                self.prefill_coef += n * fit.prefill[1]
-                self.attention_measured["prefill"] += n
-            else:
-                self.prefill_fixed += n * self.kernel_latency
-                self.prefill_coef += n * 4 * q_local / rate
+            # the tables' lines, else the roofline: decode reads each cached token's K and V and does
+            # 4·q_dim/t FLOPs on it (the slower bounds); prefill does 4·(heads/t)·head_dim FLOPs per pair
+            dec = fit.decode or (self.kernel_latency, max(kv_layer[-1] * per_byte, 4 * q_local / rate))
+            pre = fit.prefill or (self.kernel_latency, 4 * q_local / rate)
+            self.decode_fixed += n * dec[0]
+            self.decode_coef += n * dec[1]
+            self.prefill_fixed += n * pre[0]
+            self.prefill_coef += n * pre[1]
+            self.attention_measured["decode"] += n if fit.decode is not None else 0
+            self.attention_measured["prefill"] += n if fit.prefill is not None else 0
         self.kv_bytes_per_token_layer = max(kv_layer)   # the largest layer's (every layer's, today)
 
     # ---- time ------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision
     flops = 2.0 * batch * m * n * k
     kb = hw.kernels
     if kb is not None:
-        dtype = get_format(precision).kernel_dtype if precision in FORMATS else None
+        dtype = table_dtype(hw, precision)
         if dtype is None:
             kb.coverage.miss("gemm", f"{precision} (no measured GEMM of this format) m={m:g} n={n:g} k={k:g}")
         elif batch == 1:
@@ -104,6 +104,18 @@ def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision
     compute = flops / rate + _latency(hw)
     t = max(compute, memory_bound_time(hw, traffic))
     return Op(name, "gemm", t, flops)
+
+
+def table_dtype(hw: HardwareProfile, precision: str) -> str | None:
+    """The GEMM table dtype that times ``precision`` on ``hw``: the format's own, except that fp16
+    reads the bf16 rows when the tables measured no fp16 and the GPU's datasheet gives both the
+    same peak (they run on the same tensor cores at the same rate on every GPU capsim models)."""
+    dtype = get_format(precision).kernel_dtype if precision in FORMATS else None
+    kb = hw.kernels
+    if (dtype == "fp16" and kb is not None and not kb.has("gemm", ("fp16",)) and kb.has("gemm", ("bf16",))
+            and hw.peak_tflops.get("fp16") == hw.peak_tflops.get("bf16")):
+        return "bf16"
+    return dtype
 
 
 def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:

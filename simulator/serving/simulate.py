@@ -108,9 +108,9 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
         kv_tokens, mem = 0, {"capacity_gib": hw.memory_gib, "weights_gib": w / 2**30}
     hit = sc.workload.prefix_cache_hit_rate
     if hit > 0 and rc.iteration_level and not settings.prefix_caching:
-        raise CapsimError(f"workload.prefix_cache_hit_rate is {hit:g} but the replica has no prefix cache "
-                          f"(replica.prefix_caching: {settings.sources.get('prefix_caching', 'off')}): set the hit "
-                          "rate to 0 or replica.prefix_caching to true")
+        raise CapsimError(f"workload.prefix_cache_hit_rate is {hit:g} but replica.prefix_caching is false "
+                          f"({settings.sources.get('prefix_caching', '')}): a replica without a prefix cache finds "
+                          "nothing in it; set the hit rate to 0 or prefix_caching to true")
     return perf, ReplicaPlan(max_num_seqs=seqs, max_batched_tokens=tokens, kv_cache_tokens=kv_tokens,
                              kv_cache_precision=kv_prec, generative=generative, gpus_per_replica=rc.tp * rc.pp,
                              memory_per_gpu_gib=mem, prefix_cache_hit_rate=hit,

@@ -1,20 +1,37 @@
 """Interpolation over a measured grid, in log space.
 
 Kernel times are close to power laws in their sizes piecewise (flat where a launch dominates,
-linear where the work does), so ``log t`` is interpolated multilinearly in ``log`` of each size
-axis. A query outside the measured range, or whose surrounding cell has an unmeasured corner,
-gets ``None``: the caller falls back to the roofline and counts it. Nothing is extrapolated.
+linear where the work does), so ``log t`` is interpolated in ``log`` of each size axis: by default
+multilinearly (``method="linear"``), or with a monotone cubic along each axis (``"pchip"``).
+A query outside the measured range, or whose surrounding cell has an unmeasured corner, gets
+``None``: the caller falls back to the roofline and counts it. Nothing is extrapolated, and a
+measured point reads back as measured with either method.
+
+Why two methods. Between the launch floor and the work-bound regime ``log t`` bends upwards
+(``t = a + b·x^p`` is convex in log-log), so a straight line across a cell overestimates: on the
+held-out check of ``bench/validate_kernels.py`` (every 5th interior grid line left out and
+predicted from the rest, nine GPUs) attention and collective tables came out +2 to +7% high
+with ``"linear"`` (collectives -0.3 to +3%) and -1.3 to +3.6% with ``"pchip"``, whose slope at
+each grid line comes from the neighbouring cells (Fritsch-Carlson: the weighted harmonic mean of
+the two secants, zero at a local extremum, so it never overshoots the measured values around it).
+GEMM and MoE times are staircases in their sizes instead (tile and wave quantization, a different
+kernel per shape): two bf16 GEMMs one row of ``m`` apart differ by 5-9% on average in these tables
+(fp8-block: up to 19%), and slopes taken from the neighbours carry those steps into the cell, so
+``"linear"`` is 0.1-1.7 points better there (``simulator.silicon.tables.INTERPOLATION`` picks the
+method per table kind).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 MEMO_LIMIT = 1 << 18     # remembered queries per table (a sweep's shapes are far fewer)
+Method = Literal["linear", "pchip"]
+METHODS: tuple[str, ...] = ("linear", "pchip")
 
 
 @dataclass(frozen=True)
@@ -25,11 +42,14 @@ class _Cell:
 
 
 class Grid:
-    """``log time`` on the grid of ``axes`` for each combination of the ``keys`` columns."""
+    """``log time`` on the grid of ``axes`` for each combination of the ``keys`` columns, interpolated
+    by ``method`` (see the module docstring)."""
 
     def __init__(self, columns: Mapping[str, Sequence[Any]], *, keys: Sequence[str], axes: Sequence[str],
-                 value: str = "time_us") -> None:
-        self.keys, self.axis_names = tuple(keys), tuple(axes)
+                 value: str = "time_us", method: Method = "linear") -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown interpolation method {method!r}; methods: {', '.join(METHODS)}")
+        self.keys, self.axis_names, self.method = tuple(keys), tuple(axes), method
         n = len(columns[value])
         groups: dict[tuple[Any, ...], list[int]] = {}
         key_cols = [columns[k] for k in self.keys]
@@ -97,6 +117,9 @@ class Grid:
             j = int(np.clip(np.searchsorted(a, lx, side="right") - 1, 0, len(a) - 2))
             lo_idx.append(j)
             frac.append(float(np.clip((lx - a[j]) / (a[j + 1] - a[j]), 0.0, 1.0)))
+        if self.method == "pchip":
+            v = _hermite(cell, lo_idx, frac, 0, ())
+            return None if v is None else float(np.exp(v))
         total = 0.0
         for corner in range(1 << len(lo_idx)):
             w = 1.0
@@ -116,6 +139,64 @@ class Grid:
                 return None
             total += w * float(v)
         return float(np.exp(total))
+
+
+def _hermite(cell: _Cell, lo: list[int], frac: list[float], d: int, at: tuple[int, ...]) -> float | None:
+    """``log t`` at the query along axes ``d``.. with the axes before ``d`` fixed at grid lines ``at``:
+    a cubic Hermite along axis ``d`` through the two grid lines around the query, its slopes from
+    those lines and their outer neighbours, each value found the same way along the later axes.
+    None when one of the two lines around the query is unmeasured; an unmeasured or absent outer
+    neighbour makes that slope one-sided."""
+    if d == len(lo):
+        v = float(cell.values[at])
+        return None if np.isnan(v) else v
+    j, f = lo[d], frac[d]
+    if f == 0.0 or f == 1.0:
+        return _hermite(cell, lo, frac, d + 1, (*at, j + int(f)))
+    y0 = _hermite(cell, lo, frac, d + 1, (*at, j))
+    y1 = None if y0 is None else _hermite(cell, lo, frac, d + 1, (*at, j + 1))
+    if y0 is None or y1 is None:
+        return None
+    a = cell.axes[d]
+    h = float(a[j + 1] - a[j])
+    s = (y1 - y0) / h
+    ym = _hermite(cell, lo, frac, d + 1, (*at, j - 1)) if j >= 1 else None
+    yp = _hermite(cell, lo, frac, d + 1, (*at, j + 2)) if j + 2 < len(a) else None
+    hm = float(a[j] - a[j - 1]) if ym is not None else 0.0
+    hp = float(a[j + 2] - a[j + 1]) if yp is not None else 0.0
+    sm = None if ym is None else (y0 - ym) / hm
+    sp = None if yp is None else (yp - y1) / hp
+    if sm is not None:
+        m0 = _inner_slope(hm, sm, h, s)
+    else:
+        m0 = s if sp is None else _end_slope(h, s, hp, sp)
+    if sp is not None:
+        m1 = _inner_slope(h, s, hp, sp)
+    else:
+        m1 = s if sm is None else _end_slope(h, s, hm, sm)
+    f2, f3 = f * f, f * f * f
+    return ((2 * f3 - 3 * f2 + 1) * y0 + (f3 - 2 * f2 + f) * h * m0
+            + (3 * f2 - 2 * f3) * y1 + (f3 - f2) * h * m1)
+
+
+def _inner_slope(h0: float, s0: float, h1: float, s1: float) -> float:
+    """Fritsch-Carlson slope at a grid line between secants ``s0`` (cell width ``h0``) and ``s1``:
+    their weighted harmonic mean, 0 at a local extremum (as scipy's PchipInterpolator)."""
+    if s0 * s1 <= 0.0:
+        return 0.0
+    w0, w1 = 2 * h1 + h0, h1 + 2 * h0
+    return (w0 + w1) / (w0 / s0 + w1 / s1)
+
+
+def _end_slope(h0: float, s0: float, h1: float, s1: float) -> float:
+    """Slope at the grid line on the open side of a cell with secant ``s0`` (width ``h0``), next to a
+    cell with ``s1`` (width ``h1``): the three-point estimate, kept shape-preserving (scipy's pchip)."""
+    m = ((2 * h0 + h1) * s0 - h0 * s1) / (h0 + h1)
+    if np.sign(m) != np.sign(s0):
+        return 0.0
+    if np.sign(s0) != np.sign(s1) and abs(m) > abs(3 * s0):
+        return 3 * s0
+    return m
 
 
 def _norm(v: Any) -> Any:

@@ -6,9 +6,11 @@ turns a run of identical decode steps into one event with exact integer time. Th
 the driver: it prices each iteration on the cost model and advances simpy to its end.
 
 Fast-forward: while the batch is decode-only, nothing can join it (the queue is empty or its
-head is blocked, which stays true as blocks only get scarcer), so its composition is fixed until
-the next completion or possible block shortage: those ``k`` steps are one window. An arrival
-that could join cuts the window at the end of the step in progress.
+head is blocked, which stays true as blocks only get scarcer: a preempted head's blocks still
+cached are lost one per block taken, so what it needs never falls faster than what is free), so
+its composition is fixed until the next completion or possible block shortage: those ``k`` steps
+are one window. An arrival that could join cuts the window at the end of the step in progress.
+An iteration that preempted admitted nobody and the next one may, so it is a window of one step.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class ContinuousBatching(ReplicaConfig):
         + "; TensorRT-LLM 8192; trtllm-bench its heuristic; SGLang 8192 on H100/H200-class GPUs"))
     chunked_prefill: bool | None = Field(default=None, description=(
         "split long prompts over iterations within max_batched_tokens; false: a prompt is prefilled in one "
-        "iteration. None (default): the preset's: on for vLLM V1 and SGLang, off for TensorRT-LLM and trtllm-bench, "
-        "on for vLLM 0.6 only for a context over 32K"))
+        "iteration, so a request whose prompt exceeds max_batched_tokens is rejected, as TensorRT-LLM does (under "
+        "max_utilization prompt + output - 1 must fit, as a preempted request re-prefills both). None (default): "
+        "the preset's: on for vLLM V1 and SGLang, off for TensorRT-LLM and trtllm-bench, on for vLLM 0.6 only for "
+        "a context over 32K"))
     kv_block_tokens: int | None = Field(default=None, ge=1, description=(
         "tokens per KV-cache block; None (default): the preset's (vLLM block_size 16, TensorRT-LLM tokens_per_block "
         "32, SGLang page_size 1)"))
@@ -64,9 +68,11 @@ class ContinuousBatching(ReplicaConfig):
         "the rest of the token budget; prefill_first (SGLang, vLLM 0.6 without chunked prefill): an iteration that "
         "can admit a waiting prompt runs a prefill-only batch and pauses decoding. None (default): the preset's"))
     prefix_caching: bool | None = Field(default=None, description=(
-        "whether the engine keeps and reuses cached prompt prefixes (workload.prefix_cache_hit_rate needs it on); "
-        "None (default): the preset's (vLLM V1 enable_prefix_caching, TensorRT-LLM enable_block_reuse, SGLang "
-        "radix cache: on; vLLM 0.6: off)"))
+        "keep freed KV blocks cached until another sequence takes them, so a preempted request resumes from its "
+        "blocks still cached and workload.prefix_cache_hit_rate finds prompts there; false: a preempted request "
+        "recomputes from token 0 and the hit rate must be 0. None (default): the preset's (vLLM V1 "
+        "enable_prefix_caching, TensorRT-LLM kv_cache_config.enable_block_reuse, SGLang radix cache: on; vLLM 0.6: "
+        "off)"))
     max_prefill_tokens: int | None = Field(default=None, ge=1, description=(
         "prefill_first only: prompt tokens of one prefill batch beyond its first request (SGLang max_prefill_tokens, "
         "default 16384; vLLM 0.6: max_batched_tokens). None (default): the preset's"))
@@ -91,9 +97,11 @@ class ContinuousEngine(Replica):
 
     def __init__(self, *, cfg: ContinuousBatching, plan: ReplicaPlan, **kw: Any) -> None:
         self.kv = BlockAllocator(plan.kv_cache_tokens, plan.kv_block_tokens,
-                                 no_evict=plan.scheduler_policy == "guaranteed_no_evict")
+                                 no_evict=plan.scheduler_policy == "guaranteed_no_evict",
+                                 prefix_caching=plan.prefix_caching)
         self.decode = DecodeBatch(plan.kv_block_tokens)
         self.chunked = plan.chunked_prefill
+        self.no_evict = plan.scheduler_policy == "guaranteed_no_evict"
         self.max_tokens = plan.max_batched_tokens
         self.win: Window | None = None      # the window running now (None between windows)
         self.t_fs = 0                       # the engine's clock, fs
@@ -113,8 +121,11 @@ class ContinuousEngine(Replica):
         p, o = self.ledger.prompt[r], self.ledger.output[r]
         if not self.kv.fits_ever(p + o - 1):
             return "exceeds_kv_capacity"
-        if not self.chunked and p + o - 1 > self.max_tokens:
-            # a preempted request re-prefills prompt + generated tokens in one chunk
+        if not self.chunked and (p if self.no_evict else p + o - 1) > self.max_tokens:
+            # without chunking a prompt is prefilled in one iteration, as TensorRT-LLM rejects a prompt
+            # longer than max_num_tokens when chunked context is off (tensorrt_llm/llmapi/llm.py,
+            # BaseLLM._check_arguments). guaranteed_no_evict never preempts, so the prompt alone must fit;
+            # under max_utilization a preempted request re-prefills prompt + generated tokens in one chunk
             return "prompt_exceeds_max_batched_tokens"
         return None
 
@@ -206,7 +217,8 @@ class ContinuousEngine(Replica):
             raise RuntimeError(f"replica {self.index}: scheduler stalled with {len(self.waiting)} waiting")
         k = 1
         free = kv.free + kv.reserved
-        if self.fast_forward and (free >= n or kv.no_evict):
+        # an iteration that preempted admitted nobody (Scheduler.schedule), the next one may: one step
+        if self.fast_forward and (free >= n or kv.no_evict) and not (self.sched.preempted and self.waiting):
             k = dec.steps_to_next_finish()
             if not kv.no_evict:                     # no_evict: every final block is already set aside
                 k = max(min(k, B * (free // n)), 1)

@@ -55,7 +55,7 @@ class Window:
 class DecodeBatch:
     """The decoding sequences, kept so that advancing ``k`` steps costs O(1) plus the finishers."""
 
-    __slots__ = ("B", "ctx_sum", "finish_heap", "phase", "seqs", "step")
+    __slots__ = ("B", "ctx_sum", "finish_heap", "grown", "phase", "seqs", "step")
 
     def __init__(self, block_tokens: int) -> None:
         self.B = block_tokens
@@ -64,6 +64,7 @@ class DecodeBatch:
         self.ctx_sum = 0                                  # cached tokens of the decoding sequences, now
         self.finish_heap: list[tuple[int, int, int]] = []  # (finish step, order, r); stale once r leaves
         self.phase = [0] * block_tokens                   # sequences per block phase (J − c) mod B
+        self.grown = 0                                    # blocks the last advance took
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -116,7 +117,8 @@ class DecodeBatch:
         """Run ``k`` steps: every sequence gains ``k`` tokens; those done leave and are appended to
         ``finished``. Returns the blocks freed less the blocks taken."""
         B = self.B
-        freed = -self.blocks_over(k)
+        self.grown = grown = self.blocks_over(k)
+        freed = -grown
         last = self.step + k
         self.step = last
         self.ctx_sum += len(self.seqs) * k

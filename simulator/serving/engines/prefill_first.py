@@ -27,7 +27,8 @@ the one with the fewest output tokens first, the longest prompt among ties — u
 room for 20 decode steps, puts them at the back of the queue (``waiting_queue.extend``) and sets
 the ratio to (tokens decoded + 20 × requests left) / their total max_new_tokens. A retracted
 request is prefilled again, prompt and generated tokens (capsim does not keep its prompt in a
-radix tree; SGLang may find part of it there).
+radix tree, but its freed blocks stay cached until another request takes them, as with a
+preemption: it resumes from those still cached).
 
 With ``scheduler_policy: max_utilization`` or ``guaranteed_no_evict`` the same order runs vLLM
 V0's default scheduler (``vllm/core/scheduler.py`` ``_schedule_default``: waiting prompts, each
@@ -39,7 +40,8 @@ end — the queue is empty (an arrival that could start one cuts the window, as 
 engine), ``batch_is_full`` holds (until a request finishes, which ends the window), or the
 head's blocks, sequence slot or promise is short, which decoding cannot relieve. A step that
 retracted or preempted puts a request back in the queue that the next prefill batch may take
-(and clears ``batch_is_full``), so it is a window of one step. The ratio is
+(and clears ``batch_is_full``): it sets ``preempted``, which makes it a window of one step, as
+for the decode-first scheduler. The ratio is
 kept as (value at its last re-estimate, decode steps since), so k steps advance it exactly as k
 single steps do.
 """
@@ -55,7 +57,7 @@ from pydantic import Field
 from ...errors import CapsimError
 from .base import ENGINES
 from .continuous import ContinuousBatching, ContinuousEngine
-from .fastforward import DecodeBatch, Window
+from .fastforward import DecodeBatch
 from .kv import BlockAllocator, Prefill
 from .scheduler import Scheduler
 
@@ -93,7 +95,6 @@ class PrefillFirstScheduler(Scheduler):
         self.ratio_steps = 0                                      # decode steps since, each one decay
         self.batch_full = False                                   # SGLang's batch_is_full
         self.decoding = False                                     # whether this iteration decodes
-        self.retracted = False                                    # whether this iteration retracted or preempted
 
     # ---- SGLang's admission estimate ----------------------------------------------------------------
     def ratio(self) -> float:
@@ -112,7 +113,7 @@ class PrefillFirstScheduler(Scheduler):
     # ---- one iteration -----------------------------------------------------------------------------
     def schedule(self, t0: float) -> None:
         self.chunks = []
-        self.decoding = self.retracted = False
+        self.decoding = self.preempted = False
         if self.prefilling or (self.rep.waiting and not self.batch_full):
             self._prefill_batch(t0)
         if self.chunks:
@@ -161,7 +162,9 @@ class PrefillFirstScheduler(Scheduler):
                 break
             r = waiting[0][2]
             target = led.prompt[r] + int(led.generated[r])
-            cached = min(int(self.hit_rate * led.prompt[r] / B) * B, target - 1)
+            hit = int(self.hit_rate * led.prompt[r] / B)
+            kept = kv.cached_blocks(r) if kv.retained else 0   # taken back before: its blocks still cached
+            cached = min(max(hit, kept) * B, target - 1)
             extend = target - cached
             est = min(led.output[r] - int(led.generated[r]), clip)
             if sglang and extend + est >= rem_total:
@@ -176,7 +179,7 @@ class PrefillFirstScheduler(Scheduler):
                 break                                 # its whole prompt's blocks are not free now
             if not kv.promise(led.prompt[r] + led.output[r] - 1):
                 break                                 # guaranteed_no_evict: its final KV does not fit
-            self._admit(r, cached, target, q, t0)
+            self._admit(r, cached, target, q, kept, t0)
             truncated = q < extend
             rem_total -= q + (0 if truncated else est)
             rem_input -= q
@@ -189,11 +192,17 @@ class PrefillFirstScheduler(Scheduler):
             if truncated or rem_input <= 0 or (rem_chunk is not None and rem_chunk <= 0):
                 break                                 # the batch's budget is spent (a cut prompt ends it)
 
-    def _admit(self, r: int, cached: int, target: int, q: int, t0: float) -> None:
+    def _admit(self, r: int, cached: int, target: int, q: int, kept: int, t0: float) -> None:
         kv, led, rep = self.kv, self.ledger, self.rep
         heapq.heappop(rep.waiting)
         self.admitted += 1
         held = -(-cached // kv.B)
+        if kv.retained:                               # its own cached blocks leave the free queue, not taken
+            touched = min(held, kept)
+            kv.reclaim(r, touched)
+            kv.taken += held - touched
+        else:
+            kv.taken += held
         e = Prefill(r, cached, target, held, led.priority[r], self.admitted)
         kv.free -= held
         self.prefilling.append(e)
@@ -218,7 +227,6 @@ class PrefillFirstScheduler(Scheduler):
             self.ratio0 = min(1.0, (decoded + cfg.retract_steps * len(dec.seqs)) / max(budget, 1))
             self.ratio_steps = 0
             self.batch_full = False
-            self.retracted = True                     # the next iteration may admit again: a window of one step
             need = dec.phase[dec.step % kv.B]
             while dec.seqs and need > kv.free:        # one request left and no room: recompute it
                 self.preempt(self.victim(), t0)
@@ -227,10 +235,7 @@ class PrefillFirstScheduler(Scheduler):
             self.ratio_steps += 1                     # the ratio decays once per decode step
         kv.reserved = need
         kv.free -= need
-
-    def preempt(self, where: tuple[str, int], t: float) -> None:
-        super().preempt(where, t)
-        self.retracted = True                         # the queue's head changed: the next iteration may admit
+        kv.taken += need
 
     def _retract_victim(self) -> int:
         """The running request SGLang retracts first: fewest output tokens, then the longest prompt."""
@@ -239,10 +244,14 @@ class PrefillFirstScheduler(Scheduler):
                                             -dec.seqs[r].order))
 
     def _retract(self, r: int, t: float) -> None:
-        """Free ``r``'s blocks and queue it at the back, to be prefilled again with what it generated."""
+        """Free ``r``'s blocks (still cached until taken, as in SGLang's radix tree) and queue it at the
+        back, to be prefilled again with what it generated."""
         kv, led, rep = self.kv, self.ledger, self.rep
         s, ctx = self.decode.leave(r)
-        kv.free += kv.blocks(ctx)
+        held = kv.blocks(ctx)
+        kv.retain(r, held, ctx)
+        kv.free += held
+        self.preempted = True
         led.generated[r] = led.output[r] - (s.finish_step - self.decode.step)
         led.preemptions[r] += 1
         rep.running -= 1
@@ -283,17 +292,6 @@ class PrefillFirstEngine(ContinuousEngine):
         if not self.chunked and cfg is None and p > self.max_tokens:
             return "prompt_exceeds_max_batched_tokens"   # vLLM V0: a prompt must fit max_num_batched_tokens
         return None
-
-    def _decode_window(self) -> Window:
-        # after a retraction (or a preemption) batch_is_full is clear and the queue holds what was taken
-        # back, which may fit the next prefill batch: this iteration is a single step even with fast-forward
-        if not self.sched.retracted:
-            return super()._decode_window()
-        ff, self.fast_forward = self.fast_forward, False
-        try:
-            return super()._decode_window()
-        finally:
-            self.fast_forward = ff
 
     def on_arrival_while_busy(self, r: int, t: float) -> None:
         if self.sched.batch_full:

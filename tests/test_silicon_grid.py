@@ -1,0 +1,78 @@
+"""The measured-table interpolator (simulator/silicon/grid.py): both methods read measured points
+back, are exact on power laws, and the monotone cubic removes the bias of straight lines where a
+kernel leaves its latency floor."""
+
+import numpy as np
+import pytest
+
+from simulator.silicon.grid import Grid
+from simulator.silicon.tables import INTERPOLATION, table_grid
+
+
+def test_pchip_reads_back_measured_points_and_is_exact_on_power_laws():
+    # t = 3 x^2 y on a 2-D grid: log-log linear in both axes, so both methods are exact between
+    # grid lines, and a measured point reads back as measured
+    xs, ys = [1.0, 2.0, 4.0, 8.0, 16.0], [1.0, 10.0, 100.0]
+    cols = {"k": [], "x": [], "y": [], "time_us": []}
+    for x in xs:
+        for y in ys:
+            cols["k"].append("a")
+            cols["x"].append(x)
+            cols["y"].append(y)
+            cols["time_us"].append(3 * x * x * y)
+    for method in ("linear", "pchip"):
+        g = Grid(cols, keys=["k"], axes=["x", "y"], method=method)
+        assert g(["a"], [4.0, 10.0]) == pytest.approx(480.0, rel=1e-12)
+        assert g(["a"], [3.0, 30.0]) == pytest.approx(3 * 9 * 30, rel=1e-9)
+        assert g(["a"], [17.0, 1.0]) is None
+
+
+def test_pchip_removes_the_bias_of_straight_lines_on_a_latency_floor():
+    # t = 10 + x (a 10 us floor, then linear): convex in log-log, so a straight line between
+    # x = 4 and x = 16 at x = 8 gives sqrt(14 * 26) = 19.08 (+6%); the cubic's slopes from the
+    # neighbouring cells bring it to within 1.5% of 18
+    xs = [1.0, 4.0, 16.0, 64.0]
+    cols = {"k": ["a"] * 4, "x": xs, "time_us": [10 + x for x in xs]}
+    lin = Grid(cols, keys=["k"], axes=["x"])(["a"], [8.0])
+    cub = Grid(cols, keys=["k"], axes=["x"], method="pchip")(["a"], [8.0])
+    assert lin == pytest.approx(np.sqrt(14 * 26), rel=1e-12)
+    assert abs(cub / 18 - 1) < 0.015 < lin / 18 - 1
+
+
+def test_unknown_interpolation_method_is_an_error():
+    with pytest.raises(ValueError, match="unknown interpolation method 'cubic'"):
+        Grid({"k": ["a"], "x": [1.0], "time_us": [1.0]}, keys=["k"], axes=["x"], method="cubic")  # type: ignore[arg-type]
+
+
+def test_cubic_does_not_overshoot_a_step():
+    # a step (kernel switch) between two grid lines: the cubic stays within the measured values
+    xs = [1.0, 2.0, 4.0, 8.0, 16.0]
+    cols = {"k": ["a"] * 5, "x": xs, "time_us": [10.0, 10.0, 10.0, 40.0, 40.0]}
+    g = Grid(cols, keys=["k"], axes=["x"], method="pchip")
+    for x in np.geomspace(1, 16, 41):
+        t = g(["a"], [float(x)])
+        assert t is not None and 10.0 - 1e-9 <= t <= 40.0 + 1e-9
+
+
+def test_an_unmeasured_outer_neighbour_makes_the_slope_one_sided():
+    # t = x*y on x in 1, 2, 4, 8 and y in 1, 2, with (8, 2) unmeasured: the cell [2, 4] x [1, 2]
+    # is answered (its slope at x = 4 then comes from one side, exact on a power law), the cell
+    # [4, 8] x [1, 2] is not, and its edge y = 1 is
+    cols: dict[str, list] = {"k": [], "x": [], "y": [], "time_us": []}
+    for x in (1.0, 2.0, 4.0, 8.0):
+        for y in (1.0, 2.0):
+            if (x, y) != (8.0, 2.0):
+                for c, v in zip(cols, ("a", x, y, x * y), strict=True):
+                    cols[c].append(v)
+    g = Grid(cols, keys=["k"], axes=["x", "y"], method="pchip")
+    assert g(["a"], [3.0, 1.5]) == pytest.approx(4.5, rel=1e-9)
+    assert g(["a"], [6.0, 1.5]) is None
+    assert g(["a"], [6.0, 1.0]) == pytest.approx(6.0, rel=1e-9)
+
+
+def test_table_kinds_pick_their_method():
+    assert INTERPOLATION == {"context_attention": "pchip", "generation_attention": "pchip", "collective": "pchip"}
+    gemm = table_grid({"dtype": ["bf16"], "m": [1.0], "n": [2.0], "k": [3.0], "time_us": [4.0]}, "gemm")
+    coll = table_grid({"op": ["all_reduce"], "implementation": ["nccl"], "dtype": ["fp16"], "ranks": [8],
+                       "gpus_per_node": [8], "bytes": [1.0], "time_us": [5.0]}, "collective")
+    assert (gemm.method, coll.method) == ("linear", "pchip")
