@@ -144,6 +144,7 @@ class Scheduler:
             s, ctx = self.decode.leave(r)
             kv.free += kv.blocks(ctx)
             led.generated[r] = led.output[r] - (s.finish_step - self.decode.step)
+            led.preempted(r, t)                      # its tokens stall until it is recomputed
         else:
             e = self.prefilling.pop(i)
             r = e.r
@@ -170,6 +171,8 @@ class Scheduler:
                 self.prefilling.remove(e)
                 if led.first_token[r] != led.first_token[r]:
                     led.first_token[r] = t
+                else:
+                    led.resumed(r, t)                   # recomputed after a preemption: the next token
                 rem = led.output[r] - int(led.generated[r]) - 1
                 if rem == 0:
                     finished.append(r)
