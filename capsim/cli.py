@@ -262,11 +262,15 @@ def _print_serving(r: ServingResult) -> None:
     rej = f", [bold red]{r.rejected:,} rejected[/] {r.rejected_by_reason}" if r.rejected else ""
     rej += f", [bold red]{r.failed:,} failed[/]" if r.failed else ""
     inflight = f", {r.in_flight:,} still in flight" if r.in_flight else ""
+    warm = (f"; {r.warmup_requests:,} warm-up requests left out, measured from {r.measured_from_s:,.1f} s"
+            if r.warmup_requests else "")
     t.add_row("requests", f"{r.arrived:,} arrived, {r.completed:,} completed{rej}{inflight}; "
-              f"{r.preemptions:,} preemptions; {r.simulated_s:,.1f} s simulated")
+              f"{r.preemptions:,} preemptions; {r.simulated_s:,.1f} s simulated{warm}")
     t.add_row("throughput", f"{r.throughput_rps:,.2f} req/s, {r.output_tokens_per_s:,.0f} output tokens/s")
     t.add_row("TTFT", _pct(r.ttft_s))
     t.add_row("TPOT", _pct(r.tpot_s))
+    if r.itl_s.p50 is not None:
+        t.add_row("ITL", _pct(r.itl_s) + " (every gap between streamed tokens)")
     t.add_row("end-to-end", _pct(r.e2e_s, 1.0, "s"))
     t.add_row("queueing", _pct(r.queue_s))
     kv = f", KV cache {100 * r.kv_cache_utilization:.1f}% used" if r.kv_cache_utilization is not None else ""

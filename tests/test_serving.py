@@ -155,12 +155,17 @@ def test_too_long_requests_are_rejected_not_dropped() -> None:
                            "workload.arrival": {"process": "closed_loop", "concurrency": 24, "requests": 300,
                                                 "think_time_s": 0.5}})),
     ("no_chunking", doc(**{"replica.chunked_prefill": False, "replica.max_batched_tokens": 4096})),
+    ("harness", doc(**{"workload.arrival": {"process": "closed_loop", "concurrency": 16, "requests": 200,
+                                            "warmup_requests": 32, "start": "stationary", "think_time_s": 0.05},
+                       "workload.output_tokens": {"dist": "normal", "mean": 200, "stddev": 40}})),
 ])
 def test_fast_forward_gives_identical_per_request_results(name: str, d: dict) -> None:
     fast, slow = run(d), run(d, fast_forward=False)
-    cols = ["arrival_s", "queue_s", "ttft_s", "e2e_s", "tpot_s", "replica", "status", "preemptions"]
+    cols = ["arrival_s", "queue_s", "ttft_s", "e2e_s", "tpot_s", "max_itl_s", "replica", "status", "preemptions",
+            "warmup"]
     a, b = fast.requests[cols], slow.requests[cols]
     assert a.equals(b), name
+    assert fast.itl_s == slow.itl_s and fast.itl_s.p50 is not None, name
 
 
 def test_same_seed_same_json_different_seed_differs() -> None:

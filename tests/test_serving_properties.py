@@ -22,7 +22,8 @@ def random_scenario(seed: int) -> dict:
          "workload": {"arrival": rng.choice([
                           {"process": "poisson", "rate_rps": rng.choice([2, 10, 40]), "requests": 200},
                           {"process": "gamma", "rate_rps": 10, "cv": 3, "requests": 200},
-                          {"process": "closed_loop", "concurrency": 16, "requests": 150, "think_time_s": rng.choice([0, 0.5])},
+                          {"process": "closed_loop", "concurrency": 16, "requests": 150, "think_time_s": rng.choice([0, 0.5]),
+                           "warmup_requests": rng.choice([0, 32]), "start": rng.choice(["burst", "stationary"])},
                           {"process": "offline", "requests": 150}]),
                       "prompt_tokens": {"dist": "lognormal", "mean": rng.choice([200, 1500]), "sigma": 0.8, "max": 3000},
                       "output_tokens": {"dist": "uniform", "low": 1, "high": rng.choice([50, 600])},
@@ -59,11 +60,12 @@ def test_random_scenario_conserves_requests_and_fast_forward_is_exact(seed: int)
     assert s["completed"] + s["rejected"] + s["failed"] + s["in_flight"] == s["arrived"]
     if sc.workload.horizon_s is None:
         assert s["in_flight"] == 0
-    cols = ["arrival_s", "queue_s", "ttft_s", "e2e_s", "tpot_s", "replica", "status", "preemptions"]
+    cols = ["arrival_s", "queue_s", "ttft_s", "e2e_s", "tpot_s", "max_itl_s", "replica", "status", "preemptions",
+            "warmup"]
     assert fast.requests[cols].equals(slow.requests[cols])
     # every latency, throughput and cost figure is the same; only the KV-cache time average may
     # differ a little, as it is sampled when a window starts (a long window grows its cache inside)
     a, b = fast.summary, slow.summary
-    for key in ("completed", "rejected", "failed", "preemptions", "ttft_s", "tpot_s", "e2e_s", "queue_s",
+    for key in ("completed", "rejected", "failed", "preemptions", "ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s",
                 "throughput_rps", "cost_usd", "replica_hours", "gpu_utilization", "mfu"):
         assert a[key] == b[key], key

@@ -23,6 +23,7 @@ from .workload import (
     Gamma,
     LengthDist,
     LogNormal,
+    Normal,
     Offline,
     Poisson,
     RequestClass,
@@ -33,8 +34,8 @@ from .workload import (
 
 __all__ = [
     "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Diurnal", "Empirical", "Exponential",
-    "Faults", "Fixed", "Gamma", "LengthDist", "LogNormal", "Offline", "Parallelism", "Poisson", "Precision", "Pricing",
-    "Reliability", "Replica", "RequestClass", "Scenario", "Service", "ServingCluster", "ServingScenario", "Trace",
+    "Faults", "Fixed", "Gamma", "LengthDist", "LogNormal", "Normal", "Offline", "Parallelism", "Poisson", "Precision",
+    "Pricing", "Reliability", "Replica", "RequestClass", "Scenario", "Service", "ServingCluster", "ServingScenario", "Trace",
     "Training", "TrainingScenario", "Uniform", "Variants", "Workload", "apply_overrides", "format_validation_error",
     "load_scenario", "parse_scenario", "scenario_yaml",
 ]

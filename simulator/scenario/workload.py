@@ -56,7 +56,21 @@ class Empirical(_Strict):
     column: str | None = Field(default=None, description="column to read; default: the first")
 
 
-LengthDist = Annotated[Fixed | Uniform | LogNormal | Exponential | Empirical, Field(discriminator="dist")]
+class Normal(_Strict):
+    """Normal lengths given by a mean and a standard deviation, as aiperf and genai-perf draw synthetic
+    prompts and outputs (``--synthetic-input-tokens-mean/-stddev``, ``--output-tokens-mean/-stddev``):
+    a draw at or below 0 is drawn again, and the length is its ceiling (aiperf
+    ``dataset/utils.py:sample_positive_normal_integer``)."""
+
+    dist: Literal["normal"] = Field(description="normal lengths with a mean and a standard deviation (aiperf's "
+                                                "synthetic-token mean/stddev)")
+    mean: float = Field(gt=0, description="mean token count")
+    stddev: float = Field(default=0.0, ge=0, description=(
+        "standard deviation, tokens (default 0, aiperf's and genai-perf's --output-tokens-stddev default: every "
+        "length is ceil(mean))"))
+
+
+LengthDist = Annotated[Fixed | Uniform | LogNormal | Exponential | Empirical | Normal, Field(discriminator="dist")]
 
 
 _REQUESTS = "stop after this many requests (and/or at workload.duration_s)"
@@ -106,12 +120,49 @@ class Diurnal(_Strict):
 
 
 class ClosedLoop(_Strict):
-    """Concurrent users, each sending its next request when the previous answer is complete."""
+    """Concurrent users, each sending its next request when the previous answer is complete: a
+    benchmark harness's concurrency mode (aiperf/genai-perf ``--concurrency``, vLLM ``bench serve
+    --max-concurrency``).
+
+    The run has up to two phases, as aiperf's credit phases: ``warmup_requests`` requests, then the
+    ``requests`` measured ones. The measured phase starts once every warm-up request has finished
+    (the warm-up is drained: aiperf waits for all of a phase's credits to return before it starts the
+    next), and the results count only the measured requests. Each phase starts as ``start`` says:
+    ``burst``, every user sends at the phase's start (aiperf's concurrency mode issues a credit as soon
+    as a concurrency slot is free, so all ``concurrency`` at once); ``stationary``, user ``i`` (0-based)
+    sends its first request at ``i · start_spread_s / concurrency`` after the phase's start, as users
+    already spread over one request cycle would. After each response a user waits ``think_time_s``
+    (the client's turnaround) and sends its next request while the phase has requests left.
+    """
 
     process: Literal["closed_loop"] = Field(description="closed-loop users (a benchmark harness's concurrency mode)")
     concurrency: int = Field(ge=1, description="users sending requests at the same time")
-    requests: int = Field(ge=1, description="requests in all, over every user")
-    think_time_s: float = Field(default=0.0, ge=0, description="fixed pause between a response and the next request")
+    requests: int = Field(ge=1, description=(
+        "measured requests, over every user (aiperf --request-count); warm-up requests come on top"))
+    think_time_s: float = Field(default=0.0, ge=0, description=(
+        "client turnaround: fixed pause between a response's last token and that user's next request, seconds "
+        "(default 0: aiperf's concurrency mode issues the next request as soon as a slot is free, "
+        "ConcurrencyBurstRateGenerator.next_interval() = 0, and its turn delay defaults to 0; real clients add "
+        "their own processing time)"))
+    warmup_requests: int = Field(default=0, ge=0, description=(
+        "requests sent before the measured ones and excluded from every statistic; the measured phase starts when "
+        "they have all finished (default 0, aiperf's --warmup-request-count default; aiconfigurator's measured "
+        "silicon rows used 2 x concurrency)"))
+    start: Literal["burst", "stationary"] = Field(default="burst", description=(
+        "how each phase starts: burst (default, aiperf's concurrency mode: every user sends at the phase's start) "
+        "or stationary (user i sends first at i * start_spread_s / concurrency, users spread over one request "
+        "cycle)"))
+    start_spread_s: float | None = Field(default=None, gt=0, description=(
+        "with start: stationary, the span the users' first requests are spread over, seconds; default: one "
+        "estimated steady-state cycle of a user (capsim's estimate from the cost model: a replica serving its "
+        "concurrency/replicas users once each, every mean prompt prefilled and mean output - 1 decode steps in "
+        "batches of up to max_num_seqs, summed over the services of the path, plus think_time_s)"))
+
+    @model_validator(mode="after")
+    def _spread(self) -> ClosedLoop:
+        if self.start_spread_s is not None and self.start != "stationary":
+            raise ValueError("start_spread_s applies to start: stationary (start is burst: every user sends at once)")
+        return self
 
 
 class Offline(_Strict):

@@ -85,12 +85,100 @@ def request_frame(ledger: Ledger) -> pd.DataFrame:
         "reject_reason": np.array(REJECT_REASONS)[ledger.reason],
         "queue_s": ledger.first_sched - q.arrival, "ttft_s": ledger.first_token - q.arrival,
         "e2e_s": ledger.done - q.arrival, "preemptions": ledger.preemptions,
+        "warmup": np.arange(len(q)) < q.warmup,
     })
     frame.loc[ledger.status != DONE, ["ttft_s", "e2e_s"]] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = (ledger.done - ledger.first_token) / (q.output - 1)
     frame["tpot_s"] = np.where((ledger.status == DONE) & (q.output > 1), tpot, np.nan)
     return frame
+
+
+STEP_MATCH_S = 1e-9   # a token time and its iteration's end agree to float rounding (iterations last µs or more)
+
+
+def token_gaps(ledger: Ledger, replicas: Sequence[Replica],
+               which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The gaps between consecutive streamed tokens of the requests ``which`` (completed here, two
+    or more output tokens): (gap values, how many times each occurs, each request's largest gap,
+    NaN for the others). None when an engine's log does not give one iteration per token.
+
+    A request's tokens come at its replica's iteration ends, from its first token to its last; a
+    preemption hides the iterations from its last token before to the one its recomputed prefill
+    samples, which is one gap (see :mod:`.replica`). So each iteration's duration is a gap of every
+    such request decoding through it, counted by a difference array over the iteration indices:
+    O(iterations + requests), exact, and the same with or without fast-forward."""
+    q = ledger.reqs
+    largest = np.full(len(q), np.nan)
+    which = which & (q.output > 1) & (ledger.replica >= 0)     # served by a replica (not a cache hit)
+    sel = np.flatnonzero(which)
+    if len(sel) == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), largest
+    reps = {rep.index: rep for rep in replicas}
+    values: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    for idx in np.unique(ledger.replica[sel]):
+        rep = reps.get(int(idx))
+        if rep is None:
+            return None
+        rs = sel[ledger.replica[sel] == idx]
+        ends, durs = rep.iterations()
+        if len(ends) == 0:
+            return None
+        i0 = _step_index(ends, ledger.first_token[rs])
+        i1 = _step_index(ends, ledger.done[rs])
+        if i0 is None or i1 is None:
+            return None
+        cover = np.zeros(len(ends) + 1, dtype=np.int64)
+        np.add.at(cover, i0 + 1, 1)
+        np.add.at(cover, i1 + 1, -1)
+        tokens = int((q.output[rs] - 1).sum())
+        stall_gaps: list[float] = []
+        stalled = [r for r in rs.tolist() if r in ledger.stalls]
+        for r in stalled:
+            pairs = np.array(ledger.stalls[r], dtype=float)
+            a, b = _step_index(ends, pairs[:, 0]), _step_index(ends, pairs[:, 1])
+            if a is None or b is None:
+                return None
+            np.add.at(cover, a + 1, -1)
+            np.add.at(cover, b + 1, 1)
+            stall_gaps += (pairs[:, 1] - pairs[:, 0]).tolist()
+        m = np.cumsum(cover)[:-1]
+        if int(m.sum()) + len(stall_gaps) != tokens or (m < 0).any():
+            return None                       # the log is not one iteration per token
+        values += [durs, np.array(stall_gaps)]
+        counts += [m, np.ones(len(stall_gaps), dtype=np.int64)]
+        plain = ~np.isin(rs, stalled)
+        lo, hi = i0[plain] + 1, i1[plain] + 1
+        if len(lo):
+            bounds = np.empty(2 * len(lo), dtype=np.int64)
+            bounds[0::2], bounds[1::2] = lo, hi
+            largest[rs[plain]] = np.maximum.reduceat(np.append(durs, 0.0), bounds)[0::2]
+        for r in stalled:
+            largest[r] = _largest_with_stalls(ends, durs, ledger.first_token[r], ledger.done[r], ledger.stalls[r])
+    return np.concatenate(values), np.concatenate(counts), largest
+
+
+def _step_index(ends: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """The index of the iteration ending at each time of ``t``; None if one ends at no iteration's end."""
+    i = np.searchsorted(ends, np.asarray(t) - STEP_MATCH_S)
+    if (i >= len(ends)).any() or (np.abs(ends[np.minimum(i, len(ends) - 1)] - t) > STEP_MATCH_S).any():
+        return None
+    return i
+
+
+def _largest_with_stalls(ends: np.ndarray, durs: np.ndarray, first: float, done: float,
+                         stalls: list[list[float]]) -> float:
+    """A preempted request's largest gap: the iterations it decoded through and its stalls."""
+    best, t = 0.0, first
+    for a, b in [*stalls, [done, done]]:
+        lo, hi = np.searchsorted(ends, t + STEP_MATCH_S), np.searchsorted(ends, a + STEP_MATCH_S)
+        if hi > lo:
+            best = max(best, float(durs[lo:hi].max()))
+        if b > a:
+            best = max(best, b - a)
+        t = b
+    return best
 
 
 def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.DataFrame:

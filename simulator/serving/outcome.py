@@ -4,11 +4,17 @@ Built once from the simulation (``simulator.serving.result.build_result``); ever
 table, the TUI, the HTML report, sweep rows) reads its fields and frames. ``to_dict()`` is the
 JSON of ``capsim serve --json``, keys in field order, and ``result["key"]`` reads one of its keys.
 
-Latencies per completed request: TTFT = first token − arrival; TPOT = (done − first token) /
-(output − 1); end-to-end = done − arrival; queueing = first scheduled − arrival. Throughput and
-cost are over the simulated span (time 0 to the last completion, or the horizon). SLO attainment
-is the fraction of finished requests (completed or rejected; rejected ones miss) whose own
-latencies meet every bound the scenario sets.
+Latencies per completed request, as aiperf, genai-perf and vLLM's ``bench serve`` define them:
+TTFT = first token − arrival; end-to-end (E2E) = done − arrival; TPOT = (E2E − TTFT) / (output − 1),
+so E2E = TTFT + (output − 1) · TPOT (aiperf and genai-perf call this per-request mean gap "inter
+token latency"); queueing = first scheduled − arrival. ITL is vLLM's: every gap between two
+consecutive streamed tokens, pooled over the requests (its mean is Σ(E2E − TTFT) / Σ(output − 1),
+weighted by tokens; its median is a typical decode step, its p99 shows prefill steps and preemption
+stalls that TPOT averages away). Statistics cover the measured requests (a closed loop's warm-up
+is left out) over the measured span (from ``measured_from_s`` to the last completion, or the
+horizon); cost, energy and utilization cover the whole run. SLO attainment is the fraction of
+finished requests (completed or rejected; rejected ones miss) whose own latencies meet every
+bound the scenario sets.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class ServingResult(ResultViews):
     memory_per_gpu_gib: ReplicaMemory
     simulated_s: float
     """the span: 0 to the last completion, or the horizon"""
+    warmup_requests: int
+    """a closed loop's warm-up requests, run and left out of every statistic"""
+    measured_from_s: float
+    """when the measured phase began (the warm-up had drained); 0 without a warm-up"""
     arrived: int
     completed: int
     rejected: int
@@ -77,11 +87,15 @@ class ServingResult(ResultViews):
     preemptions: int
     """KV-cache preemptions (recomputed requests)"""
     throughput_rps: float
-    """completed requests per second over the span"""
+    """completed requests per second over the measured span"""
     output_tokens_per_s: float
     input_tokens_per_s: float
     ttft_s: Percentiles
     tpot_s: Percentiles
+    """per request (E2E − TTFT) / (output − 1): aiperf's and genai-perf's inter token latency"""
+    itl_s: Percentiles
+    """every gap between consecutive streamed tokens, pooled (vLLM bench serve's ITL); empty (None) when
+    the engine does not log its iterations"""
     e2e_s: Percentiles
     queue_s: Percentiles
     replicas: ReplicaCount
@@ -135,7 +149,8 @@ class ServingResult(ResultViews):
 
     # ---- frames -----------------------------------------------------------------------------------
     def requests_frame(self) -> pd.DataFrame:
-        """One row per request: arrival, lengths, class, replica, status, latencies, preemptions."""
+        """One row per request: arrival, lengths, class, replica, status, latencies, preemptions, whether
+        it was a warm-up request, and ``max_itl_s``, its largest gap between two streamed tokens."""
         return self.requests
 
     def timeseries_frame(self) -> pd.DataFrame:

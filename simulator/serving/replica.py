@@ -9,6 +9,13 @@ implements ``start`` and ``on_arrival_while_busy``.
 Times are kept exactly: each replica carries its own clock ``t`` (the end of its last iteration,
 computed by summing iteration times), so results do not depend on how many simpy events were
 used to reach a time — that is what lets fast-forward give the same per-request results.
+
+Streamed tokens: a decoding sequence gains one token in every iteration of its replica, so its
+tokens arrive at the replica's iteration ends from its first token to its last, except while it
+is preempted (the ledger's ``stalls``: from its last token before the preemption to the token its
+recomputed prefill samples). An engine that runs several iterations as one event gives
+:meth:`Replica.record_busy` the iterations (``steps``), so the gaps between tokens (ITL) follow
+exactly without an event per step.
 """
 
 from __future__ import annotations
@@ -32,6 +39,16 @@ PENDING, DONE, REJECTED, FAILED = 0, 1, 2, 3
 REJECT_REASONS = ("", "queue_full", "exceeds_kv_capacity", "prompt_exceeds_max_batched_tokens", "exceeds_max_positions",
                   "shed", "retries_exhausted")
 KILL = "killed"   # the cause of the interrupt that stops a replica's process
+FS_PER_S = 10**15  # the continuous engine's clock (engines.fastforward.FS)
+
+
+def _window_offsets(win: Any) -> np.ndarray:
+    """Ends of a window's steps after its start, fs: ``end(j) − t0`` for j = 1..k, vectorised when the
+    window is fast-forward's closed form (``A``, ``C``, ``c0``, ``n``), else step by step."""
+    if all(hasattr(win, a) for a in ("A", "C", "c0", "n")):
+        j = np.arange(1, win.k + 1, dtype=np.int64)
+        return j * win.A + win.C * (j * win.c0 + win.n * (j * (j - 1) // 2))
+    return np.array([win.end(j) - win.t0 for j in range(1, win.k + 1)], dtype=np.int64)
 
 
 @dataclass
@@ -63,6 +80,18 @@ class Ledger:
         self.status = np.zeros(n, dtype=np.int8)
         self.reason = np.zeros(n, dtype=np.int8)
         self.generated = np.zeros(n, dtype=np.int64)
+        # per preempted request: [last token before the preemption, first token after it] (rare)
+        self.stalls: dict[int, list[list[float]]] = {}
+
+    def preempted(self, r: int, t: float) -> None:
+        """Decoding request ``r`` was preempted at ``t`` (its last token so far came at ``t``)."""
+        self.stalls.setdefault(r, []).append([t, np.nan])
+
+    def resumed(self, r: int, t: float) -> None:
+        """Request ``r``'s recomputed prefill sampled its next token at ``t`` (closes its stall)."""
+        stalls = self.stalls.get(r)
+        if stalls and stalls[-1][1] != stalls[-1][1]:
+            stalls[-1][1] = t
 
     def finish(self, r: int, t: float) -> None:
         self.done[r] = t
@@ -82,6 +111,7 @@ class Ledger:
         """Its replica was lost: it starts over (queueing and first token are measured again)."""
         self.first_token[r] = np.nan
         self.generated[r] = 0
+        self.stalls.pop(r, None)
 
     def reject(self, r: int, t: float, reason: str) -> None:
         self.status[r] = REJECTED
@@ -114,6 +144,7 @@ class Replica(ABC):
         self.log_t, self.log_wait, self.log_run = array("d"), array("q"), array("q")
         # busy log: one row per event-advanced window of iterations
         self.busy_start, self.busy_end, self.busy_kv, self.busy_tokens = array("d"), array("d"), array("d"), array("d")
+        self.busy_steps: list[Any] = []   # per row: its iterations (see record_busy), None: the row is one
         self.proc: simpy.Process | None = self.start()
 
     # ---- queue ---------------------------------------------------------------------------------
@@ -203,11 +234,36 @@ class Replica(ABC):
     def start(self) -> simpy.Process | None:
         """Begin serving: the batcher runs a simpy process, the continuous engine timeout callbacks."""
 
-    def record_busy(self, start: float, end: float, kv_used: float, tokens: float) -> None:
+    def record_busy(self, start: float, end: float, kv_used: float, tokens: float, steps: Any = None) -> None:
+        """A window of work from ``start`` to ``end``. ``steps``: its iterations, when it is more than
+        one — an object with ``t0``, ``k`` and ``end(j)`` (fs, as :class:`.engines.fastforward.Window`;
+        read when the result is built, so a window cut short counts the steps it ran), or an array of
+        the iterations' end times in seconds; None: the window is one iteration."""
         self.busy_start.append(start)
         self.busy_end.append(end)
         self.busy_kv.append(kv_used)
         self.busy_tokens.append(tokens)
+        self.busy_steps.append(steps)
+
+    def iterations(self) -> tuple[np.ndarray, np.ndarray]:
+        """(end time, duration) of every iteration run, in order, seconds. A window's durations are
+        exact differences of its integer clock, the same with or without fast-forward."""
+        ends: list[np.ndarray] = []
+        durs: list[np.ndarray] = []
+        for i, steps in enumerate(self.busy_steps):
+            if steps is None:
+                ends.append(np.array([self.busy_end[i]]))
+                durs.append(np.array([self.busy_end[i] - self.busy_start[i]]))
+            elif isinstance(steps, np.ndarray):
+                ends.append(steps)
+                durs.append(np.diff(steps, prepend=self.busy_start[i]))
+            else:
+                off = _window_offsets(steps)
+                ends.append(steps.t0 / FS_PER_S + off / FS_PER_S)
+                durs.append(np.diff(off, prepend=0) / FS_PER_S)
+        if not ends:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(ends), np.concatenate(durs)
 
     @property
     def kv_capacity_tokens(self) -> int:

@@ -26,6 +26,7 @@ from .frames import (
     scaling_frame,
     time_bins,
     timeseries,
+    token_gaps,
 )
 from .outcome import ServingResult
 from .replica import DONE, FAILED, REJECT_REASONS, REJECTED, Ledger
@@ -194,18 +195,26 @@ def _services(parts: list[Part], nums: list[PartNumbers], span: float) -> dict[s
 
 
 def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: float,
-                 warnings: list[str]) -> ServingResult:
+                 warnings: list[str], *, measured_from: float = 0.0) -> ServingResult:
+    """The result. A closed loop's warm-up requests (the first ``ledger.reqs.warmup`` rows) are left
+    out of the request counts, latencies, throughput and SLO, which cover the measured phase: its
+    requests, over the span from ``measured_from`` (when the warm-up had drained) to ``end``. Cost,
+    energy, replica-hours, utilization and MFU cover the whole run, warm-up included (it was paid for)."""
     main = parts[-1]
     perf, plan = main.perf, main.plan
     q = ledger.reqs
     frame = request_frame(ledger)
-    arrived = np.isfinite(q.arrival) & (q.arrival <= end)
-    done = ledger.status == DONE
-    rejected = ledger.status == REJECTED
-    failed = ledger.status == FAILED
+    measured = ~frame["warmup"].to_numpy()
+    arrived = np.isfinite(q.arrival) & (q.arrival <= end) & measured
+    served = ledger.status == DONE                      # warm-up included: the work the GPUs did
+    done = served & measured
+    rejected = (ledger.status == REJECTED) & measured
+    failed = (ledger.status == FAILED) & measured
     n_arr, n_done, n_rej, n_fail = int(arrived.sum()), int(done.sum()), int(rejected.sum()), int(failed.sum())
     span = max(end, 1e-12)
+    window = max(end - measured_from, 1e-12)           # the measured phase
     out_tokens = float(q.output[done].sum()) if plan.generative else 0.0
+    served_tokens = float(q.output[served].sum()) if plan.generative else 0.0
     nums = [_part_numbers(p, end) for p in parts]
     m = nums[-1]
     busy, ready_s = sum(n.busy for n in nums), sum(n.ready_s for n in nums)
@@ -220,6 +229,12 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
     finished = n_done + n_rej + n_fail
     lat = {c: Percentiles.of(frame.loc[done, c].dropna().to_numpy()) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
+    itl = Percentiles(None, None, None, None)
+    gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative else None
+    frame["max_itl_s"] = np.nan
+    if gaps is not None:
+        itl = Percentiles.of_counts(gaps[0], gaps[1])
+        frame["max_itl_s"] = gaps[2]
     slo_met = None
     if bounds:
         within = all((p99 := lat[SLO_COLUMN[key]].p99) is not None and p99 <= b for key, b in bounds.items())
@@ -243,23 +258,24 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         engine_settings=plan.engine.to_dict() if plan.engine is not None else {},
         kv_cache_tokens_per_replica=kv_cap,
         memory_per_gpu_gib=ReplicaMemory.build(plan.memory_per_gpu_gib),
-        simulated_s=rounded(end), arrived=n_arr, completed=n_done, rejected=n_rej,
+        simulated_s=rounded(end), warmup_requests=q.warmup, measured_from_s=rounded(measured_from), arrived=n_arr,
+        completed=n_done, rejected=n_rej,
         rejected_by_reason={k: v for k, v in reasons.items() if v}, failed=n_fail,
         in_flight=n_arr - n_done - n_rej - n_fail, retries=sum(int(p.svc.retries.sum()) for p in parts),
         replica_failures=sum(p.svc.failed_replicas for p in parts),
         spot_preemptions=sum(p.svc.preempted_replicas for p in parts), preemptions=int(ledger.preemptions.sum()),
-        throughput_rps=rounded(n_done / span), output_tokens_per_s=rounded(out_tokens / span),
-        input_tokens_per_s=rounded(float(q.prompt[done].sum()) / span), ttft_s=lat["ttft_s"], tpot_s=lat["tpot_s"],
-        e2e_s=lat["e2e_s"], queue_s=lat["queue_s"],
+        throughput_rps=rounded(n_done / window), output_tokens_per_s=rounded(out_tokens / window),
+        input_tokens_per_s=rounded(float(q.prompt[done].sum()) / window), ttft_s=lat["ttft_s"], tpot_s=lat["tpot_s"],
+        itl_s=itl, e2e_s=lat["e2e_s"], queue_s=lat["queue_s"],
         replicas=ReplicaCount(mean=rounded(replica_s / span, 4), max=sum(n.max_req for n in nums)),
         replica_hours=rounded(replica_s / 3600), cold_start_s=rounded(main.svc.cold_start),
         autoscaling=sc.autoscaling.policy, gpus=sum(n.max_req * n.gpr for n in nums),
-        gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4), mfu=rounded(_serving_mfu(main, q, done, m, end), 4),
+        gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4), mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
         kv_cache_utilization=rounded(m.kv_used / (max(m.ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
         slo=slo, slo_attainment=rounded(float(ok.sum()) / finished, 4) if bounds and finished else None,
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
         usd_per_hour=rounded(cost / (span / 3600)), cost_usd=rounded(cost),
-        cost_per_million_tokens_usd=rounded_or_none(cost / out_tokens * 1e6) if out_tokens else None,
+        cost_per_million_tokens_usd=rounded_or_none(cost / served_tokens * 1e6) if served_tokens else None,
         energy_kwh=rounded(sum(n.energy_kwh for n in nums)),
         warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
         classes=classes,

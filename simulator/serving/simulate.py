@@ -27,7 +27,7 @@ from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
 from .streams import service_streams
-from .workload import Requests, draw_lengths, empirical_values, generate, rate_function
+from .workload import Requests, draw_lengths, empirical_values, generate, rate_function, request_cycle_s, warmup_first
 
 # request-level batchers keep a fixed share of the memory left after the model (no engine preset sizes them)
 DEFAULT_FREE_FRACTION = 0.9
@@ -174,11 +174,13 @@ class Cluster:
             else:
                 sreqs = Requests(np.full(n, np.nan), reqs.prompt, reqs.output, reqs.klass, reqs.priority,
                                  reqs.class_names, None)
-                st = sc.services[k]
+                st, w = sc.services[k], reqs.warmup
                 if st.prompt_tokens is not None:
-                    sreqs.prompt = draw_lengths(st.prompt_tokens, n, streams[k].prompt)
+                    draw = functools.partial(draw_lengths, st.prompt_tokens, rng=streams[k].prompt)
+                    sreqs.prompt = warmup_first(draw, n - w, w)
                 if st.output_tokens is not None:
-                    sreqs.output = draw_lengths(st.output_tokens, n, streams[k].output)
+                    draw = functools.partial(draw_lengths, st.output_tokens, rng=streams[k].output)
+                    sreqs.output = warmup_first(draw, n - w, w)
             rate = sc.services[k].cache_hit_rate if sc.services else 0.0
             self.hits.append(streams[k].cache.random(n) < rate if rate else np.zeros(n, bool))
             ledger = Ledger(sreqs, on_finish=self._finisher(k))
@@ -193,11 +195,22 @@ class Cluster:
             self.ledger = self.stages[0].ledger
         else:
             self.ledger = Ledger(reqs)
-        if reqs.closed_loop:
+        self.measured_from: float | None = 0.0 if not reqs.warmup else None   # when the measured phase began
+        cl = reqs.closed_loop
+        if cl:
             self._next = 0
-            self._users = min(reqs.closed_loop.concurrency, n)
-            for _ in range(self._users):
-                env.process(self._user())
+            self._users = min(cl.concurrency, n)
+            self._warm_left = reqs.warmup
+            self._drained = env.event()
+            self.spread = 0.0                  # the span the users' first requests are spread over
+            if cl.start == "stationary":
+                self.spread = cl.start_spread_s or request_cycle_s(
+                    [(perf, plan, ssc.cluster.replicas, float(p.svc.ledger.reqs.prompt.mean()),
+                      float(p.svc.ledger.reqs.output.mean()))
+                     for (_, ssc, perf, plan), p in zip(stages, self.parts, strict=True)],
+                    cl.concurrency, cl.think_time_s)
+            for i in range(self._users):
+                env.process(self._user(i))
         else:
             env.process(self._arrivals())
 
@@ -281,6 +294,11 @@ class Cluster:
         ev = self.waiters.pop(r, None)
         if ev is not None:
             ev.succeed(t)
+        if r < self.reqs.warmup:
+            self._warm_left -= 1
+            if self._warm_left == 0:           # the warm-up is drained: the measured phase starts now
+                self.measured_from = t
+                self._drained.succeed(t)
 
     # ---- arrivals ---------------------------------------------------------------------------------
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
@@ -293,20 +311,31 @@ class Cluster:
         self.arrivals_over = True
         self._mark_arrivals_done()
 
-    def _user(self) -> Generator[simpy.Event, Any, None]:
-        """One closed-loop user: send a request, wait for its response, think, repeat."""
-        env, cl = self.env, self.reqs.closed_loop
+    def _user(self, i: int) -> Generator[simpy.Event, Any, None]:
+        """Closed-loop user ``i``: in each phase (the warm-up, if any, then the measured requests) send a
+        request, wait for its response, wait the think time, repeat while the phase has requests left.
+        A phase starts at once for every user (burst) or at ``i · spread / concurrency`` (stationary),
+        or when the user's think time ends if that is later; the measured phase starts when the last
+        warm-up request has finished."""
+        env, cl, reqs = self.env, self.reqs.closed_loop, self.reqs
         assert cl is not None
-        t = 0.0
-        while self._next < len(self.reqs):
-            r = self._next
-            self._next += 1
-            self.reqs.arrival[r] = t
-            ev = self.waiters[r] = env.event()
-            self.arrive(r, t)
-            t = (yield ev) + cl.think_time_s
-            if cl.think_time_s:
-                yield env.timeout(max(t - env.now, 0.0))
+        start = 0.0
+        for last in (reqs.warmup, len(reqs)) if reqs.warmup else (len(reqs),):
+            t = start + i * self.spread / cl.concurrency
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            t = max(t, env.now)                # still in its think time when the phase started
+            while self._next < last:
+                r = self._next
+                self._next += 1
+                reqs.arrival[r] = t
+                ev = self.waiters[r] = env.event()
+                self.arrive(r, t)
+                t = (yield ev) + cl.think_time_s
+                if cl.think_time_s:
+                    yield env.timeout(max(t - env.now, 0.0))
+            if last == reqs.warmup:
+                start = yield self._drained
         self._users -= 1
         if self._users == 0:
             self.arrivals_over = True
@@ -339,4 +368,5 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) ->
         stages.append((name, ssc, perf, plan))
     cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
     end = cluster.run()
-    return build_result(scenario, cluster.parts, cluster.ledger, end, warnings)
+    measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase
+    return build_result(scenario, cluster.parts, cluster.ledger, end, warnings, measured_from=measured_from)

@@ -48,6 +48,23 @@ class Percentiles:
         p50, p90, p99 = np.percentile(x, [50, 90, 99])
         return cls(rounded(p50), rounded(p90), rounded(p99), rounded(float(np.mean(x))))
 
+    @classmethod
+    def of_counts(cls, values: np.ndarray, counts: np.ndarray) -> Percentiles:
+        """The percentiles of ``values`` each repeated ``counts`` times, as :meth:`of` gives them for
+        ``np.repeat(values, counts)`` (linear interpolation between order statistics), without the repeat."""
+        keep = counts > 0
+        v, c = np.asarray(values, dtype=float)[keep], np.asarray(counts, dtype=np.int64)[keep]
+        total = int(c.sum())
+        if total == 0:
+            return cls(None, None, None, None)
+        order = np.argsort(v, kind="stable")
+        v, cum = v[order], np.cumsum(c[order])
+        pos = np.array([0.50, 0.90, 0.99]) * (total - 1)
+        lo, hi = np.floor(pos).astype(np.int64), np.ceil(pos).astype(np.int64)
+        a, b = v[np.searchsorted(cum, lo, side="right")], v[np.searchsorted(cum, hi, side="right")]
+        p50, p90, p99 = a + (b - a) * (pos - lo)
+        return cls(rounded(p50), rounded(p90), rounded(p99), rounded(float(np.dot(v, c[order]) / total)))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

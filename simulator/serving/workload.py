@@ -4,13 +4,19 @@ Open-loop processes are drawn up front as arrays (vectorised, seeded); closed-lo
 issued by the simulation as users receive their responses, so only their lengths are drawn here.
 Each random quantity has its own stream spawned from the scenario seed, so changing the arrival
 process does not change the lengths drawn, and vice versa.
+
+A closed loop's warm-up requests are the first rows (they are sent first); their lengths and
+classes are drawn after the measured requests' from the same streams, so adding or removing a
+warm-up leaves every measured request's draws as they were.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +30,7 @@ from ..scenario import (
     Gamma,
     LengthDist,
     LogNormal,
+    Normal,
     Offline,
     Poisson,
     Trace,
@@ -31,12 +38,17 @@ from ..scenario import (
     Workload,
 )
 
+if TYPE_CHECKING:
+    from ..costmodel.inference import InferenceModel
+    from .engines import ReplicaPlan
+
 TRACE_COLUMNS = ("timestamp", "prompt_tokens", "output_tokens")
 
 
 @dataclass(slots=True)
 class Requests:
-    """Struct of arrays, one row per request. ``arrival`` is NaN for closed-loop requests until issued."""
+    """Struct of arrays, one row per request. ``arrival`` is NaN for closed-loop requests until issued.
+    The first ``warmup`` rows are a closed loop's warm-up requests (excluded from the statistics)."""
 
     arrival: np.ndarray
     prompt: np.ndarray
@@ -45,6 +57,7 @@ class Requests:
     priority: np.ndarray
     class_names: tuple[str, ...]
     closed_loop: ClosedLoop | None = None
+    warmup: int = 0
 
     def __len__(self) -> int:
         return len(self.prompt)
@@ -97,7 +110,22 @@ def draw_lengths(d: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.maximum(np.rint(rng.exponential(d.mean, size=n)), 1).astype(np.int64)
     if isinstance(d, Empirical):
         return rng.choice(empirical_values(d), size=n, replace=True)
+    if isinstance(d, Normal):
+        # aiperf's sample_positive_normal_integer: redraw values <= 0, then the ceiling
+        x = rng.normal(d.mean, d.stddev, size=n)
+        bad = np.flatnonzero(x <= 0)
+        while len(bad):
+            x[bad] = rng.normal(d.mean, d.stddev, size=len(bad))
+            bad = bad[x[bad] <= 0]
+        return np.maximum(np.ceil(x), 1).astype(np.int64)
     raise CapsimError(f"unknown length distribution {d!r}")
+
+
+def warmup_first(draw: Callable[[int], np.ndarray], measured: int, warmup: int) -> np.ndarray:
+    """``warmup + measured`` draws, warm-up rows first, drawn after the measured ones: the measured
+    requests draw the same values whatever the warm-up."""
+    m = draw(measured)
+    return np.concatenate([draw(warmup), m]) if warmup else m
 
 
 def _stop(w: Workload, requests: int | None) -> tuple[int | None, float | None]:
@@ -208,7 +236,7 @@ def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
     elif isinstance(a, Offline):
         t = np.zeros(a.requests)
     elif isinstance(a, ClosedLoop):
-        t = np.full(a.requests, np.nan)
+        t = np.full(a.warmup_requests + a.requests, np.nan)
         closed = a
     elif isinstance(a, Trace):
         t, prompt, output, warnings = read_trace(a)
@@ -222,9 +250,10 @@ def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
     n = len(t)
     if n == 0:
         raise CapsimError("the workload produced no requests; raise workload.duration_s or the arrival rate")
+    warm = closed.warmup_requests if closed is not None else 0
     if prompt is None:
-        prompt = draw_lengths(w.prompt_tokens, n, s_prompt)
-        output = draw_lengths(w.output_tokens, n, s_out)
+        prompt = warmup_first(lambda k: draw_lengths(w.prompt_tokens, k, s_prompt), n - warm, warm)
+        output = warmup_first(lambda k: draw_lengths(w.output_tokens, k, s_out), n - warm, warm)
     names: tuple[str, ...] = ("default",)
     klass = np.zeros(n, dtype=np.int16)
     priority = np.zeros(n, dtype=np.int64)
@@ -233,7 +262,34 @@ def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
         if len(set(names)) != len(names):
             raise CapsimError(f"workload.classes: class names must be unique (got {', '.join(names)})")
         p = np.array([c.weight for c in w.classes])
-        klass = s_cls.choice(len(names), size=n, p=p / p.sum()).astype(np.int16)
+        klass = warmup_first(lambda k: s_cls.choice(len(names), size=k, p=p / p.sum()), n - warm, warm).astype(np.int16)
         priority = np.array([c.priority for c in w.classes], dtype=np.int64)[klass]
     assert output is not None
-    return Requests(np.asarray(t, dtype=float), prompt, output, klass, priority, names, closed), warnings
+    return Requests(np.asarray(t, dtype=float), prompt, output, klass, priority, names, closed, warm), warnings
+
+
+def request_cycle_s(stages: list[tuple[InferenceModel, ReplicaPlan, int, float, float]], concurrency: int,
+                    think_time_s: float) -> float:
+    """One closed-loop user's estimated cycle in the steady state, seconds, summed over the services
+    of its path, plus the think time. ``stages`` holds per service its cost model, plan, replicas, and
+    the mean prompt and output lengths of its requests.
+
+    Without think time a closed loop keeps its replicas busy, so a user's cycle is the time a replica
+    takes to serve its ``u = concurrency / replicas`` users once each: ``u`` prefills of the mean prompt
+    ``p`` (each holds up the decoding batch, chunked into mixed iterations or run prefill-first) and
+    ``u / n · (o − 1)`` decode steps of ``n = min(u, max_num_seqs)`` sequences at the mean context
+    ``p + o/2`` (``o`` the mean output). A model without decode runs ``u / n`` forwards of ``n``
+    prompts. Queueing beyond the batch and KV-cache limits are left out: this only spaces out the
+    users' first requests (``start: stationary``), it enters no result."""
+    total = think_time_s
+    for perf, plan, replicas, p_mean, o_mean in stages:
+        p = max(round(p_mean), 1)
+        users = concurrency / replicas
+        n = max(min(math.ceil(users), plan.max_num_seqs), 1)
+        if not plan.generative:
+            total += users / n * perf.forward_time(n, p)
+            continue
+        prefill = perf.iteration_time(tokens=p, sampled=1, prefill_work=p * (p + 1) / 2, decode_seqs=0, decode_ctx=0)
+        step = perf.decode_base(n) + perf.decode_coef_per_step * n * (p + o_mean / 2)
+        total += users * prefill + users / n * max(o_mean - 1.0, 0.0) * step
+    return total

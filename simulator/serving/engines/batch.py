@@ -169,9 +169,9 @@ class BatchEngine(Replica):
                 self.waiting_for_more = False
                 continue
             batch = self._take(size, now)
-            done_at, first_at, end = self._times(batch, now)
+            done_at, first_at, end, steps = self._times(batch, now)
             self.record_busy(now, end, sum(int(self.reqs.prompt[r] + self.reqs.output[r]) for r in batch)
-                             if self.generative else 0.0, len(batch))
+                             if self.generative else 0.0, len(batch), steps=steps)
             self.batch = batch
             try:
                 yield env.timeout(max(end - env.now, 0.0))
@@ -211,8 +211,9 @@ class BatchEngine(Replica):
         self.log(now)
         return batch
 
-    def _times(self, batch: list[int], now: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """(completion time, first-token time) per request and the batch's end."""
+    def _times(self, batch: list[int], now: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
+        """(completion time, first-token time) per request, the batch's end, and the end of each of its
+        iterations (the prefill, then every decode step; None for one forward)."""
         n = len(batch)
         prompt = self.reqs.prompt[batch]
         p = int(prompt.max())
@@ -223,14 +224,14 @@ class BatchEngine(Replica):
             else:
                 d = perf.forward_time(n, p)
             end = now + d
-            return np.full(n, end), np.full(n, end), end
+            return np.full(n, end), np.full(n, end), end, None
         out = self.reqs.output[batch]
         o = int(out.max())
         prefill = perf.iteration_time(tokens=n * p, sampled=n, prefill_work=n * p * (p + 1) / 2, decode_seqs=0,
                                       decode_ctx=0)
         steps = perf.decode_base(n) + perf.decode_coef_per_step * n * (p + 1 + np.arange(o - 1, dtype=np.int64))
         ends = np.cumsum(np.concatenate(([now + prefill], steps)))
-        return ends[out - 1], np.full(n, ends[0]), float(ends[-1])
+        return ends[out - 1], np.full(n, ends[0]), float(ends[-1]), ends
 
 
 for _config in (NoBatching, StaticBatching, DynamicBatching):

@@ -204,7 +204,7 @@ class ContinuousEngine(Replica):
         d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
                                            decode_ctx=self.decode.ctx_sum + n if n else 0))
         self.win = win = Window(t0_fs, d, 0, 0, 0, 1)
-        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens)
+        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens, steps=win)
         self._k = 1 if n else 0
         return win
 
@@ -227,7 +227,7 @@ class ContinuousEngine(Replica):
         if A is None:
             A = self._base[n] = to_fs(self.perf.decode_base(n))
         self.win = win = Window(self.t_fs, A, self._coef, dec.ctx_sum + n, n, k)
-        self.record_busy(self.t, win.end(k) / FS, (kv.total - kv.free + kv.reserved) * B, n)
+        self.record_busy(self.t, win.end(k) / FS, (kv.total - kv.free + kv.reserved) * B, n, steps=win)
         return win
 
 

@@ -176,6 +176,7 @@ class Scheduler:
             kv.retain(r, held, ctx)
             kv.free += held
             led.generated[r] = led.output[r] - (s.finish_step - self.decode.step)
+            led.preempted(r, t)                      # its tokens stall until it is recomputed
         else:
             e = self.prefilling.pop(i)
             r = e.r
@@ -207,6 +208,8 @@ class Scheduler:
                 self.prefilling.remove(e)
                 if led.first_token[r] != led.first_token[r]:
                     led.first_token[r] = t
+                else:
+                    led.resumed(r, t)                   # recomputed after a preemption: the next token
                 rem = led.output[r] - int(led.generated[r]) - 1
                 if rem == 0:
                     finished.append(r)
