@@ -123,12 +123,18 @@ def test_a_warmup_leaves_the_measured_requests_draws_as_they_were() -> None:
 
 
 # ---- TPOT and ITL ---------------------------------------------------------------------------------------
-def test_percentiles_of_counts_equal_those_of_the_repeated_values() -> None:
-    rng = np.random.default_rng(1)
-    v, c = rng.random(50), rng.integers(0, 7, 50)
-    a, b = Percentiles.of_counts(v, c), Percentiles.of(np.repeat(v, c))
+@pytest.mark.parametrize("seed", range(5))
+def test_percentiles_of_progressions_equal_those_of_the_values_written_out(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = 60
+    a = rng.integers(0, 10**9, m)
+    d = np.where(rng.random(m) < 0.3, 0, rng.integers(0, 10**6, m))
+    k, w = rng.integers(1, 30, m), rng.integers(0, 6, m)
+    values = np.concatenate([np.repeat(a[i] + d[i] * np.arange(k[i]), w[i]) for i in range(m)])
+    got, want = Percentiles.of_progressions(a, d, k, w, unit=1e-9), Percentiles.of(values * 1e-9)
     for q in ("p50", "p90", "p99", "mean"):
-        assert getattr(a, q) == pytest.approx(getattr(b, q), rel=1e-12), q
+        assert getattr(got, q) == pytest.approx(getattr(want, q), rel=1e-12), q
+    assert Percentiles.of_progressions([7], [0], [1], [3]) == Percentiles.of(np.array([7, 7, 7]))
 
 
 def test_itl_of_one_static_batch_by_hand(tmp_path: Path) -> None:
@@ -186,7 +192,8 @@ def test_itl_equals_the_gaps_of_tokens_recorded_step_by_step(monkeypatch: pytest
         if len(g):
             largest[int(i)] = float(g.max())
     want = Percentiles.of(np.concatenate(gaps))
-    assert r.itl_s == want
+    for q in ("p50", "p90", "p99", "mean"):
+        assert getattr(r.itl_s, q) == pytest.approx(getattr(want, q), rel=1e-9), q
     got = f.max_itl_s.dropna()
     assert sorted(got.index) == sorted(largest)
     assert got.to_numpy() == pytest.approx([largest[i] for i in got.index], rel=1e-12)
@@ -195,23 +202,32 @@ def test_itl_equals_the_gaps_of_tokens_recorded_step_by_step(monkeypatch: pytest
 
 # ---- the issue's case: closed loops that desynchronize as real harnesses do ---------------------------
 def issue_case(arrival: dict, output: dict | None = None) -> float:
-    """Llama-3.1-8B FP8 on one H200, 64 users, 2048/256: the mean TTFT (ms) of the second half of
+    """Llama-3.1-8B FP8 on one H200, 64 users, 2048/256: the mean TTFT (s) of the second half of
     the measured requests (the steady state)."""
-    d = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h200", "precision": "fp8",
-         "workload": {"arrival": {"process": "closed_loop", "concurrency": 64, **arrival},
-                      "prompt_tokens": {"dist": "fixed", "value": 2048},
-                      "output_tokens": output or {"dist": "fixed", "value": 256}}}
-    f = simulate_serving(parse_scenario(d)).requests_frame()
+    f = simulate_serving(parse_scenario(issue_doc(arrival, output))).requests_frame()
     f = f[~f.warmup].sort_values("arrival_s")
-    return float(f.ttft_s.iloc[len(f) // 2:].mean() * 1e3)
+    return float(f.ttft_s.iloc[len(f) // 2:].mean())
+
+
+def issue_doc(arrival: dict, output: dict | None = None) -> dict:
+    return {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h200", "precision": "fp8",
+            "workload": {"arrival": {"process": "closed_loop", "concurrency": 64, **arrival},
+                         "prompt_tokens": {"dist": "fixed", "value": 2048},
+                         "output_tokens": output or {"dist": "fixed", "value": 256}}}
 
 
 def test_closed_loops_desynchronize_with_a_stationary_start_or_length_spread() -> None:
-    # Everyone at t = 0 with identical lengths: groups of users share one long prefill step for ever.
+    # A request arriving alone waits for the iteration in progress, then is prefilled in one mixed
+    # iteration beside the other 63 users' decode tokens: its TTFT is one to one and a half such
+    # iterations (the issue measured 43-75 ms on an earlier cost model). Everyone at t = 0 with
+    # identical lengths instead forms groups that share one long prefill step for ever.
+    perf, _ = build_replica_model(parse_scenario(issue_doc({"requests": 64})))
+    mixed = perf.iteration_time(tokens=2048 + 63, sampled=64, prefill_work=2048 * 2049 / 2, decode_seqs=63,
+                                decode_ctx=63 * (2048 + 128))
     locked = issue_case({"requests": 22 * 64})
     protocol = {"requests": 20 * 64, "warmup_requests": 2 * 64}              # aiconfigurator's silicon rows
     stationary = issue_case({**protocol, "start": "stationary"})
     spread = issue_case(protocol, {"dist": "normal", "mean": 256, "stddev": 25.6})
-    assert locked > 150
-    assert 40 < stationary < 80 and 40 < spread < 80        # the issue's unsynchronized 43-75 ms
-    assert locked > 2.5 * max(stationary, spread)
+    assert locked > 3.5 * mixed
+    for ttft in (stationary, spread):
+        assert mixed < ttft < 1.7 * mixed

@@ -42,13 +42,36 @@ KILL = "killed"   # the cause of the interrupt that stops a replica's process
 FS_PER_S = 10**15  # the continuous engine's clock (engines.fastforward.FS)
 
 
-def _window_offsets(win: Any) -> np.ndarray:
-    """Ends of a window's steps after its start, fs: ``end(j) − t0`` for j = 1..k, vectorised when the
-    window is fast-forward's closed form (``A``, ``C``, ``c0``, ``n``), else step by step."""
-    if all(hasattr(win, a) for a in ("A", "C", "c0", "n")):
-        j = np.arange(1, win.k + 1, dtype=np.int64)
-        return j * win.A + win.C * (j * win.c0 + win.n * (j * (j - 1) // 2))
-    return np.array([win.end(j) - win.t0 for j in range(1, win.k + 1)], dtype=np.int64)
+@dataclass(frozen=True)
+class Segments:
+    """A replica's iterations as runs of steps: run ``s`` starts at ``t0[s]`` (seconds) and its step
+    ``j`` (1-based, up to ``k[s]``) lasts ``A + C·(c0 + n·(j−1))`` fs and ends ``j·A + C·(j·c0 +
+    n·j(j−1)/2)`` fs after ``t0`` — fast-forward's closed form (:class:`.engines.fastforward.Window`);
+    a single iteration is a run of one step with ``C = 0``."""
+
+    t0: np.ndarray
+    A: np.ndarray
+    C: np.ndarray
+    c0: np.ndarray
+    n: np.ndarray
+    k: np.ndarray
+
+    def offset(self, s: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """End of step ``j`` of run ``s`` after the run's start, fs."""
+        return j * self.A[s] + self.C[s] * (j * self.c0[s] + self.n[s] * (j * (j - 1) // 2))
+
+    def first(self) -> np.ndarray:
+        """Duration of each run's first step, fs."""
+        return self.A + self.C * self.c0
+
+    def step(self) -> np.ndarray:
+        """How much longer each step of a run is than the one before, fs."""
+        return self.C * self.n
+
+
+def to_fs(seconds: np.ndarray) -> np.ndarray:
+    """Seconds as integer femtoseconds (the continuous engine's clock)."""
+    return np.rint(np.asarray(seconds) * FS_PER_S).astype(np.int64)
 
 
 @dataclass
@@ -144,7 +167,12 @@ class Replica(ABC):
         self.log_t, self.log_wait, self.log_run = array("d"), array("q"), array("q")
         # busy log: one row per event-advanced window of iterations
         self.busy_start, self.busy_end, self.busy_kv, self.busy_tokens = array("d"), array("d"), array("d"), array("d")
-        self.busy_steps: list[Any] = []   # per row: its iterations (see record_busy), None: the row is one
+        # what each busy row ran (see record_busy): 0 one iteration, 1 a fast-forward window (its
+        # parameters in _win, 8 numbers; only the newest can still be cut short), 2 an array of step ends
+        self.busy_kind = array("b")
+        self._win = (array("d"), array("q"), array("q"), array("q"), array("q"), array("q"))  # t0 s, A, C, c0, n, k
+        self._open_win: Any = None
+        self._step_ends: list[np.ndarray] = []
         self.proc: simpy.Process | None = self.start()
 
     # ---- queue ---------------------------------------------------------------------------------
@@ -236,34 +264,63 @@ class Replica(ABC):
 
     def record_busy(self, start: float, end: float, kv_used: float, tokens: float, steps: Any = None) -> None:
         """A window of work from ``start`` to ``end``. ``steps``: its iterations, when it is more than
-        one — an object with ``t0``, ``k`` and ``end(j)`` (fs, as :class:`.engines.fastforward.Window`;
-        read when the result is built, so a window cut short counts the steps it ran), or an array of
-        the iterations' end times in seconds; None: the window is one iteration."""
+        one — a fast-forward window (:class:`.engines.fastforward.Window`: ``t0``, ``A``, ``C``, ``c0``,
+        ``n``, ``k`` in fs; read when the result is built, so a window cut short counts the steps it
+        ran), or an array of the iterations' end times in seconds; None: the window is one iteration."""
         self.busy_start.append(start)
         self.busy_end.append(end)
         self.busy_kv.append(kv_used)
         self.busy_tokens.append(tokens)
-        self.busy_steps.append(steps)
+        self._close_window()
+        if steps is None:
+            self.busy_kind.append(0)
+        elif isinstance(steps, np.ndarray):
+            self.busy_kind.append(2)
+            self._step_ends.append(steps)
+        else:
+            self.busy_kind.append(1)
+            t0, A, C, c0, n, k = self._win
+            t0.append(steps.t0 / FS_PER_S)
+            A.append(steps.A)
+            C.append(steps.C)
+            c0.append(steps.c0)
+            n.append(steps.n)
+            k.append(steps.k)
+            self._open_win = steps
 
-    def iterations(self) -> tuple[np.ndarray, np.ndarray]:
-        """(end time, duration) of every iteration run, in order, seconds. A window's durations are
-        exact differences of its integer clock, the same with or without fast-forward."""
-        ends: list[np.ndarray] = []
-        durs: list[np.ndarray] = []
-        for i, steps in enumerate(self.busy_steps):
-            if steps is None:
-                ends.append(np.array([self.busy_end[i]]))
-                durs.append(np.array([self.busy_end[i] - self.busy_start[i]]))
-            elif isinstance(steps, np.ndarray):
-                ends.append(steps)
-                durs.append(np.diff(steps, prepend=self.busy_start[i]))
+    def _close_window(self) -> None:
+        """The newest window's steps are final (it may have been cut short since it was recorded)."""
+        if self._open_win is not None:
+            self._win[5][-1] = self._open_win.k
+            self._open_win = None
+
+    def segments(self) -> Segments:
+        """Every iteration run, in order, as runs of steps (read once the run is over): a fast-forward
+        window is one run (exact integers, the same with or without fast-forward), any other row one
+        run per iteration (durations rounded to the fs)."""
+        self._close_window()
+        t0 = np.array(self._win[0], dtype=np.float64)
+        A, C, c0, n, k = (np.array(a, dtype=np.int64) for a in self._win[1:])
+        kinds = np.array(self.busy_kind, dtype=np.int8)
+        if (kinds == 1).all():
+            return Segments(t0, A, C, c0, n, k)
+        parts: list[tuple[np.ndarray, ...]] = []
+        w = s = 0
+        for i, kind in enumerate(kinds.tolist()):
+            if kind == 1:
+                parts.append((t0[w:w + 1], A[w:w + 1], C[w:w + 1], c0[w:w + 1], n[w:w + 1], k[w:w + 1]))
+                w += 1
+                continue
+            if kind == 2:
+                ends = self._step_ends[s]
+                s += 1
             else:
-                off = _window_offsets(steps)
-                ends.append(steps.t0 / FS_PER_S + off / FS_PER_S)
-                durs.append(np.diff(off, prepend=0) / FS_PER_S)
-        if not ends:
-            return np.zeros(0), np.zeros(0)
-        return np.concatenate(ends), np.concatenate(durs)
+                ends = np.array([self.busy_end[i]])
+            starts = np.concatenate(([self.busy_start[i]], ends[:-1]))
+            zero = np.zeros(len(ends), dtype=np.int64)
+            parts.append((starts, to_fs(ends - starts), zero, zero, zero, np.ones(len(ends), dtype=np.int64)))
+        cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+        return Segments(cols[0].astype(np.float64), *(c.astype(np.int64) for c in cols[1:]))
 
     @property
     def kv_capacity_tokens(self) -> int:

@@ -26,10 +26,9 @@ from .frames import (
     scaling_frame,
     time_bins,
     timeseries,
-    token_gaps,
 )
 from .outcome import ServingResult
-from .replica import DONE, FAILED, REJECT_REASONS, REJECTED, Ledger
+from .replica import DONE, FAILED, FS_PER_S, REJECT_REASONS, REJECTED, Ledger
 from .summary import (
     ClassSummary,
     Percentiles,
@@ -41,6 +40,7 @@ from .summary import (
     rounded,
     rounded_or_none,
 )
+from .tokens import token_gaps
 
 SLO_COLUMN = {"ttft_p99_s": "ttft_s", "tpot_p99_s": "tpot_s", "e2e_p99_s": "e2e_s"}   # bound → request column
 
@@ -233,8 +233,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative else None
     frame["max_itl_s"] = np.nan
     if gaps is not None:
-        itl = Percentiles.of_counts(gaps[0], gaps[1])
-        frame["max_itl_s"] = gaps[2]
+        itl = Percentiles.of_progressions(gaps.a, gaps.d, gaps.k, gaps.w, unit=1 / FS_PER_S)
+        frame["max_itl_s"] = gaps.largest
     slo_met = None
     if bounds:
         within = all((p99 := lat[SLO_COLUMN[key]].p99) is not None and p99 <= b for key, b in bounds.items())

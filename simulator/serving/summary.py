@@ -49,21 +49,55 @@ class Percentiles:
         return cls(rounded(p50), rounded(p90), rounded(p99), rounded(float(np.mean(x))))
 
     @classmethod
-    def of_counts(cls, values: np.ndarray, counts: np.ndarray) -> Percentiles:
-        """The percentiles of ``values`` each repeated ``counts`` times, as :meth:`of` gives them for
-        ``np.repeat(values, counts)`` (linear interpolation between order statistics), without the repeat."""
-        keep = counts > 0
-        v, c = np.asarray(values, dtype=float)[keep], np.asarray(counts, dtype=np.int64)[keep]
-        total = int(c.sum())
+    def of_progressions(cls, a: np.ndarray, d: np.ndarray, k: np.ndarray, w: np.ndarray,
+                        unit: float = 1.0) -> Percentiles:
+        """The percentiles :meth:`of` gives for the integer values ``a[i] + d[i]·(j−1)`` (j = 1..k[i],
+        ``d ≥ 0``) each repeated ``w[i]`` times, scaled by ``unit`` — without expanding them.
+
+        Each order statistic is the smallest ``x`` with ``count(x) = Σ w·#(values ≤ x)`` above its
+        rank, found by bisection on ``x``. Bounds first narrow it: progressions wholly at or below
+        ``x`` give a lower bound on the count, those starting at or below it an upper one, so only
+        the progressions straddling the answer's bracket are counted in the bisection."""
+        a, d, k, w = (np.asarray(v, dtype=np.int64) for v in (a, d, k, w))
+        keep = (w > 0) & (k > 0)
+        a, d, k, w = a[keep], d[keep], k[keep], w[keep]
+        wk = w * k
+        total = int(wk.sum())
         if total == 0:
             return cls(None, None, None, None)
-        order = np.argsort(v, kind="stable")
-        v, cum = v[order], np.cumsum(c[order])
-        pos = np.array([0.50, 0.90, 0.99]) * (total - 1)
-        lo, hi = np.floor(pos).astype(np.int64), np.ceil(pos).astype(np.int64)
-        a, b = v[np.searchsorted(cum, lo, side="right")], v[np.searchsorted(cum, hi, side="right")]
-        p50, p90, p99 = a + (b - a) * (pos - lo)
-        return cls(rounded(p50), rounded(p90), rounded(p99), rounded(float(np.dot(v, c[order]) / total)))
+        b = a + d * (k - 1)
+        by_a, by_b = np.argsort(a, kind="stable"), np.argsort(b, kind="stable")
+        a_sorted, cum_a = a[by_a], np.cumsum(wk[by_a])
+        b_sorted, cum_b = b[by_b], np.cumsum(wk[by_b])
+
+        def order_statistic(rank: int) -> int:       # the (rank+1)-th smallest repeated value
+            lo = int(a_sorted[np.searchsorted(cum_a, rank, side="right")])   # count(lo - 1) <= rank
+            hi = int(b_sorted[np.searchsorted(cum_b, rank, side="right")])   # count(hi) > rank
+            below = int(cum_b[np.searchsorted(b_sorted, lo, side="left") - 1]) if b_sorted[0] < lo else 0
+            near = (a <= hi) & (b >= lo)
+            na, nd, nk, nw = a[near], d[near], k[near], w[near]
+            flat = nd == 0
+            nd1 = np.where(flat, 1, nd)
+            lo -= 1
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                inside = np.where(flat, (na <= mid) * nk, np.clip((mid - na) // nd1 + 1, 0, nk))
+                if below + int((nw * inside).sum()) > rank:
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+
+        out = []
+        for q in (0.50, 0.90, 0.99):
+            pos = q * (total - 1)
+            lo = int(np.floor(pos))
+            x = order_statistic(lo)
+            y = order_statistic(lo + 1) if pos > lo else x
+            out.append((x + (y - x) * (pos - lo)) * unit)
+        sums = wk.astype(np.float64) * a + w.astype(np.float64) * d * (k * (k - 1) / 2)
+        mean = float(sums.sum()) / total * unit
+        return cls(rounded(out[0]), rounded(out[1]), rounded(out[2]), rounded(mean))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
