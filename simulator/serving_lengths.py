@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .scenario import Empirical, Exponential, Fixed, LengthDist, LogNormal, Uniform
+from .scenario import Empirical, Exponential, Fixed, LengthDist, LogNormal, Normal, Uniform
 
 
 def mean_length(d: LengthDist) -> float:
@@ -15,6 +15,14 @@ def mean_length(d: LengthDist) -> float:
         return (d.low + d.high) / 2
     if isinstance(d, LogNormal | Exponential):
         return d.mean
+    if isinstance(d, Normal):
+        if d.stddev == 0:
+            return float(math.ceil(d.mean))
+        # the normal above 0 (a truncated normal's mean), then rounded up: + 1/2 on average
+        alpha = -d.mean / d.stddev
+        tail = 0.5 * math.erfc(alpha / math.sqrt(2))                  # P(X > 0)
+        pdf = math.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi)
+        return d.mean + d.stddev * pdf / tail + 0.5
     if isinstance(d, Empirical):
         import pandas as pd
 

@@ -16,6 +16,7 @@ from simulator.serving.engines import scheduler as scheduler_module
 from simulator.serving.simulate import build_replica_model
 from simulator.serving.summary import Percentiles
 from simulator.serving.workload import draw_lengths, generate
+from simulator.serving_lengths import mean_length
 
 
 def fixed_service(arrival: dict, seconds: float = 1.0) -> dict:
@@ -106,6 +107,9 @@ def test_normal_lengths_follow_aiperf_mean_and_stddev() -> None:
     assert draw_lengths(Normal(dist="normal", mean=255.2), 3, rng).tolist() == [256, 256, 256]
     wide = draw_lengths(Normal(dist="normal", mean=2, stddev=5), 10_000, rng)
     assert wide.min() >= 1                                            # draws at or below 0 are drawn again
+    assert wide.mean() == pytest.approx(mean_length(Normal(dist="normal", mean=2, stddev=5)), rel=0.02)
+    assert mean_length(Normal(dist="normal", mean=256, stddev=25.6)) == pytest.approx(256.5)
+    assert mean_length(Normal(dist="normal", mean=255.2)) == 256
 
 
 def test_a_warmup_leaves_the_measured_requests_draws_as_they_were() -> None:
