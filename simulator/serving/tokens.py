@@ -79,6 +79,7 @@ def _replica_gaps(ledger: Ledger, seg: Segments, rs: np.ndarray,
     stalled = [r for r in rs.tolist() if r in ledger.stalls]
     stall_gaps: list[float] = []
     spans: dict[int, list[tuple[int, int]]] = {}
+    row = {r: i for i, r in enumerate(rs.tolist())} if stalled else {}
     for r in stalled:
         pairs = np.array(ledger.stalls[r], dtype=float)
         sa, sb = _step_index(seg, first, pairs[:, 0]), _step_index(seg, first, pairs[:, 1])
@@ -87,7 +88,7 @@ def _replica_gaps(ledger: Ledger, seg: Segments, rs: np.ndarray,
         pos += [sa + 1, sb + 1]
         delta += [-np.ones(len(sa), np.int64), np.ones(len(sb), np.int64)]
         stall_gaps += (pairs[:, 1] - pairs[:, 0]).tolist()
-        i = int(np.flatnonzero(rs == r)[0])
+        i = row[r]
         cuts = [int(i0[i]), *[v for x, y in zip(sa.tolist(), sb.tolist(), strict=True) for v in (x, y)], int(i1[i])]
         spans[r] = [(cuts[j] + 1, cuts[j + 1] + 1) for j in range(0, len(cuts), 2)]   # decoding, as step ranges
     p, dl = np.concatenate(pos), np.concatenate(delta)
