@@ -158,6 +158,10 @@ def test_too_long_requests_are_rejected_not_dropped() -> None:
     ("harness", doc(**{"workload.arrival": {"process": "closed_loop", "concurrency": 16, "requests": 200,
                                             "warmup_requests": 32, "start": "stationary", "think_time_s": 0.05},
                        "workload.output_tokens": {"dist": "normal", "mean": 200, "stddev": 40}})),
+    ("harness_sglang", {**tight_kv(), "replica": {**tight_kv()["replica"], "engine": "sglang"},
+                        "workload": {**tight_kv()["workload"],
+                                     "arrival": {"process": "closed_loop", "concurrency": 32, "requests": 300,
+                                                 "warmup_requests": 32, "start": "stationary"}}}),
 ])
 def test_fast_forward_gives_identical_per_request_results(name: str, d: dict) -> None:
     fast, slow = run(d), run(d, fast_forward=False)

@@ -55,6 +55,8 @@ class Segments:
     c0: np.ndarray
     n: np.ndarray
     k: np.ndarray
+    decodes: np.ndarray
+    """per run: whether sequences decoding then gain a token in each of its steps (False: it pauses them)"""
 
     def offset(self, s: np.ndarray, j: np.ndarray) -> np.ndarray:
         """End of step ``j`` of run ``s`` after the run's start, fs."""
@@ -170,6 +172,7 @@ class Replica(ABC):
         # what each busy row ran (see record_busy): 0 one iteration, 1 a fast-forward window (its
         # parameters in _win, 8 numbers; only the newest can still be cut short), 2 an array of step ends
         self.busy_kind = array("b")
+        self.busy_pause = array("b")      # 1: a sequence decoding then gained no token (a prefill-only iteration)
         self._win = (array("d"), array("q"), array("q"), array("q"), array("q"), array("q"))  # t0 s, A, C, c0, n, k
         self._open_win: Any = None
         self._step_ends: list[np.ndarray] = []
@@ -262,16 +265,20 @@ class Replica(ABC):
     def start(self) -> simpy.Process | None:
         """Begin serving: the batcher runs a simpy process, the continuous engine timeout callbacks."""
 
-    def record_busy(self, start: float, end: float, kv_used: float, tokens: float, steps: Any = None) -> None:
+    def record_busy(self, start: float, end: float, kv_used: float, tokens: float, steps: Any = None,
+                    decodes: bool = True) -> None:
         """A window of work from ``start`` to ``end``. ``steps``: its iterations, when it is more than
         one — a fast-forward window (:class:`.engines.fastforward.Window`: ``t0``, ``A``, ``C``, ``c0``,
         ``n``, ``k`` in fs; read when the result is built, so a window cut short counts the steps it
-        ran), or an array of the iterations' end times in seconds; None: the window is one iteration."""
+        ran), or an array of the iterations' end times in seconds; None: the window is one iteration.
+        ``decodes``: whether the sequences decoding then gain a token in each iteration (False: a
+        prefill-only iteration, which pauses them; prompts it completes still sample theirs)."""
         self.busy_start.append(start)
         self.busy_end.append(end)
         self.busy_kv.append(kv_used)
         self.busy_tokens.append(tokens)
         self._close_window()
+        self.busy_pause.append(0 if decodes else 1)
         if steps is None:
             self.busy_kind.append(0)
         elif isinstance(steps, np.ndarray):
@@ -302,13 +309,15 @@ class Replica(ABC):
         t0 = np.array(self._win[0], dtype=np.float64)
         A, C, c0, n, k = (np.array(a, dtype=np.int64) for a in self._win[1:])
         kinds = np.array(self.busy_kind, dtype=np.int8)
+        decodes = np.array(self.busy_pause, dtype=np.int8) == 0
         if (kinds == 1).all():
-            return Segments(t0, A, C, c0, n, k)
+            return Segments(t0, A, C, c0, n, k, decodes)
         parts: list[tuple[np.ndarray, ...]] = []
         w = s = 0
         for i, kind in enumerate(kinds.tolist()):
             if kind == 1:
-                parts.append((t0[w:w + 1], A[w:w + 1], C[w:w + 1], c0[w:w + 1], n[w:w + 1], k[w:w + 1]))
+                parts.append((t0[w:w + 1], A[w:w + 1], C[w:w + 1], c0[w:w + 1], n[w:w + 1], k[w:w + 1],
+                              decodes[i:i + 1]))
                 w += 1
                 continue
             if kind == 2:
@@ -318,9 +327,11 @@ class Replica(ABC):
                 ends = np.array([self.busy_end[i]])
             starts = np.concatenate(([self.busy_start[i]], ends[:-1]))
             zero = np.zeros(len(ends), dtype=np.int64)
-            parts.append((starts, to_fs(ends - starts), zero, zero, zero, np.ones(len(ends), dtype=np.int64)))
+            parts.append((starts, to_fs(ends - starts), zero, zero, zero, np.ones(len(ends), dtype=np.int64),
+                          np.full(len(ends), bool(decodes[i]))))
         cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
-        return Segments(cols[0].astype(np.float64), *(c.astype(np.int64) for c in cols[1:]))
+        A, C, c0, n, k = (c.astype(np.int64) for c in cols[1:6])
+        return Segments(cols[0].astype(np.float64), A, C, c0, n, k, cols[6].astype(bool))
 
     @property
     def kv_capacity_tokens(self) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .replica import FS_PER_S, Ledger, Replica, Segments, to_fs
+from .replica import FS_PER_S, Ledger, Replica, Segments
 
 STEP_MATCH_S = 1e-9   # a token time and its iteration's end agree to float rounding (iterations last µs or more)
 
@@ -65,64 +65,138 @@ def token_gaps(ledger: Ledger, replicas: Sequence[Replica], which: np.ndarray) -
 
 def _replica_gaps(ledger: Ledger, seg: Segments, rs: np.ndarray,
                   largest: np.ndarray) -> tuple[np.ndarray, ...] | None:
-    """One replica's pieces (a, d, k, w) for its requests ``rs``; fills ``largest[rs]``."""
+    """One replica's pieces (a, d, k, w) for its requests ``rs``; fills ``largest[rs]``.
+
+    A decode step ``j`` (one where decoding sequences gain a token) gives every sequence decoding
+    through it the gap ``G_j`` from the previous decode step: its duration, plus the prefill-only
+    iterations just before it (they pause decoding). A request's own token events — its first token,
+    a token after a preemption — may fall on a prefill-only iteration ``e``; its next gap then runs
+    from ``e`` to the next decode step, and is counted on its own, like the stall of a preemption
+    (from its last token before to the token its recomputed prefill samples)."""
     if len(seg.k) == 0:
         return None
     first = np.cumsum(seg.k) - seg.k                      # global index of each run's first step
     total = int(seg.k.sum())
+    run_total = seg.offset(np.arange(len(seg.k)), seg.k)  # each run's duration, fs
+    dec_runs = np.flatnonzero(seg.decodes)
+    d_first, d_last = first[dec_runs], first[dec_runs] + seg.k[dec_runs] - 1
+
+    def is_decode(x: np.ndarray) -> np.ndarray:
+        return seg.decodes[np.searchsorted(first, x, side="right") - 1]
+
+    def next_decode(x: np.ndarray) -> np.ndarray:     # the first decode step after x (total if none)
+        i = np.searchsorted(d_last, x + 1)
+        return np.where(i < len(d_first), np.maximum(d_first[np.minimum(i, len(d_first) - 1)], x + 1), total)
+
+    def last_decode(x: int) -> int:                    # the last decode step at or before x (-1 if none)
+        i = int(np.searchsorted(d_first, x, side="right")) - 1
+        return min(int(d_last[i]), x) if i >= 0 else -1
+
+    busy = np.concatenate(([0], np.cumsum(run_total)[:-1]))   # busy fs before each run (wraps past 2^63 fs)
+
+    def end_fs(x: np.ndarray) -> np.ndarray:
+        """Busy fs up to the end of step x: differences are exact (modulo 2^64) between steps the replica
+        ran back to back, which a request's own gaps always span (it is in the replica meanwhile)."""
+        r = np.searchsorted(first, x, side="right") - 1
+        return busy[r] + seg.offset(r, x - first[r] + 1)
+
     i0, i1 = _step_index(seg, first, ledger.first_token[rs]), _step_index(seg, first, ledger.done[rs])
     if i0 is None or i1 is None:
         return None
-    # where the number of requests decoding through a step changes: +1 after a first token, -1 after
-    # the last; a stall takes a request out from after its last token to its resumed token
-    pos, delta = [i0 + 1, i1 + 1], [np.ones(len(rs), np.int64), -np.ones(len(rs), np.int64)]
-    stalled = [r for r in rs.tolist() if r in ledger.stalls]
-    stall_gaps: list[float] = []
-    spans: dict[int, list[tuple[int, int]]] = {}
-    row = {r: i for i, r in enumerate(rs.tolist())} if stalled else {}
-    for r in stalled:
+    # coverage: +1 from the first decode step a request's gap is G_j, -1 after its last token
+    pos: list[np.ndarray] = []
+    delta: list[np.ndarray] = []
+    own: list[int] = []                               # gaps counted on their own (from a pause, stalls), fs
+    own_of: dict[int, list[int]] = {}
+    ranges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []   # (request, from, to) step ranges covered
+    stalled = np.array([r in ledger.stalls for r in rs.tolist()], dtype=bool)
+    plain = np.flatnonzero(~stalled)
+    e, stop = i0[plain], i1[plain]
+    paused = ~is_decode(e)
+    start = e + 1
+    if paused.any():                                  # first token on a prefill-only iteration
+        j1 = next_decode(e[paused])
+        if (j1 > stop[paused]).any():
+            return None
+        gaps = end_fs(j1) - end_fs(e[paused])
+        own += gaps.tolist()
+        for r, g in zip(rs[plain[paused]].tolist(), gaps.tolist(), strict=True):
+            own_of.setdefault(r, []).append(g)
+        start = start.copy()
+        start[paused] = j1 + 1
+    pos += [start, stop + 1]
+    delta += [np.ones(len(start), np.int64), -np.ones(len(stop), np.int64)]
+    ranges.append((rs[plain], start, stop + 1))
+    for i in np.flatnonzero(stalled).tolist():
+        r = int(rs[i])
         pairs = np.array(ledger.stalls[r], dtype=float)
         sa, sb = _step_index(seg, first, pairs[:, 0]), _step_index(seg, first, pairs[:, 1])
         if sa is None or sb is None:
             return None
-        pos += [sa + 1, sb + 1]
-        delta += [-np.ones(len(sa), np.int64), np.ones(len(sb), np.int64)]
-        stall_gaps += (pairs[:, 1] - pairs[:, 0]).tolist()
-        i = row[r]
-        cuts = [int(i0[i]), *[v for x, y in zip(sa.tolist(), sb.tolist(), strict=True) for v in (x, y)], int(i1[i])]
-        spans[r] = [(cuts[j] + 1, cuts[j + 1] + 1) for j in range(0, len(cuts), 2)]   # decoding, as step ranges
+        # its token events (first token, then each resumed token) and the step each stretch ends at
+        events = [int(i0[i]), *sb.tolist()]
+        stretch_ends = [*sa.tolist(), int(i1[i])]
+        for q, (ev, end) in enumerate(zip(events, stretch_ends, strict=True)):
+            lo = ev + 1
+            if not is_decode(np.array([ev]))[0]:
+                nd = int(next_decode(np.array([ev]))[0])
+                lo = nd + 1
+                if nd <= end:
+                    g = int((end_fs(np.array([nd])) - end_fs(np.array([ev])))[0])
+                    own.append(g)
+                    own_of.setdefault(r, []).append(g)
+            if lo <= end:
+                pos.append(np.array([lo]))
+                pos.append(np.array([end + 1]))
+                delta += [np.ones(1, np.int64), -np.ones(1, np.int64)]
+                ranges.append((np.array([r]), np.array([lo]), np.array([end + 1])))
+            if q < len(events) - 1:                   # a stall: from its last token to its resumed one
+                ld = last_decode(end)
+                g = int((end_fs(np.array([events[q + 1]])) - end_fs(np.array([ld if ld > ev else ev])))[0])
+                own.append(g)
+                own_of.setdefault(r, []).append(g)
     p, dl = np.concatenate(pos), np.concatenate(delta)
     order = np.argsort(p, kind="stable")
     p, dl = p[order], np.cumsum(dl[order])
+    # a decode run after prefill-only iterations: its first step's gap holds them, a piece of its own
+    pause_fs = np.cumsum(np.where(seg.decodes, 0, run_total))
+    prev = np.searchsorted(dec_runs, dec_runs, side="left") - 1
+    before = np.where(prev >= 0, pause_fs[dec_runs] - pause_fs[dec_runs[np.maximum(prev, 0)]], 0)
+    extra = np.zeros(len(seg.k), dtype=np.int64)
+    extra[dec_runs] = before
+    split = first[(extra > 0) & (seg.k > 1)] + 1
     # pieces: runs cut at every change point; each piece's weight is the count just after its start
-    starts = np.unique(np.concatenate([first, p[p < total]]))
-    ends = np.append(starts[1:], total)
+    starts = np.unique(np.concatenate([first, p[p < total], split]))
+    stops = np.append(starts[1:], total)
     s = np.searchsorted(first, starts, side="right") - 1
     at = np.searchsorted(p, starts, side="right") - 1
     w = np.where(at >= 0, dl[np.maximum(at, 0)], 0)
-    k = ends - starts
+    if (w < 0).any():
+        return None
+    w = np.where(seg.decodes[s], w, 0)                # prefill-only steps give decoding sequences no token
+    k = stops - starts
     step = seg.step()[s]
-    a = seg.first()[s] + step * (starts - first[s])
+    offset = starts - first[s]
+    a = seg.first()[s] + step * offset + np.where(offset == 0, extra[s], 0)
     tokens = int((ledger.reqs.output[rs] - 1).sum())
-    if (w < 0).any() or int((w * k).sum()) + len(stall_gaps) != tokens:
+    if int((w * k).sum()) + len(own) != tokens:
         return None                       # the log is not one iteration per token
     top = a + step * (k - 1)              # each piece's largest gap
-    plain = ~np.isin(rs, stalled)
-    lo, hi = np.searchsorted(starts, i0[plain] + 1), np.searchsorted(starts, i1[plain] + 1)   # change points: piece starts
-    if len(lo):
-        bounds = np.empty(2 * len(lo), dtype=np.int64)
-        bounds[0::2], bounds[1::2] = lo, hi
-        largest[rs[plain]] = np.maximum.reduceat(np.append(top, 0), bounds)[0::2] / FS_PER_S
-    for r in stalled:
-        best = max(b - a_ for a_, b in ledger.stalls[r])
-        for x, y in spans[r]:
-            if y > x:
-                best = max(best, float(top[np.searchsorted(starts, x):np.searchsorted(starts, y)].max()) / FS_PER_S)
-        largest[r] = best
+    top = np.where(seg.decodes[s], top, 0)
+    for who, lo, hi in ranges:            # largest gap: the pieces it decoded through, then its own gaps
+        a_, b_ = np.searchsorted(starts, lo), np.searchsorted(starts, hi)
+        ok = b_ > a_
+        bounds = np.empty(2 * int(ok.sum()), dtype=np.int64)
+        bounds[0::2], bounds[1::2] = a_[ok], b_[ok]
+        if len(bounds):
+            got = np.maximum.reduceat(np.append(top, 0), bounds)[0::2] / FS_PER_S
+            largest[who[ok]] = np.fmax(largest[who[ok]], got)
+    for r, gs in own_of.items():
+        largest[r] = np.fmax(largest[r], max(gs) / FS_PER_S)
     keep = w > 0
-    ones = np.ones(len(stall_gaps), dtype=np.int64)
-    return (np.concatenate([a[keep], to_fs(np.array(stall_gaps))]),
-            np.concatenate([step[keep], np.zeros(len(stall_gaps), np.int64)]),
+    ones = np.ones(len(own), dtype=np.int64)
+    return (np.concatenate([a[keep], np.array(own, dtype=np.int64)]),
+            np.concatenate([step[keep], np.zeros(len(own), np.int64)]),
             np.concatenate([k[keep], ones]), np.concatenate([w[keep], ones]))
 
 

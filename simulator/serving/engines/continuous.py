@@ -204,7 +204,7 @@ class ContinuousEngine(Replica):
         d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
                                            decode_ctx=self.decode.ctx_sum + n if n else 0))
         self.win = win = Window(t0_fs, d, 0, 0, 0, 1)
-        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens, steps=win)
+        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens, steps=win, decodes=n > 0)
         self._k = 1 if n else 0
         return win
 

@@ -253,6 +253,7 @@ class PrefillFirstScheduler(Scheduler):
         kv.free += held
         self.preempted = True
         led.generated[r] = led.output[r] - (s.finish_step - self.decode.step)
+        led.preempted(r, t)                           # its tokens stall until it is prefilled again
         led.preemptions[r] += 1
         rep.running -= 1
         rep.push(r)
