@@ -16,7 +16,11 @@ allows. The engine is built with keyword arguments ``env, index, ledger, perf, c
 fast_forward``; it implements ``start`` (begin serving: a simpy process or callbacks) and
 ``on_arrival_while_busy``, takes requests from ``waiting``, and reports through the ledger
 (``first_sched``, ``first_token``, ``generated``), :meth:`~..replica.Replica.finished`,
-``record_busy`` and ``log`` (``tests/test_engine_plugin.py`` is a complete example).
+``record_busy`` and ``log`` (``tests/test_engine_plugin.py`` is a complete example). A row of
+``record_busy`` is one iteration unless it passes its iterations (``steps=``) and whether they give
+decoding sequences a token (``decodes=``); the streamed-token gaps (ITL) are read from them, and the
+ledger's ``preempted``/``resumed`` mark a sequence that stops decoding and comes back
+(:mod:`..tokens`); an engine whose log does not give one iteration per token reports no ITL.
 
 Before simulating, :meth:`ReplicaConfig.resolved` fills every engine key the scenario left unset
 from the engine preset of ``replica.engine`` / ``replica.engine_version`` (:mod:`.presets`),
