@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .catalog import get_model
+from .costmodel.fusion import engine_fusion
 from .costmodel.layout import Layout
 from .costmodel.transformer import decode_step_ops, layer_ops, prefill_ops
 from .hardware import HardwareProfile, get_profile
@@ -65,11 +66,13 @@ def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[di
         except InfeasibleError:        # no KV cache fits: the bound the engine would start from
             batch = (sc.replica.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision)
                      .max_num_seqs or 2048) if sc.replica.iteration_level else sc.replica.max_sequences(hw.memory_gib)
+        fusion = engine_fusion(sc.replica.engine)
         for spec in kinds:
-            add("prefill", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision), spec)
+            add("prefill", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision,
+                                       fusion=fusion), spec)
         for spec in kinds:
             add("decode", decode_step_ops(spec, hw, tp=sc.replica.tp, batch=batch, kv_tokens=batch * prompt,
-                                          precision=sc.precision), spec)
+                                          precision=sc.precision, fusion=fusion), spec)
         return rows
     from .training.layout import resolve_layout
 

@@ -101,3 +101,29 @@ def test_sequence_parallel_backward_regathers_column_parallel_inputs():
     assert sum(o.time for o in bwd) == pytest.approx(6 * ag)
     plain = layer_ops(m, hw, Layout(tp=8, recompute="full", flash_attention=False), 1, 2048)
     assert sum(o.kind == "tp_comm" for o in plain.bwd) == 2
+
+
+def test_inference_allreduce_without_tables_is_the_engines_peer_kernel():
+    # spec-sheet H100: NVLink 450 GB/s per direction, NCCL busbw 370 GB/s, 6 us ring steps
+    hw = get_profile("h100-sxm").spec_only()
+    S = 1 << 20
+    one_shot = 3e-6 + 7 * S / 450e9            # 19.3 us
+    two_shot = 6e-6 + 2 * 7 / 8 * S / 450e9    # 10.1 us
+    ring = 2 * 7 / 8 * S / 370e9 + 14 * 6e-6   # 89.0 us
+    assert two_shot < one_shot < ring
+    assert collective_time(hw, "all_reduce", S, Group(8, 8), tokens=64) == pytest.approx(two_shot)
+    # a decode step's tiny buffer at TP2: one barrier and the peer's 16 KiB
+    assert collective_time(hw, "all_reduce", 16384, Group(2, 8), tokens=1) == pytest.approx(3e-6 + 16384 / 450e9)
+    # training (no iteration size) keeps NCCL's ring; so do buffers above vLLM's 8 MiB custom-AR limit
+    assert collective_time(hw, "all_reduce", S, Group(8, 8)) == pytest.approx(ring)
+    big = 16 << 20
+    assert collective_time(hw, "all_reduce", big, Group(8, 8), tokens=1024) == pytest.approx(
+        2 * 7 / 8 * big / 370e9 + 14 * 6e-6)
+
+
+def test_inference_allreduce_over_pcie_is_the_ring():
+    hw = get_profile("l4").spec_only()      # PCIe cards: no peer-memory kernel
+    S = 1 << 20
+    link = hw.intra_node
+    ring = 2 * 3 / 4 * S / (link.busbw_gb_s * 1e9) + 6 * link.step_latency_us * 1e-6
+    assert collective_time(hw, "all_reduce", S, Group(4, 8), tokens=64) == pytest.approx(ring)

@@ -84,6 +84,18 @@ def test_a_prompt_arriving_mid_decode_pauses_decoding_under_prefill_first(tmp_pa
     assert pfirst.tpot_s[0] > first.tpot_s[0]       # ...and the running request's tokens slower
     assert first.tpot_s[0] == pytest.approx((df_a_done - T1) / 5, rel=1e-9)
     assert pfirst.tpot_s[0] == pytest.approx((pf_a_done - T1) / 5, rel=1e-9)
+    # SGLang's --enable-mixed-chunk: A decodes inside B's prefill batch (budget 8192 - 1 running), so
+    # the timeline is decode-first's: the mixed iteration M, then the same decode steps
+    mixed = run(doc({**replica, "schedule_order": "prefill_first", "mixed_chunk": True}, wl)).requests
+    assert mixed.ttft_s[1] == pytest.approx(T3 - t_b, rel=1e-9)
+    assert (mixed.e2e_s[1], mixed.e2e_s[0]) == (pytest.approx(df_b_done - t_b, rel=1e-9),
+                                                pytest.approx(df_a_done, rel=1e-9))
+
+
+def test_mixed_chunk_belongs_to_the_prefill_first_order() -> None:
+    d = doc({"engine": "vllm", "mixed_chunk": True}, {"arrival": {"process": "poisson", "rate_rps": 2, "requests": 5}})
+    with pytest.raises(CapsimError, match="mixed_chunk"):
+        run(d)
 
 
 # ---- SGLang's admission estimate --------------------------------------------------------------------------------
@@ -131,6 +143,9 @@ LOGNORMAL = {"prompt_tokens": {"dist": "lognormal", "mean": 900, "sigma": 0.8},
     ("sglang_closed_loop", doc({"engine": "sglang", "engine_version": "0.3"},
                                {"arrival": {"process": "closed_loop", "concurrency": 32, "requests": 300,
                                             "think_time_s": 0.2}, **LOGNORMAL})),
+    ("sglang_mixed_chunk", doc({"engine": "sglang", "mixed_chunk": True, "max_prefill_tokens": 3000,
+                                "kv_cache_fraction": 0.05},
+                               {"arrival": {"process": "closed_loop", "concurrency": 48, "requests": 300}, **LOGNORMAL})),
     ("sglang_long_prompts", doc({"engine": "sglang"}, {"arrival": {"process": "poisson", "rate_rps": 1, "requests": 40},
                                                        "prompt_tokens": {"dist": "uniform", "low": 9000, "high": 24000},
                                                        "output_tokens": {"dist": "fixed", "value": 200}})),

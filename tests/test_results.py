@@ -62,7 +62,7 @@ SERVING_KEYS = [
     "replica_layout.kv_cache_precision", "engine_settings",
     *(f"engine_settings.{k}" for k in ("engine", "engine_version", "preset", "max_num_seqs", "max_batched_tokens",
                                        "chunked_prefill", "scheduler_policy", "schedule_order", "kv_block_tokens",
-                                       "kv_cache_precision", "kv_memory", "prefix_caching", "max_prefill_tokens",
+                                       "kv_cache_precision", "kv_memory", "prefix_caching", "max_prefill_tokens", "mixed_chunk",
                                        "sources")),
     *(f"engine_settings.sources.{k}" for k in ("max_num_seqs", "max_batched_tokens", "chunked_prefill",
                                                "scheduler_policy", "schedule_order", "kv_block_tokens",

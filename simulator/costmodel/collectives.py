@@ -4,6 +4,14 @@ algorithms with per-step latency plus bytes over the measured bus bandwidth; hie
 
 Bus bandwidth is what ``nccl-tests`` reports: all-reduce moves ``2(n-1)/n·S`` bytes per GPU,
 all-gather and reduce-scatter ``(n-1)/n·S`` (S the full buffer size).
+
+Inference engines do not use NCCL for a tensor-parallel all-reduce inside an NVLink node: vLLM's
+custom all-reduce (csrc/custom_all_reduce.cuh, vllm/distributed/device_communicators/
+custom_all_reduce.py: buffers up to 8 MiB), TensorRT-LLM's one-shot/two-shot kernels and SGLang's
+copy of vLLM's read peers' buffers directly. Where no measured table covers the size, an inference
+all-reduce is the fastest of: one-shot (each GPU reads all ``n-1`` peers' full buffers and reduces
+locally: one barrier, ``(n-1)·S`` bytes in), two-shot (reduce-scatter then all-gather through peer
+memory: two barriers, ``2(n-1)/n·S`` bytes in) and the NCCL ring. Training collectives keep NCCL.
 """
 
 from __future__ import annotations
@@ -37,6 +45,26 @@ def _ring(link: Link, kind: str, n: int, nbytes: float) -> float:
     raise ValueError(f"unknown collective {kind!r}")
 
 
+# One barrier of a peer-memory all-reduce kernel: the smallest all-reduce TensorRT-LLM's and SGLang's
+# custom kernels measure on H100/H200 (hardware_profiles/measured/{h100-sxm,h200}, 2 ranks, 16 KiB:
+# 2.6-2.8 us; 3.5-3.7 us at 8 ranks).
+PEER_BARRIER_US = 3.0
+CUSTOM_AR_MAX_BYTES = 8 * 1024 * 1024   # vLLM custom_all_reduce.py max_size (8192 * 1024)
+
+
+def engine_all_reduce(link: Link, n: int, nbytes: float) -> float:
+    """An inference engine's all-reduce inside one NVLink node without a measured table (module
+    docstring): min(one-shot, two-shot, ring); the ring alone without peer links or above 8 MiB."""
+    ring = _ring(link, "all_reduce", n, nbytes)
+    peer = link.link.startswith(("nvlink", "infinity-fabric"))    # all GPUs of the node are peers
+    if n <= 1 or nbytes <= 0 or not peer or not link.link_gb_s_per_direction or nbytes > CUSTOM_AR_MAX_BYTES:
+        return ring
+    bw = link.link_gb_s_per_direction * 1e9
+    one_shot = PEER_BARRIER_US * 1e-6 + (n - 1) * nbytes / bw
+    two_shot = 2 * PEER_BARRIER_US * 1e-6 + 2 * (n - 1) / n * nbytes / bw
+    return min(one_shot, two_shot, ring)
+
+
 TABLE_OPS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
              "all_to_all": "alltoall"}
 
@@ -49,6 +77,8 @@ def _intra(hw: HardwareProfile, kind: str, n: int, nbytes: float, tokens: float 
         t = kb.collective(TABLE_OPS[kind], ranks=n, nbytes=nbytes, tokens=tokens)
         if t is not None:
             return t
+    if kind == "all_reduce" and tokens is not None:
+        return engine_all_reduce(hw.intra_node, n, nbytes)
     return _ring(hw.intra_node, kind, n, nbytes)
 
 

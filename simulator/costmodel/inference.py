@@ -34,6 +34,7 @@ from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
 from ..precision import get_format, kv_bytes, model_weight_bytes
 from .collectives import collective_time, p2p_time
+from .fusion import UNFUSED, Fusion
 from .layout import Layout
 from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
 
@@ -45,10 +46,13 @@ RUNTIME_RESERVE_GIB = 1.0
 
 
 def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
-                     precision: str) -> list[Op]:
+                     precision: str, fusion: Fusion = UNFUSED) -> list[Op]:
     """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
     core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
-    the shared experts (one TP-sharded MLP) of an MoE layer."""
+    the shared experts (one TP-sharded MLP) of an MoE layer. ``fusion``: the engine's fused kernels
+    (costmodel.fusion): with ``add_norm`` the layer's two residual adds are inside its two norms
+    (the second one's is the next layer's input norm, counted here), with ``allreduce_norm`` those
+    add-norms are inside the TP all-reduces."""
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
     t, h, p, T = tp, spec.hidden, precision, tokens
@@ -65,12 +69,24 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
                 memory_op(hw, prefix + "activation", T * (up + f) / t * ACT_BYTES),
                 gemm(hw, prefix + "fc2", T, h, f / t, p, bytes_per_element=wb)]
 
-    ops = [memory_op(hw, "norm1", 2 * act),
-           gemm(hw, "qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h, p, bytes_per_element=wb)]
-    if att.rope:
+    in_allreduce = fusion.allreduce_norm and t > 1
+
+    def add_norm(name: str) -> list[Op]:
+        if in_allreduce:
+            return []
+        if fusion.add_norm:           # read x and the residual, write the residual and the normed x
+            return [memory_op(hw, name.replace("norm", "add_norm"), 4 * act)]
+        return [memory_op(hw, "residual_add", 3 * act), memory_op(hw, name, 2 * act)]
+
+    def residual_add() -> list[Op]:   # the layer's last add, unless the next layer's norm holds it
+        return [] if fusion.add_norm or in_allreduce else [memory_op(hw, "residual_add", 3 * act)]
+
+    first = add_norm("norm1") if fusion.add_norm or in_allreduce else [memory_op(hw, "norm1", 2 * act)]
+    ops = [*first, gemm(hw, "qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h, p, bytes_per_element=wb)]
+    if att.rope and not fusion.rope_in_attention:
         ops.append(memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES))
     ops += [gemm(hw, "attn_out", T, h, att.q_dim / t, p, bytes_per_element=wb), *allreduce("tp_allreduce_attn"),
-            memory_op(hw, "residual_add", 3 * act), memory_op(hw, "norm2", 2 * act)]
+            *add_norm("norm2")]
     if not mlp.is_moe:
         ops += dense("", mlp.ffn_hidden)
     else:
@@ -90,7 +106,7 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
                     gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=touched, bytes_per_element=wb)]
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
-    ops += [*allreduce("tp_allreduce_mlp"), memory_op(hw, "residual_add", 3 * act)]
+    ops += [*allreduce("tp_allreduce_mlp"), *residual_add()]
     return ops
 
 
@@ -174,6 +190,7 @@ class InferenceModel:
     pp: int = 1
     precision: str = "bf16"
     kv_precision: str = "bf16"
+    fusion: Fusion = UNFUSED             # the engine's fused kernels (costmodel.fusion)
     _linear: dict[int, float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -215,7 +232,7 @@ class InferenceModel:
         v = self._linear.get(tokens)
         if v is None:
             layers = sum(n * sum(o.time for o in linear_layer_ops(spec, self.hw, tp=self.tp, tokens=tokens,
-                                                                  precision=self.precision))
+                                                                  precision=self.precision, fusion=self.fusion))
                          for spec, n in self.groups)
             emb = memory_bound_time(self.hw, 2 * tokens * self.model.hidden * ACT_BYTES)
             v = layers + emb + self._pp_hops(tokens)

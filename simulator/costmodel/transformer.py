@@ -15,6 +15,7 @@ from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
 from .collectives import collective_time
+from .fusion import UNFUSED, Fusion
 from .layout import Layout
 from .ops import Op, decode_attention, flash_attention, gemm, memory_op
 
@@ -211,13 +212,13 @@ def grouped_layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_
 # Attention is charged as the serving simulator charges it (full causal, also for sliding-window
 # layers; see costmodel.inference), so the table shows what the simulation spends.
 def prefill_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
-                precision: str) -> tuple[Op, ...]:
+                precision: str, fusion: Fusion = UNFUSED) -> tuple[Op, ...]:
     """One layer's inference forward over ``batch`` prompts of ``seq`` tokens (no dropout)."""
     from .inference import linear_layer_ops, measured_attention
 
     spec = as_layer(layer)
     att = spec.attention
-    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch * seq, precision=precision)
+    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch * seq, precision=precision, fusion=fusion)
     fit = measured_attention(hw, att.heads / tp, max(att.kv_heads / tp, 1), att.head_dim, "bf16").prefill
     flops = 4.0 * batch * att.heads / tp * seq * (seq + 1) / 2 * att.head_dim
     if fit is not None and att.causal:     # the serving simulator's line through the measured table
@@ -231,14 +232,14 @@ def prefill_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, b
 
 
 def decode_step_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, kv_tokens: float,
-                    precision: str, kv_bytes_per_element: float = 2.0) -> tuple[Op, ...]:
+                    precision: str, kv_bytes_per_element: float = 2.0, fusion: Fusion = UNFUSED) -> tuple[Op, ...]:
     """One layer of one decode step: ``batch`` sequences each adding one token, reading
     ``kv_tokens`` cached tokens in total. Weight GEMMs are skinny (m = batch): memory-bound."""
     from .inference import linear_layer_ops, measured_attention
 
     spec = as_layer(layer)
     att = spec.attention
-    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch, precision=precision)
+    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch, precision=precision, fusion=fusion)
     kv_read = kv_tokens * 2 * max(att.kv_heads / tp, 1) * att.head_dim * kv_bytes_per_element
     flops = 4.0 * kv_tokens * att.q_dim / tp
     fit = measured_attention(hw, att.heads / tp, max(att.kv_heads / tp, 1), att.head_dim,

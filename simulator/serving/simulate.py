@@ -16,6 +16,7 @@ import numpy as np
 import simpy
 
 from ..catalog import get_model
+from ..costmodel.fusion import engine_fusion
 from ..costmodel.inference import GIB, InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import HardwareProfile, get_profile
@@ -82,7 +83,8 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     settings = rc.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision, lengths=lengths)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
     kv_prec = settings.kv_cache_precision
-    perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec)
+    perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
+                          fusion=engine_fusion(rc.engine))
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:

@@ -76,6 +76,10 @@ class ContinuousBatching(ReplicaConfig):
     max_prefill_tokens: int | None = Field(default=None, ge=1, description=(
         "prefill_first only: prompt tokens of one prefill batch beyond its first request (SGLang max_prefill_tokens, "
         "default 16384; vLLM 0.6: max_batched_tokens). None (default): the preset's"))
+    mixed_chunk: bool | None = Field(default=None, description=(
+        "prefill_first only: the running requests decode one token inside each prefill batch, whose token budgets "
+        "shrink by that many (SGLang --enable-mixed-chunk: get_new_batch_prefill mix_with_running); when their "
+        "decode blocks are not free the batch runs alone. None (default): off, SGLang's default"))
 
     iteration_level: ClassVar[bool] = True
 
@@ -128,6 +132,10 @@ class ContinuousEngine(Replica):
             # under max_utilization a preempted request re-prefills prompt + generated tokens in one chunk
             return "prompt_exceeds_max_batched_tokens"
         return None
+
+    def decodes_now(self) -> bool:
+        """Whether the running sequences decode in this iteration's prefill batch."""
+        return self.decodes_with_prefill
 
     def kv_load(self, t: float) -> float:
         kv, win = self.kv, self.win
@@ -196,7 +204,7 @@ class ContinuousEngine(Replica):
     def _mixed_iteration(self) -> Window:
         """Prompt chunks and decode tokens in one forward: a window of one step."""
         chunks, kv = self.sched.chunks, self.kv
-        n = len(self.decode.seqs) if self.decodes_with_prefill else 0   # prefill-first pauses decoding
+        n = len(self.decode.seqs) if self.decodes_now() else 0   # prefill-first pauses decoding, unless mixed
         t0_fs = self.t_fs
         work = sum(q * (e.done + (q + 1) / 2) for e, q in chunks)
         tokens = n + sum(q for _, q in chunks)

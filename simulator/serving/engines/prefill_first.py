@@ -83,7 +83,8 @@ class PrefillFirstScheduler(Scheduler):
 
     def __init__(self, rep: Replica, kv: BlockAllocator, decode: DecodeBatch, *, max_num_seqs: int,
                  max_batched_tokens: int, chunked_prefill: bool, prefix_hit_rate: float,
-                 max_prefill_tokens: int | None, policy: str, ratio: NewTokenRatio | None) -> None:
+                 max_prefill_tokens: int | None, policy: str, ratio: NewTokenRatio | None,
+                 mixed_chunk: bool = False) -> None:
         super().__init__(rep, kv, decode, max_num_seqs=max_num_seqs, max_batched_tokens=max_batched_tokens,
                          chunked_prefill=chunked_prefill, prefix_hit_rate=prefix_hit_rate)
         self.max_prefill = max_prefill_tokens or max_batched_tokens
@@ -95,6 +96,7 @@ class PrefillFirstScheduler(Scheduler):
         self.ratio_steps = 0                                      # decode steps since, each one decay
         self.batch_full = False                                   # SGLang's batch_is_full
         self.decoding = False                                     # whether this iteration decodes
+        self.mixed = mixed_chunk                                  # SGLang --enable-mixed-chunk
 
     # ---- SGLang's admission estimate ----------------------------------------------------------------
     def ratio(self) -> float:
@@ -117,7 +119,15 @@ class PrefillFirstScheduler(Scheduler):
         if self.prefilling or (self.rep.waiting and not self.batch_full):
             self._prefill_batch(t0)
         if self.chunks:
-            return                                   # a prefill-only batch: decoding waits
+            need = self.decode.phase[self.decode.step % self.kv.B] if self.decode.seqs else 0
+            if self.mixed and self.decode.seqs and need <= self.kv.free:
+                self.decoding = True                 # mix_with_running: every running request decodes too
+                self.kv.reserved = need
+                self.kv.free -= need
+                self.kv.taken += need
+                if self.ratio_cfg is not None:
+                    self.ratio_steps += 1
+            return                                   # else a prefill-only batch: decoding waits
         if self.decode.seqs:
             self.decoding = True
             if self.ratio_cfg is not None:
@@ -136,8 +146,9 @@ class PrefillFirstScheduler(Scheduler):
         sglang = self.ratio_cfg is not None
         clip = self.ratio_cfg.clip_tokens if self.ratio_cfg is not None else 0
         rem_total = kv.free * B - self._reserved() if sglang else math.inf
-        rem_input = self.max_prefill
-        rem_chunk: int | None = self.max_tokens if self.chunked else None
+        mixed = running if self.mixed else 0         # PrefillAdder's mixed_with_decode_tokens
+        rem_input = self.max_prefill - mixed
+        rem_chunk: int | None = self.max_tokens - mixed if self.chunked else None
         n_new = 0
         # 1. the prompt being chunked continues (its admission found blocks for all of it, and nothing
         #    else decodes or joins until it is done, so they are there; if not, it waits and nothing joins)
@@ -281,7 +292,10 @@ class PrefillFirstEngine(ContinuousEngine):
             self, self.kv, self.decode, max_num_seqs=plan.max_num_seqs, max_batched_tokens=plan.max_batched_tokens,
             chunked_prefill=plan.chunked_prefill, prefix_hit_rate=plan.prefix_cache_hit_rate,
             max_prefill_tokens=s.max_prefill_tokens if s is not None else None, policy=plan.scheduler_policy,
-            ratio=s.new_token_ratio if s is not None else None)
+            ratio=s.new_token_ratio if s is not None else None, mixed_chunk=s.mixed_chunk if s is not None else False)
+
+    def decodes_now(self) -> bool:
+        return self.sched.decoding
 
     def admissible(self, r: int) -> str | None:
         p, o = self.ledger.prompt[r], self.ledger.output[r]

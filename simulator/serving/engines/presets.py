@@ -504,6 +504,7 @@ class EngineSettings:
     prefix_caching: bool
     max_prefill_tokens: int | None
     new_token_ratio: NewTokenRatio | None
+    mixed_chunk: bool = False              # prefill-first: running requests decode in a prefill batch too
     seqs_from_kv: Callable[[int, int], int] | None = field(default=None, repr=False, compare=False)
     sources: Mapping[str, str] = field(default_factory=dict)
     warning: str | None = None             # the asked-for version was older than every preset
@@ -526,6 +527,7 @@ class EngineSettings:
             "schedule_order": self.schedule_order, "kv_block_tokens": self.kv_block_tokens,
             "kv_cache_precision": self.kv_cache_precision, "kv_memory": self.kv_memory_text(),
             "prefix_caching": self.prefix_caching, "max_prefill_tokens": self.max_prefill_tokens,
+            "mixed_chunk": self.mixed_chunk,
         }
         if self.new_token_ratio is not None:
             r = self.new_token_ratio
@@ -550,11 +552,13 @@ def engine_line(d: Mapping[str, Any]) -> str:
     return f"{engine} {version} preset ({', '.join(parts)})"
 
 
+MIXED_CHUNK_SOURCE = ("off: SGLang server_args enable_mixed_chunk default False (a prefill batch runs alone); "
+                      "vLLM V0's prefill batches never carry decodes")
 ENGINE_KEYS = ("max_num_seqs", "max_batched_tokens", "chunked_prefill", "scheduler_policy", "schedule_order",
-               "kv_block_tokens", "prefix_caching", "max_prefill_tokens")
+               "kv_block_tokens", "prefix_caching", "max_prefill_tokens", "mixed_chunk")
 SOURCE_ORDER = ("max_num_seqs", "max_batched_tokens", "chunked_prefill", "scheduler_policy", "schedule_order",
                 "kv_block_tokens", "kv_cache_precision", "kv_memory", "prefix_caching", "max_prefill_tokens",
-                "new_token_ratio")
+                "mixed_chunk", "new_token_ratio")
 
 
 def resolve(rc: Any, ctx: Context) -> EngineSettings:
@@ -603,6 +607,14 @@ def resolve(rc: Any, ctx: Context) -> EngineSettings:
         from ...errors import CapsimError
         raise CapsimError("replica.scheduler_policy: new_token_ratio (SGLang's admission) runs with the prefill-first "
                           "scheduler; set replica.schedule_order: prefill_first or another scheduler_policy")
+    mixed = bool(pick("mixed_chunk", lambda: False))
+    if mixed and order != "prefill_first":
+        from ...errors import CapsimError
+        raise CapsimError("replica.mixed_chunk mixes decodes into prefill batches of the prefill-first scheduler; the "
+                          "decode-first order always runs them together: drop mixed_chunk or set schedule_order: "
+                          "prefill_first")
+    if order == "prefill_first" and "mixed_chunk" not in src:
+        src["mixed_chunk"] = MIXED_CHUNK_SOURCE
     shown = [k for k in SOURCE_ORDER if k in src and not (k == "new_token_ratio" and ratio is None)
              and not (k == "max_prefill_tokens" and max_prefill is None)]
     src = {k: src[k] for k in shown}
@@ -611,7 +623,7 @@ def resolve(rc: Any, ctx: Context) -> EngineSettings:
         max_num_seqs=seqs, max_batched_tokens=int(tokens), chunked_prefill=chunked, scheduler_policy=policy,
         schedule_order=order, kv_block_tokens=block, kv_cache_precision=kv_prec, kv_memory=basis,
         kv_memory_fraction=float(fraction), prefix_caching=prefix, max_prefill_tokens=max_prefill,
-        new_token_ratio=ratio, seqs_from_kv=preset.seqs_from_kv if seqs is None else None, sources=src,
+        new_token_ratio=ratio, mixed_chunk=mixed, seqs_from_kv=preset.seqs_from_kv if seqs is None else None, sources=src,
         warning=warning)
 
 

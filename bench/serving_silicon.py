@@ -1,0 +1,145 @@
+"""aiconfigurator's measured serving rows, simulated as they were run.
+
+Data: ``bench/data/aiconfigurator_silicon_sample.csv`` (committed by the measured-silicon work; see
+``bench/data/README.md``). A row is one engine at one concurrency c and one fixed ISL/OSL, measured
+by aiperf in closed loop: 2·c warm-up requests drained, then 20·c measured requests, mean TTFT and
+mean TPOT over the measured ones (``../shared/reference/README.md``).
+
+Each row is simulated with that harness (``workload.arrival: closed_loop`` with ``warmup_requests
+= 2c``, ``requests = 20c``, every user starting at once: aiperf's concurrency mode) and with the
+engine's preset at the row's version (``replica.engine`` / ``engine_version``) plus the settings
+aiconfigurator's generator writes for a benchmark run (its ``rule_plugin/benchmark/*.rule`` and
+the versioned backend templates, github.com/ai-dynamo/aiconfigurator, read at commit 095f58a5):
+
+- ``max_batch_size`` (vLLM ``max-num-seqs``, SGLang ``max-running-requests``) = the row's
+  concurrency (``agg_decode max_batch_size = max_batch_size``; the row's ``batch_size`` column);
+- TensorRT-LLM: ``max_num_tokens = max_batch_size + ISL + 1500``, chunked prefill off, KV block
+  reuse off, ``free_gpu_memory_fraction`` 0.80 (the 1.0.0rc3 template's default), overlap
+  scheduler on (``agg disable_overlap_scheduler = false``);
+- vLLM 0.12: ``max-num-batched-tokens`` is not passed by the 0.12.0 template (vLLM's own default),
+  prefix caching off (``--no-enable-prefix-caching``);
+- SGLang: ``max-prefill-tokens = ISL + 1500``, ``enable-mixed-chunk`` (prefill chunks share a
+  batch with decodes), radix cache off.
+
+- KV cache: aiconfigurator's precision profiles (``sdk/task_v1_compat.py`` ``_PROFILE_TO_QUANT``) pair
+  ``fp8`` and ``nvfp4`` GEMMs with an fp8 KV cache (``kvcache_quant_mode: fp8``), which the
+  generator passes to every engine (``--kv-cache-dtype fp8``, SGLang ``fp8_e4m3``); so those rows
+  set ``kv_cache_precision: fp8`` rather than the engine's ``auto``.
+
+Rows whose precision column is empty are simulated in bf16 (the checkpoint's dtype) and flagged.
+Nothing here is fitted to the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data" / "aiconfigurator_silicon_sample.csv"
+
+MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
+          "meta-llama/Llama-3.1-70B": "llama-3.1-70b", "Qwen/Qwen3-32B": "qwen3-32b",
+          "nvidia/Qwen3-32B-NVFP4": "qwen3-32b"}
+SYSTEMS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300"}
+# the row's GEMM quantization -> capsim's precision vocabulary (simulator/precision.py)
+PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8-block", "nvfp4": "nvfp4"}
+ENGINES = {"trtllm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
+TRTLLM_KV_FRACTION = 0.80   # extra_engine_args.1.0.0rc3.yaml.j2: free_gpu_memory_fraction | default(0.80)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measured configuration."""
+
+    id: str
+    engine: str
+    version: str | None   # None: the row does not say (simulated with the newest preset; flagged)
+    model: str
+    hardware: str
+    precision: str
+    precision_given: bool
+    tp: int
+    concurrency: int
+    isl: int
+    osl: int
+    ttft_ms: float
+    tpot_ms: float
+
+
+def dense_rows(path: Path = DATA) -> list[Row]:
+    """The aggregated (not disaggregated) rows of dense models capsim's catalog has."""
+    d = pd.read_csv(path)
+    d = d[(d["mode"] == "agg") & d["model_path"].isin(list(MODELS))]
+    out = []
+    for r in d.itertuples(index=False):
+        q = r.gemm_quant_mode
+        given = isinstance(q, str)
+        version = r.backend_version if isinstance(r.backend_version, str) else None
+        out.append(Row(id=str(r.id), engine=ENGINES[r.backend], version=version,
+                       model=MODELS[r.model_path], hardware=SYSTEMS[r.system],
+                       precision=PRECISIONS[q] if given else "bf16", precision_given=given,
+                       tp=int(r.tp_size), concurrency=int(r.batch_size), isl=int(r.isl), osl=int(r.osl),
+                       ttft_ms=float(r.silicon_ttft_ms), tpot_ms=float(r.silicon_tpot_ms)))
+    return out
+
+
+def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2, start: str = "burst") -> dict[str, Any]:
+    """The scenario the row was run as (module docstring)."""
+    c = row.concurrency
+    replica: dict[str, Any] = {"tp": row.tp, "batching": "continuous", "engine": row.engine,
+                               "engine_version": row.version, "max_num_seqs": c,
+                               "kv_cache_precision": "fp8" if row.precision_given else "bf16"}
+    if row.engine == "trtllm":
+        replica |= {"max_batched_tokens": c + row.isl + 1500, "chunked_prefill": False,
+                    "prefix_caching": False, "kv_cache_fraction": TRTLLM_KV_FRACTION}
+    elif row.engine == "vllm":
+        replica |= {"prefix_caching": False}
+    else:
+        replica |= {"max_prefill_tokens": row.isl + 1500, "prefix_caching": False, "mixed_chunk": True}
+    return {
+        "kind": "serving", "model": row.model, "hardware": row.hardware, "precision": row.precision,
+        "replica": replica,
+        "pricing": {"usd_per_gpu_hour": 1.0},   # cost is not compared; GB200 has no catalog price
+        "workload": {"arrival": {"process": "closed_loop", "concurrency": c, "requests": measured_per_user * c,
+                                 "warmup_requests": warmup_per_user * c, "start": start},
+                     "prompt_tokens": {"dist": "fixed", "value": row.isl},
+                     "output_tokens": {"dist": "fixed", "value": row.osl}},
+        "seed": 0,
+    }
+
+
+def simulate(row: Row, **kw: Any) -> dict[str, Any]:
+    """Predicted mean TTFT/TPOT (ms) of one row, or the reason it could not run."""
+    from simulator import parse_scenario, simulate_serving
+    from simulator.errors import CapsimError
+
+    try:
+        r = simulate_serving(parse_scenario(scenario(row, **kw)))
+    except CapsimError as e:
+        return {"id": row.id, "error": str(e).splitlines()[0]}
+    ttft, tpot = r.ttft_s.mean, r.tpot_s.mean
+    if ttft is None or tpot is None or r.rejected:
+        return {"id": row.id, "error": f"{r.rejected} requests rejected" if r.rejected else "no request completed"}
+    return {"id": row.id, "ttft_ms": 1e3 * ttft, "tpot_ms": 1e3 * tpot, "preemptions": r.preemptions}
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    """Rank correlation (NaN below three points)."""
+    if len(a) < 3:
+        return math.nan
+    return float(a.rank().corr(b.rank()))
+
+
+def e2e_ms(ttft_ms: float, tpot_ms: float, osl: int) -> float:
+    """E2E as aiperf defines it from its means: TTFT + (output - 1) * TPOT."""
+    return ttft_ms + (osl - 1) * tpot_ms
+
+
+def tok_s_per_gpu(row: Row, ttft_ms: float, tpot_ms: float) -> float:
+    """Output tokens/s per GPU of c closed-loop users: c * OSL / E2E, over the replica's GPUs."""
+    return row.concurrency * row.osl / (1e-3 * e2e_ms(ttft_ms, tpot_ms, row.osl)) / row.tp

@@ -1,0 +1,123 @@
+"""Predict aiconfigurator's measured closed-loop serving rows and print the error.
+
+Every dense, aggregated row of ``bench/data/aiconfigurator_silicon_sample.csv`` is simulated as it
+was run (bench/serving_silicon.py says how), and its mean TTFT, mean TPOT, E2E (TTFT + (OSL - 1) *
+TPOT) and output tokens/s per GPU compared with the measured ones. Printed per engine and per
+metric: MAPE, median, worst, signed mean (bias), and the Spearman rank correlation of TPOT and of
+tokens/s per GPU across configurations (TP, concurrency) within each (model, GPU, engine,
+ISL/OSL) group, as the median over groups of at least four rows.
+
+Usage: python bench/validate_serving_silicon.py [--jobs N] [--limit N] [--csv OUT.csv] [--engine E]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.serving_silicon import Row, dense_rows, e2e_ms, simulate, spearman, tok_s_per_gpu  # noqa: E402
+
+
+def _run(args: tuple[Row, str]) -> dict[str, Any]:
+    import warnings
+    row, start = args
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # version fallbacks are reported per row below
+        return simulate(row, start=start)
+
+
+def frame(rows: list[Row], preds: list[dict[str, Any]]) -> pd.DataFrame:
+    out = []
+    for row, p in zip(rows, preds, strict=True):
+        rec: dict[str, Any] = {"id": row.id, "engine": row.engine, "version": row.version or "?",
+                               "model": row.model, "gpu": row.hardware, "precision": row.precision,
+                               "precision_given": row.precision_given, "tp": row.tp, "c": row.concurrency,
+                               "isl": row.isl, "osl": row.osl, "ttft_ms": row.ttft_ms, "tpot_ms": row.tpot_ms,
+                               "error": p.get("error", "")}
+        if "ttft_ms" in p:
+            rec |= {"pred_ttft_ms": p["ttft_ms"], "pred_tpot_ms": p["tpot_ms"], "preemptions": p["preemptions"],
+                    "e2e_ms": e2e_ms(row.ttft_ms, row.tpot_ms, row.osl),
+                    "pred_e2e_ms": e2e_ms(p["ttft_ms"], p["tpot_ms"], row.osl),
+                    "tok_s_gpu": tok_s_per_gpu(row, row.ttft_ms, row.tpot_ms),
+                    "pred_tok_s_gpu": tok_s_per_gpu(row, p["ttft_ms"], p["tpot_ms"])}
+        out.append(rec)
+    d = pd.DataFrame(out)
+    for m in ("ttft_ms", "tpot_ms", "e2e_ms", "tok_s_gpu"):
+        if f"pred_{m}" in d:
+            d[f"err_{m}"] = 100 * (d[f"pred_{m}"] - d[m]) / d[m]
+    return d
+
+
+def group_rho(d: pd.DataFrame, metric: str) -> tuple[float, int]:
+    """Median over (model, GPU, engine, version, ISL/OSL) groups of >= 4 rows of the rank correlation."""
+    rhos = [spearman(g[metric], g[f"pred_{metric}"]) for _, g in
+            d.groupby(["model", "gpu", "engine", "version", "precision", "isl", "osl"]) if len(g) >= 4]
+    rhos = [r for r in rhos if np.isfinite(r)]
+    return (float(np.median(rhos)) if rhos else float("nan")), len(rhos)
+
+
+def summary(d: pd.DataFrame, label: str) -> None:
+    ok = d[d["error"] == ""]
+    print(f"\n{label}: {len(d)} rows, {len(ok)} simulated, {len(d) - len(ok)} not expressible")
+    for m, name in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E"), ("tok_s_gpu", "tok/s/GPU")):
+        if ok.empty:
+            break
+        e = ok[f"err_{m}"]
+        print(f"  {name:9} MAPE {e.abs().mean():6.1f}%  median {e.abs().median():5.1f}%  worst {e.abs().max():6.1f}%"
+              f"  bias {e.mean():+6.1f}%  within 10%: {int((e.abs() <= 10).sum())}/{len(e)}")
+    if not ok.empty:
+        for m, name in (("tpot_ms", "TPOT"), ("tok_s_gpu", "tok/s/GPU")):
+            rho, n = group_rho(ok, m)
+            print(f"  Spearman {name} within groups: median {rho:.2f} over {n} groups")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="every k-th row only, for a quick look")
+    ap.add_argument("--engine", choices=["trtllm", "vllm", "sglang"])
+    ap.add_argument("--csv", type=Path, help="write every row with its prediction")
+    ap.add_argument("--start", choices=["burst", "stationary"], default="burst",
+                    help="how the c users start: burst (aiperf's concurrency mode, default) or stationary "
+                         "(a sensitivity check: users already spread over one request lifetime)")
+    a = ap.parse_args()
+    rows = dense_rows()
+    if a.engine:
+        rows = [r for r in rows if r.engine == a.engine]
+    if a.limit:
+        rows = rows[:: max(1, len(rows) // a.limit)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(a.jobs) as ex:
+        preds = list(ex.map(_run, [(r, a.start) for r in rows], chunksize=4))
+    d = frame(rows, preds)
+    print(f"simulated {len(d)} rows in {time.perf_counter() - t0:.0f} s")
+    for reason, n in d[d["error"] != ""]["error"].value_counts().items():
+        print(f"  not expressible ({n} rows): {reason}")
+    summary(d, "all dense aggregated rows")
+    for eng, g in d.groupby("engine"):
+        summary(g, f"engine {eng}")
+        for ver, gv in g.groupby("version"):
+            ok = gv[gv["error"] == ""]
+            if len(ok):
+                print(f"    {eng} {ver:14} {len(ok):4} rows: TTFT MAPE {ok['err_ttft_ms'].abs().mean():5.1f}% "
+                      f"(bias {ok['err_ttft_ms'].mean():+5.1f}%), TPOT MAPE {ok['err_tpot_ms'].abs().mean():5.1f}% "
+                      f"(bias {ok['err_tpot_ms'].mean():+5.1f}%)")
+    flagged = d[~d["precision_given"] & (d["error"] == "")]
+    if len(flagged):
+        summary(flagged, "flagged: rows with no precision given, simulated as bf16")
+    if a.csv:
+        d.to_csv(a.csv, index=False, float_format="%.4g")
+
+
+if __name__ == "__main__":
+    main()
