@@ -26,6 +26,9 @@ the versioned backend templates, github.com/ai-dynamo/aiconfigurator, read at co
   generator passes to every engine (``--kv-cache-dtype fp8``, SGLang ``fp8_e4m3``); so those rows
   set ``kv_cache_precision: fp8`` rather than the engine's ``auto``.
 
+- FP8 activation scales: the engine preset's (static for TensorRT-LLM, dynamic for vLLM's and
+  SGLang's ``--quantization fp8``), static for NVIDIA's ModelOpt checkpoints (``nvidia/...-FP8``).
+
 Rows whose precision column is empty are simulated in bf16 (the checkpoint's dtype) and flagged.
 Nothing here is fitted to the rows.
 """
@@ -57,6 +60,7 @@ class Row:
     """One measured configuration."""
 
     id: str
+    checkpoint: str        # the row's model_path
     engine: str
     version: str | None   # None: the row does not say (simulated with the newest preset; flagged)
     model: str
@@ -80,7 +84,7 @@ def dense_rows(path: Path = DATA) -> list[Row]:
         q = r.gemm_quant_mode
         given = isinstance(q, str)
         version = r.backend_version if isinstance(r.backend_version, str) else None
-        out.append(Row(id=str(r.id), engine=ENGINES[r.backend], version=version,
+        out.append(Row(id=str(r.id), checkpoint=str(r.model_path), engine=ENGINES[r.backend], version=version,
                        model=MODELS[r.model_path], hardware=SYSTEMS[r.system],
                        precision=PRECISIONS[q] if given else "bf16", precision_given=given,
                        tp=int(r.tp_size), concurrency=int(r.batch_size), isl=int(r.isl), osl=int(r.osl),
@@ -94,6 +98,8 @@ def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2,
     replica: dict[str, Any] = {"tp": row.tp, "batching": "continuous", "engine": row.engine,
                                "engine_version": row.version, "max_num_seqs": c,
                                "kv_cache_precision": "fp8" if row.precision_given else "bf16"}
+    if row.checkpoint.startswith("nvidia/") and row.precision == "fp8":
+        replica["fp8_scales"] = "static"       # NVIDIA's ModelOpt FP8 checkpoints carry calibrated input scales
     if row.engine == "trtllm":
         replica |= {"max_batched_tokens": c + row.isl + 1500, "chunked_prefill": False,
                     "prefix_caching": False, "kv_cache_fraction": TRTLLM_KV_FRACTION}

@@ -41,7 +41,11 @@ MODELS = {"Llama-3.1-8B": "llama-3.1-8b"}
 # requests per row, as the perf-overview's "Preparing a Dataset" table lists them ($num_requests by ISL/OSL)
 DOC_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
                 (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
-GPUS = {"H200": "h200"}
+GPUS = {"H200": "h200", "B200 180GB (DGX B200)": "b200", "GB200 192GB (GB200 NVL72)": "gb200",
+        "RTX 6000 Pro Blackwell Server Edition": "rtx-pro-6000"}
+# the newer perf-overview's dense rows: Llama 3.3 70B (Llama-3.1-70B's architecture) in NVIDIA's NVFP4 checkpoint
+BLACKWELL_MODELS = {"LLaMA v3.3 70B": "llama-3.1-70b"}
+BLACKWELL_REQUESTS = 1000   # the newer doc lists no dataset sizes; offline throughput is flat beyond a few batches
 
 
 def scenario(row: pd.Series, requests: int) -> dict:
@@ -54,6 +58,35 @@ def scenario(row: pd.Series, requests: int) -> dict:
                      "output_tokens": {"dist": "fixed", "value": int(row.osl)}},
         "seed": 0,
     }
+
+
+def blackwell(ref: pd.DataFrame) -> pd.DataFrame:
+    """TensorRT-LLM's newer perf-overview (B200, GB200, RTX 6000 Pro): the dense rows, per-GPU output tok/s."""
+    rows = []
+    for _, row in ref[ref.model.isin(list(BLACKWELL_MODELS))].iterrows():
+        d = {"kind": "serving", "model": BLACKWELL_MODELS[row.model], "hardware": GPUS[row.gpu_type],
+             "precision": {"FP4": "nvfp4", "FP8": "fp8"}[row.precision],
+             "replica": {"tp": int(row.tp), "pp": int(row.pp), "batching": "continuous", "engine": "trtllm-bench"},
+             "pricing": {"usd_per_gpu_hour": 1.0},
+             "workload": {"arrival": {"process": "offline", "requests": BLACKWELL_REQUESTS},
+                          "prompt_tokens": {"dist": "fixed", "value": int(row.isl_tokens)},
+                          "output_tokens": {"dist": "fixed", "value": int(row.osl_tokens)}},
+             "seed": 0}
+        r = simulate_serving(parse_scenario(d))
+        pred = r.output_tokens_per_s / int(row.num_gpus)
+        meas = float(row.output_tokens_per_sec_per_gpu)
+        err = 100 * (pred - meas) / meas
+        rows.append({"gpu": GPUS[row.gpu_type], "mapping": row.parallel_mapping, "isl": row.isl_tokens,
+                     "osl": row.osl_tokens, "measured": meas, "predicted": round(pred), "error_pct": round(err, 1)})
+        print(f"{GPUS[row.gpu_type]:13} {row.parallel_mapping:8} isl {row.isl_tokens:>6} osl {row.osl_tokens:>5}: "
+              f"measured {meas:>7,.0f} tok/s/GPU, predicted {pred:>7,.0f} ({err:+.1f}%)"
+              f"{f', {r.rejected} rejected' if r.rejected else ''}", flush=True)
+    out = pd.DataFrame(rows)
+    e = out["error_pct"]
+    rho = out.measured.rank().corr(out.predicted.rank())
+    print(f"\nTRT-LLM Llama 3.3 70B NVFP4 (B200, GB200, RTX 6000 Pro) offline throughput: MAPE {e.abs().mean():.1f}%, "
+          f"max {e.abs().max():.1f}%, signed mean {e.mean():+.1f}%, Spearman {rho:.3f}")
+    return out
 
 
 def main() -> None:
@@ -91,6 +124,11 @@ def main() -> None:
           f"({time.perf_counter() - t0:.1f} s)")
     rho = out["measured"].rank().corr(out["predicted"].rank())
     print(f"Spearman rank correlation over rows: {rho:.3f}")
+    newer = a.reference / "trtllm_perf_overview_post_v1.0_blackwell_rtx.csv"
+    if newer.exists():
+        print()
+        bw = blackwell(pd.read_csv(newer, comment="#"))
+        out = pd.concat([out.assign(table="h200_8b"), bw.assign(table="blackwell_70b")])
     if a.csv:
         out.to_csv(a.csv, index=False)
 

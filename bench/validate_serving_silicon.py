@@ -66,6 +66,26 @@ def group_rho(d: pd.DataFrame, metric: str) -> tuple[float, int]:
     return (float(np.median(rhos)) if rhos else float("nan")), len(rhos)
 
 
+def ttft_intercepts(d: pd.DataFrame) -> None:
+    """The constant term of TTFT per campaign: in each (engine, version, model, GPU, precision, TP) group at
+    its lowest concurrency, the line TTFT = a + b * ISL through the measured rows and through the predicted
+    ones; a measured intercept above the predicted one is time the model does not charge (frontend,
+    scheduling). Printed per engine and version as the median over groups with at least two ISLs."""
+    ok = d[d["error"] == ""]
+    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for key, g in ok.groupby(["engine", "version", "model", "gpu", "precision", "tp"]):
+        g = g[g["c"] == g["c"].min()].groupby("isl")[["ttft_ms", "pred_ttft_ms"]].mean().reset_index()
+        if len(g) < 2:
+            continue
+        a_meas = np.polyfit(g["isl"], g["ttft_ms"], 1)[1]
+        a_pred = np.polyfit(g["isl"], g["pred_ttft_ms"], 1)[1]
+        out.setdefault((str(key[0]), str(key[1])), []).append((a_meas, a_pred))
+    print("\nTTFT intercept at each group's lowest concurrency (median over groups, ms):")
+    for (eng, ver), v in sorted(out.items()):
+        m, p_ = np.median([x for x, _ in v]), np.median([y for _, y in v])
+        print(f"  {eng:6} {ver:14} {len(v):3} groups: measured {m:7.1f}, predicted {p_:7.1f}, gap {m - p_:+7.1f}")
+
+
 def summary(d: pd.DataFrame, label: str) -> None:
     ok = d[d["error"] == ""]
     print(f"\n{label}: {len(d)} rows, {len(ok)} simulated, {len(d) - len(ok)} not expressible")
@@ -112,6 +132,7 @@ def main() -> None:
                 print(f"    {eng} {ver:14} {len(ok):4} rows: TTFT MAPE {ok['err_ttft_ms'].abs().mean():5.1f}% "
                       f"(bias {ok['err_ttft_ms'].mean():+5.1f}%), TPOT MAPE {ok['err_tpot_ms'].abs().mean():5.1f}% "
                       f"(bias {ok['err_tpot_ms'].mean():+5.1f}%)")
+    ttft_intercepts(d)
     flagged = d[~d["precision_given"] & (d["error"] == "")]
     if len(flagged):
         summary(flagged, "flagged: rows with no precision given, simulated as bf16")

@@ -229,6 +229,19 @@ def moe_rows(cols: dict[str, list[Any]], moe: set[tuple[int, int, int, int]]) ->
     return sorted(set(rows)), dropped
 
 
+def quantize_rows(cols: dict[str, list[Any]], op: str) -> tuple[list[tuple], dict[str, int]]:
+    """Every row of a quantize table (they are small): (op, dtype, m, k, time_us)."""
+    times: dict[tuple[int, int], list[float]] = {}
+    dropped: dict[str, int] = {}
+    for m, k, dt, lat in zip(cols["m"], cols["k"], cols["quant_dtype"], cols["latency"], strict=True):
+        if dt != "fp8":
+            dropped[f"quant_dtype {dt}"] = dropped.get(f"quant_dtype {dt}", 0) + 1
+            continue
+        times.setdefault((int(m), int(k)), []).append(float(lat) * 1e3)
+    # a shape measured more than once: the median
+    return [(op, "fp8", m, k, sorted(t)[len(t) // 2]) for (m, k), t in sorted(times.items())], dropped
+
+
 def check_compact(path: Path, kind: str, full: list[tuple], keys: int) -> dict[str, Any]:
     """Read the written table back and compare it with the full source table: the kept points must
     come back as measured (the CSV keeps 6 significant digits), and the dropped points whose key is
@@ -325,6 +338,26 @@ def import_gpu(z: zipfile.ZipFile, found: dict, gpu: str, profile: str, out: Pat
                     continue
                 add(kind, fw, v, kept, src, dropped, lambda p, k, full=full: check_compact(p, k, full, KEYS[k]))
                 chosen = v
+        # activation quantization of FP8 GEMMs (the dynamic scale and the cast), newest version
+        # (both ops of the newest version with a scale table, in one file)
+        qrows: list[tuple] = []
+        qdropped: dict[str, int] = {}
+        qsrc: list[str] = []
+        qversion: str | None = None
+        for fname, qop in (("computescale_perf.parquet", "compute_scale"), ("scale_matrix_perf.parquet", "scale_matrix")):
+            for v, cols in labelled_versions(z, found, gpu, "quantize", fw, fname, notes):
+                if qversion not in (None, v):
+                    notes.append(f"dropped {gpu}/quantize/{fw}/{v}/{fname}: not the version of {fw}'s compute_scale")
+                    break
+                qversion = v
+                rows, dropped = quantize_rows(cols, qop)
+                qrows += rows
+                qsrc.append(f"systems/data/{gpu}/quantize/{fw}/{v}/{fname}")
+                for key, n in dropped.items():
+                    qdropped[key] = qdropped.get(key, 0) + n
+                break
+        if qversion is not None:
+            add("quantize", fw, qversion, qrows, ", ".join(qsrc), qdropped)
         # the engine's own all-reduce kernels: every correctly labelled version (they are small)
         for (g, o, f, v), files in sorted(found.items(), key=lambda kv: version_key(kv[0][3])):
             if (g, o, f) != (gpu, "comm", fw) or "custom_allreduce_perf.parquet" not in files:

@@ -67,12 +67,14 @@ def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[di
             batch = (sc.replica.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision)
                      .max_num_seqs or 2048) if sc.replica.iteration_level else sc.replica.max_sequences(hw.memory_gib)
         fusion = engine_fusion(sc.replica.engine)
+        static = sc.replica.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name,
+                                     precision=sc.precision).fp8_scales == "static"
         for spec in kinds:
             add("prefill", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=prompt, precision=sc.precision,
-                                       fusion=fusion), spec)
+                                       fusion=fusion, fp8_static=static), spec)
         for spec in kinds:
             add("decode", decode_step_ops(spec, hw, tp=sc.replica.tp, batch=batch, kv_tokens=batch * prompt,
-                                          precision=sc.precision, fusion=fusion), spec)
+                                          precision=sc.precision, fusion=fusion, fp8_static=static), spec)
         return rows
     from .training.layout import resolve_layout
 

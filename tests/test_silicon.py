@@ -174,3 +174,27 @@ def test_an_old_calibrated_profile_says_how_to_upgrade(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(CapsimError, match="old calibration format.*re-run `capsim calibrate`"):
         get_profile(str(path))
+
+
+def test_static_fp8_scales_take_the_measured_dynamic_scale_kernel_off() -> None:
+    # h200_sxm/quantize/trtllm/1.3.0rc20/computescale_perf.parquet: fp8, m=1, k=8192: 0.007197 ms (the
+    # amax reduction the dynamic FP8 GEMM table includes)
+    hw = get_profile("h200").with_engine("trtllm")
+    kb = hw.kernels
+    assert kb is not None
+    scale = kb.quantize("compute_scale", "fp8", 1, 8192)
+    assert scale == pytest.approx(7.197e-6, rel=1e-3)
+    dynamic = gemm(hw, "qkv", 1, 1024, 8192, "fp8")
+    static = gemm(hw, "qkv", 1, 1024, 8192, "fp8", static_scales=True)
+    assert dynamic.time == kb.gemm("fp8", 1, 1024, 8192)
+    assert static.time == pytest.approx(dynamic.time - scale, rel=1e-12)
+    # bf16 GEMMs have no scale to take off
+    assert gemm(hw, "qkv", 1, 1024, 8192, "bf16", static_scales=True).time == kb.gemm("bf16", 1, 1024, 8192)
+    # never below the roofline: a tiny GEMM whose table time is mostly the scale kernel
+    tiny = gemm(hw, "t", 1, 32, 1024, "fp8", static_scales=True)
+    roof = max(2 * 32 * 1024 / (hw.peak_flops("fp8") * hw.gemm_max("fp8")),
+               (1024 + 1024 * 32 + 32) * 2.0 / (hw.memory_bandwidth_tbps * 1e12))
+    assert tiny.time >= roof
+    # the presets: TensorRT-LLM serves calibrated ModelOpt checkpoints, vLLM quantizes per forward
+    from simulator.serving.engines.presets import PRESETS
+    assert PRESETS["trtllm"]["1.0"].fp8_scales == "static" and PRESETS["vllm"]["0.9"].fp8_scales == "dynamic"

@@ -46,13 +46,14 @@ RUNTIME_RESERVE_GIB = 1.0
 
 
 def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
-                     precision: str, fusion: Fusion = UNFUSED) -> list[Op]:
+                     precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False) -> list[Op]:
     """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
     core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
     the shared experts (one TP-sharded MLP) of an MoE layer. ``fusion``: the engine's fused kernels
     (costmodel.fusion): with ``add_norm`` the layer's two residual adds are inside its two norms
     (the second one's is the next layer's input norm, counted here), with ``allreduce_norm`` those
-    add-norms are inside the TP all-reduces."""
+    add-norms are inside the TP all-reduces. ``fp8_static``: FP8 GEMMs with calibrated input scales
+    (:func:`~.ops.gemm` ``static_scales``)."""
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
     t, h, p, T = tp, spec.hidden, precision, tokens
@@ -60,14 +61,17 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
     act = T * h * ACT_BYTES
     tp_group = Layout(tp=tp).tp_group
 
+    def weights(name: str, m: float, n: float, k: float, batch: float = 1) -> Op:   # a weight GEMM of the layer
+        return gemm(hw, name, m, n, k, p, batch=batch, bytes_per_element=wb, static_scales=fp8_static)
+
     def allreduce(name: str) -> list[Op]:
         return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group, tokens=T))] if t > 1 else []
 
     def dense(prefix: str, f: int) -> list[Op]:
         up = f * (2 if mlp.activation == "swiglu" else 1)
-        return [gemm(hw, prefix + "fc1", T, up / t, h, p, bytes_per_element=wb),
+        return [weights(prefix + "fc1", T, up / t, h),
                 memory_op(hw, prefix + "activation", T * (up + f) / t * ACT_BYTES),
-                gemm(hw, prefix + "fc2", T, h, f / t, p, bytes_per_element=wb)]
+                weights(prefix + "fc2", T, h, f / t)]
 
     in_allreduce = fusion.allreduce_norm and t > 1
 
@@ -82,10 +86,10 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         return [] if fusion.add_norm or in_allreduce else [memory_op(hw, "residual_add", 3 * act)]
 
     first = add_norm("norm1") if fusion.add_norm or in_allreduce else [memory_op(hw, "norm1", 2 * act)]
-    ops = [*first, gemm(hw, "qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h, p, bytes_per_element=wb)]
+    ops = [*first, weights("qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h)]
     if att.rope and not fusion.rope_in_attention:
         ops.append(memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES))
-    ops += [gemm(hw, "attn_out", T, h, att.q_dim / t, p, bytes_per_element=wb), *allreduce("tp_allreduce_attn"),
+    ops += [weights("attn_out", T, h, att.q_dim / t), *allreduce("tp_allreduce_attn"),
             *add_norm("norm2")]
     if not mlp.is_moe:
         ops += dense("", mlp.ffn_hidden)
@@ -101,9 +105,9 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         if fused is not None:
             ops.append(Op("moe_experts", "gemm", fused, 2.0 * T * k * (up + f) * h / t, measured=True))
         else:
-            ops += [gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=touched, bytes_per_element=wb),
+            ops += [weights("expert_fc1", per_expert, up / t, h, batch=touched),
                     memory_op(hw, "expert_activation", T * k * (up + f) / t * ACT_BYTES),
-                    gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=touched, bytes_per_element=wb)]
+                    weights("expert_fc2", per_expert, h, f / t, batch=touched)]
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
     ops += [*allreduce("tp_allreduce_mlp"), *residual_add()]
@@ -191,6 +195,7 @@ class InferenceModel:
     precision: str = "bf16"
     kv_precision: str = "bf16"
     fusion: Fusion = UNFUSED             # the engine's fused kernels (costmodel.fusion)
+    fp8_static: bool = False             # FP8 GEMMs with calibrated input scales (ops.gemm static_scales)
     _linear: dict[int, float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -232,7 +237,8 @@ class InferenceModel:
         v = self._linear.get(tokens)
         if v is None:
             layers = sum(n * sum(o.time for o in linear_layer_ops(spec, self.hw, tp=self.tp, tokens=tokens,
-                                                                  precision=self.precision, fusion=self.fusion))
+                                                                  precision=self.precision, fusion=self.fusion,
+                                                                  fp8_static=self.fp8_static))
                          for spec, n in self.groups)
             emb = memory_bound_time(self.hw, 2 * tokens * self.model.hidden * ACT_BYTES)
             v = layers + emb + self._pp_hops(tokens)
@@ -250,9 +256,12 @@ class InferenceModel:
         if v is None:
             m, hw = self.model, self.hw
             out = m.vocab or max(m.num_classes, 1)
+            # quantized checkpoints keep the output layer in 16 bits (ModelOpt's PTQ excludes lm_head)
+            fmt = get_format(self.precision)
+            head_prec = self.precision if fmt.weight_bytes == fmt.unquantized_weight_bytes else "bf16"
             v = (memory_bound_time(hw, 2 * sampled * m.hidden * ACT_BYTES)
-                 + gemm(hw, "logits", sampled, out / self.tp, m.hidden, self.precision,
-                        bytes_per_element=get_format(self.precision).unquantized_weight_bytes).time
+                 + gemm(hw, "logits", sampled, out / self.tp, m.hidden, head_prec,
+                        bytes_per_element=fmt.unquantized_weight_bytes).time
                  + memory_bound_time(hw, 2 * sampled * out / self.tp * 4.0))  # fp32 softmax + sample
             self._head[sampled] = v
         return v

@@ -82,12 +82,20 @@ def wave_efficiency(hw: HardwareProfile, m: float, n: float, batch: float = 1) -
 
 
 def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision: str,
-         batch: float = 1, bytes_per_element: float = 2.0) -> Op:
+         batch: float = 1, bytes_per_element: float = 2.0, static_scales: bool = False) -> Op:
     """A (batched) GEMM ``[m,k] x [k,n]``: the measured table's time for a single GEMM inside its
     grid, else the roofline of compute and operand traffic (the analytic compute time includes
     tile and wave quantization). Batched GEMMs (attention scores without a fused kernel) have no
-    table and take the roofline."""
+    table and take the roofline.
+
+    The measured FP8 (per-tensor) tables ran the engines' dynamic-scale path, an amax reduction
+    over the input before each GEMM (aiconfigurator collector/trtllm/collect_gemm.py and
+    collector/vllm/collect_gemm.py ``activation_scheme='dynamic'``). ``static_scales`` (a checkpoint
+    with calibrated input scales) takes the engine's measured ``compute_scale`` kernel off, never
+    below the GEMM's roofline, as aiconfigurator's own fp8_static query does."""
     flops = 2.0 * batch * m * n * k
+    traffic = batch * (m * k + k * n + m * n) * bytes_per_element
+    rate = hw.peak_flops(precision) * hw.gemm_max(precision) * wave_efficiency(hw, m, n, batch)
     kb = hw.kernels
     if kb is not None:
         dtype = table_dtype(hw, precision)
@@ -96,11 +104,15 @@ def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision
         elif batch == 1:
             t_measured = kb.gemm(dtype, m, n, k)
             if t_measured is not None:
+                if static_scales and dtype == "fp8":
+                    scale = kb.quantize("compute_scale", "fp8", m, k)
+                    if scale is not None:
+                        roofline = max(flops / (hw.peak_flops(precision) * hw.gemm_max(precision)),
+                                       traffic / (hw.memory_bandwidth_tbps * 1e12))
+                        t_measured = max(t_measured - scale, roofline)
                 return Op(name, "gemm", t_measured, flops, measured=True)
         else:
             kb.coverage.miss("gemm", f"batched {dtype} {batch:g} x (m={m:g} n={n:g} k={k:g})")
-    traffic = batch * (m * k + k * n + m * n) * bytes_per_element
-    rate = hw.peak_flops(precision) * hw.gemm_max(precision) * wave_efficiency(hw, m, n, batch)
     compute = flops / rate + _latency(hw)
     t = max(compute, memory_bound_time(hw, traffic))
     return Op(name, "gemm", t, flops)

@@ -212,13 +212,14 @@ def grouped_layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_
 # Attention is charged as the serving simulator charges it (full causal, also for sliding-window
 # layers; see costmodel.inference), so the table shows what the simulation spends.
 def prefill_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: float, seq: int,
-                precision: str, fusion: Fusion = UNFUSED) -> tuple[Op, ...]:
+                precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False) -> tuple[Op, ...]:
     """One layer's inference forward over ``batch`` prompts of ``seq`` tokens (no dropout)."""
     from .inference import linear_layer_ops, measured_attention
 
     spec = as_layer(layer)
     att = spec.attention
-    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch * seq, precision=precision, fusion=fusion)
+    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch * seq, precision=precision, fusion=fusion,
+                           fp8_static=fp8_static)
     fit = measured_attention(hw, att.heads / tp, max(att.kv_heads / tp, 1), att.head_dim, "bf16").prefill
     flops = 4.0 * batch * att.heads / tp * seq * (seq + 1) / 2 * att.head_dim
     if fit is not None and att.causal:     # the serving simulator's line through the measured table
@@ -232,14 +233,15 @@ def prefill_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, b
 
 
 def decode_step_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, kv_tokens: float,
-                    precision: str, kv_bytes_per_element: float = 2.0, fusion: Fusion = UNFUSED) -> tuple[Op, ...]:
+                    precision: str, kv_bytes_per_element: float = 2.0, fusion: Fusion = UNFUSED,
+                    fp8_static: bool = False) -> tuple[Op, ...]:
     """One layer of one decode step: ``batch`` sequences each adding one token, reading
     ``kv_tokens`` cached tokens in total. Weight GEMMs are skinny (m = batch): memory-bound."""
     from .inference import linear_layer_ops, measured_attention
 
     spec = as_layer(layer)
     att = spec.attention
-    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch, precision=precision, fusion=fusion)
+    ops = linear_layer_ops(spec, hw, tp=tp, tokens=batch, precision=precision, fusion=fusion, fp8_static=fp8_static)
     kv_read = kv_tokens * 2 * max(att.kv_heads / tp, 1) * att.head_dim * kv_bytes_per_element
     flops = 4.0 * kv_tokens * att.q_dim / tp
     fit = measured_attention(hw, att.heads / tp, max(att.kv_heads / tp, 1), att.head_dim,

@@ -84,7 +84,7 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
     kv_prec = settings.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
-                          fusion=engine_fusion(rc.engine))
+                          fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static")
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:

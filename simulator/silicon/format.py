@@ -44,9 +44,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "moe": ("dtype", "hidden", "inter", "topk", "experts", "tp", "ep", "distribution", "tokens", "time_us"),
     # a memory-bound kernel moving ``bytes`` (reads + writes): op is copy, elementwise or norm
     "memory": ("op", "bytes", "time_us"),
+    # an activation-quantization kernel of a quantized GEMM's input [m, k]: op compute_scale (the
+    # dynamic per-tensor scale: an amax reduction) or scale_matrix (casting the input to ``dtype``)
+    "quantize": ("op", "dtype", "m", "k", "time_us"),
 }
 # how many leading columns of each kind are exact-match keys; the rest before time_us are size axes
-KEYS = {"gemm": 1, "context_attention": 6, "generation_attention": 6, "collective": 5, "moe": 8, "memory": 1}
+KEYS = {"gemm": 1, "context_attention": 6, "generation_attention": 6, "collective": 5, "moe": 8, "memory": 1,
+        "quantize": 2}
 TEXT = frozenset({"dtype", "kv_dtype", "op", "implementation", "distribution"})
 KINDS = tuple(COLUMNS)
 

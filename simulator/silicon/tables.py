@@ -212,6 +212,16 @@ class KernelBasis:
                             f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} "
                             f"kv={kv_len:g}", count)
 
+    def quantize(self, op: str, dtype: str, m: float, k: float) -> float | None:
+        """An activation-quantization kernel of a GEMM input [m, k] (``compute_scale``: the dynamic
+        per-tensor scale; ``scale_matrix``: the cast), from the engine's table; None (not counted:
+        it is a correction, not a kernel the model runs) where there is none."""
+        ref = self.chosen.get("quantize")
+        if ref is None:
+            return None
+        t = self.measured.grid(ref)((op, dtype), (m, k))
+        return None if t is None else t * 1e-6
+
     def has(self, kind: str, key: tuple[Any, ...]) -> bool:
         """Whether the chosen ``kind`` table measured ``key`` at all (any size)."""
         ref = self.chosen.get(kind)

@@ -78,6 +78,11 @@ class ReplicaConfig(_Strict):
         "and SGLang keep the model's activation dtype (bf16 for every quantized format; fp8 KV is opt-in), "
         "TensorRT-LLM and trtllm-bench take the checkpoint's KV quantization: fp8 for NVIDIA's ModelOpt fp8 and "
         "nvfp4 checkpoints, else the activation dtype"))
+    fp8_scales: Literal["static", "dynamic"] | None = Field(default=None, description=(
+        "activation scales of FP8 (per-tensor) GEMMs: static (the checkpoint's calibrated input scales, NVIDIA "
+        "ModelOpt checkpoints) or dynamic (an amax reduction each forward, vLLM/SGLang --quantization fp8 on a "
+        "bf16 checkpoint). The measured FP8 GEMM tables ran the dynamic path; static subtracts the engine's "
+        "measured scale kernel. None (default): the preset's: static for TensorRT-LLM, dynamic for vLLM and SGLang"))
     engine: Engine = Field(default="vllm", description=(
         "the serving framework: its engine preset fills every engine key left unset (token budget, sequences, "
         "chunked prefill, capacity policy, scheduling order, KV memory and dtype, prefix caching; "

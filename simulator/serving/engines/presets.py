@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 Policy = Literal["max_utilization", "guaranteed_no_evict", "new_token_ratio"]
 Order = Literal["decode_first", "prefill_first"]
 KVBasis = Literal["free", "total", "static"]
+Scales = Literal["static", "dynamic"]
 POLICIES: tuple[str, ...] = ("max_utilization", "guaranteed_no_evict", "new_token_ratio")
 ORDERS: tuple[str, ...] = ("decode_first", "prefill_first")
 
@@ -190,6 +191,7 @@ class Preset:
     kv_memory: Callable[[Context, int, bool], tuple[KVBasis, float]]   # (ctx, max_batched_tokens, chunked)
     kv_auto: Callable[[str], str]                         # precision -> KV format for kv_cache_precision: auto
     max_prefill_tokens: Callable[[int], int | None] = lambda tokens: None
+    fp8_scales: Scales = "dynamic"                         # FP8 GEMM activation scales of the checkpoints it serves
     new_token_ratio: NewTokenRatio | None = None
     seqs_from_kv: Callable[[int, int], int] | None = None  # (kv tokens, context length) -> max_num_seqs
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -255,6 +257,9 @@ _VLLM_COMMON = {
     "kv_memory": "vLLM gpu_memory_utilization 0.9: weights, activations and KV cache within 90% of the GPU's "
                  "memory (vllm/config/cache.py; engine args docs 'If unspecified, will use the default value of 0.9')",
     "kv_cache_precision": "vLLM kv_cache_dtype 'auto': 'will use model data type' (vllm/config/cache.py CacheDType)",
+    "fp8_scales": "dynamic: vLLM --quantization fp8 on a bf16 checkpoint computes per-tensor activation scales "
+                  "each forward (model_executor/layers/quantization/fp8.py Fp8Config activation_scheme "
+                  "'dynamic'); a checkpoint with calibrated input scales runs static",
     "scheduler_policy": "vLLM allocates KV blocks on demand and preempts by recompute when they run out",
 }
 SOURCES_VLLM_V0 = {
@@ -318,6 +323,9 @@ SOURCES_TRTLLM = {
                           "(NVIDIA/TensorRT-Model-Optimizer examples/llm_ptq/hf_ptq.py --kv_cache_qformat "
                           "default 'fp8'), so NVIDIA's FP8 and NVFP4 checkpoints run FP8 KV",
     "prefix_caching": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.enable_block_reuse default True",
+    "fp8_scales": "static: TensorRT-LLM serves ModelOpt-quantized checkpoints, whose FP8 linear layers carry "
+                  "calibrated input scales (the dynamic path runs only for weights without input_scale; "
+                  "aiconfigurator collector/trtllm/collect_gemm.py)",
 }
 SOURCES_TRTLLM_BENCH = {
     **SOURCES_TRTLLM,
@@ -355,7 +363,7 @@ def _trtllm(version: str, *, bench: bool) -> Preset:
         sizing=_trtllm_bench_sizing if bench else (lambda ctx, p: (2048, 8192)),
         chunked_prefill=lambda ctx: False, schedule_order=lambda chunked: "decode_first",
         scheduler_policy="guaranteed_no_evict", kv_block_tokens=32, prefix_caching=True, kv_memory=_free(0.9),
-        kv_auto=_checkpoint_kv, sources=SOURCES_TRTLLM_BENCH if bench else SOURCES_TRTLLM)
+        kv_auto=_checkpoint_kv, fp8_scales="static", sources=SOURCES_TRTLLM_BENCH if bench else SOURCES_TRTLLM)
 
 
 # SGLang --------------------------------------------------------------------------------------------------
@@ -417,6 +425,8 @@ _SGLANG_COMMON = {
                       "possible' (get_new_batch_prefill), else decode the running batch",
     "kv_block_tokens": "SGLang server_args page_size default 1 (token-granular KV pool)",
     "kv_cache_precision": "SGLang kv_cache_dtype 'auto': 'will use model data type' (server_args.py)",
+    "fp8_scales": "dynamic: SGLang --quantization fp8 quantizes activations per forward (layers/quantization/"
+                  "fp8.py, vLLM's Fp8Config scheme); a checkpoint with calibrated input scales runs static",
     "prefix_caching": "SGLang RadixAttention prefix cache on by default (--disable-radix-cache turns it off)",
     "max_prefill_tokens": "SGLang server_args max_prefill_tokens default 16384",
 }
@@ -505,6 +515,7 @@ class EngineSettings:
     max_prefill_tokens: int | None
     new_token_ratio: NewTokenRatio | None
     mixed_chunk: bool = False              # prefill-first: running requests decode in a prefill batch too
+    fp8_scales: Scales = "dynamic"         # FP8 GEMMs' activation scales: calibrated (static) or per forward
     seqs_from_kv: Callable[[int, int], int] | None = field(default=None, repr=False, compare=False)
     sources: Mapping[str, str] = field(default_factory=dict)
     warning: str | None = None             # the asked-for version was older than every preset
@@ -527,7 +538,7 @@ class EngineSettings:
             "schedule_order": self.schedule_order, "kv_block_tokens": self.kv_block_tokens,
             "kv_cache_precision": self.kv_cache_precision, "kv_memory": self.kv_memory_text(),
             "prefix_caching": self.prefix_caching, "max_prefill_tokens": self.max_prefill_tokens,
-            "mixed_chunk": self.mixed_chunk,
+            "mixed_chunk": self.mixed_chunk, "fp8_scales": self.fp8_scales,
         }
         if self.new_token_ratio is not None:
             r = self.new_token_ratio
@@ -558,7 +569,7 @@ ENGINE_KEYS = ("max_num_seqs", "max_batched_tokens", "chunked_prefill", "schedul
                "kv_block_tokens", "prefix_caching", "max_prefill_tokens", "mixed_chunk")
 SOURCE_ORDER = ("max_num_seqs", "max_batched_tokens", "chunked_prefill", "scheduler_policy", "schedule_order",
                 "kv_block_tokens", "kv_cache_precision", "kv_memory", "prefix_caching", "max_prefill_tokens",
-                "mixed_chunk", "new_token_ratio")
+                "mixed_chunk", "fp8_scales", "new_token_ratio")
 
 
 def resolve(rc: Any, ctx: Context) -> EngineSettings:
@@ -608,6 +619,7 @@ def resolve(rc: Any, ctx: Context) -> EngineSettings:
         raise CapsimError("replica.scheduler_policy: new_token_ratio (SGLang's admission) runs with the prefill-first "
                           "scheduler; set replica.schedule_order: prefill_first or another scheduler_policy")
     mixed = bool(pick("mixed_chunk", lambda: False))
+    scales: Scales = pick("fp8_scales", lambda: preset.fp8_scales)
     if mixed and order != "prefill_first":
         from ...errors import CapsimError
         raise CapsimError("replica.mixed_chunk mixes decodes into prefill batches of the prefill-first scheduler; the "
@@ -623,7 +635,8 @@ def resolve(rc: Any, ctx: Context) -> EngineSettings:
         max_num_seqs=seqs, max_batched_tokens=int(tokens), chunked_prefill=chunked, scheduler_policy=policy,
         schedule_order=order, kv_block_tokens=block, kv_cache_precision=kv_prec, kv_memory=basis,
         kv_memory_fraction=float(fraction), prefix_caching=prefix, max_prefill_tokens=max_prefill,
-        new_token_ratio=ratio, mixed_chunk=mixed, seqs_from_kv=preset.seqs_from_kv if seqs is None else None, sources=src,
+        new_token_ratio=ratio, mixed_chunk=mixed, fp8_scales=scales,
+        seqs_from_kv=preset.seqs_from_kv if seqs is None else None, sources=src,
         warning=warning)
 
 
