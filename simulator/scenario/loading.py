@@ -134,6 +134,8 @@ def format_validation_error(e: ValidationError, root: type[BaseModel], where: st
             tag = err["msg"].split(" ", 1)[0]
             got = err["input"].get(tag) if isinstance(err["input"], dict) else err["input"]
             lines.append(f"{key}.{tag}: {_excerpt(got)} is not allowed; {err['msg']}")
+        elif err["type"] == "value_error" and not loc:   # a check of the whole scenario: its message says it all
+            lines.append(str(err["ctx"]["error"]))
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             lines.append(f"{key}: {err['msg']}")
         else:
