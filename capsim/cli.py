@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Column, Table
 
 from simulator.errors import CapsimError
+
+from .tables import Col, KVTable, metric, print_table, usd, usd_per_hour, usd_per_month
 
 if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
     from simulator.serving import ServingResult
@@ -57,11 +58,10 @@ def models(as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    t = Table("model", "arch", "layers", "hidden", "heads", "kv", "params", "active", title="model catalog")
-    for r in rows:
-        t.add_row(r["name"], r["architecture"], str(r["layers"]), str(r["hidden"]), str(r["heads"]),
-                  str(r["kv_heads"]), f"{r['params_b']:.3f} B", f"{r['active_params_b']:.3f} B")
-    out.print(t)
+    print_table(out, [Col("model", "id"), Col("arch", "id"), *(Col(h, "num") for h in (
+        "layers", "hidden", "heads", "kv", "params", "active"))],
+        [[r["name"], r["architecture"], str(r["layers"]), str(r["hidden"]), str(r["heads"]), str(r["kv_heads"]),
+          f"{r['params_b']:.3f} B", f"{r['active_params_b']:.3f} B"] for r in rows], title="model catalog")
 
 
 @app.command()
@@ -93,22 +93,20 @@ def profiles(as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    t = Table(Column("profile", no_wrap=True), Column("basis", no_wrap=True), "GiB", "bf16", "fp8", "fp4", "TB/s",
-              "NVL", "W", title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
-    for r in rows:
-        def tf(v: float | None) -> str:
-            return "-" if not v else f"{v:.0f}"
+    def tf(v: float | None) -> str:
+        return "-" if not v else f"{v:.0f}"
 
-        t.add_row(r["name"], r["basis"], f"{r['memory_gib']:.0f}", tf(r["bf16_tflops"]), tf(r["fp8_tflops"]),
-                  tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"]))
-    out.print(t)
-    m = Table(Column("profile", no_wrap=True), "source", "engines: GEMM/attention version (all-reduce versions)",
-              title="measured kernel tables")
-    for r in rows:
-        if r["measured"] is not None:
-            m.add_row(r["name"], r["measured"]["source"], _engine_versions(r["measured"]["kernels"]))
-    if m.row_count:
-        out.print(m)
+    print_table(out, [Col("profile", "id"), Col("basis", "id"), *(Col(h, "num") for h in (
+        "GiB", "bf16", "fp8", "fp4", "TB/s", "NVL", "W"))],
+        [[r["name"], r["basis"], f"{r['memory_gib']:.0f}", tf(r["bf16_tflops"]), tf(r["fp8_tflops"]),
+          tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"])] for r in rows],
+        title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
+    measured_rows = [[r["name"], r["measured"]["source"], _engine_versions(r["measured"]["kernels"])]
+                     for r in rows if r["measured"] is not None]
+    if measured_rows:
+        print_table(out, [Col("profile", "id"), Col("source"),
+                          Col("engines: GEMM/attention version (all-reduce versions)")],
+                    measured_rows, title="measured kernel tables")
     n = sum(r["basis"] == "measured" for r in rows)
     out.print(f"{n} of {len(rows)} profiles measured; the others use spec-sheet peaks × efficiency "
               "(capsim calibrate measures your own GPU)")
@@ -145,12 +143,11 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
         print(json.dumps(rows, indent=2))
         return
     mixed = len({r["layers"] for r in rows}) > 1      # layers of several kinds: say which rows are which
-    t = Table("pass", *(["layers"] if mixed else []), "op", "kind", "time µs", "TFLOP/s", "basis",
-              title=f"per-layer kernels: {scenario}")
-    for r in rows:
-        t.add_row(r["pass"], *([r["layers"]] if mixed else []), r["op"], r["kind"], f"{r['time_us']:.1f}",
-                  f"{r['tflops']:.0f}" if r["tflops"] else "", r["basis"])
-    out.print(t)
+    print_table(out, [Col("pass", "id"), *([Col("layers")] if mixed else []), Col("op", "id"), Col("kind", "id"),
+                      Col("time µs", "num"), Col("TFLOP/s", "num"), Col("basis")],
+                [[r["pass"], *([r["layers"]] if mixed else []), r["op"], r["kind"], f"{r['time_us']:.1f}",
+                  f"{r['tflops']:.0f}" if r["tflops"] else "", r["basis"]] for r in rows],
+                title=f"per-layer kernels: {scenario}")
 
 
 def _print_coverage(hw: Any, *, as_json: bool) -> None:
@@ -174,15 +171,14 @@ def _print_coverage(hw: Any, *, as_json: bool) -> None:
     if not missed:
         out.print("every kernel shape was inside a measured table")
         return
-    t = Table("kind", "shape", "times asked", title="kernel shapes outside every table (timed by the roofline)")
-    for r in missed:
-        t.add_row(r["kind"], r["shape"], str(r["count"]))
-    out.print(t)
+    print_table(out, [Col("kind", "id"), Col("shape", "id"), Col("times asked", "num")],
+                [[r["kind"], r["shape"], str(r["count"])] for r in missed],
+                title="kernel shapes outside every table (timed by the roofline)")
 
 
 def _print_training(r: TrainingResult) -> None:
     lay, mem = r.layout, r.memory_per_gpu_gib
-    t = Table(show_header=False, title=f"{r.name}: {r.model} on {r.gpus} × {r.hardware}")
+    t = KVTable(title=f"{r.name}: {r.model} on {r.gpus} × {r.hardware}")
     t.add_row("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} CP{lay.cp} v{lay.virtual_stages} "
               f"ZeRO-{lay.zero_stage} recompute={lay.recompute} micro-batch {lay.micro_batch} "
               f"({lay.microbatches_per_step} per step)")
@@ -197,12 +193,12 @@ def _print_training(r: TrainingResult) -> None:
         t.add_row("time to train", f"{job.time_to_train_days:.1f} days (p10 {job.time_to_train_days_p10:.1f}, "
                   f"p90 {job.time_to_train_days_p90:.1f}); goodput {100 * job.goodput:.1f}%, "
                   f"{job.failures_mean:.1f} failures")
-        t.add_row("cost", f"${job.cost_usd:,.0f} for {job.gpu_hours:,.0f} GPU-hours at ${job.usd_per_gpu_hour:.2f}/GPU-h "
-                  f"({job.price_source})")
+        t.add_row("cost", f"{usd(job.cost_usd)} for {job.gpu_hours:,.0f} GPU-hours at "
+                  f"{usd(job.usd_per_gpu_hour)}/GPU-h ({job.price_source})")
         t.add_row("energy", f"{job.energy_kwh:,.0f} kWh (GPUs at {job.gpu_power_w:.0f} W)")
     if r.infeasible_reason is not None:
         t.add_row("[bold red]infeasible[/]", r.infeasible_reason)
-    out.print(t)
+    t.print(out)
 
 
 @app.command()
@@ -248,7 +244,7 @@ def _print_serving(r: ServingResult) -> None:
     lay = r.replica_layout
     where = (" → ".join(f"{k} ({v.model} on {v.replicas.max} × {v.hardware})" for k, v in r.services.items())
              if r.services else f"{r.model} on {r.replicas.max} × {r.hardware} replicas")
-    t = Table(show_header=False, title=f"{r.name}: {where}")
+    t = KVTable(title=f"{r.name}: {where}")
     t.add_row("replica", f"TP{lay.tp} PP{lay.pp} {lay.batching} batching, max {lay.max_num_seqs} seqs, "
               f"{lay.max_batched_tokens:,} tokens/iteration; KV cache {r.kv_cache_tokens_per_replica:,} tokens "
               f"({lay.kv_cache_precision})")
@@ -286,18 +282,18 @@ def _print_serving(r: ServingResult) -> None:
     if r.replica_failures or r.spot_preemptions or r.failed:
         t.add_row("faults", f"{r.replica_failures} replica failures, {r.spot_preemptions} spot preemptions, "
                   f"{r.retries} retries, {r.failed} requests failed after retries")
-    t.add_row("cost", f"${r.usd_per_hour:,.2f}/hour on average at ${r.usd_per_gpu_hour:.2f}/GPU-hour "
-              f"({r.price_source}); ${r.cost_usd:,.2f} for this run"
-              + (f"; ${cpm:,.3f} per million output tokens" if cpm is not None else ""))
+    t.add_row("cost", f"{usd_per_hour(r.usd_per_hour)} on average ({usd_per_month(r.usd_per_hour)}) at "
+              f"{usd(r.usd_per_gpu_hour)}/GPU-h ({r.price_source}); {usd(r.cost_usd)} for this run"
+              + (f"; {usd(cpm)} per million output tokens" if cpm is not None else ""))
     t.add_row("energy", f"{r.energy_kwh:,.2f} kWh")
     for name, v in (r.services or {}).items():
         lat = (f"p50 {v.latency_p50_s * 1e3:,.1f} · p99 {v.latency_p99_s * 1e3:,.1f} ms"
                if v.latency_p50_s and v.latency_p99_s is not None else "-")
         t.add_row(f"service {name}", f"{v.reached:,} reached, {v.cache_hits:,} from cache; {lat}; "
-                  f"GPU busy {100 * v.gpu_utilization:.1f}%; ${v.cost_usd:,.2f}")
+                  f"GPU busy {100 * v.gpu_utilization:.1f}%; {usd(v.cost_usd)}")
     for w in r.warnings:
         t.add_row("[yellow]warning[/]", w)
-    out.print(t)
+    t.print(out)
 
 
 @app.command()
@@ -352,18 +348,27 @@ def sweep(
     metrics = [c for c in (r.objective, r.x, r.y, "mfu", "memory_gib", "slo_attainment", "max_rate_rps")
                if c in f and c not in ("config",)]
     metrics = list(dict.fromkeys(metrics))
-    t = Table("#", "configuration", *metrics, title=f"sweep of {scenario}: {len(f)} configurations, "
-              f"{int(f['feasible'].sum())} feasible, {int(f['meets_constraints'].sum())} meet the constraints; "
-              f"{'max' if r.maximize else 'min'} {r.objective}")
-    for _, row in ranked.head(15).iterrows():
-        t.add_row(str(row["rank"]), row["config"], *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                                                      for c in metrics))
-    out.print(t)
+    if ranked.empty:
+        err.print(f"sweep of {scenario}: none of {len(f)} configurations ranked", highlight=False)
+    else:
+        print_table(out, [Col("#", "num"), Col("configuration"), *(Col(c, "num") for c in metrics)],
+                    [[str(row["rank"]), row["config"], *(metric(c, row[c]) for c in metrics)]
+                     for _, row in ranked.head(15).iterrows()],
+                    title=f"sweep of {scenario}: {len(f)} configurations, {int(f['feasible'].sum())} feasible, "
+                          f"{int(f['meets_constraints'].sum())} meet the constraints; "
+                          f"{'max' if r.maximize else 'min'} {r.objective}")
     if r.best is None:
         err.print("[bold red]no configuration meets the constraints[/]")
     errors = f.loc[~f["feasible"].astype(bool), "error"].dropna()
     if len(errors):
-        err.print(f"{len(errors)} configurations infeasible or invalid, e.g.: {errors.iloc[0]}")
+        counts = errors.value_counts(sort=True)
+        err.print(f"{len(errors)} of {len(f)} configurations infeasible or invalid"
+                  + ("" if out_path else " (--out FILE.csv saves every row with its error)") + ":",
+                  highlight=False, markup=False)
+        for text, n in counts.head(5).items():
+            err.print(f"  {n} × {text}", highlight=False, markup=False)
+        if len(counts) > 5:
+            err.print(f"  ... and {len(counts) - 5} other errors", highlight=False)
 
 
 @app.command("calibrate")
