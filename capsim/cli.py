@@ -406,6 +406,68 @@ def tui(scenario: Annotated[Path | None, typer.Argument(help="scenario to open (
     run_tui(str(scenario) if scenario else None)
 
 
+@app.command()
+@user_errors
+def init(kind: Annotated[str, typer.Argument(help="train or serve")],
+         model: Annotated[str | None, typer.Option("--model", help="catalog model (default llama-3.1-8b)")] = None,
+         hardware: Annotated[str | None, typer.Option("--hardware", help="GPU profile (default h100-sxm)")] = None,
+         out_path: Annotated[Path | None, typer.Option("--out", help="file to write (default KIND.yaml; - for stdout)")]
+         = None) -> None:
+    """Write a commented scenario to start from (capsim init serve --model qwen3-32b --hardware h200)."""
+    from .scaffold import scenario_template
+
+    path = out_path or Path(f"{kind}.yaml")
+    text = scenario_template(kind, model=model, hardware=hardware, path=str(path))
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    if path.exists():
+        raise CapsimError(f"{path} exists; choose another name with --out (capsim init never overwrites a file)")
+    path.write_text(text, encoding="utf-8")
+    err.print(f"wrote {path}; run it with: capsim {'train' if kind == 'train' else 'serve'} {path}", highlight=False)
+
+
+@app.command()
+@user_errors
+def keys(prefix: Annotated[str, typer.Argument(help="only keys starting with this, e.g. replica. or workload.arrival")] = "",
+         kind: Annotated[str | None, typer.Option("--kind", help="training or serving (default: both)")] = None,
+         as_json: JsonOpt = False) -> None:
+    """Every scenario key: its type, default (or the engine preset's rule), allowed values and description."""
+    from .scaffold import print_keys
+
+    if kind not in (None, "training", "serving"):
+        raise CapsimError(f"--kind {kind!r}: choose training or serving")
+    print_keys(out, prefix, kind, as_json=as_json)
+
+
+@app.command()
+@user_errors
+def schema(out_path: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None) -> None:
+    """Write the JSON Schema of a scenario file (for editors: YAML language server's $schema)."""
+    from .scaffold import schema_text
+
+    text = schema_text()
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out_path}", highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from simulator.version import __version__
+
+        print(f"capsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """capsim: capacity-planning and cost simulator for NN training and serving clusters."""
+
+
 def main() -> None:
     try:
         app()

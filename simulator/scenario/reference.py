@@ -240,7 +240,6 @@ def scenario_schema() -> dict[str, Any]:
         defs[cls.__name__] = s
     doc = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://capsim.dev/scenario.schema.json",
         "title": "capsim scenario",
         "description": "A capsim scenario file: kind: training or kind: serving (capsim keys lists every key).",
         "type": "object",
