@@ -29,6 +29,14 @@ err = Console(stderr=True)
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a scenario key: --set parallelism.tp=4")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout, nothing else")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")]
+ServeOutOpt = Annotated[Path | None, typer.Option("--out", help=(
+    "write one row per request (arrival, lengths, status, queue/TTFT/TPOT/E2E, ...) to FILE.csv, .parquet or .json"))]
+TimeseriesOpt = Annotated[Path | None, typer.Option("--timeseries-out", help=(
+    "write per service, replica and time bin: queue, running, utilization, batch tokens, KV-cache use "
+    "(.csv, .parquet or .json)"))]
+TrainOutOpt = Annotated[Path | None, typer.Option("--out", help=(
+    "write the pipeline timeline of one step (stage, pass, chunk, micro-batch, start_s, end_s) to "
+    "FILE.csv, .parquet or .json"))]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,25 +211,43 @@ def _print_training(r: TrainingResult) -> None:
 
 @app.command()
 @user_errors
-def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
+          out_path: TrainOutOpt = None) -> None:
     """Simulate a training scenario: step time, memory, MFU, time to train and cost."""
-    _simulate(scenario, set_, "training", as_json=as_json, html=html)
+    _simulate(scenario, set_, "training", as_json=as_json, html=html, out_path=out_path)
 
 
 COMMAND_FOR = {"training": "train", "serving": "serve"}
 
 
-def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None) -> None:
-    """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
+def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
+              out_path: Path | None = None, timeseries_out: Path | None = None) -> None:
+    """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
+    serve alike."""
     from simulator import simulate_serving, simulate_training
     from simulator.report import write_html
     from simulator.scenario import TrainingScenario, load_scenario
     from simulator.training import TrainingResult
 
+    from .outputs import check_path, request_records, write_frame
+
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
+    for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
+        if path is not None:
+            check_path(path, option)
     r = simulate_training(sc) if isinstance(sc, TrainingScenario) else simulate_serving(sc)
+    if out_path is not None:
+        frame = r.timeline_frame() if isinstance(r, TrainingResult) else request_records(r.requests_frame())
+        write_frame(frame, out_path)
+        if not as_json:
+            err.print(f"{len(frame):,} {'timeline' if isinstance(r, TrainingResult) else 'request'} rows "
+                      f"written to {out_path}", highlight=False)
+    if timeseries_out is not None and not isinstance(r, TrainingResult):
+        write_frame(r.timeseries_frame(), timeseries_out)
+        if not as_json:
+            err.print(f"time series written to {timeseries_out}", highlight=False)
     if html:
         write_html(r, html)
         if not as_json:
@@ -298,9 +324,10 @@ def _print_serving(r: ServingResult) -> None:
 
 @app.command()
 @user_errors
-def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
+          out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None) -> None:
     """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
-    _simulate(scenario, set_, "serving", as_json=as_json, html=html)
+    _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out)
 
 
 @app.command()
