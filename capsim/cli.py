@@ -29,6 +29,8 @@ err = Console(stderr=True)
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a scenario key: --set parallelism.tp=4")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout, nothing else")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")]
+ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help=(
+    "a progress bar with the time left on stderr (default: when stderr is a terminal and not --json)"))]
 ServeOutOpt = Annotated[Path | None, typer.Option("--out", help=(
     "write one row per request (arrival, lengths, status, queue/TTFT/TPOT/E2E, ...) to FILE.csv, .parquet or .json"))]
 TimeseriesOpt = Annotated[Path | None, typer.Option("--timeseries-out", help=(
@@ -221,7 +223,7 @@ COMMAND_FOR = {"training": "train", "serving": "serve"}
 
 
 def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
-              out_path: Path | None = None, timeseries_out: Path | None = None) -> None:
+              out_path: Path | None = None, timeseries_out: Path | None = None, progress: bool | None = None) -> None:
     """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
     serve alike."""
     from simulator import simulate_serving, simulate_training
@@ -237,7 +239,13 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
         if path is not None:
             check_path(path, option)
-    r = simulate_training(sc) if isinstance(sc, TrainingScenario) else simulate_serving(sc)
+    if isinstance(sc, TrainingScenario):
+        r: TrainingResult | ServingResult = simulate_training(sc)
+    else:
+        from .progress import bar, wanted
+
+        with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress), unit="s simulated") as upd:
+            r = simulate_serving(sc, progress=upd)
     if out_path is not None:
         frame = r.timeline_frame() if isinstance(r, TrainingResult) else request_records(r.requests_frame())
         write_frame(frame, out_path)
@@ -325,9 +333,10 @@ def _print_serving(r: ServingResult) -> None:
 @app.command()
 @user_errors
 def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
-          out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None) -> None:
+          out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None, progress: ProgressOpt = None) -> None:
     """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
-    _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out)
+    _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out,
+              progress=progress)
 
 
 @app.command()
@@ -346,21 +355,21 @@ def sweep(
     workers: Annotated[int | None, typer.Option("--workers", help="local processes (default: all cores)")] = None,
     max_rate: Annotated[bool, typer.Option("--max-rate", help="serving: bisect the highest rate meeting the SLO")] = False,
     out_path: Annotated[Path | None, typer.Option("--out", help="save the table (.parquet or .csv)")] = None,
-    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0,
+    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0, progress: ProgressOpt = None,
 ) -> None:
     """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
-    from rich.progress import Progress
-
     from simulator.scenario import load_scenario
     from simulator.sweep import parse_grid
     from simulator.sweep import sweep as run_sweep
 
+    from .progress import bar, wanted
+
     sc = load_scenario(scenario, set_)
-    with Progress(console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task("simulating", total=None)
+    with bar(err, "max-rate search" if max_rate else "sweep", enabled=wanted(err, as_json=as_json, flag=progress),
+             unit="configurations") as update:
         r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random, objective=objective,
                       constraints=constraint, executor=executor, workers=workers, max_rate=max_rate, seed=seed,
-                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+                      progress=update)
     if out_path:
         r.save(str(out_path))
     if html:

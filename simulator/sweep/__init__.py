@@ -205,7 +205,7 @@ def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, random: int | None = None,
           layouts: bool | str = False, objective: str | None = None, constraints: list[str] | None = None,
           executor: str = "local", workers: int | None = None, max_rate: bool = False, seed: int = 0,
-          progress: Callable[[int, int], None] | None = None) -> SweepResult:
+          progress: Callable[[float, int], None] | None = None) -> SweepResult:
     """Evaluate every configuration of the sweep and rank those that are feasible and meet the constraints."""
     base = scenario
     training = isinstance(base, TrainingScenario)
