@@ -227,7 +227,6 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
     serve alike."""
     from simulator import simulate_serving, simulate_training
-    from simulator.report import write_html
     from simulator.scenario import TrainingScenario, load_scenario
     from simulator.training import TrainingResult
 
@@ -257,6 +256,8 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
         if not as_json:
             err.print(f"time series written to {timeseries_out}", highlight=False)
     if html:
+        from simulator.report import write_html  # plotly: only for the report
+
         write_html(r, html)
         if not as_json:
             err.print(f"report written to {html}")
