@@ -78,7 +78,9 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str] | None) -> dict[st
 def drop_switched_variant_keys(doc: dict[str, Any], overrides: list[str] | None, root: type[BaseModel]) -> None:
     """After ``--set`` switched a tagged union's variant (``workload.arrival.process=trace``), drop the
     keys the old variant had that the new one does not allow (``rate_rps``), in place: the user
-    asked for another variant, not for its keys to be checked against the old one's."""
+    asked for another variant, not for its keys to be checked against the old one's. A key that an
+    override itself sets is kept (and is an error if the new variant lacks it)."""
+    named = {tuple(_override_path(item)[0]) for item in overrides or []}
     for item in overrides or []:
         parts, value = _override_path(item)
         if not isinstance(value, str) or len(parts) < 2:
@@ -96,7 +98,7 @@ def drop_switched_variant_keys(doc: dict[str, Any], overrides: list[str] | None,
         chosen = [m for m in members if _tag_field(m, value) == parts[-1]]
         if len(members) > 1 and len(chosen) == 1:
             allowed = chosen[0].model_fields
-            for k in [k for k in node if k not in allowed]:
+            for k in [k for k in node if k not in allowed and (*parts[:-1], k) not in named]:
                 del node[k]
 
 
