@@ -43,6 +43,7 @@ bench: $(VENV)/.base
 	$(PY) bench/serving_speed.py
 	$(PY) bench/sweep_speed.py
 	$(PY) bench/autoscale_speed.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -42,7 +42,7 @@ def profile_with(elementwise: float, folder: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
+    ap.add_argument("--reference", type=Path, default=ROOT / "bench" / "data")
     ap.add_argument("--dispatch", default="60,65,70,75,80")
     ap.add_argument("--elementwise", default="0.55,0.6,0.65,0.7,0.75,0.85")
     a = ap.parse_args()

@@ -91,7 +91,7 @@ def blackwell(ref: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
+    ap.add_argument("--reference", type=Path, default=ROOT / "bench" / "data")
     ap.add_argument("--requests", type=int, default=None,
                     help="requests per row (default: the perf-overview's $num_requests for the row's ISL/OSL)")
     ap.add_argument("--csv", type=Path)

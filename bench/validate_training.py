@@ -1,4 +1,4 @@
-"""Predict every measured training row in shared/reference and print the error.
+"""Predict every measured training row in bench/data (copied from the reference set) and print the error.
 
 Data: vTrain (MICRO'24) A100 single-node (1,440 rows) and multi-node (109 rows) Megatron-DeepSpeed
 iteration times, activation checkpointing on; Korthikanti et al. 2022 Table 5 (full recompute and
@@ -114,7 +114,7 @@ def summarize(name: str, d: pd.DataFrame) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
+    ap.add_argument("--reference", type=Path, default=ROOT / "bench" / "data")
     ap.add_argument("--rows", action="store_true", help="print every single-node row too")
     ap.add_argument("--csv", type=Path, help="write all per-row predictions to this CSV")
     a = ap.parse_args()

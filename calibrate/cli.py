@@ -38,7 +38,7 @@ def _base_for(device_name: str) -> str | None:
 def run_calibration(*, device: str, model: str | None, module: str | None, input_shape: str | None, dtype: str,
                     base: str | None, quick: bool, out_path: Path | None, validate: bool, console: Any,
                     err: Any) -> Path:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from simulator.catalog import get_model
     from simulator.errors import CapsimError
@@ -64,7 +64,8 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
             raise CapsimError(f"no spec profile matches {info['device']!r}; pass --base with the closest one")
         base_doc = get_profile(key).model_dump(exclude_none=True)
     shape_t = tuple(int(x) for x in input_shape.split(",")) if input_shape else None
-    with Progress(TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+    with Progress(TextColumn("{task.description:<32}"), BarColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), console=err) as bar:
         task = bar.add_task("calibrating", total=1.0)
         prof = calibrate(device=device, shapes=shapes, dtype=dtype, quick=quick, base_profile=base_doc, module=module,
                          input_shape=shape_t, progress=lambda what, f: bar.update(task, completed=f, description=what))

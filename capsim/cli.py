@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Column, Table
 
 from simulator.errors import CapsimError
+
+from .tables import Col, KVTable, metric, print_table, usd, usd_per_hour, usd_per_month
 
 if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
     from simulator.serving import ServingResult
@@ -28,6 +29,16 @@ err = Console(stderr=True)
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a scenario key: --set parallelism.tp=4")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout, nothing else")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")]
+ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help=(
+    "a progress bar with the time left on stderr (default: when stderr is a terminal and not --json)"))]
+ServeOutOpt = Annotated[Path | None, typer.Option("--out", help=(
+    "write one row per request (arrival, lengths, status, queue/TTFT/TPOT/E2E, ...) to FILE.csv, .parquet or .json"))]
+TimeseriesOpt = Annotated[Path | None, typer.Option("--timeseries-out", help=(
+    "write per service, replica and time bin: queue, running, utilization, batch tokens, KV-cache use "
+    "(.csv, .parquet or .json)"))]
+TrainOutOpt = Annotated[Path | None, typer.Option("--out", help=(
+    "write the pipeline timeline of one step (stage, pass, chunk, micro-batch, start_s, end_s) to "
+    "FILE.csv, .parquet or .json"))]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,11 +68,10 @@ def models(as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    t = Table("model", "arch", "layers", "hidden", "heads", "kv", "params", "active", title="model catalog")
-    for r in rows:
-        t.add_row(r["name"], r["architecture"], str(r["layers"]), str(r["hidden"]), str(r["heads"]),
-                  str(r["kv_heads"]), f"{r['params_b']:.3f} B", f"{r['active_params_b']:.3f} B")
-    out.print(t)
+    print_table(out, [Col("model", "id"), Col("arch", "id"), *(Col(h, "num") for h in (
+        "layers", "hidden", "heads", "kv", "params", "active"))],
+        [[r["name"], r["architecture"], str(r["layers"]), str(r["hidden"]), str(r["heads"]), str(r["kv_heads"]),
+          f"{r['params_b']:.3f} B", f"{r['active_params_b']:.3f} B"] for r in rows], title="model catalog")
 
 
 @app.command()
@@ -93,22 +103,20 @@ def profiles(as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    t = Table(Column("profile", no_wrap=True), Column("basis", no_wrap=True), "GiB", "bf16", "fp8", "fp4", "TB/s",
-              "NVL", "W", title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
-    for r in rows:
-        def tf(v: float | None) -> str:
-            return "-" if not v else f"{v:.0f}"
+    def tf(v: float | None) -> str:
+        return "-" if not v else f"{v:.0f}"
 
-        t.add_row(r["name"], r["basis"], f"{r['memory_gib']:.0f}", tf(r["bf16_tflops"]), tf(r["fp8_tflops"]),
-                  tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"]))
-    out.print(t)
-    m = Table(Column("profile", no_wrap=True), "source", "engines: GEMM/attention version (all-reduce versions)",
-              title="measured kernel tables")
-    for r in rows:
-        if r["measured"] is not None:
-            m.add_row(r["name"], r["measured"]["source"], _engine_versions(r["measured"]["kernels"]))
-    if m.row_count:
-        out.print(m)
+    print_table(out, [Col("profile", "id"), Col("basis", "id"), *(Col(h, "num") for h in (
+        "GiB", "bf16", "fp8", "fp4", "TB/s", "NVL", "W"))],
+        [[r["name"], r["basis"], f"{r['memory_gib']:.0f}", tf(r["bf16_tflops"]), tf(r["fp8_tflops"]),
+          tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"])] for r in rows],
+        title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
+    measured_rows = [[r["name"], r["measured"]["source"], _engine_versions(r["measured"]["kernels"])]
+                     for r in rows if r["measured"] is not None]
+    if measured_rows:
+        print_table(out, [Col("profile", "id"), Col("source"),
+                          Col("engines: GEMM/attention version (all-reduce versions)")],
+                    measured_rows, title="measured kernel tables")
     n = sum(r["basis"] == "measured" for r in rows)
     out.print(f"{n} of {len(rows)} profiles measured; the others use spec-sheet peaks × efficiency "
               "(capsim calibrate measures your own GPU)")
@@ -145,12 +153,11 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
         print(json.dumps(rows, indent=2))
         return
     mixed = len({r["layers"] for r in rows}) > 1      # layers of several kinds: say which rows are which
-    t = Table("pass", *(["layers"] if mixed else []), "op", "kind", "time µs", "TFLOP/s", "basis",
-              title=f"per-layer kernels: {scenario}")
-    for r in rows:
-        t.add_row(r["pass"], *([r["layers"]] if mixed else []), r["op"], r["kind"], f"{r['time_us']:.1f}",
-                  f"{r['tflops']:.0f}" if r["tflops"] else "", r["basis"])
-    out.print(t)
+    print_table(out, [Col("pass", "id"), *([Col("layers")] if mixed else []), Col("op", "id"), Col("kind", "id"),
+                      Col("time µs", "num"), Col("TFLOP/s", "num"), Col("basis")],
+                [[r["pass"], *([r["layers"]] if mixed else []), r["op"], r["kind"], f"{r['time_us']:.1f}",
+                  f"{r['tflops']:.0f}" if r["tflops"] else "", r["basis"]] for r in rows],
+                title=f"per-layer kernels: {scenario}")
 
 
 def _print_coverage(hw: Any, *, as_json: bool) -> None:
@@ -174,15 +181,14 @@ def _print_coverage(hw: Any, *, as_json: bool) -> None:
     if not missed:
         out.print("every kernel shape was inside a measured table")
         return
-    t = Table("kind", "shape", "times asked", title="kernel shapes outside every table (timed by the roofline)")
-    for r in missed:
-        t.add_row(r["kind"], r["shape"], str(r["count"]))
-    out.print(t)
+    print_table(out, [Col("kind", "id"), Col("shape", "id"), Col("times asked", "num")],
+                [[r["kind"], r["shape"], str(r["count"])] for r in missed],
+                title="kernel shapes outside every table (timed by the roofline)")
 
 
 def _print_training(r: TrainingResult) -> None:
     lay, mem = r.layout, r.memory_per_gpu_gib
-    t = Table(show_header=False, title=f"{r.name}: {r.model} on {r.gpus} × {r.hardware}")
+    t = KVTable(title=f"{r.name}: {r.model} on {r.gpus} × {r.hardware}")
     t.add_row("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} CP{lay.cp} v{lay.virtual_stages} "
               f"ZeRO-{lay.zero_stage} recompute={lay.recompute} micro-batch {lay.micro_batch} "
               f"({lay.microbatches_per_step} per step)")
@@ -197,36 +203,61 @@ def _print_training(r: TrainingResult) -> None:
         t.add_row("time to train", f"{job.time_to_train_days:.1f} days (p10 {job.time_to_train_days_p10:.1f}, "
                   f"p90 {job.time_to_train_days_p90:.1f}); goodput {100 * job.goodput:.1f}%, "
                   f"{job.failures_mean:.1f} failures")
-        t.add_row("cost", f"${job.cost_usd:,.0f} for {job.gpu_hours:,.0f} GPU-hours at ${job.usd_per_gpu_hour:.2f}/GPU-h "
-                  f"({job.price_source})")
+        t.add_row("cost", f"{usd(job.cost_usd)} for {job.gpu_hours:,.0f} GPU-hours at "
+                  f"{usd(job.usd_per_gpu_hour)}/GPU-h ({job.price_source})")
         t.add_row("energy", f"{job.energy_kwh:,.0f} kWh (GPUs at {job.gpu_power_w:.0f} W)")
     if r.infeasible_reason is not None:
         t.add_row("[bold red]infeasible[/]", r.infeasible_reason)
-    out.print(t)
+    t.print(out)
 
 
 @app.command()
 @user_errors
-def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
+          out_path: TrainOutOpt = None) -> None:
     """Simulate a training scenario: step time, memory, MFU, time to train and cost."""
-    _simulate(scenario, set_, "training", as_json=as_json, html=html)
+    _simulate(scenario, set_, "training", as_json=as_json, html=html, out_path=out_path)
 
 
 COMMAND_FOR = {"training": "train", "serving": "serve"}
 
 
-def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None) -> None:
-    """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
+def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
+              out_path: Path | None = None, timeseries_out: Path | None = None, progress: bool | None = None) -> None:
+    """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
+    serve alike."""
     from simulator import simulate_serving, simulate_training
-    from simulator.report import write_html
     from simulator.scenario import TrainingScenario, load_scenario
     from simulator.training import TrainingResult
+
+    from .outputs import check_path, request_records, write_frame
 
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
-    r = simulate_training(sc) if isinstance(sc, TrainingScenario) else simulate_serving(sc)
+    for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
+        if path is not None:
+            check_path(path, option)
+    if isinstance(sc, TrainingScenario):
+        r: TrainingResult | ServingResult = simulate_training(sc)
+    else:
+        from .progress import bar, wanted
+
+        with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress), unit="s simulated") as upd:
+            r = simulate_serving(sc, progress=upd)
+    if out_path is not None:
+        frame = r.timeline_frame() if isinstance(r, TrainingResult) else request_records(r.requests_frame())
+        write_frame(frame, out_path)
+        if not as_json:
+            err.print(f"{len(frame):,} {'timeline' if isinstance(r, TrainingResult) else 'request'} rows "
+                      f"written to {out_path}", highlight=False)
+    if timeseries_out is not None and not isinstance(r, TrainingResult):
+        write_frame(r.timeseries_frame(), timeseries_out)
+        if not as_json:
+            err.print(f"time series written to {timeseries_out}", highlight=False)
     if html:
+        from simulator.report import write_html  # plotly: only for the report
+
         write_html(r, html)
         if not as_json:
             err.print(f"report written to {html}")
@@ -248,7 +279,7 @@ def _print_serving(r: ServingResult) -> None:
     lay = r.replica_layout
     where = (" → ".join(f"{k} ({v.model} on {v.replicas.max} × {v.hardware})" for k, v in r.services.items())
              if r.services else f"{r.model} on {r.replicas.max} × {r.hardware} replicas")
-    t = Table(show_header=False, title=f"{r.name}: {where}")
+    t = KVTable(title=f"{r.name}: {where}")
     t.add_row("replica", f"TP{lay.tp} PP{lay.pp} {lay.batching} batching, max {lay.max_num_seqs} seqs, "
               f"{lay.max_batched_tokens:,} tokens/iteration; KV cache {r.kv_cache_tokens_per_replica:,} tokens "
               f"({lay.kv_cache_precision})")
@@ -286,25 +317,27 @@ def _print_serving(r: ServingResult) -> None:
     if r.replica_failures or r.spot_preemptions or r.failed:
         t.add_row("faults", f"{r.replica_failures} replica failures, {r.spot_preemptions} spot preemptions, "
                   f"{r.retries} retries, {r.failed} requests failed after retries")
-    t.add_row("cost", f"${r.usd_per_hour:,.2f}/hour on average at ${r.usd_per_gpu_hour:.2f}/GPU-hour "
-              f"({r.price_source}); ${r.cost_usd:,.2f} for this run"
-              + (f"; ${cpm:,.3f} per million output tokens" if cpm is not None else ""))
+    t.add_row("cost", f"{usd_per_hour(r.usd_per_hour)} on average ({usd_per_month(r.usd_per_hour)}) at "
+              f"{usd(r.usd_per_gpu_hour)}/GPU-h ({r.price_source}); {usd(r.cost_usd)} for this run"
+              + (f"; {usd(cpm)} per million output tokens" if cpm is not None else ""))
     t.add_row("energy", f"{r.energy_kwh:,.2f} kWh")
     for name, v in (r.services or {}).items():
         lat = (f"p50 {v.latency_p50_s * 1e3:,.1f} · p99 {v.latency_p99_s * 1e3:,.1f} ms"
                if v.latency_p50_s and v.latency_p99_s is not None else "-")
         t.add_row(f"service {name}", f"{v.reached:,} reached, {v.cache_hits:,} from cache; {lat}; "
-                  f"GPU busy {100 * v.gpu_utilization:.1f}%; ${v.cost_usd:,.2f}")
+                  f"GPU busy {100 * v.gpu_utilization:.1f}%; {usd(v.cost_usd)}")
     for w in r.warnings:
         t.add_row("[yellow]warning[/]", w)
-    out.print(t)
+    t.print(out)
 
 
 @app.command()
 @user_errors
-def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
+          out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None, progress: ProgressOpt = None) -> None:
     """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
-    _simulate(scenario, set_, "serving", as_json=as_json, html=html)
+    _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out,
+              progress=progress)
 
 
 @app.command()
@@ -323,21 +356,21 @@ def sweep(
     workers: Annotated[int | None, typer.Option("--workers", help="local processes (default: all cores)")] = None,
     max_rate: Annotated[bool, typer.Option("--max-rate", help="serving: bisect the highest rate meeting the SLO")] = False,
     out_path: Annotated[Path | None, typer.Option("--out", help="save the table (.parquet or .csv)")] = None,
-    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0,
+    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0, progress: ProgressOpt = None,
 ) -> None:
     """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
-    from rich.progress import Progress
-
     from simulator.scenario import load_scenario
     from simulator.sweep import parse_grid
     from simulator.sweep import sweep as run_sweep
 
+    from .progress import bar, wanted
+
     sc = load_scenario(scenario, set_)
-    with Progress(console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task("simulating", total=None)
+    with bar(err, "max-rate search" if max_rate else "sweep", enabled=wanted(err, as_json=as_json, flag=progress),
+             unit="configurations") as update:
         r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random, objective=objective,
                       constraints=constraint, executor=executor, workers=workers, max_rate=max_rate, seed=seed,
-                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+                      progress=update)
     if out_path:
         r.save(str(out_path))
     if html:
@@ -352,18 +385,27 @@ def sweep(
     metrics = [c for c in (r.objective, r.x, r.y, "mfu", "memory_gib", "slo_attainment", "max_rate_rps")
                if c in f and c not in ("config",)]
     metrics = list(dict.fromkeys(metrics))
-    t = Table("#", "configuration", *metrics, title=f"sweep of {scenario}: {len(f)} configurations, "
-              f"{int(f['feasible'].sum())} feasible, {int(f['meets_constraints'].sum())} meet the constraints; "
-              f"{'max' if r.maximize else 'min'} {r.objective}")
-    for _, row in ranked.head(15).iterrows():
-        t.add_row(str(row["rank"]), row["config"], *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                                                      for c in metrics))
-    out.print(t)
+    if ranked.empty:
+        err.print(f"sweep of {scenario}: none of {len(f)} configurations ranked", highlight=False)
+    else:
+        print_table(out, [Col("#", "num"), Col("configuration"), *(Col(c, "num") for c in metrics)],
+                    [[str(row["rank"]), row["config"], *(metric(c, row[c]) for c in metrics)]
+                     for _, row in ranked.head(15).iterrows()],
+                    title=f"sweep of {scenario}: {len(f)} configurations, {int(f['feasible'].sum())} feasible, "
+                          f"{int(f['meets_constraints'].sum())} meet the constraints; "
+                          f"{'max' if r.maximize else 'min'} {r.objective}")
     if r.best is None:
         err.print("[bold red]no configuration meets the constraints[/]")
     errors = f.loc[~f["feasible"].astype(bool), "error"].dropna()
     if len(errors):
-        err.print(f"{len(errors)} configurations infeasible or invalid, e.g.: {errors.iloc[0]}")
+        counts = errors.value_counts(sort=True)
+        err.print(f"{len(errors)} of {len(f)} configurations infeasible or invalid"
+                  + ("" if out_path else " (--out FILE.csv saves every row with its error)") + ":",
+                  highlight=False, markup=False)
+        for text, n in counts.head(5).items():
+            err.print(f"  {n} × {text}", highlight=False, markup=False)
+        if len(counts) > 5:
+            err.print(f"  ... and {len(counts) - 5} other errors", highlight=False)
 
 
 @app.command("calibrate")
@@ -399,6 +441,68 @@ def tui(scenario: Annotated[Path | None, typer.Argument(help="scenario to open (
     from tui import run_tui
 
     run_tui(str(scenario) if scenario else None)
+
+
+@app.command()
+@user_errors
+def init(kind: Annotated[str, typer.Argument(help="train or serve")],
+         model: Annotated[str | None, typer.Option("--model", help="catalog model (default llama-3.1-8b)")] = None,
+         hardware: Annotated[str | None, typer.Option("--hardware", help="GPU profile (default h100-sxm)")] = None,
+         out_path: Annotated[Path | None, typer.Option("--out", help="file to write (default KIND.yaml; - for stdout)")]
+         = None) -> None:
+    """Write a commented scenario to start from (capsim init serve --model qwen3-32b --hardware h200)."""
+    from .scaffold import scenario_template
+
+    path = out_path or Path(f"{kind}.yaml")
+    text = scenario_template(kind, model=model, hardware=hardware, path=str(path))
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    if path.exists():
+        raise CapsimError(f"{path} exists; choose another name with --out (capsim init never overwrites a file)")
+    path.write_text(text, encoding="utf-8")
+    err.print(f"wrote {path}; run it with: capsim {'train' if kind == 'train' else 'serve'} {path}", highlight=False)
+
+
+@app.command()
+@user_errors
+def keys(prefix: Annotated[str, typer.Argument(help="only keys starting with this, e.g. replica. or workload.arrival")] = "",
+         kind: Annotated[str | None, typer.Option("--kind", help="training or serving (default: both)")] = None,
+         as_json: JsonOpt = False) -> None:
+    """Every scenario key: its type, default (or the engine preset's rule), allowed values and description."""
+    from .scaffold import print_keys
+
+    if kind not in (None, "training", "serving"):
+        raise CapsimError(f"--kind {kind!r}: choose training or serving")
+    print_keys(out, prefix, kind, as_json=as_json)
+
+
+@app.command()
+@user_errors
+def schema(out_path: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None) -> None:
+    """Write the JSON Schema of a scenario file (for editors: YAML language server's $schema)."""
+    from .scaffold import schema_text
+
+    text = schema_text()
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out_path}", highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from simulator.version import __version__
+
+        print(f"capsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """capsim: capacity-planning and cost simulator for NN training and serving clusters."""
 
 
 def main() -> None:

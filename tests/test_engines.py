@@ -52,10 +52,13 @@ def test_the_batching_kind_chooses_the_keys() -> None:
 
 
 def test_a_service_takes_its_own_engine() -> None:
-    sc = parse_scenario(serving({"max_num_seqs": 8}, services=[
+    sc = parse_scenario(serving({}, services=[
         {"name": "embed", "model": "bert-large", "replica": {"batching": "dynamic", "max_queue_delay_ms": 5}},
         {"name": "llm"}]))
     assert sc.services[0].replica.batching == "dynamic" and sc.services[1].replica is None
+    # a top-level replica key with services listed would be ignored: it is an error naming the service key
+    with pytest.raises(CapsimError, match=r"top-level replica.max_num_seqs has no effect when services are listed"):
+        parse_scenario(serving({"max_num_seqs": 8}, services=[{"name": "llm"}]))
     with pytest.raises(CapsimError, match="unknown key 'services.0.replica.max_num_seqs'.*under batching 'dynamic'"):
         parse_scenario(serving({}, services=[{"name": "x", "replica": {"batching": "dynamic", "max_num_seqs": 4}}]))
 

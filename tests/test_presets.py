@@ -249,7 +249,7 @@ def test_the_result_carries_the_resolved_settings_and_the_cli_prints_one_line() 
     out = subprocess.run([sys.executable, "-m", "capsim", "serve", "examples/serve_llama3_8b.yaml", "--set",
                           "workload.duration_s=20", "--set", "replica.engine=sglang"], capture_output=True, text=True,
                          cwd=ROOT, check=True, env={**os.environ, "COLUMNS": "250"}).stdout
-    row = next(x for x in out.splitlines() if "│ engine " in x)
+    row = next(x for x in out.splitlines() if x.startswith("engine "))
     assert "sglang 0.5+ preset (max_num_seqs 256, max_batched_tokens 8192, chunked prefill on, new_token_ratio, " \
            "prefill first)" in row
     batch = simulate_serving(parse_scenario(scenario({"batching": "static"})))

@@ -19,30 +19,87 @@ Scenario = TrainingScenario | ServingScenario
 _KINDS: dict[str, type[BaseModel]] = {"training": TrainingScenario, "serving": ServingScenario}
 
 
+def _override_path(item: str) -> tuple[list[str | int], Any]:
+    """``"services.0.cluster.replicas=4"`` → ``(["services", 0, "cluster", "replicas"], 4)``."""
+    if "=" not in item:
+        raise CapsimError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set parallelism.tp=4")
+    key, raw = item.split("=", 1)
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".") if p]
+    if not parts:
+        raise CapsimError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
 def apply_overrides(doc: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML) to a scenario mapping."""
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a scenario mapping.
+
+    ``key=null`` removes the key (its default applies again); a number indexes a list
+    (``services.0.cluster.replicas=2``)."""
     doc = copy.deepcopy(doc)
     for item in overrides or []:
-        if "=" not in item:
-            raise CapsimError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set parallelism.tp=4")
-        key, raw = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise CapsimError(f"--set {item!r}: empty key")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node = doc
+        parts, value = _override_path(item)
+        node: Any = doc
         for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise CapsimError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a mapping (it is {nxt!r})")
+            where = ".".join(str(p) for p in parts[: i + 1])
+            if isinstance(node, list):
+                if not isinstance(part, int) or not 0 <= part < len(node):
+                    raise CapsimError(f"--set {item!r}: {where} is not an item of the list "
+                                      f"(it has {len(node)}: 0 to {len(node) - 1})")
+                nxt = node[part]
+            else:
+                nxt = node.get(part)
+                if nxt is None:
+                    if value is None:          # removing a key under a section that is not there: nothing to do
+                        break
+                    nxt = node[part] = {}
+            if not isinstance(nxt, dict | list):
+                raise CapsimError(f"--set {item!r}: {where} is not a mapping (it is {nxt!r})")
             node = nxt
-        node[parts[-1]] = value
+        else:
+            leaf = parts[-1]
+            if isinstance(node, list):
+                if not isinstance(leaf, int) or not 0 <= leaf < len(node):
+                    raise CapsimError(f"--set {item!r}: index {leaf} is outside the list (it has {len(node)} items)")
+                if value is None:
+                    del node[leaf]
+                else:
+                    node[leaf] = value
+            elif value is None:
+                node.pop(leaf, None)
+            else:
+                node[leaf] = value
     return doc
+
+
+def drop_switched_variant_keys(doc: dict[str, Any], overrides: list[str] | None, root: type[BaseModel]) -> None:
+    """After ``--set`` switched a tagged union's variant (``workload.arrival.process=trace``), drop the
+    keys the old variant had that the new one does not allow (``rate_rps``), in place: the user
+    asked for another variant, not for its keys to be checked against the old one's. A key that an
+    override itself sets is kept (and is an error if the new variant lacks it)."""
+    named = {tuple(_override_path(item)[0]) for item in overrides or []}
+    for item in overrides or []:
+        parts, value = _override_path(item)
+        if not isinstance(value, str) or len(parts) < 2:
+            continue
+        node: Any = doc
+        for part in parts[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+                break
+        if not isinstance(node, dict):
+            continue
+        members = _candidates(root, tuple(parts[:-1]))
+        chosen = [m for m in members if _tag_field(m, value) == parts[-1]]
+        if len(members) > 1 and len(chosen) == 1:
+            allowed = chosen[0].model_fields
+            for k in [k for k in node if k not in allowed and (*parts[:-1], k) not in named]:
+                del node[k]
 
 
 def _models_in(ann: Any) -> list[type[BaseModel]]:
@@ -134,6 +191,8 @@ def format_validation_error(e: ValidationError, root: type[BaseModel], where: st
             tag = err["msg"].split(" ", 1)[0]
             got = err["input"].get(tag) if isinstance(err["input"], dict) else err["input"]
             lines.append(f"{key}.{tag}: {_excerpt(got)} is not allowed; {err['msg']}")
+        elif err["type"] == "value_error" and not loc:   # a check of the whole scenario: its message says it all
+            lines.append(str(err["ctx"]["error"]))
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             lines.append(f"{key}: {err['msg']}")
         else:
@@ -150,6 +209,7 @@ def parse_scenario(doc: dict[str, Any], overrides: list[str] | None = None, wher
     if kind not in _KINDS:
         raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {kind!r})")
     cls = _KINDS[kind]
+    drop_switched_variant_keys(doc, overrides, cls)
     try:
         return cls(**doc)  # type: ignore[return-value]
     except ValidationError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..serving.autoscalers.base import AutoscalingConfig
 from ..serving.autoscalers.registry import AUTOSCALERS
@@ -68,14 +68,17 @@ class SLO(_Strict):
 
 
 class Service(_Strict):
-    """One stage of a multi-service request path. Keys not given are taken from the scenario's top level."""
+    """One stage of a multi-service request path. ``model``, ``hardware``, ``precision``, ``faults`` and
+    ``pricing`` not given are the scenario's top-level ones; ``replica``, ``cluster`` and ``autoscaling``
+    are each service's own (top-level ones are an error with ``services:``)."""
 
     name: str = Field(description="the service's label (unique within the path)")
     model: str | dict[str, Any] | None = Field(default=None, description="its model; default: the scenario's")
     hardware: str | None = Field(default=None, description="its GPU profile; default: the scenario's")
     precision: Precision | None = Field(default=None, description="its precision; default: the scenario's")
-    replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the scenario's", optional=True)
-    cluster: ServingCluster | None = Field(default=None, description="its replicas and router; default: the scenario's")
+    replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the engine's defaults",
+                                                optional=True)
+    cluster: ServingCluster | None = Field(default=None, description="its replicas and router; default: one replica")
     autoscaling: AutoscalingUnion | None = AUTOSCALERS.field(description=_AUTOSCALING, optional=True)
     faults: Faults | None = Field(default=None, description="its faults; default: the scenario's")
     pricing: Pricing | None = Field(default=None, description="its pricing; default: the scenario's")
@@ -107,6 +110,31 @@ class ServingScenario(_Strict):
     slo: SLO = Field(default_factory=SLO, description="latency bounds (p99)")
     pricing: Pricing = Field(default_factory=Pricing, description="where GPU-hours are bought and at what price")
     seed: int = Field(default=0, description="seed of every random stream (same seed, same result)")
+
+    @model_validator(mode="after")
+    def _per_service_keys(self) -> ServingScenario:
+        """With ``services:``, the replica, cluster and autoscaling keys belong to each service: a
+        top-level one that is not the default would be ignored, so it is an error naming the keys."""
+        if not self.services:
+            return self
+        fresh = ServingScenario(model=self.model, hardware=self.hardware)
+        stages = ", ".join(f"{i} {st.name}" for i, st in enumerate(self.services))
+        for key in ("replica", "cluster", "autoscaling"):
+            if key in self.model_fields_set and getattr(self, key) != getattr(fresh, key):
+                keys = _differing(getattr(self, key), getattr(fresh, key))
+                raise ValueError(f"top-level {', '.join(f'{key}.{k}' for k in keys)} has no effect when services "
+                                 f"are listed: each service has its own {key}; set services.N.{key}.{keys[0]} "
+                                 f"instead (N: {stages})")
+        return self
+
+
+def _differing(a: Any, b: Any) -> list[str]:
+    """The keys of two config models whose values differ (only the tag when the variant differs)."""
+    da, db = a.model_dump(), b.model_dump()
+    for tag in ("batching", "policy"):
+        if tag in da and da[tag] != db.get(tag):
+            return [tag]
+    return [k for k in da if da.get(k) != db.get(k)]
 
 
 ENGINES.hosted_by(Service, "replica", optional=True)

@@ -9,7 +9,7 @@ process that batches and runs iterations on the cost model.
 from __future__ import annotations
 
 import functools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -343,20 +343,48 @@ class Cluster:
             self.arrivals_over = True
             self._mark_arrivals_done()
 
-    def run(self) -> float:
+    def run(self, progress: Callable[[float, float | None], None] | None = None) -> float:
         horizon = self.sc.workload.horizon_s
-        self.env.run(until=horizon)
+        if progress is None:
+            self.env.run(until=horizon)
+        else:
+            self._run_reporting(horizon, progress)
         if horizon is not None:
             return horizon
         done = self.ledger.done[np.isfinite(self.ledger.done)]
         return float(done.max()) if len(done) else 0.0
 
 
-def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) -> ServingResult:
+    PROGRESS_STEPS = 200    # reports per run: one extra event each, nothing in the engines' loop
+
+    def _run_reporting(self, horizon: float | None, progress: Callable[[float, float | None], None]) -> None:
+        """``env.run`` in slices of simulated time, reporting ``(now, total)`` after each. A slice stops
+        before the events at its end time (simpy's stop event is urgent) and leaves one no-op event
+        (the stop event, rescheduled without callbacks); the next slice runs the rest in their order.
+        The same events in the same order as one ``run``: the same result."""
+        env = self.env
+        finite = self.reqs.arrival[np.isfinite(self.reqs.arrival)]     # a closed loop's are NaN until issued
+        total = horizon if horizon is not None else (float(finite.max()) if len(finite) else None)
+        step = (total / self.PROGRESS_STEPS) if total else 10.0
+
+        def work_left() -> bool:     # any event that does something (not a finished slice's leftover)
+            return any(e.callbacks for *_, e in env._queue)
+
+        while work_left():
+            until = env.now + step if horizon is None else min(env.now + step, horizon)
+            if until <= env.now:
+                break
+            env.run(until=until)
+            progress(env.now, total)
+
+
+def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
+                     progress: Callable[[float, float | None], None] | None = None) -> ServingResult:
     """Simulate a serving scenario: per-request latencies, throughput, utilization, SLO attainment and cost.
 
     ``fast_forward=False`` advances decode steps one event at a time (slow; for checking that the
-    fast path gives the same per-request results).
+    fast path gives the same per-request results). ``progress(simulated_s, total_s)`` is called about
+    200 times along the run (``total_s``: the horizon or the last arrival; None when not known).
     """
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
@@ -369,6 +397,6 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) ->
         perf, plan = build_replica_model(ssc, None if own else drawn)
         stages.append((name, ssc, perf, plan))
     cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
-    end = cluster.run()
+    end = cluster.run(progress)
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase
     return build_result(scenario, cluster.parts, cluster.ledger, end, warnings, measured_from=measured_from)

@@ -91,12 +91,14 @@ def read_rows(path: Path, kind: str) -> dict[str, list[Any]]:
             if header != cols:
                 raise CapsimError(f"kernel table {path}: columns {', '.join(header)}; a {kind} table has "
                                   f"{', '.join(cols)}")
-            data: dict[str, list[Any]] = {c: [] for c in cols}
-            for n, row in enumerate(reader, start=2):
-                if len(row) != len(cols):
-                    raise CapsimError(f"kernel table {path} line {n}: {len(row)} values, expected {len(cols)}")
-                for c, v in zip(cols, row, strict=True):
-                    data[c].append(v if c in TEXT else float(v))
+            rows = list(reader)
+            bad = next((n for n, row in enumerate(rows, start=2) if len(row) != len(cols)), None)
+            if bad is not None:
+                raise CapsimError(f"kernel table {path} line {bad}: {len(rows[bad - 2])} values, expected {len(cols)}")
+            # column by column (map in C): the tables hold hundreds of thousands of values
+            columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+            data: dict[str, list[Any]] = {c: list(v) if c in TEXT else list(map(float, v))
+                                          for c, v in zip(cols, columns, strict=True)}
     except (OSError, EOFError, StopIteration, ValueError) as e:
         raise CapsimError(f"kernel table {path} cannot be read ({e}); re-run the importer or calibration "
                           "that wrote it") from None

@@ -52,9 +52,12 @@ class Grid:
         self.keys, self.axis_names, self.method = tuple(keys), tuple(axes), method
         n = len(columns[value])
         groups: dict[tuple[Any, ...], list[int]] = {}
-        key_cols = [columns[k] for k in self.keys]
-        for i in range(n):
-            groups.setdefault(tuple(_norm(c[i]) for c in key_cols), []).append(i)
+        normed = []                    # each key column normalised once per distinct value
+        for k in self.keys:
+            memo: dict[Any, Any] = {}
+            normed.append([memo[v] if v in memo else memo.setdefault(v, _norm(v)) for v in columns[k]])
+        for i, key in enumerate(zip(*normed, strict=True) if normed else ((),) * n):
+            groups.setdefault(key, []).append(i)
         t = np.asarray(columns[value], dtype=float)
         ax = [np.asarray(columns[a], dtype=float) for a in self.axis_names]
         if np.any(t <= 0) or any(np.any(a <= 0) for a in ax):

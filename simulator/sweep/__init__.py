@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..errors import CapsimError
+from ..errors import CapsimError, closest
 from ..scenario import Scenario, ServingScenario, TrainingScenario, scenario_yaml
 from .evaluate import evaluate, training_layouts
 from .executors import run_configs
+from .rows import row_columns
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
                                                "!=": operator.ne, "<": operator.lt, ">": operator.gt}
@@ -85,11 +86,17 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
 
 
 def _set(doc: dict[str, Any], key: str, value: Any) -> None:
-    node = doc
-    parts = key.split(".")
+    """Set ``key`` (dotted; a number indexes a list: ``services.2.cluster.replicas``) in ``doc``."""
+    node: Any = doc
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
     for p in parts[:-1]:
+        if isinstance(node, list):
+            if not isinstance(p, int) or not 0 <= p < len(node):
+                raise CapsimError(f"--grid {key}: {p} is not an index of a list of {len(node)}")
+            node = node[p]
+            continue
         nxt = node.get(p)
-        if not isinstance(nxt, dict):
+        if not isinstance(nxt, dict | list):
             nxt = node[p] = {} if nxt is None else nxt
         node = nxt
     node[parts[-1]] = value
@@ -107,11 +114,73 @@ def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | 
         product = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
         configs = [{**c, **g} for c in (configs or [{}]) for g in product]
     if not configs:
+        if layouts:
+            assert isinstance(base, TrainingScenario)
+            raise CapsimError(no_layout_reason(base, full=layouts == "full"))
         raise CapsimError("nothing to sweep: give --grid KEY=V1,V2,... or --layouts")
     if random is not None and random < len(configs):
         idx = np.sort(np.random.default_rng(seed).choice(len(configs), size=random, replace=False))
         configs = [configs[i] for i in idx]
     return configs
+
+
+def no_layout_reason(sc: TrainingScenario, *, full: bool = False) -> str:
+    """Why :func:`training_layouts` found nothing: the first divisibility rule no layout passes."""
+    from ..catalog import get_model
+    from .evaluate import _divisors
+
+    m = get_model(sc.model)
+    gpn, gpus, gb = sc.cluster.gpus_per_node, sc.cluster.nodes * sc.cluster.gpus_per_node, sc.training.global_batch
+    where = f"--layouts found no layout of {sc.model} on {gpus} GPUs ({sc.cluster.nodes} nodes × {gpn})"
+    tps = [tp for tp in _divisors(gpn) if m.heads % tp == 0 and gpus % tp == 0]
+    if not tps:
+        return f"{where}: no TP size divides both {gpn} GPUs per node and the model's {m.heads} heads"
+    pairs = [(tp, pp) for tp in tps for pp in _divisors(m.layers) if gpus % (tp * pp) == 0]
+    dps = sorted({gpus // (tp * pp) for tp, pp in pairs})
+    ok = [dp for dp in dps if gb % dp == 0]
+    if not ok:
+        return (f"{where}: data-parallel size GPUs / (TP × PP) can be {', '.join(map(str, dps))} (TP from "
+                f"{', '.join(map(str, tps))}, PP dividing the {m.layers} layers), and none divides "
+                f"training.global_batch {gb}; change the GPU count (cluster.nodes, cluster.gpus_per_node) or the batch")
+    return (f"{where}: every TP/PP/DP split failed the schedule's micro-batch rules (global batch {gb}); "
+            "try --layouts-full or another training.global_batch")
+
+
+def check_keys(base: Scenario, grid: dict[str, list[Any]], layouts: bool | str) -> None:
+    """A grid key must be a scenario key: otherwise every configuration would fail with the same
+    'unknown key' (and the sweep's summary would then complain about a missing column)."""
+    from ..scenario.reference import key_rows
+
+    paths = key_rows(base.kind)
+    known = {r.path for r in paths}
+    free = [r.path for r in paths if "mapping" in r.type]      # an inline model: any key below it
+    for key in grid:
+        norm = re.sub(r"\.\d+(?=\.|$)", "[]", key)
+        if norm in known or any(norm.startswith(f + ".") for f in free):
+            continue
+        hint = closest(norm, known, n=3)
+        raise CapsimError(f"--grid {key}: not a key of a {base.kind} scenario"
+                          + (f"; closest: {', '.join(hint)}" if hint else "") + " (capsim keys lists them)")
+
+
+def check_columns(base: Scenario, grid: dict[str, list[Any]], columns: list[str], what: str, max_rate: bool,
+                  layouts: bool | str) -> None:
+    """An objective or a constraint must name a column the rows will have."""
+    training = isinstance(base, TrainingScenario)
+    known = ["config", *grid, *row_columns(training=training, max_rate=max_rate)]
+    if layouts and training:
+        known += ["parallelism.tp", "parallelism.pp", "parallelism.dp", "parallelism.sequence_parallel",
+                  "parallelism.zero_stage", "training.micro_batch", "training.recompute"]
+        if layouts == "full":
+            known += ["parallelism.cp", "parallelism.virtual_stages", "parallelism.schedule"]
+    for col in columns:
+        if col not in known:
+            hint = closest(col, known, n=3)
+            extra = ("; max_rate_rps and headroom_x need --max-rate"
+                     if col in ("max_rate_rps", "headroom_x", "handles_2x", "handles_3x") else "")
+            raise CapsimError(f"{what} on unknown column {col!r}"
+                              + (f"; closest: {', '.join(hint)}" if hint else "")
+                              + f"{extra}; columns: {', '.join(dict.fromkeys(known))}")
 
 
 def parse_constraint(text: str) -> tuple[str, Callable[[Any, Any], bool], Any]:
@@ -136,10 +205,16 @@ def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, random: int | None = None,
           layouts: bool | str = False, objective: str | None = None, constraints: list[str] | None = None,
           executor: str = "local", workers: int | None = None, max_rate: bool = False, seed: int = 0,
-          progress: Callable[[int, int], None] | None = None) -> SweepResult:
+          progress: Callable[[float, int], None] | None = None) -> SweepResult:
     """Evaluate every configuration of the sweep and rank those that are feasible and meet the constraints."""
     base = scenario
     training = isinstance(base, TrainingScenario)
+    check_keys(base, grid or {}, layouts)
+    cons = [parse_constraint(c) for c in constraints or []]
+    if objective is not None:
+        check_columns(base, grid or {}, [objective.removeprefix("max:").removeprefix("min:")], "objective",
+                      max_rate, layouts)
+    check_columns(base, grid or {}, [c[0] for c in cons], "constraint", max_rate, layouts)
     configs = configurations(base, grid=grid or {}, random=random, layouts=layouts, seed=seed)
     doc = base.model_dump(mode="json", exclude_unset=True)   # only what the user wrote: a grid may switch a variant
     docs = []
@@ -151,13 +226,12 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
     rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
     frame = pd.DataFrame([{"config": ", ".join(f"{k}={v}" for k, v in c.items()), **c, **r}
                           for c, r in zip(configs, rows, strict=True)])
-    cons = [parse_constraint(c) for c in constraints or []]
     if isinstance(base, ServingScenario) and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
         cons.append(("slo_met", operator.eq, True))
     ok = frame["feasible"].astype(bool).to_numpy().copy()
     for col, op, val in cons:
-        if col not in frame:
-            raise CapsimError(f"constraint on unknown column {col!r}; columns: {', '.join(frame.columns)}")
+        if col not in frame:          # every configuration failed: no row has the metric
+            frame[col] = None
         ok &= np.array([v is not None and v == v and bool(op(v, val)) for v in frame[col]])
     frame["meets_constraints"] = ok
     default = ("time_to_train_days" if "time_to_train_days" in frame and frame["time_to_train_days"].notna().any()

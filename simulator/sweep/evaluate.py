@@ -6,6 +6,8 @@ Runs in worker processes (local pool or Ray): ``evaluate_row`` gives the typed r
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from ..catalog import get_model
@@ -42,24 +44,39 @@ def _meets(doc: dict[str, Any], rate: float) -> bool:
     return bool(simulate_serving(sc).slo_met)
 
 
-def max_sustainable_rate(doc: dict[str, Any]) -> float:
-    """Largest arrival rate meeting the SLO (doubling, then bisection over RATE_STEPS steps)."""
+MAX_RATE_SIMULATIONS = int(math.log2(MAX_RATE_FACTOR)) + 2 + RATE_STEPS   # the most a search runs
+
+
+def max_sustainable_rate(doc: dict[str, Any], on_step: Callable[[float], None] | None = None) -> float:
+    """Largest arrival rate meeting the SLO (doubling, then bisection over RATE_STEPS steps).
+    ``on_step(fraction)`` after each simulation: the share of the most the search can run."""
     arrival = doc["workload"]["arrival"]
     if "rate_rps" not in arrival:
         raise CapsimError("max-rate search needs an arrival process with rate_rps (poisson or gamma)")
     r0 = float(arrival["rate_rps"])
+    runs = 0
+
+    def meets(rate: float) -> bool:
+        nonlocal runs
+        ok = _meets(doc, rate)
+        runs += 1
+        if on_step is not None:
+            on_step(min(runs / MAX_RATE_SIMULATIONS, 1.0))
+        return ok
+
     lo, hi = 0.0, r0
-    while _meets(doc, hi):
+    while meets(hi):
         lo, hi = hi, hi * 2
         if hi > r0 * MAX_RATE_FACTOR:
             return lo
     for _ in range(RATE_STEPS):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _meets(doc, mid) else (lo, mid)
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
     return lo
 
 
-def evaluate_row(doc: dict[str, Any], max_rate: bool = False) -> SweepRow:
+def evaluate_row(doc: dict[str, Any], max_rate: bool = False,
+                 on_step: Callable[[float], None] | None = None) -> SweepRow:
     """Simulate one configuration; errors become a ``FailedRow`` with the message."""
     try:
         sc = parse_scenario(doc)
@@ -73,15 +90,16 @@ def evaluate_row(doc: dict[str, Any], max_rate: bool = False) -> SweepRow:
             return ServingSweepRow.of(r)
         if not sc.slo.model_dump(exclude_none=True):
             raise CapsimError("max-rate search needs an SLO (slo.ttft_p99_s, tpot_p99_s or e2e_p99_s)")
-        found = MaxRate(max_rate_rps=max_sustainable_rate(doc), base_rps=float(doc["workload"]["arrival"]["rate_rps"]))
+        found = MaxRate(max_rate_rps=max_sustainable_rate(doc, on_step), base_rps=float(doc["workload"]["arrival"]["rate_rps"]))
         return ServingSweepRow.of(r, found)
     except CapsimError as e:
         return FailedRow(str(e))
 
 
-def evaluate(doc: dict[str, Any], max_rate: bool = False) -> dict[str, Any]:
+def evaluate(doc: dict[str, Any], max_rate: bool = False,
+             on_step: Callable[[float], None] | None = None) -> dict[str, Any]:
     """``evaluate_row`` as plain data: what worker processes and Ray tasks send back."""
-    return evaluate_row(doc, max_rate).to_dict()
+    return evaluate_row(doc, max_rate, on_step).to_dict()
 
 
 def _divisors(n: int) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import CapsimError
 from .evaluate import evaluate
 
-Progress = Callable[[int, int], None] | None
+Progress = Callable[[float, int], None] | None   # (configurations done, a fraction within one; all of them)
 
 
 def _chunk(docs: list[dict[str, Any]], max_rate: bool) -> list[dict[str, Any]]:
@@ -23,7 +23,9 @@ def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool
     if workers == 1:
         serial: list[dict] = []
         for i, d in enumerate(docs):
-            serial.append(evaluate(d, max_rate))
+            # a max-rate search runs many simulations: report each of them as a share of its configuration
+            step = (lambda f, i=i: progress(i + f, n)) if progress and max_rate else None
+            serial.append(evaluate(d, max_rate, step))
             if progress:
                 progress(i + 1, n)
         return serial

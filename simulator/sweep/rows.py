@@ -153,3 +153,15 @@ class ServingSweepRow:
 
 
 SweepRow = FailedRow | OutOfMemoryRow | TrainingSweepRow | ServingSweepRow
+
+
+def row_columns(*, training: bool, max_rate: bool = False) -> list[str]:
+    """The metric columns a sweep's rows can have (before any is simulated), for checking an
+    objective or a constraint up front."""
+    from dataclasses import fields
+
+    cols = ["feasible", *(f.name for f in fields(TrainingSweepRow if training else ServingSweepRow))]
+    cols = [c for c in cols if c != "max_rate"]
+    if max_rate and not training:
+        cols += ["max_rate_rps", "headroom_x", "handles_2x", "handles_3x"]
+    return cols
