@@ -19,7 +19,7 @@ from simulator import CapsimError
 from simulator.serving import ServingResult
 from simulator.training import TrainingResult
 
-from .present import Session, compare, headline
+from .present import Session, compare, headline, latency_table
 
 VERDICT = {1: "green", -1: "red", 0: ""}
 
@@ -140,9 +140,9 @@ class ResultScreen(_CapsimScreen):
             for k, v in r.memory_per_gpu_gib.to_dict().items():
                 t.add_row(f"memory {k}", f"{v:.2f} GiB")
         else:
-            t.add_columns("latency", "p50", "p90", "p99", "mean")
-            for name, d in (("ttft", r.ttft_s), ("tpot", r.tpot_s), ("e2e", r.e2e_s), ("queue", r.queue_s)):
-                t.add_row(name, *("-" if q is None else f"{q:.4f}" for q in (d.p50, d.p90, d.p99, d.mean)))
+            t.add_columns("latency (ms)", "p50", "p90", "p99", "mean")
+            for name, d in latency_table(r):
+                t.add_row(name, *("-" if q is None else f"{q * 1e3:,.1f}" for q in (d.p50, d.p90, d.p99, d.mean)))
 
     def action_export(self, fmt: str) -> None:
         self.capsim.export(fmt, self.result)

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from simulator import CapsimError, parse_scenario
+from simulator.result_views import serving_throughput_text
 from simulator.scenario import apply_overrides, scenario_yaml
 from simulator.serving import ServingResult
 from simulator.training import TrainingResult
@@ -152,16 +153,36 @@ def headline(r: TrainingResult | ServingResult) -> list[tuple[str, str]]:
                      ("energy", f"{r.job.energy_kwh:,.0f} kWh")]
         return rows
     att, cpm = r.slo_attainment, r.cost_per_million_tokens_usd
+    if not r.generative:     # one forward per request: latency in ms, inputs per second, no TTFT/TPOT/KV
+        return [("requests", f"{r.completed:,} done, {r.rejected:,} rejected"),
+                ("throughput", serving_throughput_text(r)),
+                ("latency p50/p99", f"{_ms(r.e2e_s.p50)} / {_ms(r.e2e_s.p99)} per {r.item}"),
+                ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if r.slo_met else 'missed'})"),
+                ("replicas", f"mean {r.replicas.mean}, max {r.replicas.max}"),
+                ("GPU busy / MFU", f"{100 * r.gpu_utilization:.1f}% / {100 * r.mfu:.1f}%"),
+                ("$/hour", f"${r.usd_per_hour:,.2f}"),
+                (f"$/M {r.item}s", "-" if r.cost_per_million_items_usd is None
+                 else f"${r.cost_per_million_items_usd:,.2f}")]
+    ttft, tpot = r.ttft_s, r.tpot_s
+    assert ttft is not None and tpot is not None    # a generative model's result has both
     return [("requests", f"{r.completed:,} done, {r.rejected:,} rejected"),
             ("throughput", f"{r.throughput_rps:,.2f} req/s, {r.output_tokens_per_s:,.0f} tok/s"),
-            ("TTFT p50/p99", f"{_ms(r.ttft_s.p50)} / {_ms(r.ttft_s.p99)}"),
-            ("TPOT p50/p99", f"{_ms(r.tpot_s.p50)} / {_ms(r.tpot_s.p99)}"),
+            ("TTFT p50/p99", f"{_ms(ttft.p50)} / {_ms(ttft.p99)}"),
+            ("TPOT p50/p99", f"{_ms(tpot.p50)} / {_ms(tpot.p99)}"),
             ("E2E p50/p99", f"{r.e2e_s.p50 or 0:,.2f} / {r.e2e_s.p99 or 0:,.2f} s"),
             ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if r.slo_met else 'missed'})"),
             ("replicas", f"mean {r.replicas.mean}, max {r.replicas.max}"),
             ("GPU busy / MFU", f"{100 * r.gpu_utilization:.1f}% / {100 * r.mfu:.1f}%"),
             ("$/hour", f"${r.usd_per_hour:,.2f}"),
             ("$/M tokens", "-" if cpm is None else f"${cpm:,.3f}")]
+
+
+def latency_table(r: ServingResult) -> list[tuple[str, Any]]:
+    """(name, percentiles) per latency the result has: a generative model's TTFT, TPOT, end-to-end and
+    queueing; one forward per request: its latency (end to end) and queueing."""
+    if not r.generative:
+        return [("latency", r.e2e_s), ("queue", r.queue_s)]
+    return [("ttft", r.ttft_s), ("tpot", r.tpot_s), ("e2e", r.e2e_s), ("queue", r.queue_s)]
 
 
 Metric = Callable[[Any], float | None]
@@ -172,8 +193,9 @@ COMPARE: dict[str, list[tuple[str, Metric, int]]] = {
                  ("mfu", lambda r: r.mfu, 1),
                  ("time_to_train_days", lambda r: r.job.time_to_train_days if r.job else None, -1),
                  ("cost_usd", lambda r: r.job.cost_usd if r.job else None, -1)],
-    "serving": [("throughput_rps", lambda r: r.throughput_rps, 1), ("ttft_s.p99", lambda r: r.ttft_s.p99, -1),
-                ("tpot_s.p99", lambda r: r.tpot_s.p99, -1), ("e2e_s.p99", lambda r: r.e2e_s.p99, -1),
+    "serving": [("throughput_rps", lambda r: r.throughput_rps, 1),
+                ("ttft_s.p99", lambda r: r.ttft_s.p99 if r.ttft_s else None, -1),
+                ("tpot_s.p99", lambda r: r.tpot_s.p99 if r.tpot_s else None, -1), ("e2e_s.p99", lambda r: r.e2e_s.p99, -1),
                 ("slo_attainment", lambda r: r.slo_attainment, 1), ("usd_per_hour", lambda r: r.usd_per_hour, -1),
                 ("cost_per_million_tokens_usd", lambda r: r.cost_per_million_tokens_usd, -1)]}
 
