@@ -130,7 +130,8 @@ def _engine_versions(kernels: dict[str, dict[str, list[str]]]) -> str:
 def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
          coverage: Annotated[bool, typer.Option("--coverage", help=(
              "list the kernel shapes no measured table covered (the roofline timed them)"))] = False) -> None:
-    """Op-level cost of one transformer layer (training: forward/backward; serving: prefill/decode)."""
+    """Op-level cost of one layer (training: forward/backward; serving: prefill/decode; a model that generates
+    nothing: one input's forward, a CNN's every convolution)."""
     from simulator.api import layer_cost_table, scenario_hardware
     from simulator.scenario import load_scenario
 

@@ -178,3 +178,20 @@ def test_batch_one_latency_and_images_per_watt_jetson_vs_h100() -> None:
     (t_orin, e_orin), (t_h100, e_h100) = out["jetson-agx-orin-64gb-maxn"], out["h100-sxm"]
     assert t_orin == pytest.approx(1.144e-3, rel=0.01) and t_h100 == pytest.approx(0.373e-3, rel=0.01)
     assert 3.5 < e_orin / e_h100 < 4.2
+
+
+def test_report_and_tui_rows_of_a_vision_model(tmp_path: Path) -> None:
+    from simulator.report import write_html
+    from tui.present import compare, headline
+
+    r = simulate_serving(parse_scenario(serving("resnet-50")))
+    page = tmp_path / "r.html"
+    write_html(r, page)
+    text = page.read_text()
+    assert "latency per image p50 / p99" in text and "images/s" in text and "$ / M images" in text
+    assert "TTFT p50 / p99" not in text and "TPOT p50 / p99" not in text and "KV cache used" not in text
+    rows = dict(headline(r))
+    assert "TTFT p50/p99" not in rows and rows["latency p50/p99"].endswith("ms per image")
+    assert rows["throughput"].startswith(f"{r.items_per_s:,.1f} images/s")
+    _, table = compare([r, r])
+    assert dict((row[0][0], row[1][0]) for row in table)["TTFT p99 s"] == "-"

@@ -130,10 +130,11 @@ def serving_html(r: ServingResult) -> str:
     f_q = _fig("Queue and batch", xaxis_title="time (s)", yaxis_title="requests (cluster total)")
     f_q.add_scatter(x=fleet.t_s, y=fleet.queue, name="queued", mode="lines")
     f_q.add_scatter(x=fleet.t_s, y=fleet.running, name="running (in batches)", mode="lines")
+    scale = 1.0 if r.generative else 1e3         # one forward per request: milliseconds
     f_lat = _fig("End-to-end latency of requests finishing in each window", xaxis_title="time (s)",
-                 yaxis_title="seconds")
-    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s, name="p50", mode="lines")
-    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s, name="p99", mode="lines")
+                 yaxis_title="seconds" if r.generative else "ms")
+    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s * scale, name="p50", mode="lines")
+    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s * scale, name="p99", mode="lines")
     f_u = _fig("Utilization (mean over ready replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
     f_u.add_scatter(x=fleet.t_s, y=fleet.gpu_busy, name="GPU busy", mode="lines")
     if r.generative:
