@@ -93,6 +93,7 @@ def test_non_generative_result_has_null_token_fields_and_items_per_s() -> None:
     for key in ("ttft_s", "tpot_s", "itl_s", "kv_cache_tokens_per_replica", "kv_cache_utilization",
                 "cost_per_million_tokens_usd"):
         assert v[key] is None, key
+    assert v["replica_layout"]["kv_cache_precision"] is None and list(v["replica_layout"]) == list(g["replica_layout"])
     assert v["items_per_s"] == v["throughput_rps"] > 0 and v["item"] == "image"
     assert g["items_per_s"] is None and g["ttft_s"]["p50"] > 0
     assert v["e2e_s"]["p50"] > 0 and v["cost_per_million_items_usd"] > 0

@@ -264,7 +264,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         kernel_table_versions=perf.hw.kernels.describe() if perf.hw.kernels is not None else {},
         replica_layout=ReplicaLayoutInfo(tp=sc.replica.tp, pp=sc.replica.pp, batching=sc.replica.batching,
                                          max_num_seqs=plan.max_num_seqs, max_batched_tokens=plan.max_batched_tokens,
-                                         kv_cache_precision=plan.kv_cache_precision),
+                                         kv_cache_precision=plan.kv_cache_precision if gen else None),
         engine_settings=plan.engine.to_dict() if plan.engine is not None else {},
         kv_cache_tokens_per_replica=kv_cap if gen else None,
         memory_per_gpu_gib=ReplicaMemory.build(plan.memory_per_gpu_gib),
