@@ -326,7 +326,7 @@ def test_trace_replay_and_malformed_traces(tmp_path: Path) -> None:
         run(doc(**{"workload.arrival": {"process": "trace", "path": str(missing)}}))
     bad = tmp_path / "b.csv"
     bad.write_text("timestamp,prompt_tokens,output_tokens\n0,100,20\n1,-3,20\n")
-    with pytest.raises(CapsimError, match="row 3 has prompt_tokens .-3."):
+    with pytest.raises(CapsimError, match="row 3 has prompt_tokens -3;"):
         run(doc(**{"workload.arrival": {"process": "trace", "path": str(bad)}}))
     with pytest.raises(CapsimError, match="does not exist"):
         run(doc(**{"workload.arrival": {"process": "trace", "path": str(tmp_path / "nope.csv")}}))

@@ -87,7 +87,7 @@ def test_clear_errors(tmp_path: Path) -> None:
         read_trace(trace(bad_date, format="azure"))
     numbers = tmp_path / "n.csv"
     numbers.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n1.5,10,2\n")
-    with pytest.raises(CapsimError, match="row 2 has timestamp '1.5'; expected a date-time"):
+    with pytest.raises(CapsimError, match="row 2 has timestamp 1.5; expected a date-time"):
         read_trace(trace(numbers, format="azure"))
     words = tmp_path / "w.csv"
     words.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
@@ -112,7 +112,7 @@ def test_clear_errors(tmp_path: Path) -> None:
         read_trace(trace(broken, format="mooncake"))
     negative = tmp_path / "neg.csv"
     negative.write_text("timestamp,prompt_tokens,output_tokens\n-1,10,2\n")
-    with pytest.raises(CapsimError, match="row 2 has timestamp '-1'; expected a number >= 0 in s"):
+    with pytest.raises(CapsimError, match="row 2 has timestamp -1; expected a number >= 0 in s"):
         read_trace(trace(negative))
     with pytest.raises(ValueError, match="format"):
         trace(DATA / "azure.csv", format="splitwise")
