@@ -18,7 +18,6 @@ from .tables import Col, KVTable, metric, print_table, usd, usd_per_hour, usd_pe
 
 if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
     from simulator.serving import ServingResult
-    from simulator.serving.summary import Percentiles
     from simulator.training import TrainingResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -139,7 +138,8 @@ def _engine_versions(kernels: dict[str, dict[str, list[str]]]) -> str:
 def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
          coverage: Annotated[bool, typer.Option("--coverage", help=(
              "list the kernel shapes no measured table covered (the roofline timed them)"))] = False) -> None:
-    """Op-level cost of one transformer layer (training: forward/backward; serving: prefill/decode)."""
+    """Op-level cost of one layer (training: forward/backward; serving: prefill/decode; a model that generates
+    nothing: one input's forward, a CNN's every convolution)."""
     from simulator.api import layer_cost_table, scenario_hardware
     from simulator.scenario import load_scenario
 
@@ -269,20 +269,17 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
         _print_serving(r)
 
 
-def _pct(d: Percentiles, unit: float = 1e3, suffix: str = "ms") -> str:
-    if d.p50 is None or d.p90 is None or d.p99 is None or d.mean is None:
-        return "-"
-    return f"p50 {d.p50 * unit:,.1f} · p90 {d.p90 * unit:,.1f} · p99 {d.p99 * unit:,.1f} · mean {d.mean * unit:,.1f} {suffix}"
-
-
 def _print_serving(r: ServingResult) -> None:
+    from simulator.result_views import serving_latency_rows, serving_throughput_text
+
     lay = r.replica_layout
     where = (" → ".join(f"{k} ({v.model} on {v.replicas.max} × {v.hardware})" for k, v in r.services.items())
              if r.services else f"{r.model} on {r.replicas.max} × {r.hardware} replicas")
     t = KVTable(title=f"{r.name}: {where}")
+    kv = (f"; KV cache {r.kv_cache_tokens_per_replica:,} tokens ({lay.kv_cache_precision})"
+          if r.kv_cache_tokens_per_replica is not None else "")
     t.add_row("replica", f"TP{lay.tp} PP{lay.pp} {lay.batching} batching, max {lay.max_num_seqs} seqs, "
-              f"{lay.max_batched_tokens:,} tokens/iteration; KV cache {r.kv_cache_tokens_per_replica:,} tokens "
-              f"({lay.kv_cache_precision})")
+              f"{lay.max_batched_tokens:,} tokens/{'iteration' if r.generative else 'batch'}{kv}")
     if r.engine_settings:
         from simulator.serving.engines.presets import engine_line
 
@@ -297,13 +294,9 @@ def _print_serving(r: ServingResult) -> None:
             if r.warmup_requests else "")
     t.add_row("requests", f"{r.arrived:,} arrived, {r.completed:,} completed{rej}{inflight}; "
               f"{r.preemptions:,} preemptions; {r.simulated_s:,.1f} s simulated{warm}")
-    t.add_row("throughput", f"{r.throughput_rps:,.2f} req/s, {r.output_tokens_per_s:,.0f} output tokens/s")
-    t.add_row("TTFT", _pct(r.ttft_s))
-    t.add_row("TPOT", _pct(r.tpot_s))
-    if r.itl_s.p50 is not None:
-        t.add_row("ITL", _pct(r.itl_s) + " (every gap between streamed tokens)")
-    t.add_row("end-to-end", _pct(r.e2e_s, 1.0, "s"))
-    t.add_row("queueing", _pct(r.queue_s))
+    t.add_row("throughput", serving_throughput_text(r))
+    for label, text in serving_latency_rows(r):
+        t.add_row(label, text)
     kv = f", KV cache {100 * r.kv_cache_utilization:.1f}% used" if r.kv_cache_utilization is not None else ""
     t.add_row("utilization", f"GPU busy {100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
               "(model FLOPs of the tokens served / peak of the GPU-hours paid)")
@@ -319,7 +312,9 @@ def _print_serving(r: ServingResult) -> None:
                   f"{r.retries} retries, {r.failed} requests failed after retries")
     t.add_row("cost", f"{usd_per_hour(r.usd_per_hour)} on average ({usd_per_month(r.usd_per_hour)}) at "
               f"{usd(r.usd_per_gpu_hour)}/GPU-h ({r.price_source}); {usd(r.cost_usd)} for this run"
-              + (f"; {usd(cpm)} per million output tokens" if cpm is not None else ""))
+              + (f"; {usd(cpm)} per million output tokens" if cpm is not None else "")
+              + (f"; {usd(r.cost_per_million_items_usd)} per million {r.item}s"
+                 if r.cost_per_million_items_usd is not None else ""))
     t.add_row("energy", f"{r.energy_kwh:,.2f} kWh")
     for name, v in (r.services or {}).items():
         lat = (f"p50 {v.latency_p50_s * 1e3:,.1f} · p99 {v.latency_p99_s * 1e3:,.1f} ms"

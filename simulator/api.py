@@ -60,6 +60,9 @@ def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[di
         from .serving_lengths import mean_length
 
         hw = replica_hardware(sc)      # the replica's engine tables, after the precision check
+        if not model.generative:       # one forward per request: its layers (a CNN: every kernel), no decode pass
+            _forward_rows(sc, model, hw, add, kinds, rows)
+            return rows
         prompt = int(mean_length(sc.workload.prompt_tokens))
         try:
             batch = build_replica_model(sc)[1].max_num_seqs     # a full decode batch of the chosen engine's preset
@@ -85,6 +88,26 @@ def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[di
         add("backward", ops.bwd, spec)
         add("recompute", ops.recompute, spec)
     return rows
+
+
+def _forward_rows(sc: ServingScenario, model: Any, hw: HardwareProfile, add: Any, kinds: list[LayerSpec],
+                  rows: list[dict[str, Any]]) -> None:
+    """``capsim cost`` of a model that generates nothing: the forward of one input (a ViT's patches and
+    class token, an encoder's sequence; a CNN's convolutions as implicit GEMMs, ``layers`` naming each)."""
+    from .serving.inputs import resolve_inputs
+    from .serving_lengths import mean_length
+
+    if model.convnet is not None:
+        from .costmodel.convolution import conv_forward_ops
+
+        for o in conv_forward_ops(hw, model.conv_ops(), 1, sc.precision):
+            rows.append({"pass": "forward", "op": o.name, "kind": o.kind, "time_us": o.time * 1e6,
+                         "tflops": o.flops / o.time / 1e12 if o.flops and o.time else 0.0, "layers": "",
+                         "basis": "measured" if o.measured else "roofline"})
+        return
+    seq = int(mean_length(resolve_inputs(sc, model).workload.prompt_tokens))
+    for spec in kinds:
+        add("forward", prefill_ops(spec, hw, tp=sc.replica.tp, batch=1, seq=seq, precision=sc.precision), spec)
 
 
 __all__ = ["Layout", "layer_cost_table", "scenario_hardware"]

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .convnets import ConvLayer, ConvNetSpec, ConvOp, conv_layers, conv_macs, conv_params
 from .errors import CapsimError
 from .hf_layers import hf_layer_keys
 from .layers import LayerSpec, build_stack, group_layers
@@ -55,7 +56,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    architecture: Literal["decoder", "encoder", "vit"] = "decoder"
+    architecture: Literal["decoder", "encoder", "vit", "cnn"] = "decoder"
     layers: int = Field(ge=1)
     hidden: int = Field(ge=1)
     heads: int = Field(ge=1)
@@ -86,6 +87,8 @@ class ModelSpec(BaseModel):
     patch_size: int = 0
     channels: int = 3
     num_classes: int = 0
+    # convolutional network (architecture: cnn): its family and sizes; layers/hidden/heads then only label it
+    convnet: ConvNetSpec | None = None
     source: str = ""
 
     @model_validator(mode="before")
@@ -111,7 +114,11 @@ class ModelSpec(BaseModel):
             raise ValueError(f"heads={self.heads} is not a multiple of kv_heads={self.kv_heads}")
         if self.architecture == "vit" and (self.image_size <= 0 or self.patch_size <= 0):
             raise ValueError("a vit model needs image_size and patch_size")
-        if self.architecture != "vit" and self.vocab <= 0:
+        if (self.architecture == "cnn") != (self.convnet is not None):
+            raise ValueError("a cnn model needs convnet: {family: resnet | efficientnet, ...}, and only a cnn has one")
+        if self.architecture == "cnn" and (self.image_size <= 0 or self.num_classes <= 0):
+            raise ValueError("a cnn model needs image_size and num_classes")
+        if self.architecture not in ("vit", "cnn") and self.vocab <= 0:
             raise ValueError(f"model {self.name!r} needs vocab > 0")
         self.layer_specs()      # checks the per-layer keys (layer_types, sliding_window, moe.*), naming the key
         return self
@@ -133,13 +140,43 @@ class ModelSpec(BaseModel):
     def default_seq_len(self) -> int:
         if self.architecture == "vit":
             return (self.image_size // self.patch_size) ** 2 + 1
+        if self.architecture == "cnn":
+            return 1
         return self.max_positions
+
+    @property
+    def generative(self) -> bool:
+        """Whether the model generates tokens (a decoder); encoders, ViTs and CNNs run one forward per input."""
+        return self.architecture == "decoder"
+
+    @property
+    def tokens_per_input(self) -> int | None:
+        """Tokens one input is, fixed by the model: a ViT's patches plus its class token
+        (``(image_size/patch_size)² + 1``; 197 for ViT-B/16 at 224²), 1 for a CNN (one image); None
+        where the input's length varies (decoders, encoders: their sequence length)."""
+        return self.default_seq_len if self.architecture in ("vit", "cnn") else None
+
+    @property
+    def item(self) -> str | None:
+        """What one request is for a non-generative model: ``image`` (ViT, CNN) or ``sequence``
+        (encoder); None for a decoder."""
+        return {"vit": "image", "cnn": "image", "encoder": "sequence"}.get(self.architecture)
+
+    def conv_ops(self) -> tuple[ConvOp, ...]:
+        """A CNN's kernels, in order (empty for a transformer)."""
+        if self.convnet is None:
+            return ()
+        return conv_layers(self.convnet, self.image_size, self.channels, self.num_classes)
+
+    def conv_macs(self) -> int:
+        """A CNN's multiply-adds per image (its convolutions and classifier); 0 for a transformer."""
+        return conv_macs(self.conv_ops()) if self.convnet is not None else 0
 
     # ---- layers -------------------------------------------------------------------------------
     def layer_specs(self) -> tuple[LayerSpec, ...]:
         """One :class:`LayerSpec` per layer, derived once per distinct model (cached): what every
         cost, memory and calibration consumer reads instead of re-deriving shapes from here."""
-        return _stack(self)
+        return () if self.architecture == "cnn" else _stack(self)
 
     def layer_groups(self, start: int = 0, stop: int | None = None) -> list[tuple[LayerSpec, int]]:
         """Layers ``start:stop`` as ``(spec, count)`` per kind (see :func:`group_layers`)."""
@@ -184,6 +221,8 @@ class ModelSpec(BaseModel):
         return self.layer(index).params()
 
     def embedding_params(self) -> int:
+        if self.architecture == "cnn":
+            return 0
         h = self.hidden
         if self.architecture == "vit":
             patches = (self.image_size // self.patch_size) ** 2
@@ -197,6 +236,8 @@ class ModelSpec(BaseModel):
 
     def head_params(self) -> int:
         """Output head: untied LM head, BERT pooler, or a ViT classifier (final norm included)."""
+        if self.architecture == "cnn":
+            return sum(o.params() for o in self.conv_ops() if isinstance(o, ConvLayer) and o.name == "fc")
         n = self._norm_params() if self.final_norm else 0
         if self.architecture == "decoder" and not self.tie_embeddings:
             n += self.vocab * self.hidden
@@ -207,6 +248,8 @@ class ModelSpec(BaseModel):
         return n
 
     def total_params(self) -> int:
+        if self.convnet is not None:
+            return conv_params(self.conv_ops())
         return self.embedding_params() + sum(s.params() * n for s, n in self.layer_groups()) + self.head_params()
 
     def active_params(self) -> int:

@@ -54,7 +54,7 @@ TRAINING_KEYS = [
     "checkpoint_interval_s", "checkpoint_write_s", "gpu_hours", "usd_per_gpu_hour", "price_source", "cost_usd",
     "gpu_power_w", "energy_kwh", "scenario"]
 SERVING_KEYS = [
-    "kind", "name", "model", "hardware", "precision", "kernel_tables", "kernel_table_versions",
+    "kind", "name", "model", "hardware", "precision", "generative", "item", "kernel_tables", "kernel_table_versions",
     *(f"kernel_table_versions.{k}" for k in ("gemm", "context_attention", "generation_attention", "collective", "moe",
                                              "quantize", "nccl")),
     "replica_layout", "replica_layout.tp", "replica_layout.pp",
@@ -72,13 +72,13 @@ SERVING_KEYS = [
     "memory_per_gpu_gib.runtime_gib", "memory_per_gpu_gib.kv_cache_gib", "simulated_s", "warmup_requests",
     "measured_from_s", "arrived", "completed",
     "rejected", "rejected_by_reason", "failed", "in_flight", "retries", "replica_failures", "spot_preemptions",
-    "preemptions", "throughput_rps", "output_tokens_per_s", "input_tokens_per_s",
+    "preemptions", "throughput_rps", "items_per_s", "output_tokens_per_s", "input_tokens_per_s",
     *(f"{lat}{q}" for lat in ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s")
       for q in ("", ".p50", ".p90", ".p99", ".mean")),
     "replicas", "replicas.mean", "replicas.max", "replica_hours", "cold_start_s", "autoscaling", "gpus",
     "gpu_utilization", "mfu", "kv_cache_utilization", "slo", "slo.ttft_p99_s", "slo.tpot_p99_s", "slo_attainment",
     "slo_met", "usd_per_gpu_hour", "price_source", "usd_per_hour", "cost_usd", "cost_per_million_tokens_usd",
-    "energy_kwh", "warnings", "scenario"]
+    "cost_per_million_items_usd", "energy_kwh", "items_per_joule", "warnings", "scenario"]
 
 
 def key_paths(d: dict[str, Any], prefix: str = "") -> list[str]:

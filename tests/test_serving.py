@@ -236,7 +236,7 @@ def test_dynamic_batcher_uses_latency_table_and_preferred_sizes() -> None:
     e2e = np.sort(r.requests.e2e_s.to_numpy())
     # 64 queued at t=0: eight batches of the preferred 8, each 30 ms, back to back
     assert np.allclose(e2e, np.repeat(0.030 * np.arange(1, 9), 8))
-    assert r["ttft_s"]["p50"] == r["e2e_s"]["p50"]
+    assert r["ttft_s"] is None and r["generative"] is False     # one forward: no first token
 
 
 def test_dynamic_batcher_waits_for_the_queue_delay() -> None:
@@ -326,7 +326,7 @@ def test_trace_replay_and_malformed_traces(tmp_path: Path) -> None:
         run(doc(**{"workload.arrival": {"process": "trace", "path": str(missing)}}))
     bad = tmp_path / "b.csv"
     bad.write_text("timestamp,prompt_tokens,output_tokens\n0,100,20\n1,-3,20\n")
-    with pytest.raises(CapsimError, match="row 3 has -3"):
+    with pytest.raises(CapsimError, match="row 3 has prompt_tokens -3;"):
         run(doc(**{"workload.arrival": {"process": "trace", "path": str(bad)}}))
     with pytest.raises(CapsimError, match="does not exist"):
         run(doc(**{"workload.arrival": {"process": "trace", "path": str(tmp_path / "nope.csv")}}))

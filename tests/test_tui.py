@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable, Input, Select
 
-from tui.app import CapsimApp, CompareScreen, EditorScreen, ResultScreen
-from tui.present import Session
+from tui.app import CapsimApp, CompareScreen, EditorScreen, ExportScreen, ResultScreen
+from tui.present import Session, run_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = str(ROOT / "examples" / "serve_llama3_8b.yaml")
@@ -71,6 +72,7 @@ async def _test_edit_run_and_read_the_numbers() -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
         r = app.results[-1]
         assert r["replicas"]["max"] == 3 and r.scenario.workload.duration_s == 120
+        await pilot.pause(0.2)
         shown = screen_text(app)
         assert f"{r['ttft_s']['p50'] * 1e3:,.1f} ms" in shown and "mean 3.0, max 3" in shown
         # a second run with one replica, then compare: the halved cost is shown as better
@@ -95,10 +97,10 @@ async def _test_invalid_values_show_inline_errors() -> None:
         await pilot.pause()
         assert "must divide" in str(app.screen.query_one("#error").render())
         app.screen.query_one("#f-replica__tp").value = "1"
-        app.screen.query_one("#f-replica__batching").value = "bogus"
+        app.screen.query_one("#f-model").value = "llama-9"
         await pilot.pause()
         err = str(app.screen.query_one("#error").render())
-        assert "replica.batching" in err and "continuous" in err
+        assert "llama-9" in err and "valid scenario" not in err
         await pilot.press("ctrl+r")                  # refuses to run an invalid scenario
         await pilot.pause(0.3)
         assert isinstance(app.screen, EditorScreen) and not app.results
@@ -115,11 +117,159 @@ async def _test_export_writes_files(tmp_path: Path) -> None:
         app.screen.query_one("#f-workload__duration_s").value = "60"
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
-        for key in ("j", "y", "h"):
-            await pilot.press(key)
+        for key, name in (("j", "run.json"), ("y", "scenario.yaml"), ("h", "report.html")):
+            await pilot.press(key)                     # asks for a path, prefilled with the output folder's
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+            box = app.screen.query_one("#export-path", Input)
+            assert box.value.startswith(str(tmp_path))
+            box.value = str(tmp_path / name)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        await pilot.press("j")                          # escape cancels: nothing written
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        await pilot.press("escape")
+        await pilot.press("j")                          # a folder that does not exist: an error shown, no file
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        app.screen.query_one("#export-path", Input).value = str(tmp_path / "nope" / "x.json")
+        await pilot.press("enter")
         await pilot.pause()
-    names = sorted(p.suffix for p in tmp_path.iterdir())
-    assert names == [".html", ".json", ".yml"]
+        assert isinstance(app.screen, ResultScreen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "run.json", "scenario.yaml"]
+
+
+TRAIN_EXAMPLE = str(ROOT / "examples" / "train_gpt3_175b.yaml")
+RAG_EXAMPLE = str(ROOT / "examples" / "serve_rag_chain.yaml")
+
+
+def error_text(app: CapsimApp) -> str:
+    return str(app.screen.query_one("#error").render())
+
+
+def test_editor_runs_the_memory_fit_check() -> None:
+    asyncio.run(_test_editor_runs_the_memory_fit_check())
+
+
+async def _test_editor_runs_the_memory_fit_check() -> None:
+    # GPT-3 175B at tp=8 pp=4 on 80 GiB A100s: 105.8 GiB per GPU on the busiest stage (params 10.3,
+    # fp32 gradients 20.6, Adam states 61.7, activations 12.0, buffers 1.3)
+    app = CapsimApp(Session.load(TRAIN_EXAMPLE))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "valid scenario" in error_text(app) and "of 80 GiB per GPU" in error_text(app)
+        app.screen.query_one("#f-parallelism__pp").value = "4"
+        await pilot.pause()
+        text = error_text(app)
+        assert "valid scenario" not in text and "does not fit in memory: 105.8 of 80 GiB per GPU" in text
+        assert app.screen.query_one("#error").has_class("warning")
+
+
+def test_enum_keys_are_choice_lists_and_every_arrival_has_its_keys() -> None:
+    asyncio.run(_test_enum_keys_are_choice_lists_and_every_arrival_has_its_keys())
+
+
+async def _test_enum_keys_are_choice_lists_and_every_arrival_has_its_keys() -> None:
+    app = CapsimApp(Session.load(EXAMPLE))
+    async with app.run_test(size=(80, 30)) as pilot:
+        await pilot.pause()
+        batching = app.screen.query_one("#f-replica__batching", Select)
+        assert batching.value == "continuous"
+        assert {"none", "static", "dynamic", "continuous", "prefill_first"} <= {str(v) for _, v in batching._options}
+        assert isinstance(app.screen.query_one("#f-model"), Input)       # a catalog name or a path: free text
+        process = app.screen.query_one("#f-workload__arrival__process", Select)
+        assert {"poisson", "gamma", "diurnal", "closed_loop", "offline", "trace"} <= \
+            {str(v) for _, v in process._options}
+        process.value = "diurnal"                        # the diurnal rate and its shape become editable
+        await wait_for(pilot, lambda: bool(app.screen.query("#f-workload__arrival__mean_rps")))
+        assert not app.screen.query("#f-workload__arrival__rate_rps")
+        for key in ("peak_to_trough", "period_s", "peak_at_s"):
+            assert app.screen.query(f"#f-workload__arrival__{key}"), key
+        assert "mean_rps" in error_text(app)            # a diurnal day needs its mean rate
+        app.screen.query_one("#f-workload__arrival__mean_rps", Input).value = "6"
+        await pilot.pause()
+        assert "valid scenario" in error_text(app)
+        sc = app.session.scenario()
+        assert sc.workload.arrival.process == "diurnal" and sc.workload.arrival.mean_rps == 6
+        process = app.screen.query_one("#f-workload__arrival__process", Select)
+        process.value = "closed_loop"
+        await wait_for(pilot, lambda: bool(app.screen.query("#f-workload__arrival__concurrency")))
+        assert app.screen.query("#f-workload__arrival__think_time_s")
+
+
+def test_run_is_disabled_while_running() -> None:
+    asyncio.run(_test_run_is_disabled_while_running())
+
+
+async def _test_run_is_disabled_while_running() -> None:
+    app = CapsimApp(Session.load(EXAMPLE))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#f-workload__duration_s").value = "3600"     # a run of a few seconds
+        await pilot.press("ctrl+r")
+        assert app.running
+        for _ in range(3):                               # impatient presses while it runs
+            await pilot.press("ctrl+r")
+            await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        await pilot.pause(1.0)
+        assert len(app.results) == 1 and not app.running
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "ctrl+l shows it · ctrl+t compares" in str(app.screen.query_one("#status").render())
+
+
+def test_hints_name_only_bound_keys() -> None:
+    hint = EditorScreen.HINT
+    bound = {k for b in EditorScreen.BINDINGS for k in b.key.split(",")}     # type: ignore[union-attr]
+    named = set(re.findall(r"\b(ctrl\+\w|f\d+)\b", hint))
+    assert named and named <= bound
+    assert all("+" in k or k.startswith("f") for k in bound)      # nothing a plain letter would type
+
+
+def test_compare_labels_are_distinct_and_fit_80_columns() -> None:
+    asyncio.run(_test_compare_labels_are_distinct_and_fit_80_columns())
+
+
+async def _test_compare_labels_are_distinct_and_fit_80_columns() -> None:
+    app = CapsimApp(Session.load(EXAMPLE))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#f-workload__duration_s").value = "60"
+        for replicas in ("2", "1", "3"):
+            app.screen.query_one("#f-cluster__replicas").value = replicas
+            await pilot.pause()
+            n = len(app.results)
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda n=n: len(app.results) == n + 1 and isinstance(app.screen, ResultScreen))
+            await pilot.press("escape")
+            await pilot.pause()
+        assert run_labels(app.results) == ["#1 base", "#2 replicas=1", "#3 replicas=3"]
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.pause(0.2)
+        shown = screen_text(app)
+        for label in ("#1 base", "#2 replicas=1", "#3 replicas=3", "#2: cluster.replicas=1"):
+            assert label in shown, (label, shown)
+        assert max(map(len, shown.splitlines())) <= 80
+        table = app.screen.query_one("#compare", DataTable)
+        assert table.virtual_size.width <= 80            # three runs fit; more scroll sideways
+
+
+def test_multi_service_scenarios_show_per_service_fields() -> None:
+    asyncio.run(_test_multi_service_scenarios_show_per_service_fields())
+
+
+async def _test_multi_service_scenarios_show_per_service_fields() -> None:
+    app = CapsimApp(Session.load(RAG_EXAMPLE))
+    async with app.run_test(size=(100, 50)) as pilot:
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "embed · cluster.replicas" in shown and "llm · replica.batching" in shown
+        assert not app.screen.query("#f-cluster__replicas")     # the top-level one does not apply
+        assert app.screen.query_one("#f-services__0__cluster__replicas", Input).value == "1"
+        app.screen.query_one("#f-services__0__cluster__replicas", Input).value = "3"
+        await pilot.pause()
+        assert "valid scenario" in error_text(app)
+        assert app.session.scenario().services[0].cluster.replicas == 3
 
 
 def test_snapshots_of_the_main_screens() -> None:

@@ -12,14 +12,14 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Sparkline, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Select, Sparkline, Static
 
 from simulator import CapsimError
 from simulator.serving import ServingResult
 from simulator.training import TrainingResult
 
-from .present import Session, compare, headline
+from .present import Field, Session, compare, headline, latency_table, run_differences
 
 VERDICT = {1: "green", -1: "red", 0: ""}
 
@@ -32,53 +32,106 @@ class _CapsimScreen(Screen[Any]):
         return cast("CapsimApp", self.app)
 
 
-class EditorScreen(_CapsimScreen):
-    """The scenario's main keys, each editable; the whole scenario is validated on every change."""
+def _field_id(key: str) -> str:
+    return "f-" + key.replace(".", "__")
 
-    # ctrl+ keys: plain letters go into the focused field
+
+class EditorScreen(_CapsimScreen):
+    """The scenario's main keys, each editable (a choice list where the values are a closed set); the
+    whole scenario is validated on every change, a training layout's memory checked too."""
+
+    # ctrl+ and function keys only: plain letters go into the focused field
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+r", "run", "Run"), Binding("ctrl+t", "compare", "Compare"),
+        Binding("ctrl+r,f5", "run", "Run"), Binding("ctrl+t", "compare", "Compare"),
         Binding("ctrl+l", "results", "Last result"), Binding("ctrl+s", "export('yaml')", "Save YAML"),
         Binding("ctrl+q", "app.quit", "Quit")]
+    HINT = "Tab moves · ctrl+r run · ctrl+t compare · ctrl+l last result · ctrl+s save"
 
     def compose(self) -> ComposeResult:
         s: Session = self.capsim.session
         yield Static(f"capsim · {s.kind} scenario · {Path(s.source).name}", id="title")
         with VerticalScroll(id="fields"):
-            for key, value in s.fields():
-                with Horizontal(classes="field"):
-                    yield Label(key)
-                    yield Input(value=value, id="f-" + key.replace(".", "__"), name=key)
+            yield from self._rows(s.fields())
         yield Static("", id="error")
         yield LoadingIndicator(id="progress")
-        yield Static("Tab moves · type to edit · ctrl+r run · ctrl+t compare · ctrl+l last result", id="status")
+        yield Static(self.HINT, id="status")
         yield Footer()
 
+    @staticmethod
+    def _rows(fields: list[Field]) -> list[Horizontal]:
+        rows = []
+        for f in fields:
+            if f.choices is not None:
+                options = [(c, c) for c in f.choices]
+                widget: Input | Select[str] = Select(options, value=f.value if f.value in f.choices else Select.NULL,
+                                                     allow_blank=f.value not in f.choices, id=_field_id(f.key),
+                                                     name=f.key, compact=True)
+            else:
+                widget = Input(value=f.value, id=_field_id(f.key), name=f.key)
+            rows.append(Horizontal(Label(f.label), widget, classes="field"))
+        return rows
+
     def on_mount(self) -> None:
-        self._show(self.capsim.session.error())
+        self._show()
+        self._keys = [k for k, _ in self.capsim.session.keys()]
 
     @on(Input.Changed)
     def edited(self, event: Input.Changed) -> None:
-        self._show(self.capsim.session.set(event.input.name or "", event.value))
+        self._edit(event.input.name or "", event.value)
 
-    def _show(self, error: str | None) -> None:
+    @on(Select.Changed)
+    def picked(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self._edit(event.select.name or "", str(event.value))
+
+    def _edit(self, key: str, value: str) -> None:
+        s = self.capsim.session
+        if s.edits.get(key) == value or (key not in s.edits and value == next(
+                (f.value for f in s.fields() if f.key == key), None)):
+            return                       # a widget reporting the value it was given
+        s.set(key, value)
+        keys = [k for k, _ in s.keys()]
+        if keys != self._keys:           # another variant: its own keys (a diurnal arrival's mean_rps, ...)
+            self._keys = keys
+            self.call_after_refresh(self._rebuild, key)
+        self._show()
+
+    async def _rebuild(self, focus: str) -> None:
+        box = self.query_one("#fields", VerticalScroll)
+        await box.remove_children()
+        await box.mount_all(self._rows(self.capsim.session.fields()))
+        for w in box.query(f"#{_field_id(focus)}"):
+            w.focus()
+
+    def _show(self) -> None:
+        state, text = self.capsim.session.status()
         box = self.query_one("#error", Static)
-        box.update(error or "✓ valid scenario")
-        box.set_class(error is None, "ok")
+        box.update(text)
+        box.set_class(state == "ok", "ok")
+        box.set_class(state == "warning", "warning")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run" and self.capsim.running:
+            return None                  # shown disabled while a run is in progress
+        return True
 
     def action_run(self) -> None:
+        if self.capsim.running:          # a key repeat or a second press: never a duplicate run
+            self.app.notify("a run is in progress", severity="warning")
+            return
         err = self.capsim.session.error()
         if err:
             self.app.notify("fix the scenario first", severity="error")
-            self._show(err)
+            self._show()
             return
         self.query_one("#progress").add_class("running")
-        self.query_one("#status", Static).update("simulating… (the UI stays responsive)")
+        self.query_one("#status", Static).update("simulating… (the UI stays responsive; ctrl+r waits for it)")
         self.capsim.start_run()
 
     def run_finished(self, ok: bool, message: str) -> None:
         self.query_one("#progress").remove_class("running")
         self.query_one("#status", Static).update(message)
+        self.refresh_bindings()
 
     def action_compare(self) -> None:
         self.capsim.show_compare()
@@ -89,6 +142,31 @@ class EditorScreen(_CapsimScreen):
 
     def action_export(self, fmt: str) -> None:
         self.capsim.export(fmt, None)
+
+
+class ExportScreen(ModalScreen[str | None]):
+    """Asks where to write an export: a path, prefilled; enter writes, escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, what: str, default: Path) -> None:
+        super().__init__()
+        self.what, self.default = what, default
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="export"):
+            yield Label(f"write {self.what} to (enter writes, escape cancels):")
+            yield Input(value=str(self.default), id="export-path")
+
+    def on_mount(self) -> None:
+        self.query_one("#export-path", Input).focus()
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class ResultScreen(_CapsimScreen):
@@ -140,9 +218,9 @@ class ResultScreen(_CapsimScreen):
             for k, v in r.memory_per_gpu_gib.to_dict().items():
                 t.add_row(f"memory {k}", f"{v:.2f} GiB")
         else:
-            t.add_columns("latency", "p50", "p90", "p99", "mean")
-            for name, d in (("ttft", r.ttft_s), ("tpot", r.tpot_s), ("e2e", r.e2e_s), ("queue", r.queue_s)):
-                t.add_row(name, *("-" if q is None else f"{q:.4f}" for q in (d.p50, d.p90, d.p99, d.mean)))
+            t.add_columns("latency (ms)", "p50", "p90", "p99", "mean")
+            for name, d in latency_table(r):
+                t.add_row(name, *("-" if q is None else f"{q * 1e3:,.1f}" for q in (d.p50, d.p90, d.p99, d.mean)))
 
     def action_export(self, fmt: str) -> None:
         self.capsim.export(fmt, self.result)
@@ -160,12 +238,16 @@ class CompareScreen(_CapsimScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("compare runs · green: better than run #1 · red: worse", id="title")
+        yield Static("", id="legend")
         yield DataTable(id="compare", show_cursor=False)
         yield Footer()
 
     def on_mount(self) -> None:
         runs = [r for r in self.capsim.results if r.kind == self.capsim.results[-1].kind]
         header, rows = compare(runs)
+        legend = [f"#{i + 1}: " + (", ".join(d) or ("the base run" if i == 0 else "as #1"))
+                  for i, d in enumerate(run_differences(runs))]
+        self.query_one("#legend", Static).update("\n".join(legend))
         t = self.query_one("#compare", DataTable)
         t.add_columns(*header)
         for row in rows:
@@ -185,11 +267,17 @@ class CapsimApp(App):
         self.session = session
         self.results: list[TrainingResult | ServingResult] = []
         self.out_dir = out_dir or Path.cwd()
+        self.running = False             # a run is in progress: ctrl+r is disabled until it ends
 
     def on_mount(self) -> None:
         self.push_screen(EditorScreen())
 
     def start_run(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        if ed := self._editor():
+            ed.refresh_bindings()
         self._simulate()
 
     @work(thread=True, exclusive=True)
@@ -208,34 +296,47 @@ class CapsimApp(App):
         return None
 
     def _failed(self, message: str) -> None:
+        self.running = False
         if ed := self._editor():
             ed.run_finished(False, "run failed")
         self.notify(message, severity="error", timeout=10)
 
     def _done(self, result: TrainingResult | ServingResult) -> None:
+        self.running = False
         self.results.append(result)
         if ed := self._editor():
-            ed.run_finished(True, f"run #{len(self.results)} done · v shows it · c compares")
+            ed.run_finished(True, f"run #{len(self.results)} done · ctrl+l shows it · ctrl+t compares")
         self.push_screen(ResultScreen(result))
 
     def show_compare(self) -> None:
         if len(self.results) < 1:
-            self.notify("run a scenario first (r)", severity="warning")
+            self.notify("run a scenario first (ctrl+r)", severity="warning")
             return
         self.push_screen(CompareScreen())
 
     def export(self, fmt: str, result: TrainingResult | ServingResult | None) -> None:
+        """Ask for a path (prefilled: the output folder, the scenario's name and the run number), then write."""
+        if fmt != "yaml" and result is None:
+            self.notify("run first to export results", severity="warning")
+            return
         name = self.session.doc.get("name", "scenario")
-        path = self.out_dir / f"{name}-{len(self.results)}.{ 'yml' if fmt == 'yaml' else fmt}"
+        default = self.out_dir / f"{name}-{len(self.results)}.{'yml' if fmt == 'yaml' else fmt}"
+        what = {"yaml": "the scenario (YAML)", "json": "the result (JSON)", "html": "the report (HTML)"}[fmt]
+        self.push_screen(ExportScreen(what, default), lambda path: self._write(fmt, result, path))
+
+    def _write(self, fmt: str, result: TrainingResult | ServingResult | None, path_text: str | None) -> None:
+        if not path_text:
+            self.notify("export cancelled")
+            return
+        path = Path(path_text).expanduser()
         try:
+            if path.is_dir():
+                raise CapsimError(f"{path} is a folder; give a file name")
             if fmt == "yaml":
                 path.write_text(self.session.yaml())
-            elif result is None:
-                self.notify("run first to export results", severity="warning")
-                return
-            elif fmt == "json":
+            elif result is not None and fmt == "json":
                 path.write_text(result.to_json())
-            else:
+            elif result is not None:
                 from simulator.report import write_html
 
                 write_html(result, path)

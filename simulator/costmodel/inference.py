@@ -229,7 +229,7 @@ class InferenceModel:
             self.prefill_coef += n * pre[1]
             self.attention_measured["decode"] += n if fit.decode is not None else 0
             self.attention_measured["prefill"] += n if fit.prefill is not None else 0
-        self.kv_bytes_per_token_layer = max(kv_layer)   # the largest layer's (every layer's, today)
+        self.kv_bytes_per_token_layer = max(kv_layer, default=0.0)   # the largest layer's (none in a CNN)
 
     # ---- time ------------------------------------------------------------------------------
     def linear_time(self, tokens: int) -> float:
@@ -296,8 +296,13 @@ class InferenceModel:
         return self.decode_coef / self.pp
 
     def forward_time(self, batch: int, seq: int) -> float:
-        """One forward of ``batch`` inputs of ``seq`` tokens (encoders, vision; non-causal attention)."""
+        """One forward of ``batch`` inputs of ``seq`` tokens (encoders, vision; non-causal attention); a
+        CNN's ``batch`` images through its convolutions (``seq`` is 1, one image)."""
         m, t = self.model, self.tp
+        if m.convnet is not None:
+            from .convolution import conv_forward_time
+
+            return conv_forward_time(self.hw, m.conv_ops(), batch, self.precision)
         attn = sum(n * flash_attention(self.hw, "attention", batch=batch, heads=a.heads / t, seq_q=seq, seq_kv=seq,
                                        head_dim=a.head_dim, kv_heads=max(a.kv_heads / t, 1), causal=a.causal,
                                        precision=self.precision).time

@@ -82,8 +82,8 @@ def _cdf(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return v, np.arange(1, len(v) + 1) / max(len(v), 1)
 
 
-def _pct(d: Percentiles, unit: float = 1e3, suffix: str = "ms") -> str:
-    return "-" if d.p50 is None or d.p99 is None else f"{d.p50 * unit:,.1f} / {d.p99 * unit:,.1f} {suffix}"
+def _pct(d: Percentiles | None, unit: float = 1e3, suffix: str = "ms") -> str:
+    return "-" if d is None or d.p50 is None or d.p99 is None else f"{d.p50 * unit:,.1f} / {d.p99 * unit:,.1f} {suffix}"
 
 
 def _serving_cards(r: ServingResult) -> list[Card]:
@@ -92,15 +92,19 @@ def _serving_cards(r: ServingResult) -> list[Card]:
         Card("SLO attainment", "no SLO set" if att is None else f"{100 * att:.2f}%",
              ", ".join(f"{k.removesuffix('_p99_s')} p99 ≤ {v} s" for k, v in r.slo.to_dict().items()),
              "" if att is None else ("good" if r.slo_met else "bad")),
-        Card("TTFT p50 / p99", _pct(r.ttft_s)),
-        Card("TPOT p50 / p99", _pct(r.tpot_s)),
-        Card("E2E p50 / p99", _pct(r.e2e_s, 1.0, "s")),
-        Card("throughput", f"{r.throughput_rps:,.2f} req/s", f"{r.output_tokens_per_s:,.0f} output tokens/s"),
+        *([Card("TTFT p50 / p99", _pct(r.ttft_s)), Card("TPOT p50 / p99", _pct(r.tpot_s)),
+           Card("E2E p50 / p99", _pct(r.e2e_s, 1.0, "s") if (r.e2e_s.p99 or 0) >= 1 else _pct(r.e2e_s)),
+           Card("throughput", f"{r.throughput_rps:,.2f} req/s", f"{r.output_tokens_per_s:,.0f} output tokens/s")]
+          if r.generative else
+          [Card(f"latency per {r.item} p50 / p99", _pct(r.e2e_s), "end to end, one forward per request"),
+           Card("throughput", f"{r.items_per_s or 0:,.1f} {r.item}s/s",
+                "" if r.items_per_joule is None else f"{r.items_per_joule:,.2f} {r.item}s/s per W")]),
         Card("cost", f"${r.usd_per_hour:,.2f}/h", f"{r.replica_hours:,.1f} replica-hours; ${r.cost_usd:,.2f} "
              f"this run ({r.autoscaling} scaling)"),
         Card("GPU busy / MFU", f"{100 * r.gpu_utilization:.0f}% / {100 * r.mfu:.1f}%",
              "time running iterations / model FLOPs served vs peak paid for"),
-        Card("$ / M output tokens", "-" if cpm is None else f"${cpm:,.3f}"),
+        Card("$ / M output tokens", "-" if cpm is None else f"${cpm:,.3f}") if r.generative else
+        Card(f"$ / M {r.item}s", "-" if r.cost_per_million_items_usd is None else f"${r.cost_per_million_items_usd:,.2f}"),
         Card("requests", f"{r.completed:,} done", f"{r.rejected:,} rejected, {r.failed:,} failed, "
              f"{r.in_flight:,} in flight", "bad" if r.rejected or r.failed else ""),
     ]
@@ -109,7 +113,9 @@ def _serving_cards(r: ServingResult) -> list[Card]:
 def serving_html(r: ServingResult) -> str:
     req, sf, fleet = r.requests_frame(), r.scaling_frame(), r.fleet_frame()
     f_cdf = _fig("Latency CDFs", xaxis_title="seconds (log)", xaxis_type="log", yaxis_title="fraction of requests")
-    for col, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end"), ("queue_s", "queueing")):
+    curves = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end"), ("queue_s", "queueing")) \
+        if r.generative else (("e2e_s", "latency (end to end)"), ("queue_s", "queueing"))
+    for col, name in curves:
         x, y = _cdf(req.loc[req.status == "completed", col].clip(lower=1e-6))
         if len(x):
             f_cdf.add_scatter(x=x, y=y, name=name, mode="lines")
@@ -124,13 +130,15 @@ def serving_html(r: ServingResult) -> str:
     f_q = _fig("Queue and batch", xaxis_title="time (s)", yaxis_title="requests (cluster total)")
     f_q.add_scatter(x=fleet.t_s, y=fleet.queue, name="queued", mode="lines")
     f_q.add_scatter(x=fleet.t_s, y=fleet.running, name="running (in batches)", mode="lines")
+    scale = 1.0 if r.generative else 1e3         # one forward per request: milliseconds
     f_lat = _fig("End-to-end latency of requests finishing in each window", xaxis_title="time (s)",
-                 yaxis_title="seconds")
-    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s, name="p50", mode="lines")
-    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s, name="p99", mode="lines")
+                 yaxis_title="seconds" if r.generative else "ms")
+    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s * scale, name="p50", mode="lines")
+    f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s * scale, name="p99", mode="lines")
     f_u = _fig("Utilization (mean over ready replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
     f_u.add_scatter(x=fleet.t_s, y=fleet.gpu_busy, name="GPU busy", mode="lines")
-    f_u.add_scatter(x=fleet.t_s, y=fleet.kv_cache_utilization, name="KV cache used", mode="lines")
+    if r.generative:
+        f_u.add_scatter(x=fleet.t_s, y=fleet.kv_cache_utilization, name="KV cache used", mode="lines")
     f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")
     f_cost.add_scatter(x=sf.t_s + (r.time_bin_s if len(sf) > 1 else 0), y=sf.cost_usd_accrued,
                        name="cost", mode="lines", fill="tozeroy")

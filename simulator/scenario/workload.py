@@ -172,11 +172,38 @@ class Offline(_Strict):
     requests: int = Field(ge=1, description="requests in all")
 
 
+TRACE_FORMATS = ("capsim", "azure", "burstgpt", "mooncake")
+TimeUnit = Literal["s", "ms", "us", "ns", "datetime"]
+
+
+class TraceColumns(_Strict):
+    """Which columns (CSV) or keys (JSON lines) of a trace hold the arrival time and the token counts."""
+
+    timestamp: str = Field(description="column of the arrival time")
+    prompt_tokens: str = Field(description="column of the prompt (input) token count")
+    output_tokens: str = Field(description="column of the output (generated) token count")
+
+
 class Trace(_Strict):
-    """Replay a CSV trace with columns timestamp, prompt_tokens, output_tokens."""
+    """Replay a recorded trace: a CSV or JSON-lines file with an arrival time and the prompt and output
+    token counts of every request. ``format`` names a public trace's layout (see
+    :mod:`simulator.serving.traces` for each one's columns, time unit and source); ``columns`` names
+    the columns of any other file."""
 
     process: Literal["trace"] = Field(description="replay recorded arrivals")
-    path: str = Field(description="CSV file: timestamp (s), prompt_tokens, output_tokens")
+    path: str = Field(description="the trace file: CSV, or JSON lines (.jsonl) for mooncake")
+    format: Literal["capsim", "azure", "burstgpt", "mooncake"] = Field(default="capsim", description=(
+        "the trace's layout: capsim (CSV timestamp [s], prompt_tokens, output_tokens), azure (Azure LLM inference "
+        "traces 2023/2024: CSV TIMESTAMP [date-time], ContextTokens, GeneratedTokens), burstgpt (BurstGPT: CSV "
+        "Timestamp [s], Request tokens, Response tokens; rows with 0 response tokens are failures and are "
+        "skipped), mooncake (Mooncake/FAST'25: JSON lines timestamp [ms], input_length, output_length)"))
+    columns: TraceColumns | None = Field(default=None, description=(
+        "the columns of a file in another layout (timestamp, prompt_tokens, output_tokens); replaces the "
+        "format's column names"))
+    time_unit: TimeUnit | None = Field(default=None, description=(
+        "unit of the timestamps: s, ms, us, ns, or datetime (date-time strings such as 2023-11-16 18:17:03.97); "
+        "default: the format's (capsim s, azure datetime, burstgpt s, mooncake ms; with columns: s, or datetime "
+        "when the values are not numbers)"))
     time_scale: float = Field(default=1.0, gt=0, description="multiply timestamps by this (0.5 replays twice as fast)")
 
 

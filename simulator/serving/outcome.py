@@ -52,6 +52,11 @@ class ServingResult(ResultViews):
     model: str
     hardware: str
     precision: str
+    generative: bool
+    """whether the (last) service's model generates tokens (a decoder); false for encoders, ViTs and CNNs,
+    which run one forward per request: their ``ttft_s``, ``tpot_s``, ``itl_s`` and KV-cache fields are None"""
+    item: str | None
+    """what one request is for a non-generative model: image (ViT, CNN) or sequence (encoder); None for a decoder"""
     kernel_tables: str
     """where the kernel times came from: measured tables by engine and version (``vllm 0.24.0 (gemm,
     attention, all-reduce), nccl 2.27.3``) or ``spec sheet (no measured tables for this GPU)``"""
@@ -62,8 +67,8 @@ class ServingResult(ResultViews):
     """the engine settings the replica ran with, resolved from the engine preset and the scenario's keys
     (max_num_seqs, max_batched_tokens, chunked_prefill, scheduler_policy, schedule_order, KV block, dtype and
     memory share, prefix caching, ...) and ``sources``: where each came from; empty for request-level batching"""
-    kv_cache_tokens_per_replica: int
-    """KV-cache capacity of one replica (0 without a KV cache)"""
+    kv_cache_tokens_per_replica: int | None
+    """KV-cache capacity of one replica (None for a model that generates nothing)"""
     memory_per_gpu_gib: ReplicaMemory
     simulated_s: float
     """the span: 0 to the last completion, or the horizon"""
@@ -88,14 +93,19 @@ class ServingResult(ResultViews):
     """KV-cache preemptions (recomputed requests)"""
     throughput_rps: float
     """completed requests per second over the measured span"""
+    items_per_s: float | None
+    """a non-generative model's inputs (images or sequences) per second: one per completed request; None for a
+    decoder"""
     output_tokens_per_s: float
     input_tokens_per_s: float
-    ttft_s: Percentiles
-    tpot_s: Percentiles
-    """per request (E2E − TTFT) / (output − 1): aiperf's and genai-perf's inter token latency"""
-    itl_s: Percentiles
-    """every gap between consecutive streamed tokens, pooled (vLLM bench serve's ITL); empty (None) when
-    the engine does not log its iterations"""
+    ttft_s: Percentiles | None
+    """time to first token; None for a model that generates nothing"""
+    tpot_s: Percentiles | None
+    """per request (E2E − TTFT) / (output − 1): aiperf's and genai-perf's inter token latency; None for a model
+    that generates nothing"""
+    itl_s: Percentiles | None
+    """every gap between consecutive streamed tokens, pooled (vLLM bench serve's ITL); empty (each None) when
+    the engine does not log its iterations; None for a model that generates nothing"""
     e2e_s: Percentiles
     queue_s: Percentiles
     replicas: ReplicaCount
@@ -125,7 +135,11 @@ class ServingResult(ResultViews):
     cost_usd: float
     cost_per_million_tokens_usd: float | None
     """per million output tokens; None when nothing was generated"""
+    cost_per_million_items_usd: float | None
+    """a non-generative model's cost per million inputs served (images or sequences); None for a decoder"""
     energy_kwh: float
+    items_per_joule: float | None
+    """a non-generative model's inputs served per joule of GPU energy (images/s per watt); None for a decoder"""
     warnings: tuple[str, ...]
     classes: dict[str, ClassSummary] | None = None
     """per request class, when the workload has more than one"""

@@ -161,7 +161,10 @@ def _serving_mfu(p: Part, q: Any, done: np.ndarray, nums: PartNumbers, end: floa
     """Model FLOPs of the tokens served (2 · active parameters per prompt and output token) over the
     peak FLOP/s of the GPU-seconds paid for: how much of what was rented did useful model work."""
     tokens = float(q.prompt[done].sum() + q.output[done].sum()) if p.plan.generative else float(q.prompt[done].sum())
-    flops = 2.0 * p.perf.model.active_params() * tokens
+    model = p.perf.model
+    # a CNN: 2 FLOPs per multiply-add of its convolutions, per image; a transformer: 2 per active parameter per token
+    flops = 2.0 * model.conv_macs() * float(done.sum()) if model.convnet is not None else \
+        2.0 * model.active_params() * tokens
     gpu_s = (nums.on_s + nums.spot_s) * nums.gpr
     return flops / max(p.perf.hw.peak_flops(p.sc.precision) * gpu_s, 1e-12)
 
@@ -228,6 +231,10 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         v = frame[SLO_COLUMN[key]].to_numpy()
         ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
     finished = n_done + n_rej + n_fail
+    gen = plan.generative
+    if not gen:          # one forward per request: no first token, no output tokens (the frame keeps its columns)
+        frame["ttft_s"] = np.nan
+        frame["tpot_s"] = np.nan
     lat = {c: Percentiles.of(frame.loc[done, c].dropna().to_numpy()) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
     itl = Percentiles(None, None, None, None)
     gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative else None
@@ -248,15 +255,18 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
             e2e_s=Percentiles.of(frame.loc[done & (q.klass == k), "e2e_s"].dropna().to_numpy()))
             for k, name in enumerate(q.class_names)}
     ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
+    energy_kwh = sum(n.energy_kwh for n in nums)
+    served_items = float(served.sum())
     return ServingResult(
         scenario=sc, name=sc.name, model=perf.model.name, hardware=perf.hw.name, precision=sc.precision,
+        generative=gen, item=perf.model.item,
         kernel_tables=kernel_tables_line(perf.hw),
         kernel_table_versions=perf.hw.kernels.describe() if perf.hw.kernels is not None else {},
         replica_layout=ReplicaLayoutInfo(tp=sc.replica.tp, pp=sc.replica.pp, batching=sc.replica.batching,
                                          max_num_seqs=plan.max_num_seqs, max_batched_tokens=plan.max_batched_tokens,
-                                         kv_cache_precision=plan.kv_cache_precision),
+                                         kv_cache_precision=plan.kv_cache_precision if gen else None),
         engine_settings=plan.engine.to_dict() if plan.engine is not None else {},
-        kv_cache_tokens_per_replica=kv_cap,
+        kv_cache_tokens_per_replica=kv_cap if gen else None,
         memory_per_gpu_gib=ReplicaMemory.build(plan.memory_per_gpu_gib),
         simulated_s=rounded(end), warmup_requests=q.warmup, measured_from_s=rounded(measured_from), arrived=n_arr,
         completed=n_done, rejected=n_rej,
@@ -264,9 +274,10 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         in_flight=n_arr - n_done - n_rej - n_fail, retries=sum(int(p.svc.retries.sum()) for p in parts),
         replica_failures=sum(p.svc.failed_replicas for p in parts),
         spot_preemptions=sum(p.svc.preempted_replicas for p in parts), preemptions=int(ledger.preemptions.sum()),
-        throughput_rps=rounded(n_done / window), output_tokens_per_s=rounded(out_tokens / window),
-        input_tokens_per_s=rounded(float(q.prompt[done].sum()) / window), ttft_s=lat["ttft_s"], tpot_s=lat["tpot_s"],
-        itl_s=itl, e2e_s=lat["e2e_s"], queue_s=lat["queue_s"],
+        throughput_rps=rounded(n_done / window), items_per_s=None if gen else rounded(n_done / window),
+        output_tokens_per_s=rounded(out_tokens / window),
+        input_tokens_per_s=rounded(float(q.prompt[done].sum()) / window), ttft_s=lat["ttft_s"] if gen else None,
+        tpot_s=lat["tpot_s"] if gen else None, itl_s=itl if gen else None, e2e_s=lat["e2e_s"], queue_s=lat["queue_s"],
         replicas=ReplicaCount(mean=rounded(replica_s / span, 4), max=sum(n.max_req for n in nums)),
         replica_hours=rounded(replica_s / 3600), cold_start_s=rounded(main.svc.cold_start),
         autoscaling=sc.autoscaling.policy, gpus=sum(n.max_req * n.gpr for n in nums),
@@ -276,7 +287,9 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
         usd_per_hour=rounded(cost / (span / 3600)), cost_usd=rounded(cost),
         cost_per_million_tokens_usd=rounded_or_none(cost / served_tokens * 1e6) if served_tokens else None,
-        energy_kwh=rounded(sum(n.energy_kwh for n in nums)),
+        cost_per_million_items_usd=rounded_or_none(cost / served_items * 1e6) if not gen and served_items else None,
+        energy_kwh=rounded(energy_kwh),
+        items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
         warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
         classes=classes,
         services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,

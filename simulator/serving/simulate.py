@@ -20,10 +20,21 @@ from ..costmodel.fusion import engine_fusion
 from ..costmodel.inference import GIB, InferenceModel
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import HardwareProfile, get_profile
-from ..scenario import Diurnal, Empirical, Fixed, LengthDist, LogNormal, ServingScenario, Uniform, parse_scenario
+from ..scenario import (
+    Diurnal,
+    Empirical,
+    Fixed,
+    LengthDist,
+    LogNormal,
+    ServingScenario,
+    Trace,
+    Uniform,
+    parse_scenario,
+)
 from ..serving_lengths import mean_length
 from .engines import ReplicaPlan
 from .engines.presets import LengthStats, free_fraction
+from .inputs import fixed_lengths, resolve_inputs
 from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
@@ -73,6 +84,10 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     scenario's length distributions)."""
     model, hw = get_model(sc.model), replica_hardware(sc)
     rc = sc.replica
+    if model.architecture == "cnn" and rc.tp * rc.pp > 1:
+        raise CapsimError(f"replica.tp and replica.pp: {model.name} is a convolutional network, served on one GPU "
+                          "per replica (tensor and pipeline parallelism are modelled for transformers); set both to 1 "
+                          "and add replicas")
     if model.heads % rc.tp:
         raise CapsimError(f"replica.tp={rc.tp} must divide {model.name}'s {model.heads} attention heads")
     if rc.pp > model.layers:
@@ -183,6 +198,7 @@ class Cluster:
                 if st.output_tokens is not None:
                     draw = functools.partial(draw_lengths, st.output_tokens, rng=streams[k].output)
                     sreqs.output = warmup_first(draw, n - w, w)
+                sreqs.prompt, sreqs.output = fixed_lengths(perf.model, sreqs.prompt, sreqs.output)
             rate = sc.services[k].cache_hit_rate if sc.services else 0.0
             self.hits.append(streams[k].cache.random(n) < rate if rate else np.zeros(n, bool))
             ledger = Ledger(sreqs, on_finish=self._finisher(k))
@@ -389,7 +405,15 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
+    if not scenario.services:        # an encoder's, ViT's or CNN's inputs are sized by the model
+        scenario = resolve_inputs(scenario, get_model(scenario.model))
     reqs, warnings = generate(scenario.workload, scenario.seed)
+    if not scenario.services:
+        model = get_model(scenario.model)
+        if model.tokens_per_input is not None and isinstance(scenario.workload.arrival, Trace):
+            warnings.append(f"trace: the prompt token counts were not used; every input of {model.name} is "
+                            f"{model.tokens_per_input} tokens")
+        reqs.prompt, reqs.output = fixed_lengths(model, reqs.prompt, reqs.output)
     drawn = request_lengths(reqs)           # what trtllm-bench would read off its dataset
     stages = []
     for k, (name, ssc) in enumerate(stage_scenarios(scenario)):

@@ -117,7 +117,8 @@ class ReplicaLayoutInfo:
     """sequences batched at once (the batch size for non-continuous batching)"""
     max_batched_tokens: int
     """tokens one iteration may process"""
-    kv_cache_precision: str
+    kv_cache_precision: str | None
+    """the KV cache's number format; None for a model that generates nothing (no KV cache)"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

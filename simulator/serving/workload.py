@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from ..costmodel.inference import InferenceModel
     from .engines import ReplicaPlan
 
-TRACE_COLUMNS = ("timestamp", "prompt_tokens", "output_tokens")
-
-
 @dataclass(slots=True)
 class Requests:
     """Struct of arrays, one row per request. ``arrival`` is NaN for closed-loop requests until issued.
@@ -180,40 +177,10 @@ def _nonhomogeneous(a: Diurnal, n: int | None, duration: float | None, rng: np.r
 
 
 def read_trace(tr: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(timestamps, prompt, output, warnings) from a trace CSV with columns timestamp, prompt_tokens, output_tokens."""
-    frame = _read_csv(tr.path, "trace")
-    missing = [c for c in TRACE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise CapsimError(f"trace {tr.path!r} lacks column(s) {', '.join(missing)}; it needs {', '.join(TRACE_COLUMNS)}"
-                          f" (has {', '.join(map(str, frame.columns))})")
-    if len(frame) == 0:
-        raise CapsimError(f"trace {tr.path!r} has no rows")
-    ts = np.asarray(frame["timestamp"], dtype=object)
-    try:
-        t = ts.astype(float)
-    except (TypeError, ValueError):
-        row = next(i for i, v in enumerate(ts) if not _is_number(v))
-        raise CapsimError(f"trace {tr.path!r}: row {row + 2} has timestamp {ts[row]!r}; expected seconds") from None
-    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
-    if len(bad):
-        raise CapsimError(f"trace {tr.path!r}: row {bad[0] + 2} has timestamp {t[bad[0]]!r}; expected seconds >= 0")
-    prompt = _positive_ints(frame["prompt_tokens"].to_numpy(), f"trace {tr.path!r} prompt_tokens")
-    output = _positive_ints(frame["output_tokens"].to_numpy(), f"trace {tr.path!r} output_tokens")
-    warnings = []
-    if np.any(np.diff(t) < 0):
-        order = np.argsort(t, kind="stable")
-        t, prompt, output = t[order], prompt[order], output[order]
-        warnings.append(f"trace {tr.path}: timestamps were not in order; requests were sorted by timestamp")
-    t = (t - t[0]) * tr.time_scale
-    return t, prompt, output, warnings
+    """(timestamps, prompt, output, warnings) of a trace file in any of :mod:`.traces`' formats."""
+    from .traces import read_trace as read
 
-
-def _is_number(v: object) -> bool:
-    try:
-        float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return True
+    return read(tr)
 
 
 def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:

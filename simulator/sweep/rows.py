@@ -135,8 +135,10 @@ class ServingSweepRow:
     @classmethod
     def of(cls, r: ServingResult, max_rate: MaxRate | None = None) -> ServingSweepRow:
         return cls(completed=r.completed, rejected=r.rejected, throughput_rps=r.throughput_rps,
-                   output_tokens_per_s=r.output_tokens_per_s, ttft_p99_s=r.ttft_s.p99, tpot_p99_s=r.tpot_s.p99,
-                   e2e_p99_s=r.e2e_s.p99, ttft_p50_s=r.ttft_s.p50, slo_attainment=r.slo_attainment, slo_met=r.slo_met,
+                   output_tokens_per_s=r.output_tokens_per_s,
+                   ttft_p99_s=r.ttft_s.p99 if r.ttft_s else None, tpot_p99_s=r.tpot_s.p99 if r.tpot_s else None,
+                   e2e_p99_s=r.e2e_s.p99, ttft_p50_s=r.ttft_s.p50 if r.ttft_s else None,
+                   slo_attainment=r.slo_attainment, slo_met=r.slo_met,
                    gpu_utilization=r.gpu_utilization, usd_per_hour=r.usd_per_hour,
                    cost_per_million_tokens_usd=r.cost_per_million_tokens_usd, gpus=r.gpus, max_rate=max_rate)
 
