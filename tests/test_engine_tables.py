@@ -24,7 +24,7 @@ SERVE = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm",
          "workload": {"arrival": {"process": "offline", "requests": 8},
                       "prompt_tokens": {"dist": "fixed", "value": 256}, "output_tokens": {"dist": "fixed", "value": 16}}}
 NEWEST = {"gemm": "vllm 0.24.0", "context_attention": "vllm 0.24.0", "generation_attention": "vllm 0.24.0",
-          "collective": "vllm 0.24.0", "moe": "vllm 0.24.0", "nccl": "nccl 2.27.3"}
+          "collective": "vllm 0.24.0", "moe": "vllm 0.24.0", "quantize": "vllm 0.24.0", "nccl": "nccl 2.27.3"}
 
 
 def tables(replica: dict, hardware: str = "h100-sxm") -> tuple[dict[str, str], list[str]]:
@@ -60,9 +60,10 @@ def test_an_unmeasured_version_takes_the_newest_at_or_below_it_per_kind_and_warn
     # 0.19.0: all-reduce measured at exactly 0.19.0; GEMM, attention and MoE only at 0.24.0, above it: the oldest
     chosen, warned = tables({"engine_version": "0.19.0"})
     assert chosen == {**NEWEST, "collective": "vllm 0.19.0"}
-    assert len(warned) == 4 and all("no tables measured for version 0.19.0; using 0.24.0 (the oldest measured"
+    assert len(warned) == 5 and all("no tables measured for version 0.19.0; using 0.24.0 (the oldest measured"
                                     in w for w in warned)
-    assert {w.split(" tables")[0] for w in warned} == {"gemm", "context_attention", "generation_attention", "moe"}
+    assert {w.split(" tables")[0] for w in warned} == {"gemm", "context_attention", "generation_attention", "moe",
+                                                       "quantize"}
     # 0.20.0: the all-reduce measured below it, newest first
     chosen, warned = tables({"engine_version": "0.20.0"})
     assert chosen["collective"] == "vllm 0.19.0"
@@ -73,7 +74,7 @@ def test_an_unmeasured_version_takes_the_newest_at_or_below_it_per_kind_and_warn
 def test_a_version_older_than_every_table_takes_the_oldest() -> None:
     chosen, warned = tables({"engine_version": "0.1"})
     assert chosen == {**NEWEST, "collective": "vllm 0.14.0"}
-    assert len(warned) == 5 and all("(the oldest measured" in w for w in warned)
+    assert len(warned) == 6 and all("(the oldest measured" in w for w in warned)
 
 
 def test_the_result_reports_the_tables_and_their_warnings() -> None:
@@ -83,7 +84,7 @@ def test_the_result_reports_the_tables_and_their_warnings() -> None:
     with pytest.warns(TablesWarning):
         old = simulate_serving(parse_scenario(SERVE, ["replica.engine_version=0.19.0"]))
     assert old.kernel_tables == "vllm 0.24.0 (gemm, attention, moe), vllm 0.19.0 (all-reduce), nccl 2.27.3"
-    assert sum("no tables measured for version 0.19.0" in w for w in old.warnings) == 4
+    assert sum("no tables measured for version 0.19.0" in w for w in old.warnings) == 5
 
 
 def test_a_gpu_without_tables_reports_the_spec_sheet() -> None:
