@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import CapsimError
-from ..files import read_yaml
+from ..files import excerpt, read_yaml
 from .serving import ServingScenario
 from .training import TrainingScenario
 
@@ -117,8 +117,7 @@ def _unknown_key(root: type[BaseModel], loc: tuple, key: str) -> str:
 
 
 def _excerpt(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return excerpt(value, limit)   # never renders the whole value (a YAML alias bomb has billions of items)
 
 
 def format_validation_error(e: ValidationError, root: type[BaseModel], where: str = "scenario") -> str:
@@ -134,8 +133,8 @@ def format_validation_error(e: ValidationError, root: type[BaseModel], where: st
             tag = err["msg"].split(" ", 1)[0]
             got = err["input"].get(tag) if isinstance(err["input"], dict) else err["input"]
             lines.append(f"{key}.{tag}: {_excerpt(got)} is not allowed; {err['msg']}")
-        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            lines.append(f"{key}: {err['msg']}")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found", "missing"):
+            lines.append(f"{key}: {err['msg']}")   # a missing key's input is its parent: not worth quoting
         else:
             lines.append(f"{key}: {err['msg']} (got {_excerpt(err.get('input'))})")
     return f"invalid {where}:\n  " + "\n  ".join(lines)

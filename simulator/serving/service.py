@@ -104,6 +104,8 @@ class Service:
 
     def _shed(self, rep: Replica, r: int, t: float) -> str | None:
         """Queue full: a request of higher priority takes the place of the lowest-priority queued one."""
+        if not rep.waiting:                   # max_queue 0: nothing may wait
+            return "queue_full"
         worst = max(rep.waiting)              # (-priority, order, request): lowest priority, newest
         if -worst[0] >= self.ledger.priority[r]:
             return "queue_full"

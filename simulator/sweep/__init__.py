@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from ..errors import CapsimError
+from ..files import excerpt
 from ..scenario import Scenario, ServingScenario, TrainingScenario, scenario_yaml
 from .evaluate import evaluate, training_layouts
 from .executors import run_configs
@@ -77,20 +78,30 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
         if "=" not in item:
             raise CapsimError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. --grid parallelism.tp=1,2,4")
         key, _, vals = item.partition("=")
-        values = [yaml.safe_load(v) for v in vals.split(",") if v.strip()]
+        values = [_yaml_value(v, f"--grid {item!r}") for v in vals.split(",") if v.strip()]
         if not key.strip() or not values:
             raise CapsimError(f"--grid {item!r}: needs a key and at least one value")
         grid[key.strip()] = values
     return grid
 
 
+def _yaml_value(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise CapsimError(f"{where}: {excerpt(text.strip())} is not a YAML value (a list in a grid is written "
+                          "without commas inside, e.g. KEY=1,2,4)") from None
+
+
 def _set(doc: dict[str, Any], key: str, value: Any) -> None:
     node = doc
     parts = key.split(".")
-    for p in parts[:-1]:
+    for i, p in enumerate(parts[:-1]):
         nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
         if not isinstance(nxt, dict):
-            nxt = node[p] = {} if nxt is None else nxt
+            raise CapsimError(f"--grid {key}: {'.'.join(parts[:i + 1])} is not a mapping (it is {excerpt(nxt)})")
         node = nxt
     node[parts[-1]] = value
 
@@ -108,6 +119,8 @@ def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | 
         configs = [{**c, **g} for c in (configs or [{}]) for g in product]
     if not configs:
         raise CapsimError("nothing to sweep: give --grid KEY=V1,V2,... or --layouts")
+    if random is not None and random < 1:
+        raise CapsimError(f"--random {random}: give a number of configurations >= 1")
     if random is not None and random < len(configs):
         idx = np.sort(np.random.default_rng(seed).choice(len(configs), size=random, replace=False))
         configs = [configs[i] for i in idx]
@@ -118,7 +131,11 @@ def parse_constraint(text: str) -> tuple[str, Callable[[Any, Any], bool], Any]:
     m = re.fullmatch(r"\s*([\w.]+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*", text)
     if not m:
         raise CapsimError(f"--constraint {text!r}: expected COLUMN OP VALUE, e.g. 'ttft_p99_s<=0.5' or 'slo_met==true'")
-    return m.group(1), OPS[m.group(2)], yaml.safe_load(m.group(3))
+    value = _yaml_value(m.group(3), f"--constraint {text!r}")
+    if not isinstance(value, int | float | bool | str) or (isinstance(value, str) and m.group(2) not in ("==", "!=")):
+        raise CapsimError(f"--constraint {text!r}: {excerpt(value)} is not a number (a text value compares only "
+                          "with == or !=)")
+    return m.group(1), OPS[m.group(2)], value
 
 
 def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -141,6 +158,7 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
     base = scenario
     training = isinstance(base, TrainingScenario)
     configs = configurations(base, grid=grid or {}, random=random, layouts=layouts, seed=seed)
+    cons = [parse_constraint(c) for c in constraints or []]     # before the run: a typo loses nothing
     doc = base.model_dump(mode="json", exclude_unset=True)   # only what the user wrote: a grid may switch a variant
     docs = []
     for c in configs:
@@ -151,7 +169,6 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
     rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
     frame = pd.DataFrame([{"config": ", ".join(f"{k}={v}" for k, v in c.items()), **c, **r}
                           for c, r in zip(configs, rows, strict=True)])
-    cons = [parse_constraint(c) for c in constraints or []]
     if isinstance(base, ServingScenario) and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
         cons.append(("slo_met", operator.eq, True))
     ok = frame["feasible"].astype(bool).to_numpy().copy()

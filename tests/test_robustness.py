@@ -1,0 +1,237 @@
+"""Bad input never gives a traceback or a silent nonsense number (issue 21): every case the issue
+found, run in-process through the CLI. Each bad input ends in exit 2 with a short message naming
+what is wrong; each accepted one gives results whose counts are conserved."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+from capsim.cli import app
+from simulator.errors import CapsimError
+from simulator.files import MAX_YAML_NODES, excerpt, read_json_object, read_text, safe_name
+from simulator.scenario import parse_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVE = str(ROOT / "examples/serve_llama3_8b.yaml")
+TRAIN = str(ROOT / "examples/train_gpt3_175b.yaml")
+SHORT = ["--set", "workload.duration_s=2"]       # a few simulated seconds: each run well under a second
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, list(args))
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), (
+        f"{args} raised {type(r.exception).__name__}: {r.exception}")
+    return r.exit_code, r.stdout, r.stderr
+
+
+def fails(*args: str, says: str) -> str:
+    code, _, stderr = cli(*args)
+    assert code == 2, f"{args}: exit {code}, stderr {stderr[:300]!r}"
+    text = " ".join(stderr.split())
+    assert "Traceback" not in stderr and says in text, text[:500]
+    assert len(stderr) < 2000, f"message of {len(stderr)} characters"
+    return text
+
+
+# ---- item 1: numbers that pass gt=0 but are not physical -------------------------------------------
+@pytest.mark.parametrize(("override", "says"), [
+    ("workload.prompt_tokens={dist: lognormal, mean: .inf}", "workload.prompt_tokens.mean: Input should be a finite"),
+    ("workload.output_tokens={dist: exponential, mean: 1.0e+30}", "output_tokens.mean: must be at most 10,000,000 tokens"),
+    ("workload.prompt_tokens={dist: lognormal, mean: 100, sigma: 1.0e30}", "prompt_tokens.sigma: must be at most 4"),
+    ("workload.arrival.rate_rps=.inf", "workload.arrival.rate_rps: Input should be a finite number"),
+    ("workload.duration_s=.inf", "workload.duration_s: Input should be a finite number"),
+    ("workload.duration_s=1.0e12", "workload.duration_s: must be at most 31,622,400 s"),
+    ("workload.arrival={process: offline, requests: 1000000000000}", "requests: must be at most 1,000,000,000"),
+    ("workload.arrival={process: diurnal, mean_rps: 1, period_s: 1.0e-9}", "period_s: must be from 1 to"),
+    ("network_hop_ms=.inf", "network_hop_ms: Input should be a finite number"),
+    ("network_hop_ms=.nan", "network_hop_ms: Input should be a finite number"),
+    ("seed=-1", "seed: must be from 0 to"),
+    ("cluster.replicas=10000000", "cluster.replicas: must be at most 100,000 replicas"),
+    ("replica={batching: dynamic, max_queue_delay_ms: .inf}", "replica.max_queue_delay_ms: Input should be a finite"),
+    ("replica={batching: static, latency_table: [[1, .nan]]}", "latency_table"),
+    ("autoscaling={policy: hpa, sync_period_s: 1.0e-9}", "autoscaling.sync_period_s: must be from 0.1 to"),
+])
+def test_serving_numbers_out_of_range(override: str, says: str) -> None:
+    fails("serve", SERVE, "--json", "--set", override, says=says)
+
+
+@pytest.mark.parametrize(("override", "says"), [
+    ("training.total_tokens=.inf", "training.total_tokens: Input should be a finite number"),
+    ("training.dispatch_us=.inf", "training.dispatch_us: Input should be a finite number"),
+    ("training.global_batch=1000000000000", "training.global_batch: must be at most 10,000,000"),
+    ("reliability.runs=1000000000", "reliability.runs: must be at most 10,000"),
+])
+def test_training_numbers_out_of_range(override: str, says: str) -> None:
+    fails("train", TRAIN, "--json", "--set", override, says=says)
+
+
+def test_every_numeric_key_has_a_documented_range() -> None:
+    """No numeric scenario key is bounded only by gt=0 (where .inf and 1e300 pass)."""
+    from simulator import limits
+    from simulator.scenario.base import _MODELS
+
+    def numeric(ann: object) -> bool:
+        if ann in (int, float):
+            return True
+        if typing.get_origin(ann) is typing.Literal or (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return False
+        return any(numeric(a) for a in typing.get_args(ann))
+
+    missing = [f"{m.__name__}.{name}" for m in _MODELS for name, f in m.model_fields.items()
+               if numeric(f.annotation) and limits.range_of(m.__name__, name) is None]
+    assert missing == []
+    assert numeric(list[tuple[float, int]] | None) and not numeric(typing.Literal[0, 1, 2])
+
+
+def test_ranges_keep_real_scenarios() -> None:
+    for p in sorted((ROOT / "examples").glob("*.yaml")):
+        doc = yaml.safe_load(p.read_text())
+        assert parse_scenario(doc).kind == doc["kind"]
+
+
+# ---- item 1: files that are not what they should be --------------------------------------------------
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    (d / "folder.yaml").mkdir()
+    (d / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x00\x00\x00binary")
+    (d / "utf16.yaml").write_bytes("kind: serving\n".encode("utf-16"))
+    (d / "latin1.yaml").write_bytes("kind: serving\nname: caf\xe9\n".encode("latin-1"))
+    (d / "list.json").write_text("[1, 2]")
+    (d / "config.json").mkdir()
+    bomb = ["kind: serving", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    (d / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    return {p.stem: p for p in d.iterdir()}
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("folder", "is a folder, not a file"), ("binary", "is a binary file"), ("utf16", "is UTF-16 text"),
+    ("latin1", "is not UTF-8 text (byte 0xe9 at offset 23); save it as UTF-8"),
+])
+def test_every_loader_reports_unreadable_files(bad: dict[str, Path], kind: str, says: str) -> None:
+    f = str(bad[kind])
+    fails("serve", f, says=f"scenario file {excerpt(f)} {says}")
+    fails("sweep", f, "--grid", "seed=1,2", says=f"scenario file {excerpt(f)} {says}")
+    fails("serve", SERVE, "--set", f"hardware={f}", says=f"hardware profile {excerpt(f)} {says}")
+    fails("serve", SERVE, *SHORT, "--set", f"workload.arrival={{process: trace, path: {f}}}",
+          says=f"trace {excerpt(f)} {says}")
+    fails("serve", SERVE, *SHORT, "--set", f"workload.prompt_tokens={{dist: empirical, path: {f}}}",
+          says=f"empirical length file {excerpt(f)} {says}")
+    fails("cost", SERVE, "--set", f"workload.prompt_tokens={{dist: empirical, path: {f}}}",
+          says=f"empirical length file {excerpt(f)} {says}")
+
+
+def test_model_config_json_must_be_an_object(bad: dict[str, Path]) -> None:
+    fails("serve", SERVE, "--set", f"model={bad['list']}", says="must hold a JSON object {...}, not a list")
+    fails("serve", SERVE, "--set", f"model={bad['config']}", says="config.json/config.json' does not exist")
+
+
+def test_yaml_alias_bomb_is_refused_quickly(bad: dict[str, Path]) -> None:
+    t = time.perf_counter()
+    fails("serve", str(bad["bomb"]), says=f"expands to more than {MAX_YAML_NODES:,} values")
+    assert time.perf_counter() - t < 10
+
+
+def test_messages_quote_only_an_excerpt(tmp_path: Path) -> None:
+    doc = {"kind": "serving", "model": [[["x"] * 50] * 50] * 50}   # 125,000 strings: the message quotes ~80 chars
+    f = tmp_path / "big.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    text = fails("serve", str(f), says="model.str: Input should be a valid string")
+    assert "hardware: Field required" in text and "(got {" not in text.split("hardware: Field required")[1][:10]
+
+
+def test_readers_directly(tmp_path: Path) -> None:
+    with pytest.raises(CapsimError, match="does not exist"):
+        read_text(tmp_path / "missing.csv", "trace")
+    (tmp_path / "ok.txt").write_bytes("\ufeffa,b\n".encode())
+    assert read_text(tmp_path / "ok.txt", "trace") == "a,b\n"          # a UTF-8 BOM is dropped
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CapsimError, match="deep.json"):
+        read_json_object(tmp_path / "deep.json", "model config")
+    assert len(excerpt("x" * 10_000)) == 80 and "..." in excerpt("x" * 10_000)
+    row = "[0, 1, 2, 3, 4, 5, ...]"
+    assert excerpt([[list(range(100))] * 100] * 100) == f"[[{row}, {row}, {row}, ..."
+
+
+# ---- item 1: profile and model numbers ---------------------------------------------------------------
+def _profile(tmp_path: Path, **changes: object) -> str:
+    doc = yaml.safe_load((ROOT / "hardware_profiles/h100-sxm.yaml").read_text())
+    for key, value in changes.items():
+        node = doc
+        *path, last = key.split("__")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    doc["name"] = "h100-test"
+    f = tmp_path / "h100-test.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    return str(f)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"peak_tflops__bf16": -989}, "peak_tflops.bf16: Input should be greater than 0"),
+    ({"peak_tflops__bf16": float("nan")}, "peak_tflops.bf16: Input should be a finite number"),
+    ({"memory_bandwidth_tbps": 0}, "memory_bandwidth_tbps: Input should be greater than 0"),
+    ({"num_sms": 0}, "num_sms: Input should be greater than or equal to 1"),
+    ({"intra_node__step_latency_us": -6}, "intra_node.step_latency_us: Input should be greater than or equal to 0"),
+    ({"inter_node__busbw_gb_s": float("inf")}, "inter_node.busbw_gb_s: Input should be a finite number"),
+    ({"efficiency__gemm_max__bf16": 7}, "efficiency.gemm_max.bf16: Input should be less than or equal to 1"),
+])
+def test_profile_numbers_checked_on_load(tmp_path: Path, change: dict, says: str) -> None:
+    fails("train", TRAIN, "--set", f"hardware={_profile(tmp_path, **change)}", says=says)
+
+
+def test_model_numbers_checked_on_load(tmp_path: Path) -> None:
+    fails("serve", SERVE, "--set", "model={layers: 2, hidden: 64, heads: 4, kv_heads: -2, vocab: 100}",
+          says="model: kv_heads: Input should be greater than or equal to 0 (got -2)")
+    fails("serve", SERVE, "--set", "model={layers: 2, hidden: 64, heads: 4, kv_heads: 3, vocab: 100}",
+          says="heads=4 is not a multiple of kv_heads=3")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+                               "num_attention_heads": 4, "num_key_value_heads": -4, "intermediate_size": 128,
+                               "vocab_size": 100}))
+    fails("serve", SERVE, "--set", f"model={cfg}", says="kv_heads")
+
+
+# ---- item 1: traces and the sweep's arguments -----------------------------------------------------
+@pytest.mark.parametrize(("rows", "says"), [
+    ("0,abc,10\n1,5,5\n", "prompt_tokens: row 2 has 'abc'; token counts must be whole numbers from 1 to 10,000,000"),
+    ("0,1e30,10\n", "prompt_tokens: row 2 has 1e+30; token counts must be whole numbers"),
+    ("0,5,-3\n", "output_tokens: row 2 has -3"),
+])
+def test_trace_token_counts(tmp_path: Path, rows: str, says: str) -> None:
+    f = tmp_path / "trace.csv"
+    f.write_text("timestamp,prompt_tokens,output_tokens\n" + rows)
+    fails("serve", SERVE, "--set", f"workload.arrival={{process: trace, path: {f}}}", says=says)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--grid", "cluster.replicas=[1,2"], "'[1' is not a YAML value"),
+    (["--grid", "name.x=1,2"], "--grid name.x: name is not a mapping (it is 'llama3-8b-chat')"),
+    (["--grid", "cluster.replicas=1,2", "--constraint", "ttft_p99_s<=fast"], "'fast' is not a number"),
+    (["--grid", "cluster.replicas=1,2", "--random", "0"], "--random 0: give a number of configurations >= 1"),
+])
+def test_sweep_arguments(args: list[str], says: str) -> None:
+    fails("sweep", SERVE, *args, says=says)
+
+
+def test_max_queue_zero_rejects_every_request() -> None:
+    code, stdout, _ = cli("serve", SERVE, "--json", *SHORT, "--set", "replica.max_queue=0")
+    r = json.loads(stdout)
+    assert code == 0 and r["arrived"] > 0 and r["completed"] == 0 and r["in_flight"] == 0
+    assert r["rejected"] == r["arrived"] == r["rejected_by_reason"]["queue_full"] and r["slo_met"] is False
+
+
+def test_safe_name() -> None:
+    assert safe_name("../../../x") == "x"
+    assert safe_name("llama 3/8b: chat") == "llama_3_8b_chat"
+    assert safe_name("...") == "capsim" and safe_name("a" * 300) == "a" * 80
