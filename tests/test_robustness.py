@@ -235,3 +235,71 @@ def test_safe_name() -> None:
     assert safe_name("../../../x") == "x"
     assert safe_name("llama 3/8b: chat") == "llama_3_8b_chat"
     assert safe_name("...") == "capsim" and safe_name("a" * 300) == "a" * 80
+
+
+# ---- item 2: results that cannot lie ---------------------------------------------------------------
+FAULTS = ["--set", "workload.duration_s=120", "--set", "faults.replica_mtbf_hours=0.01", "--set",
+          "autoscaling.node_provision_s=5", "--set", "autoscaling.model_load_s=5"]
+
+
+def test_retries_count_resent_requests_not_losses() -> None:
+    """max_retries 0: every request on a lost replica fails and none is re-sent (the old counter said one
+    retry per loss, 7,320 with max_retries 0)."""
+    code, out0, _ = cli("serve", SERVE, "--json", *FAULTS, "--set", "faults.max_retries=0")
+    r0 = json.loads(out0)
+    assert code == 0 and r0["replica_failures"] > 0 and r0["failed"] > 0 and r0["retries"] == 0
+    assert r0["completed"] + r0["failed"] + r0["rejected"] + r0["in_flight"] == r0["arrived"]
+    code, out2, _ = cli("serve", SERVE, "--json", *FAULTS, "--set", "faults.max_retries=2")
+    r2 = json.loads(out2)
+    # the same arrivals and failures: what failed with no retry was re-sent at least once instead
+    assert r2["replica_failures"] == r0["replica_failures"] and r2["arrived"] == r0["arrived"]
+    assert r2["retries"] >= r0["failed"] and r2["retries"] >= 2 * r2["failed"]
+
+
+def test_counts_are_checked_not_derived() -> None:
+    from simulator.invariants import ResultError, check_serving_counts
+
+    check_serving_counts(arrived=10, completed=6, rejected=2, failed=1, in_flight=1, finished_unarrived=0)
+    with pytest.raises(ResultError, match=r"arrived 39 != completed 45 \+ rejected 0 \+ failed 0 \+ in flight 0"):
+        check_serving_counts(arrived=39, completed=45, rejected=0, failed=0, in_flight=0, finished_unarrived=0)
+    with pytest.raises(ResultError, match="in_flight = -4633"):
+        check_serving_counts(arrived=0, completed=4633, rejected=0, failed=0, in_flight=-4633, finished_unarrived=0)
+    with pytest.raises(ResultError, match="3 requests finished without arriving"):
+        check_serving_counts(arrived=3, completed=3, rejected=0, failed=0, in_flight=0, finished_unarrived=3)
+
+
+def test_non_finite_and_negative_outputs_are_errors() -> None:
+    from simulator.invariants import ResultError, bad_numbers, check_summary, strict_json
+
+    s = {"mfu": 6e26, "ttft_s": {"p50": -0.5, "p99": float("nan")}, "cost": float("inf"), "ok": None, "n": [1, -2]}
+    assert bad_numbers(s) == ["ttft_s.p50 = -0.5", "ttft_s.p99 = nan", "cost = inf", "n[1] = -2"]
+    with pytest.raises(ResultError, match=r"impossible result \(ttft_s.p50 = -0.5; ttft_s.p99 = nan; cost = inf; "
+                                          r"n\[1\] = -2\)"):
+        check_summary(s, "serving")
+    with pytest.raises(ResultError, match="cost = inf"):
+        strict_json({"cost": float("inf")})
+
+
+def _strict(text: str) -> object:
+    def no_constant(name: str) -> object:
+        raise AssertionError(f"{name} in JSON output")
+
+    return json.loads(text, parse_constant=no_constant)
+
+
+def test_training_json_is_strict_with_null_and_a_reason() -> None:
+    code, stdout, _ = cli("train", TRAIN, "--json", "--set", "reliability.node_mtbf_hours=null")
+    r = _strict(stdout)
+    assert code == 0 and isinstance(r, dict)
+    assert r["checkpoint_interval_s"] is None and "Young/Daly interval is infinite" in r["checkpoint_interval_note"]
+    code, stdout, _ = cli("train", TRAIN, "--json")      # with an MTBF: a number and no note
+    r = _strict(stdout)
+    assert isinstance(r, dict) and r["checkpoint_interval_s"] > 0 and r["checkpoint_interval_note"] is None
+
+
+def test_horizon_cut_counts_in_flight_from_states() -> None:
+    code, stdout, _ = cli("serve", SERVE, "--json", "--set", "workload.duration_s=20", "--set", "workload.horizon_s=10",
+                          "--set", "workload.arrival.rate_rps=200")
+    r = _strict(stdout)
+    assert code == 0 and isinstance(r, dict) and r["in_flight"] > 0
+    assert r["arrived"] == r["completed"] + r["rejected"] + r["failed"] + r["in_flight"]

@@ -25,6 +25,7 @@ import yaml
 
 from ..errors import CapsimError
 from ..files import excerpt
+from ..invariants import strict_json
 from ..scenario import Scenario, ServingScenario, TrainingScenario, scenario_yaml
 from .evaluate import evaluate, training_layouts
 from .executors import run_configs
@@ -51,7 +52,7 @@ class SweepResult:
                 "scenario": json.loads(json.dumps(self.base.model_dump(mode="json")))}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)
 
     def html(self) -> str:
         from ..report import sweep_html

@@ -16,6 +16,7 @@ from ..costmodel.layout import Layout
 from ..costmodel.memory import MemoryBreakdown
 from ..errors import CapsimError
 from ..hardware import HardwareProfile, get_profile
+from ..invariants import check_summary
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
 from .job import JobOutcome, simulate_job
@@ -131,6 +132,9 @@ def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     if sc.training.total_tokens and fits:
         job = simulate_job(sc, hw, step_time=step_time, tokens_per_step=tokens, gpus=gpus,
                            params=model.total_params(), busy_fraction=min(1.0, (busy["compute"] + comm) / step_time))
-    return TrainingResult.build(sc=sc, model=model, hw=hw, lay=lay, micro_batch=mb, microbatches=sm.schedule.microbatches,
-                                step_time=step_time, breakdown=breakdown, memory=sm.memory, fits=fits, mfu=mfu,
-                                hfu=hfu, tokens=tokens, job=job, timeline=trace.timeline)
+    result = TrainingResult.build(sc=sc, model=model, hw=hw, lay=lay, micro_batch=mb,
+                                  microbatches=sm.schedule.microbatches, step_time=step_time, breakdown=breakdown,
+                                  memory=sm.memory, fits=fits, mfu=mfu, hfu=hfu, tokens=tokens, job=job,
+                                  timeline=trace.timeline)
+    check_summary(result.summary, "training")     # every number finite and >= 0 (simulator.invariants)
+    return result
