@@ -114,9 +114,10 @@ def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
 
 
 # ---- writing ------------------------------------------------------------------------------------
-def check_writable(path: str | Path, what: str, *, suffixes: tuple[str, ...] = ()) -> Path:
-    """Check, before a long run, that ``path`` can be written: its folder exists and is writable, it is
-    not a folder, and (with ``suffixes``) it ends in one of them."""
+def check_writable(path: str | Path, what: str, *, suffixes: tuple[str, ...] = (), make_folder: bool = False) -> Path:
+    """Check, before a long run, that ``path`` can be written: its folder exists (or, with
+    ``make_folder``, can be made) and is writable, it is not a folder, and (with ``suffixes``) it ends
+    in one of them."""
     p = Path(path)
     name = excerpt(str(p))
     if suffixes and p.suffix.lower() not in suffixes:
@@ -124,6 +125,9 @@ def check_writable(path: str | Path, what: str, *, suffixes: tuple[str, ...] = (
     if p.is_dir():
         raise CapsimError(f"{what} {name} is a folder; give a file name")
     folder = p.parent if str(p.parent) else Path(".")
+    if make_folder:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
     if not folder.is_dir():
         raise CapsimError(f"{what} {name}: folder {excerpt(str(folder))} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):

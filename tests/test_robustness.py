@@ -303,3 +303,43 @@ def test_horizon_cut_counts_in_flight_from_states() -> None:
     r = _strict(stdout)
     assert code == 0 and isinstance(r, dict) and r["in_flight"] > 0
     assert r["arrived"] == r["completed"] + r["rejected"] + r["failed"] + r["in_flight"]
+
+
+# ---- item 5: names made from the user's strings; calibrate's arguments --------------------------------
+def test_calibrated_profile_name_stays_in_its_folder() -> None:
+    pytest.importorskip("torch")
+    from calibrate.cli import profile_name
+
+    assert profile_name("cpu-cal", "gpt-tiny") == "cpu-gpt-tiny-cal"          # catalog names unchanged
+    assert profile_name("cpu-cal", "../../x") == "cpu-x-cal"
+    assert profile_name("cpu-cal", None) == "cpu-cal"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--module", "no_such_pkg.mod:build", "--input-shape", "2,8"], "cannot import 'no_such_pkg.mod'"),
+    (["--module", "json:nothing_here", "--input-shape", "2,8"], "'json' has no 'nothing_here'"),
+    (["--module", "json:dumps", "--input-shape", "2,x"], "--input-shape '2,x': expected positive integers"),
+    (["--module", "not a module", "--input-shape", "2,8"], "expected pkg.module:factory"),
+    (["--model", "gpt-tiny", "--out", "/no/such/folder/x.txt"], "expected a file ending in .yaml or .yml"),
+    (["--dtype", "int3"], "--dtype 'int3': use bf16, fp16, fp8 or fp32"),
+])
+def test_calibrate_arguments_fail_before_any_benchmark(args: list[str], says: str) -> None:
+    pytest.importorskip("torch")
+    t = time.perf_counter()
+    fails("calibrate", "--device", "cpu", *args, says=says)
+    assert time.perf_counter() - t < 10
+
+
+def test_python_m_calibrate_arguments(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    (tmp_path / "list.yaml").write_text("[1, 2]\n")
+    for args, says in ((["--shapes", str(tmp_path)], "cannot be read as YAML (IsADirectoryError"),
+                       (["--shapes", str(tmp_path / "list.yaml")], "expected a YAML mapping of keys, got list"),
+                       (["--device", "tpu"], "--device 'tpu': use cuda or cpu"),
+                       (["--out", str(tmp_path / "missing" / "x.yaml")], "give a file name in an existing folder")):
+        r = subprocess.run([sys.executable, "-m", "calibrate", "--out", str(tmp_path / "p.yaml"), *args],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Sparkline, Static
 
 from simulator import CapsimError
+from simulator.files import safe_name, write_atomic
 from simulator.serving import ServingResult
 from simulator.training import TrainingResult
 
@@ -225,16 +226,17 @@ class CapsimApp(App):
         self.push_screen(CompareScreen())
 
     def export(self, fmt: str, result: TrainingResult | ServingResult | None) -> None:
-        name = self.session.doc.get("name", "scenario")
+        # the scenario's name is the user's text ('../../x'): the file name made from it stays in out_dir
+        name = safe_name(str(self.session.doc.get("name", "scenario")), default="scenario")
         path = self.out_dir / f"{name}-{len(self.results)}.{ 'yml' if fmt == 'yaml' else fmt}"
         try:
             if fmt == "yaml":
-                path.write_text(self.session.yaml())
+                write_atomic(path, self.session.yaml())
             elif result is None:
                 self.notify("run first to export results", severity="warning")
                 return
             elif fmt == "json":
-                path.write_text(result.to_json())
+                write_atomic(path, result.to_json())
             else:
                 from simulator.report import write_html
 
