@@ -31,7 +31,8 @@ HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write a self-conta
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn CapsimError into a one-line message and exit status 2 (no traceback)."""
+    """Turn CapsimError into a one-line message and exit status 2 (no traceback); Ctrl-C into a
+    message and exit status 130 (128 + SIGINT, the shell's convention)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,6 +41,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CapsimError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted (Ctrl-C)", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -218,10 +222,13 @@ COMMAND_FOR = {"training": "train", "serving": "serve"}
 def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None) -> None:
     """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
     from simulator import simulate_serving, simulate_training
+    from simulator.files import check_writable
     from simulator.report import write_html
     from simulator.scenario import TrainingScenario, load_scenario
     from simulator.training import TrainingResult
 
+    if html:
+        check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
@@ -328,20 +335,38 @@ def sweep(
     """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
     from rich.progress import Progress
 
+    from simulator.files import check_writable, write_atomic
     from simulator.scenario import load_scenario
-    from simulator.sweep import parse_grid
+    from simulator.sweep import SweepInterrupted, parse_grid
     from simulator.sweep import sweep as run_sweep
 
+    if out_path:   # checked before the run: a bad path must not lose every result
+        check_writable(out_path, "--out", suffixes=(".parquet", ".csv"))
+    if html:
+        check_writable(html, "--html", suffixes=(".html", ".htm"))
     sc = load_scenario(scenario, set_)
-    with Progress(console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task("simulating", total=None)
-        r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random, objective=objective,
-                      constraints=constraint, executor=executor, workers=workers, max_rate=max_rate, seed=seed,
-                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+    try:
+        with Progress(console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task("simulating", total=None)
+            r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random,
+                          objective=objective, constraints=constraint, executor=executor, workers=workers,
+                          max_rate=max_rate, seed=seed,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except SweepInterrupted as stop:   # Ctrl-C: queued work cancelled; write what finished, marked partial
+        if stop.result is not None:
+            if out_path:
+                stop.result.save(str(out_path))
+            if html:
+                write_atomic(html, stop.result.html(), "--html")
+        done = len(stop.result.frame) if stop.result is not None else 0
+        where = ", ".join(str(p) for p in (out_path, html) if p) if done else ""
+        err.print(f"{done} of {stop.planned} configurations finished"
+                  + (f"; partial results written to {where}" if where else ""), highlight=False)
+        raise
     if out_path:
         r.save(str(out_path))
     if html:
-        html.write_text(r.html(), encoding="utf-8")
+        write_atomic(html, r.html(), "--html")
         if not as_json:
             err.print(f"report written to {html}")
     if as_json:

@@ -120,10 +120,10 @@ def check_writable(path: str | Path, what: str, *, suffixes: tuple[str, ...] = (
     in one of them."""
     p = Path(path)
     name = excerpt(str(p))
-    if suffixes and p.suffix.lower() not in suffixes:
-        raise CapsimError(f"{what} {name}: expected a file ending in {' or '.join(suffixes)}")
     if p.is_dir():
         raise CapsimError(f"{what} {name} is a folder; give a file name")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise CapsimError(f"{what} {name}: expected a file ending in {' or '.join(suffixes)}")
     folder = p.parent if str(p.parent) else Path(".")
     if make_folder:
         while not folder.exists() and folder != folder.parent:

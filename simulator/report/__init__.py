@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import CapsimError
+from ..files import write_atomic
 from ..serving.outcome import ServingResult
 from ..serving.summary import Percentiles
 from ..training.result import TrainingResult
@@ -197,10 +198,7 @@ def write_html(result: Any, path: str | Path) -> Path:
     else:
         raise CapsimError(f"no HTML report for {type(result).__name__}")
     path = Path(path)
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise CapsimError(f"cannot write the report to {str(path)!r}: {e.strerror}") from None
+    write_atomic(path, text, "HTML report")     # a temporary file, then a rename: never a truncated report
     return path
 
 

@@ -24,11 +24,11 @@ import pandas as pd
 import yaml
 
 from ..errors import CapsimError
-from ..files import excerpt
+from ..files import excerpt, write_atomic
 from ..invariants import strict_json
 from ..scenario import Scenario, ServingScenario, TrainingScenario, scenario_yaml
 from .evaluate import evaluate, training_layouts
-from .executors import run_configs
+from .executors import Interrupted, run_configs
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
                                                "!=": operator.ne, "<": operator.lt, ">": operator.gt}
@@ -43,11 +43,16 @@ class SweepResult:
     best: int | None
     x: str
     y: str
+    partial: bool = False
+    """interrupted (Ctrl-C): only the configurations that finished, each row marked ``partial``"""
+    planned: int | None = None
+    """configurations planned (more than the rows when partial)"""
 
     def to_dict(self) -> dict[str, Any]:
         rows = json.loads(self.frame.to_json(orient="records"))
         best = rows[self.best] if self.best is not None else None
-        return {"kind": "sweep", "configurations": len(rows), "feasible": int(self.frame["feasible"].sum()),
+        return {"kind": "sweep", **({"partial": True, "planned": self.planned} if self.partial else {}),
+                "configurations": len(rows), "feasible": int(self.frame["feasible"].sum()),
                 "objective": ("max:" if self.maximize else "min:") + self.objective, "best": best, "rows": rows,
                 "scenario": json.loads(json.dumps(self.base.model_dump(mode="json")))}
 
@@ -61,13 +66,15 @@ class SweepResult:
                           scenario_yaml=scenario_yaml(self.base), best=self.best)
 
     def save(self, path: str) -> None:
+        """Write the table (.parquet or .csv) through a temporary file: a failed write leaves no partial file."""
         if path.endswith(".parquet"):
             try:
-                self.frame.to_parquet(path, index=False)
+                import pyarrow  # noqa: F401
             except ImportError:
                 raise CapsimError("writing Parquet needs pyarrow (pip install pyarrow); or use --out results.csv") from None
+            write_atomic(path, lambda f: self.frame.to_parquet(f, index=False), "--out")
         elif path.endswith(".csv"):
-            self.frame.to_csv(path, index=False)
+            write_atomic(path, self.frame.to_csv(index=False), "--out")
         else:
             raise CapsimError(f"--out {path!r}: use a .parquet or .csv file name")
 
@@ -167,7 +174,14 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
         for k, v in c.items():
             _set(d, k, v)
         docs.append(d)
-    rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
+    partial = False
+    try:
+        rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
+    except Interrupted as stop:      # Ctrl-C: rank what finished and hand it back marked partial
+        keep = [i for i, row in enumerate(stop.rows) if row is not None]
+        if not keep:
+            raise SweepInterrupted(None, len(docs)) from None
+        configs, rows, partial = [configs[i] for i in keep], [stop.rows[i] for i in keep], True  # type: ignore[misc]
     frame = pd.DataFrame([{"config": ", ".join(f"{k}={v}" for k, v in c.items()), **c, **r}
                           for c, r in zip(configs, rows, strict=True)])
     if isinstance(base, ServingScenario) and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
@@ -203,7 +217,20 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
         idx = np.flatnonzero(fin)
         par[idx] = pareto_mask(xs[idx], ys[idx])
     frame["pareto"] = par
+    if partial:
+        frame["partial"] = True
+        raise SweepInterrupted(SweepResult(base, frame, obj, maximize, best, x, y, partial=True, planned=len(docs)),
+                               len(docs))
     return SweepResult(base, frame, obj, maximize, best, x, y)
 
 
-__all__ = ["SweepResult", "evaluate", "pareto_mask", "parse_grid", "sweep"]
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`sweep`: ``result`` ranks the configurations that finished (None if none did),
+    ``planned`` is how many there were. A KeyboardInterrupt, so an uncaught one stops the program as before."""
+
+    def __init__(self, result: SweepResult | None, planned: int) -> None:
+        super().__init__("sweep interrupted")
+        self.result, self.planned = result, planned
+
+
+__all__ = ["SweepInterrupted", "SweepResult", "evaluate", "pareto_mask", "parse_grid", "sweep"]
