@@ -146,8 +146,8 @@ def parse_scenario(doc: dict[str, Any], overrides: list[str] | None = None, wher
         raise CapsimError(f"{where}: expected a mapping of keys, got {type(doc).__name__}")
     doc = apply_overrides(doc, overrides)
     kind = doc.get("kind")
-    if kind not in _KINDS:
-        raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {kind!r})")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {excerpt(kind)})")
     cls = _KINDS[kind]
     try:
         return cls(**doc)  # type: ignore[return-value]
