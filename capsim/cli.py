@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -28,6 +29,9 @@ err = Console(stderr=True)
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a scenario key: --set parallelism.tp=4")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout, nothing else")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")]
+ForceOpt = Annotated[bool, typer.Option("--force", help=(
+    "run beyond the work bounds (10M requests, 8 GiB, an unstable overload, 100k sweep configurations; "
+    "simulator/workbound.py)"))]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -211,28 +215,32 @@ def _print_training(r: TrainingResult) -> None:
 
 @app.command()
 @user_errors
-def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
+          force: ForceOpt = False) -> None:
     """Simulate a training scenario: step time, memory, MFU, time to train and cost."""
-    _simulate(scenario, set_, "training", as_json=as_json, html=html)
+    _simulate(scenario, set_, "training", as_json=as_json, html=html, force=force)
 
 
 COMMAND_FOR = {"training": "train", "serving": "serve"}
 
 
-def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None) -> None:
+def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
+              force: bool = False) -> None:
     """Load, check the kind, simulate, then the report, the JSON or the table: train and serve alike."""
     from simulator import simulate_serving, simulate_training
     from simulator.files import check_writable
     from simulator.report import write_html
     from simulator.scenario import TrainingScenario, load_scenario
     from simulator.training import TrainingResult
+    from simulator.workbound import allow_large
 
     if html:
         check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
-    r = simulate_training(sc) if isinstance(sc, TrainingScenario) else simulate_serving(sc)
+    with allow_large() if force else contextlib.nullcontext():
+        r = simulate_training(sc) if isinstance(sc, TrainingScenario) else simulate_serving(sc)
     if html:
         write_html(r, html)
         if not as_json:
@@ -309,9 +317,10 @@ def _print_serving(r: ServingResult) -> None:
 
 @app.command()
 @user_errors
-def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None) -> None:
+def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
+          force: ForceOpt = False) -> None:
     """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
-    _simulate(scenario, set_, "serving", as_json=as_json, html=html)
+    _simulate(scenario, set_, "serving", as_json=as_json, html=html, force=force)
 
 
 @app.command()
@@ -330,7 +339,7 @@ def sweep(
     workers: Annotated[int | None, typer.Option("--workers", help="local processes (default: all cores)")] = None,
     max_rate: Annotated[bool, typer.Option("--max-rate", help="serving: bisect the highest rate meeting the SLO")] = False,
     out_path: Annotated[Path | None, typer.Option("--out", help="save the table (.parquet or .csv)")] = None,
-    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0,
+    set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0, force: ForceOpt = False,
 ) -> None:
     """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
     from rich.progress import Progress
@@ -339,6 +348,7 @@ def sweep(
     from simulator.scenario import load_scenario
     from simulator.sweep import SweepInterrupted, parse_grid
     from simulator.sweep import sweep as run_sweep
+    from simulator.workbound import allow_large
 
     if out_path:   # checked before the run: a bad path must not lose every result
         check_writable(out_path, "--out", suffixes=(".parquet", ".csv"))
@@ -346,7 +356,8 @@ def sweep(
         check_writable(html, "--html", suffixes=(".html", ".htm"))
     sc = load_scenario(scenario, set_)
     try:
-        with Progress(console=err, transient=True, disable=as_json) as bar:
+        with Progress(console=err, transient=True, disable=as_json) as bar, \
+                (allow_large() if force else contextlib.nullcontext()):
             task = bar.add_task("simulating", total=None)
             r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random,
                           objective=objective, constraints=constraint, executor=executor, workers=workers,

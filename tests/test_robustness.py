@@ -343,3 +343,59 @@ def test_python_m_calibrate_arguments(tmp_path: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "calibrate", "--out", str(tmp_path / "p.yaml"), *args],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# ---- item 3: bounded work --------------------------------------------------------------------------
+def test_overloaded_replica_is_reported_unstable_at_once() -> None:
+    """1,000 requests/s on one 8B H100 for an hour: 47 simulated hours of draining before; refused now,
+    with the arrival rate, the estimated capacity and the knobs, in well under 5 s of CPU."""
+    t = time.process_time()
+    text = fails("serve", SERVE, "--set", "workload.arrival.rate_rps=1000", "--set", "cluster.replicas=1",
+                 "--set", "workload.duration_s=3600", says="unstable: arrivals of 1,000 requests/s exceed 2x")
+    assert time.process_time() - t < 5
+    assert "capacity of 1 replica(s)" in text and "pass --force" in text and "workload.horizon_s" in text
+
+
+def test_force_runs_an_unstable_system_and_says_so() -> None:
+    args = ["serve", SERVE, "--json", "--set", "workload.arrival.rate_rps=100", "--set", "cluster.replicas=1",
+            "--set", "workload.duration_s=20"]
+    fails(*args, says="unstable")
+    code, stdout, _ = cli(*args, "--force")
+    r = json.loads(stdout)
+    assert code == 0 and any(w.startswith("unstable:") for w in r["warnings"])
+    assert r["completed"] == r["arrived"] and r["simulated_s"] > 2 * 20     # it drained long after arrivals stopped
+
+
+def test_a_horizon_or_a_bounded_queue_is_not_unstable() -> None:
+    for extra in ("workload.horizon_s=30", "replica.max_queue=50"):
+        code, stdout, _ = cli("serve", SERVE, "--json", "--set", "workload.arrival.rate_rps=100", "--set",
+                              "cluster.replicas=1", "--set", "workload.duration_s=20", "--set", extra)
+        assert code == 0 and not any(w.startswith("unstable") for w in json.loads(stdout)["warnings"])
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["serve", SERVE, "--set", "workload.duration_s=36000", "--set", "workload.arrival.rate_rps=1000"],
+     "this run would simulate about 36,000,000 requests (~24.1 GiB at 720 B each); the bound is 10,000,000"),
+    (["serve", SERVE, "--set", "autoscaling={policy: hpa, sync_period_s: 0.1, max_replicas: 4}", "--set",
+      "workload.horizon_s=31000000", "--set", "workload.duration_s=10"], "autoscaler ticks (bound 20,000,000)"),
+    (["train", TRAIN, "--set", "training.global_batch=10000000"],
+     "one step's pipeline has 30,000,000 forward/backward ops (625,000 micro-batches x 8 stages x 3 virtual"),
+    (["train", TRAIN, "--set", "reliability.runs=10000", "--set", "reliability.node_mtbf_hours=0.5"],
+     "10,000 Monte Carlo runs x 142,890 expected failures each"),
+    (["sweep", SERVE, "--grid", "seed=" + ",".join(map(str, range(1000))), "--grid",
+      "cluster.replicas=" + ",".join(map(str, range(1, 1001)))], "the sweep has 1,000,000 configurations (bound 100,000)"),
+])
+def test_work_beyond_the_bounds_is_refused_before_it_starts(args: list[str], says: str) -> None:
+    t = time.process_time()
+    text = fails(*args, says=says)
+    assert "pass --force" in text and time.process_time() - t < 5
+
+
+def test_max_rate_search_says_when_it_stopped_at_its_limit() -> None:
+    from simulator.sweep import sweep
+
+    sc = parse_scenario({**yaml.safe_load(Path(SERVE).read_text()),
+                         "workload": {"duration_s": 60, "arrival": {"process": "poisson", "rate_rps": 0.2}}})
+    row = sweep(sc, grid={"cluster.replicas": [4]}, max_rate=True, workers=1).frame.iloc[0]
+    # 64 x 0.2 = 12.8 requests/s on 4 replicas good for ~20 each: the search stops at its cap, and says so
+    assert bool(row["max_rate_at_limit"]) and row["max_rate_rps"] >= 6.4

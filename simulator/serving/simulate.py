@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from .. import workbound
 from ..catalog import get_model
 from ..costmodel.inference import GIB, InferenceModel
 from ..errors import CapsimError, InfeasibleError
@@ -359,13 +360,20 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True) ->
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
+    workbound.check_serving_size(scenario)   # before drawing: refuse a run of hours or of many GiB (--force)
     reqs, warnings = generate(scenario.workload, scenario.seed)
     drawn = request_lengths(reqs)           # what trtllm-bench would read off its dataset
-    stages = []
+    stages, means = [], []
     for k, (name, ssc) in enumerate(stage_scenarios(scenario)):
         own = scenario.services and (scenario.services[k].prompt_tokens or scenario.services[k].output_tokens)
         perf, plan = build_replica_model(ssc, None if own else drawn)
         stages.append((name, ssc, perf, plan))
+        means.append((mean_length(ssc.workload.prompt_tokens), mean_length(ssc.workload.output_tokens)) if own
+                     else (float(reqs.prompt.mean()) if len(reqs) else 1.0,
+                           float(reqs.output.mean()) if len(reqs) else 1.0))
+    unstable = workbound.check_stable(scenario, stages, means)   # overload: refused unless --force
+    if unstable:
+        warnings = [*warnings, unstable]
     cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
     end = cluster.run()
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase

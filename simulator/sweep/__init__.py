@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .. import workbound
 from ..errors import CapsimError
 from ..files import excerpt, write_atomic
 from ..invariants import strict_json
@@ -122,6 +124,10 @@ def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | 
             raise CapsimError("layout search (--layouts) is for training scenarios; use --grid for serving")
         configs = training_layouts(base, full=layouts == "full")
     if grid:
+        n = math.prod(len(v) for v in grid.values()) * max(len(configs), 1)
+        if n > workbound.MAX_CONFIGS:    # counted before the product is built (10^6 dicts is GiBs)
+            workbound.refuse(f"the sweep has {n:,} configurations (bound {workbound.MAX_CONFIGS:,}): give fewer "
+                             "--grid values, or --random N after --force")
         keys = list(grid)
         product = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
         configs = [{**c, **g} for c in (configs or [{}]) for g in product]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import workbound
 from ..catalog import get_model
 from ..costmodel.layout import Layout
 from ..costmodel.memory import MemoryBreakdown
@@ -62,6 +63,7 @@ def _step(model: ModelSpec, hw: HardwareProfile, sc: TrainingScenario, mb: int |
           record: bool) -> tuple[Layout, int, StepModel, StepTrace]:
     lay, mb_ = resolve_layout(sc, model, hw, mb)
     sm = plan_step(model, hw, lay, mb_, sc)
+    workbound.check_pipeline_ops(sm.schedule.microbatches, lay.pp, lay.virtual_stages)   # before the timeline
     trace = simulate_step(sm.work.stages, sm.schedule, p2p=sm.work.p2p, record=record)
     return lay, mb_, sm, trace
 
