@@ -141,6 +141,7 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
              "list the kernel shapes no measured table covered (the roofline timed them)"))] = False) -> None:
     """Op-level cost of one transformer layer (training: forward/backward; serving: prefill/decode)."""
     from simulator.api import layer_cost_table, scenario_hardware
+    from simulator.invariants import strict_json
     from simulator.scenario import load_scenario
 
     sc = load_scenario(scenario, set_)
@@ -150,7 +151,7 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
         _print_coverage(hw, as_json=as_json)
         return
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(strict_json(rows))   # the scenario's own numbers: never NaN or Infinity in the JSON
         return
     mixed = len({r["layers"] for r in rows}) > 1      # layers of several kinds: say which rows are which
     t = Table("pass", *(["layers"] if mixed else []), "op", "kind", "time µs", "TFLOP/s", "basis",

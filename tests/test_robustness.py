@@ -85,7 +85,9 @@ def test_every_numeric_key_has_a_documented_range() -> None:
             return False
         return any(numeric(a) for a in typing.get_args(ann))
 
-    missing = [f"{m.__name__}.{name}" for m in _MODELS for name, f in m.model_fields.items()
+    # capsim's own models (a test's plug-in registers models of its own, whose numbers are only finite)
+    ours = [m for m in _MODELS if m.__module__.startswith("simulator.")]
+    missing = [f"{m.__name__}.{name}" for m in ours for name, f in m.model_fields.items()
                if numeric(f.annotation) and limits.range_of(m.__name__, name) is None]
     assert missing == []
     assert numeric(list[tuple[float, int]] | None) and not numeric(typing.Literal[0, 1, 2])
