@@ -13,10 +13,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
 from .run import calibrate, write_profile
+
+
+def _mapping(ap: argparse.ArgumentParser, path: str, flag: str) -> dict:
+    """The YAML mapping in ``path``; any problem (missing, a folder, not UTF-8, bad YAML, not a mapping)
+    is an argparse error: a one-line message and exit 2 (this module runs without the simulator)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        ap.error(f"{flag} {path!r}: cannot be read as YAML ({type(e).__name__}: {str(e)[:200]})")
+    if not isinstance(doc, dict):
+        ap.error(f"{flag} {path!r}: expected a YAML mapping of keys, got {type(doc).__name__}")
+    return doc
 
 
 def main() -> None:
@@ -28,8 +41,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    shapes = yaml.safe_load(open(a.shapes)) if a.shapes else None
-    base = yaml.safe_load(open(a.base)) if a.base else None
+    if a.device not in ("cuda", "cpu"):
+        ap.error(f"--device {a.device!r}: use cuda or cpu")
+    out = Path(a.out)
+    if out.is_dir() or not (out.parent if str(out.parent) else Path(".")).is_dir():
+        ap.error(f"--out {a.out!r}: give a file name in an existing folder")
+    shapes = _mapping(ap, a.shapes, "--shapes") if a.shapes else None
+    base = _mapping(ap, a.base, "--base") if a.base else None
 
     def show(what: str, frac: float) -> None:
         print(f"\r[{int(40 * frac) * '#':<40}] {what:<30}", end="", file=sys.stderr, flush=True)

@@ -42,6 +42,7 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
 
     from simulator.catalog import get_model
     from simulator.errors import CapsimError
+    from simulator.files import check_writable
     from simulator.hardware import get_profile
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -50,6 +51,11 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
         raise CapsimError(f"--device {device!r}: use cuda or cpu")
     if module and not input_shape:
         raise CapsimError("--module needs --input-shape (e.g. 8,3,224,224)")
+    shape_t = _input_shape(input_shape) if input_shape else None
+    if module:
+        _check_module(module)       # before any benchmark: a typo fails in a second, not after minutes
+    if out_path is not None:
+        check_writable(out_path, "--out", suffixes=(".yaml", ".yml"), make_folder=True)
     spec = get_model(model) if model else None
     # plain data for calibrate/: the flat keys, and every layer's description (LayerSpec.to_dict)
     shapes = ({**spec.model_dump(mode="json", exclude={"source"}),
@@ -69,7 +75,7 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
         task = bar.add_task("calibrating", total=1.0)
         prof = calibrate(device=device, shapes=shapes, dtype=dtype, quick=quick, base_profile=base_doc, module=module,
                          input_shape=shape_t, progress=lambda what, f: bar.update(task, completed=f, description=what))
-    name = prof["name"] if not model else f"{prof['name'].removesuffix('-cal')}-{model}-cal"
+    name = profile_name(prof["name"], spec.name if spec is not None else None)
     prof["name"] = name
     if base_doc is not None:
         prof["calibrated"]["base_profile"] = base_doc["name"]
@@ -89,6 +95,47 @@ def run_calibration(*, device: str, model: str | None, module: str | None, input
         prof["calibrated"]["validation"] = report["rows"]
         write_profile(prof, path)
     return path
+
+
+def profile_name(measured: str, model: str | None) -> str:
+    """The calibrated profile's name (and file stem): the device's, with the model's when given. The
+    model's name comes from the user (a config.json's _name_or_path, a folder such as ../../x), so only
+    a safe file name is made of it: the profile stays in hardware_profiles/calibrated/."""
+    from simulator.files import safe_name
+
+    return measured if not model else f"{measured.removesuffix('-cal')}-{safe_name(model, default='model')}-cal"
+
+
+def _input_shape(text: str) -> tuple[int, ...]:
+    from simulator.errors import CapsimError
+
+    try:
+        shape = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 or d > 1_000_000 for d in shape):
+        raise CapsimError(f"--input-shape {text!r}: expected positive integers separated by commas, e.g. 8,3,224,224")
+    return shape
+
+
+def _check_module(module: str) -> None:
+    """``pkg.mod:factory`` names an importable module and a callable in it (importing it runs the
+    user's code, as calibrating with it will; README: calibrate --module)."""
+    import importlib
+
+    from simulator.errors import CapsimError
+
+    mod, _, attr = module.partition(":")
+    if not mod or not all(p.isidentifier() for p in mod.split(".")) or (attr and not attr.isidentifier()):
+        raise CapsimError(f"--module {module!r}: expected pkg.module:factory (a function returning an nn.Module)")
+    try:
+        factory = getattr(importlib.import_module(mod), attr or "model")
+    except ImportError as e:
+        raise CapsimError(f"--module {module!r}: cannot import {mod!r}: {e}") from None
+    except AttributeError:
+        raise CapsimError(f"--module {module!r}: {mod!r} has no {attr or 'model'!r}") from None
+    if not callable(factory):
+        raise CapsimError(f"--module {module!r}: {attr or 'model'!r} is not callable")
 
 
 def validate_profile(path: Path, model: str, device: str, dtype: str, prof: dict[str, Any]) -> dict[str, Any]:

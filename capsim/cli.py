@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -38,10 +39,14 @@ TimeseriesOpt = Annotated[Path | None, typer.Option("--timeseries-out", help=(
 TrainOutOpt = Annotated[Path | None, typer.Option("--out", help=(
     "write the pipeline timeline of one step (stage, pass, chunk, micro-batch, start_s, end_s) to "
     "FILE.csv, .parquet or .json"))]
+ForceOpt = Annotated[bool, typer.Option("--force", help=(
+    "run beyond the work bounds (10M requests, 8 GiB, an unstable overload, 100k sweep configurations; "
+    "simulator/workbound.py)"))]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn CapsimError into a one-line message and exit status 2 (no traceback)."""
+    """Turn CapsimError into a one-line message and exit status 2 (no traceback); Ctrl-C into a
+    message and exit status 130 (128 + SIGINT, the shell's convention)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,6 +55,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CapsimError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted (Ctrl-C)", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -141,6 +149,7 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
     """Op-level cost of one layer (training: forward/backward; serving: prefill/decode; a model that generates
     nothing: one input's forward, a CNN's every convolution)."""
     from simulator.api import layer_cost_table, scenario_hardware
+    from simulator.invariants import strict_json
     from simulator.scenario import load_scenario
 
     sc = load_scenario(scenario, set_)
@@ -150,7 +159,7 @@ def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
         _print_coverage(hw, as_json=as_json)
         return
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(strict_json(rows))   # the scenario's own numbers: never NaN or Infinity in the JSON
         return
     mixed = len({r["layers"] for r in rows}) > 1      # layers of several kinds: say which rows are which
     print_table(out, [Col("pass", "id"), *([Col("layers")] if mixed else []), Col("op", "id"), Col("kind", "id"),
@@ -214,37 +223,44 @@ def _print_training(r: TrainingResult) -> None:
 @app.command()
 @user_errors
 def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
-          out_path: TrainOutOpt = None) -> None:
+          out_path: TrainOutOpt = None, force: ForceOpt = False) -> None:
     """Simulate a training scenario: step time, memory, MFU, time to train and cost."""
-    _simulate(scenario, set_, "training", as_json=as_json, html=html, out_path=out_path)
+    _simulate(scenario, set_, "training", as_json=as_json, html=html, out_path=out_path, force=force)
 
 
 COMMAND_FOR = {"training": "train", "serving": "serve"}
 
 
 def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
-              out_path: Path | None = None, timeseries_out: Path | None = None, progress: bool | None = None) -> None:
+              out_path: Path | None = None, timeseries_out: Path | None = None, progress: bool | None = None,
+              force: bool = False) -> None:
     """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
     serve alike."""
     from simulator import simulate_serving, simulate_training
+    from simulator.files import check_writable
     from simulator.scenario import TrainingScenario, load_scenario
     from simulator.training import TrainingResult
+    from simulator.workbound import allow_large
 
     from .outputs import check_path, request_records, write_frame
 
+    if html:
+        check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
     sc = load_scenario(scenario, set_)
     if sc.kind != kind:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
     for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
         if path is not None:
             check_path(path, option)
-    if isinstance(sc, TrainingScenario):
-        r: TrainingResult | ServingResult = simulate_training(sc)
-    else:
-        from .progress import bar, wanted
+    with allow_large() if force else contextlib.nullcontext():
+        if isinstance(sc, TrainingScenario):
+            r: TrainingResult | ServingResult = simulate_training(sc)
+        else:
+            from .progress import bar, wanted
 
-        with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress), unit="s simulated") as upd:
-            r = simulate_serving(sc, progress=upd)
+            with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress),
+                     unit="s simulated") as upd:
+                r = simulate_serving(sc, progress=upd)
     if out_path is not None:
         frame = r.timeline_frame() if isinstance(r, TrainingResult) else request_records(r.requests_frame())
         write_frame(frame, out_path)
@@ -329,10 +345,11 @@ def _print_serving(r: ServingResult) -> None:
 @app.command()
 @user_errors
 def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
-          out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None, progress: ProgressOpt = None) -> None:
+          out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None, progress: ProgressOpt = None,
+          force: ForceOpt = False) -> None:
     """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
     _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out,
-              progress=progress)
+              progress=progress, force=force)
 
 
 @app.command()
@@ -352,24 +369,43 @@ def sweep(
     max_rate: Annotated[bool, typer.Option("--max-rate", help="serving: bisect the highest rate meeting the SLO")] = False,
     out_path: Annotated[Path | None, typer.Option("--out", help="save the table (.parquet or .csv)")] = None,
     set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None, seed: int = 0, progress: ProgressOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Search configurations: rank by an objective under constraints, with the Pareto frontier."""
+    from simulator.files import check_writable, write_atomic
     from simulator.scenario import load_scenario
-    from simulator.sweep import parse_grid
+    from simulator.sweep import SweepInterrupted, parse_grid
     from simulator.sweep import sweep as run_sweep
+    from simulator.workbound import allow_large
 
     from .progress import bar, wanted
 
+    if out_path:   # checked before the run: a bad path must not lose every result
+        check_writable(out_path, "--out", suffixes=(".parquet", ".csv"))
+    if html:
+        check_writable(html, "--html", suffixes=(".html", ".htm"))
     sc = load_scenario(scenario, set_)
-    with bar(err, "max-rate search" if max_rate else "sweep", enabled=wanted(err, as_json=as_json, flag=progress),
-             unit="configurations") as update:
-        r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random, objective=objective,
-                      constraints=constraint, executor=executor, workers=workers, max_rate=max_rate, seed=seed,
-                      progress=update)
+    try:
+        with bar(err, "max-rate search" if max_rate else "sweep", enabled=wanted(err, as_json=as_json, flag=progress),
+                 unit="configurations") as update, (allow_large() if force else contextlib.nullcontext()):
+            r = run_sweep(sc, grid=parse_grid(grid), layouts="full" if layouts_full else layouts, random=random,
+                          objective=objective, constraints=constraint, executor=executor, workers=workers,
+                          max_rate=max_rate, seed=seed, progress=update)
+    except SweepInterrupted as stop:   # Ctrl-C: queued work cancelled; write what finished, marked partial
+        if stop.result is not None:
+            if out_path:
+                stop.result.save(str(out_path))
+            if html:
+                write_atomic(html, stop.result.html(), "--html")
+        done = len(stop.result.frame) if stop.result is not None else 0
+        where = ", ".join(str(p) for p in (out_path, html) if p) if done else ""
+        err.print(f"{done} of {stop.planned} configurations finished"
+                  + (f"; partial results written to {where}" if where else ""), highlight=False)
+        raise
     if out_path:
         r.save(str(out_path))
     if html:
-        html.write_text(r.html(), encoding="utf-8")
+        write_atomic(html, r.html(), "--html")
         if not as_json:
             err.print(f"report written to {html}")
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -30,20 +30,20 @@ __all__ = ["HardwareProfile", "PeakKey", "Precision", "get_profile", "resolve_pr
 class Link(BaseModel):
     """One tier of the network as collectives see it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     link: str
     busbw_gb_s: float = Field(gt=0, description="measured NCCL bus bandwidth for large messages")
-    link_gb_s_per_direction: float | None = None
+    link_gb_s_per_direction: float | None = Field(default=None, gt=0)
     # Per-step latency of a ring collective. Default derived from shared/reference/README.md:
     # A100 NVLink all-reduce reaches ~20 GB/s busbw at 1 MiB vs 230 GB/s at large sizes; with an
     # alpha-beta ring (14 steps for 8 GPUs) that is (1.75 MiB/20 - 1.75 MiB/230)/14 = 6.0 us/step.
-    step_latency_us: float = 6.0
+    step_latency_us: float = Field(default=6.0, ge=0)
 
 
 class Efficiency(BaseModel):
     """Achieved fraction of peak, and the fixed costs that make small ops inefficient."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -55,10 +55,10 @@ class Efficiency(BaseModel):
                              "(hardware_profiles/MEASURED.md)")
         return data
 
-    gemm_max: dict[str, float] = Field(default_factory=dict)
+    gemm_max: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=dict)
     # Fraction of HBM bandwidth reached by streaming kernels (copy/elementwise). Assumed: STREAM-like
     # copies reach 85-92% on HBM2e/HBM3; 0.85 until calibrated.
-    memory: float = 0.85
+    memory: float = Field(default=0.85, gt=0, le=1)
     # Fraction of HBM bandwidth reached by a training framework's elementwise and normalisation
     # kernels (LayerNorm, dropout with its random mask, softmax, GeLU, residual adds). Default fitted
     # with dispatch_us on the vTrain single-node A100 set (bench/fit_stack.py: 0.6; 0.85, a plain
@@ -67,20 +67,20 @@ class Efficiency(BaseModel):
     elementwise: float = Field(default=0.6, gt=0, le=1)
     # Flash-attention throughput relative to the GEMM maximum. FlashAttention-2 (Dao 2023) reaches
     # ~73% of A100 peak forward and ~63% forward+backward vs ~87% for GEMM -> 0.84 / 0.72.
-    attention_fwd: float = 0.84
-    attention_bwd: float = 0.72
+    attention_fwd: float = Field(default=0.84, gt=0, le=1)
+    attention_bwd: float = Field(default=0.72, gt=0, le=1)
     # Minimum GPU time of one kernel (launch, ramp-up, tail). Assumed 4 us, typical of CUDA kernels.
-    kernel_latency_us: float = 4.0
+    kernel_latency_us: float = Field(default=4.0, ge=0)
     # SMs a collective's kernels occupy while it runs (NCCL runs one thread block per channel and
     # uses 8-32 channels on NVLink/InfiniBand systems; 16 assumed). Compute overlapped with a
     # collective loses this share of the GPU (costmodel.ops.overlap_slowdown).
     comm_sms: int = Field(default=16, ge=0)
     # Host time to issue one op in eager PyTorch, measured by calibration (None: the training
     # stack's fitted default, simulator/training/stack.py). A scenario's training.dispatch_us wins.
-    dispatch_us: float | None = None
+    dispatch_us: float | None = Field(default=None, ge=0)
     # Host time per parameter tensor of an eager (for-each) optimizer step, measured by calibration.
     # None: 0, as fused/multi-tensor optimizers (Megatron, DeepSpeed) on GPUs make it negligible.
-    optimizer_us_per_tensor: float | None = None
+    optimizer_us_per_tensor: float | None = Field(default=None, ge=0)
     # Measured GEMM, attention and memory times live in kernel tables beside the profile
     # (HardwareProfile.measured, simulator/silicon), not here.
 
@@ -88,15 +88,15 @@ class Efficiency(BaseModel):
 class HardwareProfile(BaseModel):
     """One accelerator type (per-GPU numbers) and its links."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str
     gpu: str
     memory_gib: float = Field(gt=0)
     memory_bandwidth_tbps: float = Field(gt=0)
-    peak_tflops: dict[str, float]
-    num_sms: int = 100
-    tdp_w: float | None = None
-    idle_w: float | None = None
+    peak_tflops: dict[str, Annotated[float, Field(gt=0)]]
+    num_sms: int = Field(default=100, ge=1)
+    tdp_w: float | None = Field(default=None, gt=0)
+    idle_w: float | None = Field(default=None, ge=0)
     intra_node: Link
     inter_node: Link
     efficiency: Efficiency = Field(default_factory=Efficiency)
@@ -188,10 +188,14 @@ def profile_paths() -> dict[str, Path]:
 @cache
 def _load_path(path: str) -> HardwareProfile:
     doc = read_yaml(path, "hardware profile")
+    if not isinstance(doc, dict):
+        raise CapsimError(f"hardware profile {path!r} must be a mapping of keys, not a {type(doc).__name__}")
     try:
         hw = HardwareProfile(**doc)
-    except (ValidationError, TypeError) as e:
-        raise CapsimError(f"hardware profile {path!r} is invalid: {e}") from None
+    except ValidationError as e:
+        from .scenario.loading import format_validation_error
+
+        raise CapsimError(format_validation_error(e, HardwareProfile, f"hardware profile {path!r}")) from None
     folder = _measured_folder(hw, Path(path).parent)
     if folder is not None:
         hw._measured = load_measured(str(folder))

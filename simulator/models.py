@@ -7,7 +7,6 @@ closed-form constants, so GQA, SwiGLU, MoE and untied embeddings are all handled
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .convnets import ConvLayer, ConvNetSpec, ConvOp, conv_layers, conv_macs, conv_params
 from .errors import CapsimError
+from .files import read_json_object
 from .hf_layers import hf_layer_keys
 from .layers import LayerSpec, build_stack, group_layers
 
@@ -60,15 +60,15 @@ class ModelSpec(BaseModel):
     layers: int = Field(ge=1)
     hidden: int = Field(ge=1)
     heads: int = Field(ge=1)
-    kv_heads: int = 0
-    head_dim: int = 0
-    ffn_hidden: int = 0
+    kv_heads: int = Field(default=0, ge=0)
+    head_dim: int = Field(default=0, ge=0)
+    ffn_hidden: int = Field(default=0, ge=0)
     activation: Literal["gelu", "swiglu", "relu"] = "gelu"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     vocab: int = Field(default=0, ge=0)
     position: Literal["learned", "rope", "none"] = "learned"
     max_positions: int = Field(default=2048, ge=1)
-    type_vocab: int = 0
+    type_vocab: int = Field(default=0, ge=0)
     tie_embeddings: bool = True
     qkv_bias: bool = True
     linear_bias: bool = True
@@ -83,10 +83,10 @@ class ModelSpec(BaseModel):
         default=None, description="attention of each layer, 'full' or 'sliding'; a shorter list whose length divides "
                                   "layers repeats as a pattern (e.g. [sliding, sliding, sliding, full])")
     # vision transformer
-    image_size: int = 0
-    patch_size: int = 0
-    channels: int = 3
-    num_classes: int = 0
+    image_size: int = Field(default=0, ge=0)
+    patch_size: int = Field(default=0, ge=0)
+    channels: int = Field(default=3, ge=1)
+    num_classes: int = Field(default=0, ge=0)
     # convolutional network (architecture: cnn): its family and sizes; layers/hidden/heads then only label it
     convnet: ConvNetSpec | None = None
     source: str = ""
@@ -293,12 +293,7 @@ def from_hf_config(path: str | Path) -> ModelSpec:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CapsimError(f"model config {str(path)!r} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise CapsimError(f"model config {str(path)!r} is not valid JSON: {e}") from None
+    cfg = read_json_object(path, "model config")   # missing, a folder, not UTF-8, not JSON, not an object
     mtype = cfg.get("model_type")
     name = cfg.get("_name_or_path") or path.parent.name or path.stem
 

@@ -11,6 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any
 
+from .invariants import strict_json
 from .scenario import scenario_yaml
 
 NOT_SUMMARY = {"summary": False}   # dataclass field metadata: the scenario and the frames, not summary fields
@@ -36,7 +37,7 @@ class ResultViews(ABC):
         return {**self.summary, "scenario": json.loads(json.dumps(self.scenario.model_dump(mode="json")))}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)
 
     def scenario_yaml(self) -> str:
         return scenario_yaml(self.scenario)

@@ -24,16 +24,7 @@ def mean_length(d: LengthDist) -> float:
         pdf = math.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi)
         return d.mean + d.stddev * pdf / tail + 0.5
     if isinstance(d, Empirical):
-        import pandas as pd
+        from .serving.workload import empirical_values  # the one reader: file, decoding and value errors
 
-        from .errors import CapsimError
-
-        try:
-            frame = pd.read_csv(d.path)
-        except FileNotFoundError:
-            raise CapsimError(f"empirical length file {d.path!r} does not exist") from None
-        col = d.column or frame.columns[0]
-        if col not in frame:
-            raise CapsimError(f"empirical length file {d.path!r} has no column {col!r} (has {', '.join(frame.columns)})")
-        return float(frame[col].mean())
+        return float(empirical_values(d).mean())
     return math.nan

@@ -282,8 +282,8 @@ def test_multi_stage_chain_conserves_requests_and_adds_latency() -> None:
 
 def test_chain_service_keys_are_validated() -> None:
     bad = {**CHAIN, "services": [{"name": "x", "replica": {"tpp": 2}}]}
-    with pytest.raises(Exception, match="tpp"):
+    with pytest.raises(CapsimError, match=r"unknown key 'services\.0\.replica\.tpp'; allowed keys: batching, tp, pp"):
         parse_scenario(bad)
     dup = {**CHAIN, "services": [{"name": "a"}, {"name": "a"}]}
-    with pytest.raises(Exception, match="unique"):
+    with pytest.raises(CapsimError, match=r"services: names must be unique \(got a, a\)"):
         run(dup)

@@ -106,3 +106,46 @@ def test_sweep_report_renders(tmp_path: Path) -> None:
     dom = chromium(page, tmp_path, shot)
     check_page(dom, ["chart-pareto"])
     assert dom.count("<tr") == 5      # header + 4 configurations, infeasible ones included
+
+
+HOSTILE = "<!--<script>document.body.setAttribute('data-pwned', 1)</script>&\u2028"
+
+
+def test_embedded_json_is_escaped_and_scripts_are_allowed_by_hash() -> None:
+    import base64
+    import hashlib
+    import json
+
+    from simulator.report.page import script_json
+
+    text = script_json({"name": HOSTILE})
+    assert not any(c in text for c in "<>&\u2028") and json.loads(text) == {"name": HOSTILE}
+    page = sweep_html(_hostile_frame(), x="p99_s", y="cost_usd", title=HOSTILE, scenario_yaml=f"name: {HOSTILE}\n",
+                      best=0)
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)
+    assert csp is not None and "'unsafe-inline'" not in csp.group(1).split("script-src")[1].split(";")[0]
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)      # the page's own inline scripts
+    assert len(scripts) == 3
+    for s in scripts:
+        digest = base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp.group(1)
+    assert "data-pwned" not in "".join(scripts) and "<!--<script>" not in page
+
+
+def _hostile_frame():
+    import pandas as pd
+
+    return pd.DataFrame({"config": [f"name={HOSTILE}", "b", "c"], "cost_usd": [10.0, 8.0, 12.0],
+                         "p99_s": [1.0, 2.0, 0.8], "feasible": [True, True, True], "pareto": [True, True, True]})
+
+
+@needs_chromium
+def test_hostile_names_neither_run_nor_blank_the_charts(tmp_path: Path) -> None:
+    """`<!--<script>` in a sweep value used to open an HTML comment inside the figures' JSON: every chart
+    blank, no error. Escaped, the chart draws every point and nothing injected runs."""
+    page = tmp_path / "hostile.html"
+    page.write_text(sweep_html(_hostile_frame(), x="p99_s", y="cost_usd", title=HOSTILE,
+                               scenario_yaml=f"name: {HOSTILE}\n", best=0))
+    dom = chromium(page, tmp_path, tmp_path / "hostile.png")
+    check_page(dom, ["chart-pareto"])
+    assert 'data-pwned="1"' not in dom and "data-pwned" in dom        # shown as text, never run

@@ -51,7 +51,8 @@ TRAINING_KEYS = [
     "time_breakdown_s.dp_comm_exposed_s", "time_breakdown_s.optimizer_s", "time_breakdown_s.data_loading_s",
     "total_tokens", "iterations", "time_to_train_days", "time_to_train_days_p10", "time_to_train_days_p50",
     "time_to_train_days_p90", "compute_days_without_failures", "goodput", "failures_mean", "preemptions_mean",
-    "checkpoint_interval_s", "checkpoint_write_s", "gpu_hours", "usd_per_gpu_hour", "price_source", "cost_usd",
+    "checkpoint_interval_s", "checkpoint_interval_note", "checkpoint_write_s", "gpu_hours", "usd_per_gpu_hour",
+    "price_source", "cost_usd",
     "gpu_power_w", "energy_kwh", "scenario"]
 SERVING_KEYS = [
     "kind", "name", "model", "hardware", "precision", "generative", "item", "kernel_tables", "kernel_table_versions",

@@ -324,3 +324,22 @@ def test_pipeline_busy_is_the_share_of_stages_computing() -> None:
     tl = pd.DataFrame({"stage": [0, 0, 1], "start_s": [0.0, 2.0, 1.0], "end_s": [1.0, 3.0, 3.0]})
     assert pipeline_busy(tl, bins=3) == pytest.approx([0.5, 0.5, 1.0])
     assert pipeline_busy(tl.iloc[:0]) == []
+
+
+def test_export_names_stay_in_the_folder(tmp_path: Path) -> None:
+    """A scenario named '../../../x' used to write outside the export folder."""
+    asyncio.run(_test_export_names_stay_in_the_folder(tmp_path))
+
+
+async def _test_export_names_stay_in_the_folder(tmp_path: Path) -> None:
+    session = Session.load(EXAMPLE)
+    session.doc["name"] = "../../../x"
+    out = tmp_path / "a" / "b" / "c"
+    out.mkdir(parents=True)
+    app = CapsimApp(session, out_dir=out)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.export("yaml", None)
+        await pilot.pause()
+    assert [p.name for p in out.iterdir()] == ["x-0.yml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

@@ -16,6 +16,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Select, Sparkline, Static
 
 from simulator import CapsimError
+from simulator.files import safe_name, write_atomic
 from simulator.serving import ServingResult
 from simulator.training import TrainingResult
 
@@ -319,7 +320,8 @@ class CapsimApp(App):
         if fmt != "yaml" and result is None:
             self.notify("run first to export results", severity="warning")
             return
-        name = self.session.doc.get("name", "scenario")
+        # the scenario's name is the user's text ('../../x'): the file name made from it stays in out_dir
+        name = safe_name(str(self.session.doc.get("name", "scenario")), default="scenario")
         default = self.out_dir / f"{name}-{len(self.results)}.{'yml' if fmt == 'yaml' else fmt}"
         what = {"yaml": "the scenario (YAML)", "json": "the result (JSON)", "html": "the report (HTML)"}[fmt]
         self.push_screen(ExportScreen(what, default), lambda path: self._write(fmt, result, path))
@@ -333,9 +335,9 @@ class CapsimApp(App):
             if path.is_dir():
                 raise CapsimError(f"{path} is a folder; give a file name")
             if fmt == "yaml":
-                path.write_text(self.session.yaml())
+                write_atomic(path, self.session.yaml())
             elif result is not None and fmt == "json":
-                path.write_text(result.to_json())
+                write_atomic(path, result.to_json())
             elif result is not None:
                 from simulator.report import write_html
 

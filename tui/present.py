@@ -6,12 +6,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from simulator import CapsimError, parse_scenario
+from simulator.files import read_yaml
 from simulator.result_views import serving_throughput_text
 from simulator.scenario import apply_overrides, scenario_yaml
 from simulator.serving import ServingResult
@@ -160,10 +160,7 @@ class Session:
     def load(cls, path: str | None) -> Session:
         if not path:
             return cls(copy.deepcopy(DEFAULT))
-        try:
-            doc = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise CapsimError(f"scenario file {path!r} does not exist") from None
+        doc = read_yaml(path, "scenario file")     # missing, a folder, binary, not UTF-8, bad YAML: a clear error
         parse_scenario(doc, where=path)
         return cls(doc, path)
 

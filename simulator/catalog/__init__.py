@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import CapsimError, unknown
+from ..files import excerpt
 from ..models import ModelSpec, from_hf_config
 
 _HERE = Path(__file__).parent
@@ -56,4 +57,4 @@ def get_model(ref: str | dict[str, Any] | ModelSpec) -> ModelSpec:
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})" if loc else err["msg"]
+    return f"{loc}: {err['msg']} (got {excerpt(err.get('input'))})" if loc else err["msg"]

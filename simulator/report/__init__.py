@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import CapsimError
+from ..files import write_atomic
 from ..serving.outcome import ServingResult
 from ..serving.summary import Percentiles
 from ..training.result import TrainingResult
@@ -65,8 +66,10 @@ def training_html(r: TrainingResult) -> str:
         f_cost.add_bar(x=["training work", "failures, restarts, checkpoints"], y=list(job.cost_split_usd()),
                        marker_color=["#4c78a8", "#e45756"])
         sections.append(Section("The whole run", [("chart-ttt", f_ttt), ("chart-cost", f_cost)],
-                                f"{job.failures_mean:.1f} failures on average; checkpoint every "
-                                f"{job.checkpoint_interval_s / 60:.0f} min ({job.price_source})."))
+                                f"{job.failures_mean:.1f} failures on average; "
+                                + (f"checkpoint every {job.checkpoint_interval_s / 60:.0f} min"
+                                   if job.checkpoint_interval_s is not None else "no checkpoints")
+                                + f" ({job.price_source})."))
     warn = [] if r.infeasible_reason is None else [r.infeasible_reason]
     return render(title=f"capsim training report — {r.name}",
                   subtitle=f"{r.model} on {r.gpus:,} × {r.hardware}", cards=cards, sections=sections,
@@ -203,10 +206,7 @@ def write_html(result: Any, path: str | Path) -> Path:
     else:
         raise CapsimError(f"no HTML report for {type(result).__name__}")
     path = Path(path)
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise CapsimError(f"cannot write the report to {str(path)!r}: {e.strerror}") from None
+    write_atomic(path, text, "HTML report")     # a temporary file, then a rename: never a truncated report
     return path
 
 

@@ -9,6 +9,9 @@ of points it plotted.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import html
 import json
 from dataclasses import dataclass
@@ -18,7 +21,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+# The page's scripts are allowed by their SHA-256 hashes (csp()), never by 'unsafe-inline': a script an
+# attacker smuggles into a name or a value cannot run even if it escaped the HTML escaping. plotly.js
+# styles its charts from script, hence style-src 'unsafe-inline' (styles cannot run code).
+CSP = ("default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:; connect-src 'none'")
 
 STYLE = """
@@ -102,6 +108,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def script_json(obj: Any) -> str:
+    """JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` (which could close the element or
+    open a comment, ``<!--<script>``, that swallows the rest of the page) and U+2028/U+2029 (line ends
+    to JavaScript) are written as ``\\uXXXX`` escapes, which JSON reads back as the same characters."""
+    text = json.dumps(obj)
+    for ch in "<>&\u2028\u2029":
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
+
+
+def _sha256(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode() + "'"
+
+
+@functools.cache
+def _plotly() -> tuple[str, str]:
+    js = get_plotlyjs()
+    return js, _sha256(js)
+
+
+def csp(*scripts: str) -> str:
+    """The Content-Security-Policy allowing exactly ``scripts`` (the page's inline scripts) to run."""
+    return CSP.format(hashes=" ".join(_plotly()[1] if s is _plotly()[0] else _sha256(s) for s in scripts))
+
+
 def render(*, title: str, subtitle: str, cards: list[Card], sections: list[Section], scenario_yaml: str,
            extra_html: str = "", warnings: list[str] | None = None) -> str:
     """The whole page as one string."""
@@ -118,10 +149,11 @@ def render(*, title: str, subtitle: str, cards: list[Card], sections: list[Secti
         blocks.append(f"<h2>{html.escape(s.title)}</h2>{note}<div class=\"grid\">{''.join(panels)}</div>")
     warn = "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings or [])
     meta = {"capsim_version": __version__, "generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    figures_json = json.dumps(figs).replace("</", "<\\/")
+    figures_json = script_json(figs)
+    plotly_js = _plotly()[0]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta http-equiv="Content-Security-Policy" content="{csp(BOOT, plotly_js, DRAW)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{STYLE}</style><script>{BOOT}</script></head>
 <body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><main>
@@ -133,9 +165,9 @@ YAML file and run it. Generated {meta['generated_utc']}.</p>
 <pre id="capsim-scenario">{html.escape(scenario_yaml)}</pre>
 <pre id="capsim-errors" class="warn"></pre>
 </main>
-<script type="application/json" id="capsim-meta">{json.dumps(meta)}</script>
+<script type="application/json" id="capsim-meta">{script_json(meta)}</script>
 <script type="application/json" id="capsim-figures">{figures_json}</script>
-<script>{get_plotlyjs()}</script>
+<script>{plotly_js}</script>
 <script>{DRAW}</script>
 </body></html>
 """

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
+from .. import limits
 from ..precision import Precision
 
 __all__ = ["HARDWARE_DOC", "MODEL_DOC", "Precision", "Pricing", "Variants"]
@@ -30,9 +31,15 @@ _MODELS: list[type[BaseModel]] = []   # every strict scenario model, in definiti
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors; assignments are validated too."""
+    """Unknown keys are errors; assignments are validated too; every number is finite and within its
+    documented range (simulator/limits.py)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _in_range(cls, v: Any, info: ValidationInfo) -> Any:
+        return limits.check(cls.__name__, info.field_name or "", v)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

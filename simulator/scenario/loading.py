@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import CapsimError
-from ..files import read_yaml
+from ..files import excerpt, read_yaml
 from .serving import ServingScenario
 from .training import TrainingScenario
 
@@ -174,8 +174,7 @@ def _unknown_key(root: type[BaseModel], loc: tuple, key: str) -> str:
 
 
 def _excerpt(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return excerpt(value, limit)   # never renders the whole value (a YAML alias bomb has billions of items)
 
 
 def format_validation_error(e: ValidationError, root: type[BaseModel], where: str = "scenario") -> str:
@@ -193,8 +192,8 @@ def format_validation_error(e: ValidationError, root: type[BaseModel], where: st
             lines.append(f"{key}.{tag}: {_excerpt(got)} is not allowed; {err['msg']}")
         elif err["type"] == "value_error" and not loc:   # a check of the whole scenario: its message says it all
             lines.append(str(err["ctx"]["error"]))
-        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            lines.append(f"{key}: {err['msg']}")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found", "missing"):
+            lines.append(f"{key}: {err['msg']}")   # a missing key's input is its parent: not worth quoting
         else:
             lines.append(f"{key}: {err['msg']} (got {_excerpt(err.get('input'))})")
     return f"invalid {where}:\n  " + "\n  ".join(lines)
@@ -206,8 +205,8 @@ def parse_scenario(doc: dict[str, Any], overrides: list[str] | None = None, wher
         raise CapsimError(f"{where}: expected a mapping of keys, got {type(doc).__name__}")
     doc = apply_overrides(doc, overrides)
     kind = doc.get("kind")
-    if kind not in _KINDS:
-        raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {kind!r})")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise CapsimError(f"{where}: kind must be one of {', '.join(_KINDS)} (got {excerpt(kind)})")
     cls = _KINDS[kind]
     drop_switched_variant_keys(doc, overrides, cls)
     try:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..costmodel.inference import InferenceModel
 from ..hardware import HardwareProfile, resolve_price
+from ..invariants import check_serving_counts, check_summary
 from ..scenario import ServingScenario
 from .engines import ReplicaPlan
 from .frames import (
@@ -28,7 +29,7 @@ from .frames import (
     timeseries,
 )
 from .outcome import ServingResult
-from .replica import DONE, FAILED, FS_PER_S, REJECT_REASONS, REJECTED, Ledger
+from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
 from .summary import (
     ClassSummary,
     Percentiles,
@@ -214,6 +215,10 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     rejected = (ledger.status == REJECTED) & measured
     failed = (ledger.status == FAILED) & measured
     n_arr, n_done, n_rej, n_fail = int(arrived.sum()), int(done.sum()), int(rejected.sum()), int(failed.sum())
+    # in flight: counted from the requests' states, never as the remainder (simulator.invariants)
+    n_flight = int((arrived & (ledger.status == PENDING)).sum())
+    check_serving_counts(arrived=n_arr, completed=n_done, rejected=n_rej, failed=n_fail, in_flight=n_flight,
+                         finished_unarrived=int(((ledger.status != PENDING) & measured & ~arrived).sum()))
     span = max(end, 1e-12)
     window = max(end - measured_from, 1e-12)           # the measured phase
     out_tokens = float(q.output[done].sum()) if plan.generative else 0.0
@@ -257,7 +262,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
     energy_kwh = sum(n.energy_kwh for n in nums)
     served_items = float(served.sum())
-    return ServingResult(
+    result = ServingResult(
         scenario=sc, name=sc.name, model=perf.model.name, hardware=perf.hw.name, precision=sc.precision,
         generative=gen, item=perf.model.item,
         kernel_tables=kernel_tables_line(perf.hw),
@@ -271,7 +276,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         simulated_s=rounded(end), warmup_requests=q.warmup, measured_from_s=rounded(measured_from), arrived=n_arr,
         completed=n_done, rejected=n_rej,
         rejected_by_reason={k: v for k, v in reasons.items() if v}, failed=n_fail,
-        in_flight=n_arr - n_done - n_rej - n_fail, retries=sum(int(p.svc.retries.sum()) for p in parts),
+        in_flight=n_flight, retries=sum(p.svc.resent for p in parts),
         replica_failures=sum(p.svc.failed_replicas for p in parts),
         spot_preemptions=sum(p.svc.preempted_replicas for p in parts), preemptions=int(ledger.preemptions.sum()),
         throughput_rps=rounded(n_done / window), items_per_s=None if gen else rounded(n_done / window),
@@ -294,3 +299,5 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         classes=classes,
         services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)
+    check_summary(result.summary, "serving")      # every number finite and >= 0
+    return result

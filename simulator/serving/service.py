@@ -64,7 +64,8 @@ class Service:
         self.cache_hits = 0                # requests a multi-service path answered from this service's cache
         self.finished_n = 0
         self.arrivals_done = False
-        self.retries = np.zeros(len(ledger.reqs), dtype=np.int32)
+        self.retries = np.zeros(len(ledger.reqs), dtype=np.int32)   # times each request was lost with its replica
+        self.resent = 0   # requests re-sent after a loss (a loss past max_retries fails the request instead)
         self.failed_replicas = 0
         self.preempted_replicas = 0
         # scaling log: (t, requested, ready)
@@ -104,6 +105,8 @@ class Service:
 
     def _shed(self, rep: Replica, r: int, t: float) -> str | None:
         """Queue full: a request of higher priority takes the place of the lowest-priority queued one."""
+        if not rep.waiting:                   # max_queue 0: nothing may wait
+            return "queue_full"
         worst = max(rep.waiting)              # (-priority, order, request): lowest priority, newest
         if -worst[0] >= self.ledger.priority[r]:
             return "queue_full"
@@ -215,6 +218,7 @@ class Service:
             if self.retries[r] > self.sc.faults.max_retries:
                 self.ledger.fail(r, t)
             else:
+                self.resent += 1
                 self.ledger.reset_for_retry(r)
                 self.dispatch_buffered(r, t)
         if replace and not self.all_done:

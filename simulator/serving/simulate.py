@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from .. import workbound
 from ..catalog import get_model
 from ..costmodel.fusion import engine_fusion
 from ..costmodel.inference import GIB, InferenceModel
@@ -407,6 +408,7 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
                           "use simulate_training for training")
     if not scenario.services:        # an encoder's, ViT's or CNN's inputs are sized by the model
         scenario = resolve_inputs(scenario, get_model(scenario.model))
+    workbound.check_serving_size(scenario)   # before drawing: refuse a run of hours or of many GiB (--force)
     reqs, warnings = generate(scenario.workload, scenario.seed)
     if not scenario.services:
         model = get_model(scenario.model)
@@ -415,11 +417,17 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
                             f"{model.tokens_per_input} tokens")
         reqs.prompt, reqs.output = fixed_lengths(model, reqs.prompt, reqs.output)
     drawn = request_lengths(reqs)           # what trtllm-bench would read off its dataset
-    stages = []
+    stages, means = [], []
     for k, (name, ssc) in enumerate(stage_scenarios(scenario)):
         own = scenario.services and (scenario.services[k].prompt_tokens or scenario.services[k].output_tokens)
         perf, plan = build_replica_model(ssc, None if own else drawn)
         stages.append((name, ssc, perf, plan))
+        means.append((mean_length(ssc.workload.prompt_tokens), mean_length(ssc.workload.output_tokens)) if own
+                     else (float(reqs.prompt.mean()) if len(reqs) else 1.0,
+                           float(reqs.output.mean()) if len(reqs) else 1.0))
+    unstable = workbound.check_stable(scenario, stages, means)   # overload: refused unless --force
+    if unstable:
+        warnings = [*warnings, unstable]
     cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
     end = cluster.run(progress)
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase

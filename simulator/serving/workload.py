@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CapsimError
+from ..files import excerpt, read_text
+from ..limits import MAX_TOKENS
 from ..scenario import (
     ClosedLoop,
     Diurnal,
@@ -61,23 +62,28 @@ class Requests:
 
 
 def _read_csv(path: str, what: str):
+    import io
+
     import pandas as pd
 
-    if not Path(path).is_file():
-        raise CapsimError(f"{what} {path!r} does not exist")
+    text = read_text(path, what)       # a missing file, a folder, binary or non-UTF-8 text: a clear error
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(io.StringIO(text))
     except Exception as e:  # pandas raises several parser errors
-        raise CapsimError(f"{what} {path!r} is not a readable CSV: {e}") from None
+        raise CapsimError(f"{what} {excerpt(path)} is not a readable CSV: {excerpt(str(e), 200)}") from None
 
 
 def _positive_ints(values: np.ndarray, where: str) -> np.ndarray:
-    v = np.asarray(values, dtype=float)
-    bad = np.flatnonzero(~np.isfinite(v) | (v < 1) | (v != np.round(v)))
+    """Token counts: whole numbers from 1 to simulator.limits.MAX_TOKENS (a text cell is an error)."""
+    import pandas as pd
+
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(v) | (v < 1) | (v > MAX_TOKENS) | (v != np.round(v)))
     if len(bad):
         i = int(bad[0])
         shown = values[i].item() if hasattr(values[i], "item") else values[i]
-        raise CapsimError(f"{where}: row {i + 2} has {shown!r}; token counts must be whole numbers >= 1")
+        raise CapsimError(f"{where}: row {i + 2} has {excerpt(shown)}; token counts must be whole numbers from 1 "
+                          f"to {MAX_TOKENS:,}")
     return v.astype(np.int64)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -23,10 +24,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .. import workbound
 from ..errors import CapsimError, closest
+from ..files import excerpt, write_atomic
+from ..invariants import strict_json
 from ..scenario import Scenario, ServingScenario, TrainingScenario, scenario_yaml
 from .evaluate import evaluate, training_layouts
-from .executors import run_configs
+from .executors import Interrupted, run_configs
 from .rows import row_columns
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
@@ -42,16 +46,21 @@ class SweepResult:
     best: int | None
     x: str
     y: str
+    partial: bool = False
+    """interrupted (Ctrl-C): only the configurations that finished, each row marked ``partial``"""
+    planned: int | None = None
+    """configurations planned (more than the rows when partial)"""
 
     def to_dict(self) -> dict[str, Any]:
         rows = json.loads(self.frame.to_json(orient="records"))
         best = rows[self.best] if self.best is not None else None
-        return {"kind": "sweep", "configurations": len(rows), "feasible": int(self.frame["feasible"].sum()),
+        return {"kind": "sweep", **({"partial": True, "planned": self.planned} if self.partial else {}),
+                "configurations": len(rows), "feasible": int(self.frame["feasible"].sum()),
                 "objective": ("max:" if self.maximize else "min:") + self.objective, "best": best, "rows": rows,
                 "scenario": json.loads(json.dumps(self.base.model_dump(mode="json")))}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)
 
     def html(self) -> str:
         from ..report import sweep_html
@@ -60,13 +69,15 @@ class SweepResult:
                           scenario_yaml=scenario_yaml(self.base), best=self.best)
 
     def save(self, path: str) -> None:
+        """Write the table (.parquet or .csv) through a temporary file: a failed write leaves no partial file."""
         if path.endswith(".parquet"):
             try:
-                self.frame.to_parquet(path, index=False)
+                import pyarrow  # noqa: F401
             except ImportError:
                 raise CapsimError("writing Parquet needs pyarrow (pip install pyarrow); or use --out results.csv") from None
+            write_atomic(path, lambda f: self.frame.to_parquet(f, index=False), "--out")
         elif path.endswith(".csv"):
-            self.frame.to_csv(path, index=False)
+            write_atomic(path, self.frame.to_csv(index=False), "--out")
         else:
             raise CapsimError(f"--out {path!r}: use a .parquet or .csv file name")
 
@@ -78,26 +89,37 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
         if "=" not in item:
             raise CapsimError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. --grid parallelism.tp=1,2,4")
         key, _, vals = item.partition("=")
-        values = [yaml.safe_load(v) for v in vals.split(",") if v.strip()]
+        values = [_yaml_value(v, f"--grid {item!r}") for v in vals.split(",") if v.strip()]
         if not key.strip() or not values:
             raise CapsimError(f"--grid {item!r}: needs a key and at least one value")
         grid[key.strip()] = values
     return grid
 
 
+def _yaml_value(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise CapsimError(f"{where}: {excerpt(text.strip())} is not a YAML value (a list in a grid is written "
+                          "without commas inside, e.g. KEY=1,2,4)") from None
+
+
 def _set(doc: dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` (dotted; a number indexes a list: ``services.2.cluster.replicas``) in ``doc``."""
     node: Any = doc
     parts: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
-    for p in parts[:-1]:
+    for i, p in enumerate(parts[:-1]):
         if isinstance(node, list):
             if not isinstance(p, int) or not 0 <= p < len(node):
                 raise CapsimError(f"--grid {key}: {p} is not an index of a list of {len(node)}")
             node = node[p]
             continue
         nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
         if not isinstance(nxt, dict | list):
-            nxt = node[p] = {} if nxt is None else nxt
+            where = ".".join(str(x) for x in parts[:i + 1])
+            raise CapsimError(f"--grid {key}: {where} is not a mapping (it is {excerpt(nxt)})")
         node = nxt
     node[parts[-1]] = value
 
@@ -110,6 +132,10 @@ def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | 
             raise CapsimError("layout search (--layouts) is for training scenarios; use --grid for serving")
         configs = training_layouts(base, full=layouts == "full")
     if grid:
+        n = math.prod(len(v) for v in grid.values()) * max(len(configs), 1)
+        if n > workbound.MAX_CONFIGS:    # counted before the product is built (10^6 dicts is GiBs)
+            workbound.refuse(f"the sweep has {n:,} configurations (bound {workbound.MAX_CONFIGS:,}): give fewer "
+                             "--grid values, or --random N after --force")
         keys = list(grid)
         product = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
         configs = [{**c, **g} for c in (configs or [{}]) for g in product]
@@ -118,6 +144,8 @@ def configurations(base: Scenario, *, grid: dict[str, list[Any]], random: int | 
             assert isinstance(base, TrainingScenario)
             raise CapsimError(no_layout_reason(base, full=layouts == "full"))
         raise CapsimError("nothing to sweep: give --grid KEY=V1,V2,... or --layouts")
+    if random is not None and random < 1:
+        raise CapsimError(f"--random {random}: give a number of configurations >= 1")
     if random is not None and random < len(configs):
         idx = np.sort(np.random.default_rng(seed).choice(len(configs), size=random, replace=False))
         configs = [configs[i] for i in idx]
@@ -187,7 +215,11 @@ def parse_constraint(text: str) -> tuple[str, Callable[[Any, Any], bool], Any]:
     m = re.fullmatch(r"\s*([\w.]+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*", text)
     if not m:
         raise CapsimError(f"--constraint {text!r}: expected COLUMN OP VALUE, e.g. 'ttft_p99_s<=0.5' or 'slo_met==true'")
-    return m.group(1), OPS[m.group(2)], yaml.safe_load(m.group(3))
+    value = _yaml_value(m.group(3), f"--constraint {text!r}")
+    if not isinstance(value, int | float | bool | str) or (isinstance(value, str) and m.group(2) not in ("==", "!=")):
+        raise CapsimError(f"--constraint {text!r}: {excerpt(value)} is not a number (a text value compares only "
+                          "with == or !=)")
+    return m.group(1), OPS[m.group(2)], value
 
 
 def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -216,6 +248,7 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
                       max_rate, layouts)
     check_columns(base, grid or {}, [c[0] for c in cons], "constraint", max_rate, layouts)
     configs = configurations(base, grid=grid or {}, random=random, layouts=layouts, seed=seed)
+    cons = [parse_constraint(c) for c in constraints or []]     # before the run: a typo loses nothing
     doc = base.model_dump(mode="json", exclude_unset=True)   # only what the user wrote: a grid may switch a variant
     docs = []
     for c in configs:
@@ -223,7 +256,14 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
         for k, v in c.items():
             _set(d, k, v)
         docs.append(d)
-    rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
+    partial = False
+    try:
+        rows = run_configs(docs, executor=executor, workers=workers, max_rate=max_rate, progress=progress)
+    except Interrupted as stop:      # Ctrl-C: rank what finished and hand it back marked partial
+        keep = [i for i, row in enumerate(stop.rows) if row is not None]
+        if not keep:
+            raise SweepInterrupted(None, len(docs)) from None
+        configs, rows, partial = [configs[i] for i in keep], [stop.rows[i] for i in keep], True  # type: ignore[misc]
     frame = pd.DataFrame([{"config": ", ".join(f"{k}={v}" for k, v in c.items()), **c, **r}
                           for c, r in zip(configs, rows, strict=True)])
     if isinstance(base, ServingScenario) and base.slo.model_dump(exclude_none=True) and not any(c[0] == "slo_met" for c in cons):
@@ -259,7 +299,20 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
         idx = np.flatnonzero(fin)
         par[idx] = pareto_mask(xs[idx], ys[idx])
     frame["pareto"] = par
+    if partial:
+        frame["partial"] = True
+        raise SweepInterrupted(SweepResult(base, frame, obj, maximize, best, x, y, partial=True, planned=len(docs)),
+                               len(docs))
     return SweepResult(base, frame, obj, maximize, best, x, y)
 
 
-__all__ = ["SweepResult", "evaluate", "pareto_mask", "parse_grid", "sweep"]
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`sweep`: ``result`` ranks the configurations that finished (None if none did),
+    ``planned`` is how many there were. A KeyboardInterrupt, so an uncaught one stops the program as before."""
+
+    def __init__(self, result: SweepResult | None, planned: int) -> None:
+        super().__init__("sweep interrupted")
+        self.result, self.planned = result, planned
+
+
+__all__ = ["SweepInterrupted", "SweepResult", "evaluate", "pareto_mask", "parse_grid", "sweep"]

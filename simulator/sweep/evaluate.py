@@ -15,6 +15,7 @@ from ..errors import CapsimError
 from ..hardware import get_profile
 from ..scenario import ServingScenario, TrainingScenario, parse_scenario
 from ..training.schedules import OneFOneBConfig, make_schedule
+from ..workbound import Unstable
 from .rows import FailedRow, MaxRate, OutOfMemoryRow, ServingSweepRow, SweepRow, TrainingSweepRow
 
 RATE_STEPS = 7          # bisection steps for the maximum sustainable rate
@@ -41,15 +42,20 @@ def _meets(doc: dict[str, Any], rate: float) -> bool:
     d = {**doc, "workload": {**doc["workload"], "arrival": {**doc["workload"]["arrival"], "rate_rps": rate}}}
     sc = parse_scenario(d)
     assert isinstance(sc, ServingScenario)
-    return bool(simulate_serving(sc).slo_met)
+    try:
+        return bool(simulate_serving(sc).slo_met)
+    except Unstable:           # far beyond the replicas' capacity: certainly not within the SLO
+        return False
 
 
 MAX_RATE_SIMULATIONS = int(math.log2(MAX_RATE_FACTOR)) + 2 + RATE_STEPS   # the most a search runs
 
 
-def max_sustainable_rate(doc: dict[str, Any], on_step: Callable[[float], None] | None = None) -> float:
-    """Largest arrival rate meeting the SLO (doubling, then bisection over RATE_STEPS steps).
-    ``on_step(fraction)`` after each simulation: the share of the most the search can run."""
+def max_sustainable_rate(doc: dict[str, Any], on_step: Callable[[float], None] | None = None) -> tuple[float, bool]:
+    """Largest arrival rate meeting the SLO (doubling, then bisection over RATE_STEPS steps), and
+    whether the search stopped at its limit, MAX_RATE_FACTOR × the scenario's rate (the real maximum
+    may be higher: the row says so, ``max_rate_at_limit``). ``on_step(fraction)`` after each
+    simulation: the share of the most the search can run."""
     arrival = doc["workload"]["arrival"]
     if "rate_rps" not in arrival:
         raise CapsimError("max-rate search needs an arrival process with rate_rps (poisson or gamma)")
@@ -68,11 +74,11 @@ def max_sustainable_rate(doc: dict[str, Any], on_step: Callable[[float], None] |
     while meets(hi):
         lo, hi = hi, hi * 2
         if hi > r0 * MAX_RATE_FACTOR:
-            return lo
+            return lo, True
     for _ in range(RATE_STEPS):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    return lo
+    return lo, False
 
 
 def evaluate_row(doc: dict[str, Any], max_rate: bool = False,
@@ -90,7 +96,8 @@ def evaluate_row(doc: dict[str, Any], max_rate: bool = False,
             return ServingSweepRow.of(r)
         if not sc.slo.model_dump(exclude_none=True):
             raise CapsimError("max-rate search needs an SLO (slo.ttft_p99_s, tpot_p99_s or e2e_p99_s)")
-        found = MaxRate(max_rate_rps=max_sustainable_rate(doc, on_step), base_rps=float(doc["workload"]["arrival"]["rate_rps"]))
+        best, at_limit = max_sustainable_rate(doc, on_step)
+        found = MaxRate(max_rate_rps=best, base_rps=float(doc["workload"]["arrival"]["rate_rps"]), at_limit=at_limit)
         return ServingSweepRow.of(r, found)
     except CapsimError as e:
         return FailedRow(str(e))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -11,6 +13,21 @@ from ..errors import CapsimError
 from .evaluate import evaluate
 
 Progress = Callable[[float, int], None] | None   # (configurations done, a fraction within one; all of them)
+RAY_CONNECT_TIMEOUT_S = 5.0   # a reachable Ray head answers a TCP connect in milliseconds
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: ``rows`` holds the finished configurations' rows (None for the others),
+    in configuration order. Queued work is cancelled and the workers are stopped before it is raised."""
+
+    def __init__(self, rows: list[dict | None]) -> None:
+        super().__init__("sweep interrupted")
+        self.rows = rows
+
+
+def _ignore_sigint() -> None:
+    # workers leave Ctrl-C to the parent, which cancels the queue and stops them (no half-written rows)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunk(docs: list[dict[str, Any]], max_rate: bool) -> list[dict[str, Any]]:
@@ -21,19 +38,24 @@ def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool
     n = len(docs)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     if workers == 1:
-        serial: list[dict] = []
-        for i, d in enumerate(docs):
-            # a max-rate search runs many simulations: report each of them as a share of its configuration
-            step = (lambda f, i=i: progress(i + f, n)) if progress and max_rate else None
-            serial.append(evaluate(d, max_rate, step))
-            if progress:
-                progress(i + 1, n)
-        return serial
-    size = max(1, min(32, n // (workers * 4) or 1))
+        serial: list[dict | None] = [None] * n
+        try:
+            for i, d in enumerate(docs):
+                # a max-rate search runs many simulations: report each of them as a share of its configuration
+                step = (lambda f, i=i: progress(i + f, n)) if progress and max_rate else None
+                serial[i] = evaluate(d, max_rate, step)
+                if progress:
+                    progress(i + 1, n)
+        except KeyboardInterrupt:
+            raise Interrupted(serial) from None
+        return serial  # type: ignore[return-value]
+    # small chunks (about 32 per worker): a Ctrl-C keeps every chunk finished so far
+    size = max(1, min(32, n // (workers * 32) or 1))
     chunks = [(i, docs[i:i + size]) for i in range(0, n, size)]
     rows: list[dict | None] = [None] * n
     done = 0
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    try:
         futures = {pool.submit(_chunk, c, max_rate): i for i, c in chunks}
         for f in as_completed(futures):
             i = futures[f]
@@ -42,7 +64,47 @@ def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool
             done += len(part)
             if progress:
                 progress(done, n)
+    except KeyboardInterrupt:
+        _stop(pool)
+        raise Interrupted(rows) from None
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
     return rows  # type: ignore[return-value]
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and stop the workers now (a running configuration is abandoned)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=2)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=1)
+
+
+def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """A ``host:port`` Ray address answers a TCP connect within ``timeout_s`` (ray.init itself retries an
+    unreachable address for minutes). Only that address is contacted; ``auto``, ``local`` and
+    ``ray://`` client addresses are left to Ray."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise CapsimError(f"--executor ray:{address}: expected ray:HOST:PORT (the Ray head's GCS address, e.g. "
+                          "ray:10.0.0.5:6379), ray:auto or ray (a local Ray)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise CapsimError(f"--executor ray:{address}: no Ray head answers there within {timeout_s:g} s "
+                          f"({e.strerror or e}); start one with `ray start --head --port {port}` or check the "
+                          "address") from None
 
 
 def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, progress: Progress) -> list[dict]:
@@ -51,6 +113,8 @@ def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, 
     except ImportError:
         raise CapsimError("the Ray executor needs ray: pip install 'capsim[ray]'") from None
     started = not ray.is_initialized()
+    if started and address:
+        check_ray_address(address)
     if started:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True, configure_logging=False)
@@ -60,15 +124,20 @@ def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, 
         refs = {remote.remote(docs[i:i + size], max_rate): i for i in range(0, len(docs), size)}
         rows: list[dict | None] = [None] * len(docs)
         pending, done = list(refs), 0
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                i = refs[ref]
-                part = ray.get(ref)
-                rows[i:i + len(part)] = part
-                done += len(part)
-                if progress:
-                    progress(done, len(docs))
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    i = refs[ref]
+                    part = ray.get(ref)
+                    rows[i:i + len(part)] = part
+                    done += len(part)
+                    if progress:
+                        progress(done, len(docs))
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise Interrupted(rows) from None
         return rows  # type: ignore[return-value]
     finally:
         if started:

@@ -92,6 +92,8 @@ class MaxRate:
     max_rate_rps: float
     base_rps: float
     """the scenario's rate"""
+    at_limit: bool = False
+    """the search stopped at its limit (64 × the scenario's rate) still meeting the SLO: the maximum is higher"""
 
     @property
     def headroom_x(self) -> float:
@@ -107,7 +109,7 @@ class MaxRate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_rate_rps": self.max_rate_rps, "headroom_x": self.headroom_x, "handles_2x": self.handles_2x,
-                "handles_3x": self.handles_3x}
+                "handles_3x": self.handles_3x, "max_rate_at_limit": self.at_limit}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import workbound
 from ..errors import CapsimError
 from ..hardware import HardwareProfile, resolve_price
 from ..scenario import TrainingScenario
@@ -65,6 +66,7 @@ def simulate_job(sc: TrainingScenario, hw: HardwareProfile, *, step_time: float,
     spot_share = spot_rate / total_rate if total_rate > 0 else 0.0
     if total_rate > 0 and work / (1 / total_rate) > 5e5:
         raise CapsimError("the job would fail more than 500,000 times: check reliability.node_mtbf_hours")
+    workbound.check_failure_draws(runs, work * total_rate)
     # One draw per interruption, not per checkpoint: between interruptions the job writes a
     # checkpoint every τ of work, so a gap of g completes floor(g / (τ + write)) segments.
     full = tau + write

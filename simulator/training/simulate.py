@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import workbound
 from ..catalog import get_model
 from ..costmodel.layout import Layout
 from ..costmodel.memory import MemoryBreakdown
 from ..errors import CapsimError
 from ..hardware import HardwareProfile, get_profile
+from ..invariants import check_summary
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
 from .job import JobOutcome, simulate_job
@@ -61,6 +63,7 @@ def _step(model: ModelSpec, hw: HardwareProfile, sc: TrainingScenario, mb: int |
           record: bool) -> tuple[Layout, int, StepModel, StepTrace]:
     lay, mb_ = resolve_layout(sc, model, hw, mb)
     sm = plan_step(model, hw, lay, mb_, sc)
+    workbound.check_pipeline_ops(sm.schedule.microbatches, lay.pp, lay.virtual_stages)   # before the timeline
     trace = simulate_step(sm.work.stages, sm.schedule, p2p=sm.work.p2p, record=record)
     return lay, mb_, sm, trace
 
@@ -131,6 +134,9 @@ def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     if sc.training.total_tokens and fits:
         job = simulate_job(sc, hw, step_time=step_time, tokens_per_step=tokens, gpus=gpus,
                            params=model.total_params(), busy_fraction=min(1.0, (busy["compute"] + comm) / step_time))
-    return TrainingResult.build(sc=sc, model=model, hw=hw, lay=lay, micro_batch=mb, microbatches=sm.schedule.microbatches,
-                                step_time=step_time, breakdown=breakdown, memory=sm.memory, fits=fits, mfu=mfu,
-                                hfu=hfu, tokens=tokens, job=job, timeline=trace.timeline)
+    result = TrainingResult.build(sc=sc, model=model, hw=hw, lay=lay, micro_batch=mb,
+                                  microbatches=sm.schedule.microbatches, step_time=step_time, breakdown=breakdown,
+                                  memory=sm.memory, fits=fits, mfu=mfu, hfu=hfu, tokens=tokens, job=job,
+                                  timeline=trace.timeline)
+    check_summary(result.summary, "training")     # every number finite and >= 0 (simulator.invariants)
+    return result

@@ -8,6 +8,7 @@ TFLOP/s to 4). Times are in seconds, memory in GiB (the field or its container s
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,6 +16,11 @@ import numpy as np
 
 from ..costmodel.layout import Layout
 from .job import JobOutcome
+
+# the reason a job has no checkpoint interval (JSON has no infinity: null and this note)
+NO_CHECKPOINTS = ("no failures or preemptions modelled (reliability.node_mtbf_hours unset, on-demand capacity) and "
+                  "reliability.checkpoint_interval_minutes unset: the Young/Daly interval is infinite, the job never "
+                  "checkpoints")
 
 
 def rounded(x: float, nd: int = 6) -> float:
@@ -134,8 +140,10 @@ class JobSummary:
     """node failures per run"""
     preemptions_mean: float
     """spot preemptions per run"""
-    checkpoint_interval_s: float
-    """work between checkpoints"""
+    checkpoint_interval_s: float | None
+    """work between checkpoints; None when the job checkpoints never (see checkpoint_interval_note)"""
+    checkpoint_interval_note: str | None
+    """why checkpoint_interval_s is None (no failure or preemption modelled), else None"""
     checkpoint_write_s: float
     """time to write one checkpoint"""
     gpu_hours: float
@@ -159,7 +167,9 @@ class JobSummary:
             time_to_train_days_p10=rounded(p10), time_to_train_days_p50=rounded(p50), time_to_train_days_p90=rounded(p90),
             compute_days_without_failures=rounded(job.compute_days), goodput=rounded(job.compute_days / mean_days, 4),
             failures_mean=rounded(job.failures_mean, 4), preemptions_mean=rounded(job.preemptions_mean, 4),
-            checkpoint_interval_s=rounded(job.checkpoint_interval_s), checkpoint_write_s=rounded(job.checkpoint_write_s),
+            checkpoint_interval_s=rounded(job.checkpoint_interval_s) if math.isfinite(job.checkpoint_interval_s) else None,
+            checkpoint_interval_note=None if math.isfinite(job.checkpoint_interval_s) else NO_CHECKPOINTS,
+            checkpoint_write_s=rounded(job.checkpoint_write_s),
             gpu_hours=rounded(gpu_hours), usd_per_gpu_hour=rounded(job.usd_per_gpu_hour),
             price_source=job.usd_per_gpu_hour_source, cost_usd=rounded(gpu_hours * job.usd_per_gpu_hour),
             gpu_power_w=rounded(job.gpu_power_w, 4), energy_kwh=rounded(gpu_hours * job.gpu_power_w / 1000))
