@@ -206,9 +206,9 @@ def test_model_numbers_checked_on_load(tmp_path: Path) -> None:
 
 # ---- item 1: traces and the sweep's arguments -----------------------------------------------------
 @pytest.mark.parametrize(("rows", "says"), [
-    ("0,abc,10\n1,5,5\n", "prompt_tokens: row 2 has 'abc'; token counts must be whole numbers from 1 to 10,000,000"),
-    ("0,1e30,10\n", "prompt_tokens: row 2 has 1e+30; token counts must be whole numbers"),
-    ("0,5,-3\n", "output_tokens: row 2 has -3"),
+    ("0,abc,10\n1,5,5\n", "row 2 has prompt_tokens 'abc'; token counts must be whole numbers from 1 to 10,000,000"),
+    ("0,1e30,10\n", "row 2 has prompt_tokens 1e+30; token counts must be whole numbers"),
+    ("0,5,-3\n", "row 2 has output_tokens -3"),
 ])
 def test_trace_token_counts(tmp_path: Path, rows: str, says: str) -> None:
     f = tmp_path / "trace.csv"
@@ -218,7 +218,7 @@ def test_trace_token_counts(tmp_path: Path, rows: str, says: str) -> None:
 
 @pytest.mark.parametrize(("args", "says"), [
     (["--grid", "cluster.replicas=[1,2"], "'[1' is not a YAML value"),
-    (["--grid", "name.x=1,2"], "--grid name.x: name is not a mapping (it is 'llama3-8b-chat')"),
+    (["--grid", "name.x=1,2"], "--grid name.x: not a key of a serving scenario; closest: name"),
     (["--grid", "cluster.replicas=1,2", "--constraint", "ttft_p99_s<=fast"], "'fast' is not a number"),
     (["--grid", "cluster.replicas=1,2", "--random", "0"], "--random 0: give a number of configurations >= 1"),
 ])

@@ -341,5 +341,7 @@ async def _test_export_names_stay_in_the_folder(tmp_path: Path) -> None:
         await pilot.pause()
         app.export("yaml", None)
         await pilot.pause()
+        await pilot.press("enter")          # the prompt's prefilled path: the folder and the name made safe
+        await pilot.pause()
     assert [p.name for p in out.iterdir()] == ["x-0.yml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

@@ -26,14 +26,16 @@ Any other file: ``columns: {timestamp, prompt_tokens, output_tokens}`` and ``tim
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import CapsimError
+from ..files import excerpt, read_text
+from ..limits import MAX_TOKENS
 from ..scenario.workload import Trace
 
 
@@ -63,11 +65,12 @@ def _read_csv(path: str, what: str) -> tuple[list[str], dict[str, np.ndarray], i
     """(column names, column → values as objects, the line of the first row) of a CSV file."""
     import pandas as pd
 
+    text = read_text(path, "trace")     # a missing file, a folder, binary or non-UTF-8 text: a clear error
     try:
         # no NaN conversion: an empty cell stays "" (named in errors); numeric columns stay numeric
-        frame = pd.read_csv(path, keep_default_na=False, skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, skipinitialspace=True)
     except Exception as e:  # pandas raises several parser errors
-        raise CapsimError(f"{what} is not a readable CSV: {e}") from None
+        raise CapsimError(f"{what} is not a readable CSV: {excerpt(str(e), 200)}") from None
     cols = [str(c) for c in frame.columns]
     return cols, {c: frame[c].to_numpy() for c in cols}, 2
 
@@ -77,18 +80,17 @@ def _read_jsonl(path: str, what: str) -> tuple[list[str], dict[str, np.ndarray],
     record) of a JSON-lines file."""
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CapsimError(f"{what}: line {i} is not JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise CapsimError(f"{what}: line {i} is not a JSON object")
-            records.append(rec)
-            lines.append(i)
+    for i, line in enumerate(read_text(path, "trace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise CapsimError(f"{what}: line {i} is not JSON ({getattr(e, 'msg', 'nested too deeply')})") from None
+        if not isinstance(rec, dict):
+            raise CapsimError(f"{what}: line {i} is not a JSON object")
+        records.append(rec)
+        lines.append(i)
     cols = list(records[0]) if records else []
     values = {k: np.array([rec.get(k) for rec in records], dtype=object) for k in cols}
     return cols, values, lines
@@ -162,11 +164,11 @@ def _tokens(values: np.ndarray, col: str, where: str, row_of: Any, allow_zero: b
     low = 0 if allow_zero else 1
     x = _numbers(values)
     with np.errstate(invalid="ignore"):
-        bad = np.flatnonzero(~np.isfinite(x) | (x < low) | (x != np.round(x)))
+        bad = np.flatnonzero(~np.isfinite(x) | (x < low) | (x > MAX_TOKENS) | (x != np.round(x)))
     if len(bad):
         i = int(bad[0])
         raise CapsimError(f"{where}: {row_of(i)} has {col} {_shown(values[i])}; token counts must be whole numbers "
-                          f">= {low}")
+                          f"from {low} to {MAX_TOKENS:,}")
     return x.astype(np.int64)
 
 
@@ -178,8 +180,6 @@ def read_trace(tr: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]
         fmt.timestamp, fmt.prompt_tokens, fmt.output_tokens)
     unit = tr.time_unit or (None if tr.columns else fmt.time_unit)
     where = f"trace {tr.path!r} ({tr.format})" if not tr.columns else f"trace {tr.path!r}"
-    if not Path(tr.path).is_file():
-        raise CapsimError(f"trace {tr.path!r} does not exist")
     jsonl = fmt.jsonl or (tr.columns is not None and tr.path.endswith((".jsonl", ".ndjson")))
     if jsonl:
         cols, values, lines = _read_jsonl(tr.path, where)
