@@ -127,7 +127,9 @@ def main() -> None:
     newer = a.reference / "trtllm_perf_overview_post_v1.0_blackwell_rtx.csv"
     if newer.exists():
         print()
-        bw = blackwell(pd.read_csv(newer, comment="#"))
+        # its first line is a '# ...' note; '#' also starts the anchors inside rows, so no comment=
+        skip = 1 if newer.read_text().startswith("#") else 0
+        bw = blackwell(pd.read_csv(newer, skiprows=skip))
         out = pd.concat([out.assign(table="h200_8b"), bw.assign(table="blackwell_70b")])
     if a.csv:
         out.to_csv(a.csv, index=False)
