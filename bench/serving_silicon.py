@@ -19,7 +19,8 @@ the versioned backend templates, github.com/ai-dynamo/aiconfigurator, read at co
 - vLLM 0.12: ``max-num-batched-tokens`` is not passed by the 0.12.0 template (vLLM's own default),
   prefix caching off (``--no-enable-prefix-caching``);
 - SGLang: ``max-prefill-tokens = ISL + 1500``, ``enable-mixed-chunk`` (prefill chunks share a
-  batch with decodes), radix cache off.
+  batch with decodes; in the rules since 2026-01-19, so undated SGLang 0.5.1 runs may predate it),
+  radix cache off.
 
 - KV cache: aiconfigurator's precision profiles (``sdk/task_v1_compat.py`` ``_PROFILE_TO_QUANT``) pair
   ``fp8`` and ``nvfp4`` GEMMs with an fp8 KV cache (``kvcache_quant_mode: fp8``), which the
