@@ -81,9 +81,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _read_with_pandas(path: Path, kind: str) -> dict[str, list[Any]] | None:
+    """The columns through pandas' C parser (2-3x faster than the csv module on a 100k-row GEMM
+    table; ``round_trip`` parses every number exactly as ``float()`` does), or None where pandas is
+    missing or the file is not a clean table: the csv-module reader below then names the problem."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    cols = COLUMNS[kind]
+    try:
+        f = pd.read_csv(path, dtype={c: str for c in cols if c in TEXT}, keep_default_na=False, na_filter=False,
+                        float_precision="round_trip")
+    except Exception:  # pandas raises several parser errors; the slow reader reports them precisely
+        return None
+    if tuple(f.columns) != cols or any(f[c].dtype == object for c in cols if c not in TEXT):
+        return None
+    return {c: f[c].tolist() if c in TEXT else f[c].astype(float).tolist() for c in cols}
+
+
 def read_rows(path: Path, kind: str) -> dict[str, list[Any]]:
     """Columns of one table file: text columns as str lists, numbers as float lists."""
     cols = COLUMNS[kind]
+    fast = _read_with_pandas(path, kind)
+    if fast is not None:
+        return fast
     try:
         with gzip.open(path, "rt", newline="") as f:
             reader = csv.reader(f)
