@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -195,20 +196,31 @@ async def _test_enum_keys_are_choice_lists_and_every_arrival_has_its_keys() -> N
         assert app.screen.query("#f-workload__arrival__think_time_s")
 
 
-def test_run_is_disabled_while_running() -> None:
-    asyncio.run(_test_run_is_disabled_while_running())
+def test_run_is_disabled_while_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the run waits for the test's go-ahead, so it is still running, on any machine, while keys are pressed
+    release = threading.Event()
+    real_run = Session.run
+
+    def held_run(self: Session) -> object:
+        assert release.wait(60)
+        return real_run(self)
+
+    monkeypatch.setattr(Session, "run", held_run)
+    asyncio.run(_test_run_is_disabled_while_running(release))
 
 
-async def _test_run_is_disabled_while_running() -> None:
+async def _test_run_is_disabled_while_running(release: threading.Event) -> None:
     app = CapsimApp(Session.load(EXAMPLE))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        app.screen.query_one("#f-workload__duration_s").value = "3600"     # a run of a few seconds
+        app.screen.query_one("#f-workload__duration_s").value = "60"
         await pilot.press("ctrl+r")
         assert app.running
         for _ in range(3):                               # impatient presses while it runs
             await pilot.press("ctrl+r")
             await pilot.press("f5")
+        assert app.running
+        release.set()
         await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
         await pilot.pause(1.0)
         assert len(app.results) == 1 and not app.running
