@@ -127,3 +127,14 @@ def test_inference_allreduce_over_pcie_is_the_ring():
     link = hw.intra_node
     ring = 2 * 3 / 4 * S / (link.busbw_gb_s * 1e9) + 6 * link.step_latency_us * 1e-6
     assert collective_time(hw, "all_reduce", S, Group(4, 8), tokens=64) == pytest.approx(ring)
+
+
+def test_cost_basis_says_measured_for_a_tabled_all_reduce() -> None:
+    from simulator.costmodel.collectives import collective_measured
+
+    hw = get_profile("h100-sxm").with_engine("trtllm")
+    assert collective_measured(hw, "all_reduce", 16 * 8192 * 2, Group(8, 8), tokens=16)
+    assert not collective_measured(hw.spec_only(), "all_reduce", 16 * 8192 * 2, Group(8, 8), tokens=16)
+    assert not collective_measured(hw, "all_reduce", 1 << 20, Group(16, 8), tokens=64)    # two nodes: modelled
+    kb = hw.kernels
+    assert kb is not None and not kb.coverage.hits                                        # a probe counts nothing

@@ -198,3 +198,15 @@ def test_static_fp8_scales_take_the_measured_dynamic_scale_kernel_off() -> None:
     # the presets: TensorRT-LLM serves calibrated ModelOpt checkpoints, vLLM quantizes per forward
     from simulator.serving.engines.presets import PRESETS
     assert PRESETS["trtllm"]["1.0"].fp8_scales == "static" and PRESETS["vllm"]["0.9"].fp8_scales == "dynamic"
+
+
+@pytest.mark.parametrize("name", ["h100-sxm/gemm.vllm-0.24.0.csv.gz", "b200/generation_attention.trtllm-1.3.0rc20.csv.gz",
+                                  "h200/quantize.trtllm-1.3.0rc20.csv.gz"])
+def test_the_fast_table_reader_gives_the_csv_readers_columns(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.silicon import format as fmt
+
+    path = PROFILE_DIR / "measured" / name
+    kind = path.name.split(".")[0]
+    fast = fmt._read_with_pandas(path, kind)
+    monkeypatch.setattr(fmt, "_read_with_pandas", lambda *_: None)
+    assert fast is not None and fast == fmt.read_rows(path, kind)      # every value, bit for bit

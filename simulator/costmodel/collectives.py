@@ -114,6 +114,16 @@ def collective_time(hw: HardwareProfile, kind: str, nbytes: float, group: Group,
     raise ValueError(f"unknown collective {kind!r}")
 
 
+def collective_measured(hw: HardwareProfile, kind: str, nbytes: float, group: Group, *,
+                        tokens: float | None = None) -> bool:
+    """Whether a measured table times this collective (a one-node group inside a table's grid), for
+    the basis column of ``capsim cost``; a probe, not counted in the coverage."""
+    kb = hw.kernels
+    if kb is None or group.size <= 1 or nbytes <= 0 or group.nodes > 1 or kind not in TABLE_OPS:
+        return False
+    return kb.collective(TABLE_OPS[kind], ranks=group.size, nbytes=nbytes, tokens=tokens, count=False) is not None
+
+
 def p2p_time(hw: HardwareProfile, nbytes: float, *, same_node: bool) -> float:
     """A point-to-point send (pipeline activations)."""
     if nbytes <= 0:

@@ -33,7 +33,7 @@ from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
 from ..precision import get_format, kv_bytes, model_weight_bytes
-from .collectives import collective_time, p2p_time
+from .collectives import collective_measured, collective_time, p2p_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
 from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
@@ -65,7 +65,10 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         return gemm(hw, name, m, n, k, p, batch=batch, bytes_per_element=wb, static_scales=fp8_static)
 
     def allreduce(name: str) -> list[Op]:
-        return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group, tokens=T))] if t > 1 else []
+        if t == 1:
+            return []
+        return [Op(name, "tp_comm", collective_time(hw, "all_reduce", act, tp_group, tokens=T),
+                   measured=collective_measured(hw, "all_reduce", act, tp_group, tokens=T))]
 
     def dense(prefix: str, f: int) -> list[Op]:
         up = f * (2 if mlp.activation == "swiglu" else 1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
-from .collectives import collective_time
+from .collectives import collective_measured, collective_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
 from .ops import Op, decode_attention, flash_attention, gemm, memory_op
@@ -36,7 +36,8 @@ class PassOps:
 
 
 def _tp_comm(hw: HardwareProfile, lay: Layout, name: str, nbytes: float, kind: str) -> Op:
-    return Op(name, "tp_comm", collective_time(hw, kind, nbytes, lay.tp_group))
+    return Op(name, "tp_comm", collective_time(hw, kind, nbytes, lay.tp_group),
+              measured=collective_measured(hw, kind, nbytes, lay.tp_group))
 
 
 def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int) -> PassOps:

@@ -83,16 +83,20 @@ def _fmt(v: Any) -> str:
 
 def _read_with_pandas(path: Path, kind: str) -> dict[str, list[Any]] | None:
     """The columns through pandas' C parser (2-3x faster than the csv module on a 100k-row GEMM
-    table; ``round_trip`` parses every number exactly as ``float()`` does), or None where pandas is
-    missing or the file is not a clean table: the csv-module reader below then names the problem."""
+    table; pandas 3 parses every number exactly as ``float()`` does, and pandas 2 with ``round_trip``;
+    tests/test_silicon.py checks it on the committed tables), or None where pandas is missing or the
+    file is not a clean table: the csv-module reader below then names the problem."""
     try:
         import pandas as pd
     except ImportError:
         return None
     cols = COLUMNS[kind]
     try:
-        f = pd.read_csv(path, dtype={c: str for c in cols if c in TEXT}, keep_default_na=False, na_filter=False,
-                        float_precision="round_trip")
+        text = {c: str for c in cols if c in TEXT}
+        if int(pd.__version__.split(".")[0]) >= 3:
+            f = pd.read_csv(path, dtype=text, keep_default_na=False, na_filter=False)
+        else:
+            f = pd.read_csv(path, dtype=text, keep_default_na=False, na_filter=False, float_precision="round_trip")
     except Exception:  # pandas raises several parser errors; the slow reader reports them precisely
         return None
     if tuple(f.columns) != cols or any(f[c].dtype == object for c in cols if c not in TEXT):

@@ -227,9 +227,11 @@ class KernelBasis:
         ref = self.chosen.get(kind)
         return ref is not None and self.measured.grid(ref).has(key)
 
-    def collective(self, op: str, *, ranks: int, nbytes: float, tokens: float | None = None) -> float | None:
+    def collective(self, op: str, *, ranks: int, nbytes: float, tokens: float | None = None,
+                   count: bool = True) -> float | None:
         """A single-node collective: the engine's own all-reduce where it has one (CUDA-graph or eager
-        kernel by iteration size), else NCCL. Multi-node groups are the caller's (tables are one node)."""
+        kernel by iteration size), else NCCL. Multi-node groups are the caller's (tables are one node).
+        ``count=False``: a probe, not counted in the coverage."""
         ref = self.chosen.get("collective")
         shape = f"{op} ranks={ranks} bytes={nbytes:.0f}"
         if ref is not None and op == "all_reduce":
@@ -237,9 +239,10 @@ class KernelBasis:
             for impl in _implementations(grid, ref.engine, tokens):
                 t = grid((op, impl, "bf16", ranks, ranks), (nbytes,))
                 if t is not None:
-                    self.coverage.hit("collective")
+                    if count:
+                        self.coverage.hit("collective")
                     return t * 1e-6
-        return self._lookup("collective", self.nccl, (op, "nccl", "fp16", ranks, ranks), (nbytes,), shape)
+        return self._lookup("collective", self.nccl, (op, "nccl", "fp16", ranks, ranks), (nbytes,), shape, count)
 
     def moe(self, *, dtype: str, tokens: float, hidden: int, inter: int, topk: int, experts: int, tp: int,
             ep: int) -> float | None:
