@@ -101,6 +101,50 @@ def korthikanti(path: Path, hardware: str = "a100-sxm-80gb", **stack: object) ->
     return pd.DataFrame(rows)
 
 
+# llm-foundry ran PyTorch FSDP under Composer: FULL_SHARD is ZeRO-3, SHARD_GRAD_OP ZeRO-2; its mixed
+# precision PURE keeps parameters and gradients (so the reduce-scatter) in bf16, DEFAULT reduces fp32
+# gradients (composer/trainer/mosaic_fsdp.py mixed_precision presets); gradients reduce as each layer's
+# backward ends (FSDP's backward hooks), so overlapped; flash attention (the yamls' attn_impl: flash/triton).
+FOUNDRY_ZERO = {"FULL_SHARD": 3, "SHARD_GRAD_OP": 2, "NO_SHARD": 0}
+FOUNDRY_GRAD = {"PURE": "bf16", "DEFAULT": "fp32"}
+FOUNDRY_GPU = {"A100-80GB": "a100-sxm-80gb", "A100-40GB": "a100-sxm-40gb"}
+
+
+def llmfoundry(path: Path) -> pd.DataFrame:
+    """The MPT rows as they ran (issue 17's configuration): a GPT of the row's d_model, heads, layers,
+    FFN ratio and vocabulary; data parallel over every GPU; the row's micro and global batch; full
+    recompute with activation checkpointing, else none; bf16. Rows capsim cannot fit are kept with
+    the reason (the issue's exception count)."""
+    skip = 1 if path.read_text().startswith("#") else 0
+    d = pd.read_csv(path, skiprows=skip)
+    rows = []
+    for r in d.itertuples():
+        model = {"name": f"mpt-d{r.d_model}-l{r.n_layers}", "layers": int(r.n_layers), "hidden": int(r.d_model),
+                 "heads": int(r.n_heads), "ffn_hidden": int(r.ffn_expansion_ratio * r.d_model),
+                 "vocab": int(r.vocab_size), "max_positions": int(r.seq_len)}
+        gpus = int(r.num_gpus)
+        doc = {"kind": "training", "model": model, "hardware": FOUNDRY_GPU[r.gpu_type],
+               "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
+               "parallelism": {"tp": 1, "pp": 1, "dp": gpus, "zero_stage": FOUNDRY_ZERO[r.fsdp_sharding_strategy]},
+               "training": {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size_seqs),
+                            "micro_batch": int(r.micro_batch_size), "precision": "bf16",
+                            "grad_precision": FOUNDRY_GRAD[r.mp_mode], "overlap_grad_reduce": True,
+                            "recompute": "full" if r.activation_checkpointing else "none", "flash_attention": True}}
+        rec = {"model": r.model, "gpus": gpus, "gpu": r.gpu_type, "seq": int(r.seq_len), "mb": int(r.micro_batch_size),
+               "ckpt": bool(r.activation_checkpointing), "measured_s": float(r.derived_step_time_s)}
+        try:
+            res = simulate_training(parse_scenario(doc))
+            rec["predicted_s"] = res.iteration_time_s
+            rec["error"] = "" if res.fits_in_memory else "does not fit in memory (ran in the data)"
+        except Exception as e:  # the row is reported with the reason capsim refused it
+            rec["predicted_s"], rec["error"] = float("nan"), str(e).splitlines()[0][:120]
+        rows.append(rec)
+    out = pd.DataFrame(rows)
+    out["error_pct"] = 100 * (out.predicted_s - out.measured_s) / out.measured_s
+    out["group"] = [f"{m} {g}" for m, g in zip(out.model, out.gpu, strict=True)]
+    return out
+
+
 def summarize(name: str, d: pd.DataFrame) -> dict:
     groups = [g for _, g in d.groupby("group") if len(g) >= 3]
     rhos = [spearman(g.measured_ms.to_numpy(), g.predicted_ms.to_numpy()) for g in groups]
@@ -138,10 +182,19 @@ def main() -> None:
     print("== summary (Spearman: rank correlation of layouts within each model group)")
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"Korthikanti Table 5: mean |error| {k.error_pct.abs().mean():.2f}%, max {k.error_pct.abs().max():.2f}%")
-    print(f"{len(k) + len(multi) + len(single)} rows in {time.perf_counter() - t0:.1f} s")
+    foundry = llmfoundry(a.reference / "llmfoundry_mpt_training_throughput_a100.csv")
+    ok = foundry[foundry.error == ""]
+    print(f"\n== llm-foundry MPT on A100 with PyTorch FSDP (issue 17's development rows; baseline, no FSDP-specific "
+          f"model yet): {len(foundry)} rows, {len(foundry) - len(ok)} flagged does-not-fit or refused")
+    print(pd.DataFrame([summarize("llm-foundry FSDP", ok.rename(columns={"measured_s": "measured_ms",
+                                                                          "predicted_s": "predicted_ms"}))])
+          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for reason, n in foundry.loc[foundry.error != "", "error"].value_counts().items():
+        print(f"  {n} rows: {reason}")
+    print(f"{len(k) + len(multi) + len(single) + len(foundry)} rows in {time.perf_counter() - t0:.1f} s")
     if a.csv:
-        pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single")]
-                  ).to_csv(a.csv, index=False)
+        pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single"),
+                   foundry.assign(set="llm-foundry")]).to_csv(a.csv, index=False)
 
 
 if __name__ == "__main__":
