@@ -27,6 +27,18 @@ the versioned backend templates, github.com/ai-dynamo/aiconfigurator, read at co
   generator passes to every engine (``--kv-cache-dtype fp8``, SGLang ``fp8_e4m3``); so those rows
   set ``kv_cache_precision: fp8`` rather than the engine's ``auto``.
 
+- Prefix caching off, and no prompt found cached (the default). An open question, run with
+  ``--repeated-prompts``: the generator passes ``--no-enable-prefix-caching`` / ``disable-radix-cache``
+  only when its ``disable_prefix_cache`` is set, which its current rules never do without a prefix
+  (``rendering/engine.py``, ``rule_plugin/benchmark/*.rule``), so vLLM V1 and SGLang would keep their
+  prefix caches on (TensorRT-LLM's template writes ``enable_block_reuse: false``); and aiperf draws
+  prompts from a synthetic dataset of ``--num-dataset-entries`` prompts, default 100 (aiperf
+  ``InputDefaults.NUM_DATASET_ENTRIES``, SHUFFLE sampling), which aiconfigurator's ``bench_run.sh``
+  does not set, so after the first 100 requests every prompt repeats. With that, a measured request
+  on vLLM or SGLang finds its prompt cached unless it is among the run's first 100 requests
+  (``workload.prefix_cache_hit_rate`` = that share of the measured ones). It brings vLLM's TTFT much
+  closer but makes SGLang's rows far too fast, so the rows' own engine settings in this respect are
+  not known; the README reports both.
 - FP8 activation scales: the engine preset's (static for TensorRT-LLM, dynamic for vLLM's and
   SGLang's ``--quantization fp8``), static for NVIDIA's ModelOpt checkpoints (``nvidia/...-FP8``).
 
@@ -93,7 +105,19 @@ def dense_rows(path: Path = DATA) -> list[Row]:
     return out
 
 
-def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2, start: str = "burst") -> dict[str, Any]:
+AIPERF_DATASET_ENTRIES = 100   # aiperf InputDefaults.NUM_DATASET_ENTRIES (--num-dataset-entries default)
+
+
+def repeated_prompt_share(c: int, measured_per_user: int = 20, warmup_per_user: int = 2) -> float:
+    """The share of the measured requests whose prompt an earlier request of the run already sent:
+    aiperf cycles through its 100 synthetic prompts, so only the run's first 100 requests are new."""
+    measured, warmup = measured_per_user * c, warmup_per_user * c
+    new = min(measured, max(0, AIPERF_DATASET_ENTRIES - warmup))
+    return 1.0 - new / measured if measured else 0.0
+
+
+def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2, start: str = "burst",
+             repeated_prompts: bool = False) -> dict[str, Any]:
     """The scenario the row was run as (module docstring)."""
     c = row.concurrency
     replica: dict[str, Any] = {"tp": row.tp, "batching": "continuous", "engine": row.engine,
@@ -101,19 +125,24 @@ def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2,
                                "kv_cache_precision": "fp8" if row.precision_given else "bf16"}
     if row.checkpoint.startswith("nvidia/") and row.precision == "fp8":
         replica["fp8_scales"] = "static"       # NVIDIA's ModelOpt FP8 checkpoints carry calibrated input scales
+    hit = 0.0
     if row.engine == "trtllm":
         replica |= {"max_batched_tokens": c + row.isl + 1500, "chunked_prefill": False,
                     "prefix_caching": False, "kv_cache_fraction": TRTLLM_KV_FRACTION}
-    elif row.engine == "vllm":
-        replica |= {"prefix_caching": False}
     else:
-        replica |= {"max_prefill_tokens": row.isl + 1500, "prefix_caching": False, "mixed_chunk": True}
+        if repeated_prompts:
+            hit = repeated_prompt_share(c, measured_per_user, warmup_per_user)   # the engine's cache: on
+        else:
+            replica["prefix_caching"] = False
+        if row.engine == "sglang":
+            replica |= {"max_prefill_tokens": row.isl + 1500, "mixed_chunk": True}
     return {
         "kind": "serving", "model": row.model, "hardware": row.hardware, "precision": row.precision,
         "replica": replica,
         "pricing": {"usd_per_gpu_hour": 1.0},   # cost is not compared; GB200 has no catalog price
         "workload": {"arrival": {"process": "closed_loop", "concurrency": c, "requests": measured_per_user * c,
                                  "warmup_requests": warmup_per_user * c, "start": start},
+                     "prefix_cache_hit_rate": hit,
                      "prompt_tokens": {"dist": "fixed", "value": row.isl},
                      "output_tokens": {"dist": "fixed", "value": row.osl}},
         "seed": 0,

@@ -28,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 from bench.serving_silicon import Row, dense_rows, e2e_ms, simulate, spearman, tok_s_per_gpu  # noqa: E402
 
 
-def _run(args: tuple[Row, str]) -> dict[str, Any]:
+def _run(args: tuple[Row, str, bool]) -> dict[str, Any]:
     import warnings
-    row, start = args
+    row, start, repeated = args
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # version fallbacks are reported per row below
-        return simulate(row, start=start)
+        return simulate(row, start=start, repeated_prompts=repeated)
 
 
 def frame(rows: list[Row], preds: list[dict[str, Any]]) -> pd.DataFrame:
@@ -107,6 +107,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="every k-th row only, for a quick look")
     ap.add_argument("--engine", choices=["trtllm", "vllm", "sglang"])
     ap.add_argument("--csv", type=Path, help="write every row with its prediction")
+    ap.add_argument("--repeated-prompts", action="store_true",
+                    help="an open question: aiperf's 100-prompt dataset repeats and vLLM/SGLang keep their prefix "
+                         "caches on (bench/serving_silicon.py)")
     ap.add_argument("--start", choices=["burst", "stationary"], default="burst",
                     help="how the c users start: burst (aiperf's concurrency mode, default) or stationary "
                          "(a sensitivity check: users already spread over one request lifetime)")
@@ -118,7 +121,7 @@ def main() -> None:
         rows = rows[:: max(1, len(rows) // a.limit)]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(a.jobs) as ex:
-        preds = list(ex.map(_run, [(r, a.start) for r in rows], chunksize=4))
+        preds = list(ex.map(_run, [(r, a.start, a.repeated_prompts) for r in rows], chunksize=4))
     d = frame(rows, preds)
     print(f"simulated {len(d)} rows in {time.perf_counter() - t0:.0f} s")
     for reason, n in d[d["error"] != ""]["error"].value_counts().items():
