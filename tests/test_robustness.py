@@ -401,3 +401,21 @@ def test_max_rate_search_says_when_it_stopped_at_its_limit() -> None:
     row = sweep(sc, grid={"cluster.replicas": [4]}, max_rate=True, workers=1).frame.iloc[0]
     # 64 x 0.2 = 12.8 requests/s on 4 replicas good for ~20 each: the search stops at its cap, and says so
     assert bool(row["max_rate_at_limit"]) and row["max_rate_rps"] >= 6.4
+
+
+def test_force_reaches_the_sweeps_worker_processes() -> None:
+    """--force sets a context variable, which does not cross into a process pool: it travels with each
+    chunk of configurations, so a forced sweep runs the unstable configuration in its workers too."""
+    from simulator.scenario import load_scenario
+    from simulator.sweep.executors import _chunk, run_local
+    from simulator.workbound import allow_large
+
+    sc = load_scenario(Path(SERVE), ["workload.arrival.rate_rps=100", "cluster.replicas=1", "workload.duration_s=20"])
+    doc = sc.model_dump(mode="json", exclude_unset=True)
+    refused, forced = _chunk([doc], False), _chunk([doc], False, True)
+    assert "unstable" in str(refused[0].get("error")) and not forced[0].get("error")
+    pooled = run_local([doc, doc], workers=2, max_rate=False, progress=None)
+    assert all("unstable" in str(r.get("error")) for r in pooled)        # without --force, workers refuse
+    with allow_large():
+        pooled = run_local([doc, doc], workers=2, max_rate=False, progress=None)
+    assert not any(r.get("error") for r in pooled)                       # with it, they run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from .. import workbound
 from ..errors import CapsimError
 from .evaluate import evaluate
 
@@ -30,8 +32,11 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _chunk(docs: list[dict[str, Any]], max_rate: bool) -> list[dict[str, Any]]:
-    return [evaluate(d, max_rate) for d in docs]
+def _chunk(docs: list[dict[str, Any]], max_rate: bool, force: bool = False) -> list[dict[str, Any]]:
+    """Evaluate ``docs`` in a worker; ``force``: the parent's --force (a context variable does not
+    cross into worker processes or Ray tasks, so it travels as an argument)."""
+    with workbound.allow_large() if force else contextlib.nullcontext():
+        return [evaluate(d, max_rate) for d in docs]
 
 
 def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool, progress: Progress) -> list[dict]:
@@ -56,7 +61,8 @@ def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool
     done = 0
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
     try:
-        futures = {pool.submit(_chunk, c, max_rate): i for i, c in chunks}
+        force = workbound.forced()
+        futures = {pool.submit(_chunk, c, max_rate, force): i for i, c in chunks}
         for f in as_completed(futures):
             i = futures[f]
             part = f.result()
@@ -121,7 +127,8 @@ def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, 
     try:
         remote = ray.remote(_chunk)
         size = max(1, min(32, len(docs) // 64 or 1))
-        refs = {remote.remote(docs[i:i + size], max_rate): i for i in range(0, len(docs), size)}
+        force = workbound.forced()
+        refs = {remote.remote(docs[i:i + size], max_rate, force): i for i in range(0, len(docs), size)}
         rows: list[dict | None] = [None] * len(docs)
         pending, done = list(refs), 0
         try:
