@@ -111,7 +111,8 @@ def _fmt(v: Any) -> str:
 def script_json(obj: Any) -> str:
     """JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` (which could close the element or
     open a comment, ``<!--<script>``, that swallows the rest of the page) and U+2028/U+2029 (line ends
-    to JavaScript) are written as ``\\uXXXX`` escapes, which JSON reads back as the same characters."""
+    to JavaScript) are written as ``\\u`` escapes with four hex digits, which JSON reads back as the
+    same characters."""
     text = json.dumps(obj)
     for ch in "<>&\u2028\u2029":
         text = text.replace(ch, f"\\u{ord(ch):04x}")

@@ -48,7 +48,6 @@ single steps do.
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,7 +57,7 @@ from ...errors import CapsimError
 from .base import ENGINES
 from .continuous import ContinuousBatching, ContinuousEngine
 from .fastforward import DecodeBatch
-from .kv import BlockAllocator, Prefill
+from .kv import BlockAllocator
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -190,7 +189,7 @@ class PrefillFirstScheduler(Scheduler):
                 break                                 # its whole prompt's blocks are not free now
             if not kv.promise(led.prompt[r] + led.output[r] - 1):
                 break                                 # guaranteed_no_evict: its final KV does not fit
-            self._admit(r, cached, target, q, kept, t0)
+            self.admit(r, cached, target, q, kept, t0)
             truncated = q < extend
             rem_total -= q + (0 if truncated else est)
             rem_input -= q
@@ -202,26 +201,6 @@ class PrefillFirstScheduler(Scheduler):
                 break
             if truncated or rem_input <= 0 or (rem_chunk is not None and rem_chunk <= 0):
                 break                                 # the batch's budget is spent (a cut prompt ends it)
-
-    def _admit(self, r: int, cached: int, target: int, q: int, kept: int, t0: float) -> None:
-        kv, led, rep = self.kv, self.ledger, self.rep
-        heapq.heappop(rep.waiting)
-        self.admitted += 1
-        held = -(-cached // kv.B)
-        if kv.retained:                               # its own cached blocks leave the free queue, not taken
-            touched = min(held, kept)
-            kv.reclaim(r, touched)
-            kv.taken += held - touched
-        else:
-            kv.taken += held
-        e = Prefill(r, cached, target, held, led.priority[r], self.admitted)
-        kv.free -= held
-        self.prefilling.append(e)
-        self.take(e, q)
-        rep.running += 1
-        if led.first_sched[r] != led.first_sched[r]:  # NaN: first admission
-            led.first_sched[r] = t0
-        rep.log(t0)
 
     # ---- SGLang's decode step: check_decode_mem, retract_decode -------------------------------------
     def _decode_slots_or_retract(self, t0: float) -> None:

@@ -121,25 +121,31 @@ class Scheduler:
                 break
             if not kv.promise(led.prompt[r] + led.output[r] - 1):
                 break
-            heapq.heappop(waiting)
-            self.admitted += 1
-            held = -(-cached // B)
-            if kv.retained:                         # its own cached blocks leave the free queue, not taken
-                touched = held if held < kept else kept
-                kv.reclaim(r, touched)
-                kv.taken += held - touched
-            else:
-                kv.taken += held
-            e = Prefill(r, cached, target, held, led.priority[r], self.admitted)
-            kv.free -= held
-            self.prefilling.append(e)
-            self.take(e, q)
+            self.admit(r, cached, target, q, kept, t0)
             budget -= q
             n_run += 1
-            rep.running += 1
-            if led.first_sched[r] != led.first_sched[r]:  # NaN: first admission
-                led.first_sched[r] = t0
-            rep.log(t0)
+
+    def admit(self, r: int, cached: int, target: int, q: int, kept: int, t0: float) -> None:
+        """Move the queue's head ``r`` into prefilling: its ``cached`` tokens' blocks (``kept`` of them
+        its own, still cached since it was preempted) and the first ``q`` tokens of its ``target``."""
+        kv, led, rep = self.kv, self.ledger, self.rep
+        heapq.heappop(rep.waiting)
+        self.admitted += 1
+        held = -(-cached // kv.B)
+        if kv.retained:                             # its own cached blocks leave the free queue, not taken
+            touched = held if held < kept else kept
+            kv.reclaim(r, touched)
+            kv.taken += held - touched
+        else:
+            kv.taken += held
+        e = Prefill(r, cached, target, held, led.priority[r], self.admitted)
+        kv.free -= held
+        self.prefilling.append(e)
+        self.take(e, q)
+        rep.running += 1
+        if led.first_sched[r] != led.first_sched[r]:  # NaN: first admission
+            led.first_sched[r] = t0
+        rep.log(t0)
 
     def take(self, e: Prefill, q: int) -> None:
         """Schedule ``q`` prompt tokens of ``e`` this iteration and allocate their blocks."""
