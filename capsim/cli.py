@@ -536,6 +536,11 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """capsim: capacity-planning and cost simulator for NN training and serving clusters."""
 
 
+from .plan_cmd import plan_app  # noqa: E402  (the group's commands define themselves on it)
+
+app.add_typer(plan_app, name="plan")
+
+
 def main() -> None:
     try:
         app()
