@@ -104,7 +104,11 @@ def korthikanti(path: Path, hardware: str = "a100-sxm-80gb", **stack: object) ->
 # llm-foundry ran PyTorch FSDP under Composer: FULL_SHARD is ZeRO-3, SHARD_GRAD_OP ZeRO-2; its mixed
 # precision PURE keeps parameters and gradients (so the reduce-scatter) in bf16, DEFAULT reduces fp32
 # gradients (composer/trainer/mosaic_fsdp.py mixed_precision presets); gradients reduce as each layer's
-# backward ends (FSDP's backward hooks), so overlapped; flash attention (the yamls' attn_impl: flash/triton).
+# backward ends (FSDP's backward hooks), so overlapped. Attention: submit_benchmarks.py, which made every
+# A100 row (commits 300cc5c5 to b2a43a14, 2023), sets attn_impl from --attn_impl, default 'triton':
+# llm-foundry's Triton FlashAttention (the FlashAttention-1 algorithm), in the torch 1.13.1 image. MPT's
+# configuration_mpt.py defaults attn_pdrop, resid_pdrop and emb_pdrop to 0 (no dropout) and modeling_mpt.py
+# loss_fn to fused_crossentropy (flash-attn's xentropy kernel on the 16-bit logits).
 FOUNDRY_ZERO = {"FULL_SHARD": 3, "SHARD_GRAD_OP": 2, "NO_SHARD": 0}
 FOUNDRY_GRAD = {"PURE": "bf16", "DEFAULT": "fp32"}
 FOUNDRY_GPU = {"A100-80GB": "a100-sxm-80gb", "A100-40GB": "a100-sxm-40gb"}
@@ -129,7 +133,8 @@ def llmfoundry(path: Path) -> pd.DataFrame:
                "training": {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size_seqs),
                             "micro_batch": int(r.micro_batch_size), "precision": "bf16",
                             "grad_precision": FOUNDRY_GRAD[r.mp_mode], "overlap_grad_reduce": True,
-                            "recompute": "full" if r.activation_checkpointing else "none", "flash_attention": True}}
+                            "recompute": "full" if r.activation_checkpointing else "none", "flash_attention": True,
+                            "attention_kernel": "flash1", "dropout": False, "cross_entropy": "fused"}}
         rec = {"model": r.model, "gpus": gpus, "gpu": r.gpu_type, "seq": int(r.seq_len), "mb": int(r.micro_batch_size),
                "ckpt": bool(r.activation_checkpointing), "measured_s": float(r.derived_step_time_s)}
         try:
@@ -184,8 +189,8 @@ def main() -> None:
     print(f"Korthikanti Table 5: mean |error| {k.error_pct.abs().mean():.2f}%, max {k.error_pct.abs().max():.2f}%")
     foundry = llmfoundry(a.reference / "llmfoundry_mpt_training_throughput_a100.csv")
     ok = foundry[foundry.error == ""]
-    print(f"\n== llm-foundry MPT on A100 with PyTorch FSDP (issue 17's development rows; baseline, no FSDP-specific "
-          f"model yet): {len(foundry)} rows, {len(foundry) - len(ok)} flagged does-not-fit or refused")
+    print(f"\n== llm-foundry MPT on A100 with PyTorch FSDP (issue 17's development rows): "
+          f"{len(foundry)} rows, {len(foundry) - len(ok)} flagged does-not-fit or refused")
     print(pd.DataFrame([summarize("llm-foundry FSDP", ok.rename(columns={"measured_s": "measured_ms",
                                                                           "predicted_s": "predicted_ms"}))])
           .to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -51,7 +51,8 @@ PROFILES: dict[str, dict] = {
                           inter=("infiniband-hdr", 23, "DGX A100: 8x HDR 200 Gb/s = 25 GB/s per GPU; 92% achieved as NDR measurements")),
     "a100-sxm-40gb": dict(domain=8, row="A100-SXM4-40GB", num_sms=108, fp32=19.5, gemm_max=0.87, gemm_src="measured 271/312 TF on A100 (reference README)",
                           intra=("nvlink", 230, "NCCL all-reduce busbw measured on A100 NVLink (reference README)"),
-                          inter=("infiniband-hdr", 23, "DGX A100: 8x HDR 200 Gb/s per node, 92% achieved")),
+                          inter=("infiniband-hdr", 23, "DGX A100: 8x HDR 200 Gb/s per node, 92% achieved"),
+                          tables_from=("a100-sxm-80gb", "A100-SXM4-80GB")),
     "l4": dict(domain=1, row="L4", num_sms=58, fp32=30.3, gemm_max=0.75, gemm_src="assumed",
                intra=("pcie4", 20, "assumed: PCIe Gen4 x16 32 GB/s/dir, ~60% achieved"),
                inter=("ethernet", 6.25, "assumed: 50 Gb/s per GPU")),
@@ -249,6 +250,13 @@ def build(ref: Path) -> None:
                 "nvlink_domain_gpus": ex.get("domain_src") or DOMAIN_SOURCE[ex["domain"]],
             },
         }
+        if "tables_from" in ex:      # a sibling of the same silicon with faster memory ran the tables
+            sibling, sibling_row = ex["tables_from"]
+            doc["measured"] = f"measured/{sibling}"
+            doc["measured_bandwidth_tbps"] = float(rows[sibling_row]["mem_bw_tbps"])
+            doc["source"]["measured"] = (f"the {sibling} tables: the same die, SM count, clocks and NVLink; only HBM "
+                                         "capacity and bandwidth differ, so table times are held to this GPU's "
+                                         "memory roofline (simulator/hardware.py measured_bandwidth_tbps)")
         path = OUT / f"{name}.yaml"
         path.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False, width=120))
     for name, sheet in read_spec_sheets(SPEC_SHEETS).items():

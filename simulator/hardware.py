@@ -105,6 +105,11 @@ class HardwareProfile(BaseModel):
     # folder of measured kernel tables (simulator/silicon/format.py); relative paths are relative to this
     # file's folder. None: hardware_profiles/measured/<name>/ when it exists, else spec-sheet only
     measured: str | None = None
+    # HBM bandwidth of the GPU the measured tables ran on, when ``measured`` names a sibling of the same
+    # silicon with faster memory (the A100 40 GB reads the 80 GB's tables: same GA100, 108 SMs, clocks
+    # and NVLink, 1.555 vs 2.039 TB/s). The memory-bound share of a table's GEMM time then stretches by the
+    # bandwidth ratio (costmodel.ops), and decode attention (bound by reading the KV cache) by all of it.
+    measured_bandwidth_tbps: float | None = Field(default=None, gt=0)
     source: dict[str, str] = Field(default_factory=dict)
     calibrated: dict | None = None
     _kernels: KernelBasis | None = PrivateAttr(default=None)
@@ -115,6 +120,13 @@ class HardwareProfile(BaseModel):
     def kernels(self) -> KernelBasis | None:
         """The measured tables the cost model reads first (None: spec sheet and roofline only)."""
         return self._kernels
+
+    @property
+    def table_bandwidth_ratio(self) -> float:
+        """How much faster the memory of the GPU the tables ran on is (1: they ran on this GPU)."""
+        if self.measured_bandwidth_tbps is None:
+            return 1.0
+        return max(1.0, self.measured_bandwidth_tbps / self.memory_bandwidth_tbps)
 
     @property
     def measured_profile(self) -> MeasuredProfile | None:

@@ -158,6 +158,8 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
                                                batch=b, kv_len=c, count=False))
                for b in DECODE_FIT["batch"] for c in DECODE_FIT["kv_len"]]
         decode = floor_slope_line([(w, t) for w, t in pts if t is not None], DECODE_FIT["min_work"][0])
+        if decode is not None and hw.table_bandwidth_ratio > 1:   # a sibling GPU's table, faster memory
+            decode = (decode[0], decode[1] * hw.table_bandwidth_ratio)
     else:
         kb.coverage.miss("generation_attention", shape)
     if kb.has("context_attention", table_key):

@@ -26,6 +26,9 @@ class Layout:
     zero_stage: int = 0
     recompute: str = "none"  # none | selective | full
     flash_attention: bool = True
+    attention_kernel: str = "flash2"   # flash2 | flash1 (costmodel.ops.flash_attention)
+    dropout: bool = True               # dropout after attention and MLP (and on the scores, unfused)
+    fused_cross_entropy: bool = False  # the loss reads 16-bit logits in one kernel (no fp32 copy)
     precision: str = "bf16"
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True

@@ -72,7 +72,9 @@ def activation_bytes_per_layer(layer: LayerSpec | ModelSpec, lay: Layout, micro_
     b, h, t, a = micro_batch, spec.hidden, lay.tp, att.heads
     sbh = s * b * h
     sp = lay.sequence_parallel and t > 1
-    attn = 0.0 if lay.flash_attention else 5 * a * s * (seq / s) / h  # scores are s_local × seq
+    # scores are s_local × seq: softmax output 2 bytes, its dropout mask 1 and output 2 (without dropout: 2)
+    attn = 0.0 if lay.flash_attention else (5 if lay.dropout else 2) * a * s * (seq / s) / h
+    replicated = 10 if lay.dropout else 8
     if lay.recompute == "full":
         return 2 * sbh / (t if sp else 1)
     # Korthikanti's 34 = 10 replicated (norm inputs 4, QKV input 2, MLP input 2, dropout masks 2)
@@ -87,5 +89,5 @@ def activation_bytes_per_layer(layer: LayerSpec | ModelSpec, lay: Layout, micro_
     if lay.recompute == "selective":
         attn = 0.0
     if sp:
-        return sbh / t * (10 + shardable + attn)
-    return sbh * (10 + shardable / t + attn / t)
+        return sbh / t * (replicated + shardable + attn)
+    return sbh * (replicated + shardable / t + attn / t)

@@ -110,12 +110,24 @@ def gemm(hw: HardwareProfile, name: str, m: float, n: float, k: float, precision
                         roofline = max(flops / (hw.peak_flops(precision) * hw.gemm_max(precision)),
                                        traffic / (hw.memory_bandwidth_tbps * 1e12))
                         t_measured = max(t_measured - scale, roofline)
+                if hw.table_bandwidth_ratio > 1:   # tables of a sibling GPU with faster memory
+                    t_measured *= _slower_memory(hw, flops, traffic)
                 return Op(name, "gemm", t_measured, flops, measured=True)
         else:
             kb.coverage.miss("gemm", f"batched {dtype} {batch:g} x (m={m:g} n={n:g} k={k:g})")
     compute = flops / rate + _latency(hw)
     t = max(compute, memory_bound_time(hw, traffic))
     return Op(name, "gemm", t, flops)
+
+
+def _slower_memory(hw: HardwareProfile, flops: float, traffic: float) -> float:
+    """Factor on a sibling GPU's measured GEMM time for this GPU's slower memory: the ratio of the
+    kernel's roofline here to its roofline on the sibling (tensor-core FLOPs against operand traffic
+    over HBM), so a compute-bound GEMM keeps its time and a memory-bound one stretches by the
+    bandwidth ratio."""
+    bw = hw.memory_bandwidth_tbps * 1e12
+    t_comp = flops / hw.peak_flops("bf16")
+    return max(t_comp, traffic / bw) / max(t_comp, traffic / (bw * hw.table_bandwidth_ratio))
 
 
 def table_dtype(hw: HardwareProfile, precision: str) -> str | None:
@@ -158,17 +170,32 @@ def attention_pairs(seq_q: float, seq_kv: float, causal: bool, window: int | Non
     return pairs / 2 if causal and seq_q == seq_kv else pairs
 
 
+# FlashAttention-1 and its Triton port (llm-foundry's ``attn_impl: triton`` until 2024): the
+# FlashAttention-2 paper (Dao 2023, arXiv:2307.08691, Section 1) measures FlashAttention's forward at
+# 30-50% and its backward at 25-35% of the A100's peak, against FlashAttention-2's 50-73%. The
+# midpoints, as a fraction of the datasheet peak; the newer kernels' rates come from the tables and
+# the profile's attention efficiency.
+FLASH1_FRACTION_OF_PEAK = {"fwd": 0.40, "bwd": 0.30}
+ATTENTION_KERNELS = ("flash2", "flash1")
+
+
 def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: float, seq_q: float,
                     seq_kv: float, head_dim: float, kv_heads: float, causal: bool, precision: str,
-                    backward: bool = False, bytes_per_element: float = 2.0, window: int | None = None) -> Op:
+                    backward: bool = False, bytes_per_element: float = 2.0, window: int | None = None,
+                    kernel: str = "flash2") -> Op:
     """Fused attention (FlashAttention-style): QK^T and PV never touch HBM.
 
     Forward FLOPs are ``4·b·heads·pairs·d`` over the :func:`attention_pairs` of the (sliding)
     causal mask: masked tiles are skipped, so a window cuts the work. The backward does 2.5× the
     forward matmul work (5 matmuls instead of 2), and its ``Op.flops`` says so; MFU counts the
     backward as twice the forward from the forward ops, so it does not read these. HBM traffic is
-    Q, K, V and O once (twice in the backward), window or not.
+    Q, K, V and O once (twice in the backward), window or not. ``kernel``: ``flash2`` (FlashAttention-2
+    and newer, cuDNN and Transformer Engine fused attention: the measured tables, else the profile's
+    attention efficiency) or ``flash1`` (FlashAttention-1 class, at :data:`FLASH1_FRACTION_OF_PEAK`,
+    never faster than ``flash2``).
     """
+    if kernel not in ATTENTION_KERNELS:
+        raise ValueError(f"attention kernel {kernel!r}: expected one of {', '.join(ATTENTION_KERNELS)}")
     if window is None or window >= seq_kv:
         flops = 4.0 * batch * heads * seq_q * seq_kv * head_dim
         if causal and seq_q == seq_kv:
@@ -181,13 +208,16 @@ def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: floa
         rate = hw.peak_flops(precision) * hw.gemm_max(precision) * eff
         return max(flops * (2.5 if bwd else 1) / rate + _latency(hw), memory_bound_time(hw, io))
 
+    work = flops * (2.5 if backward else 1)
+    floor = work / (hw.peak_flops(precision) * FLASH1_FRACTION_OF_PEAK["bwd" if backward else "fwd"]) \
+        if kernel == "flash1" else 0.0
     measured = _measured_prefill(hw, batch=batch, heads=heads, kv_heads=kv_heads, head_dim=head_dim, seq_q=seq_q,
                                  seq_kv=seq_kv, causal=causal, window=window, precision=precision)
     if measured is not None:
         # the tables time the forward kernel; the backward keeps the roofline's backward/forward ratio
         t = measured * (roofline(True) / roofline(False) if backward else 1.0)
-        return Op(name, "attention", t, flops * (2.5 if backward else 1), measured=True)
-    return Op(name, "attention", roofline(backward), flops * (2.5 if backward else 1))
+        return Op(name, "attention", max(t, floor), work, measured=floor <= t)
+    return Op(name, "attention", max(roofline(backward), floor), work)
 
 
 def _measured_prefill(hw: HardwareProfile, *, batch: float, heads: float, kv_heads: float, head_dim: float,

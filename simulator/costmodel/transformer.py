@@ -76,22 +76,25 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     # attention core -----------------------------------------------------------------------
     if lay.flash_attention:
         core_f = [flash_attention(hw, "attention", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
-                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p, window=att.window)]
+                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p, window=att.window,
+                                  kernel=lay.attention_kernel)]
         core_b = [flash_attention(hw, "attention_bwd", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
                                   head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p,
-                                  backward=True, window=att.window)]
+                                  backward=True, window=att.window, kernel=lay.attention_kernel)]
     else:
         scores = b * heads * s_local * seq
+        drop_f = [memory_op(hw, "attn_dropout", scores * (2 * ACT_BYTES + 1))] if lay.dropout else []
+        drop_b = [memory_op(hw, "attn_dropout_bwd", scores * (2 * ACT_BYTES + 1))] if lay.dropout else []
         core_f = [
             gemm(hw, "attn_scores", s_local, seq, hd, p, batch=b * heads),
             memory_op(hw, "softmax", 2 * scores * ACT_BYTES),
-            memory_op(hw, "attn_dropout", scores * (2 * ACT_BYTES + 1)),
+            *drop_f,
             gemm(hw, "attn_context", s_local, hd, seq, p, batch=b * heads),
         ]
         core_b = [
             gemm(hw, "attn_context_dgrad", s_local, seq, hd, p, batch=b * heads),
             gemm(hw, "attn_context_wgrad", seq, hd, s_local, p, batch=b * heads),
-            memory_op(hw, "attn_dropout_bwd", scores * (2 * ACT_BYTES + 1)),
+            *drop_b,
             memory_op(hw, "softmax_bwd", 3 * scores * ACT_BYTES),
             gemm(hw, "attn_scores_dgrad", s_local, hd, seq, p, batch=b * heads),
             gemm(hw, "attn_scores_wgrad", seq, hd, s_local, p, batch=b * heads),
@@ -131,7 +134,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
 
     qkv_n = (att.q_dim + 2 * att.kv_dim) / t
     rope = [memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
-    bda = T_norm * h * (3 * ACT_BYTES + 1)
+    bda = T_norm * h * (3 * ACT_BYTES + (1 if lay.dropout else 0))   # bias (+ dropout mask) + residual
     fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), gemm(hw, "qkv", T, qkv_n, h, p), *rope,
                      *cp_ops, *core_f, gemm(hw, "attn_out", T, h, att.q_dim / t, p),
                      *tp_out("tp_allreduce_attn"), memory_op(hw, "bias_dropout_add", bda),
@@ -183,10 +186,14 @@ def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: in
         T = micro_batch  # the classifier sees the CLS token only
     out = model.vocab if model.vocab else max(model.num_classes, 1)
     logits = T * out / t
+    # unfused: the logits cast to fp32, softmax and loss over them (Megatron's vocab-parallel cross
+    # entropy, PyTorch under autocast); fused: one kernel reads the 16-bit logits and writes their
+    # gradient (flash-attn's xentropy, Megatron's --cross-entropy-loss-fusion)
+    ce_f, ce_b = (logits * ACT_BYTES, 2 * logits * ACT_BYTES) if lay.fused_cross_entropy else (logits * 8, logits * 8)
     fwd = (memory_op(hw, "final_norm", 2 * T * h * ACT_BYTES),
            gemm(hw, "logits", T, out / t, h, p),
-           memory_op(hw, "cross_entropy", logits * 4 * 2))   # fp32 softmax/loss over logits
-    bwd = (memory_op(hw, "cross_entropy_bwd", logits * 4 * 2),
+           memory_op(hw, "cross_entropy", ce_f))
+    bwd = (memory_op(hw, "cross_entropy_bwd", ce_b),
            Op("logits_dgrad", "gemm", fwd[1].time, fwd[1].flops),
            Op("logits_wgrad", "gemm", fwd[1].time, fwd[1].flops),
            memory_op(hw, "final_norm_bwd", 4 * T * h * ACT_BYTES))

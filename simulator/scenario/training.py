@@ -50,6 +50,19 @@ class Training(_Strict):
         "activation recomputation: selective recomputes the attention core, full every layer's forward "
         "(Korthikanti et al. 2022)"))
     flash_attention: bool = Field(default=True, description="fused attention: the score matrix never reaches HBM")
+    attention_kernel: Literal["flash2", "flash1"] = Field(default="flash2", description=(
+        "the fused attention kernel's generation: flash2 (FlashAttention-2/3, cuDNN and Transformer Engine fused "
+        "attention; the measured tables' rates) or flash1 (FlashAttention-1 and its Triton port, e.g. "
+        "llm-foundry's attn_impl: triton until 2024: 40% of peak forward, 30% backward on the FlashAttention-2 "
+        "paper's A100 measurements; simulator/costmodel/ops.py)"))
+    dropout: bool = Field(default=True, description=(
+        "dropout after attention and MLP (and on the scores when attention is unfused): its masks' memory and "
+        "traffic (Megatron-LM's GPT default, hidden and attention dropout 0.1; false: Llama-style recipes and "
+        "llm-foundry's MPT, whose pdrop defaults are 0)"))
+    cross_entropy: Literal["fp32", "fused"] = Field(default="fp32", description=(
+        "the loss kernel: fp32 casts the logits to fp32 for softmax and loss (Megatron's vocab-parallel cross "
+        "entropy, PyTorch under autocast); fused reads the 16-bit logits in one kernel (flash-attn's xentropy, "
+        "llm-foundry's fused_crossentropy default, Megatron's --cross-entropy-loss-fusion)"))
     total_tokens: float | None = Field(default=None, gt=0, description=(
         "tokens to train on; gives time to train, GPU-hours, cost and energy (default: one step only)"))
     dispatch_us: float | None = Field(default=None, ge=0, description=(

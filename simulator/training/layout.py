@@ -86,6 +86,9 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if par.zero_stage >= 2 and par.pp > 1:
         problems.append(f"zero_stage={par.zero_stage} cannot be combined with pp={par.pp} "
                         "(DeepSpeed and Megatron shard gradients only without pipeline parallelism)")
+    if tr.attention_kernel != "flash2" and not tr.flash_attention:
+        problems.append(f"training.attention_kernel={tr.attention_kernel} names a fused attention kernel, "
+                        "but training.flash_attention is false (unfused attention)")
     if par.sequence_parallel and par.tp == 1:
         problems.append("sequence_parallel needs tp >= 2")
     if tr.global_batch % (mb * dp):
@@ -94,7 +97,9 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         raise CapsimError("invalid layout: " + "; ".join(problems))
     lay = Layout(tp=par.tp, pp=par.pp, dp=dp, cp=par.cp, ep=par.ep, sequence_parallel=par.sequence_parallel,
                  virtual_stages=v, zero_stage=par.zero_stage, recompute=tr.recompute,
-                 flash_attention=tr.flash_attention, precision=tr.precision, grad_precision=tr.grad_precision,
+                 flash_attention=tr.flash_attention, attention_kernel=tr.attention_kernel,
+                 dropout=tr.dropout, fused_cross_entropy=tr.cross_entropy == "fused", precision=tr.precision,
+                 grad_precision=tr.grad_precision,
                  overlap_grad_reduce=tr.overlap_grad_reduce,
                  gpus_per_node=cl.gpus_per_node, placement=tuple(par.placement))
     return lay, mb

@@ -53,7 +53,8 @@ def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, sched
         buf = RUNTIME_RESERVE_GIB * GIB
         if any(ch.head for ch in chunks):
             vocab = model.vocab or model.num_classes
-            buf += micro_batch * seq / lay.cp * vocab / lay.tp * 4 * 2  # fp32 logits and their gradient
+            # fp32 logits and their gradient; a fused loss keeps the 16-bit logits and their gradient
+            buf += micro_batch * seq / lay.cp * vocab / lay.tp * (2 * 2 if lay.fused_cross_entropy else 4 * 2)
         if lay.dp > 1:
             buf += 2 * GRAD_BUCKET_PARAMS * gb
         out.append(MemoryBreakdown(w, g, o, a, buf))

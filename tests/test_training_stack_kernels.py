@@ -1,0 +1,118 @@
+"""The training stack's kernel choices (issue 17): the attention kernel's generation, dropout, the
+loss kernel, and a GPU that reads a sibling's measured tables. Values by hand from the shapes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator.catalog import get_model
+from simulator.costmodel.layout import Layout
+from simulator.costmodel.memory import activation_bytes_per_layer
+from simulator.costmodel.ops import FLASH1_FRACTION_OF_PEAK, flash_attention, gemm
+from simulator.costmodel.transformer import head_ops, layer_ops
+from simulator.errors import CapsimError
+from simulator.hardware import get_profile
+from simulator.scenario import parse_scenario
+from simulator.training import simulate_training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flash1_runs_at_the_fa2_papers_fa1_fractions_of_peak():
+    hw = get_profile("a100-sxm-80gb")
+    kw = dict(batch=2, heads=12, seq_q=8192, seq_kv=8192, head_dim=64, kv_heads=12, causal=True, precision="bf16")
+    flops = 4.0 * 2 * 12 * 8192 * 8192 * 64 / 2          # causal: half the score matrix
+    f1 = flash_attention(hw, "a", kernel="flash1", **kw)
+    b1 = flash_attention(hw, "a", kernel="flash1", backward=True, **kw)
+    assert f1.time == pytest.approx(flops / (312e12 * 0.40))
+    assert b1.time == pytest.approx(2.5 * flops / (312e12 * 0.30))
+    assert FLASH1_FRACTION_OF_PEAK == {"fwd": 0.40, "bwd": 0.30}
+    f2 = flash_attention(hw, "a", **kw)
+    assert f2.time < f1.time                             # never faster than FlashAttention-2
+    with pytest.raises(ValueError, match="flash3"):
+        flash_attention(hw, "a", kernel="flash3", **kw)
+
+
+def _doc(**training: object) -> dict:
+    model = {"name": "mpt-760m-like", "layers": 24, "hidden": 1536, "heads": 12, "ffn_hidden": 6144,
+             "vocab": 50368, "max_positions": 2048}
+    return {"kind": "training", "model": model, "hardware": "a100-sxm-80gb",
+            "cluster": {"nodes": 1, "gpus_per_node": 8}, "parallelism": {"tp": 1, "pp": 1, "dp": 8, "zero_stage": 3},
+            "training": {"seq_len": 2048, "global_batch": 96, "micro_batch": 12, "grad_precision": "bf16",
+                         **training}}
+
+
+def test_flash1_without_fused_attention_is_refused_naming_both_keys():
+    with pytest.raises(CapsimError, match=r"attention_kernel=flash1.*flash_attention is false"):
+        simulate_training(parse_scenario(_doc(attention_kernel="flash1", flash_attention=False)))
+
+
+def test_no_dropout_drops_its_two_masks_and_their_traffic():
+    model = get_model("megatron-1.7b")
+    s, b, h = 2048, 4, model.hidden
+    with_d, without = Layout(), Layout(dropout=False)
+    diff = activation_bytes_per_layer(model, with_d, b, s) - activation_bytes_per_layer(model, without, b, s)
+    assert diff == pytest.approx(2 * s * b * h)            # Korthikanti's 2·sbh of 1-byte masks
+    hw = get_profile("a100-sxm-80gb")
+    bda = [o for o in layer_ops(model, hw, with_d, b, s).fwd if o.name == "bias_dropout_add"]
+    bda0 = [o for o in layer_ops(model, hw, without, b, s).fwd if o.name == "bias_dropout_add"]
+    eff = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise      # memory_op's share of HBM
+    # each of the two bias-dropout-adds reads/writes 3 16-bit tensors (+ a 1-byte mask with dropout)
+    assert bda[0].time - bda0[0].time == pytest.approx(s * b * h * 1 / eff)
+
+
+def test_fused_cross_entropy_reads_the_16_bit_logits_once():
+    model = get_model("megatron-1.7b")
+    hw = get_profile("a100-sxm-80gb")
+    T, v = 4 * 2048, model.vocab
+    eff = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
+    lat = hw.efficiency.kernel_latency_us * 1e-6
+
+    def ce(lay: Layout) -> tuple[float, float]:
+        ops = head_ops(model, hw, lay, 4, 2048)
+        return (next(o.time for o in ops.fwd if o.name == "cross_entropy"),
+                next(o.time for o in ops.bwd if o.name == "cross_entropy_bwd"))
+
+    f, b = ce(Layout())
+    ff, fb = ce(Layout(fused_cross_entropy=True))
+    assert f - lat == pytest.approx(T * v * 8 / eff) and b - lat == pytest.approx(T * v * 8 / eff)
+    assert ff - lat == pytest.approx(T * v * 2 / eff) and fb - lat == pytest.approx(T * v * 4 / eff)
+
+
+def test_fused_cross_entropy_halves_the_logits_buffer():
+    plain = simulate_training(parse_scenario(_doc()))
+    fused = simulate_training(parse_scenario(_doc(cross_entropy="fused")))
+    logits = 12 * 2048 * 50368                              # micro-batch x sequence x vocabulary
+    delta_gib = plain.memory_per_gpu_gib.buffers - fused.memory_per_gpu_gib.buffers
+    assert delta_gib == pytest.approx(logits * (8 - 4) / 2**30, rel=1e-3)
+
+
+def test_a100_40gb_reads_the_80gb_tables_held_to_its_own_memory():
+    a40, a80 = get_profile("a100-sxm-40gb"), get_profile("a100-sxm-80gb")
+    assert a40.kernels is not None and a40.table_bandwidth_ratio == pytest.approx(2.039 / 1.555)
+    assert a80.table_bandwidth_ratio == 1.0
+    big = (8192, 6144, 1536)                                 # compute-bound: the same silicon's time
+    assert gemm(a40, "g", *big, "bf16").time == gemm(a80, "g", *big, "bf16").time
+    # a decode GEMM, bound by reading the weights: 1 FLOP per byte against the A100's 153
+    m, n, k = 1, 8192, 8192
+    assert gemm(a40, "g", m, n, k, "bf16").time == pytest.approx(gemm(a80, "g", m, n, k, "bf16").time * 2.039 / 1.555)
+    m = 176     # between: compute 75.7 us; operands 140 MB, 90.0 us on the 40 GB, 68.7 us on the 80 GB
+    traffic, flops = (m * k + k * n + m * n) * 2, 2 * m * n * k
+    here, there = max(flops / 312e12, traffic / 1.555e12), max(flops / 312e12, traffic / 2.039e12)
+    assert here / there == pytest.approx(traffic / 1.555e12 / (flops / 312e12))
+    assert gemm(a40, "g", m, n, k, "bf16").time == pytest.approx(gemm(a80, "g", m, n, k, "bf16").time * here / there)
+
+
+def test_every_llm_foundry_row_that_ran_fits():
+    """Issue 17's target: every configuration that ran in the data fits in capsim's memory model."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import validate_training
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    rows = validate_training.llmfoundry(ROOT / "bench" / "data" / "llmfoundry_mpt_training_throughput_a100.csv")
+    assert len(rows) == 139
+    assert (rows.error == "").all(), rows.loc[rows.error != "", ["model", "gpu", "gpus", "seq", "mb", "error"]]
