@@ -49,7 +49,7 @@ TRAINING_KEYS = [
     "time_breakdown_s", "time_breakdown_s.compute_s", "time_breakdown_s.tp_comm_s", "time_breakdown_s.cp_comm_s",
     "time_breakdown_s.ep_comm_s", "time_breakdown_s.host_overhead_s", "time_breakdown_s.pipeline_bubble_s",
     "time_breakdown_s.dp_comm_exposed_s", "time_breakdown_s.optimizer_s", "time_breakdown_s.data_loading_s",
-    "total_tokens", "iterations", "time_to_train_days", "time_to_train_days_p10", "time_to_train_days_p50",
+    "breakdown_stage", "total_tokens", "iterations", "time_to_train_days", "time_to_train_days_p10", "time_to_train_days_p50",
     "time_to_train_days_p90", "compute_days_without_failures", "goodput", "failures_mean", "preemptions_mean",
     "checkpoint_interval_s", "checkpoint_interval_note", "checkpoint_write_s", "gpu_hours", "usd_per_gpu_hour",
     "price_source", "cost_usd",

@@ -231,3 +231,17 @@ def test_context_and_expert_parallel_traffic_is_reported_apart_from_tensor_paral
                                           ["parallelism.ep=2", "training.recompute=none"]))["time_breakdown_s"]
     assert bd["ep_comm_s"] == pytest.approx(8 * 32 * 4 * a2a, rel=1e-5)
     assert bd["tp_comm_s"] == 0 == tp_per_layer(moe, lay) and bd["cp_comm_s"] == 0
+
+
+def test_breakdown_is_read_from_the_bottleneck_stage():
+    """The last stage also runs the output layer and the loss over a 51k vocabulary, so it has the
+    most work; stage 0 finishes last (the final backward) but mostly waits on it."""
+    r = simulate_training(parse_scenario(BASE, ["parallelism.tp=2", "parallelism.pp=4",
+                                                "training.global_batch=32"]))
+    assert r["breakdown_stage"] == 3
+    bd = r["time_breakdown_s"]
+    assert sum(bd.values()) == pytest.approx(r["iteration_time_s"], rel=1e-4)
+    # the bottleneck's bubble is at most 1F1B's (p-1)/m of its own work: it waits only for the warm-up
+    # and drain of the others, which are faster
+    own = r["iteration_time_s"] - bd["pipeline_bubble_s"] - bd["optimizer_s"]
+    assert 0 < bd["pipeline_bubble_s"] <= own * 3 / 16 * 1.0001

@@ -55,6 +55,8 @@ class TrainingResult(ResultViews):
     memory_per_gpu_gib: MemoryPerGPU
     memory_capacity_gib: float
     time_breakdown_s: TimeBreakdown
+    breakdown_stage: int = 0
+    """the pipeline stage (0-based) the breakdown is read from: the one with the most work of its own"""
     infeasible_reason: str | None = None
     """why the layout does not fit (None when it fits)"""
     job: JobSummary | None = None
@@ -73,7 +75,7 @@ class TrainingResult(ResultViews):
     def build(cls, *, sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: int,
               microbatches: int, step_time: float, breakdown: dict[str, float], memory: MemoryBreakdown,
               fits: bool, mfu: float, hfu: float, tokens: float, job: JobOutcome | None,
-              timeline: list[tuple[int, str, int, int, float, float]]) -> TrainingResult:
+              timeline: list[tuple[int, str, int, int, float, float]], breakdown_stage: int = 0) -> TrainingResult:
         peak = hw.peak_flops(sc.training.precision)
         mem = memory.gib()
         reason = None
@@ -94,7 +96,7 @@ class TrainingResult(ResultViews):
             tflops_per_gpu_hardware=rounded(hfu * peak / 1e12, 4),
             memory_per_gpu_gib=MemoryPerGPU(**{k: rounded(v, 5) for k, v in mem.items()}),
             memory_capacity_gib=hw.memory_gib, time_breakdown_s=TimeBreakdown.build(breakdown),
-            infeasible_reason=reason, job=run, timeline=timeline,
+            breakdown_stage=breakdown_stage, infeasible_reason=reason, job=run, timeline=timeline,
             time_to_train_samples_days=[float(d) for d in job.days] if job is not None else [])
 
     @property
@@ -106,7 +108,7 @@ class TrainingResult(ResultViews):
             "tokens_per_s": self.tokens_per_s, "mfu": self.mfu, "hfu": self.hfu,
             "tflops_per_gpu_model": self.tflops_per_gpu_model, "tflops_per_gpu_hardware": self.tflops_per_gpu_hardware,
             "memory_per_gpu_gib": self.memory_per_gpu_gib.to_dict(), "memory_capacity_gib": self.memory_capacity_gib,
-            "time_breakdown_s": self.time_breakdown_s.to_dict(),
+            "time_breakdown_s": self.time_breakdown_s.to_dict(), "breakdown_stage": self.breakdown_stage,
         }
         if self.infeasible_reason is not None:
             s["infeasible_reason"] = self.infeasible_reason

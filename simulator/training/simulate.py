@@ -107,18 +107,27 @@ def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     data_stall = max(0.0, load - t)
     step_time = t + data_stall
 
-    crit = max(range(len(trace.stage_end)), key=lambda s: trace.stage_end[s])
+    def own_work(s: int) -> float:
+        """Seconds stage ``s`` is occupied by its own work: passes, exposed gradient traffic, optimizer."""
+        b, st = trace.busy[s], sm.work.stages[s]
+        return (sum(b[k] for k in ("compute", "tp_comm", "cp_comm", "ep_comm", "host", "dp"))
+                + max(0.0, trace.dp_end[s] - trace.compute_end[s]) + trace.contention[s]
+                + st.optimizer + st.post_optimizer_comm)
+
+    # the breakdown is the bottleneck stage's: the one with the most work of its own (the last to
+    # finish is usually stage 0, whose idle time is mostly waiting on slower stages); its bubble is
+    # the rest of the iteration. Ties go to the stage that ends last.
+    crit = max(range(len(trace.stage_end)), key=lambda s: (own_work(s), trace.stage_end[s]))
     busy = trace.busy[crit]
     spec = sm.work.stages[crit]
     comm = busy["tp_comm"] + busy["cp_comm"] + busy["ep_comm"]
-    busy_total = busy["compute"] + comm + busy["host"] + busy["dp"]
     breakdown = {
         "compute_s": busy["compute"],
         "tp_comm_s": busy["tp_comm"],
         "cp_comm_s": busy["cp_comm"],
         "ep_comm_s": busy["ep_comm"],
         "host_overhead_s": busy["host"],
-        "pipeline_bubble_s": max(0.0, trace.compute_end[crit] - busy_total),   # not below 0 by rounding
+        "pipeline_bubble_s": max(0.0, t - own_work(crit)),   # not below 0 by rounding
         "dp_comm_exposed_s": (busy["dp"] + max(0.0, trace.dp_end[crit] - trace.compute_end[crit])
                               + trace.contention[crit]),
         "optimizer_s": spec.optimizer + spec.post_optimizer_comm,
@@ -137,6 +146,6 @@ def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     result = TrainingResult.build(sc=sc, model=model, hw=hw, lay=lay, micro_batch=mb,
                                   microbatches=sm.schedule.microbatches, step_time=step_time, breakdown=breakdown,
                                   memory=sm.memory, fits=fits, mfu=mfu, hfu=hfu, tokens=tokens, job=job,
-                                  timeline=trace.timeline)
+                                  timeline=trace.timeline, breakdown_stage=crit)
     check_summary(result.summary, "training")     # every number finite and >= 0 (simulator.invariants)
     return result
