@@ -237,6 +237,9 @@ def quantize_rows(cols: dict[str, list[Any]], op: str) -> tuple[list[tuple], dic
         if dt != "fp8":
             dropped[f"quant_dtype {dt}"] = dropped.get(f"quant_dtype {dt}", 0) + 1
             continue
+        if not float(lat) > 0:      # 0 us: a row the collector did not time (no kernel, or below its timer)
+            dropped["time 0"] = dropped.get("time 0", 0) + 1
+            continue
         times.setdefault((int(m), int(k)), []).append(float(lat) * 1e3)
     # a shape measured more than once: the median
     return [(op, "fp8", m, k, sorted(t)[len(t) // 2]) for (m, k), t in sorted(times.items())], dropped
