@@ -150,6 +150,92 @@ def llmfoundry(path: Path) -> pd.DataFrame:
     return out
 
 
+# Megatron-Bridge's performance table (containers 25.09-26.06). Each row as the table states it: layout
+# (TP, PP, CP, VP, FSDP), micro and global batch, sequence, precision. What the table does not state is
+# the framework's benchmark default, cited from the recipes at the docs' commit 067f987d
+# (src/megatron/bridge/perf_recipes): the distributed optimizer (ZeRO-1; FSDP rows shard everything,
+# ZeRO-3), sequence parallelism with TP > 1 and its TP communication overlap (every TP > 1 Llama recipe sets
+# a userbuffers tp_comm_overlap_cfg, e.g. llama/h100/llama3.py userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192; the
+# TP1 8B recipes turn it off), gradients reduced in bf16 (Megatron-Core's
+# DistributedDataParallelConfig grad_reduce_in_fp32 default False), overlapped, TE's fused attention
+# (flash2 class), no dropout (Llama), TE's fused cross entropy (_common._benchmark_common sets
+# cross_entropy_fusion_impl "te"), no recompute (the table names none; later recipes recompute some
+# layers of the 8B, so those rows are flagged). Precision: FP8-CS is FP8 with current scaling, FP8-MX
+# and MXFP8 are mxfp8; "FP8" with no recipe (25.09 "primary", 26.x H100) takes the container's default
+# and is flagged; the "alternate granularity" rows are fp8-block on H100 (128x128 weights, 1x128
+# activations, as the table's note says) and mxfp8 on B200 (flagged: the note says 32x32 blocks).
+BRIDGE_MODEL = {"LLAMA3_8B": "llama-3.1-8b", "LLAMA3_70B": "llama-3.1-70b", "LLAMA3.1_405B": "llama-3.1-405b"}
+BRIDGE_GPU = {"H100-SXM-80GB": "h100-sxm", "B200": "b200"}
+
+
+def bridge_precision(text: str, gpu: str) -> tuple[str, str | None, str]:
+    """(capsim precision, fp8 recipe or None, flag) for the table's precision column."""
+    t = text.strip()
+    if t == "BF16":
+        return "bf16", None, ""
+    if t == "FP8-CS":
+        return "fp8", "current", ""
+    if t in ("FP8-MX", "MXFP8"):
+        return "mxfp8", None, ""
+    if t.startswith("FP8 alt granularity"):
+        if gpu == "H100-SXM-80GB":
+            return "fp8-block", None, ""
+        return "mxfp8", None, "32x32-block FP8 read as mxfp8"
+    if t.startswith("FP8"):
+        return "fp8", "current", "FP8 recipe not stated (read as current scaling)"
+    if t == "NVFP4":
+        return "nvfp4", None, ""
+    raise ValueError(f"unknown precision {text!r}")
+
+
+def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dense Llama pre-training rows as they ran (above); the other rows, with why they are not
+    simulated."""
+    d = pd.read_csv(path, skiprows=1)
+    rows, skipped = [], []
+    for r in d.itertuples():
+        if r.task != "Pre-Training" or r.model not in BRIDGE_MODEL:
+            why = (f"{r.task}: fine-tuning is out of scope for now" if r.task != "Pre-Training"
+                   else "MoE/hybrid pre-training: not yet validated (issue 17 item 5)")
+            skipped.append({"model": r.model, "gpu": r.gpu_type, "container": r.container_release, "reason": why})
+            continue
+        precision, recipe, flag = bridge_precision(r.precision, r.gpu_type)
+        if r.model == "LLAMA3_8B":
+            flag = "; ".join(x for x in (flag, "recompute not stated") if x)
+        tp, pp, cp = int(r.tp), int(r.pp), int(r.cp)
+        v = int(r.vp) if r.vp == r.vp and r.vp > 1 else 1
+        fsdp = r.fsdp == r.fsdp and r.fsdp > 0
+        gpus = int(r.num_gpus)
+        training = {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size),
+                    "micro_batch": int(r.micro_batch_size), "precision": precision, "grad_precision": "bf16",
+                    "overlap_grad_reduce": True, "recompute": "none", "flash_attention": True, "dropout": False,
+                    "cross_entropy": "fused"}
+        if recipe is not None:
+            training["fp8_recipe"] = recipe
+        doc = {"kind": "training", "model": BRIDGE_MODEL[r.model], "hardware": BRIDGE_GPU[r.gpu_type],
+               "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
+               "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp),
+                               "zero_stage": 3 if fsdp else 1, "sequence_parallel": tp > 1,
+                               "tp_comm_overlap": tp > 1,
+                               "virtual_stages": v, "schedule": "interleaved" if v > 1 else "1f1b"},
+               "training": training}
+        rec = {"model": r.model, "gpu": r.gpu_type, "gpus": gpus, "container": r.container_release,
+               "precision": r.precision[:22], "tp": tp, "pp": pp, "cp": cp, "vp": v, "mb": int(r.micro_batch_size),
+               "measured_s": float(r.derived_step_time_s), "flag": flag}
+        try:
+            res = simulate_training(parse_scenario(doc))
+            rec["predicted_s"] = res.iteration_time_s
+            rec["error"] = "" if res.fits_in_memory else "does not fit in memory (ran in the data)"
+        except Exception as e:  # the row is reported with the reason capsim refused it
+            rec["predicted_s"], rec["error"] = float("nan"), str(e).splitlines()[0][:120]
+        rows.append(rec)
+    out = pd.DataFrame(rows)
+    out["error_pct"] = 100 * (out.predicted_s - out.measured_s) / out.measured_s
+    # each model runs one layout per GPU (the rows repeat it over containers and recipes): no layouts to rank
+    out["group"] = [str(i) for i in range(len(out))]
+    return out, pd.DataFrame(skipped)
+
+
 def summarize(name: str, d: pd.DataFrame) -> dict:
     groups = [g for _, g in d.groupby("group") if len(g) >= 3]
     rhos = [spearman(g.measured_ms.to_numpy(), g.predicted_ms.to_numpy()) for g in groups]
@@ -196,6 +282,17 @@ def main() -> None:
           .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for reason, n in foundry.loc[foundry.error != "", "error"].value_counts().items():
         print(f"  {n} rows: {reason}")
+    bridge, skipped = megatron_bridge(a.reference / "megatron_bridge_perf_summary_h100_b200.csv")
+    print(f"\n== Megatron-Bridge dense Llama pre-training on H100/B200 ({len(bridge)} rows), per row")
+    cols = ["model", "gpu", "gpus", "container", "precision", "tp", "pp", "cp", "vp", "mb", "measured_s",
+            "predicted_s", "error_pct", "flag", "error"]
+    print(bridge[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    ok_b = bridge[bridge.error == ""]
+    print(pd.DataFrame([summarize("Megatron-Bridge dense", ok_b.rename(columns={"measured_s": "measured_ms",
+                                                                                "predicted_s": "predicted_ms"}))])
+          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"  not simulated: {len(skipped)} rows: "
+          + "; ".join(f"{n} {why}" for why, n in skipped.reason.value_counts().items()))
     print(f"{len(k) + len(multi) + len(single) + len(foundry)} rows in {time.perf_counter() - t0:.1f} s")
     if a.csv:
         pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single"),

@@ -12,7 +12,7 @@ from simulator.catalog import get_model
 from simulator.costmodel.layout import Layout
 from simulator.costmodel.memory import activation_bytes_per_layer
 from simulator.costmodel.ops import FLASH1_FRACTION_OF_PEAK, flash_attention, gemm
-from simulator.costmodel.transformer import head_ops, layer_ops
+from simulator.costmodel.transformer import PassOps, head_ops, layer_ops
 from simulator.errors import CapsimError
 from simulator.hardware import get_profile
 from simulator.scenario import parse_scenario
@@ -116,3 +116,102 @@ def test_every_llm_foundry_row_that_ran_fits():
     rows = validate_training.llmfoundry(ROOT / "bench" / "data" / "llmfoundry_mpt_training_throughput_a100.csv")
     assert len(rows) == 139
     assert (rows.error == "").all(), rows.loc[rows.error != "", ["model", "gpu", "gpus", "seq", "mb", "error"]]
+
+
+# ---- FP8 as Transformer Engine runs it, TP communication overlap ---------------------------------
+def _ops(lay: Layout, hw_name: str = "h100-sxm", spec_only: bool = False):
+    hw = get_profile(hw_name)
+    hw = hw.spec_only() if spec_only else hw
+    return hw, layer_ops(get_model("llama-3.1-8b"), hw, lay, 1, 4096)
+
+
+def test_fp8_runs_the_linear_layers_only_attention_and_head_stay_bf16():
+    hw, f8 = _ops(Layout(precision="fp8"))
+    _, bf = _ops(Layout(precision="bf16"))
+    att = {o.name: o.time for o in f8.fwd if o.kind == "attention"}
+    assert att == {o.name: o.time for o in bf.fwd if o.kind == "attention"}
+    model = get_model("llama-3.1-8b")
+    logits = [next(o.time for o in head_ops(model, hw, Layout(precision=p), 1, 4096).fwd if o.name == "logits")
+              for p in ("fp8", "bf16")]
+    assert logits[0] == logits[1]
+    qkv = [next(o.time for o in ops.fwd if o.name == "qkv") for ops in (f8, bf)]
+    assert qkv[0] < qkv[1]                                    # the linear layers do run FP8
+
+
+def test_fp8_quantize_kernels_by_hand():
+    """Spec-only H100 (no GEMM table holds the cast): forward, the QKV input (4096 tokens x 4096) is
+    read in bf16 and written in FP8 plus its transpose, 4 bytes per element; current scaling reads it
+    once more (6). Backward, the output gradient (4096 x 6144) likewise."""
+    for recipe, per_element in (("delayed", 4), ("current", 6)):
+        hw, ops = _ops(Layout(precision="fp8", fp8_recipe=recipe), spec_only=True)
+        bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
+        lat = hw.efficiency.kernel_latency_us * 1e-6
+        fwd = next(o.time for o in ops.fwd if o.name == "qkv_quantize")
+        bwd = next(o.time for o in ops.bwd if o.name == "qkv_quantize_bwd")
+        assert fwd == pytest.approx(4096 * 4096 * per_element / bw + lat)
+        assert bwd == pytest.approx(4096 * (4096 + 2 * 1024) * per_element / bw + lat)
+    # with a measured FP8 table the GEMM row already holds the input's cast: the transpose is added
+    hw, ops = _ops(Layout(precision="fp8"))
+    bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
+    fwd = next(o.time for o in ops.fwd if o.name == "qkv_quantize")
+    assert fwd == pytest.approx(4096 * 4096 * 1 / bw + hw.efficiency.kernel_latency_us * 1e-6)
+
+
+def test_mxfp8_reads_the_fp8_rows_where_no_table_measured_it():
+    b200 = get_profile("b200")
+    g = gemm(b200, "g", 8192, 4096, 4096, "mxfp8")
+    assert g.measured and g.time == gemm(b200, "g", 8192, 4096, 4096, "fp8").time
+
+
+def test_tp_comm_overlap_hides_each_collective_under_its_gemm():
+    lay = dict(tp=4, sequence_parallel=True, precision="bf16")
+    hw, plain = _ops(Layout(**lay))
+    _, over = _ops(Layout(**lay, tp_comm_overlap=True))
+    p = {o.name: o for o in plain.fwd}
+    o = {x.name: x for x in over.fwd}
+    from simulator.costmodel.ops import overlap_slowdown
+    s = overlap_slowdown(hw)
+    for comm, g in (("tp_allgather_attn", "qkv"), ("tp_allreduce_attn", "attn_out"),
+                    ("tp_allgather_mlp", "fc1"), ("tp_allreduce_mlp", "fc2")):
+        c, t = p[comm].time, p[g].time
+        assert o[comm].time == pytest.approx(max(0.0, c - t) + min(c, t) * s)
+    assert PassOps.total(over.fwd) < PassOps.total(plain.fwd)
+
+
+@pytest.mark.parametrize("training,parallelism,msg", [
+    ({"fp8_recipe": "current"}, {}, r"fp8_recipe=current applies to precision fp8"),
+    ({}, {"tp": 2, "tp_comm_overlap": True}, r"tp_comm_overlap needs parallelism.sequence_parallel"),
+])
+def test_stack_keys_that_do_not_apply_are_refused(training, parallelism, msg):
+    doc = _doc(**training)
+    doc["parallelism"] = {**doc["parallelism"], **parallelism, "dp": 8 // parallelism.get("tp", 1)}
+    with pytest.raises(CapsimError, match=msg):
+        simulate_training(parse_scenario(doc))
+
+
+def test_training_fp8_gemms_read_the_cublaslt_rows():
+    """Training's FP8 GEMMs come from TensorRT-LLM's table (cuBLASLt, as Transformer Engine), bf16 ones
+    from vLLM's (torch.nn.functional.linear); an engine-bound basis keeps its own engine's rows."""
+    b200 = get_profile("b200")
+    kb = b200.kernels
+    assert kb is not None and kb.describe()["gemm fp8"].startswith("trtllm")
+    trt = b200.with_engine("trtllm").kernels
+    vllm = b200.with_engine("vllm").kernels
+    assert trt is not None and vllm is not None
+    shape = (16384, 6144, 4096)
+    assert kb.gemm("fp8", *shape) == trt.gemm("fp8", *shape) != vllm.gemm("fp8", *shape)
+    assert kb.gemm("bf16", *shape) == vllm.gemm("bf16", *shape)
+
+
+def test_context_parallel_ranks_share_the_gradient_reduction_and_the_optimizer_shards():
+    """Megatron-Core reduces gradients and shards the distributed optimizer over DP x CP: with CP 2 the
+    optimizer state per GPU halves against CP 1 at the same DP (12 bytes per parameter / (dp * cp))."""
+    def optimizer_gib(cp: int) -> float:
+        doc = _doc()
+        doc["model"] = "llama-3.1-8b"
+        doc["parallelism"] = {"tp": 1, "pp": 1, "dp": 8 // cp, "cp": cp, "zero_stage": 1}
+        doc["training"] = {"seq_len": 8192, "global_batch": 8 // cp, "micro_batch": 1}
+        return simulate_training(parse_scenario(doc)).memory_per_gpu_gib.optimizer
+    params = get_model("llama-3.1-8b").total_params()
+    assert optimizer_gib(1) == pytest.approx(params * 12 / 8 / 2**30, rel=1e-4)
+    assert optimizer_gib(2) == pytest.approx(params * 12 / 8 / 2**30, rel=1e-4)   # dp 4 x cp 2 = 8 shards

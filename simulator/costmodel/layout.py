@@ -29,6 +29,8 @@ class Layout:
     attention_kernel: str = "flash2"   # flash2 | flash1 (costmodel.ops.flash_attention)
     dropout: bool = True               # dropout after attention and MLP (and on the scores, unfused)
     fused_cross_entropy: bool = False  # the loss reads 16-bit logits in one kernel (no fp32 copy)
+    tp_comm_overlap: bool = False      # TP collectives pipelined with their GEMMs (costmodel.transformer)
+    fp8_recipe: str = "delayed"        # delayed | current: FP8 (per-tensor) scaling (costmodel.transformer)
     precision: str = "bf16"
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True
@@ -64,6 +66,21 @@ class Layout:
     @property
     def dp_group(self) -> Group:
         return self._group("dp", self.dp)
+
+    @property
+    def grad_ranks(self) -> int:
+        """Ranks that hold the same weights: data parallel × context parallel (a CP rank sees another
+        part of the sequence with the same weights), over which Megatron-Core reduces gradients and
+        shards its distributed optimizer (``get_data_parallel_group(with_context_parallel=True)``)."""
+        return self.dp * self.cp
+
+    @property
+    def grad_group(self) -> Group:
+        """The :attr:`grad_ranks` as a collective group: its ranks in one node are the CP ranks
+        there times the DP ranks there."""
+        if self.cp == 1:
+            return self.dp_group
+        return Group(self.grad_ranks, self.cp_group.per_node * self.dp_group.per_node)
 
     @property
     def ep_group(self) -> Group:

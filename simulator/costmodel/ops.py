@@ -133,9 +133,15 @@ def _slower_memory(hw: HardwareProfile, flops: float, traffic: float) -> float:
 def table_dtype(hw: HardwareProfile, precision: str) -> str | None:
     """The GEMM table dtype that times ``precision`` on ``hw``: the format's own, except that fp16
     reads the bf16 rows when the tables measured no fp16 and the GPU's datasheet gives both the
-    same peak (they run on the same tensor cores at the same rate on every GPU capsim models)."""
+    same peak (they run on the same tensor cores at the same rate on every GPU capsim models), and
+    mxfp8, which no engine's tables measure, reads the per-tensor fp8 rows: Blackwell runs both at
+    its dense FP8 rate, and a caller that strips the rows' dynamic amax pass (``static_scales``, as
+    the training cost model does for block formats) is left with the cast that MXFP8's block scales
+    come out of."""
     dtype = get_format(precision).kernel_dtype if precision in FORMATS else None
     kb = hw.kernels
+    if precision == "mxfp8" and kb is not None and kb.has("gemm", ("fp8",)):
+        return "fp8"
     if (dtype == "fp16" and kb is not None and not kb.has("gemm", ("fp16",)) and kb.has("gemm", ("bf16",))
             and hw.peak_tflops.get("fp16") == hw.peak_tflops.get("bf16")):
         return "bf16"

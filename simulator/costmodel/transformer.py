@@ -14,12 +14,43 @@ from dataclasses import dataclass
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
+from ..precision import get_format
 from .collectives import collective_measured, collective_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
-from .ops import Op, decode_attention, flash_attention, gemm, memory_op
+from .ops import Op, decode_attention, flash_attention, gemm, memory_op, overlap_slowdown
 
 ACT_BYTES = 2.0  # 16-bit activations
+
+
+def low_precision_linears(precision: str) -> bool:
+    """Whether ``precision`` is a Transformer Engine recipe (fp8, fp8-block, mxfp8, nvfp4): only the
+    transformer layers' linear GEMMs run in it. Attention stays 16-bit (TE's fused attention runs
+    FP8 only with NVTE_FP8_DPA, off by default), and so do the output layer and the MoE router
+    (Megatron-Core builds the output layer as a plain ColumnParallelLinear outside fp8_autocast)."""
+    return get_format(precision).peak in ("fp8", "fp4")
+
+
+def quantize_ops(hw: HardwareProfile, name: str, elements: float, *, measured: bool, recipe: str,
+                 backward: bool) -> list[Op]:
+    """Transformer Engine's quantization around one low-precision linear GEMM, per micro-batch.
+
+    Forward, the GEMM input is cast to FP8 with its transpose written beside it (for the weight
+    gradient): read 2 bytes, write 1 + 1. Backward, the output gradient likewise. Current scaling
+    (``recipe: current``, Megatron-Bridge's FP8-CS) first reads the tensor once more for its amax;
+    delayed scaling takes the scale from the amax history and block formats (fp8-block, MXFP8,
+    NVFP4) compute their block scales inside the cast, so neither reads it twice. A measured FP8
+    GEMM table already holds the dynamic input cast and amax (the engines' path, see
+    :func:`~.ops.gemm`), so a measured forward adds the transpose only. FP8 weight casts happen once
+    per step (TE caches them over micro-batches) and are left out."""
+    amax = 2.0 if recipe == "current" else 0.0
+    if backward:
+        nbytes = elements * (2 + 1 + 1 + amax)
+    elif measured:
+        nbytes = elements * 1.0
+    else:
+        nbytes = elements * (2 + 1 + 1 + amax)
+    return [memory_op(hw, name, nbytes)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +69,28 @@ class PassOps:
 def _tp_comm(hw: HardwareProfile, lay: Layout, name: str, nbytes: float, kind: str) -> Op:
     return Op(name, "tp_comm", collective_time(hw, kind, nbytes, lay.tp_group),
               measured=collective_measured(hw, kind, nbytes, lay.tp_group))
+
+
+# Megatron's --tp-comm-overlap (Transformer Engine userbuffers): each sequence-parallel collective is
+# split into chunks pipelined with the GEMM it feeds or follows, so it hides under that GEMM.
+TP_OVERLAP_GEMM = {"tp_allgather_attn": "qkv", "tp_allreduce_attn": "attn_out",
+                   "tp_allgather_mlp": "fc1", "tp_allreduce_mlp": "fc2"}
+
+
+def _overlap_tp(hw: HardwareProfile, ops: list[Op]) -> list[Op]:
+    """The layer's forward with each TP collective overlapped with its GEMM: exposed only where it
+    outlasts the GEMM, plus the compute the GEMM loses to the communication kernels while they share
+    the SMs (:func:`~.ops.overlap_slowdown`). The backward's copies of the collectives (reduce-scatter
+    of the data gradient, the input re-gather) overlap the same way, with GEMMs of the same size."""
+    gemms = {o.name: o.time for o in ops if o.kind == "gemm"}
+    slowdown = overlap_slowdown(hw)
+    out = []
+    for o in ops:
+        g = gemms.get(TP_OVERLAP_GEMM.get(o.name, ""), 0.0) if o.kind == "tp_comm" else 0.0
+        if g:
+            o = Op(o.name, o.kind, max(0.0, o.time - g) + min(o.time, g) * slowdown, o.flops, measured=o.measured)
+        out.append(o)
+    return out
 
 
 def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int) -> PassOps:
@@ -61,6 +114,20 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     heads, kvh = att.heads / t, max(att.kv_heads / t, 1)
     hd = att.head_dim
     act = T * h * ACT_BYTES
+    low = low_precision_linears(p)
+    pa = "bf16" if low else p                  # attention (and the router) stay 16-bit under TE recipes
+    recipe = lay.fp8_recipe if p == "fp8" else "delayed"
+    grad_casts: dict[str, float] = {}          # quantize op -> elements of the output gradient it casts
+
+    def linear(name: str, m: float, n: float, k: float, batch: float = 1) -> list[Op]:
+        """A linear layer's GEMM, with Transformer Engine's quantization when it runs low precision."""
+        g = gemm(hw, name, m, n, k, p, batch=batch, static_scales=low and recipe == "delayed")
+        if not low:
+            return [g]
+        q = quantize_ops(hw, name + "_quantize", m * k * batch, measured=g.measured, recipe=recipe,
+                         backward=False)
+        grad_casts[q[0].name] = m * n * batch
+        return [*q, g]
 
     def norm(name: str) -> Op:
         return memory_op(hw, name, 2 * T_norm * h * ACT_BYTES)
@@ -76,28 +143,28 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     # attention core -----------------------------------------------------------------------
     if lay.flash_attention:
         core_f = [flash_attention(hw, "attention", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
-                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p, window=att.window,
+                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=pa, window=att.window,
                                   kernel=lay.attention_kernel)]
         core_b = [flash_attention(hw, "attention_bwd", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
-                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=p,
+                                  head_dim=hd, kv_heads=kvh, causal=att.causal, precision=pa,
                                   backward=True, window=att.window, kernel=lay.attention_kernel)]
     else:
         scores = b * heads * s_local * seq
         drop_f = [memory_op(hw, "attn_dropout", scores * (2 * ACT_BYTES + 1))] if lay.dropout else []
         drop_b = [memory_op(hw, "attn_dropout_bwd", scores * (2 * ACT_BYTES + 1))] if lay.dropout else []
         core_f = [
-            gemm(hw, "attn_scores", s_local, seq, hd, p, batch=b * heads),
+            gemm(hw, "attn_scores", s_local, seq, hd, pa, batch=b * heads),
             memory_op(hw, "softmax", 2 * scores * ACT_BYTES),
             *drop_f,
-            gemm(hw, "attn_context", s_local, hd, seq, p, batch=b * heads),
+            gemm(hw, "attn_context", s_local, hd, seq, pa, batch=b * heads),
         ]
         core_b = [
-            gemm(hw, "attn_context_dgrad", s_local, seq, hd, p, batch=b * heads),
-            gemm(hw, "attn_context_wgrad", seq, hd, s_local, p, batch=b * heads),
+            gemm(hw, "attn_context_dgrad", s_local, seq, hd, pa, batch=b * heads),
+            gemm(hw, "attn_context_wgrad", seq, hd, s_local, pa, batch=b * heads),
             *drop_b,
             memory_op(hw, "softmax_bwd", 3 * scores * ACT_BYTES),
-            gemm(hw, "attn_scores_dgrad", s_local, hd, seq, p, batch=b * heads),
-            gemm(hw, "attn_scores_wgrad", seq, hd, s_local, p, batch=b * heads),
+            gemm(hw, "attn_scores_dgrad", s_local, hd, seq, pa, batch=b * heads),
+            gemm(hw, "attn_scores_wgrad", seq, hd, s_local, pa, batch=b * heads),
         ]
     cp_ops: list[Op] = []
     if lay.cp > 1:
@@ -107,9 +174,9 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     # MLP (dense or MoE) -------------------------------------------------------------------
     def dense(prefix: str, width: float, tokens: float) -> list[Op]:
         up = width * (2 if mlp.activation == "swiglu" else 1)
-        return [gemm(hw, prefix + "fc1", tokens, up / t, h, p),
+        return [*linear(prefix + "fc1", tokens, up / t, h),
                 memory_op(hw, prefix + "activation", tokens * (up + width) / t * ACT_BYTES),
-                gemm(hw, prefix + "fc2", tokens, h, width / t, p)]
+                *linear(prefix + "fc2", tokens, h, width / t)]
 
     def mlp_fwd() -> list[Op]:
         if not mlp.is_moe:
@@ -118,14 +185,14 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         k, ne = mlp.top_k, mlp.experts
         routed = T * k                                   # token-expert pairs from this rank
         a2a = routed * h * ACT_BYTES
-        ops = [gemm(hw, "router", T, ne, h, p)]
+        ops = [gemm(hw, "router", T, ne, h, pa)]
         if lay.ep > 1:
             ops.append(Op("moe_dispatch", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
         local_experts = max(ne / lay.ep, 1)
         per_expert = routed / local_experts              # balanced routing
-        ops += [gemm(hw, "expert_fc1", per_expert, up / t, h, p, batch=local_experts),
+        ops += [*linear("expert_fc1", per_expert, up / t, h, batch=local_experts),
                 memory_op(hw, "expert_activation", routed * (up + f) / t * ACT_BYTES),
-                gemm(hw, "expert_fc2", per_expert, h, f / t, p, batch=local_experts)]
+                *linear("expert_fc2", per_expert, h, f / t, batch=local_experts)]
         if lay.ep > 1:
             ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
         if mlp.shared_experts:
@@ -135,11 +202,13 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     qkv_n = (att.q_dim + 2 * att.kv_dim) / t
     rope = [memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
     bda = T_norm * h * (3 * ACT_BYTES + (1 if lay.dropout else 0))   # bias (+ dropout mask) + residual
-    fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), gemm(hw, "qkv", T, qkv_n, h, p), *rope,
-                     *cp_ops, *core_f, gemm(hw, "attn_out", T, h, att.q_dim / t, p),
+    fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), *linear("qkv", T, qkv_n, h), *rope,
+                     *cp_ops, *core_f, *linear("attn_out", T, h, att.q_dim / t),
                      *tp_out("tp_allreduce_attn"), memory_op(hw, "bias_dropout_add", bda),
                      norm("norm2"), *tp_in("tp_allgather_mlp"), *mlp_fwd(), *tp_out("tp_allreduce_mlp"),
                      memory_op(hw, "bias_dropout_add", bda)]
+    if lay.tp_comm_overlap and sp:
+        fwd = _overlap_tp(hw, fwd)
 
     core_names = {o.name for o in core_f}
     bwd: list[Op] = []
@@ -147,6 +216,9 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         if op.name in core_names:
             if op is core_f[-1]:
                 bwd += core_b  # the attention core's own backward, once
+        elif op.name in grad_casts:      # the output gradient's cast before the GEMM's dgrad and wgrad
+            bwd += quantize_ops(hw, op.name + "_bwd", grad_casts[op.name], measured=False, recipe=recipe,
+                                backward=True)
         elif op.kind == "gemm":
             # dgrad and wgrad: each costs the forward's FLOPs
             bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]
@@ -180,6 +252,8 @@ def embedding_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batc
 def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: int, seq: int) -> PassOps:
     """Final norm, output projection over the (vocab-parallel) vocabulary and the loss."""
     t, p = lay.tp, lay.precision
+    if low_precision_linears(p):
+        p = "bf16"                 # the output layer stays 16-bit under Transformer Engine recipes
     T = micro_batch * seq / lay.cp
     h = model.hidden
     if model.architecture == "vit":

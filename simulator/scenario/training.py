@@ -55,6 +55,10 @@ class Training(_Strict):
         "attention; the measured tables' rates) or flash1 (FlashAttention-1 and its Triton port, e.g. "
         "llm-foundry's attn_impl: triton until 2024: 40% of peak forward, 30% backward on the FlashAttention-2 "
         "paper's A100 measurements; simulator/costmodel/ops.py)"))
+    fp8_recipe: Literal["delayed", "current"] | None = Field(default=None, description=(
+        "scaling of precision: fp8 (per-tensor): delayed (scales from the amax history; Megatron-LM's --fp8-recipe "
+        "default) or current (each tensor's own amax first, an extra read: Megatron-Bridge's FP8-CS); default "
+        "delayed. Block formats (fp8-block, mxfp8, nvfp4) compute their scales in the cast and take no recipe"))
     dropout: bool = Field(default=True, description=(
         "dropout after attention and MLP (and on the scores when attention is unfused): its masks' memory and "
         "traffic (Megatron-LM's GPT default, hidden and attention dropout 0.1; false: Llama-style recipes and "

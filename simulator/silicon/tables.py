@@ -30,6 +30,11 @@ from .versions import choose, version_key
 ENGINE_TABLES = {"vllm": "vllm", "trtllm": "trtllm", "trtllm-bench": "trtllm", "sglang": "sglang"}
 # the table kinds a training step reads, and which engine's tables stand in without calibration
 TRAINING_ENGINES = ("torch", "vllm", "trtllm", "sglang")
+# Training's GEMMs of one dtype from another engine's tables, where that engine's kernel is the library
+# training runs: Transformer Engine's FP8 GEMMs are cuBLASLt's, as TensorRT-LLM's per-tensor FP8 linear
+# (its cublas_scaled_mm op), while vLLM's FP8 linear runs CUTLASS scaled_mm (on B200 its rows are slower
+# than its own bf16 ones at training shapes). bf16 stays with vLLM's torch.nn.functional.linear (cuBLAS).
+TRAINING_GEMM_DTYPE_ENGINE = {"fp8": "trtllm"}
 # vLLM captures CUDA graphs for batches up to 512 tokens (CompilationConfig.max_cudagraph_capture_size
 # default 512, vllm/config/compilation.py); larger iterations run eager, so their all-reduce is the eager one
 CUDA_GRAPH_MAX_TOKENS = 512
@@ -133,6 +138,17 @@ class KernelBasis:
             if ref is not None:
                 self.chosen[kind] = ref
         self.nccl = self._select_nccl()
+        # training: a dtype whose GEMMs another engine's tables time (TRAINING_GEMM_DTYPE_ENGINE)
+        self.gemm_by_dtype: dict[str, TableRef] = {}
+        self.quantize_by_dtype: dict[str, TableRef] = {}
+        if engine is None:
+            for dtype, eng in TRAINING_GEMM_DTYPE_ENGINE.items():
+                refs = [r for r in self.measured.find("gemm", eng) if self.measured.grid(r).has((dtype,))]
+                if refs:
+                    self.gemm_by_dtype[dtype] = max(refs, key=lambda r: version_key(r.engine_version))
+                    quant = self.measured.find("quantize", eng)   # its scale kernels go with its GEMMs
+                    if quant:
+                        self.quantize_by_dtype[dtype] = max(quant, key=lambda r: version_key(r.engine_version))
 
     def _select(self, kind: str, engine: str | None, version: str | None) -> TableRef | None:
         if kind == "collective":
@@ -165,6 +181,7 @@ class KernelBasis:
     def describe(self) -> dict[str, str]:
         """kind -> 'engine version' of the table answering it."""
         out = {k: f"{r.engine} {r.engine_version}" for k, r in self.chosen.items()}
+        out.update({f"gemm {d}": f"{r.engine} {r.engine_version}" for d, r in self.gemm_by_dtype.items()})
         if self.nccl is not None:
             out["nccl"] = f"nccl {self.nccl.engine_version}"
         return out
@@ -186,7 +203,7 @@ class KernelBasis:
         ``c`` equal blocks of rows or columns it splits into exactly (c launches of a measured
         shape, an upper bound that is tight at these sizes); a larger k is not split (that needs
         a reduction) and falls back."""
-        ref = self.chosen.get("gemm")
+        ref = self.gemm_by_dtype.get(dtype) or self.chosen.get("gemm")
         blocks = 1
         if ref is not None:
             axes = self.measured.grid(ref).axis_values((dtype,))
@@ -216,7 +233,7 @@ class KernelBasis:
         """An activation-quantization kernel of a GEMM input [m, k] (``compute_scale``: the dynamic
         per-tensor scale; ``scale_matrix``: the cast), from the engine's table; None (not counted:
         it is a correction, not a kernel the model runs) where there is none."""
-        ref = self.chosen.get("quantize")
+        ref = self.quantize_by_dtype.get(dtype) or self.chosen.get("quantize")
         if ref is None:
             return None
         t = self.measured.grid(ref)((op, dtype), (m, k))
@@ -225,6 +242,8 @@ class KernelBasis:
     def has(self, kind: str, key: tuple[Any, ...]) -> bool:
         """Whether the chosen ``kind`` table measured ``key`` at all (any size)."""
         ref = self.chosen.get(kind)
+        if kind == "gemm" and key and key[0] in self.gemm_by_dtype:
+            ref = self.gemm_by_dtype[key[0]]
         return ref is not None and self.measured.grid(ref).has(key)
 
     def collective(self, op: str, *, ranks: int, nbytes: float, tokens: float | None = None,

@@ -86,9 +86,15 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if par.zero_stage >= 2 and par.pp > 1:
         problems.append(f"zero_stage={par.zero_stage} cannot be combined with pp={par.pp} "
                         "(DeepSpeed and Megatron shard gradients only without pipeline parallelism)")
+    if tr.fp8_recipe is not None and tr.precision != "fp8":
+        problems.append(f"training.fp8_recipe={tr.fp8_recipe} applies to precision fp8 (per-tensor scales); "
+                        f"training.precision={tr.precision} sets its own scales")
     if tr.attention_kernel != "flash2" and not tr.flash_attention:
         problems.append(f"training.attention_kernel={tr.attention_kernel} names a fused attention kernel, "
                         "but training.flash_attention is false (unfused attention)")
+    if par.tp_comm_overlap and not par.sequence_parallel:
+        problems.append("parallelism.tp_comm_overlap needs parallelism.sequence_parallel (Megatron overlaps the "
+                        "sequence-parallel all-gathers and reduce-scatters)")
     if par.sequence_parallel and par.tp == 1:
         problems.append("sequence_parallel needs tp >= 2")
     if tr.global_batch % (mb * dp):
@@ -98,7 +104,8 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     lay = Layout(tp=par.tp, pp=par.pp, dp=dp, cp=par.cp, ep=par.ep, sequence_parallel=par.sequence_parallel,
                  virtual_stages=v, zero_stage=par.zero_stage, recompute=tr.recompute,
                  flash_attention=tr.flash_attention, attention_kernel=tr.attention_kernel,
-                 dropout=tr.dropout, fused_cross_entropy=tr.cross_entropy == "fused", precision=tr.precision,
+                 dropout=tr.dropout, fused_cross_entropy=tr.cross_entropy == "fused",
+                 fp8_recipe=tr.fp8_recipe or "delayed", tp_comm_overlap=par.tp_comm_overlap, precision=tr.precision,
                  grad_precision=tr.grad_precision,
                  overlap_grad_reduce=tr.overlap_grad_reduce,
                  gpus_per_node=cl.gpus_per_node, placement=tuple(par.placement))

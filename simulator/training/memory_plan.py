@@ -47,7 +47,7 @@ def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, sched
     per_layer = {spec: activation_bytes_per_layer(spec, lay, micro_batch, seq) for spec, _ in model.layer_groups()}
     out = []
     for s, chunks in enumerate(stages):
-        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=lay.zero_stage, dp=lay.dp, weight_bytes=wb,
+        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=lay.zero_stage, dp=lay.grad_ranks, weight_bytes=wb,
                                     grad_bytes=gb, optimizer_bytes=ob)
         a = sum((per_layer[spec] * n for ch in chunks for spec, n in ch.groups), 0.0) * schedule.in_flight(s)
         buf = RUNTIME_RESERVE_GIB * GIB
@@ -55,7 +55,7 @@ def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, sched
             vocab = model.vocab or model.num_classes
             # fp32 logits and their gradient; a fused loss keeps the 16-bit logits and their gradient
             buf += micro_batch * seq / lay.cp * vocab / lay.tp * (2 * 2 if lay.fused_cross_entropy else 4 * 2)
-        if lay.dp > 1:
+        if lay.grad_ranks > 1:
             buf += 2 * GRAD_BUCKET_PARAMS * gb
         out.append(MemoryBreakdown(w, g, o, a, buf))
     return MemoryPlan(out)

@@ -72,11 +72,11 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         """ZeRO-3: one layer's parameter all-gather (before its forward, and again before its backward)."""
         if lay.zero_stage < 3:
             return 0.0
-        return collective_time(hw, "all_gather", spec.params() / lay.tp * 2, lay.dp_group)
+        return collective_time(hw, "all_gather", spec.params() / lay.tp * 2, lay.grad_group)
 
     gathers = {spec: zero3_gather(spec) for spec in kinds}
     gb = grad_bytes(lay)
-    sharded_grads = lay.zero_stage >= 2 and lay.dp > 1
+    sharded_grads = lay.zero_stage >= 2 and lay.grad_ranks > 1
     slowdown = overlap_slowdown(hw)
 
     def pass_time(ch: Chunk, backward: bool) -> PassTime:
@@ -92,7 +92,7 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         layers = max(ch.layers, 1)
         # layers of several sizes: the mean gather per layer over the chunk
         zero3_ag = sum((gathers[spec] * n for spec, n in ch.groups), 0.0) / layers
-        rs = (collective_time(hw, "reduce_scatter", ch.params * gb, lay.dp_group)
+        rs = (collective_time(hw, "reduce_scatter", ch.params * gb, lay.grad_group)
               if backward and sharded_grads else 0.0)
         if zero3_ag or rs:
             if rs and not lay.overlap_grad_reduce:
@@ -107,21 +107,21 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
     specs: list[StageSpec] = []
     for chunks in stages:
         buckets = []
-        if lay.dp > 1 and not sharded_grads:
+        if lay.grad_ranks > 1 and not sharded_grads:
             kind = "reduce_scatter" if lay.zero_stage >= 1 else "all_reduce"
             for ch in chunks:
                 nb = max(1, math.ceil(ch.params / GRAD_BUCKET_PARAMS))
-                buckets.append([collective_time(hw, kind, ch.params * gb / nb, lay.dp_group)] * nb)
+                buckets.append([collective_time(hw, kind, ch.params * gb / nb, lay.grad_group)] * nb)
         params_s = stage_params(chunks)
-        opt_params = params_s / (lay.dp if lay.zero_stage >= 1 else 1)
+        opt_params = params_s / (lay.grad_ranks if lay.zero_stage >= 1 else 1)
         opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])
         optimizer = memory_bound_time(hw, opt_params * opt_bytes)
         if hw.efficiency.optimizer_us_per_tensor:
             tensors = sum(spec.tensors() * n for ch in chunks for spec, n in ch.groups)
             tensors += sum((2 if ch.embedding else 0) + (2 if ch.head else 0) for ch in chunks)  # final norm, head
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
-        post = (collective_time(hw, "all_gather", params_s * 2, lay.dp_group)
-                if lay.zero_stage in (1, 2) and lay.dp > 1 else 0.0)
+        post = (collective_time(hw, "all_gather", params_s * 2, lay.grad_group)
+                if lay.zero_stage in (1, 2) and lay.grad_ranks > 1 else 0.0)
         specs.append(StageSpec([pass_time(ch, False) for ch in chunks], [pass_time(ch, True) for ch in chunks],
                                buckets, optimizer, post, overlap_grad=lay.overlap_grad_reduce, overlap_slowdown=slowdown))
 

@@ -57,6 +57,10 @@ class ParallelismBase(_Strict):
     sequence_parallel: bool = Field(default=False, description="shard norms and dropout over the tensor-parallel "
                                                                "group (Korthikanti et al. 2022); default false, "
                                                                "as Megatron-LM's --sequence-parallel")
+    tp_comm_overlap: bool = Field(default=False, description=(
+        "overlap each sequence-parallel collective with the GEMM it feeds or follows (Megatron's --tp-comm-overlap, "
+        "Transformer Engine userbuffers; Megatron-Bridge's performance recipes for TP > 1; torchtitan's AsyncTP); "
+        "needs sequence_parallel; default false, as Megatron-LM's"))
     zero_stage: Literal[0, 1, 2, 3] = Field(default=0, description="ZeRO stage (Rajbhandari et al. 2020): 1 shards "
                                                                    "the optimizer, 2 also gradients, 3 also weights "
                                                                    "over dp; default 0: DeepSpeed's and Megatron's")
