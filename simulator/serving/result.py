@@ -29,6 +29,7 @@ from .frames import (
     timeseries,
 )
 from .outcome import ServingResult
+from .prefix_stats import summarize as summarize_prefix
 from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
 from .summary import (
     ClassSummary,
@@ -297,7 +298,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
         warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
         classes=classes,
-        services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,
+        services=_services(parts, nums, span), prefix_cache=summarize_prefix(main.svc.all), requests=frame,
+        timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)
     check_summary(result.summary, "serving")      # every number finite and >= 0
     return result
