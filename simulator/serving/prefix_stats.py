@@ -65,3 +65,13 @@ def summarize(replicas: list[Any]) -> PrefixCacheSummary | None:
         gpu_hit_rate=rounded(gpu / queried, 4) if queried else 0.0,
         queried_tokens=int(queried), hit_tokens=int(hit), evicted_blocks=sum(s.pc.evicted for s in scheds),
         tiers=tiers)
+
+
+def prefix_cache_text(p: PrefixCacheSummary) -> str:
+    """One line for ``capsim serve``: the hit rate, what it saved, and each tier's use."""
+    text = (f"{100 * p.hit_rate:.1f}% of prompt tokens found ({100 * p.gpu_hit_rate:.1f}% on the GPU), "
+            f"{p.hit_tokens:,} of {p.queried_tokens:,} not recomputed; {p.evicted_blocks:,} blocks evicted")
+    for name, d in p.tiers.items():
+        text += (f"; {name} tier {int(d['used_blocks']):,}/{int(d['capacity_blocks']):,} blocks, "
+                 f"{int(d['hit_tokens']):,} tokens loaded in {d['load_s']:.3g} s")
+    return text

@@ -72,7 +72,7 @@ def compose(w: Workload, new: np.ndarray, output: np.ndarray, seed: int,
     if ss is not None and turns > 1:
         idx = np.arange(n)
         next_turn = np.where(idx % turns != turns - 1, idx + 1, -1)
-    return prompt, Content(segments, output), next_turn
+    return prompt, Content(segments, output, next_turn >= 0 if next_turn is not None else None), next_turn
 
 
 def check_reuse(sc: ServingScenario, settings: EngineSettings | None) -> None:

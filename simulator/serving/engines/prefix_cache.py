@@ -65,34 +65,64 @@ Segments = tuple[tuple[int, int], ...]
 class Content:
     """The token identities of a workload's requests: request ``r``'s prompt is ``segments[r]``, its
     output the segment ``-(r + 1)`` of ``output[r]`` tokens. Block hashes are computed on demand and
-    kept while a request is in the system."""
+    kept while a request is in the system. A sequence that starts with a shared first segment (a system
+    prompt) or with an earlier turn's whole sequence (``continued``: rows with a next turn) continues
+    that chain instead of hashing it again."""
 
-    __slots__ = ("_hashes", "output", "segments")
+    __slots__ = ("_hashes", "_memo", "continued", "output", "segments")
 
-    def __init__(self, segments: list[Segments], output: np.ndarray) -> None:
+    def __init__(self, segments: list[Segments], output: np.ndarray, continued: np.ndarray | None = None) -> None:
         self.segments = segments
         self.output = output
+        self.continued = continued                      # bool per row: a later sequence starts with its own
         self._hashes: dict[int, list[int]] = {}
+        self._memo: dict[Segments, Chain] = {}          # chain state after a shared first segment or a turn
 
     def hashes(self, r: int, B: int) -> list[int]:
         """The chain hashes of every full block of request ``r``'s prompt and output."""
         hs = self._hashes.get(r)
-        if hs is None:
-            hs = self._hashes[r] = chain_hashes((*self.segments[r], (-(r + 1), int(self.output[r]))), B)
+        if hs is not None:
+            return hs
+        segs = self.segments[r]
+        full = (*segs, (-(r + 1), int(self.output[r])))
+        memo = self._memo
+        start = 0
+        state: Chain | None = None
+        if len(segs) > 1:
+            prev = memo.pop(segs[:-1], None)            # the previous turn's whole sequence
+            if prev is not None:
+                state, start = prev, len(segs) - 1
+        if state is None and len(full) > 1:
+            state = memo.get(full[:1])                  # the shared system prompt
+            if state is None:
+                state = memo[full[:1]] = extend(EMPTY, full[:1], B)
+            start = 1
+        state = extend(state or EMPTY, full[start:], B)
+        if self.continued is not None and self.continued[r]:
+            memo[full] = state
+        hs = self._hashes[r] = state[0]
         return hs
 
     def forget(self, r: int) -> None:
         self._hashes.pop(r, None)
 
 
-def chain_hashes(segments: Segments, B: int) -> list[int]:
-    """``hash((parent, pieces))`` of every full block of ``B`` tokens of the sequence ``segments``."""
-    out: list[int] = []
-    parent = 0
-    pieces: list[tuple[int, int, int]] = []
-    fill = 0
+Chain = tuple[list[int], int, tuple[tuple[int, int, int], ...], int]   # hashes, last hash, open pieces, their tokens
+EMPTY: Chain = ([], 0, (), 0)
+
+
+def extend(state: Chain, segments: Segments, B: int) -> Chain:
+    """The chain ``state`` continued over ``segments`` (a new list: ``state``'s is left as it was)."""
+    hs, parent, open_pieces, fill = state
+    out = list(hs)
+    pieces = list(open_pieces)
     for sid, n in segments:
         off = 0
+        if fill == 0 and n >= B:                        # whole blocks of one segment: the common case
+            for off in range(0, n - n % B, B):
+                parent = hash((parent, ((sid, off, off + B),)))
+                out.append(parent)
+            off = n - n % B
         while off < n:
             take = min(B - fill, n - off)
             pieces.append((sid, off, off + take))
@@ -103,7 +133,12 @@ def chain_hashes(segments: Segments, B: int) -> list[int]:
                 out.append(parent)
                 pieces.clear()
                 fill = 0
-    return out
+    return out, parent, tuple(pieces), fill
+
+
+def chain_hashes(segments: Segments, B: int) -> list[int]:
+    """``hash((parent, pieces))`` of every full block of ``B`` tokens of the sequence ``segments``."""
+    return extend(EMPTY, segments, B)[0]
 
 
 class PrefixCache:
@@ -158,13 +193,18 @@ class PrefixCache:
         """Tokens of ``r``'s prompt found on the GPU (the prefix-aware router's score)."""
         hs = self.content.hashes(r, self.B)
         ref, lru = self.ref, self.lru
-        n = 0
-        for i in range(min((target - 1) // self.B, len(hs))):
-            if hs[i] in ref or hs[i] in lru:
-                n += 1
+        # a chain's cached blocks form a prefix of it (a holder holds every block before its own, and the
+        # LRU queue evicts children before parents), so the longest one is found by bisection; the rare
+        # hole a private duplicate leaves is not looked for (SGLang's router tree is approximate too)
+        lo, hi = 0, min((target - 1) // self.B, len(hs))
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            h = hs[mid - 1]
+            if h in ref or h in lru:
+                lo = mid
             else:
-                break
-        return n * self.B
+                hi = mid - 1
+        return lo * self.B
 
     # ---- admission and registration ----------------------------------------------------------------
     def acquire(self, r: int, blocks: int, prompt_tokens: int, hit_tokens: int, tier_blocks: list[int]) -> None:
@@ -172,23 +212,22 @@ class PrefixCache:
         ones loaded into blocks just taken); ``prompt_tokens`` were looked up, ``hit_tokens`` found."""
         hs = self.content.hashes(r, self.B)
         ref, lru, tiers = self.ref, self.lru, self.tiers
-        mine: list[int | None] = []
-        for i in range(blocks):
-            h = hs[i]
-            c = ref.get(h)
+        taken = hs[:blocks]
+        get = ref.get
+        for h in taken:
+            c = get(h)
             if c is not None:
                 ref[h] = c + 1
-            else:
-                if h in lru:
-                    del lru[h]
-                else:                                   # from an offload tier: it stays there too
-                    for tier in tiers:
-                        if h in tier.blocks:
-                            tier.blocks.move_to_end(h)
-                            break
-                ref[h] = 1
-            mine.append(h)
-        self.held[r] = mine
+                continue
+            if h in lru:
+                del lru[h]
+            else:                                       # from an offload tier: it stays there too
+                for tier in tiers:
+                    if h in tier.blocks:
+                        tier.blocks.move_to_end(h)
+                        break
+            ref[h] = 1
+        self.held[r] = list[int | None](taken)
         self.queried += prompt_tokens
         gpu_hit = hit_tokens - sum(tier_blocks) * self.B
         self.hit_gpu += gpu_hit
@@ -230,8 +269,15 @@ class PrefixCache:
             self.register(r, valid)
             mine = self.held.pop(r)
         still = 0
-        for i in range(len(mine) - 1, -1, -1):
-            h = mine[i]
+        for h in mine[valid:]:                          # registered, never computed (a preempted chunk): dropped
+            if h is not None:
+                c = ref[h] - 1
+                if c:
+                    ref[h] = c
+                    still += 1
+                else:
+                    del ref[h]
+        for h in reversed(mine[:valid]):                # tail first
             if h is None:
                 continue
             c = ref[h] - 1
@@ -240,8 +286,7 @@ class PrefixCache:
                 still += 1
             else:
                 del ref[h]
-                if i < valid:
-                    lru[h] = None
+                lru[h] = None
         return still
 
     def fit(self, free: int | None = None) -> None:
