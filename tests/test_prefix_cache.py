@@ -150,6 +150,12 @@ def test_full_prefix_hit_prefills_only_the_new_tokens() -> None:
     assert hit < full / 5
     p = r.prefix_cache
     assert p is not None and p.hit_tokens == 5 * 2000 and p.queried_tokens == 6 * 2200
+    assert r.requests.prefix_hit_tokens.tolist() == [0] + [2000] * 5
+    # MFU counts the tokens computed: 6 prompts of 2,200 less 5 × 2,000 found, plus the outputs
+    off = simulate_serving(parse_scenario(d | {"replica": {"engine": "vllm", "prefix_caching": False}}))
+    computed_on, computed_off = 6 * 2200 - 5 * 2000 + 6 * 64, 6 * 2200 + 6 * 64
+    assert "prefix_hit_tokens" not in off.requests
+    assert r.mfu / off.mfu == pytest.approx(computed_on / computed_off * off.simulated_s / r.simulated_s, rel=2e-3)
 
 
 def test_hit_rate_of_n_shared_prefixes() -> None:

@@ -9,7 +9,8 @@ import numpy as np
 
 from .summary import PrefixCacheSummary, rounded
 
-COLUMNS = ("prefix_queried_tokens", "prefix_hit_tokens", "cpu_tier_blocks", "nvme_tier_blocks")
+COLUMNS = ("prefix_queried_tokens", "prefix_hit_tokens", "prefix_tier_hit_tokens", "cpu_tier_blocks",
+           "nvme_tier_blocks")
 
 
 def _sched(rep: Any) -> Any:
@@ -18,8 +19,8 @@ def _sched(rep: Any) -> Any:
 
 
 def replica_columns(rep: Any, edges: np.ndarray) -> dict[str, np.ndarray]:
-    """Per time bin of ``edges``: prompt tokens looked up and found (GPU or tier) by the admissions in the
-    bin, and each tier's blocks in use at the bin's end (zeros without a prefix cache)."""
+    """Per time bin of ``edges``: prompt tokens looked up, found (GPU or tier) and found in a tier by the
+    admissions in the bin, and each tier's blocks in use at the bin's end (zeros without a prefix cache)."""
     bins = len(edges) - 1
     s = _sched(rep)
     if s is None or not len(s.log_t):
@@ -28,7 +29,8 @@ def replica_columns(rep: Any, edges: np.ndarray) -> dict[str, np.ndarray]:
     which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, bins - 1)
     q = np.bincount(which, weights=np.frombuffer(s.log_q), minlength=bins)
     hit = np.bincount(which, weights=np.frombuffer(s.log_gpu) + np.frombuffer(s.log_tier), minlength=bins)
-    out: dict[str, np.ndarray] = {"prefix_queried_tokens": q, "prefix_hit_tokens": hit}
+    tier = np.bincount(which, weights=np.frombuffer(s.log_tier), minlength=bins)
+    out: dict[str, np.ndarray] = {"prefix_queried_tokens": q, "prefix_hit_tokens": hit, "prefix_tier_hit_tokens": tier}
     last = np.searchsorted(t, edges[1:], side="right") - 1     # the admission at or before each bin's end
     for k, name in enumerate(("cpu", "nvme")):
         used: np.ndarray = np.zeros(bins)
@@ -75,3 +77,17 @@ def prefix_cache_text(p: PrefixCacheSummary) -> str:
         text += (f"; {name} tier {int(d['used_blocks']):,}/{int(d['capacity_blocks']):,} blocks, "
                  f"{int(d['hit_tokens']):,} tokens loaded in {d['load_s']:.3g} s")
     return text
+
+
+def first_hits(replicas: list[Any], n: int) -> np.ndarray | None:
+    """Per request, the prompt tokens its first admission found cached (None without a prefix cache; a
+    request retried after its replica was lost keeps its last replica's count)."""
+    scheds = [s for s in (_sched(rep) for rep in replicas) if s is not None]
+    if not scheds:
+        return None
+    out = np.zeros(n, dtype=np.int64)
+    for s in scheds:
+        if s.first_hit:
+            idx = np.fromiter(s.first_hit.keys(), dtype=np.int64, count=len(s.first_hit))
+            out[idx] = np.fromiter(s.first_hit.values(), dtype=np.int64, count=len(s.first_hit))
+    return out

@@ -327,6 +327,7 @@ class CachingScheduler(Scheduler):
         self.log_gpu: array[float] = array("d")
         self.log_tier: array[float] = array("d")
         self.log_used: list[array[float]] = [array("d") for _ in pc.tiers]   # blocks in each tier after it
+        self.first_hit: dict[int, int] = {}    # prompt tokens found at each request's first admission
 
     def schedule(self, t0: float) -> None:
         self.load_s = 0.0
@@ -377,6 +378,7 @@ class CachingScheduler(Scheduler):
             rep.running += 1
             if led.first_sched[r] != led.first_sched[r]:  # NaN: first admission
                 led.first_sched[r] = t0
+                self.first_hit[r] = cached
             rep.log(t0)
             budget -= q
             n_run += 1
