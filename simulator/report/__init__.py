@@ -169,7 +169,8 @@ def serving_html(r: ServingResult) -> str:
                                 f"PP{lay.pp}, {lay.batching} batching)")
     return render(title=f"capsim serving report — {r.name}", extra_html=extra,
                   subtitle=f"{where}, {r.simulated_s:,.0f} s simulated",
-                  cards=[*_serving_cards(r), *prefix_card(r)], sections=sections, scenario_yaml=r.scenario_yaml(), warnings=list(r.warnings))
+                  cards=[*_serving_cards(r), *prefix_card(r)], sections=sections, scenario_yaml=r.scenario_yaml(),
+                  warnings=list(r.warnings))
 
 
 # ---- sweeps -----------------------------------------------------------------------------------------
