@@ -50,6 +50,20 @@ def chat_case() -> dict:
     }
 
 
+def prefix_case(caching: bool = True) -> dict:
+    """The chat workload's traffic with token identities: 16 shared system prompts of 1,500 tokens and
+    4-turn sessions, on the hashed prefix cache (off: the same requests, every token computed)."""
+    doc = chat_case()
+    doc["replica"] = {**doc["replica"], "prefix_caching": caching}
+    doc["workload"] = {"arrival": {"process": "gamma", "rate_rps": 6, "cv": 2, "requests": 5000},
+                       "prompt_tokens": {"dist": "lognormal", "mean": 256, "sigma": 0.8, "max": 4000},
+                       "output_tokens": {"dist": "lognormal", "mean": 256, "sigma": 0.6, "max": 2000},
+                       "shared_prefix": {"groups": 16, "system_prompt_tokens": 1500},
+                       "sessions": {"turns": 4, "think_time_s": 5}}
+    doc["cluster"] = {"replicas": 4, "router": "prefix_aware" if caching else "least_outstanding"}
+    return doc
+
+
 def large_case() -> dict:
     """1M requests over 64 A100 replicas of Llama-2-7B at ~4 req/s each."""
     doc = vidur_case()
@@ -101,6 +115,12 @@ def main() -> None:
     med, times, r = timed(chat_case(), max(1, a.repeats // 2))
     print(f"chat workload (20,000 req, gamma cv=2, lognormal lengths, 4 x h100): median {med:.3f} s "
           f"-> {20000 / med:,.0f} req/s; {r.preemptions} preemptions")
+    for caching in (True, False):
+        med, times, r = timed(prefix_case(caching), max(1, a.repeats // 2))
+        hit = f"prefix hit rate {r.prefix_cache.hit_rate:.3f}" if r.prefix_cache is not None else "prefix caching off"
+        print(f"prefix-cache workload (20,000 req in 4-turn sessions, 16 shared prompts, 4 x h100, "
+              f"{'hashed cache, prefix-aware router' if caching else 'no cache'}): median {med:.3f} s -> "
+              f"{20000 / med:,.0f} req/s; {hit}")
     vidur = os.environ.get("VIDUR_PYTHON")
     if vidur:
         run_vidur(vidur)

@@ -287,6 +287,7 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
 
 def _print_serving(r: ServingResult) -> None:
     from simulator.result_views import serving_latency_rows, serving_throughput_text
+    from simulator.serving.prefix_stats import prefix_cache_text
 
     lay = r.replica_layout
     where = (" → ".join(f"{k} ({v.model} on {v.replicas.max} × {v.hardware})" for k, v in r.services.items())
@@ -316,6 +317,8 @@ def _print_serving(r: ServingResult) -> None:
     kv = f", KV cache {100 * r.kv_cache_utilization:.1f}% used" if r.kv_cache_utilization is not None else ""
     t.add_row("utilization", f"GPU busy {100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
               "(model FLOPs of the tokens served / peak of the GPU-hours paid)")
+    if r.prefix_cache is not None:
+        t.add_row("prefix cache", prefix_cache_text(r.prefix_cache))
     if r.slo_attainment is not None:
         ok = "[green]met[/]" if r.slo_met else "[bold red]missed[/]"
         t.add_row("SLO", f"{ok}: {100 * r.slo_attainment:.2f}% of requests within "

@@ -83,6 +83,13 @@ RANGES: dict[str, Range] = {
     "weight": Range(None, 1e9, "(relative share)"), "priority": Range(-1_000_000, 1_000_000, ""),
     "duration_s": TIME, "horizon_s": TIME,
     "prefix_cache_hit_rate": FRACTION, "cache_hit_rate": FRACTION,
+    # shared prefixes, sessions, prefix-aware routing, KV offload tiers
+    "groups": Range(None, MAX_REQUESTS, "groups"), "system_prompt_tokens": TOK, "turns": Range(None, 10_000, "turns"),
+    "cache_threshold": FRACTION, "balance_abs_threshold": Range(None, MAX_REQUESTS, "requests"),
+    "balance_rel_threshold": Range(None, 1e6, "(ratio)"),
+    "cpu_gib": Range(None, 1e6, "GiB"), "nvme_gib": Range(None, 1e8, "GiB"),
+    "pcie_gbps": Range(None, 1e4, "GB/s"), "nvme_gbps": Range(None, 1e4, "GB/s"),
+    "pcie_latency_us": Range(None, 1e7, "us"), "nvme_latency_us": Range(None, 1e7, "us"),
     # cluster, router, network
     "replicas": REPLICAS, "min_replicas": REPLICAS, "max_replicas": REPLICAS,
     "network_hop_ms": Range(None, 60_000.0, "ms (one minute)"),

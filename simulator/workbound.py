@@ -79,7 +79,13 @@ def refuse(msg: str) -> None:
 
 # ---- serving ---------------------------------------------------------------------------------------
 def mean_rate_rps(w: Workload) -> float | None:
-    """The open-loop arrival rate, requests/s (None: closed loop, offline or a trace)."""
+    """The open-loop arrival rate, requests/s (None: closed loop, offline or a trace); with sessions,
+    every turn of the sessions the process starts."""
+    rate = _start_rate_rps(w)
+    return rate * w.sessions.turns if rate is not None and w.sessions is not None else rate
+
+
+def _start_rate_rps(w: Workload) -> float | None:
     from .scenario import Diurnal, Gamma, Poisson
 
     a = w.arrival
@@ -103,14 +109,15 @@ def expected_requests(w: Workload) -> float | None:
     a = w.arrival
     if isinstance(a, ClosedLoop):
         return float(a.requests + a.warmup_requests)
+    turns = w.sessions.turns if w.sessions is not None else 1
     if isinstance(a, Offline):
-        return float(a.requests)
+        return float(a.requests * turns)
     if isinstance(a, Trace):
         return None
     cap = getattr(a, "requests", None)
-    rate = mean_rate_rps(w) or 0.0
+    rate = _start_rate_rps(w) or 0.0
     by_time = rate * w.duration_s if w.duration_s is not None else math.inf
-    n = min(float(cap) if cap is not None else math.inf, by_time)
+    n = min(float(cap) if cap is not None else math.inf, by_time) * turns
     return n if math.isfinite(n) else None
 
 

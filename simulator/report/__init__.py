@@ -15,6 +15,7 @@ from ..serving.outcome import ServingResult
 from ..serving.summary import Percentiles
 from ..training.result import TrainingResult
 from .page import Card, Section, render, table_html
+from .prefix import prefix_card, prefix_section
 
 PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518"}
 
@@ -153,7 +154,8 @@ def serving_html(r: ServingResult) -> str:
     sections = [Section("Latency", [("chart-cdf", f_cdf), ("chart-rate", f_rate)]),
                 Section("Over time", [("chart-queue", f_q), ("chart-latency", f_lat), ("chart-util", f_u),
                                       ("chart-cost", f_cost), ("chart-replicas", f_rep)],
-                        f"Time bins of {r.time_bin_s:,.3g} s; {r.preemptions:,} preemptions; {r.price_source}.")]
+                        f"Time bins of {r.time_bin_s:,.3g} s; {r.preemptions:,} preemptions; {r.price_source}."),
+                *prefix_section(r, _fig)]
     lay = r.replica_layout
     extra = ""
     if r.services:
@@ -167,7 +169,8 @@ def serving_html(r: ServingResult) -> str:
                                 f"PP{lay.pp}, {lay.batching} batching)")
     return render(title=f"capsim serving report — {r.name}", extra_html=extra,
                   subtitle=f"{where}, {r.simulated_s:,.0f} s simulated",
-                  cards=_serving_cards(r), sections=sections, scenario_yaml=r.scenario_yaml(), warnings=list(r.warnings))
+                  cards=[*_serving_cards(r), *prefix_card(r)], sections=sections, scenario_yaml=r.scenario_yaml(),
+                  warnings=list(r.warnings))
 
 
 # ---- sweeps -----------------------------------------------------------------------------------------

@@ -38,10 +38,20 @@ class ServingCluster(_Strict):
     """Replicas behind a router."""
 
     replicas: int = Field(default=1, ge=1, description="replicas at the start (all the time without autoscaling)")
-    router: Literal["round_robin", "least_outstanding", "power_of_two", "kv_aware"] = Field(
+    router: Literal["round_robin", "least_outstanding", "power_of_two", "kv_aware", "prefix_aware"] = Field(
         default="least_outstanding", description=(
             "which replica gets a request: in turn, fewest outstanding (the usual load-balancer default), the "
-            "less loaded of two at random, or lowest KV-cache load"))
+            "less loaded of two at random, lowest KV-cache load, or prefix_aware: the longest cached prefix of the "
+            "prompt unless the load is out of balance (SGLang router's cache_aware policy)"))
+    cache_threshold: float = Field(default=0.5, ge=0, le=1, description=(
+        "prefix_aware: the share of the prompt the best replica must hold cached to get the request; below it the "
+        "replica with the least cached goes (default 0.5, sgl-router CacheAwareConfig::default)"))
+    balance_abs_threshold: int = Field(default=32, ge=0, description=(
+        "prefix_aware: out of balance when the most and least loaded replicas' outstanding requests differ by more "
+        "than this (default 32, sgl-router CacheAwareConfig::default) ..."))
+    balance_rel_threshold: float = Field(default=1.1, ge=1, description=(
+        "... and the most loaded has more than this times the least's; then the least loaded replica gets the "
+        "request (default 1.1, sgl-router CacheAwareConfig::default)"))
 
 
 class Faults(_Strict):

@@ -218,6 +218,34 @@ class RequestClass(_Strict):
     priority: int = Field(default=0, description="higher is scheduled first and preempted last")
 
 
+class SharedPrefix(_Strict):
+    """Shared system prompts, as inference-perf's ``shared_prefix`` data generator (``num_groups``,
+    ``system_prompt_len``; kubernetes-sigs/inference-perf inference_perf/config.py ``SharedPrefix``) and
+    SGLang's ``generated-shared-prefix`` benchmark: ``groups`` system prompts of ``system_prompt_tokens``
+    each; every request (every session, with ``sessions``) belongs to one group drawn uniformly at random
+    and its prompt is the group's system prompt followed by its own tokens (``workload.prompt_tokens``)."""
+
+    groups: int = Field(ge=1, description="distinct system prompts (inference-perf num_groups)")
+    system_prompt_tokens: int = Field(ge=1, description=(
+        "tokens of each system prompt, before the request's own (inference-perf system_prompt_len)"))
+
+
+class Sessions(_Strict):
+    """Multi-turn sessions whose history grows: a chat (each turn a user message) or an agent loop (each
+    step a tool's result). Turn ``k`` of a session is sent ``think_time_s`` after turn ``k-1``'s answer is
+    complete, and its prompt is the session's whole history: the system prompt (with ``shared_prefix``),
+    every earlier turn's new tokens and output, then its own new tokens. The arrival process gives each
+    session's first turn (its ``requests`` count sessions); a turn that is rejected or fails ends its session."""
+
+    turns: int = Field(ge=1, description="turns per session (an agent loop: its steps)")
+    think_time_s: float = Field(ge=0, description=(
+        "pause between a turn's last token and the next turn, seconds (a user reading and typing; an agent's tool "
+        "call)"))
+    step_tokens: LengthDist | None = Field(default=None, description=(
+        "new tokens of each turn after the first (an agent loop: the tool's result); default: workload.prompt_tokens, "
+        "which sizes the first turn's own tokens"))
+
+
 class Workload(_Strict):
     """The requests: when they arrive and how long their prompts and outputs are."""
 
@@ -235,3 +263,21 @@ class Workload(_Strict):
                                          description="fraction of prompt tokens found in the prefix cache")
     horizon_s: float | None = Field(default=None, gt=0,
                                     description="stop the simulation here; default: run until every request is done")
+    shared_prefix: SharedPrefix | None = Field(default=None, description=(
+        "shared system prompts (groups, system_prompt_tokens): requests carry token identities, so the replicas' "
+        "prefix caches find what they share (hit rates emerge); default: every prompt its own"))
+    sessions: Sessions | None = Field(default=None, description=(
+        "multi-turn sessions (turns, think_time_s, step_tokens): each turn's prompt is the session's history, found "
+        "in the prefix cache; default: independent requests"))
+
+    @model_validator(mode="after")
+    def _reuse(self) -> Workload:
+        if (self.shared_prefix or self.sessions) and self.prefix_cache_hit_rate:
+            raise ValueError("prefix_cache_hit_rate is the simple mode (a fixed share of every prompt); with "
+                             "shared_prefix or sessions the hit rate emerges from the prefix cache: drop one")
+        if self.sessions and isinstance(self.arrival, ClosedLoop | Trace):
+            raise ValueError(f"sessions need an open-loop or offline arrival process, which starts the sessions "
+                             f"(got process: {self.arrival.process}); a session's later turns follow its answers")
+        if self.shared_prefix and isinstance(self.arrival, Trace):
+            raise ValueError("shared_prefix does not apply to a trace, whose prompt lengths are whole prompts")
+        return self

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .prefix_stats import replica_columns as prefix_columns
 from .replica import DONE, REJECT_REASONS, Ledger, Replica
 
 MAX_BINS = 120
@@ -109,6 +110,7 @@ def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.Data
             t, v = busy_series(rep, which)
             cols[name] = np.diff(step_integral(t, v, edges, end)) / width
         cols["kv_cache_utilization"] = cols.pop("kv_tokens") / kv_capacity if kv_capacity else np.zeros(bins)
+        cols.update(prefix_columns(rep, edges))     # the hashed prefix cache's lookups and tiers (zeros without)
         rows.append(pd.DataFrame({"t_s": edges[:-1], "replica": rep.index, **cols}))
     return pd.concat(rows, ignore_index=True)
 

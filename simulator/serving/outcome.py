@@ -26,7 +26,16 @@ import pandas as pd
 
 from ..result_views import NOT_SUMMARY, ResultViews
 from ..scenario import ServingScenario
-from .summary import ClassSummary, Percentiles, ReplicaCount, ReplicaLayoutInfo, ReplicaMemory, ServiceSummary, SLOBounds
+from .summary import (
+    ClassSummary,
+    Percentiles,
+    PrefixCacheSummary,
+    ReplicaCount,
+    ReplicaLayoutInfo,
+    ReplicaMemory,
+    ServiceSummary,
+    SLOBounds,
+)
 
 
 def _plain(v: Any) -> Any:
@@ -145,6 +154,9 @@ class ServingResult(ResultViews):
     """per request class, when the workload has more than one"""
     services: dict[str, ServiceSummary] | None = None
     """per service, when the request path has more than one"""
+    prefix_cache: PrefixCacheSummary | None = None
+    """the hashed prefix cache's lookups, hits and offload tiers (the last service's replicas), when the requests
+    carry token identities (workload.shared_prefix, workload.sessions) or replica.kv_offload is set"""
     requests: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
     timeseries: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
     scaling: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
@@ -156,7 +168,7 @@ class ServingResult(ResultViews):
         s: dict[str, Any] = {"kind": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
-            if not f.metadata.get("summary", True) or (v is None and f.name in ("classes", "services")):
+            if not f.metadata.get("summary", True) or (v is None and f.name in ("classes", "services", "prefix_cache")):
                 continue
             s[f.name] = _plain(v)
         return s

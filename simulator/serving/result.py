@@ -29,6 +29,8 @@ from .frames import (
     timeseries,
 )
 from .outcome import ServingResult
+from .prefix_stats import first_hits
+from .prefix_stats import summarize as summarize_prefix
 from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
 from .summary import (
     ClassSummary,
@@ -159,9 +161,13 @@ def _part_numbers(p: Part, end: float) -> PartNumbers:
 
 
 def _serving_mfu(p: Part, q: Any, done: np.ndarray, nums: PartNumbers, end: float) -> float:
-    """Model FLOPs of the tokens served (2 · active parameters per prompt and output token) over the
-    peak FLOP/s of the GPU-seconds paid for: how much of what was rented did useful model work."""
+    """Model FLOPs of the tokens served (2 · active parameters per prompt and output token; prompt tokens
+    found in the prefix cache were not computed) over the peak FLOP/s of the GPU-seconds paid for: how
+    much of what was rented did useful model work."""
     tokens = float(q.prompt[done].sum() + q.output[done].sum()) if p.plan.generative else float(q.prompt[done].sum())
+    cached = first_hits(p.svc.all, len(q.prompt))
+    if cached is not None:
+        tokens -= float(cached[done].sum())
     model = p.perf.model
     # a CNN: 2 FLOPs per multiply-add of its convolutions, per image; a transformer: 2 per active parameter per token
     flops = 2.0 * model.conv_macs() * float(done.sum()) if model.convnet is not None else \
@@ -244,6 +250,9 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     itl = Percentiles(None, None, None, None)
     gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative else None
     frame["max_itl_s"] = np.nan
+    hits = first_hits(main.svc.all, len(q.prompt))
+    if hits is not None:
+        frame["prefix_hit_tokens"] = hits      # found in the prefix cache at the first admission
     if gaps is not None:
         itl = Percentiles.of_progressions(gaps.a, gaps.d, gaps.k, gaps.w, unit=1 / FS_PER_S)
         frame["max_itl_s"] = gaps.largest
@@ -297,7 +306,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
         warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
         classes=classes,
-        services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,
+        services=_services(parts, nums, span), prefix_cache=summarize_prefix(main.svc.all), requests=frame,
+        timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)
     check_summary(result.summary, "serving")      # every number finite and >= 0
     return result

@@ -4,6 +4,8 @@
 - ``least_outstanding``: fewest requests queued or running (ties: in turn).
 - ``power_of_two``: two replicas drawn at random (seeded), the less loaded one.
 - ``kv_aware``: lowest KV-cache load, counting blocks in use and the prompts already queued.
+- ``prefix_aware``: the replica holding the longest cached prefix of the prompt, within a load bound
+  (:mod:`.prefix_router`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ _OUTSTANDING = attrgetter("outstanding")
 
 
 class Router:
-    def __init__(self, policy: str, replicas: list[Replica], rng: np.random.Generator) -> None:
-        """``replicas`` is the live list of routable replicas (it grows and shrinks with scaling)."""
+    def __init__(self, policy: str, replicas: list[Replica], rng: np.random.Generator, *,
+                 cache_threshold: float = 0.5, balance_abs: int = 32, balance_rel: float = 1.1) -> None:
+        """``replicas`` is the live list of routable replicas (it grows and shrinks with scaling); the
+        thresholds are the prefix-aware policy's (:mod:`.prefix_router`)."""
         self.policy, self.replicas, self.rng = policy, replicas, rng
+        self.cache_threshold, self.balance_abs, self.balance_rel = cache_threshold, balance_abs, balance_rel
         self._next = 0
         self._u: np.ndarray = np.empty((0, 2))
         self._i = 0
@@ -35,7 +40,8 @@ class Router:
         b = int(v * (R - 1))
         return a, b + (b >= a)      # two distinct replicas
 
-    def choose(self, t: float) -> Replica:
+    def choose(self, t: float, r: int = -1) -> Replica:
+        """The replica for request ``r`` arriving at ``t``."""
         reps = self.replicas
         if len(reps) == 1:
             return reps[0]
@@ -53,5 +59,9 @@ class Router:
             ra, rb = reps[a], reps[b]
             return rb if rb.outstanding < ra.outstanding else ra
         if self.policy == "kv_aware":
-            return min(reps, key=lambda r: r.kv_load(t))
+            return min(reps, key=lambda rep: rep.kv_load(t))
+        if self.policy == "prefix_aware":
+            from .prefix_router import cache_aware
+
+            return cache_aware(self, reps, r, t)
         raise ValueError(f"unknown router {self.policy!r}")

@@ -53,7 +53,9 @@ class Service:
         self.lives: list[Life] = []
         self.starting: dict[int, simpy.Process] = {}
         self.buffer: deque[int] = deque()
-        self.router = Router(sc.cluster.router, self.active, streams.router)
+        c = sc.cluster
+        self.router = Router(c.router, self.active, streams.router, cache_threshold=c.cache_threshold,
+                             balance_abs=c.balance_abs_threshold, balance_rel=c.balance_rel_threshold)
         self.max_queue = sc.replica.max_queue
         self.max_positions = perf.model.max_positions if plan.generative else 0
         self.cold_start = sc.autoscaling.cold_start_s(perf.weight_bytes_per_gpu())
@@ -93,7 +95,7 @@ class Service:
             else:
                 self.buffer.append(r)
             return
-        rep = self.router.choose(t)
+        rep = self.router.choose(t, r)
         reason = rep.admissible(r)
         if reason is None and self.max_queue is not None and len(rep.waiting) >= self.max_queue:
             reason = self._shed(rep, r, t)

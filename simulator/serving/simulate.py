@@ -39,6 +39,7 @@ from .inputs import fixed_lengths, resolve_inputs
 from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
+from .sessions import check_reuse
 from .streams import service_streams
 from .workload import Requests, draw_lengths, empirical_values, generate, rate_function, request_cycle_s, warmup_first
 
@@ -124,6 +125,7 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
         if w > hw.memory_bytes * fraction:
             raise InfeasibleError(f"{model.name} weights ({w / 2**30:.1f} GiB per GPU) do not fit on {hw.name}")
         kv_tokens, mem = 0, {"capacity_gib": hw.memory_gib, "weights_gib": w / 2**30}
+    check_reuse(sc, settings if rc.iteration_level else None)   # shared prefixes, sessions, offload tiers
     hit = sc.workload.prefix_cache_hit_rate
     if hit > 0 and rc.iteration_level and not settings.prefix_caching:
         raise CapsimError(f"workload.prefix_cache_hit_rate is {hit:g} but replica.prefix_caching is false "
@@ -215,6 +217,8 @@ class Cluster:
         else:
             self.ledger = Ledger(reqs)
         self.measured_from: float | None = 0.0 if not reqs.warmup else None   # when the measured phase began
+        self._open_sessions = int(np.sum(reqs.next_turn == -1)) if reqs.next_turn is not None else 0
+        self._arrivals_sent = False
         cl = reqs.closed_loop
         if cl:
             self._next = 0
@@ -313,6 +317,9 @@ class Cluster:
         ev = self.waiters.pop(r, None)
         if ev is not None:
             ev.succeed(t)
+        nxt = self.reqs.next_turn
+        if nxt is not None:
+            self._next_turn(r, int(nxt[r]), t)
         if r < self.reqs.warmup:
             self._warm_left -= 1
             if self._warm_left == 0:           # the warm-up is drained: the measured phase starts now
@@ -324,11 +331,32 @@ class Cluster:
         env, times = self.env, self.reqs.arrival.copy()
         for r in range(len(times)):
             t = float(times[r])
+            if t != t:                         # a session's later turn: sent after the previous answer
+                continue
             if t > env.now:
                 yield env.timeout(t - env.now)
             self.arrive(r, t)
-        self.arrivals_over = True
-        self._mark_arrivals_done()
+        self._arrivals_sent = True
+        if not self._open_sessions:
+            self.arrivals_over = True
+            self._mark_arrivals_done()
+
+    def _next_turn(self, r: int, nxt: int, t: float) -> None:
+        """Turn ``r`` of a session finished at ``t``: its next turn ``nxt`` is sent after the think time if
+        it completed; a rejected or failed turn, or the last, ends the session."""
+        if nxt >= 0 and self.ledger.status[r] == 1:
+            send = t + self.reqs.think_time_s
+            self.reqs.arrival[nxt] = send
+            if send > self.env.now:
+                ev = self.env.timeout(send - self.env.now)
+                ev.callbacks.append(lambda _ev: self.arrive(nxt, send))
+            else:
+                self.arrive(nxt, send)
+            return
+        self._open_sessions -= 1
+        if not self._open_sessions and self._arrivals_sent:
+            self.arrivals_over = True
+            self._mark_arrivals_done()
 
     def _user(self, i: int) -> Generator[simpy.Event, Any, None]:
         """Closed-loop user ``i``: in each phase (the warm-up, if any, then the measured requests) send a

@@ -207,3 +207,26 @@ class ServiceSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixCacheSummary:
+    """The hashed prefix cache over every replica of the (last) service: what admissions looked up and
+    found, and the offload tiers (:mod:`simulator.serving.engines.prefix_cache`, ``.offload``)."""
+
+    hit_rate: float
+    """prompt tokens found cached (GPU or a tier) over prompt tokens looked up, every admission (vLLM's
+    prefix_cache_hits / prefix_cache_queries); a preempted request looks its prompt up again"""
+    gpu_hit_rate: float
+    """found on the GPU over looked up"""
+    queried_tokens: int
+    hit_tokens: int
+    """prompt tokens not computed: prefill saved"""
+    evicted_blocks: int
+    """GPU blocks evicted (LRU) to make room, to a tier when there is one"""
+    tiers: dict[str, dict[str, float]]
+    """per offload tier: capacity_blocks, stored_blocks (written), loaded_blocks (read back), hit_tokens,
+    used_blocks (at the end), load_s (transfer time charged)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -42,6 +42,7 @@ from ..scenario import (
 if TYPE_CHECKING:
     from ..costmodel.inference import InferenceModel
     from .engines import ReplicaPlan
+    from .engines.prefix_cache import Content
 
 @dataclass(slots=True)
 class Requests:
@@ -56,6 +57,9 @@ class Requests:
     class_names: tuple[str, ...]
     closed_loop: ClosedLoop | None = None
     warmup: int = 0
+    content: Content | None = None          # token identities, for the hashed prefix cache (.sessions)
+    next_turn: np.ndarray | None = None     # a session's next turn per row (-1: its last), sent after the answer
+    think_time_s: float = 0.0
 
     def __len__(self) -> int:
         return len(self.prompt)
@@ -220,6 +224,10 @@ def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
             t, prompt, output = t[keep], prompt[keep], output[keep]
     else:  # pragma: no cover - the scenario schema admits no other process
         raise CapsimError(f"unknown arrival process {a!r}")
+    if w.sessions is not None:
+        from .sessions import session_rows  # imported here: it reaches the engines, which import this module
+
+        t = session_rows(t, w.sessions.turns)
     n = len(t)
     if n == 0:
         raise CapsimError("the workload produced no requests; raise workload.duration_s or the arrival rate")
@@ -227,6 +235,16 @@ def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
     if prompt is None:
         prompt = warmup_first(lambda k: draw_lengths(w.prompt_tokens, k, s_prompt), n - warm, warm)
         output = warmup_first(lambda k: draw_lengths(w.output_tokens, k, s_out), n - warm, warm)
+    content = next_turn = None
+    if w.shared_prefix is not None or w.sessions is not None:
+        from .sessions import compose
+
+        assert output is not None
+        step = w.sessions.step_tokens if w.sessions is not None else None
+        step_new = None
+        if step is not None:
+            step_new = draw_lengths(step, n, np.random.default_rng(np.random.SeedSequence(seed).spawn(6)[5]))
+        prompt, content, next_turn = compose(w, prompt, output, seed, step_new)
     names: tuple[str, ...] = ("default",)
     klass = np.zeros(n, dtype=np.int16)
     priority = np.zeros(n, dtype=np.int64)
@@ -238,7 +256,9 @@ def generate(w: Workload, seed: int) -> tuple[Requests, list[str]]:
         klass = warmup_first(lambda k: s_cls.choice(len(names), size=k, p=p / p.sum()), n - warm, warm).astype(np.int16)
         priority = np.array([c.priority for c in w.classes], dtype=np.int64)[klass]
     assert output is not None
-    return Requests(np.asarray(t, dtype=float), prompt, output, klass, priority, names, closed, warm), warnings
+    think = w.sessions.think_time_s if w.sessions is not None else 0.0
+    return Requests(np.asarray(t, dtype=float), prompt, output, klass, priority, names, closed, warm, content,
+                    next_turn, think), warnings
 
 
 def request_cycle_s(stages: list[tuple[InferenceModel, ReplicaPlan, int, float, float]], concurrency: int,

@@ -26,6 +26,8 @@ from .base import ENGINES, ReplicaConfig, ReplicaPlan
 from .defaults import describe
 from .fastforward import FS, DecodeBatch, Window, to_fs
 from .kv import BlockAllocator
+from .offload import KVOffload
+from .prefix_cache import caching_scheduler
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -73,6 +75,11 @@ class ContinuousBatching(ReplicaConfig):
         "recomputes from token 0 and the hit rate must be 0. None (default): the preset's (vLLM V1 "
         "enable_prefix_caching, TensorRT-LLM kv_cache_config.enable_block_reuse, SGLang radix cache: on; vLLM 0.6: "
         "off)"))
+    kv_offload: KVOffload | None = Field(default=None, description=(
+        "KV offload tiers behind the GPU cache (cpu_gib, pcie_gbps, pcie_latency_us, nvme_gib, nvme_gbps, "
+        "nvme_latency_us): blocks evicted from the GPU prefix cache go to host memory (then NVMe) and a prefix found "
+        "there is loaded over PCIe instead of recomputed, a preempted request's blocks included (vLLM "
+        "OffloadingConnector --kv-offloading-size, LMCache); needs prefix caching. Default: none"))
     max_prefill_tokens: int | None = Field(default=None, ge=1, description=(
         "prefill_first only: prompt tokens of one prefill batch beyond its first request (SGLang max_prefill_tokens, "
         "default 16384; vLLM 0.6: max_batched_tokens). None (default): the preset's"))
@@ -112,9 +119,13 @@ class ContinuousEngine(Replica):
         self._k = 0                         # decode steps the current window advances the batch by
         self._base: dict[int, int] = {}     # decode step base time by batch size, fs
         super().__init__(cfg=cfg, plan=plan, **kw)
-        self.sched = Scheduler(self, self.kv, self.decode, max_num_seqs=plan.max_num_seqs,
-                               max_batched_tokens=plan.max_batched_tokens, chunked_prefill=plan.chunked_prefill,
-                               prefix_hit_rate=plan.prefix_cache_hit_rate)
+        kw_sched: dict[str, Any] = dict(max_num_seqs=plan.max_num_seqs, max_batched_tokens=plan.max_batched_tokens,
+                                        chunked_prefill=plan.chunked_prefill,
+                                        prefix_hit_rate=plan.prefix_cache_hit_rate)
+        block_bytes = self.perf.kv_bytes_per_token_per_gpu() * plan.kv_block_tokens
+        self.sched: Scheduler = (   # hashed prefix blocks when the requests carry token identities
+            caching_scheduler(self, self.kv, self.decode, plan, cfg.kv_offload, block_bytes, **kw_sched)
+            or Scheduler(self, self.kv, self.decode, **kw_sched))
         self._coef = to_fs(self.perf.decode_coef_per_step)
 
     @property
@@ -210,7 +221,7 @@ class ContinuousEngine(Replica):
         tokens = n + sum(q for _, q in chunks)
         sampled = n + sum(1 for e, q in chunks if e.done + q == e.target)
         d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
-                                           decode_ctx=self.decode.ctx_sum + n if n else 0))
+                                           decode_ctx=self.decode.ctx_sum + n if n else 0) + self.sched.load_s)
         self.win = win = Window(t0_fs, d, 0, 0, 0, 1)
         self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens, steps=win, decodes=n > 0)
         self._k = 1 if n else 0

@@ -28,8 +28,9 @@ What the presets do not model (documented, not approximated):
 - vLLM 0.6 multi-step scheduling (``--num-scheduler-steps``): the preset is vLLM's default, one
   step; with n steps vLLM admits new requests only every n decode steps, streams tokens n at a
   time and keeps finished sequences in the batch until the n steps end.
-- vLLM V0's 1% block watermark on admission and SGLang's radix-tree eviction of cached prefixes
-  (capsim's prefix cache is the workload's ``prefix_cache_hit_rate``).
+- vLLM V0's 1% block watermark on admission, and SGLang's radix-tree eviction in its prefill-first
+  scheduler (which takes the workload's ``prefix_cache_hit_rate``; the hashed, LRU-evicted prefix
+  cache of :mod:`.prefix_cache` runs in the decode-first scheduler).
 - SGLang 0.3's bursts of 10 decode steps (``num_continue_decode_steps``): they break after every
   step for streamed requests, which is how benchmarks run.
 - The usage context: vLLM's Python ``LLM`` class (offline ``vllm bench throughput``) defaults to a

@@ -46,6 +46,8 @@ class Scheduler:
     """Chooses each iteration's work for one replica: ``chunks`` of prompts, plus one token for
     every sequence in ``decode``. ``rep`` is the replica whose queue, ledger and state log it serves."""
 
+    load_s = 0.0    # KV loaded from offload tiers for this iteration's admissions, seconds (.prefix_cache)
+
     def __init__(self, rep: Replica, kv: BlockAllocator, decode: DecodeBatch, *, max_num_seqs: int,
                  max_batched_tokens: int, chunked_prefill: bool, prefix_hit_rate: float) -> None:
         self.rep, self.kv, self.decode = rep, kv, decode
