@@ -87,6 +87,34 @@ class Service(_Strict):
     cache_hit_rate: float = Field(default=0.0, ge=0, le=1, description="requests answered from a result cache")
 
 
+class Pool(_Strict):
+    """One pool of a disaggregated deployment (simulator/serving/disaggregation.py); a key left out is the
+    scenario's top-level one."""
+
+    hardware: str | None = Field(default=None, description="its GPU profile; default: the scenario's")
+    precision: Precision | None = Field(default=None, description="its precision; default: the scenario's")
+    replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the top-level replica",
+                                                optional=True)
+    cluster: ServingCluster | None = Field(default=None, description="its replicas and router; default: the top-level")
+    autoscaling: AutoscalingUnion | None = AUTOSCALERS.field(description=_AUTOSCALING + "; default: the top-level",
+                                                             optional=True)
+
+
+class Disaggregation(_Strict):
+    """Prefill/decode disaggregation (xPyD): a prefill pool computes each prompt and its first token, its
+    KV cache crosses the link to a decode pool, which streams every output token (DistServe, Splitwise,
+    vLLM's and SGLang's P/D connectors). simulator/serving/disaggregation.py says how it is costed."""
+
+    enabled: bool = Field(default=True, description=(
+        "false: the top-level replica and cluster serve aggregated (so one sweep compares both: "
+        "--grid disaggregation.enabled=false,true)"))
+    prefill: Pool = Field(default_factory=Pool, description="the prefill pool (x replicas of cluster.replicas)")
+    decode: Pool = Field(default_factory=Pool, description="the decode pool (y replicas of cluster.replicas)")
+    kv_link: Literal["auto", "intra_node", "inter_node"] = Field(default="auto", description=(
+        "the link the KV cache crosses: intra_node (NVLink), inter_node (InfiniBand/RoCE); auto (default): "
+        "intra_node when both pools fit in one NVLink domain (hardware nvlink_domain_gpus), else inter_node"))
+
+
 class ServingScenario(_Strict):
     """A serving deployment under a workload: replicas of a model (or a chain of services)."""
 
@@ -107,6 +135,8 @@ class ServingScenario(_Strict):
         "a chain of services each request passes through in order (e.g. embed -> rerank -> llm); "
         "empty: one service described by the top-level keys"))
     network_hop_ms: float = Field(default=1.0, ge=0, description="between services (assumed in-cluster RPC)")
+    disaggregation: Disaggregation | None = Field(default=None, description=(
+        "separate prefill and decode pools (xPyD); default: none (every replica prefills and decodes)"))
     slo: SLO = Field(default_factory=SLO, description="latency bounds (p99)")
     pricing: Pricing = Field(default_factory=Pricing, description="where GPU-hours are bought and at what price")
     seed: int = Field(default=0, description="seed of every random stream (same seed, same result)")
@@ -117,6 +147,9 @@ class ServingScenario(_Strict):
         top-level one that is not the default would be ignored, so it is an error naming the keys."""
         if not self.services:
             return self
+        if self.disaggregation is not None:
+            raise ValueError("disaggregation and services cannot be combined (a disaggregated deployment is one "
+                             "service of two pools); remove one of them")
         fresh = ServingScenario(model=self.model, hardware=self.hardware)
         stages = ", ".join(f"{i} {st.name}" for i, st in enumerate(self.services))
         for key in ("replica", "cluster", "autoscaling"):
@@ -141,3 +174,5 @@ ENGINES.hosted_by(Service, "replica", optional=True)
 ENGINES.hosted_by(ServingScenario, "replica")
 AUTOSCALERS.hosted_by(Service, "autoscaling", optional=True)
 AUTOSCALERS.hosted_by(ServingScenario, "autoscaling")
+ENGINES.hosted_by(Pool, "replica", optional=True)
+AUTOSCALERS.hosted_by(Pool, "autoscaling", optional=True)

@@ -90,6 +90,8 @@ class Ledger:
     status: np.ndarray = field(init=False)
     reason: np.ndarray = field(init=False)
     generated: np.ndarray = field(init=False)
+    kv_transferred: bool = False
+    """a disaggregated decode pool's: each prompt's KV arrives from the prefill pool (serving.disaggregation)"""
 
     def __post_init__(self) -> None:
         n = len(self.reqs)
