@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from ..serving.autoscalers.base import AutoscalingConfig
 from ..serving.autoscalers.registry import AUTOSCALERS
-from ..serving.engines import batch, continuous, prefill_first  # noqa: F401  (the built-in engines register their keys)
+from ..serving.engines import batch, continuous, prefill_first, speculative  # noqa: F401  (the built-in engines register their keys)
 from ..serving.engines.base import ENGINES, ReplicaConfig
 from .base import HARDWARE_DOC, MODEL_DOC, Precision, Pricing, _Strict
 from .workload import LengthDist, Workload

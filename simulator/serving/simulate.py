@@ -206,7 +206,7 @@ class Cluster:
                 sreqs.prompt, sreqs.output = fixed_lengths(perf.model, sreqs.prompt, sreqs.output)
             rate = sc.services[k].cache_hit_rate if sc.services else 0.0
             self.hits.append(streams[k].cache.random(n) < rate if rate else np.zeros(n, bool))
-            ledger = Ledger(sreqs, on_finish=self._finisher(k))
+            ledger = Ledger(sreqs, on_finish=self._finisher(k), seed=sc.seed)
             if roles[k] == "decode":
                 ledger.kv_transferred = True
                 self.transfer = self._kv_transfer(ssc, stages[k - 1], stages[k])
