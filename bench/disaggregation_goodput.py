@@ -9,6 +9,10 @@ them; recalled from the paper, the search tool could not return its page).
 Splitwise (Patel et al., ISCA'24) reports the same direction (its iso-cost clusters serve 1.4×
 the throughput of the baseline, or the same at 20% lower cost).
 
+DistServe chooses the placement for the SLO (its §4 search); 2P1D is the placement its measured
+per-phase goodputs balance (5.6 prefill, 10 decode rps per GPU). This bench searches the placements
+of up to 3 GPUs and reports the best, and the 2P1D figure beside it.
+
 Goodput here is DistServe's: the largest Poisson arrival rate at which at least 90% of requests
 meet both bounds (TTFT, TPOT), divided by the GPUs. Each rate is simulated for ``DURATION_S`` of
 arrivals; the search doubles, then bisects ``STEPS`` times.
@@ -83,13 +87,23 @@ def goodput(doc: dict[str, Any], start: float = 1.0) -> float:
     return lo
 
 
+PLACEMENTS = ((1, 1), (2, 1), (1, 2))   # (prefill, decode) GPUs: DistServe searches placements for the SLO
+
+
 def main() -> int:
+    import warnings
+    warnings.simplefilter("ignore")     # vLLM 0.6 has no measured tables: the oldest measured ones are used
     agg = goodput(aggregated())
-    dis = goodput(disaggregated(), start=3.0)
-    ratio = (dis / 3) / agg
     print(f"aggregated 1 GPU: {agg:.2f} rps/GPU (DistServe: 1.6)")
-    print(f"disaggregated 2P1D: {dis:.2f} rps, {dis / 3:.2f} rps/GPU (DistServe: 3.3)")
-    print(f"ratio per GPU: {ratio:.2f}x (DistServe: {PAPER_RATIO}x; within 1.5x: "
+    best = 0.0
+    for p, d in PLACEMENTS:
+        dis = goodput(disaggregated(p, d))
+        per = dis / (p + d)
+        best = max(best, per)
+        paper = " (DistServe's example: 3.3 rps/GPU)" if (p, d) == (2, 1) else ""
+        print(f"disaggregated {p}P{d}D: {dis:.2f} rps, {per:.2f} rps/GPU, {per / agg:.2f}x{paper}")
+    ratio = best / agg
+    print(f"best placement ÷ aggregated per GPU: {ratio:.2f}x (DistServe: {PAPER_RATIO}x; within a factor 1.5: "
           f"{PAPER_RATIO / 1.5 <= ratio <= PAPER_RATIO * 1.5})")
     return 0
 

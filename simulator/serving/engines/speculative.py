@@ -20,13 +20,14 @@ with the text: EAGLE reports 0.6–0.8 per token on MT-bench and lower on other 
 draws from its own random stream, ``SeedSequence([seed, 0x5bec, r])``, so a request's acceptance is
 the same whatever runs beside it and the run is deterministic per seed.
 
-**Keys of the engines** (the same quantity): vLLM ``--speculative-config '{"method": "eagle",
-"model": ..., "num_speculative_tokens": 3}'`` (docs.vllm.ai, Speculative Decoding; methods
-``draft_model``/``eagle``/``eagle3``/``mtp``/``ngram``); TensorRT-LLM ``speculative_config:
-{decoding_type: Eagle | MTP | DraftTarget, max_draft_len: 3}`` (nvidia.github.io/TensorRT-LLM,
-Speculative Decoding); SGLang ``--speculative-algorithm EAGLE --speculative-num-steps 3
---speculative-num-draft-tokens 4`` (docs.sglang.ai, Speculative Decoding; draft tokens = steps + 1
-with top-k 1).
+**Keys of the engines** (the same quantity): vLLM ``speculative_config={"method": "eagle", "model": ...,
+"num_speculative_tokens": 3}`` (docs.vllm.ai, features/spec_decode; methods ``draft_model``, ``eagle``,
+``eagle3``, ``mtp``, ``ngram``; "reduce inter-token latency under medium-to-low QPS"); TensorRT-LLM
+``speculative_config=DraftTargetDecodingConfig | Eagle3DecodingConfig | MTPDecodingConfig(max_draft_len=3)``
+(nvidia.github.io/TensorRT-LLM, features/speculative-decoding: "speed ups are only observable at low
+batch sizes"); SGLang ``--speculative-algorithm EAGLE | EAGLE3 | STANDALONE --speculative-num-steps 3
+--speculative-eagle-topk 1 --speculative-num-draft-tokens 4`` (docs.sglang.io,
+advanced_features/speculative_decoding; a chain, top-k 1, verifies steps + 1 tokens).
 
 **KV.** Before each step every decoding sequence is given blocks for ``k + 1`` more tokens (vLLM's
 scheduler allocates the lookahead slots, ``num_lookahead_tokens``, before the verification); after
@@ -36,6 +37,9 @@ recompute, as in the continuous engine.
 **Fast-forward is off** in this engine: the tokens each sequence gains per step are random, so a
 window's steps are neither identical nor is the next completion known in advance; every step is
 one event. Conservation and determinism hold as in every engine (tests/test_speculative.py).
+The ITL line is not reported for this engine: tokens stream in bursts of ``1 + a`` per step, so a
+step is not one gap per token (:func:`~simulator.serving.tokens.token_gaps` declines such a log); TPOT,
+``(E2E − TTFT)/(output − 1)``, is.
 
 Not modelled: the draft model's weights and KV cache in the GPU memory (a draft of ~1B beside an
 8B target takes ~2 GiB; EAGLE's heads a few hundred MB), tree drafting (top-k > 1), and the
