@@ -108,8 +108,8 @@ class Disaggregation(_Strict):
     enabled: bool = Field(default=True, description=(
         "false: the top-level replica and cluster serve aggregated (so one sweep compares both: "
         "--grid disaggregation.enabled=false,true)"))
-    prefill: Pool = Field(default_factory=Pool, description="the prefill pool (x replicas of cluster.replicas)")
-    decode: Pool = Field(default_factory=Pool, description="the decode pool (y replicas of cluster.replicas)")
+    prefill: Pool = Field(default_factory=Pool, description="the prefill pool (x in xPyD: its cluster.replicas)")
+    decode: Pool = Field(default_factory=Pool, description="the decode pool (y in xPyD: its cluster.replicas)")
     kv_link: Literal["auto", "intra_node", "inter_node"] = Field(default="auto", description=(
         "the link the KV cache crosses: intra_node (NVLink), inter_node (InfiniBand/RoCE); auto (default): "
         "intra_node when both pools fit in one NVLink domain (hardware nvlink_domain_gpus), else inter_node"))
