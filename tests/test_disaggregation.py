@@ -189,3 +189,16 @@ def test_distserve_goodput_ratio() -> None:
     dis = g.goodput(g.disaggregated(1, 1)) / 2
     assert g.PAPER_RATIO / 1.5 <= dis / agg <= g.PAPER_RATIO * 1.5
     assert dis / agg > 1.4
+
+
+def test_pools_have_their_own_hardware_and_autoscaling() -> None:
+    sc = scenario(workload={"duration_s": 60, "arrival": {"process": "poisson", "rate_rps": 6},
+                            "prompt_tokens": {"dist": "fixed", "value": P}, "output_tokens": {"dist": "fixed", "value": O}},
+                  disaggregation={"prefill": {"cluster": {"replicas": 1},
+                                              "autoscaling": {"policy": "hpa", "max_replicas": 3}},
+                                  "decode": {"cluster": {"replicas": 2}, "hardware": "h200"}})
+    r = simulate_serving(sc)
+    assert r.services is not None
+    assert (r.services["prefill"].hardware, r.services["decode"].hardware) == ("h100-sxm", "h200")
+    assert r.completed + r.rejected + r.failed + r.in_flight == r.arrived
+    assert r.services["decode"].replicas.max == 2
