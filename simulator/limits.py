@@ -98,6 +98,8 @@ RANGES: dict[str, Range] = {
     "tp": GPUS, "pp": GPUS, "dp": GPUS, "cp": GPUS, "ep": GPUS, "virtual_stages": Range(None, 1024, "stages"),
     "max_queue": Range(None, MAX_REQUESTS, "requests"),
     "kv_cache_fraction": FRACTION,
+    "acceptance_rate": FRACTION, "num_speculative_tokens": Range(None, 64, "tokens"),
+    "acceptance_concentration": Range(None, 1e6, "(Beta a + b)"),
     "max_num_seqs": Range(None, 10_000_000, "sequences"),
     "max_batched_tokens": Range(None, 100 * MAX_TOKENS, "tokens"),
     "max_prefill_tokens": Range(None, 100 * MAX_TOKENS, "tokens"),

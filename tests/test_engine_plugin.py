@@ -95,5 +95,6 @@ def test_plugin_engine_keys_are_checked_like_built_in_ones(trace: Path) -> None:
         parse_scenario(scenario(trace, {"batching": "fifo_one", "service_s": 0.5, "max_num_seqs": 4}))
     with pytest.raises(CapsimError, match="replica.service_s: Field required"):
         parse_scenario(scenario(trace, {"batching": "fifo_one"}))
-    with pytest.raises(CapsimError, match="batching must be one of none, static, dynamic, continuous, prefill_first, fifo_one"):
+    with pytest.raises(CapsimError, match="batching must be one of none, static, dynamic, continuous, prefill_first, "
+                                          "speculative, fifo_one"):
         parse_scenario(scenario(trace, {"batching": "fifo_two"}))

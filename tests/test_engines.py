@@ -16,7 +16,7 @@ from simulator.serving.engines.fastforward import DecodeBatch, Window
 from simulator.serving.engines.kv import BlockAllocator
 from simulator.serving.simulate import build_replica_model
 
-BUILT_IN = ("none", "static", "dynamic", "continuous", "prefill_first")
+BUILT_IN = ("none", "static", "dynamic", "continuous", "prefill_first", "speculative")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +30,8 @@ def test_a_key_of_another_engine_names_the_key_the_batching_and_what_it_allows()
         parse_scenario(serving({"batching": "static", "chunked_prefill": True}))
     msg = str(e.value)
     assert "unknown key 'replica.chunked_prefill'" in msg
-    assert "under batching 'static'" in msg and "(chunked_prefill is a key of batching continuous, prefill_first)" in msg
+    assert "under batching 'static'" in msg
+    assert "(chunked_prefill is a key of batching continuous, prefill_first, speculative)" in msg
     allowed = msg.split("allowed keys: ")[1].split(" under")[0].split(", ")
     assert allowed == ["batching", "tp", "pp", "max_queue", "kv_cache_fraction", "kv_cache_precision", "fp8_scales",
                        "engine",

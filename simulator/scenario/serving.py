@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from ..serving.autoscalers.base import AutoscalingConfig
 from ..serving.autoscalers.registry import AUTOSCALERS
-from ..serving.engines import batch, continuous, prefill_first  # noqa: F401  (the built-in engines register their keys)
+from ..serving.engines import batch, continuous, prefill_first, speculative  # noqa: F401  (the built-in engines register their keys)
 from ..serving.engines.base import ENGINES, ReplicaConfig
 from .base import HARDWARE_DOC, MODEL_DOC, Precision, Pricing, _Strict
 from .workload import LengthDist, Workload
@@ -97,6 +97,34 @@ class Service(_Strict):
     cache_hit_rate: float = Field(default=0.0, ge=0, le=1, description="requests answered from a result cache")
 
 
+class Pool(_Strict):
+    """One pool of a disaggregated deployment (simulator/serving/disaggregation.py); a key left out is the
+    scenario's top-level one."""
+
+    hardware: str | None = Field(default=None, description="its GPU profile; default: the scenario's")
+    precision: Precision | None = Field(default=None, description="its precision; default: the scenario's")
+    replica: ReplicaKeys | None = ENGINES.field(description=_REPLICA_DOC + "; default: the top-level replica",
+                                                optional=True)
+    cluster: ServingCluster | None = Field(default=None, description="its replicas and router; default: the top-level")
+    autoscaling: AutoscalingUnion | None = AUTOSCALERS.field(description=_AUTOSCALING + "; default: the top-level",
+                                                             optional=True)
+
+
+class Disaggregation(_Strict):
+    """Prefill/decode disaggregation (xPyD): a prefill pool computes each prompt and its first token, its
+    KV cache crosses the link to a decode pool, which streams every output token (DistServe, Splitwise,
+    vLLM's and SGLang's P/D connectors). simulator/serving/disaggregation.py says how it is costed."""
+
+    enabled: bool = Field(default=True, description=(
+        "false: the top-level replica and cluster serve aggregated (so one sweep compares both: "
+        "--grid disaggregation.enabled=false,true)"))
+    prefill: Pool = Field(default_factory=Pool, description="the prefill pool (x in xPyD: its cluster.replicas)")
+    decode: Pool = Field(default_factory=Pool, description="the decode pool (y in xPyD: its cluster.replicas)")
+    kv_link: Literal["auto", "intra_node", "inter_node"] = Field(default="auto", description=(
+        "the link the KV cache crosses: intra_node (NVLink), inter_node (InfiniBand/RoCE); auto (default): "
+        "intra_node when both pools fit in one NVLink domain (hardware nvlink_domain_gpus), else inter_node"))
+
+
 class ServingScenario(_Strict):
     """A serving deployment under a workload: replicas of a model (or a chain of services)."""
 
@@ -117,6 +145,8 @@ class ServingScenario(_Strict):
         "a chain of services each request passes through in order (e.g. embed -> rerank -> llm); "
         "empty: one service described by the top-level keys"))
     network_hop_ms: float = Field(default=1.0, ge=0, description="between services (assumed in-cluster RPC)")
+    disaggregation: Disaggregation | None = Field(default=None, description=(
+        "separate prefill and decode pools (xPyD); default: none (every replica prefills and decodes)"))
     slo: SLO = Field(default_factory=SLO, description="latency bounds (p99)")
     pricing: Pricing = Field(default_factory=Pricing, description="where GPU-hours are bought and at what price")
     seed: int = Field(default=0, description="seed of every random stream (same seed, same result)")
@@ -125,8 +155,15 @@ class ServingScenario(_Strict):
     def _per_service_keys(self) -> ServingScenario:
         """With ``services:``, the replica, cluster and autoscaling keys belong to each service: a
         top-level one that is not the default would be ignored, so it is an error naming the keys."""
+        d = self.disaggregation
+        if d is not None and d.enabled and (self.workload.shared_prefix or self.workload.sessions):
+            raise ValueError("disaggregation with workload.shared_prefix or workload.sessions is not modelled: the "
+                             "decode pool's prefix cache does not know the KV the prefill pool sends; use one of them")
         if not self.services:
             return self
+        if self.disaggregation is not None:
+            raise ValueError("disaggregation and services cannot be combined (a disaggregated deployment is one "
+                             "service of two pools); remove one of them")
         fresh = ServingScenario(model=self.model, hardware=self.hardware)
         stages = ", ".join(f"{i} {st.name}" for i, st in enumerate(self.services))
         for key in ("replica", "cluster", "autoscaling"):
@@ -151,3 +188,5 @@ ENGINES.hosted_by(Service, "replica", optional=True)
 ENGINES.hosted_by(ServingScenario, "replica")
 AUTOSCALERS.hosted_by(Service, "autoscaling", optional=True)
 AUTOSCALERS.hosted_by(ServingScenario, "autoscaling")
+ENGINES.hosted_by(Pool, "replica", optional=True)
+AUTOSCALERS.hosted_by(Pool, "autoscaling", optional=True)

@@ -90,6 +90,10 @@ class Ledger:
     status: np.ndarray = field(init=False)
     reason: np.ndarray = field(init=False)
     generated: np.ndarray = field(init=False)
+    kv_transferred: bool = False
+    seed: int = 0
+    """the scenario's seed (engines with random streams of their own derive them from it)"""
+    """a disaggregated decode pool's: each prompt's KV arrives from the prefill pool (serving.disaggregation)"""
 
     def __post_init__(self) -> None:
         n = len(self.reqs)

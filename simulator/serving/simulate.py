@@ -33,6 +33,7 @@ from ..scenario import (
     parse_scenario,
 )
 from ..serving_lengths import mean_length
+from . import disaggregation
 from .engines import ReplicaPlan
 from .engines.presets import LengthStats, free_fraction
 from .inputs import fixed_lengths, resolve_inputs
@@ -145,6 +146,7 @@ def stage_scenarios(sc: ServingScenario) -> list[tuple[str, ServingScenario]]:
         return [(sc.name, sc)]
     base = sc.model_dump(mode="json", exclude_none=True)
     base.pop("services")
+    base.pop("disaggregation", None)      # the pools are the services (serving.disaggregation.expand)
     names = [st.name for st in sc.services]
     if len(set(names)) != len(names):
         raise CapsimError(f"services: names must be unique (got {', '.join(names)})")
@@ -187,6 +189,8 @@ class Cluster:
         self.stages: list[Service] = []
         self.parts: list[Part] = []
         self.hits: list[np.ndarray] = []
+        roles = disaggregation.roles(sc)
+        self.transfer: Callable[[int], float] | None = None   # prefill → decode: the KV's seconds per request
         streams = service_streams(sc.seed, len(stages))
         for k, (name, ssc, perf, plan) in enumerate(stages):
             if len(stages) == 1:
@@ -204,7 +208,10 @@ class Cluster:
                 sreqs.prompt, sreqs.output = fixed_lengths(perf.model, sreqs.prompt, sreqs.output)
             rate = sc.services[k].cache_hit_rate if sc.services else 0.0
             self.hits.append(streams[k].cache.random(n) < rate if rate else np.zeros(n, bool))
-            ledger = Ledger(sreqs, on_finish=self._finisher(k))
+            ledger = Ledger(sreqs, on_finish=self._finisher(k), seed=sc.seed)
+            if roles[k] == "decode":
+                ledger.kv_transferred = True
+                self.transfer = self._kv_transfer(ssc, stages[k - 1], stages[k])
             svc = Service(env=env, sc=ssc, perf=perf, plan=plan, ledger=ledger, fast_forward=fast_forward,
                           streams=streams[k], rate_at=rate_at)
             self.stages.append(svc)
@@ -236,6 +243,14 @@ class Cluster:
                 env.process(self._user(i))
         else:
             env.process(self._arrivals())
+
+    def _kv_transfer(self, sc: ServingScenario, pre: tuple[str, ServingScenario, InferenceModel, ReplicaPlan],
+                     dec: tuple[str, ServingScenario, InferenceModel, ReplicaPlan]) -> Callable[[int], float]:
+        """The seconds request ``r``'s prompt KV takes from the prefill pool to the decode pool."""
+        perf = pre[2]
+        intra = disaggregation.same_node(self.sc, perf, pre[3].gpus_per_replica, dec[3].gpus_per_replica)
+        prompt = self.reqs.prompt
+        return lambda r: disaggregation.transfer_s(perf, int(prompt[r]), intra_node=intra)
 
     @property
     def replicas(self) -> list[Replica]:
@@ -287,9 +302,10 @@ class Cluster:
                 self._finish_chain(r, t, k)
                 return
             nxt = k + 1
-            if self.hop:
-                ev = self.env.timeout(self.hop)
-                ev.callbacks.append(functools.partial(self._enter_after_hop, nxt, r, t + self.hop))
+            hop = self.transfer(r) if self.transfer is not None and k == 0 else self.hop
+            if hop:
+                ev = self.env.timeout(hop)
+                ev.callbacks.append(functools.partial(self._enter_after_hop, nxt, r, t + hop))
             else:
                 self._enter(nxt, r, t)
         return finished
@@ -434,6 +450,7 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
+    asked, scenario = scenario, disaggregation.expand(scenario)   # xPyD: a path of a prefill and a decode pool
     if not scenario.services:        # an encoder's, ViT's or CNN's inputs are sized by the model
         scenario = resolve_inputs(scenario, get_model(scenario.model))
     workbound.check_serving_size(scenario)   # before drawing: refuse a run of hours or of many GiB (--force)
@@ -459,4 +476,5 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
     cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
     end = cluster.run(progress)
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase
-    return build_result(scenario, cluster.parts, cluster.ledger, end, warnings, measured_from=measured_from)
+    shown = asked if asked.disaggregation else scenario   # the pools as the user wrote them
+    return build_result(shown, cluster.parts, cluster.ledger, end, warnings, measured_from=measured_from)

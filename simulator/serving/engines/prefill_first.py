@@ -175,6 +175,8 @@ class PrefillFirstScheduler(Scheduler):
             hit = int(self.hit_rate * led.prompt[r] / B)
             kept = kv.cached_blocks(r) if kv.retained else 0   # taken back before: its blocks still cached
             cached = min(max(hit, kept) * B, target - 1)
+            if led.kv_transferred and led.first_sched[r] != led.first_sched[r]:
+                cached = target - 1                 # disaggregated decode: its prompt's KV came from prefill
             extend = target - cached
             est = min(led.output[r] - int(led.generated[r]), clip)
             if sglang and extend + est >= rem_total:

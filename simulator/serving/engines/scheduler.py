@@ -114,6 +114,8 @@ class Scheduler:
                 if kept > hit:
                     hit = kept
             cached = min(hit * B, target - 1)
+            if led.kv_transferred and led.first_sched[r] != led.first_sched[r]:
+                cached = target - 1                 # disaggregated decode: its prompt's KV came from prefill
             q = target - cached
             if q > budget:
                 if not self.chunked:
