@@ -142,10 +142,11 @@ def _part_numbers(p: Part, end: float) -> PartNumbers:
         for rep in svc.all:
             s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
             kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
-    usd_gpu_h, price_src = resolve_price(p.sc.pricing, perf.hw)
+    gpr = plan.gpus_per_replica      # a replica is priced from the instance with its GPU count (a 1-GPU L4 from a 1-GPU VM)
+    usd_gpu_h, price_src = resolve_price(p.sc.pricing, perf.hw, gpus_per_node=gpr)
     spot_gpu_h = usd_gpu_h
     if any(life.spot for life in svc.lives):
-        spot_gpu_h, _ = resolve_price(p.sc.pricing.model_copy(update={"market": "spot"}), perf.hw)
+        spot_gpu_h, _ = resolve_price(p.sc.pricing.model_copy(update={"market": "spot"}), perf.hw, gpus_per_node=gpr)
     on_s = replica_seconds([x for x in svc.lives if not x.spot], end, "requested")
     spot_s = replica_seconds([x for x in svc.lives if x.spot], end, "requested")
     gpr = plan.gpus_per_replica
