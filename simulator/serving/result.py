@@ -43,7 +43,8 @@ from .summary import (
 )
 from .tokens import token_gaps
 
-SLO_COLUMN = {"ttft_p99_s": "ttft_s", "tpot_p99_s": "tpot_s", "e2e_p99_s": "e2e_s"}   # bound → request column
+SLO_COLUMN = {f"{m}_{q}_s": f"{m}_s" for m in ("ttft", "tpot", "itl", "e2e") for q in ("p50", "p90", "p99")}
+"""bound → the request column (and latency) it bounds; ``_p50/_p90/_p99`` is the percentile it bounds"""
 
 
 @dataclass
@@ -230,10 +231,12 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     kv_cap = plan.kv_cache_tokens
     cost = sum(n.cost for n in nums)
     replica_s = sum(n.on_s + n.spot_s for n in nums)
-    slo = SLOBounds(ttft_p99_s=sc.slo.ttft_p99_s, tpot_p99_s=sc.slo.tpot_p99_s, e2e_p99_s=sc.slo.e2e_p99_s)
+    slo = SLOBounds(**sc.slo.model_dump())
     bounds = slo.to_dict()
     ok = done.copy()
     for key, bound in bounds.items():
+        if key.startswith("itl_"):     # token gaps are not one number per request: checked on their percentiles
+            continue
         v = frame[SLO_COLUMN[key]].to_numpy()
         ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
     finished = n_done + n_rej + n_fail
@@ -250,7 +253,9 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         frame["max_itl_s"] = gaps.largest
     slo_met = None
     if bounds:
-        within = all((p99 := lat[SLO_COLUMN[key]].p99) is not None and p99 <= b for key, b in bounds.items())
+        dists = {**lat, "itl_s": itl}
+        within = all((val := getattr(dists[SLO_COLUMN[key]], key.split("_")[1])) is not None and val <= b
+                     for key, b in bounds.items())
         slo_met = bool(within and n_rej + n_fail == 0)
     reasons = {REJECT_REASONS[i]: int(np.sum(ledger.reason[rejected] == i)) for i in range(1, len(REJECT_REASONS))}
     classes = None

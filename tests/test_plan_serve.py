@@ -1,0 +1,140 @@
+"""``capsim plan serve`` / ``plan_serving`` (issue 18 item 2): capacity per replica under the SLO, the
+replicas at peak checked as a fleet, prices by hand from hardware_profiles/prices.yaml, the new SLO
+percentile keys. Candidates are restricted so each test runs a handful of simulations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+from simulator.plan.capacity import analytic_capacity, max_rate_per_replica, with_rate
+from simulator.plan.serving import candidate_doc, plan_serving
+from simulator.scenario import parse_scenario
+from simulator.serving import simulate_serving
+
+runner = CliRunner()
+P5_PER_GPU = 55.04 / 8          # aws p5.48xlarge on demand, $/GPU-hour (prices.yaml)
+HOURS_PER_MONTH = 730           # 8,760 / 12
+
+
+def _fleet_meets(doc: dict, replicas: int, rate: float) -> bool:
+    d = with_rate(doc, rate, requests=600 * replicas)
+    d = {**d, "cluster": {**d["cluster"], "replicas": replicas}, "autoscaling": {"policy": "none"}}
+    return bool(simulate_serving(parse_scenario(d)).slo_met)
+
+
+@pytest.fixture(scope="module")
+def llama70b() -> dict:
+    r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-70b", "--rate", "30", "--slo", "ttft_p99_s=2",
+                            "--gpu", "h100-sxm", "--tp", "8", "--prompt-tokens", "800", "--output-tokens", "250",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_the_70b_question_in_one_command(llama70b: dict) -> None:
+    best = llama70b["best"]
+    for key in ("hardware", "tp", "engine", "replicas", "max_rate_per_replica_rps", "usd_per_hour", "usd_per_month",
+                "cost_per_million_tokens_usd"):
+        assert key in best
+    assert (best["hardware"], best["tp"], best["engine"]) == ("h100-sxm", 8, "vllm")
+    assert len(llama70b["candidates"]) == 1 and llama70b["candidates"][0] == best
+    n = best["replicas"]
+    # by hand: n replicas x 8 GPUs x $6.88; a month of 730 hours; output tokens at the peak: 30 x 250 per second
+    assert best["usd_per_hour"] == pytest.approx(n * 8 * P5_PER_GPU, rel=1e-6)
+    assert best["usd_per_month"] == pytest.approx(n * 8 * P5_PER_GPU * HOURS_PER_MONTH, rel=1e-4)
+    assert best["cost_per_million_tokens_usd"] == pytest.approx(n * 8 * P5_PER_GPU / (30 * 250 * 3600) * 1e6, rel=1e-4)
+    assert best["replicas_at_2x"] >= n and best["replicas_at_3x"] >= best["replicas_at_2x"]
+
+
+def test_replicas_meet_the_peak_and_one_fewer_does_not(llama70b: dict) -> None:
+    best = llama70b["best"]
+    n, cap = best["replicas"], best["max_rate_per_replica_rps"]
+    assert best["replicas_verified"]
+    assert n * cap >= 30
+    doc = candidate_doc(model="llama-3.1-70b", hardware="h100-sxm", tp=8, engine="vllm", precision="bf16",
+                        slo={"ttft_p99_s": 2.0}, prompt={"dist": "fixed", "value": 800},
+                        output={"dist": "fixed", "value": 250}, pricing={"market": "on_demand"}, generative=True, seed=7)
+    assert _fleet_meets(doc, n, 30.0)
+    assert n == 1 or not _fleet_meets(doc, n - 1, 30.0)
+
+
+def test_capacity_search_brackets_the_boundary() -> None:
+    # Llama-3.1-8B on one H100: the rate found meets the SLO, the bracket's top (within 5%) does not
+    doc = candidate_doc(model="llama-3.1-8b", hardware="h100-sxm", tp=1, engine="vllm", precision="bf16",
+                        slo={"ttft_p99_s": 0.5}, prompt={"dist": "fixed", "value": 1024},
+                        output={"dist": "fixed", "value": 128}, pricing={}, generative=True, seed=7)
+    r = max_rate_per_replica(doc)
+    lo, hi = r.bracket_rps
+    assert r.max_rate_rps == lo > 0 and hi > lo and (hi - lo) <= 0.05 * hi
+    assert dict(r.probes)[lo] is True and dict(r.probes)[hi] is False
+    assert simulate_serving(parse_scenario(with_rate(doc, lo))).slo_met
+    assert r.simulations <= 12
+
+
+def test_vit_on_l4_and_t4_priced_from_one_gpu_instances() -> None:
+    plan = plan_serving(model="vit-b-16", peak_rps=2000, slo={"e2e_p99_s": 0.1}, gpus=["l4", "t4"], tps=[1], verify=2)
+    assert not plan.generative
+    by = {c.hardware: c for c in plan.candidates}
+    # g6.xlarge (1 L4) $0.8048/h and g4dn.xlarge (1 T4) $0.526/h, not the 4-GPU g6.12xlarge ($1.1504/GPU-h)
+    assert by["l4"].usd_per_gpu_hour == pytest.approx(0.8048) and "g6.xlarge" in (by["l4"].price_source or "")
+    assert by["t4"].usd_per_gpu_hour == pytest.approx(0.526) and "g4dn.xlarge" in (by["t4"].price_source or "")
+    for c in by.values():
+        assert c.meets_slo and c.replicas is not None
+        assert c.replicas * c.max_rate_per_replica_rps >= 2000
+        assert c.usd_per_hour == pytest.approx(c.replicas * c.usd_per_gpu_hour, rel=1e-4)
+        # per million images at 2,000/s
+        assert c.cost_per_million_tokens_usd == pytest.approx(c.usd_per_hour / (2000 * 3600) * 1e6, rel=1e-3)
+    assert plan.best is not None and plan.best.usd_per_hour == min(c.usd_per_hour for c in by.values())
+
+
+def test_nothing_meets_shows_the_closest_misses_and_their_limit() -> None:
+    # a 70B model on one L4 (24 GiB): the weights do not fit; TTFT 1 ms is below any prefill
+    plan = plan_serving(model="llama-3.1-70b", peak_rps=1, slo={"ttft_p99_s": 0.001}, gpus=["l4", "h100-sxm"],
+                        tps=[1, 8])
+    assert plan.best is None and plan.closest_misses
+    limits = {(c.hardware, c.tp): c.limit for c in plan.candidates}
+    assert limits[("l4", 1)] == "memory" and limits[("h100-sxm", 8)] == "latency_floor"
+    assert plan.closest_misses[0].limit == "latency_floor"
+
+
+def test_analytic_latency_floor_by_hand() -> None:
+    # the floor is the iteration time of one prompt alone: a 2-token budget below it cannot be met
+    doc = candidate_doc(model="llama-3.1-8b", hardware="h100-sxm", tp=1, engine="vllm", precision="bf16",
+                        slo={"tpot_p99_s": 1e-4}, prompt={"dist": "fixed", "value": 512},
+                        output={"dist": "fixed", "value": 128}, pricing={}, generative=True, seed=7)
+    e = analytic_capacity(doc)
+    assert e.rate_rps == 0 and e.limit == "latency_floor"
+    # one decode step reads the 8B model's 16 GB of bf16 weights at most at 3.35 TB/s: >= 4.8 ms
+    assert e.tpot_floor_s is not None and e.tpot_floor_s > 16.06e9 / 3.35e12
+
+
+def test_slo_percentile_keys() -> None:
+    base = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+            "workload": {"duration_s": 30, "arrival": {"process": "poisson", "rate_rps": 4},
+                         "prompt_tokens": {"dist": "fixed", "value": 512}, "output_tokens": {"dist": "fixed", "value": 128}},
+            "seed": 7}
+    r = simulate_serving(parse_scenario(base))
+    assert r.ttft_s is not None and r.ttft_s.p50 is not None and r.e2e_s.p90 is not None
+    assert r.itl_s is not None and r.itl_s.p90 is not None
+    met = lambda slo: simulate_serving(parse_scenario({**base, "slo": slo}))  # noqa: E731
+    assert met({"ttft_p50_s": r.ttft_s.p50 * 1.01}).slo_met is True
+    below = met({"ttft_p50_s": r.ttft_s.p50 * 0.99})
+    assert below.slo_met is False
+    # attainment: the share of requests within the bound; a bound just under the median leaves about half
+    assert below.slo_attainment is not None and 0.4 < below.slo_attainment <= 0.5
+    assert met({"itl_p90_s": r.itl_s.p90 * 0.99}).slo_met is False
+    assert met({"e2e_p90_s": r.e2e_s.p90 * 1.01}).slo_met is True
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-8b", "--rate", "1", "--slo", "ttft_p97_s=2"])
+    assert r.exit_code == 2 and "ttft_p97_s" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-8b", "--slo", "ttft_p99_s=2"])
+    assert r.exit_code == 2 and "--rate R" in r.output
+    r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-8b", "--rate", "1", "--pattern", "diurnal",
+                            "--slo", "ttft_p99_s=2"])
+    assert r.exit_code == 2
