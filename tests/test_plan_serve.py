@@ -138,3 +138,44 @@ def test_bad_input_is_a_clear_error() -> None:
     r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-8b", "--rate", "1", "--pattern", "diurnal",
                             "--slo", "ttft_p99_s=2"])
     assert r.exit_code == 2
+
+
+# ---- honest utilization and the shipped HPA example (issue 18 item 5) ----------------------------------
+def test_scale_activity_counts_flaps_by_hand() -> None:
+    import pandas as pd
+
+    from simulator.serving.scale_events import scale_activity
+
+    # 1 -> 2 at 100 s, 2 -> 1 at 400 s (a flap: reversed within 600 s), 1 -> 2 at 700 s (a flap), 2 -> 3 at 2000 s
+    f = pd.DataFrame({"t_s": [0, 100, 400, 700, 2000], "replicas_requested": [1, 2, 1, 2, 3]})
+    a = scale_activity(f)
+    assert (a.events, a.ups, a.downs, a.flaps, a.oscillating) == (4, 3, 1, 2, True)
+    slow = pd.DataFrame({"t_s": [0, 100, 1000, 2000], "replicas_requested": [1, 2, 1, 1]})
+    assert scale_activity(slow).flaps == 0 and not scale_activity(slow).oscillating
+
+
+def test_shipped_hpa_example_does_not_flap() -> None:
+    # the example's day compressed to 2 hours (the same shape, 12x faster ramps: harder for an autoscaler)
+    from simulator.scenario import load_scenario
+    from simulator.serving.scale_events import scale_activity
+
+    day = ["workload.arrival.period_s=7200", "workload.duration_s=7200", "workload.arrival.peak_at_s=4200"]
+    r = simulate_serving(load_scenario("examples/serve_diurnal_hpa.yaml", day))
+    a = scale_activity(r.scaling)
+    assert not a.oscillating and a.flaps <= 1
+    assert r.slo_met and not any("oscillates" in w for w in r.warnings)
+    # the HPA's defaults on the same day flap (what the example used to ship)
+    old = simulate_serving(load_scenario("examples/serve_diurnal_hpa.yaml", [
+        *day, "autoscaling.tolerance=0.1", "autoscaling.scale_up_stabilization_s=0",
+        "autoscaling.scale_down_stabilization_s=300"]))
+    assert scale_activity(old.scaling).oscillating and any("oscillates" in w for w in old.warnings)
+
+
+def test_utilization_metric_warns_under_continuous_batching() -> None:
+    d = {"kind": "serving", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+         "workload": {"duration_s": 60, "arrival": {"process": "poisson", "rate_rps": 1}},
+         "autoscaling": {"policy": "hpa", "metric": "utilization", "target": 0.7}, "seed": 1}
+    r = simulate_serving(parse_scenario(d))
+    assert any("saturates" in w for w in r.warnings)
+    # the reason: at 1 req/s (of a ~20 req/s replica) a kernel runs most of the time
+    assert r.gpu_utilization > 0.5

@@ -200,6 +200,22 @@ def _services(parts: list[Part], nums: list[PartNumbers], span: float) -> dict[s
     return out
 
 
+def scaling_warnings(sc: ServingScenario, scaling: Any) -> list[str]:
+    """Autoscaling on busy time under continuous batching, and a fleet that flaps (serving.scale_events)."""
+    from .scale_events import FLAP_WINDOW_S, scale_activity
+
+    out = []
+    if getattr(sc.autoscaling, "metric", None) == "utilization" and sc.replica.iteration_level:
+        out.append("autoscaling.metric utilization is the share of time a kernel runs (DCGM-style GPU busy): under "
+                   "continuous batching it reads near 100% from low load on, so it saturates and cannot tell a busy "
+                   "replica from an overloaded one; scale on concurrency, queue or kv_cache")
+    a = scale_activity(scaling)
+    if a.oscillating:
+        out.append(f"autoscaling oscillates: {a.flaps} reversals within {FLAP_WINDOW_S:.0f} s of the previous scale "
+                   "event; lengthen the scale-down stabilization window (beyond the cold start) or widen the tolerance")
+    return out
+
+
 def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: float,
                  warnings: list[str], *, measured_from: float = 0.0) -> ServingResult:
     """The result. A closed loop's warm-up requests (the first ``ledger.reqs.warmup`` rows) are left
@@ -301,7 +317,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         cost_per_million_items_usd=rounded_or_none(cost / served_items * 1e6) if not gen and served_items else None,
         energy_kwh=rounded(energy_kwh),
         items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
-        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
+        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts), *scaling_warnings(sc, scaling)),
         classes=classes,
         services=_services(parts, nums, span), requests=frame, timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)
