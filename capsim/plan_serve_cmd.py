@@ -86,7 +86,8 @@ def serve(
     market: Annotated[str, typer.Option("--market", help="on_demand (default) or spot")] = "on_demand",
     autoscale: Annotated[bool, typer.Option("--autoscale/--no-autoscale", help=(
         "run each autoscaling policy over the day for the three best (default: with --pattern diurnal)"))] = False,
-    day_s: Annotated[float, typer.Option("--day-s", help="length of the simulated day, seconds (default 86400)")] = 86400.0,
+    day_s: Annotated[float, typer.Option("--day-s", help=(
+        "length of the simulated day, seconds (default 7200: a day compressed 12x; 86400 for the real one)"))] = 7200.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON on stdout, nothing else")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="a progress bar on stderr")] = None,

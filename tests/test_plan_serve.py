@@ -179,3 +179,24 @@ def test_utilization_metric_warns_under_continuous_batching() -> None:
     assert any("saturates" in w for w in r.warnings)
     # the reason: at 1 req/s (of a ~20 req/s replica) a kernel runs most of the time
     assert r.gpu_utilization > 0.5
+
+
+def test_html_report_and_autoscaling_day(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Llama-3.1-8B on one H100 (one candidate) at a 20 req/s diurnal peak over a 20-minute day
+    out = tmp_path / "plan.html"
+    r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-8b", "--pattern", "diurnal", "--peak", "20",
+                            "--slo", "ttft_p99_s=1", "--gpu", "h100-sxm", "--tp", "1", "--autoscale", "--day-s", "1200",
+                            "--json", "--html", str(out)])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    policies = [a["policy"] for a in plan["autoscaling"]]
+    assert policies == ["none", "hpa", "kpa", "queue", "predictive"]
+    static = plan["autoscaling"][0]
+    best = plan["best"]
+    assert static["replicas_max"] == best["replicas"] and static["saving_vs_static"] == 0
+    rec = plan["recommended_autoscaler"]["autoscaling"]
+    assert rec["policy"] == "hpa" and rec["metric"] == "concurrency" and rec["scale_down_stabilization_s"] == 900
+    assert plan["best_scenario"]["cluster"]["replicas"] == best["replicas"]
+    page = out.read_text()
+    for s in ("chart-pareto", "chart-latency", "chart-autoscaling", "Candidates, cheapest first", "SLO ttft_p99_s"):
+        assert s in page

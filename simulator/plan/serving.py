@@ -47,7 +47,7 @@ HEADROOM = 0.7
 target utilization, 0.7, used as the same margin)"""
 SCALE_DOWN_STABILIZATION_S = 300.0
 """Kubernetes HPA default --horizontal-pod-autoscaler-downscale-stabilization (5 minutes)"""
-POLICIES = ("none", "hpa", "kpa", "queue_scaler", "predictive")
+POLICIES = ("none", "hpa", "kpa", "queue", "predictive")
 """autoscaling policies run over the day (none: static at the peak count)"""
 FLEET_REQUESTS_PER_REPLICA = SEARCH_REQUESTS
 """arrivals per replica in the fleet check at peak: as many as one replica's capacity search ran, so
@@ -136,6 +136,8 @@ class ServingPlan:
     autoscaling: list[AutoscalingRow] = field(default_factory=list)
     recommended_autoscaler: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    best_scenario: dict[str, Any] | None = None
+    """the best candidate as a scenario document: its replicas at the peak rate (``capsim serve`` runs it)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "peak_rps": self.peak_rps, "pattern": self.pattern, "slo": self.slo,
@@ -144,7 +146,8 @@ class ServingPlan:
                 "candidates": [c.to_dict() for c in self.candidates],
                 "closest_misses": [c.to_dict() for c in self.closest_misses],
                 "autoscaling": [a.to_dict() for a in self.autoscaling],
-                "recommended_autoscaler": self.recommended_autoscaler, "warnings": self.warnings}
+                "recommended_autoscaler": self.recommended_autoscaler, "warnings": self.warnings,
+                "best_scenario": self.best_scenario}
 
 
 def _length(v: int | dict[str, Any] | None, default: int) -> dict[str, Any]:
@@ -259,11 +262,13 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
                  output_tokens: int | dict[str, Any] | None = None, gpus: Sequence[str] | None = None,
                  tps: Sequence[int] | None = None, engines: Sequence[str] | None = None, precision: str = "bf16",
                  provider: str | None = None, market: str = "on_demand", autoscale: bool = False,
-                 day_s: float = 86400.0, verify: int = 3, seed: int = 7,
+                 day_s: float = 7200.0, verify: int = 3, seed: int = 7,
                  progress: Callable[[float, float | None], None] | None = None) -> ServingPlan:
     """Plan a serving deployment (module docstring). ``pattern``: constant (Poisson at ``peak_rps``) or
     diurnal (a sinusoidal day peaking at ``peak_rps`` with ``peak_to_trough``; the autoscaling day,
-    ``autoscale=True``, runs it over ``day_s`` seconds, 86,400 by default). ``verify``: how many of the
+    ``autoscale=True``, runs it over ``day_s`` seconds: 7,200 by default, a day compressed 12× so three
+    candidates × five policies simulate in minutes on two cores; its ramps are 12× steeper than a real
+    day's, which is harder on an autoscaler; pass 86400 for the real day). ``verify``: how many of the
     cheapest candidates get the fleet check at peak. ``progress(done, total)`` per simulation."""
     from ..catalog import get_model
 
@@ -330,16 +335,87 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
                                                        c.hardware, c.tp))[:3]
     plan = ServingPlan(model=spec.name, peak_rps=peak_rps, pattern=pattern, slo=dict(slo),
                        prompt_tokens=prompt or {}, output_tokens=output or {}, generative=generative, best=best,
-                       candidates=candidates, closest_misses=misses)
+                       candidates=candidates, closest_misses=misses,
+                       best_scenario=_fleet(by_doc[(best.hardware, best.tp, best.engine)], best.replicas or 1, peak_rps)
+                       if best is not None else None)
     if autoscale and ok:
-        from .autoscale import autoscaling_day
-
-        rows_a, rec, warns = autoscaling_day(plan, [by_doc[(c.hardware, c.tp, c.engine)] for c in ok[:3]], ok[:3],
-                                             peak_to_trough=peak_to_trough, day_s=day_s)
-        plan.autoscaling.extend(rows_a)
-        plan.warnings.extend(warns)
+        rec: dict[str, Any] | None = None
+        for c in ok[:3]:
+            rows_a, settings = autoscaling_day(by_doc[(c.hardware, c.tp, c.engine)], c, peak_rps,
+                                               peak_to_trough=peak_to_trough, day_s=day_s)
+            plan.autoscaling.extend(rows_a)
+            if rec is None:
+                hpa = next(a for a in rows_a if a.policy == "hpa")
+                rec = {"hardware": c.hardware, "tp": c.tp, "engine": c.engine, "autoscaling": settings,
+                       "slo_met": hpa.slo_met, "slo_attainment": hpa.slo_attainment,
+                       "usd_per_month": hpa.usd_per_month, "day_s": day_s}
+            for a in rows_a:
+                if a.oscillating:
+                    plan.warnings.append(f"{a.hardware} TP{a.tp} {a.policy} oscillates over the day "
+                                         f"({a.scale_events} scale events)")
         object.__setattr__(plan, "recommended_autoscaler", rec)
     return plan
+
+
+def _day(doc: dict[str, Any], peak: float, k: float, day_s: float) -> dict[str, Any]:
+    """The sinusoidal day peaking at ``peak`` (mean = peak·(k+1)/(2k) for peak/trough k) at 14:00."""
+    mean = peak * (k + 1) / (2 * k)
+    w = {**doc["workload"], "duration_s": day_s,
+         "arrival": {"process": "diurnal", "mean_rps": mean, "peak_to_trough": k, "period_s": day_s,
+                     "peak_at_s": day_s * 14 / 24}}
+    return {**doc, "workload": w}
+
+
+def autoscaling_day(doc: dict[str, Any], c: ServingCandidate, peak: float, *, peak_to_trough: float,
+                    day_s: float) -> tuple[list[AutoscalingRow], dict[str, Any]]:
+    """Each policy of :data:`POLICIES` over the day for candidate ``c`` (cold starts of
+    :data:`COLD_START_S`), and the recommended HPA settings: concurrency target at :data:`HEADROOM` of
+    what one replica holds at its capacity (Little's law: capacity × its mean end-to-end latency there,
+    from one simulation), scale-up held 60 s and scale-down :data:`SCALE_DOWN_STABILIZATION_S` × 3
+    (a cold start of 320 s outlasts the 300 s default, which then flaps: examples/serve_diurnal_hpa.yaml)."""
+    from ..scenario import ServingScenario, parse_scenario
+    from ..serving import simulate_serving
+    from ..serving.scale_events import scale_activity
+
+    assert c.replicas is not None and c.replicas_at_2x is not None
+    cap = c.max_rate_per_replica_rps
+    at_cap = parse_scenario(with_rate({**doc, "autoscaling": {"policy": "none"}}, cap))
+    assert isinstance(at_cap, ServingScenario)
+    e2e_mean = simulate_serving(at_cap).e2e_s.mean
+    held = max(cap * (e2e_mean if e2e_mean is not None else 1.0), 1.0)        # Little: L = λ·W
+    cold = {"node_provision_s": COLD_START_S[0], "model_load_s": COLD_START_S[1]}
+    bounds = {"min_replicas": 1, "max_replicas": max(c.replicas_at_2x, c.replicas + 1)}
+    k = peak_to_trough
+    start = max(1, math.ceil(peak / k / cap))      # the trough's replicas (the day starts at its trough side)
+    hpa = {"policy": "hpa", "metric": "concurrency", "target": round(HEADROOM * held, 1), "tolerance": 0.2,
+           "scale_up_stabilization_s": 60.0, "scale_down_stabilization_s": 3 * SCALE_DOWN_STABILIZATION_S,
+           **bounds, **cold}
+    policies: dict[str, tuple[dict[str, Any], int]] = {
+        "none": ({"policy": "none"}, c.replicas),
+        "hpa": (hpa, start),
+        "kpa": ({"policy": "kpa", "target": round(held, 1), **bounds, **cold}, start),
+        "queue": ({"policy": "queue", **bounds, **cold}, start),
+        "predictive": ({"policy": "predictive", "target": round(cap, 4), **bounds, **cold}, start),
+    }
+    rows: list[AutoscalingRow] = []
+    static_month = None
+    for name in POLICIES:
+        cfg, n0 = policies[name]
+        d = _day(doc, peak, k, day_s)
+        d = {**d, "cluster": {**d["cluster"], "replicas": n0}, "autoscaling": cfg}
+        sc = parse_scenario(d)
+        assert isinstance(sc, ServingScenario)
+        r = simulate_serving(sc)
+        act = scale_activity(r.scaling)
+        month = r.usd_per_hour * HOURS_PER_MONTH
+        if static_month is None:
+            static_month = month
+        rows.append(AutoscalingRow(
+            hardware=c.hardware, tp=c.tp, engine=c.engine, policy=name, settings=cfg, slo_met=r.slo_met,
+            slo_attainment=r.slo_attainment, replicas_mean=r.replicas.mean, replicas_max=r.replicas.max,
+            scale_events=act.events, oscillating=act.oscillating, usd_per_month=round(month, 2),
+            saving_vs_static=round(1 - month / static_month, 4) if static_month else 0.0, recommended=name == "hpa"))
+    return rows, hpa
 
 
 def _replace(c: ServingCandidate, **kw: Any) -> ServingCandidate:
