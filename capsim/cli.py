@@ -346,7 +346,10 @@ def _print_serving(r: ServingResult) -> None:
     for label, text in serving_latency_rows(r):
         t.add_row(label, text)
     kv = f", KV cache {100 * r.kv_cache_utilization:.1f}% used" if r.kv_cache_utilization is not None else ""
-    t.add_row("utilization", f"GPU busy {100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
+    sat = "-" if r.saturation is None else f"{100 * r.saturation:.1f}%"
+    mbu = "" if r.mbu is None else f", MBU {100 * r.mbu:.1f}% (decode bytes / memory bandwidth)"
+    t.add_row("utilization", f"saturation {sat} (load ÷ capacity){mbu}; GPU busy (DCGM-style, any kernel running) "
+              f"{100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
               "(model FLOPs of the tokens served / peak of the GPU-hours paid)")
     if r.slo_attainment is not None:
         ok = "[green]met[/]" if r.slo_met else "[bold red]missed[/]"

@@ -39,14 +39,16 @@ def parse_slo(text: str) -> dict[str, float]:
     return out
 
 
-def _peak_from_trace(path: Path) -> float:
-    """The busiest minute of a trace's arrivals, in requests per second."""
+def _trace_stats(path: Path) -> tuple[float, int, int]:
+    """The busiest minute of a trace's arrivals (requests per second) and its mean prompt and output
+    lengths (tokens)."""
     from simulator.scenario.workload import Trace
     from simulator.serving.traces import read_trace
 
     if not path.exists():
         raise CapsimError(f"--trace: {path} does not exist")
-    t = [float(x) for x in read_trace(Trace(process="trace", path=str(path)))[0]]
+    arr, prompt, output, _ = read_trace(Trace(process="trace", path=str(path)))
+    t = [float(x) for x in arr]
     if not t:
         raise CapsimError(f"--trace: {path} has no arrivals")
     best, j = 0, 0
@@ -54,7 +56,7 @@ def _peak_from_trace(path: Path) -> float:
         while t[j] < x - 60:
             j += 1
         best = max(best, i - j + 1)
-    return best / 60.0
+    return best / 60.0, max(round(float(prompt.mean())), 1), max(round(float(output.mean())), 1)
 
 
 def _rows(cands: list[Any], generative: bool) -> list[list[str]]:
@@ -72,7 +74,8 @@ def serve(
     rate: Annotated[float | None, typer.Option("--rate", help="constant Poisson traffic, requests (items) per second")] = None,
     pattern: Annotated[str | None, typer.Option("--pattern", help="diurnal: a sinusoidal day peaking at --peak")] = None,
     peak: Annotated[float | None, typer.Option("--peak", help="the daily peak rate with --pattern diurnal")] = None,
-    trace: Annotated[Path | None, typer.Option("--trace", help="an arrival trace; its busiest minute is the peak")] = None,
+    trace: Annotated[Path | None, typer.Option("--trace", help=(
+        "an arrival trace (capsim CSV): its busiest minute is the peak, its mean lengths the default lengths"))] = None,
     peak_to_trough: Annotated[float, typer.Option("--peak-to-trough", help="diurnal peak / trough (default 3)")] = 3.0,
     prompt_tokens: Annotated[int | None, typer.Option("--prompt-tokens", help="prompt length, tokens (default 512)")] = None,
     output_tokens: Annotated[int | None, typer.Option("--output-tokens", help="output length, tokens (default 128)")] = None,
@@ -88,6 +91,7 @@ def serve(
         "run each autoscaling policy over the day for the three best (default: with --pattern diurnal)"))] = False,
     day_s: Annotated[float, typer.Option("--day-s", help=(
         "length of the simulated day, seconds (default 7200: a day compressed 12x; 86400 for the real one)"))] = 7200.0,
+    workers: Annotated[int, typer.Option("--workers", help="processes for the capacity searches (default 1)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON on stdout, nothing else")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="a progress bar on stderr")] = None,
@@ -113,14 +117,19 @@ def serve(
         if html:
             check_writable(html, "--html", suffixes=(".html", ".htm"))
         bounds = parse_slo(slo)
-        peak_rps = rate if rate is not None else peak if peak is not None else _peak_from_trace(trace)  # type: ignore[arg-type]
+        p_tokens, o_tokens = prompt_tokens, output_tokens
+        if trace is not None:     # the busiest minute is the peak; lengths not given are the trace's means
+            peak_rps, p_mean, o_mean = _trace_stats(trace)
+            p_tokens, o_tokens = p_tokens or p_mean, o_tokens or o_mean
+        else:
+            peak_rps = rate if rate is not None else float(peak or 0)
         with bar(err, "plan serve", enabled=wanted(err, as_json=as_json, flag=progress),
                  unit="candidates") as update:
             plan = plan_serving(model=model, peak_rps=float(peak_rps), pattern="diurnal" if pattern else "constant",
-                                peak_to_trough=peak_to_trough, slo=bounds, prompt_tokens=prompt_tokens,
-                                output_tokens=output_tokens, gpus=gpu, tps=tp, engines=engine, precision=precision,
+                                peak_to_trough=peak_to_trough, slo=bounds, prompt_tokens=p_tokens,
+                                output_tokens=o_tokens, gpus=gpu, tps=tp, engines=engine, precision=precision,
                                 provider=provider, market=market, autoscale=autoscale,
-                                day_s=day_s, progress=update)
+                                day_s=day_s, workers=workers, progress=update)
         if html:
             from simulator.report.plan_serving import plan_serving_html
 

@@ -200,3 +200,28 @@ def test_html_report_and_autoscaling_day(tmp_path) -> None:  # type: ignore[no-u
     page = out.read_text()
     for s in ("chart-pareto", "chart-latency", "chart-autoscaling", "Candidates, cheapest first", "SLO ttft_p99_s"):
         assert s in page
+
+
+def test_trace_sets_the_peak_and_lengths() -> None:
+    from pathlib import Path
+
+    from capsim.plan_serve_cmd import _trace_stats
+
+    # tests/data/traces/capsim.csv: 40 arrivals within its first minute -> 40/60 req/s at the busiest minute
+    peak, prompt, output = _trace_stats(Path("tests/data/traces/capsim.csv"))
+    assert peak == pytest.approx(40 / 60)
+    import csv
+
+    rows = list(csv.DictReader(open("tests/data/traces/capsim.csv")))
+    assert prompt == round(sum(int(r["prompt_tokens"]) for r in rows) / len(rows))
+    assert output == round(sum(int(r["output_tokens"]) for r in rows) / len(rows))
+    r = runner.invoke(app, ["plan", "serve", "--model", "llama-3.1-8b", "--trace", "nowhere.csv", "--slo",
+                            "ttft_p99_s=1"])
+    assert r.exit_code == 2 and "nowhere.csv" in r.output
+
+
+def test_worker_processes_give_the_same_plan() -> None:
+    kw = {"model": "vit-b-16", "peak_rps": 2000, "slo": {"e2e_p99_s": 0.1}, "gpus": ["l4", "t4"], "tps": [1],
+          "verify": 0}
+    one, two = plan_serving(**kw), plan_serving(**kw, workers=2)   # type: ignore[arg-type]
+    assert [c.to_dict() for c in one.candidates] == [c.to_dict() for c in two.candidates]

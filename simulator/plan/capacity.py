@@ -139,11 +139,6 @@ def analytic_capacity(doc: dict[str, Any]) -> CapacityEstimate:
                                 max_concurrency=b)
     p, o = max(ls.mean_prompt, 1.0), max(ls.mean_output, 1.0)
     pi = round(p)
-
-    def step(n: int) -> float:
-        return perf.iteration_time(tokens=max(round(n * (1 + p / o)), 1), sampled=n,
-                                   prefill_work=n / o * p * p / 2, decode_seqs=n, decode_ctx=int(n * (p + o / 2)))
-
     ttft_floor = perf.iteration_time(tokens=pi, sampled=1, prefill_work=p * (p + 1) / 2, decode_seqs=0, decode_ctx=0)
     tpot_floor = perf.iteration_time(tokens=1, sampled=1, prefill_work=0.0, decode_seqs=1, decode_ctx=int(p + o / 2))
     kv = plan.kv_cache_tokens
@@ -152,20 +147,35 @@ def analytic_capacity(doc: dict[str, Any]) -> CapacityEstimate:
                 f"one decode step takes {tpot_floor * 1e3:.1f} ms")
         return CapacityEstimate(0.0, "latency_floor", f"{what}, beyond the SLO at any rate", ttft_floor, tpot_floor,
                                 kv, 0)
+    rate, n_cap, limit, t_step = steady_state(perf, plan, p, o, tpot_b)
     n_kv = max(int(kv / (p + o / 2)), 1)
+    what = {"kv_memory": f"the KV cache holds {n_kv} sequences of {p + o / 2:.0f} tokens",
+            "compute": f"{n_cap} batch slots (max_num_seqs) at {t_step * 1e3:.1f} ms a step",
+            "tpot": f"{n_cap} sequences keep a step within the TPOT bound ({t_step * 1e3:.1f} ms)"}[limit]
+    return CapacityEstimate(rate, limit, what, ttft_floor, tpot_floor, kv, n_cap)
+
+
+def step_time(perf: Any, n: int, p: float, o: float) -> float:
+    """One steady-state iteration with ``n`` sequences decoding (module docstring)."""
+    return float(perf.iteration_time(tokens=max(round(n * (1 + p / o)), 1), sampled=n,
+                                     prefill_work=n / o * p * p / 2, decode_seqs=n, decode_ctx=int(n * (p + o / 2))))
+
+
+def steady_state(perf: Any, plan: Any, p: float, o: float, tpot_b: float = math.inf) -> tuple[float, int, str, float]:
+    """(requests/s, sequences running, what limits them, step time) of a continuous-batching replica
+    (``perf``: its InferenceModel, ``plan``: its ReplicaPlan) at mean prompt ``p`` and output ``o``,
+    with steps held within ``tpot_b`` (module docstring)."""
+    n_kv = max(int(plan.kv_cache_tokens / (p + o / 2)), 1)
     n_cap = min(plan.max_num_seqs, n_kv)
     limit = "kv_memory" if n_kv < plan.max_num_seqs else "compute"
-    if step(n_cap) > tpot_b:                     # the largest batch whose step is within the TPOT bound
+    if step_time(perf, n_cap, p, o) > tpot_b:            # the largest batch whose step is within the TPOT bound
         lo, hi = 1, n_cap
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if step(mid) <= tpot_b else (lo, mid)
+            lo, hi = (mid, hi) if step_time(perf, mid, p, o) <= tpot_b else (lo, mid)
         n_cap, limit = lo, "tpot"
-    rate = float(n_cap / (o * step(n_cap)))
-    what = {"kv_memory": f"the KV cache holds {n_kv} sequences of {p + o / 2:.0f} tokens",
-            "compute": f"{n_cap} batch slots (max_num_seqs) at {step(n_cap) * 1e3:.1f} ms a step",
-            "tpot": f"{n_cap} sequences keep a step within the TPOT bound ({step(n_cap) * 1e3:.1f} ms)"}[limit]
-    return CapacityEstimate(rate, limit, what, ttft_floor, tpot_floor, kv, n_cap)
+    t = step_time(perf, n_cap, p, o)
+    return float(n_cap / (o * t)), n_cap, limit, t
 
 
 def max_rate_per_replica(doc: dict[str, Any], *, estimate: CapacityEstimate | None = None,

@@ -252,6 +252,25 @@ def _candidate(doc: dict[str, Any], cap: CapacityResult | None, est: CapacityEst
         error=error)
 
 
+def _search_group(docs: list[dict[str, Any]], peak: float, generative: bool,
+                  step: Callable[[float], None] | None = None) -> list[ServingCandidate]:
+    """The capacity searches of one GPU × TP's engines, each bracket started from the previous answer
+    (warm state); runs in a worker process when the plan has ``workers``."""
+    out: list[ServingCandidate] = []
+    warm: float | None = None
+    for i, doc in enumerate(docs):
+        try:
+            est = analytic_capacity(doc)
+            on = (lambda f, i=i: step(i + f)) if step else None
+            cap = max_rate_per_replica(doc, estimate=est, start_rps=warm, on_step=on) if est.rate_rps > 0 else None
+            if cap is not None and cap.max_rate_rps > 0:
+                warm = cap.max_rate_rps
+            out.append(_candidate(doc, cap, est, peak, generative))
+        except CapsimError as e:
+            out.append(_candidate(doc, None, CapacityEstimate(0.0, "error", str(e)), peak, generative, error=str(e)))
+    return out
+
+
 def _rank_key(c: ServingCandidate) -> tuple[float, float, str, int, str]:
     return (c.usd_per_hour if c.usd_per_hour is not None else math.inf, -c.max_rate_per_replica_rps,
             c.hardware, c.tp, c.engine)
@@ -262,14 +281,16 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
                  output_tokens: int | dict[str, Any] | None = None, gpus: Sequence[str] | None = None,
                  tps: Sequence[int] | None = None, engines: Sequence[str] | None = None, precision: str = "bf16",
                  provider: str | None = None, market: str = "on_demand", autoscale: bool = False,
-                 day_s: float = 7200.0, verify: int = 3, seed: int = 7,
+                 day_s: float = 7200.0, verify: int = 3, seed: int = 7, workers: int = 1,
                  progress: Callable[[float, float | None], None] | None = None) -> ServingPlan:
     """Plan a serving deployment (module docstring). ``pattern``: constant (Poisson at ``peak_rps``) or
     diurnal (a sinusoidal day peaking at ``peak_rps`` with ``peak_to_trough``; the autoscaling day,
     ``autoscale=True``, runs it over ``day_s`` seconds: 7,200 by default, a day compressed 12× so three
     candidates × five policies simulate in minutes on two cores; its ramps are 12× steeper than a real
     day's, which is harder on an autoscaler; pass 86400 for the real day). ``verify``: how many of the
-    cheapest candidates get the fleet check at peak. ``progress(done, total)`` per simulation."""
+    cheapest candidates get the fleet check at peak. ``workers`` > 1: the GPU × TP groups' searches run
+    in that many processes (the same rows: each group's search does not depend on the others).
+    ``progress(done, total)`` in candidates."""
     from ..catalog import get_model
 
     if peak_rps <= 0:
@@ -290,23 +311,34 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
                           output=output, pricing=pricing, generative=generative, seed=seed)
             for g in gpus for t in tps for e in engines]
     total = float(len(docs))
-    warm: dict[tuple[str, int], float] = {}       # a GPU × TP's answer starts the next engine's bracket
     rows: list[ServingCandidate] = []
-    for i, doc in enumerate(docs):
-        key = (doc["hardware"], int(doc["replica"]["tp"]))
-        try:
-            est = analytic_capacity(doc)
-            step = (lambda f, i=i: progress(i + f, total)) if progress else None
-            cap = max_rate_per_replica(doc, estimate=est, start_rps=warm.get(key), on_step=step) \
-                if est.rate_rps > 0 else None
-            if cap is not None and cap.max_rate_rps > 0:
-                warm[key] = cap.max_rate_rps
-            rows.append(_candidate(doc, cap, est, peak_rps, generative))
-        except CapsimError as e:
-            rows.append(_candidate(doc, None, CapacityEstimate(0.0, "error", str(e)), peak_rps, generative,
-                                   error=str(e)))
-        if progress:
-            progress(i + 1, total)
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}     # one GPU × TP's engines share warm state
+    for d in docs:
+        groups.setdefault((d["hardware"], int(d["replica"]["tp"])), []).append(d)
+    if workers > 1 and len(groups) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_search_group, g, peak_rps, generative) for g in groups.values()]
+            done = 0
+            for fut in as_completed(futures):
+                got = fut.result()
+                rows.extend(got)
+                done += len(got)
+                if progress:
+                    progress(done, total)
+    else:
+        done = 0
+        for g in groups.values():
+            def step(f: float, base: int = done) -> None:
+                if progress:
+                    progress(base + f, total)
+
+            got = _search_group(g, peak_rps, generative, step)
+            rows.extend(got)
+            done += len(got)
+            if progress:
+                progress(done, total)
     rows.sort(key=_rank_key)
     by_doc = {(d["hardware"], int(d["replica"]["tp"]), d["replica"].get("engine") or d["replica"]["batching"]): d
               for d in docs}

@@ -200,6 +200,23 @@ def _services(parts: list[Part], nums: list[PartNumbers], span: float) -> dict[s
     return out
 
 
+def _honest_utilization(sc: ServingScenario, main: Part, ts: pd.DataFrame, *, arrival_rps: float,
+                        ready_replicas: float, output_tokens_per_s: float) -> dict[str, float | None]:
+    """Saturation (load ÷ capacity) and MBU of the last service (serving.saturation)."""
+    from .saturation import mbu, saturation
+    from .simulate import length_stats
+
+    w = main.sc.workload
+    ls = length_stats(w.prompt_tokens, w.output_tokens)
+    sat = saturation(main.perf, main.plan, mean_prompt=ls.mean_prompt, mean_output=ls.mean_output,
+                     arrival_rps=arrival_rps, ready_replicas=ready_replicas,
+                     batch=getattr(main.sc.replica, "max_batch_size", None))
+    own = ts[ts["service"] == main.sc.name] if "service" in ts and len(ts) else ts
+    u = mbu(main.perf, main.plan, own, output_tokens_per_s=output_tokens_per_s, ready_replicas=ready_replicas,
+            mean_prompt=ls.mean_prompt, mean_output=ls.mean_output)
+    return {"saturation": rounded(sat, 4) if sat is not None else None, "mbu": rounded(u, 4) if u is not None else None}
+
+
 def scaling_warnings(sc: ServingScenario, scaling: Any) -> list[str]:
     """Autoscaling on busy time under continuous batching, and a fleet that flaps (serving.scale_events)."""
     from .scale_events import FLAP_WINDOW_S, scale_activity
@@ -308,7 +325,10 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         replicas=ReplicaCount(mean=rounded(replica_s / span, 4), max=sum(n.max_req for n in nums)),
         replica_hours=rounded(replica_s / 3600), cold_start_s=rounded(main.svc.cold_start),
         autoscaling=sc.autoscaling.policy, gpus=sum(n.max_req * n.gpr for n in nums),
-        gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4), mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
+        gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4),
+        **_honest_utilization(sc, main, ts, arrival_rps=n_arr / window, ready_replicas=m.ready_s / span,
+                              output_tokens_per_s=served_tokens / span),
+        mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
         kv_cache_utilization=rounded(m.kv_used / (max(m.ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
         slo=slo, slo_attainment=rounded(float(ok.sum()) / finished, 4) if bounds and finished else None,
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
