@@ -5,6 +5,7 @@ percentile keys. Candidates are restricted so each test runs a handful of simula
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -21,7 +22,7 @@ HOURS_PER_MONTH = 730           # 8,760 / 12
 
 
 def _fleet_meets(doc: dict, replicas: int, rate: float) -> bool:
-    d = with_rate(doc, rate, requests=600 * replicas)
+    d = with_rate(doc, rate, requests=max(600 * replicas, math.ceil(rate * 10 * doc["slo"].get("ttft_p99_s", 0))))
     d = {**d, "cluster": {**d["cluster"], "replicas": replicas}, "autoscaling": {"policy": "none"}}
     return bool(simulate_serving(parse_scenario(d)).slo_met)
 
@@ -225,3 +226,23 @@ def test_worker_processes_give_the_same_plan() -> None:
           "verify": 0}
     one, two = plan_serving(**kw), plan_serving(**kw, workers=2)   # type: ignore[arg-type]
     assert [c.to_dict() for c in one.candidates] == [c.to_dict() for c in two.candidates]
+
+
+def test_saturation_is_load_over_capacity_and_gpu_busy_is_not() -> None:
+    from simulator.plan.capacity import steady_state
+    from simulator.serving.simulate import build_replica_model
+
+    doc = candidate_doc(model="llama-3.1-8b", hardware="h100-sxm", tp=1, engine="vllm", precision="bf16",
+                        slo={"ttft_p99_s": 5.0}, prompt={"dist": "fixed", "value": 512},
+                        output={"dist": "fixed", "value": 128}, pricing={}, generative=True, seed=7)
+    low, double = (simulate_serving(parse_scenario(with_rate(doc, r, requests=400))) for r in (2.0, 4.0))
+    perf, plan = build_replica_model(parse_scenario(doc))
+    cap = steady_state(perf, plan, 512, 128)[0]
+    # saturation = measured arrival rate / the steady-state capacity of the one ready replica
+    span = float(low.requests.loc[~low.requests.warmup, "arrival_s"].max())
+    assert low.saturation == pytest.approx(low.arrived / span / cap, rel=1e-3)
+    assert double.saturation == pytest.approx(2 * low.saturation, rel=0.1)
+    # at ~2 req/s of a ~54 req/s replica: a few percent saturated, while a kernel runs most of the time
+    assert low.saturation < 0.05 and low.gpu_utilization > 0.5
+    # decode at a small batch reads the 16 GB of weights per step: bandwidth-bound, MBU high
+    assert low.mbu is not None and 0.3 < low.mbu <= 1.0

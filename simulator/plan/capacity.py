@@ -35,6 +35,10 @@ SEARCH_REQUESTS = 600
 """requests per search simulation: the 6th-slowest is the p99 (capsim's choice, a trade of noise for speed)"""
 REL_TOL = 0.05
 """bisection stops when the bracket is within 5% of its top (capsim's choice)"""
+SPAN_FACTOR = 10.0
+"""arrivals span at least 10× the largest TTFT/E2E bound: a 10% overload then queues about one bound's
+worth of delay by the end, so a burst the replica absorbs is not taken for a rate it sustains
+(capsim's rule)"""
 MAX_SIMULATIONS = 12
 """the most simulations one search runs (bracketing and bisection together)"""
 
@@ -89,6 +93,14 @@ def with_rate(doc: dict[str, Any], rate: float, *, requests: int | None = SEARCH
         w["duration_s"] = max(float(w.get("duration_s") or 0), requests / rate * 4 + 60)
     w["arrival"] = arrival
     return {**doc, "workload": w}
+
+
+def search_requests(doc: dict[str, Any], rate: float, base: int = SEARCH_REQUESTS) -> int:
+    """Arrivals for a search simulation at ``rate``: ``base``, or more so they span :data:`SPAN_FACTOR`
+    × the largest TTFT/E2E bound."""
+    slo = doc.get("slo") or {}
+    bound = max((float(v) for k, v in slo.items() if v is not None and k.startswith(("ttft_", "e2e_"))), default=0.0)
+    return max(base, math.ceil(rate * SPAN_FACTOR * bound))
 
 
 def meets_slo(doc: dict[str, Any]) -> bool:
@@ -198,7 +210,7 @@ def max_rate_per_replica(doc: dict[str, Any], *, estimate: CapacityEstimate | No
     probes: list[tuple[float, bool]] = []
 
     def meets(rate: float) -> bool:
-        ok = meets_slo(with_rate(doc1, rate, requests=requests))
+        ok = meets_slo(with_rate(doc1, rate, requests=search_requests(doc1, rate, requests)))
         probes.append((rate, ok))
         if on_step is not None:
             on_step(min(len(probes) / max_simulations, 1.0))

@@ -29,6 +29,7 @@ from .capacity import (
     analytic_capacity,
     max_rate_per_replica,
     meets_slo,
+    search_requests,
     with_rate,
 )
 
@@ -185,7 +186,7 @@ def candidate_doc(*, model: str, hardware: str, tp: int, engine: str, precision:
 
 
 def _fleet(doc: dict[str, Any], replicas: int, rate: float) -> dict[str, Any]:
-    d = with_rate(doc, rate, requests=FLEET_REQUESTS_PER_REPLICA * replicas)
+    d = with_rate(doc, rate, requests=search_requests(doc, rate, FLEET_REQUESTS_PER_REPLICA * replicas))
     return {**d, "cluster": {**d["cluster"], "replicas": replicas}, "autoscaling": {"policy": "none"}}
 
 

@@ -200,6 +200,11 @@ def _services(parts: list[Part], nums: list[PartNumbers], span: float) -> dict[s
     return out
 
 
+def _arrival_span(t: np.ndarray, start: float) -> float:
+    """Seconds from the measured phase's start to its last arrival (the load's span, drain left out)."""
+    return max(float(t.max()) - start, 1e-12) if len(t) else 1e-12
+
+
 def _honest_utilization(sc: ServingScenario, main: Part, ts: pd.DataFrame, *, arrival_rps: float,
                         ready_replicas: float, output_tokens_per_s: float) -> dict[str, float | None]:
     """Saturation (load ÷ capacity) and MBU of the last service (serving.saturation)."""
@@ -326,7 +331,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         replica_hours=rounded(replica_s / 3600), cold_start_s=rounded(main.svc.cold_start),
         autoscaling=sc.autoscaling.policy, gpus=sum(n.max_req * n.gpr for n in nums),
         gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4),
-        **_honest_utilization(sc, main, ts, arrival_rps=n_arr / window, ready_replicas=m.ready_s / span,
+        **_honest_utilization(sc, main, ts, arrival_rps=n_arr / _arrival_span(q.arrival[arrived], measured_from),
+                              ready_replicas=m.ready_s / span,
                               output_tokens_per_s=served_tokens / span),
         mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
         kv_cache_utilization=rounded(m.kv_used / (max(m.ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
