@@ -88,7 +88,7 @@ def serve(
     provider: Annotated[str | None, typer.Option("--provider", help="price from this provider (default: cheapest)")] = None,
     market: Annotated[str, typer.Option("--market", help="on_demand (default) or spot")] = "on_demand",
     autoscale: Annotated[bool, typer.Option("--autoscale/--no-autoscale", help=(
-        "run each autoscaling policy over the day for the three best (default: with --pattern diurnal)"))] = False,
+        "run each autoscaling policy over the day (--peak-to-trough, --day-s) for the three best"))] = False,
     day_s: Annotated[float, typer.Option("--day-s", help=(
         "length of the simulated day, seconds (default 7200: a day compressed 12x; 86400 for the real one)"))] = 7200.0,
     workers: Annotated[int, typer.Option("--workers", help="processes for the capacity searches (default 1)")] = 1,
