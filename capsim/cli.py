@@ -85,12 +85,13 @@ def models(as_json: JsonOpt = False) -> None:
 @user_errors
 def profiles(as_json: JsonOpt = False) -> None:
     """List hardware profiles: spec-sheet or measured (with the tables' source and engine versions)."""
-    from simulator.hardware import get_profile, price_catalog, profile_paths
+    from simulator.hardware import get_profile, price_catalog, profile_paths, unpriced_reasons
 
     rows: list[dict[str, Any]] = []
     for name in profile_paths():
         p = get_profile(name)
         inst = [f"{i.provider}:{i.instance}" for i in price_catalog() if i.gpu == name]
+        price = _profile_price(name, unpriced_reasons())
         mp = p.measured_profile
         measured = None
         if mp is not None:
@@ -106,18 +107,24 @@ def profiles(as_json: JsonOpt = False) -> None:
                      "fp8_tflops": p.peak_tflops.get("fp8"), "fp4_tflops": p.peak_tflops.get("fp4"),
                      "memory_tbps": p.memory_bandwidth_tbps, "nvlink_domain_gpus": p.nvlink_domain_gpus,
                      "intra_busbw_gb_s": p.intra_node.busbw_gb_s, "inter_busbw_gb_s": p.inter_node.busbw_gb_s,
-                     "tdp_w": p.tdp_w, "instances": inst, "calibrated": p.calibrated is not None})
+                     "tdp_w": p.tdp_w, "instances": inst, "calibrated": p.calibrated is not None, **price})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     def tf(v: float | None) -> str:
         return "-" if not v else f"{v:.0f}"
 
+    def usd(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
     print_table(out, [Col("profile", "id"), Col("basis", "id"), *(Col(h, "num") for h in (
-        "GiB", "bf16", "fp8", "fp4", "TB/s", "NVL", "W"))],
+        "GiB", "bf16", "fp8", "fp4", "TB/s", "NVL", "W", "$/GPU-h", "spot $/GPU-h")), Col("priced from")],
         [[r["name"], r["basis"], f"{r['memory_gib']:.0f}", tf(r["bf16_tflops"]), tf(r["fp8_tflops"]),
-          tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"])] for r in rows],
-        title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain)")
+          tf(r["fp4_tflops"]), f"{r['memory_tbps']:.2f}", str(r["nvlink_domain_gpus"]), tf(r["tdp_w"]),
+          usd(r["on_demand_usd_per_gpu_hour"]), usd(r["spot_usd_per_gpu_hour"]),
+          r["price_instance"] or f"no price: {r['unpriced_reason']}"] for r in rows],
+        title="hardware profiles (dense TFLOP/s; NVL: GPUs per NVLink domain; $ per GPU-hour of the cheapest "
+              "smallest instance)")
     measured_rows = [[r["name"], r["measured"]["source"], _engine_versions(r["measured"]["kernels"])]
                      for r in rows if r["measured"] is not None]
     if measured_rows:
@@ -127,6 +134,31 @@ def profiles(as_json: JsonOpt = False) -> None:
     n = sum(r["basis"] == "measured" for r in rows)
     out.print(f"{n} of {len(rows)} profiles measured; the others use spec-sheet peaks × efficiency "
               "(capsim calibrate measures your own GPU)")
+
+
+def _profile_price(name: str, reasons: dict[str, str]) -> dict[str, Any]:
+    """The profile's $/GPU-hour on demand and on spot from the cheapest smallest catalog instance (as a
+    1-GPU replica is priced), with the instances and their source, or why it has no price."""
+    from simulator.errors import CapsimError
+    from simulator.hardware import find_instance
+
+    out: dict[str, Any] = {"on_demand_usd_per_gpu_hour": None, "spot_usd_per_gpu_hour": None,
+                           "price_instance": None, "spot_instance": None, "price_source": None,
+                           "unpriced_reason": None}
+    try:
+        od = find_instance(gpu=name, gpus_per_node=1, market="on_demand")
+        sp = find_instance(gpu=name, gpus_per_node=1, market="spot")
+    except CapsimError:
+        out["unpriced_reason"] = reasons.get(name, "no row in hardware_profiles/prices.yaml")
+        return out
+    if od.on_demand_usd_per_hour is not None:
+        out.update(on_demand_usd_per_gpu_hour=round(od.usd_per_gpu_hour("on_demand"), 4),
+                   price_instance=f"{od.provider}:{od.instance}", price_source=od.source)
+    if sp.spot_usd_per_hour is not None:
+        out.update(spot_usd_per_gpu_hour=round(sp.usd_per_gpu_hour("spot"), 4), spot_instance=f"{sp.provider}:{sp.instance}")
+        out["price_instance"] = out["price_instance"] or f"{sp.provider}:{sp.instance} (spot only)"
+        out["price_source"] = out["price_source"] or sp.source
+    return out
 
 
 def _engine_versions(kernels: dict[str, dict[str, list[str]]]) -> str:
@@ -315,7 +347,10 @@ def _print_serving(r: ServingResult) -> None:
     for label, text in serving_latency_rows(r):
         t.add_row(label, text)
     kv = f", KV cache {100 * r.kv_cache_utilization:.1f}% used" if r.kv_cache_utilization is not None else ""
-    t.add_row("utilization", f"GPU busy {100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
+    sat = "-" if r.saturation is None else f"{100 * r.saturation:.1f}%"
+    mbu = "" if r.mbu is None else f", MBU {100 * r.mbu:.1f}% (decode bytes / memory bandwidth)"
+    t.add_row("utilization", f"saturation {sat} (load ÷ capacity){mbu}; GPU busy (DCGM-style, any kernel running) "
+              f"{100 * r.gpu_utilization:.1f}%{kv}; MFU {100 * r.mfu:.1f}% "
               "(model FLOPs of the tokens served / peak of the GPU-hours paid)")
     if r.prefix_cache is not None:
         t.add_row("prefix cache", prefix_cache_text(r.prefix_cache))

@@ -8,6 +8,7 @@ format of ``hardware_profiles/MEASURED.md``), as imported profiles have theirs.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +25,7 @@ from .silicon.tables import KernelBasis, MeasuredProfile, bind, load_measured
 
 MEASURED_DIR = PROFILE_DIR / "measured"
 
-__all__ = ["HardwareProfile", "PeakKey", "Precision", "get_profile", "resolve_price"]
+__all__ = ["HardwareProfile", "PeakKey", "Precision", "find_instance", "get_profile", "resolve_price", "unpriced_reasons"]
 
 
 class Link(BaseModel):
@@ -191,7 +192,7 @@ class HardwareProfile(BaseModel):
 
 # ---- loading ------------------------------------------------------------------------------------
 def profile_paths() -> dict[str, Path]:
-    out = {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml")) if p.stem != "prices"}
+    out = {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml")) if p.stem not in ("prices", "unpriced")}
     for p in sorted((PROFILE_DIR / "calibrated").glob("*.yaml")):
         out[f"calibrated/{p.stem}"] = p
     return out
@@ -267,8 +268,25 @@ class Instance(BaseModel):
     source: str = ""
     notes: str | None = None
 
+    @property
+    def gpu_part_only(self) -> bool:
+        """The row prices the accelerators and not the host VM (GCP's accelerator rows: cloud_prices.csv
+        notes "host VM part not read"), so it under-states what the instance costs."""
+        n = (self.notes or "").lower()
+        return "host vm" in n and "not read" in n
+
+    @property
+    def unverified(self) -> bool:
+        """A third-party page's price (cloud_prices.csv marks these UNVERIFIED), or a row its notes call
+        ANOMALOUS (a catalog GPU price below its own spot price)."""
+        n = (self.notes or "").lower()
+        return "unverified" in self.source.lower() or "unverified" in n or n.startswith("anomalous")
+
+    def price(self, market: str) -> float | None:
+        return self.spot_usd_per_hour if market == "spot" else self.on_demand_usd_per_hour
+
     def usd_per_gpu_hour(self, market: str) -> float:
-        price = self.spot_usd_per_hour if market == "spot" else self.on_demand_usd_per_hour
+        price = self.price(market)
         if price is None:
             raise CapsimError(
                 f"instance {self.instance!r} ({self.provider}) has no {market} price in the catalog; "
@@ -283,34 +301,68 @@ def price_catalog() -> tuple[Instance, ...]:
     return tuple(Instance(**r) for r in doc["instances"])
 
 
+@cache
+def unpriced_reasons() -> dict[str, str]:
+    """Why a GPU profile has no row in the price catalog (hardware_profiles/unpriced.yaml)."""
+    doc = yaml.safe_load((PROFILE_DIR / "unpriced.yaml").read_text())
+    return {str(k): str(v) for k, v in (doc.get("unpriced") or {}).items()}
+
+
+def _base_gpu(gpu: str) -> str:
+    return gpu.removeprefix("calibrated/").split("-cal")[0]
+
+
 def find_instance(*, gpu: str, provider: str | None = None, instance: str | None = None,
-                  gpus_per_node: int | None = None) -> Instance:
-    """The catalog instance for a GPU profile: by exact instance name, else the first of the provider
-    (aws by default) with the requested GPUs per node (else the largest)."""
+                  gpus_per_node: int | None = None, market: str | None = None) -> Instance:
+    """The catalog instance that prices ``gpus_per_node`` GPUs of a profile: by exact instance name,
+    else among the provider's rows (every provider's when none is named) those with exactly that many
+    GPUs (else the smallest holding more, else the largest), the cheapest per GPU-hour in ``market``
+    (on-demand by default). With no provider named, rows pricing only the GPU part of a VM and
+    unverified third-party rows are skipped while a complete, verified row exists."""
     cat = price_catalog()
     if instance:
         for i in cat:
             if i.instance == instance and (provider is None or i.provider == provider):
                 return i
         raise unknown("instance", instance, {i.instance for i in cat})
-    base = gpu.removeprefix("calibrated/").split("-cal")[0]
-    cands = [i for i in cat if i.gpu == base and (provider is None or i.provider == provider)]
-    if not cands and provider is None:
-        cands = [i for i in cat if i.gpu == base]
+    base = _base_gpu(gpu)
+    mkt = market or "on_demand"
+    rows = [i for i in cat if i.gpu == base]
+    cands = [i for i in rows if provider is None or i.provider == provider]
     if not cands:
         have = sorted({i.gpu for i in cat if provider is None or i.provider == provider})
+        why = unpriced_reasons().get(base)
         raise CapsimError(
-            f"GPU {gpu!r} has no price in the catalog{' for provider ' + provider if provider else ''} "
-            f"(it prices {', '.join(have) or 'nothing there'}); set pricing.usd_per_gpu_hour in the scenario"
-        )
-    cands.sort(key=lambda i: (i.provider != "aws", i.gpus != gpus_per_node, -i.gpus))
-    return cands[0]
+            f"GPU {gpu!r} has no price in the catalog{' for provider ' + provider if provider else ''}"
+            + (f" ({why})" if why and provider is None else
+               f" (it prices {', '.join(have) or 'nothing there'})")
+            + "; set pricing.usd_per_gpu_hour (or pricing.usd_per_gpu_hour_by_gpu) in the scenario")
+    if provider is None:
+        whole = [i for i in cands if not i.gpu_part_only and not i.unverified]
+        cands = whole or cands
+    priced = [i for i in cands if i.price(mkt) is not None]
+    cands = priced or cands                  # none priced in this market: the caller's error names the row
+    need = gpus_per_node or 0
+    exact = [i for i in cands if i.gpus == need]
+    larger = sorted({i.gpus for i in cands if i.gpus > need})
+    pool = exact or ([i for i in cands if i.gpus == larger[0]] if larger else
+                     [i for i in cands if i.gpus == max(i.gpus for i in cands)])
+    pool.sort(key=lambda i: (i.usd_per_gpu_hour(mkt) if i.price(mkt) is not None else math.inf,
+                             i.provider, i.instance))
+    return pool[0]
 
 
 def resolve_price(pricing: Any, hw: HardwareProfile, *, gpus_per_node: int | None = None) -> tuple[float, str]:
-    """($ per GPU-hour, where it came from) for a scenario's ``pricing`` block on ``hw``."""
+    """($ per GPU-hour, where it came from) for a scenario's ``pricing`` block on ``hw``: the scenario's
+    own price, else its price for this GPU type, else the catalog instance holding ``gpus_per_node``
+    GPUs (a replica's or a node's count) from :func:`find_instance`."""
     if pricing.usd_per_gpu_hour:
         return pricing.usd_per_gpu_hour, "scenario pricing.usd_per_gpu_hour"
     base = (hw.calibrated or {}).get("base_profile") or hw.name     # a calibrated GPU is priced as its model
-    inst = find_instance(gpu=base, provider=pricing.provider, instance=pricing.instance, gpus_per_node=gpus_per_node)
+    by_gpu = getattr(pricing, "usd_per_gpu_hour_by_gpu", None) or {}
+    for key in (hw.name, _base_gpu(base)):
+        if key in by_gpu:
+            return float(by_gpu[key]), f"scenario pricing.usd_per_gpu_hour_by_gpu.{key}"
+    inst = find_instance(gpu=base, provider=pricing.provider, instance=pricing.instance, gpus_per_node=gpus_per_node,
+                         market=pricing.market)
     return inst.usd_per_gpu_hour(pricing.market), f"{inst.provider}:{inst.instance} {pricing.market} ({inst.source})"

@@ -124,7 +124,8 @@ RANGES: dict[str, Range] = {
     "spot_fraction": FRACTION, "spot_preemptions_per_hour": Range(None, 60.0, "per hour"),
     "spot_notice_s": Range(None, 86_400.0, "s"), "max_retries": Range(None, 100, "retries"),
     "ttft_p99_s": TIME, "tpot_p99_s": TIME, "e2e_p99_s": TIME,
-    "usd_per_gpu_hour": Range(None, 10_000.0, "USD"),
+    **{f"{m}_{q}_s": TIME for m in ("ttft", "tpot", "itl", "e2e") for q in ("p50", "p90", "p99")},
+    "usd_per_gpu_hour": Range(None, 10_000.0, "USD"), "usd_per_gpu_hour_by_gpu": Range(None, 10_000.0, "USD"),
     # training
     "nodes": GPUS, "gpus_per_node": Range(None, 1024, "GPUs"),
     "seq_len": TOK, "global_batch": Range(None, 10_000_000, "sequences"),
@@ -151,6 +152,8 @@ def _numbers(value: Any) -> list[float]:
         return [value]
     if isinstance(value, list | tuple):
         return [x for v in value for x in _numbers(v)]
+    if isinstance(value, dict):         # a mapping's values (pricing.usd_per_gpu_hour_by_gpu)
+        return [x for v in value.values() for x in _numbers(v)]
     return []
 
 

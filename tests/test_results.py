@@ -77,7 +77,8 @@ SERVING_KEYS = [
     *(f"{lat}{q}" for lat in ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s")
       for q in ("", ".p50", ".p90", ".p99", ".mean")),
     "replicas", "replicas.mean", "replicas.max", "replica_hours", "cold_start_s", "autoscaling", "gpus",
-    "gpu_utilization", "mfu", "kv_cache_utilization", "slo", "slo.ttft_p99_s", "slo.tpot_p99_s", "slo_attainment",
+    "gpu_utilization", "saturation", "mbu",
+    "mfu", "kv_cache_utilization", "slo", "slo.ttft_p99_s", "slo.tpot_p99_s", "slo_attainment",
     "slo_met", "usd_per_gpu_hour", "price_source", "usd_per_hour", "cost_usd", "cost_per_million_tokens_usd",
     "cost_per_million_items_usd", "energy_kwh", "items_per_joule", "warnings", "scenario"]
 

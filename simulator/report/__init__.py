@@ -105,8 +105,10 @@ def _serving_cards(r: ServingResult) -> list[Card]:
                 "" if r.items_per_joule is None else f"{r.items_per_joule:,.2f} {r.item}s/s per W")]),
         Card("cost", f"${r.usd_per_hour:,.2f}/h", f"{r.replica_hours:,.1f} replica-hours; ${r.cost_usd:,.2f} "
              f"this run ({r.autoscaling} scaling)"),
-        Card("GPU busy / MFU", f"{100 * r.gpu_utilization:.0f}% / {100 * r.mfu:.1f}%",
-             "time running iterations / model FLOPs served vs peak paid for"),
+        Card("saturation / MBU", ("-" if r.saturation is None else f"{100 * r.saturation:.0f}%") + " / "
+             + ("-" if r.mbu is None else f"{100 * r.mbu:.0f}%"),
+             f"load ÷ capacity / decode bytes vs bandwidth; GPU busy (DCGM-style) {100 * r.gpu_utilization:.0f}%, "
+             f"MFU {100 * r.mfu:.1f}%"),
         Card("$ / M output tokens", "-" if cpm is None else f"${cpm:,.3f}") if r.generative else
         Card(f"$ / M {r.item}s", "-" if r.cost_per_million_items_usd is None else f"${r.cost_per_million_items_usd:,.2f}"),
         Card("requests", f"{r.completed:,} done", f"{r.rejected:,} rejected, {r.failed:,} failed, "
@@ -140,7 +142,7 @@ def serving_html(r: ServingResult) -> str:
     f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p50_s * scale, name="p50", mode="lines")
     f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s * scale, name="p99", mode="lines")
     f_u = _fig("Utilization (mean over ready replicas)", xaxis_title="time (s)", yaxis_title="fraction", yaxis_range=[0, 1.05])
-    f_u.add_scatter(x=fleet.t_s, y=fleet.gpu_busy, name="GPU busy", mode="lines")
+    f_u.add_scatter(x=fleet.t_s, y=fleet.gpu_busy, name="GPU busy (DCGM-style)", mode="lines")
     if r.generative:
         f_u.add_scatter(x=fleet.t_s, y=fleet.kv_cache_utilization, name="KV cache used", mode="lines")
     f_cost = _fig("Cost accrued ($)", xaxis_title="time (s)", yaxis_title="USD")

@@ -51,10 +51,14 @@ class Pricing(_Strict):
     """Where the GPU-hours are bought and at what price (default: the price catalog)."""
 
     provider: str | None = Field(default=None, description="cloud provider in the price catalog (aws, gcp, azure, ...); "
-                                                            "default: the cheapest listed for this GPU")
+                                                            "default: the cheapest listed for this GPU "
+                                                            "(skipping GPU-part-only and unverified rows)")
     instance: str | None = Field(default=None, description="instance type in the price catalog; default: any with this GPU")
     market: Literal["on_demand", "spot"] = Field(default="on_demand", description="on-demand or spot capacity")
     usd_per_gpu_hour: float | None = Field(default=None, gt=0, description="overrides the catalog price")
+    usd_per_gpu_hour_by_gpu: dict[str, float] | None = Field(default=None, description=(
+        "$ per GPU-hour by GPU profile name ({l4: 0.70, h100-sxm: 2.5}), over the catalog for those GPUs; "
+        "default: none"))
     spot_preemptions_per_hour: float = Field(default=0.0, ge=0, description="per node, when market is spot")
 
 

@@ -70,10 +70,22 @@ class Faults(_Strict):
 
 
 class SLO(_Strict):
-    """Latency bounds at the 99th percentile; a request meets the SLO when its own latencies do."""
+    """Latency bounds, each at a percentile: ``{ttft,tpot,itl,e2e}_{p50,p90,p99}_s``. The run meets the SLO
+    when every bounded percentile is within its bound and nothing is rejected or failed; a request
+    attains it when its own TTFT, TPOT and end-to-end latency are within every bound on them (ITL
+    bounds are checked on the percentiles of all token gaps, not per request)."""
 
+    ttft_p50_s: float | None = Field(default=None, gt=0, description="median time to first token, seconds; default: none")
+    ttft_p90_s: float | None = Field(default=None, gt=0, description="p90 time to first token, seconds; default: none")
     ttft_p99_s: float | None = Field(default=None, gt=0, description="time to first token, seconds; default: none")
+    tpot_p50_s: float | None = Field(default=None, gt=0, description="median time per output token, seconds; default: none")
+    tpot_p90_s: float | None = Field(default=None, gt=0, description="p90 time per output token, seconds; default: none")
     tpot_p99_s: float | None = Field(default=None, gt=0, description="time per output token, seconds; default: none")
+    itl_p50_s: float | None = Field(default=None, gt=0, description="median inter-token gap, seconds; default: none")
+    itl_p90_s: float | None = Field(default=None, gt=0, description="p90 inter-token gap, seconds; default: none")
+    itl_p99_s: float | None = Field(default=None, gt=0, description="p99 inter-token gap, seconds; default: none")
+    e2e_p50_s: float | None = Field(default=None, gt=0, description="median end-to-end latency, seconds; default: none")
+    e2e_p90_s: float | None = Field(default=None, gt=0, description="p90 end-to-end latency, seconds; default: none")
     e2e_p99_s: float | None = Field(default=None, gt=0, description="end-to-end latency, seconds; default: none")
 
 

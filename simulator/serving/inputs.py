@@ -39,10 +39,12 @@ def resolve_inputs(sc: ServingScenario, model: ModelSpec) -> ServingScenario:
     the user's."""
     if model.generative:
         return sc
-    if sc.slo.ttft_p99_s is not None or sc.slo.tpot_p99_s is not None:
-        key = "slo.ttft_p99_s" if sc.slo.ttft_p99_s is not None else "slo.tpot_p99_s"
+    token_bounds = [k for k, v in sc.slo.model_dump().items() if v is not None and not k.startswith("e2e_")]
+    if token_bounds:
+        key = f"slo.{token_bounds[0]}"
         raise CapsimError(f"{key}: {model.name} is an {model.architecture} model and generates no tokens, so it has "
-                          "no time to first token or per output token; bound its latency with slo.e2e_p99_s")
+                          "no time to first token or per output token; bound its latency with slo.e2e_p99_s "
+                          "(or e2e_p50_s, e2e_p90_s)")
     w = sc.workload
     given = w.model_fields_set
     if "output_tokens" in given and w.output_tokens != ONE:

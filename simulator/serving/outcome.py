@@ -127,7 +127,12 @@ class ServingResult(ResultViews):
     gpus: int
     """GPUs at the most replicas requested"""
     gpu_utilization: float
-    """busy GPU-seconds over ready replica-seconds (time running iterations)"""
+    """GPU busy, DCGM-style: busy GPU-seconds over ready replica-seconds (time running iterations); under
+    continuous batching it reads high from low load on (serving.saturation)"""
+    saturation: float | None = None
+    """load ÷ capacity: the arrival rate over the ready replicas' steady-state capacity (serving.saturation)"""
+    mbu: float | None = None
+    """model-bandwidth utilization of the decode steps (serving.saturation); None without decode"""
     mfu: float
     """model FLOPs of the tokens served over the peak FLOPs of the GPU-seconds paid for"""
     kv_cache_utilization: float | None

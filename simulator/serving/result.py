@@ -45,7 +45,8 @@ from .summary import (
 )
 from .tokens import token_gaps
 
-SLO_COLUMN = {"ttft_p99_s": "ttft_s", "tpot_p99_s": "tpot_s", "e2e_p99_s": "e2e_s"}   # bound → request column
+SLO_COLUMN = {f"{m}_{q}_s": f"{m}_s" for m in ("ttft", "tpot", "itl", "e2e") for q in ("p50", "p90", "p99")}
+"""bound → the request column (and latency) it bounds; ``_p50/_p90/_p99`` is the percentile it bounds"""
 
 
 @dataclass
@@ -144,10 +145,11 @@ def _part_numbers(p: Part, end: float) -> PartNumbers:
         for rep in svc.all:
             s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
             kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
-    usd_gpu_h, price_src = resolve_price(p.sc.pricing, perf.hw)
+    gpr = plan.gpus_per_replica      # a replica is priced from the instance with its GPU count (a 1-GPU L4 from a 1-GPU VM)
+    usd_gpu_h, price_src = resolve_price(p.sc.pricing, perf.hw, gpus_per_node=gpr)
     spot_gpu_h = usd_gpu_h
     if any(life.spot for life in svc.lives):
-        spot_gpu_h, _ = resolve_price(p.sc.pricing.model_copy(update={"market": "spot"}), perf.hw)
+        spot_gpu_h, _ = resolve_price(p.sc.pricing.model_copy(update={"market": "spot"}), perf.hw, gpus_per_node=gpr)
     on_s = replica_seconds([x for x in svc.lives if not x.spot], end, "requested")
     spot_s = replica_seconds([x for x in svc.lives if x.spot], end, "requested")
     gpr = plan.gpus_per_replica
@@ -204,6 +206,44 @@ def _services(parts: list[Part], nums: list[PartNumbers], span: float) -> dict[s
     return out
 
 
+def _arrival_span(t: np.ndarray, start: float) -> float:
+    """Seconds from the measured phase's start to its last arrival (the load's span, drain left out)."""
+    return max(float(t.max()) - start, 1e-12) if len(t) else 1e-12
+
+
+def _honest_utilization(sc: ServingScenario, main: Part, ts: pd.DataFrame, *, arrival_rps: float,
+                        ready_replicas: float, output_tokens_per_s: float) -> dict[str, float | None]:
+    """Saturation (load ÷ capacity) and MBU of the last service (serving.saturation)."""
+    from .saturation import mbu, saturation
+    from .simulate import length_stats
+
+    w = main.sc.workload
+    ls = length_stats(w.prompt_tokens, w.output_tokens)
+    sat = saturation(main.perf, main.plan, mean_prompt=ls.mean_prompt, mean_output=ls.mean_output,
+                     arrival_rps=arrival_rps, ready_replicas=ready_replicas,
+                     batch=getattr(main.sc.replica, "max_batch_size", None))
+    own = ts[ts["service"] == main.sc.name] if "service" in ts and len(ts) else ts
+    u = mbu(main.perf, main.plan, own, output_tokens_per_s=output_tokens_per_s, ready_replicas=ready_replicas,
+            mean_prompt=ls.mean_prompt, mean_output=ls.mean_output)
+    return {"saturation": rounded(sat, 4) if sat is not None else None, "mbu": rounded(u, 4) if u is not None else None}
+
+
+def scaling_warnings(sc: ServingScenario, scaling: Any) -> list[str]:
+    """Autoscaling on busy time under continuous batching, and a fleet that flaps (serving.scale_events)."""
+    from .scale_events import FLAP_WINDOW_S, scale_activity
+
+    out = []
+    if getattr(sc.autoscaling, "metric", None) == "utilization" and sc.replica.iteration_level:
+        out.append("autoscaling.metric utilization is the share of time a kernel runs (DCGM-style GPU busy): under "
+                   "continuous batching it reads near 100% from low load on, so it saturates and cannot tell a busy "
+                   "replica from an overloaded one; scale on concurrency, queue or kv_cache")
+    a = scale_activity(scaling)
+    if a.oscillating:
+        out.append(f"autoscaling oscillates: {a.flaps} reversals within {FLAP_WINDOW_S:.0f} s of the previous scale "
+                   "event; lengthen the scale-down stabilization window (beyond the cold start) or widen the tolerance")
+    return out
+
+
 def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: float,
                  warnings: list[str], *, measured_from: float = 0.0) -> ServingResult:
     """The result. A closed loop's warm-up requests (the first ``ledger.reqs.warmup`` rows) are left
@@ -235,10 +275,12 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     kv_cap = plan.kv_cache_tokens
     cost = sum(n.cost for n in nums)
     replica_s = sum(n.on_s + n.spot_s for n in nums)
-    slo = SLOBounds(ttft_p99_s=sc.slo.ttft_p99_s, tpot_p99_s=sc.slo.tpot_p99_s, e2e_p99_s=sc.slo.e2e_p99_s)
+    slo = SLOBounds(**sc.slo.model_dump())
     bounds = slo.to_dict()
     ok = done.copy()
     for key, bound in bounds.items():
+        if key.startswith("itl_"):     # token gaps are not one number per request: checked on their percentiles
+            continue
         v = frame[SLO_COLUMN[key]].to_numpy()
         ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
     finished = n_done + n_rej + n_fail
@@ -258,7 +300,9 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         frame["max_itl_s"] = gaps.largest
     slo_met = None
     if bounds:
-        within = all((p99 := lat[SLO_COLUMN[key]].p99) is not None and p99 <= b for key, b in bounds.items())
+        dists = {**lat, "itl_s": itl}
+        within = all((val := getattr(dists[SLO_COLUMN[key]], key.split("_")[1])) is not None and val <= b
+                     for key, b in bounds.items())
         slo_met = bool(within and n_rej + n_fail == 0)
     reasons = {REJECT_REASONS[i]: int(np.sum(ledger.reason[rejected] == i)) for i in range(1, len(REJECT_REASONS))}
     classes = None
@@ -295,7 +339,11 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         replicas=ReplicaCount(mean=rounded(replica_s / span, 4), max=sum(n.max_req for n in nums)),
         replica_hours=rounded(replica_s / 3600), cold_start_s=rounded(main.svc.cold_start),
         autoscaling=sc.autoscaling.policy, gpus=sum(n.max_req * n.gpr for n in nums),
-        gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4), mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
+        gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4),
+        **_honest_utilization(sc, main, ts, arrival_rps=n_arr / _arrival_span(q.arrival[arrived], measured_from),
+                              ready_replicas=m.ready_s / span,
+                              output_tokens_per_s=served_tokens / span),
+        mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
         kv_cache_utilization=rounded(m.kv_used / (max(m.ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
         slo=slo, slo_attainment=rounded(float(ok.sum()) / finished, 4) if bounds and finished else None,
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
@@ -304,7 +352,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         cost_per_million_items_usd=rounded_or_none(cost / served_items * 1e6) if not gen and served_items else None,
         energy_kwh=rounded(energy_kwh),
         items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
-        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts)),
+        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts), *scaling_warnings(sc, scaling)),
         classes=classes,
         services=_services(parts, nums, span), prefix_cache=summarize_prefix(main.svc.all), requests=frame,
         timeseries=ts, scaling=scaling, fleet=fleet,

@@ -158,11 +158,20 @@ class ReplicaCount:
 
 @dataclass(frozen=True, slots=True)
 class SLOBounds:
-    """The p99 latency bounds the scenario sets (None: no bound)."""
+    """The latency bounds the scenario sets, each at its percentile (None: no bound)."""
 
     ttft_p99_s: float | None = None
     tpot_p99_s: float | None = None
     e2e_p99_s: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p90_s: float | None = None
+    tpot_p50_s: float | None = None
+    tpot_p90_s: float | None = None
+    itl_p50_s: float | None = None
+    itl_p90_s: float | None = None
+    itl_p99_s: float | None = None
+    e2e_p50_s: float | None = None
+    e2e_p90_s: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         """Only the bounds that are set."""
