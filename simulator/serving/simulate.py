@@ -19,6 +19,7 @@ from .. import workbound
 from ..catalog import get_model
 from ..costmodel.fusion import engine_fusion
 from ..costmodel.inference import GIB, InferenceModel
+from ..costmodel.moe import check_layout as check_moe_layout
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import HardwareProfile, get_profile
 from ..scenario import (
@@ -93,6 +94,8 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
         raise CapsimError(f"replica.tp={rc.tp} must divide {model.name}'s {model.heads} attention heads")
     if rc.pp > model.layers:
         raise CapsimError(f"replica.pp={rc.pp} exceeds {model.name}'s {model.layers} layers")
+    check_moe_layout(model.name, model.layer_groups(), tp=rc.tp, ep=rc.ep, attention_dp=rc.attention_dp,
+                     skew=rc.expert_skew)
     generative = model.architecture == "decoder"
     if lengths is None:
         lengths = length_stats(sc.workload.prompt_tokens, sc.workload.output_tokens)
@@ -100,7 +103,8 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
     kv_prec = settings.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
-                          fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static")
+                          fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static",
+                          ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew)
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
@@ -130,8 +134,9 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
                           f"({settings.sources.get('prefix_caching', '')}): a replica without a prefix cache finds "
                           "nothing in it; set the hit rate to 0 or prefix_caching to true")
     return perf, ReplicaPlan(max_num_seqs=seqs, max_batched_tokens=tokens, kv_cache_tokens=kv_tokens,
-                             kv_cache_precision=kv_prec, generative=generative, gpus_per_replica=rc.tp * rc.pp,
-                             memory_per_gpu_gib=mem, prefix_cache_hit_rate=hit,
+                             kv_cache_precision=kv_prec, generative=generative,
+                             gpus_per_replica=rc.tp * rc.attention_dp * rc.pp, memory_per_gpu_gib=mem,
+                             prefix_cache_hit_rate=hit,
                              chunked_prefill=settings.chunked_prefill, kv_block_tokens=settings.kv_block_tokens,
                              scheduler_policy=settings.scheduler_policy, prefix_caching=settings.prefix_caching,
                              engine=settings if rc.iteration_level else None)

@@ -64,6 +64,19 @@ class ReplicaConfig(_Strict):
                                       "or one a plug-in registered")
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per replica (default 1: one GPU)")
     pp: int = Field(default=1, ge=1, description="pipeline-parallel stages per replica (default 1)")
+    ep: int = Field(default=1, ge=1, description=(
+        "expert-parallel ranks of an MoE model's routed experts (default 1: every GPU holds a 1/tp slice of "
+        "every expert); must divide tp × attention_dp and the expert count; each expert group is tp·attention_dp/ep "
+        "GPUs wide (TensorRT-LLM moe_ep_size; simulator/costmodel/moe.py)"))
+    attention_dp: int = Field(default=1, ge=1, description=(
+        "attention data-parallel groups of tp GPUs each (TensorRT-LLM enable_attention_dp, SGLang "
+        "--enable-dp-attention): the replica has tp × attention_dp × pp GPUs, each group runs attention and the "
+        "dense layers for its own share of the sequences and keeps their KV cache, the routed experts span all; "
+        "MoE models only (default 1)"))
+    expert_skew: float = Field(default=1.0, ge=1.0, description=(
+        "expert load imbalance: the busiest EP rank's routed token-expert pairs over the mean; its grouped GEMMs "
+        "are costed as a balanced run of expert_skew × the tokens and its all-to-all share scales the same "
+        "(default 1.0: balanced, as the measured MoE tables ran; simulator/costmodel/moe.py)"))
     max_queue: int | None = Field(default=None, ge=0, description=(
         "requests a replica may hold queued; beyond it new ones are rejected (queue_full) or shed by priority. "
         "None: unbounded, as Triton's and vLLM's default queues"))
