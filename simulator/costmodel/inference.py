@@ -49,7 +49,7 @@ RUNTIME_RESERVE_GIB = 1.0
 
 def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
                      precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False, ep: int = 1,
-                     attention_dp: int = 1, expert_skew: float = 1.0) -> list[Op]:
+                     attention_dp: int = 1, expert_skew: float = 1.0, busy_groups: int | None = None) -> list[Op]:
     """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
     core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
     the shared experts (one TP-sharded MLP) of an MoE layer. ``fusion``: the engine's fused kernels
@@ -58,12 +58,14 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
     add-norms are inside the TP all-reduces. ``fp8_static``: FP8 GEMMs with calibrated input scales
     (:func:`~.ops.gemm` ``static_scales``). ``ep``, ``attention_dp``, ``expert_skew``: expert and
     attention data parallelism (:mod:`.moe`): attention, dense MLPs and shared experts run on each DP
-    rank's ``tokens/attention_dp`` tokens, the routed experts on all ``tokens`` over ``ep`` ranks.
+    rank's ``tokens/attention_dp`` tokens (``tokens/busy_groups`` on the busiest rank when fewer groups
+    have work), the routed experts on all ``tokens`` over ``ep`` ranks.
     MLA layers (:mod:`.attention_variants`) replace the QKV projection with their latent ones."""
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
     t, h, p, T_all = tp, spec.hidden, precision, tokens
-    T = T_all / attention_dp              # tokens on one attention DP rank (all of them without DP)
+    g = attention_dp if busy_groups is None else busy_groups
+    T = T_all / g                         # tokens on the busiest attention DP rank (all of them without DP)
     wb = get_format(precision).weight_bytes
     act = T * h * ACT_BYTES
     tp_group = Layout(tp=tp).tp_group
@@ -97,10 +99,12 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
 
     first = add_norm("norm1") if fusion.add_norm or in_allreduce else [memory_op(hw, "norm1", 2 * act)]
     if att.is_mla:      # latent projections; kv_b stands for the absorbed W_UK/W_UV in decode (same FLOPs)
+        # q_a and kv_a read the same input and run as one GEMM in TensorRT-LLM's and SGLang's DeepSeek
+        # (SGLang fused_qkv_a_proj_with_mqa), replicated on every TP rank
         lat = att.kv_lora_rank + att.qk_rope_head_dim
         q_in = att.q_lora_rank or h
-        ops = [*first, *([weights("q_a", T, att.q_lora_rank, h)] if att.q_lora_rank else []),
-               weights("q_b", T, att.q_dim / t, q_in), weights("kv_a", T, lat, h),
+        ops = [*first, weights("qkv_a", T, att.q_lora_rank + lat, h),
+               weights("q_b", T, att.q_dim / t, q_in),
                weights("kv_b", T, att.heads * (att.head_dim - att.qk_rope_head_dim + att.v_head_dim) / t,
                        att.kv_lora_rank)]
     else:
@@ -116,7 +120,8 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         # replica's tp GPUs split every expert, as before
         moe_tp = max(t * attention_dp // ep, 1)
         ops += routed_expert_ops(spec, hw, tokens=T_all, moe_tp=moe_tp, ep=ep, attention_dp=attention_dp,
-                                 skew=expert_skew, precision=p, weight_bytes=wb, fp8_static=fp8_static)
+                                 skew=expert_skew, precision=p, weight_bytes=wb, fp8_static=fp8_static,
+                                 busy_groups=g)
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
     ops += [*allreduce("tp_allreduce_mlp"), *residual_add()]
@@ -208,7 +213,7 @@ class InferenceModel:
     ep: int = 1                          # expert-parallel ranks of the routed experts (costmodel.moe)
     attention_dp: int = 1                # attention data-parallel groups of tp GPUs each (costmodel.moe)
     expert_skew: float = 1.0             # busiest EP rank's routed tokens over the mean (costmodel.moe)
-    _linear: dict[int, float] = field(default_factory=dict, repr=False)
+    _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
 
@@ -262,19 +267,26 @@ class InferenceModel:
         self.kv_bytes_per_token_layer = max(kv_full, default=0.0)   # the largest layer's (none in a CNN)
 
     # ---- time ------------------------------------------------------------------------------
-    def linear_time(self, tokens: int) -> float:
-        """Token-wise kernels of every layer plus the embedding, for ``tokens`` tokens (memoised)."""
-        v = self._linear.get(tokens)
+    def busy_groups(self, sequences: int) -> int:
+        """Attention DP groups an iteration of ``sequences`` sequences keeps busy: a sequence lives on one
+        group, so with fewer sequences than groups the busiest group holds a whole sequence's tokens."""
+        return max(1, min(self.attention_dp, sequences))
+
+    def linear_time(self, tokens: int, groups: int | None = None) -> float:
+        """Token-wise kernels of every layer plus the embedding, for ``tokens`` tokens (memoised), spread
+        over ``groups`` attention DP groups (default: all of them)."""
+        g = self.attention_dp if groups is None else groups
+        v = self._linear.get((tokens, g))
         if v is None:
             layers = sum(n * sum(o.time for o in linear_layer_ops(spec, self.hw, tp=self.tp, tokens=tokens,
                                                                   precision=self.precision, fusion=self.fusion,
                                                                   fp8_static=self.fp8_static, ep=self.ep,
-                                                                  attention_dp=self.attention_dp,
+                                                                  attention_dp=self.attention_dp, busy_groups=g,
                                                                   expert_skew=self.expert_skew))
                          for spec, n in self.groups)
-            emb = memory_bound_time(self.hw, 2 * tokens / self.attention_dp * self.model.hidden * ACT_BYTES)
+            emb = memory_bound_time(self.hw, 2 * tokens / g * self.model.hidden * ACT_BYTES)
             v = layers + emb + self._pp_hops(tokens)
-            self._linear[tokens] = v
+            self._linear[(tokens, g)] = v
         return v
 
     def _pp_hops(self, tokens: int) -> float:
@@ -312,7 +324,8 @@ class InferenceModel:
         """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
         v = self._decode.get(n)
         if v is None:
-            v = self._decode[n] = (self.linear_time(self._per_stage(n)) + self.decode_fixed + self.head_time(n)
+            v = self._decode[n] = (self.linear_time(self._per_stage(n), self.busy_groups(n)) + self.decode_fixed
+                                   + self.head_time(n)
                                    + self.decode_window_per_seq * n / self.pp)
         return v
 
@@ -321,13 +334,12 @@ class InferenceModel:
         """One iteration over ``tokens`` tokens: prompt chunks with ``prefill_work`` = Σ q·(c+(q+1)/2)
         query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens."""
         fixed = (self.prefill_fixed if prefill_work > 0 else 0.0) + (self.decode_fixed if decode_seqs > 0 else 0.0)
-        windowed = 0.0
-        if self.prefill_windows and prefill_work > 0:
-            windowed = sum(c * windowed_prefill_work(prefill_work, tokens - decode_seqs, w)
-                           for c, w in self.prefill_windows)
-        windowed += self.decode_window_per_seq * decode_seqs
-        return (self.linear_time(self._per_stage(tokens)) + fixed
-                + (self.prefill_coef * prefill_work + self.decode_coef * decode_ctx + windowed) / self.pp
+        g = self.busy_groups(max(sampled, decode_seqs, 1))
+        prefill = (self.prefill_coef * prefill_work + sum(
+            c * windowed_prefill_work(prefill_work, tokens - decode_seqs, w) for c, w in self.prefill_windows)
+            if prefill_work > 0 else 0.0) * self.attention_dp / g    # the coefficients assume all d groups busy
+        return (self.linear_time(self._per_stage(tokens), g) + fixed
+                + (prefill + self.decode_coef * decode_ctx + self.decode_window_per_seq * decode_seqs) / self.pp
                 + (self.head_time(sampled) if sampled else 0.0))
 
     @property
@@ -380,7 +392,8 @@ class InferenceModel:
         runtime. Raises :class:`InfeasibleError` (with the breakdown) when nothing is left."""
         cap = self.hw.memory_bytes
         w = self.weight_bytes_per_gpu()
-        ws = self.workspace_bytes(max_tokens, max_seqs)
+        d = self.attention_dp     # the replica's limits cover its d groups; a GPU holds one group's activations
+        ws = self.workspace_bytes(-(-max_tokens // d), -(-max_seqs // d))
         reserve = RUNTIME_RESERVE_GIB * GIB
         free = cap - w - ws - reserve
         kv = kv_fraction * free

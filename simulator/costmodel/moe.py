@@ -66,14 +66,17 @@ def a2a_time(hw: HardwareProfile, tokens: float, hidden: int, top_k: int, ep: in
 
 def routed_expert_ops(spec: LayerSpec, hw: HardwareProfile, *, tokens: float, moe_tp: int, ep: int,
                       attention_dp: int, skew: float, precision: str, weight_bytes: float,
-                      fp8_static: bool = False) -> list[Op]:
+                      fp8_static: bool = False, busy_groups: int | None = None) -> list[Op]:
     """Router, dispatch, the busiest rank's grouped GEMMs and combine of one MoE layer over an
     iteration of ``tokens`` tokens (all DP ranks together); shared experts and the layer's closing
-    all-reduce are the caller's (module docstring)."""
+    all-reduce are the caller's (module docstring). ``busy_groups``: DP groups with work this iteration
+    (fewer sequences than groups leave some idle; default all)."""
     mlp, h, T = spec.mlp, spec.hidden, tokens
     f, up, ne, k = mlp.ffn_hidden, mlp.up, mlp.experts, mlp.top_k
-    local_tokens = T / attention_dp                           # tokens on one DP rank
-    ops = [gemm(hw, "router", local_tokens, ne, h, precision)]
+    local_tokens = T / (busy_groups or attention_dp)          # tokens on the busiest DP rank
+    # the router stays 16-bit in quantized checkpoints (DeepSeek's and Qwen's FP8 checkpoints, GPT-OSS's
+    # modules_to_not_convert and ModelOpt's NVFP4 exclude the gate)
+    ops = [gemm(hw, "router", local_tokens, ne, h, "bf16")]
     dp_path = attention_dp > 1 and ep > 1
     if dp_path:
         ops.append(Op("moe_dispatch", "ep_comm", a2a_time(hw, local_tokens, h, k, ep, skew)))

@@ -101,6 +101,7 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
         lengths = length_stats(sc.workload.prompt_tokens, sc.workload.output_tokens)
     settings = rc.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision, lengths=lengths)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
+    seqs, tokens = seqs * rc.attention_dp, tokens * rc.attention_dp   # per attention DP group (ReplicaConfig)
     kv_prec = settings.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
                           fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static",

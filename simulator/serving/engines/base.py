@@ -72,7 +72,8 @@ class ReplicaConfig(_Strict):
         "attention data-parallel groups of tp GPUs each (TensorRT-LLM enable_attention_dp, SGLang "
         "--enable-dp-attention): the replica has tp × attention_dp × pp GPUs, each group runs attention and the "
         "dense layers for its own share of the sequences and keeps their KV cache, the routed experts span all; "
-        "MoE models only (default 1)"))
+        "MoE models only (default 1). max_num_seqs and max_batched_tokens (set or the preset's) are per group, as "
+        "TensorRT-LLM's max_batch_size and max_num_tokens are per rank: the replica holds attention_dp times them"))
     expert_skew: float = Field(default=1.0, ge=1.0, description=(
         "expert load imbalance: the busiest EP rank's routed token-expert pairs over the mean; its grouped GEMMs "
         "are costed as a balanced run of expert_skew × the tokens and its all-to-all share scales the same "
@@ -125,7 +126,9 @@ class ReplicaConfig(_Strict):
     def resolved(self, model: ModelSpec, *, memory_gib: float, gpu: str, precision: str,
                  lengths: LengthStats | None = None) -> EngineSettings:
         """Every engine setting: the keys this scenario set, the engine preset's value for the rest."""
-        return resolve(self, Context(model=model, memory_gib=memory_gib, gpu=gpu, tp=self.tp, pp=self.pp,
+        # with attention DP the presets see the replica's world (TensorRT-LLM's tp_size with enable_attention_dp)
+        return resolve(self, Context(model=model, memory_gib=memory_gib, gpu=gpu, tp=self.tp * self.attention_dp,
+                                     pp=self.pp,
                                      precision=precision, lengths=lengths))
 
     def limits(self, model: ModelSpec, memory_gib: float, settings: EngineSettings | None = None) -> tuple[int, int]:
