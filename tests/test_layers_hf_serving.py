@@ -69,7 +69,9 @@ def test_serving_charges_sliding_layers_their_window():
     assert b.decode_coef == pytest.approx(2 * per_layer)
     assert b.decode_window_per_seq == pytest.approx(4 * per_layer * 64)
     # K and V of 2 KV heads × 128 dims in bf16 = 1024 B per token and layer
-    assert a.kv_bytes_per_token_per_gpu() == 6 * 1024 and b.kv_bytes_per_token_per_gpu() == 2 * 1024
+    assert a.kv_bytes_per_token_per_gpu() == 6 * 1024 == b.kv_bytes_per_token_per_gpu()   # no context: in full
+    # 256-token requests: the 4 windowed layers hold 64 of every 256 tokens
+    assert b.kv_bytes_per_token_per_gpu(256) == 2 * 1024 + 4 * 1024 * 64 / 256
     assert b.kv_window_bytes_per_seq == 4 * 1024 * 64
     assert a.linear_time(300) == b.linear_time(300)
     # a 10-sequence decode step at 1000 cached tokens each: 6 full layers' reads vs 2 full + 4 × window

@@ -169,7 +169,9 @@ def test_gpt_oss_windowed_layers_in_time_and_memory():
     m, hw = get_model("gpt-oss-120b"), get_profile("b200")
     im = InferenceModel(model=m, hw=hw, tp=1, precision="nvfp4", kv_precision="fp8")
     # 18 full layers grow per token: 2 × 8 KV heads × 64 × 1 B = 1024 B each
-    assert im.kv_bytes_per_token_per_gpu() == 18 * 1024
+    assert im.kv_bytes_per_token_per_gpu() == 36 * 1024                      # without a context: in full
+    # 2048-token requests: the windowed layers keep 128 of each request's 2048 tokens
+    assert im.kv_bytes_per_token_per_gpu(2048) == 18 * 1024 + 18 * 1024 * 128 / 2048
     assert im.kv_window_bytes_per_seq == 18 * 1024 * 128
     assert im.decode_window_per_seq == pytest.approx(im.decode_coef * 128)   # same per-token cost, 128 tokens
 

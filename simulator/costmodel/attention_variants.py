@@ -20,10 +20,11 @@ charged here as ``window`` per decoding sequence: exact once a sequence's contex
 (every GPT-OSS request after its first 128 tokens), at most ``window`` tokens too many before, and
 linear in the batch, which the fast-forward needs. A prompt chunk of ``q`` queries attends to at most
 ``window`` keys each: its work is ``min(Σ q·(c + (q+1)/2), q·window)``. The cache of a windowed layer
-holds ``window`` tokens per sequence (vLLM's hybrid allocator and TensorRT-LLM's variable-window KV
-manager free blocks that leave the window): reserved per running sequence, while the full layers'
-bytes set the per-token pool. A model whose every layer slides keeps the full charge (the pool needs
-a per-token size; Mistral-7B-v0.1's 4096-token window exceeds most serving contexts anyway).
+holds ``min(window, context)`` tokens of a sequence (vLLM's hybrid allocator and TensorRT-LLM's
+variable-window KV manager free blocks that leave the window): in the per-token pool a token costs
+the full layers' bytes plus ``min(1, window/context)`` of the windowed layers', at the workload's mean
+context (prompt + output). A model whose every layer slides keeps the full charge (Mistral-7B-v0.1's
+4096-token window exceeds most serving contexts anyway).
 """
 
 from __future__ import annotations

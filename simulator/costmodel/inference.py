@@ -14,13 +14,14 @@ Inference has no dropout, so its kernels differ from the training layer's forwar
 linear in the cached tokens, which is what lets the serving simulator advance many decode steps
 in one event: the step times of an unchanged batch form an arithmetic sequence.
 
-A model's layers may differ (dense and MoE layers, sliding or full attention): every term sums
+A model's layers may differ (dense and MoE layers, sliding or full attention, MLA): every term sums
 over the model's layer kinds (``ModelSpec.layer_groups``), each costed from its ``LayerSpec``.
-Sliding-window layers are charged as full attention here, a known limitation kept on purpose: a
-decode token reads its sequence's whole cache and a prompt chunk attends to every earlier token,
-and the cache holds every token. That is conservative (it overestimates a windowed layer once
-contexts outgrow the window) and it keeps the iteration time exactly linear in cached tokens,
-which the fast-forward relies on; charging ``min(c, window)`` per sequence is a later refinement.
+Windowed layers in a model that also has full ones are charged their window (``window`` cached
+tokens per decoding sequence, at most ``window`` keys per prompt query, a window per sequence in the
+cache) and MLA layers their latent cache and absorbed decode (:mod:`.attention_variants`); the routed
+experts of an MoE layer run under expert parallelism and attention data parallelism as
+:mod:`.moe` says (``ep``, ``attention_dp``, ``expert_skew``). Each term stays linear in the cached
+tokens or the decoding sequences, which the fast-forward relies on.
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ class InferenceModel:
         hybrid = any(s.attention.window is None for s, _ in self.groups)
         self.decode_window_per_seq = 0.0                       # s per decoding sequence (windowed layers)
         self.prefill_windows: list[tuple[float, int]] = []     # (s per query-key pair, window) per kind
-        self.kv_window_bytes_per_seq = 0.0                     # windowed layers' cache of one sequence
+        self.kv_window_bytes_per_seq = 0.0                     # windowed layers' cache of one long sequence
+        self.kv_windows: list[tuple[float, int]] = []          # (bytes per token of the kind's layers, window)
         self.kv_token_layers = 0                               # layers whose cache grows with every token
         kv_full: list[float] = []
         self.decode_coef = self.prefill_coef = 0.0
@@ -257,6 +259,7 @@ class InferenceModel:
                 self.decode_window_per_seq += n * dec[1] * att.window / d
                 self.prefill_windows.append((n * pre[1] / d, att.window))
                 self.kv_window_bytes_per_seq += n * kv_layer[-1] * att.window
+                self.kv_windows.append((n * kv_layer[-1], att.window))
             else:
                 self.decode_coef += n * dec[1] / d
                 self.prefill_coef += n * pre[1] / d
@@ -374,10 +377,13 @@ class InferenceModel:
         routed_b = model_weight_bytes(routed, 0, self.precision) if routed else 0.0
         return ((total - routed_b) / self.tp + routed_b / (self.tp * self.attention_dp)) / self.pp
 
-    def kv_bytes_per_token_per_gpu(self) -> float:
-        """Cache bytes of one token on the GPUs holding it: its full-attention (or MLA) layers of one stage
-        (windowed layers hold a fixed window per sequence instead: ``kv_window_bytes_per_seq``)."""
-        return self.kv_bytes_per_token_layer * math.ceil(self.kv_token_layers / self.pp)
+    def kv_bytes_per_token_per_gpu(self, context_tokens: float | None = None) -> float:
+        """Cache bytes of one token on the GPUs holding it: its full-attention (or MLA) layers of one stage,
+        plus the windowed layers' share: a sequence of ``context_tokens`` holds ``min(window, context)`` of
+        them, ``min(1, window/context)`` per token (None: the full charge, 1)."""
+        full = self.kv_bytes_per_token_layer * math.ceil(self.kv_token_layers / self.pp)
+        share = (lambda w: 1.0) if not context_tokens else (lambda w: min(1.0, w / context_tokens))
+        return full + sum(b * share(w) for b, w in self.kv_windows) / self.pp
 
     def workspace_bytes(self, max_tokens: int, max_seqs: int) -> float:
         """Peak activations of the largest iteration: a few live [T, hidden] buffers, the MLP's
@@ -387,9 +393,12 @@ class InferenceModel:
         out = m.vocab or max(m.num_classes, 1)
         return max_tokens * (4 * m.hidden + mlp / self.tp) * ACT_BYTES + max_seqs * out / self.tp * 4.0
 
-    def kv_capacity_tokens(self, *, kv_fraction: float, max_tokens: int, max_seqs: int) -> tuple[int, dict[str, float]]:
+    def kv_capacity_tokens(self, *, kv_fraction: float, max_tokens: int, max_seqs: int,
+                           context_tokens: float | None = None) -> tuple[int, dict[str, float]]:
         """Tokens of KV cache per replica: ``kv_fraction`` of the memory left after weights, workspace and
-        runtime. Raises :class:`InfeasibleError` (with the breakdown) when nothing is left."""
+        runtime (``context_tokens``: the mean request's prompt + output, which sets the windowed layers'
+        share, :meth:`kv_bytes_per_token_per_gpu`). Raises :class:`InfeasibleError` (with the breakdown)
+        when nothing is left."""
         cap = self.hw.memory_bytes
         w = self.weight_bytes_per_gpu()
         d = self.attention_dp     # the replica's limits cover its d groups; a GPU holds one group's activations
@@ -397,14 +406,11 @@ class InferenceModel:
         reserve = RUNTIME_RESERVE_GIB * GIB
         free = cap - w - ws - reserve
         kv = kv_fraction * free
-        per_token = self.kv_bytes_per_token_per_gpu()
-        # windowed layers: each running sequence of an attention group holds its window (and one block more)
-        seqs_per_group = -(-max_seqs // self.attention_dp)
-        window = seqs_per_group * self.kv_window_bytes_per_seq / self.pp
+        per_token = self.kv_bytes_per_token_per_gpu(context_tokens)
         # every attention DP group keeps its own sequences' cache: the replica holds d pools
-        tokens = int((kv - window) // per_token) * self.attention_dp if per_token > 0 and kv > window else 0
+        tokens = int(kv // per_token) * self.attention_dp if per_token > 0 and kv > 0 else 0
         mem = {"capacity_gib": cap / GIB, "weights_gib": w / GIB, "workspace_gib": ws / GIB,
-               "runtime_gib": reserve / GIB, "kv_cache_gib": max(kv, 0.0) / GIB}   # windowed layers' included
+               "runtime_gib": reserve / GIB, "kv_cache_gib": max(kv, 0.0) / GIB}
         if free <= 0 or tokens < 1:
             raise InfeasibleError(
                 f"{self.model.name} does not fit on {self.hw.name} with tp={self.tp} pp={self.pp} at {self.precision}: "

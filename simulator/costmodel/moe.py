@@ -32,7 +32,7 @@ halves the dispatch bytes, not modelled).
 from __future__ import annotations
 
 from ..hardware import HardwareProfile
-from ..layers import LayerSpec
+from ..layers import AttentionSpec, LayerSpec, MLPSpec
 from .collectives import Group, collective_time
 from .ops import Op, gemm, memory_op
 
@@ -86,15 +86,11 @@ def routed_expert_ops(spec: LayerSpec, hw: HardwareProfile, *, tokens: float, mo
     if fused is not None:
         ops.append(Op("moe_experts", "gemm", fused, 2.0 * busiest * k * (up + f) * h / (moe_tp * ep), measured=True))
     else:
-        local_experts = ne / ep
-        pairs = T * k / ep * skew                             # token-expert pairs on the busiest rank
-        touched = local_experts * (1 - (1 - k / ne) ** T)     # its experts that any token hits
-        per_expert = pairs / max(touched, 1e-9)
-        ops += [gemm(hw, "expert_fc1", per_expert, up / moe_tp, h, precision, batch=touched,
-                     bytes_per_element=weight_bytes, static_scales=fp8_static),
-                memory_op(hw, "expert_activation", pairs * (up + f) / moe_tp * ACT_BYTES),
-                gemm(hw, "expert_fc2", per_expert, h, f / moe_tp, precision, batch=touched,
-                     bytes_per_element=weight_bytes, static_scales=fp8_static)]
+        roof = _roofline_experts(spec, hw, tokens=T, moe_tp=moe_tp, ep=ep, skew=skew, precision=precision,
+                                 weight_bytes=weight_bytes, fp8_static=fp8_static)
+        per_expert = T * k / ne                               # rows one expert's GEMMs see (balanced)
+        factor = kernel_factor(hw, precision, per_expert)
+        ops += [Op(o.name, o.kind, o.time * factor, o.flops) for o in roof]
     if dp_path:
         ops.append(Op("moe_combine", "ep_comm", a2a_time(hw, local_tokens, h, k, ep, skew)))
         if moe_tp > 1:
@@ -128,3 +124,53 @@ def check_layout(model_name: str, specs: list[tuple[LayerSpec, int]], *, tp: int
     if not 1.0 <= skew <= top:
         raise CapsimError(f"replica.expert_skew={skew:g}: the busiest EP rank's routed tokens over the mean is between "
                           f"1 (balanced) and {top:g} (every token's top-{k} experts on one of {ep} ranks) here")
+
+
+def _roofline_experts(spec: LayerSpec, hw: HardwareProfile, *, tokens: float, moe_tp: int, ep: int, skew: float,
+                      precision: str, weight_bytes: float, fp8_static: bool = False) -> list[Op]:
+    """The busiest rank's grouped GEMMs as GEMM rooflines: its touched experts, each over its rows."""
+    mlp, h, T = spec.mlp, spec.hidden, tokens
+    f, up, ne, k = mlp.ffn_hidden, mlp.up, mlp.experts, mlp.top_k
+    local_experts = ne / ep
+    pairs = T * k / ep * skew                             # token-expert pairs on the busiest rank
+    touched = local_experts * (1 - (1 - k / ne) ** T)     # its experts that any token hits
+    per_expert = pairs / max(touched, 1e-9)
+    return [gemm(hw, "expert_fc1", per_expert, up / moe_tp, h, precision, batch=touched,
+                 bytes_per_element=weight_bytes, static_scales=fp8_static),
+            memory_op(hw, "expert_activation", pairs * (up + f) / moe_tp * ACT_BYTES),
+            gemm(hw, "expert_fc2", per_expert, h, f / moe_tp, precision, batch=touched,
+                 bytes_per_element=weight_bytes, static_scales=fp8_static)]
+
+
+# The shape every measured MoE table has (hardware_profiles/measured/*/moe.*: Mixtral-8x7B's experts,
+# hidden 4096, width 14336, top-2 of 8, tp 1, ep 1) and the largest token count they measured.
+REFERENCE = LayerSpec(4096, AttentionSpec(32, 8, 128), MLPSpec(14336, "swiglu", 8, 2), "rmsnorm", False)
+TABLE_MAX_TOKENS = 2048
+_FACTORS: dict[tuple[int, str, int], float] = {}
+
+
+def kernel_factor(hw: HardwareProfile, precision: str, rows_per_expert: float) -> float:
+    """How much slower the engine's fused MoE kernel ran than the grouped-GEMM roofline, at the measured
+    tables' shape and the same rows per expert: applied to shapes the tables lack (DeepSeek's 256 experts,
+    GPT-OSS's 128), so their experts run at the engine's measured efficiency, not the roofline's. The
+    format's own table, else bf16's (w4a16's weight-only kernels run bf16 math); 1.0 without tables."""
+    kb = hw.kernels
+    if kb is None:
+        return 1.0
+    t_ref = min(max(round(rows_per_expert * 8 / 2), 1), TABLE_MAX_TOKENS)   # Mixtral: rows = tokens·2/8
+    key = (id(kb), precision, t_ref)
+    if key not in _FACTORS:
+        factor = 1.0
+        for dtype in dict.fromkeys((precision, "bf16")):
+            if not kb.has("moe", (dtype, 4096, 14336, 2, 8, 1, 1, "balanced")):
+                continue
+            meas = kb.moe(dtype=dtype, tokens=t_ref, hidden=4096, inter=14336, topk=2, experts=8, tp=1, ep=1)
+            from ..precision import get_format
+            roof = sum(o.time for o in _roofline_experts(REFERENCE, hw, tokens=t_ref, moe_tp=1, ep=1, skew=1.0,
+                                                          precision=dtype,
+                                                          weight_bytes=get_format(dtype).weight_bytes))
+            if meas is not None and roof > 0:
+                factor = float(meas / roof)
+                break
+        _FACTORS[key] = factor
+    return _FACTORS[key]

@@ -9,6 +9,7 @@ process that batches and runs iterations on the cost model.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -110,8 +111,11 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
         max_tokens = min(tokens, 1 << 16)
+        context = lengths.mean_prompt + lengths.mean_output if lengths is not None else None
+        context = context if context is not None and math.isfinite(context) and context > 0 else None
         if rc.iteration_level:      # the preset's memory rule, as a share of the memory left after the model
-            _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs)
+            _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs,
+                                               context_tokens=context)
             fraction = free_fraction(settings, capacity=hw.memory_bytes, weights=probe["weights_gib"] * GIB,
                                      free=probe["kv_cache_gib"] * GIB)
             if fraction <= 0:
@@ -120,7 +124,8 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
                     f"memory share ({settings.kv_memory_text()}) leaves no room for a KV cache beside weights "
                     f"{probe['weights_gib']:.1f} GiB and workspace {probe['workspace_gib']:.1f} GiB per GPU; raise "
                     "replica.tp or replica.pp, or set replica.kv_cache_fraction")
-        kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=fraction, max_tokens=max_tokens, max_seqs=seqs)
+        kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=fraction, max_tokens=max_tokens, max_seqs=seqs,
+                                                 context_tokens=context)
         if settings.max_num_seqs is None and settings.seqs_from_kv is not None:
             settings = settings.with_seqs(settings.seqs_from_kv(kv_tokens, model.max_positions))
             seqs = settings.max_num_seqs or seqs
