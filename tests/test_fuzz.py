@@ -231,4 +231,4 @@ def test_cases_cover_every_example_and_entry_point(tmp_path: Path) -> None:
         (tmp_path / str(s)).mkdir()
         commands.add(case(s, tmp_path / str(s))[0])
     assert commands == {"serve", "train", "cost", "sweep"}
-    assert len({s % len(EXAMPLES) for s in range(CASES)}) == len(EXAMPLES) == 7
+    assert len({s % len(EXAMPLES) for s in range(CASES)}) == len(EXAMPLES) == 9

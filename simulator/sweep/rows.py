@@ -155,8 +155,9 @@ class ServingSweepRow:
              "ttft_p99_s": self.ttft_p99_s, "tpot_p99_s": self.tpot_p99_s, "e2e_p99_s": self.e2e_p99_s,
              "ttft_p50_s": self.ttft_p50_s, "slo_attainment": self.slo_attainment, "slo_met": self.slo_met,
              "gpu_utilization": self.gpu_utilization, "usd_per_hour": self.usd_per_hour,
-             "cost_per_million_tokens_usd": self.cost_per_million_tokens_usd, "gpus": self.gpus, "error": None,
-             "weights_gib_per_gpu": self.weights_gib_per_gpu, "kv_cache_tokens": self.kv_cache_tokens}
+             "cost_per_million_tokens_usd": self.cost_per_million_tokens_usd,
+             "weights_gib_per_gpu": self.weights_gib_per_gpu, "kv_cache_tokens": self.kv_cache_tokens,
+             "gpus": self.gpus, "error": None}
         if self.max_rate is not None:
             d.update(self.max_rate.to_dict())
         return d
