@@ -111,8 +111,8 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
         max_tokens = min(tokens, 1 << 16)
-        context = lengths.mean_prompt + lengths.mean_output if lengths is not None else None
-        context = context if context is not None and math.isfinite(context) and context > 0 else None
+        mean_context = lengths.mean_prompt + lengths.mean_output if lengths is not None else math.nan
+        context = mean_context if math.isfinite(mean_context) and mean_context > 0 else None
         if rc.iteration_level:      # the preset's memory rule, as a share of the memory left after the model
             _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs,
                                                context_tokens=context)
