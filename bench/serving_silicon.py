@@ -65,6 +65,16 @@ SYSTEMS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "gb20
 # the row's GEMM quantization -> capsim's precision vocabulary (simulator/precision.py)
 PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8-block", "nvfp4": "nvfp4"}
 ENGINES = {"trtllm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
+# MoE checkpoints -> capsim catalog names (simulator/catalog/hf_configs: aiconfigurator-core's config.json files)
+MOE_MODELS = {"deepseek-ai/DeepSeek-R1": "deepseek-r1", "nvidia/DeepSeek-R1-NVFP4": "deepseek-r1",
+              "deepseek-ai/DeepSeek-V3": "deepseek-v3", "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",
+              "openai/gpt-oss-120b": "gpt-oss-120b", "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+              "moonshotai/Kimi-K2.5": "kimi-k2.5", "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5"}
+# MoE checkpoints of the development data capsim cannot express, with the reason (simulator/hf_families.py)
+NOT_EXPRESSIBLE = {"Qwen/Qwen3.5-397B-A17B": "qwen3_5_moe", "zhipuai/GLM-5": "glm_moe_dsa"}
+# the MoE quantization -> capsim's vocabulary; int4_wo (Kimi-K2.5's INT4 weight-only QAT experts) is w4a16
+MOE_PRECISIONS = {**PRECISIONS, "int4_wo": "w4a16"}
+HOPPER = ("h100-sxm", "h200")
 TRTLLM_KV_FRACTION = 0.80   # extra_engine_args.1.0.0rc3.yaml.j2: free_gpu_memory_fraction | default(0.80)
 
 
@@ -86,6 +96,13 @@ class Row:
     osl: int
     ttft_ms: float
     tpot_ms: float
+    attention_dp: int = 1
+    ep: int = 1
+    note: str = ""         # how the row's precision was mapped, when not one to one
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.attention_dp
 
 
 def dense_rows(path: Path = DATA) -> list[Row]:
@@ -105,6 +122,49 @@ def dense_rows(path: Path = DATA) -> list[Row]:
     return out
 
 
+def _int(v: object) -> int:
+    """A layout column: empty (not recorded: vLLM's rows without attention DP or EP) is 1."""
+    return 1 if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)  # type: ignore[call-overload]
+
+
+def moe_rows(path: Path = DATA) -> tuple[list[Row], list[tuple[str, str, int]]]:
+    """The aggregated rows of MoE checkpoints: those capsim expresses, and ``(checkpoint, reason, rows)``
+    for those it cannot.
+
+    Layout: the row's GPUs are ``tp_size × attention_dp_size`` (= ``moe_tp_size × moe_ep_size``), simulated
+    as ``replica.tp = tp_size``, ``attention_dp = attention_dp_size``, ``ep = moe_ep_size``. Precision: the
+    row's MoE quantization (the experts hold almost all the weights), for every GEMM. GPT-OSS's ``nvfp4``
+    rows on Hopper ran its MXFP4 experts as weight-only 4-bit kernels with bf16 math (Hopper has no FP4 tensor
+    cores): simulated as w4a16 and noted."""
+    from simulator.hf_families import NOT_EXPRESSIBLE as WHY
+
+    d = pd.read_csv(path)
+    d = d[d["mode"] == "agg"]
+    out = []
+    for r in d[d["model_path"].isin(list(MOE_MODELS))].itertuples(index=False):
+        q = r.moe_quant_mode if isinstance(r.moe_quant_mode, str) else r.gemm_quant_mode
+        given = isinstance(q, str)
+        hw = SYSTEMS[r.system]
+        prec, note = (MOE_PRECISIONS[q] if given else "bf16"), ""
+        if prec == "nvfp4" and hw in HOPPER:
+            prec, note = "w4a16", "nvfp4 on Hopper: MXFP4 weight-only experts, simulated as w4a16"
+        version = r.backend_version if isinstance(r.backend_version, str) else None
+        tp, ep, moe_tp = _int(r.tp_size), max(_int(r.moe_ep_size), 1), max(_int(r.moe_tp_size), 1)
+        adp = _int(r.attention_dp_size)
+        if isinstance(r.attention_dp_size, float) and math.isnan(r.attention_dp_size) and moe_tp * ep > tp:
+            adp = moe_tp * ep // tp     # not recorded: the data-parallel attention the MoE layout implies
+        if tp * adp != moe_tp * ep:
+            note = f"layout: tp {tp} x attention_dp {adp} != moe_tp {moe_tp} x ep {ep}"
+        out.append(Row(id=str(r.id), checkpoint=str(r.model_path), engine=ENGINES[r.backend], version=version,
+                       model=MOE_MODELS[r.model_path], hardware=hw, precision=prec, precision_given=given,
+                       tp=tp, concurrency=int(r.batch_size), isl=int(r.isl), osl=int(r.osl),
+                       ttft_ms=float(r.silicon_ttft_ms), tpot_ms=float(r.silicon_tpot_ms),
+                       attention_dp=adp, ep=ep, note=note))
+    skipped = [(ckpt, f"model_type {mt}: {WHY[mt]}", int((d["model_path"] == ckpt).sum()))
+               for ckpt, mt in NOT_EXPRESSIBLE.items() if (d["model_path"] == ckpt).any()]
+    return out, skipped
+
+
 AIPERF_DATASET_ENTRIES = 100   # aiperf InputDefaults.NUM_DATASET_ENTRIES (--num-dataset-entries default)
 
 
@@ -120,7 +180,8 @@ def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2,
              repeated_prompts: bool = False) -> dict[str, Any]:
     """The scenario the row was run as (module docstring)."""
     c = row.concurrency
-    replica: dict[str, Any] = {"tp": row.tp, "batching": "continuous", "engine": row.engine,
+    replica: dict[str, Any] = {"tp": row.tp, "ep": row.ep, "attention_dp": row.attention_dp,
+                               "batching": "continuous", "engine": row.engine,
                                "engine_version": row.version, "max_num_seqs": c,
                                "kv_cache_precision": "fp8" if row.precision_given else "bf16"}
     if row.checkpoint.startswith("nvidia/") and row.precision == "fp8":
@@ -154,6 +215,9 @@ def simulate(row: Row, **kw: Any) -> dict[str, Any]:
     from simulator import parse_scenario, simulate_serving
     from simulator.errors import CapsimError
 
+    if row.note.startswith("layout:"):
+        return {"id": row.id, "error": f"the row's {row.note}"}
+
     try:
         r = simulate_serving(parse_scenario(scenario(row, **kw)))
     except CapsimError as e:
@@ -178,4 +242,4 @@ def e2e_ms(ttft_ms: float, tpot_ms: float, osl: int) -> float:
 
 def tok_s_per_gpu(row: Row, ttft_ms: float, tpot_ms: float) -> float:
     """Output tokens/s per GPU of c closed-loop users: c * OSL / E2E, over the replica's GPUs."""
-    return row.concurrency * row.osl / (1e-3 * e2e_ms(ttft_ms, tpot_ms, row.osl)) / row.tp
+    return row.concurrency * row.osl / (1e-3 * e2e_ms(ttft_ms, tpot_ms, row.osl)) / row.gpus

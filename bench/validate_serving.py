@@ -20,7 +20,10 @@ Each row runs the number of requests the doc's dataset table lists for it (30000
 to 1000 at 20000/2000). Throughput = output tokens of all requests / time to finish them all.
 Target: within 15% per row.
 
-Usage: python bench/validate_serving.py [--reference DIR] [--requests N] [--csv OUT.csv]
+With ``--moe``: the newer table's MoE rows only (DeepSeek-R1-0528, GPT-OSS 120B/20B, Llama 4 Maverick,
+Qwen3-235B-A22B, Qwen3-30B-A3B in NVFP4; DEPn = ``attention_dp: n``, ``ep: n``), per (model, GPU) too.
+
+Usage: python bench/validate_serving.py [--reference DIR] [--requests N] [--csv OUT.csv] [--moe [--moe-requests N]]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simulator import parse_scenario, simulate_serving  # noqa: E402
+from simulator.errors import CapsimError  # noqa: E402
 
 MODELS = {"Llama-3.1-8B": "llama-3.1-8b"}
 # requests per row, as the perf-overview's "Preparing a Dataset" table lists them ($num_requests by ISL/OSL)
@@ -46,6 +50,11 @@ GPUS = {"H200": "h200", "B200 180GB (DGX B200)": "b200", "GB200 192GB (GB200 NVL
 # the newer perf-overview's dense rows: Llama 3.3 70B (Llama-3.1-70B's architecture) in NVIDIA's NVFP4 checkpoint
 BLACKWELL_MODELS = {"LLaMA v3.3 70B": "llama-3.1-70b"}
 BLACKWELL_REQUESTS = 1000   # the newer doc lists no dataset sizes; offline throughput is flat beyond a few batches
+# its MoE rows (NVIDIA's NVFP4 checkpoints; GPT-OSS's MXFP4 experts on Blackwell's FP4 tensor cores), as capsim's
+# config.json models (simulator/catalog/hf_configs); DEPn = attention_dp n × ep n, tp 1
+MOE_MODELS = {"Deepseek R1 0528": "deepseek-r1", "GPT-OSS 120B": "gpt-oss-120b", "GPT-OSS 20B": "gpt-oss-20b",
+              "LLaMA v4 Maverick": "llama-4-maverick", "Qwen3 235B A22B": "qwen3-235b-a22b",
+              "Qwen3 30B A3B": "qwen3-30b-a3b"}
 
 
 def scenario(row: pd.Series, requests: int) -> dict:
@@ -60,32 +69,50 @@ def scenario(row: pd.Series, requests: int) -> dict:
     }
 
 
-def blackwell(ref: pd.DataFrame) -> pd.DataFrame:
-    """TensorRT-LLM's newer perf-overview (B200, GB200, RTX 6000 Pro): the dense rows, per-GPU output tok/s."""
+def blackwell(ref: pd.DataFrame, models: dict[str, str] = BLACKWELL_MODELS, label: str = "Llama 3.3 70B NVFP4",
+              requests: int = BLACKWELL_REQUESTS) -> pd.DataFrame:
+    """TensorRT-LLM's newer perf-overview (B200, GB200, RTX 6000 Pro): the rows of ``models`` (the dense ones by
+    default; :data:`MOE_MODELS` with their attention DP and EP), per-GPU output tok/s."""
     rows = []
-    for _, row in ref[ref.model.isin(list(BLACKWELL_MODELS))].iterrows():
-        d = {"kind": "serving", "model": BLACKWELL_MODELS[row.model], "hardware": GPUS[row.gpu_type],
+    for _, row in ref[ref.model.isin(list(models))].iterrows():
+        d = {"kind": "serving", "model": models[row.model], "hardware": GPUS[row.gpu_type],
              "precision": {"FP4": "nvfp4", "FP8": "fp8"}[row.precision],
-             "replica": {"tp": int(row.tp), "pp": int(row.pp), "batching": "continuous", "engine": "trtllm-bench"},
+             "replica": {"tp": int(row.tp), "pp": int(row.pp), "attention_dp": int(row.attention_dp),
+                         "ep": int(row.ep), "batching": "continuous", "engine": "trtllm-bench"},
              "pricing": {"usd_per_gpu_hour": 1.0},
-             "workload": {"arrival": {"process": "offline", "requests": BLACKWELL_REQUESTS},
+             "workload": {"arrival": {"process": "offline", "requests": requests},
                           "prompt_tokens": {"dist": "fixed", "value": int(row.isl_tokens)},
                           "output_tokens": {"dist": "fixed", "value": int(row.osl_tokens)}},
              "seed": 0}
-        r = simulate_serving(parse_scenario(d))
+        try:
+            r = simulate_serving(parse_scenario(d))
+        except CapsimError as e:
+            print(f"{models[row.model]:16} {GPUS[row.gpu_type]:13} {row.parallel_mapping:8} isl {row.isl_tokens:>6} "
+                  f"osl {row.osl_tokens:>5}: not simulated: {str(e).splitlines()[0]}", flush=True)
+            continue
         pred = r.output_tokens_per_s / int(row.num_gpus)
         meas = float(row.output_tokens_per_sec_per_gpu)
         err = 100 * (pred - meas) / meas
-        rows.append({"gpu": GPUS[row.gpu_type], "mapping": row.parallel_mapping, "isl": row.isl_tokens,
+        rows.append({"model": models[row.model], "gpu": GPUS[row.gpu_type], "mapping": row.parallel_mapping,
+                     "isl": row.isl_tokens,
                      "osl": row.osl_tokens, "measured": meas, "predicted": round(pred), "error_pct": round(err, 1)})
-        print(f"{GPUS[row.gpu_type]:13} {row.parallel_mapping:8} isl {row.isl_tokens:>6} osl {row.osl_tokens:>5}: "
+        print(f"{models[row.model]:16} {GPUS[row.gpu_type]:13} {row.parallel_mapping:8} isl {row.isl_tokens:>6} "
+              f"osl {row.osl_tokens:>5}: "
               f"measured {meas:>7,.0f} tok/s/GPU, predicted {pred:>7,.0f} ({err:+.1f}%)"
               f"{f', {r.rejected} rejected' if r.rejected else ''}", flush=True)
     out = pd.DataFrame(rows)
+    if out.empty:
+        return out
     e = out["error_pct"]
     rho = out.measured.rank().corr(out.predicted.rank())
-    print(f"\nTRT-LLM Llama 3.3 70B NVFP4 (B200, GB200, RTX 6000 Pro) offline throughput: MAPE {e.abs().mean():.1f}%, "
-          f"max {e.abs().max():.1f}%, signed mean {e.mean():+.1f}%, Spearman {rho:.3f}")
+    print(f"\nTRT-LLM {label} (B200, GB200, RTX 6000 Pro) offline throughput: {len(out)} rows, MAPE "
+          f"{e.abs().mean():.1f}%, max {e.abs().max():.1f}%, signed mean {e.mean():+.1f}%, Spearman {rho:.3f}")
+    if models is not BLACKWELL_MODELS:
+        for (mdl, gpu), g in out.groupby(["model", "gpu"]):
+            eg = g["error_pct"]
+            rg = g.measured.rank().corr(g.predicted.rank()) if len(g) >= 3 else float("nan")
+            print(f"  {mdl:16} {gpu:13} {len(g):3} rows: MAPE {eg.abs().mean():5.1f}%, worst {eg.abs().max():5.1f}%, "
+                  f"bias {eg.mean():+5.1f}%, Spearman {rg:.2f}")
     return out
 
 
@@ -95,7 +122,17 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=None,
                     help="requests per row (default: the perf-overview's $num_requests for the row's ISL/OSL)")
     ap.add_argument("--csv", type=Path)
+    ap.add_argument("--moe", action="store_true", help="only the newer table's MoE rows (DeepSeek-R1, GPT-OSS, "
+                    "Llama 4 Maverick, Qwen3 MoE: attention DP × EP)")
+    ap.add_argument("--moe-requests", type=int, default=BLACKWELL_REQUESTS, help="requests per MoE row")
     a = ap.parse_args()
+    newer = a.reference / "trtllm_perf_overview_post_v1.0_blackwell_rtx.csv"
+    if a.moe:
+        skip = 1 if newer.read_text().startswith("#") else 0
+        moe = blackwell(pd.read_csv(newer, skiprows=skip), MOE_MODELS, "MoE NVFP4 (DEP/TP)", a.moe_requests)
+        if a.csv:
+            moe.to_csv(a.csv, index=False)
+        return
     path = a.reference / "trtllm_llama31_8b_h200_fp8.csv"
     if not path.exists():
         sys.exit(f"no reference data at {path}; pass --reference")
@@ -124,7 +161,6 @@ def main() -> None:
           f"({time.perf_counter() - t0:.1f} s)")
     rho = out["measured"].rank().corr(out["predicted"].rank())
     print(f"Spearman rank correlation over rows: {rho:.3f}")
-    newer = a.reference / "trtllm_perf_overview_post_v1.0_blackwell_rtx.csv"
     if newer.exists():
         print()
         # its first line is a '# ...' note; '#' also starts the anchors inside rows, so no comment=

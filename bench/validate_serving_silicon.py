@@ -7,7 +7,12 @@ metric: MAPE, median, worst, signed mean (bias), and the Spearman rank correlati
 tokens/s per GPU across configurations (TP, concurrency) within each (model, GPU, engine,
 ISL/OSL) group, as the median over groups of at least four rows.
 
-Usage: python bench/validate_serving_silicon.py [--jobs N] [--limit N] [--csv OUT.csv] [--engine E]
+With ``--moe``, the aggregated rows of MoE checkpoints instead (DeepSeek-R1/V3, Kimi-K2.5, GPT-OSS-120B,
+Qwen3-235B-A22B, MiniMax-M2.5; ``bench.serving_silicon.moe_rows``: the row's tp, attention DP and EP), per
+(model, GPU, engine) group too; the checkpoints capsim cannot express (Qwen3.5, GLM-5) are listed with
+the reason and their row counts.
+
+Usage: python bench/validate_serving_silicon.py [--moe] [--jobs N] [--limit N] [--csv OUT.csv] [--engine E]
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serving_silicon import Row, dense_rows, e2e_ms, simulate, spearman, tok_s_per_gpu  # noqa: E402
+from bench.serving_silicon import Row, dense_rows, e2e_ms, moe_rows, simulate, spearman, tok_s_per_gpu  # noqa: E402
 
 
 def _run(args: tuple[Row, str, bool]) -> dict[str, Any]:
@@ -41,7 +46,8 @@ def frame(rows: list[Row], preds: list[dict[str, Any]]) -> pd.DataFrame:
     for row, p in zip(rows, preds, strict=True):
         rec: dict[str, Any] = {"id": row.id, "engine": row.engine, "version": row.version or "?",
                                "model": row.model, "gpu": row.hardware, "precision": row.precision,
-                               "precision_given": row.precision_given, "tp": row.tp, "c": row.concurrency,
+                               "precision_given": row.precision_given, "tp": row.tp, "dp": row.attention_dp,
+                               "ep": row.ep, "c": row.concurrency,
                                "isl": row.isl, "osl": row.osl, "ttft_ms": row.ttft_ms, "tpot_ms": row.tpot_ms,
                                "error": p.get("error", "")}
         if "ttft_ms" in p:
@@ -113,8 +119,10 @@ def main() -> None:
     ap.add_argument("--start", choices=["burst", "stationary"], default="burst",
                     help="how the c users start: burst (aiperf's concurrency mode, default) or stationary "
                          "(a sensitivity check: users already spread over one request lifetime)")
+    ap.add_argument("--moe", action="store_true", help="the MoE rows (module docstring)")
     a = ap.parse_args()
-    rows = dense_rows()
+    skipped: list[tuple[str, str, int]] = []
+    rows, skipped = moe_rows() if a.moe else (dense_rows(), [])
     if a.engine:
         rows = [r for r in rows if r.engine == a.engine]
     if a.limit:
@@ -126,7 +134,17 @@ def main() -> None:
     print(f"simulated {len(d)} rows in {time.perf_counter() - t0:.0f} s")
     for reason, n in d[d["error"] != ""]["error"].value_counts().items():
         print(f"  not expressible ({n} rows): {reason}")
-    summary(d, "all dense aggregated rows")
+    for ckpt, why, n in skipped:
+        print(f"  not expressible ({n} rows): {ckpt}: {why}")
+    summary(d, "all MoE aggregated rows" if a.moe else "all dense aggregated rows")
+    if a.moe:
+        ok = d[d["error"] == ""]
+        print("\nper (model, GPU, engine): rows, tok/s/GPU MAPE, worst, bias, Spearman; TPOT MAPE, bias")
+        for (mdl, gpu, eng), g in ok.groupby(["model", "gpu", "engine"]):
+            e, t = g["err_tok_s_gpu"], g["err_tpot_ms"]
+            rho = spearman(g["tok_s_gpu"], g["pred_tok_s_gpu"])
+            print(f"  {mdl:16} {gpu:9} {eng:6} {len(g):4}  {e.abs().mean():6.1f}% {e.abs().max():6.1f}% {e.mean():+6.1f}%"
+                  f"  {rho:5.2f}   {t.abs().mean():6.1f}% {t.mean():+6.1f}%")
     for eng, g in d.groupby("engine"):
         summary(g, f"engine {eng}")
         for ver, gv in g.groupby("version"):

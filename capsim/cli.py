@@ -451,7 +451,9 @@ def sweep(
         return
     f = r.frame
     ranked = f[f["rank"].notna()].sort_values("rank")
-    metrics = [c for c in (r.objective, r.x, r.y, "mfu", "memory_gib", "slo_attainment", "max_rate_rps")
+    metrics = [c for c in (r.objective, r.x, r.y, "mfu", "memory_gib", "slo_attainment", "max_rate_rps",
+                           *(("output_tokens_per_s", "weights_gib_per_gpu", "kv_cache_tokens")
+                             if "precision" in str(f["config"].iloc[0]) else ()))
                if c in f and c not in ("config",)]
     metrics = list(dict.fromkeys(metrics))
     if ranked.empty:

@@ -45,13 +45,31 @@ class AttentionSpec:
     causal: bool = True
     window: int | None = None
     rope: bool = False
+    # Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2) when kv_lora_rank > 0: K and V are
+    # up-projected from a cached latent of kv_lora_rank elements plus a shared rotary key of
+    # qk_rope_head_dim; head_dim is then the query/key head width (qk_nope_head_dim + qk_rope_head_dim)
+    # and v_head_dim the value head width; q_lora_rank > 0 factors the query projection too.
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
 
     def __post_init__(self) -> None:
+        if self.kv_lora_rank and (self.qk_rope_head_dim < 1 or self.v_head_dim < 1
+                                  or self.qk_rope_head_dim >= self.head_dim):
+            raise ValueError(f"attention: MLA (kv_lora_rank={self.kv_lora_rank}) needs qk_rope_head_dim >= 1 below "
+                             f"head_dim={self.head_dim} and v_head_dim >= 1")
+        if min(self.kv_lora_rank, self.q_lora_rank, self.qk_rope_head_dim, self.v_head_dim) < 0:
+            raise ValueError("attention: MLA ranks and head widths must be >= 0")
         if min(self.heads, self.kv_heads, self.head_dim) < 1 or self.heads % self.kv_heads:
             raise ValueError(f"attention: heads={self.heads} must be a positive multiple of kv_heads={self.kv_heads} "
                              f"(head_dim={self.head_dim} >= 1)")
         if self.window is not None and (self.window < 1 or not self.causal):
             raise ValueError(f"attention.window={self.window}: a sliding window is >= 1 and needs causal attention")
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
 
     @property
     def q_dim(self) -> int:
@@ -61,8 +79,30 @@ class AttentionSpec:
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
+    @property
+    def v_dim(self) -> int:
+        """Width of the attention output (the output projection's input): heads × the value head width."""
+        return self.heads * (self.v_head_dim if self.is_mla else self.head_dim)
+
+    def kv_elements_per_token(self) -> int:
+        """Cached elements of one token: K and V (``2·kv_heads·head_dim``), or MLA's latent and rotary key
+        (``kv_lora_rank + qk_rope_head_dim``, one copy for all heads)."""
+        return self.kv_lora_rank + self.qk_rope_head_dim if self.is_mla else 2 * self.kv_dim
+
+    def mla_params(self, hidden: int) -> int:
+        """MLA's projections: the query (through q_lora_rank when set), the latent and rotary key (kv_a),
+        the latent's up-projection to K (no-rope part) and V (kv_b), the output, and the latents' RMSNorms."""
+        nope = self.head_dim - self.qk_rope_head_dim
+        q = (hidden * self.q_lora_rank + self.q_lora_rank * self.q_dim + self.q_lora_rank) if self.q_lora_rank \
+            else hidden * self.q_dim
+        kv_a = hidden * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+        kv_b = self.kv_lora_rank * self.heads * (nope + self.v_head_dim)
+        return q + kv_a + kv_b + self.v_dim * hidden
+
     def params(self, hidden: int, out_bias: bool) -> int:
         """Q, K, V and output projections, their biases, and the per-head q/k RMSNorm weights."""
+        if self.is_mla:
+            return self.mla_params(hidden) + (hidden if out_bias else 0)
         n = 2 * hidden * self.q_dim + 2 * hidden * self.kv_dim
         if self.qkv_bias:
             n += self.q_dim + 2 * self.kv_dim
@@ -181,8 +221,8 @@ class LayerSpec:
         return norms + attn + mlps
 
     def kv_elements_per_token(self) -> int:
-        """Cached K and V elements of one token in this layer."""
-        return 2 * self.attention.kv_dim
+        """Cached elements of one token in this layer (K and V, or MLA's latent)."""
+        return self.attention.kv_elements_per_token()
 
     # ---- plain data ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +242,7 @@ class LayerSpec:
         m = self.mlp
         label = f"moe {m.experts}×top-{m.top_k}" + (f" + {m.shared_experts} shared" if m.shared_experts else "")
         label = label if m.is_moe else "dense"
+        label += ", MLA" if self.attention.is_mla else ""
         return label + (f", window {self.attention.window}" if self.attention.window else "")
 
 
@@ -230,11 +271,13 @@ def build_stack(*, layers: int, hidden: int, heads: int, kv_heads: int, head_dim
                 activation: str = "gelu", norm: str = "layernorm", qkv_bias: bool = True, linear_bias: bool = True,
                 qk_norm: bool = False, causal: bool = True, rope: bool = False, sliding_window: int | None = None,
                 layer_types: Sequence[str] | None = None,
-                moe: Mapping[str, Any] | None = None) -> tuple[LayerSpec, ...]:
+                moe: Mapping[str, Any] | None = None,
+                mla: Mapping[str, int] | None = None) -> tuple[LayerSpec, ...]:
     """Every layer of a model from its model-level keys (the names of ``ModelSpec``).
 
     ``layer_types`` (``full``/``sliding`` per layer, or a shorter pattern repeated) picks the
     attention of each layer; with ``sliding_window`` set and no ``layer_types`` every layer slides.
+    ``mla`` (the keys of ``ModelSpec.mla``) makes every layer's attention latent (MLA).
     ``moe`` (the keys of ``ModelSpec.moe``) makes the layers :func:`is_moe_layer` selects MoE; the
     others are dense with ``dense_ffn_hidden`` (0: ``ffn_hidden``). Layers of one kind are the same
     object, so grouping them is cheap. Bad combinations raise a ValueError naming the key.
@@ -246,8 +289,9 @@ def build_stack(*, layers: int, hidden: int, heads: int, kv_heads: int, head_dim
         raise ValueError("layer_types has sliding layers but sliding_window is not set")
     if sliding_window is not None and not layer_types:
         kinds = ["sliding"] * layers
+    latent = {k: int(v) for k, v in (mla or {}).items()}   # kv_lora_rank, q_lora_rank, qk_rope_head_dim, v_head_dim
     attn = {k: AttentionSpec(heads, kv_heads, head_dim, qkv_bias, qk_norm, causal,
-                             sliding_window if k == "sliding" else None, rope) for k in set(kinds)}
+                             sliding_window if k == "sliding" else None, rope, **latent) for k in set(kinds)}
     dense = MLPSpec(ffn_hidden, activation)
     moe_mlp, first, freq = None, 0, 1
     if moe is not None:

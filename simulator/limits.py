@@ -96,6 +96,7 @@ RANGES: dict[str, Range] = {
     "seed": Range(0, 2**63 - 1, "(a non-negative integer)"),
     # replica and engines
     "tp": GPUS, "pp": GPUS, "dp": GPUS, "cp": GPUS, "ep": GPUS, "virtual_stages": Range(None, 1024, "stages"),
+    "attention_dp": GPUS, "expert_skew": Range(None, 1e5, "(factor; at most ep, costmodel/moe.py max_skew)"),
     "max_queue": Range(None, MAX_REQUESTS, "requests"),
     "kv_cache_fraction": FRACTION,
     "acceptance_rate": FRACTION, "num_speculative_tokens": Range(None, 64, "tokens"),

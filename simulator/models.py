@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .convnets import ConvLayer, ConvNetSpec, ConvOp, conv_layers, conv_macs, conv_params
 from .errors import CapsimError
 from .files import read_json_object
+from .hf_families import FAMILIES, family_spec
 from .hf_layers import hf_layer_keys
 from .layers import LayerSpec, build_stack, group_layers
 
@@ -49,6 +50,20 @@ class MoESpec(BaseModel):
         return self
 
 
+class MLASpec(BaseModel):
+    """Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi-K2): the cache holds a latent of
+    ``kv_lora_rank`` elements and one rotary key of ``qk_rope_head_dim`` per token and layer, shared by
+    all heads; the model's ``head_dim`` is the query/key head width (``qk_nope_head_dim +
+    qk_rope_head_dim``), ``v_head_dim`` the value head width, ``q_lora_rank`` (0: none) the query's
+    low-rank factor (Hugging Face config keys of the same names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kv_lora_rank: int = Field(ge=1)
+    qk_rope_head_dim: int = Field(ge=1)
+    v_head_dim: int = Field(ge=1)
+    q_lora_rank: int = Field(default=0, ge=0)
+
+
 class ModelSpec(BaseModel):
     """A transformer's shapes. Derived sizes (``kv_heads``, ``head_dim``, ``ffn_hidden``) default
     to the conventional values when omitted."""
@@ -77,6 +92,8 @@ class ModelSpec(BaseModel):
     final_norm: bool = True
     pooler: bool = False
     moe: MoESpec | None = None
+    mla: MLASpec | None = Field(default=None, description="multi-head latent attention (DeepSeek-V3, Kimi-K2): "
+                                "the compressed KV cache and its projections")
     sliding_window: int | None = Field(default=None, ge=1, description="keys a query attends back to (itself "
                                        "included) in sliding-window layers; without layer_types every layer slides")
     layer_types: tuple[Literal["full", "sliding"], ...] | None = Field(
@@ -260,10 +277,11 @@ class ModelSpec(BaseModel):
         return self.embedding_params() + layers + self.head_params()
 
     def kv_cache_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
-        """K and V of every layer for one token: ``2 · layers · kv_heads · head_dim · bytes``.
+        """K and V of every layer for one token: ``2 · layers · kv_heads · head_dim · bytes`` (MLA:
+        ``layers · (kv_lora_rank + qk_rope_head_dim) · bytes``).
 
-        Sliding-window layers are charged their full cache too (conservative: an engine that frees
-        K/V outside the window holds less; a later refinement)."""
+        Sliding-window layers are counted per token here too; the serving memory plan holds only
+        their window per sequence (costmodel.attention_variants)."""
         return sum(s.kv_elements_per_token() * n for s, n in self.layer_groups()) * bytes_per_element
 
 
@@ -281,7 +299,7 @@ def _stack(model: ModelSpec) -> tuple[LayerSpec, ...]:
                        ffn_hidden=m.ffn_hidden, activation=m.activation, norm=m.norm, qkv_bias=m.qkv_bias,
                        linear_bias=m.linear_bias, qk_norm=m.qk_norm, causal=m.is_causal, rope=m.position == "rope",
                        sliding_window=m.sliding_window, layer_types=m.layer_types,
-                       moe=m.moe.model_dump() if m.moe else None)
+                       moe=m.moe.model_dump() if m.moe else None, mla=m.mla.model_dump() if m.mla else None)
 
 
 # ---- Hugging Face config.json -------------------------------------------------------------------
@@ -304,9 +322,12 @@ def from_hf_config(path: str | Path) -> ModelSpec:
         raise CapsimError(f"{path}: model_type {mtype!r} needs one of the keys {', '.join(keys)}")
 
     try:
-        if mtype in _LLAMA_LIKE:
+        family = family_spec(cfg, str(path), name)
+        if family is not None:
+            spec: dict = family
+        elif mtype in _LLAMA_LIKE:
             heads = need("num_attention_heads")
-            spec: dict = dict(
+            spec = dict(
                 name=name, layers=need("num_hidden_layers"), hidden=need("hidden_size"), heads=heads,
                 kv_heads=cfg.get("num_key_value_heads") or heads, head_dim=cfg.get("head_dim") or 0,
                 ffn_hidden=cfg.get("moe_intermediate_size") if "moe" in mtype else need("intermediate_size"),
@@ -340,7 +361,7 @@ def from_hf_config(path: str | Path) -> ModelSpec:
         else:
             raise CapsimError(
                 f"{path}: model_type {mtype!r} is not supported; supported: "
-                "bert, gpt2, llama, mistral, mixtral, qwen2, qwen3"
+                "bert, gpt2, llama, mistral, mixtral, qwen2, qwen3, qwen2_moe, qwen3_moe, " + ", ".join(sorted(FAMILIES))
             )
         return ModelSpec(**spec, source=f"Hugging Face config {path}")
     except ValueError as e:

@@ -232,4 +232,4 @@ def test_cases_cover_every_example_and_entry_point(tmp_path: Path) -> None:
         commands.add(case(s, tmp_path / str(s))[0])
     assert commands == {"serve", "train", "cost", "sweep"}
     # every example is among the cases (the 7 of issue 19, and each of issue 20's modes)
-    assert len({s % len(EXAMPLES) for s in range(CASES)}) == len(EXAMPLES) >= 11
+    assert len({s % len(EXAMPLES) for s in range(CASES)}) == len(EXAMPLES) >= 13

@@ -59,15 +59,25 @@ def _twins() -> tuple:
     return get_model(base), get_model({**base, "sliding_window": 64, "layer_types": ["sliding", "sliding", "full"]})
 
 
-def test_serving_charges_sliding_layers_full_attention():
-    # Known limitation, documented in costmodel.inference: decode reads and the KV cache of a sliding
-    # layer are charged in full, so iteration time stays linear in cached tokens.
-    full, sliding = _twins()
+def test_serving_charges_sliding_layers_their_window():
+    # costmodel.attention_variants: in a model with full layers too, a windowed layer's decode reads its
+    # window per sequence (not the whole context) and its cache holds the window per sequence.
+    full, sliding = _twins()                     # 6 layers; the twin has 4 sliding (window 64) and 2 full
     hw = get_profile("h100-sxm")
     a, b = InferenceModel(model=full, hw=hw), InferenceModel(model=sliding, hw=hw)
-    assert (a.decode_coef, a.prefill_coef, a.kv_bytes_per_token_per_gpu()) == \
-           (b.decode_coef, b.prefill_coef, b.kv_bytes_per_token_per_gpu())
+    per_layer = a.decode_coef / 6
+    assert b.decode_coef == pytest.approx(2 * per_layer)
+    assert b.decode_window_per_seq == pytest.approx(4 * per_layer * 64)
+    # K and V of 2 KV heads × 128 dims in bf16 = 1024 B per token and layer
+    assert a.kv_bytes_per_token_per_gpu() == 6 * 1024 == b.kv_bytes_per_token_per_gpu()   # no context: in full
+    # 256-token requests: the 4 windowed layers hold 64 of every 256 tokens
+    assert b.kv_bytes_per_token_per_gpu(256) == 2 * 1024 + 4 * 1024 * 64 / 256
+    assert b.kv_window_bytes_per_seq == 4 * 1024 * 64
     assert a.linear_time(300) == b.linear_time(300)
+    # a 10-sequence decode step at 1000 cached tokens each: 6 full layers' reads vs 2 full + 4 × window
+    ta = a.iteration_time(tokens=10, sampled=10, prefill_work=0, decode_seqs=10, decode_ctx=10_000)
+    tb = b.iteration_time(tokens=10, sampled=10, prefill_work=0, decode_seqs=10, decode_ctx=10_000)
+    assert ta - tb == pytest.approx(per_layer * (6 * 10_000 - 2 * 10_000 - 4 * 10 * 64))
 
 
 def test_inference_sums_over_dense_and_moe_layers():

@@ -18,6 +18,17 @@ from ..files import excerpt
 from ..models import ModelSpec, from_hf_config
 
 _HERE = Path(__file__).parent
+# Catalog names of the Hugging Face configs in hf_configs/ (copied from aiconfigurator-core's
+# model_configs/, Apache-2.0: hf_configs/NOTICE), read through models.from_hf_config.
+HF_CATALOG = {
+    "deepseek-r1": "deepseek-ai--DeepSeek-R1.json", "deepseek-v3": "deepseek-ai--DeepSeek-V3.json",
+    "kimi-k2": "moonshotai--Kimi-K2-Instruct.json", "kimi-k2.5": "moonshotai--Kimi-K2.5.json",
+    "gpt-oss-120b": "openai--gpt-oss-120b.json", "gpt-oss-20b": "openai--gpt-oss-20b.json",
+    "llama-4-maverick": "meta-llama--Llama-4-Maverick-17B-128E-Instruct.json",
+    "llama-4-scout": "meta-llama--Llama-4-Scout-17B-16E-Instruct.json",
+    "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B-FP8.json", "qwen3-30b-a3b": "Qwen--Qwen3-30B-A3B.json",
+    "minimax-m2.5": "MiniMaxAI--MiniMax-M2.5.json",
+}
 
 
 @cache
@@ -32,6 +43,10 @@ def catalog() -> dict[str, ModelSpec]:
             if spec.name in out:
                 raise RuntimeError(f"duplicate catalog model {spec.name} in {f.name}")
             out[spec.name] = spec
+    for name, file in HF_CATALOG.items():
+        if name in out:
+            raise RuntimeError(f"duplicate catalog model {name} in hf_configs/")
+        out[name] = from_hf_config(_HERE / "hf_configs" / file).model_copy(update={"name": name})
     return out
 
 

@@ -14,13 +14,14 @@ Inference has no dropout, so its kernels differ from the training layer's forwar
 linear in the cached tokens, which is what lets the serving simulator advance many decode steps
 in one event: the step times of an unchanged batch form an arithmetic sequence.
 
-A model's layers may differ (dense and MoE layers, sliding or full attention): every term sums
+A model's layers may differ (dense and MoE layers, sliding or full attention, MLA): every term sums
 over the model's layer kinds (``ModelSpec.layer_groups``), each costed from its ``LayerSpec``.
-Sliding-window layers are charged as full attention here, a known limitation kept on purpose: a
-decode token reads its sequence's whole cache and a prompt chunk attends to every earlier token,
-and the cache holds every token. That is conservative (it overestimates a windowed layer once
-contexts outgrow the window) and it keeps the iteration time exactly linear in cached tokens,
-which the fast-forward relies on; charging ``min(c, window)`` per sequence is a later refinement.
+Windowed layers in a model that also has full ones are charged their window (``window`` cached
+tokens per decoding sequence, at most ``window`` keys per prompt query, a window per sequence in the
+cache) and MLA layers their latent cache and absorbed decode (:mod:`.attention_variants`); the routed
+experts of an MoE layer run under expert parallelism and attention data parallelism as
+:mod:`.moe` says (``ep``, ``attention_dp``, ``expert_skew``). Each term stays linear in the cached
+tokens or the decoding sequences, which the fast-forward relies on.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
 from ..precision import get_format, kv_bytes, model_weight_bytes
+from .attention_variants import decode_flops_per_token, kv_bytes_per_token_layer, prefill_flops_per_pair, windowed_prefill_work
 from .collectives import collective_measured, collective_time, p2p_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
+from .moe import routed_expert_ops
 from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
 
 ACT_BYTES = 2.0  # 16-bit activations
@@ -46,17 +49,24 @@ RUNTIME_RESERVE_GIB = 1.0
 
 
 def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
-                     precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False) -> list[Op]:
+                     precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False, ep: int = 1,
+                     attention_dp: int = 1, expert_skew: float = 1.0, busy_groups: int | None = None) -> list[Op]:
     """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
     core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
     the shared experts (one TP-sharded MLP) of an MoE layer. ``fusion``: the engine's fused kernels
     (costmodel.fusion): with ``add_norm`` the layer's two residual adds are inside its two norms
     (the second one's is the next layer's input norm, counted here), with ``allreduce_norm`` those
     add-norms are inside the TP all-reduces. ``fp8_static``: FP8 GEMMs with calibrated input scales
-    (:func:`~.ops.gemm` ``static_scales``)."""
+    (:func:`~.ops.gemm` ``static_scales``). ``ep``, ``attention_dp``, ``expert_skew``: expert and
+    attention data parallelism (:mod:`.moe`): attention, dense MLPs and shared experts run on each DP
+    rank's ``tokens/attention_dp`` tokens (``tokens/busy_groups`` on the busiest rank when fewer groups
+    have work), the routed experts on all ``tokens`` over ``ep`` ranks.
+    MLA layers (:mod:`.attention_variants`) replace the QKV projection with their latent ones."""
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
-    t, h, p, T = tp, spec.hidden, precision, tokens
+    t, h, p, T_all = tp, spec.hidden, precision, tokens
+    g = attention_dp if busy_groups is None else busy_groups
+    T = T_all / g                         # tokens on the busiest attention DP rank (all of them without DP)
     wb = get_format(precision).weight_bytes
     act = T * h * ACT_BYTES
     tp_group = Layout(tp=tp).tp_group
@@ -89,28 +99,30 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         return [] if fusion.add_norm or in_allreduce else [memory_op(hw, "residual_add", 3 * act)]
 
     first = add_norm("norm1") if fusion.add_norm or in_allreduce else [memory_op(hw, "norm1", 2 * act)]
-    ops = [*first, weights("qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h)]
-    if att.rope and not fusion.rope_in_attention:
+    if att.is_mla:      # latent projections; kv_b stands for the absorbed W_UK/W_UV in decode (same FLOPs)
+        # q_a and kv_a read the same input and run as one GEMM in TensorRT-LLM's and SGLang's DeepSeek
+        # (SGLang fused_qkv_a_proj_with_mqa), replicated on every TP rank
+        lat = att.kv_lora_rank + att.qk_rope_head_dim
+        q_in = att.q_lora_rank or h
+        ops = [*first, weights("qkv_a", T, att.q_lora_rank + lat, h),
+               weights("q_b", T, att.q_dim / t, q_in),
+               weights("kv_b", T, att.heads * (att.head_dim - att.qk_rope_head_dim + att.v_head_dim) / t,
+                       att.kv_lora_rank)]
+    else:
+        ops = [*first, weights("qkv", T, (att.q_dim + 2 * att.kv_dim) / t, h)]
+    if att.rope and not fusion.rope_in_attention and not att.is_mla:
         ops.append(memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES))
-    ops += [weights("attn_out", T, h, att.q_dim / t), *allreduce("tp_allreduce_attn"),
+    ops += [weights("attn_out", T, h, att.v_dim / t), *allreduce("tp_allreduce_attn"),
             *add_norm("norm2")]
     if not mlp.is_moe:
         ops += dense("", mlp.ffn_hidden)
     else:
-        f, up = mlp.ffn_hidden, mlp.up
-        ne, k = mlp.experts, mlp.top_k
-        touched = ne * (1 - (1 - k / ne) ** T)           # expected distinct experts hit by T tokens
-        per_expert = T * k / touched
-        ops.append(gemm(hw, "router", T, ne, h, p))
-        # the fused MoE kernel (routing, grouped GEMMs, activation) as the engine's table measured it
-        fused = None if hw.kernels is None else hw.kernels.moe(dtype=p, tokens=T, hidden=h, inter=f, topk=k,
-                                                               experts=ne, tp=t, ep=1)
-        if fused is not None:
-            ops.append(Op("moe_experts", "gemm", fused, 2.0 * T * k * (up + f) * h / t, measured=True))
-        else:
-            ops += [weights("expert_fc1", per_expert, up / t, h, batch=touched),
-                    memory_op(hw, "expert_activation", T * k * (up + f) / t * ACT_BYTES),
-                    weights("expert_fc2", per_expert, h, f / t, batch=touched)]
+        # the routed experts over ep ranks, each moe_tp wide (costmodel.moe); at ep=1 without DP, the
+        # replica's tp GPUs split every expert, as before
+        moe_tp = max(t * attention_dp // ep, 1)
+        ops += routed_expert_ops(spec, hw, tokens=T_all, moe_tp=moe_tp, ep=ep, attention_dp=attention_dp,
+                                 skew=expert_skew, precision=p, weight_bytes=wb, fp8_static=fp8_static,
+                                 busy_groups=g)
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
     ops += [*allreduce("tp_allreduce_mlp"), *residual_add()]
@@ -201,7 +213,10 @@ class InferenceModel:
     kv_precision: str = "bf16"
     fusion: Fusion = UNFUSED             # the engine's fused kernels (costmodel.fusion)
     fp8_static: bool = False             # FP8 GEMMs with calibrated input scales (ops.gemm static_scales)
-    _linear: dict[int, float] = field(default_factory=dict, repr=False)
+    ep: int = 1                          # expert-parallel ranks of the routed experts (costmodel.moe)
+    attention_dp: int = 1                # attention data-parallel groups of tp GPUs each (costmodel.moe)
+    expert_skew: float = 1.0             # busiest EP rank's routed tokens over the mean (costmodel.moe)
+    _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
 
@@ -213,41 +228,70 @@ class InferenceModel:
         per_byte = memory_bound_time(hw, GIB) / GIB
         rate = hw.peak_flops(self.precision) * hw.gemm_max(self.precision) * hw.efficiency.attention_fwd
         kv_layer: list[float] = []
+        d = self.attention_dp
+        # windowed layers (costmodel.attention_variants) in a model that also has full-attention layers
+        hybrid = any(s.attention.window is None for s, _ in self.groups)
+        self.decode_window_per_seq = 0.0                       # s per decoding sequence (windowed layers)
+        self.prefill_windows: list[tuple[float, int]] = []     # (s per query-key pair, window) per kind
+        self.kv_window_bytes_per_seq = 0.0                     # windowed layers' cache of one long sequence
+        self.kv_windows: list[tuple[float, int]] = []          # (bytes per token of the kind's layers, window)
+        self.kv_token_layers = 0                               # layers whose cache grows with every token
+        kv_full: list[float] = []
         self.decode_coef = self.prefill_coef = 0.0
         # fixed time of the attention kernels of one iteration (all layers): launch and ramp-up
         self.prefill_fixed = self.decode_fixed = 0.0
         self.attention_measured = {"prefill": 0, "decode": 0}     # layers whose attention is from a table
         for spec, n in self.groups:
             att = spec.attention
-            # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy.
+            # KV heads are split over TP ranks; with fewer KV heads than ranks each rank keeps one copy
+            # (MLA's latent is not split: every rank keeps it)
             kv_heads_local = max(att.kv_heads / t, 1.0)
-            kv_layer.append(2 * kv_heads_local * att.head_dim * kv_bytes(self.kv_precision))
-            q_local = att.q_dim / t
-            fit = measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision)
+            kv_layer.append(kv_bytes_per_token_layer(att, tp=t, kv_bytes=kv_bytes(self.kv_precision)))
+            fit = (AttentionFit(None, None) if att.is_mla else
+                   measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision))
             # the tables' lines, else the roofline: decode reads each cached token's K and V and does
-            # 4·q_dim/t FLOPs on it (the slower bounds); prefill does 4·(heads/t)·head_dim FLOPs per pair
-            dec = fit.decode or (self.kernel_latency, max(kv_layer[-1] * per_byte, 4 * q_local / rate))
-            pre = fit.prefill or (self.kernel_latency, 4 * q_local / rate)
+            # 4·q_dim/t FLOPs on it (the slower bounds); prefill does 4·(heads/t)·head_dim FLOPs per pair.
+            # With attention DP each of the d groups reads its own sequences' caches (1/d of them).
+            dec = fit.decode or (self.kernel_latency, max(kv_layer[-1] * per_byte,
+                                                          decode_flops_per_token(att, tp=t) / rate))
+            pre = fit.prefill or (self.kernel_latency, prefill_flops_per_pair(att, tp=t) / rate)
             self.decode_fixed += n * dec[0]
-            self.decode_coef += n * dec[1]
             self.prefill_fixed += n * pre[0]
-            self.prefill_coef += n * pre[1]
+            if att.window is not None and hybrid:
+                self.decode_window_per_seq += n * dec[1] * att.window / d
+                self.prefill_windows.append((n * pre[1] / d, att.window))
+                self.kv_window_bytes_per_seq += n * kv_layer[-1] * att.window
+                self.kv_windows.append((n * kv_layer[-1], att.window))
+            else:
+                self.decode_coef += n * dec[1] / d
+                self.prefill_coef += n * pre[1] / d
+                kv_full.append(kv_layer[-1])
+                self.kv_token_layers += n
             self.attention_measured["decode"] += n if fit.decode is not None else 0
             self.attention_measured["prefill"] += n if fit.prefill is not None else 0
-        self.kv_bytes_per_token_layer = max(kv_layer, default=0.0)   # the largest layer's (none in a CNN)
+        self.kv_bytes_per_token_layer = max(kv_full, default=0.0)   # the largest layer's (none in a CNN)
 
     # ---- time ------------------------------------------------------------------------------
-    def linear_time(self, tokens: int) -> float:
-        """Token-wise kernels of every layer plus the embedding, for ``tokens`` tokens (memoised)."""
-        v = self._linear.get(tokens)
+    def busy_groups(self, sequences: int) -> int:
+        """Attention DP groups an iteration of ``sequences`` sequences keeps busy: a sequence lives on one
+        group, so with fewer sequences than groups the busiest group holds a whole sequence's tokens."""
+        return max(1, min(self.attention_dp, sequences))
+
+    def linear_time(self, tokens: int, groups: int | None = None) -> float:
+        """Token-wise kernels of every layer plus the embedding, for ``tokens`` tokens (memoised), spread
+        over ``groups`` attention DP groups (default: all of them)."""
+        g = self.attention_dp if groups is None else groups
+        v = self._linear.get((tokens, g))
         if v is None:
             layers = sum(n * sum(o.time for o in linear_layer_ops(spec, self.hw, tp=self.tp, tokens=tokens,
                                                                   precision=self.precision, fusion=self.fusion,
-                                                                  fp8_static=self.fp8_static))
+                                                                  fp8_static=self.fp8_static, ep=self.ep,
+                                                                  attention_dp=self.attention_dp, busy_groups=g,
+                                                                  expert_skew=self.expert_skew))
                          for spec, n in self.groups)
-            emb = memory_bound_time(self.hw, 2 * tokens * self.model.hidden * ACT_BYTES)
+            emb = memory_bound_time(self.hw, 2 * tokens / g * self.model.hidden * ACT_BYTES)
             v = layers + emb + self._pp_hops(tokens)
-            self._linear[tokens] = v
+            self._linear[(tokens, g)] = v
         return v
 
     def _pp_hops(self, tokens: int) -> float:
@@ -256,10 +300,12 @@ class InferenceModel:
         return (self.pp - 1) * p2p_time(self.hw, tokens * self.model.hidden * ACT_BYTES, same_node=True)
 
     def head_time(self, sampled: int) -> float:
-        """Final norm, logits over the (vocab-parallel) vocabulary and sampling for ``sampled`` sequences."""
+        """Final norm, logits over the (vocab-parallel) vocabulary and sampling for ``sampled`` sequences
+        (with attention DP, each group samples its own ``sampled/attention_dp``)."""
         v = self._head.get(sampled)
         if v is None:
             m, hw = self.model, self.hw
+            sampled_all, sampled = sampled, -(-sampled // self.attention_dp)
             out = m.vocab or max(m.num_classes, 1)
             # quantized checkpoints keep the output layer in 16 bits (ModelOpt's PTQ excludes lm_head)
             fmt = get_format(self.precision)
@@ -268,7 +314,7 @@ class InferenceModel:
                  + gemm(hw, "logits", sampled, out / self.tp, m.hidden, head_prec,
                         bytes_per_element=fmt.unquantized_weight_bytes).time
                  + memory_bound_time(hw, 2 * sampled * out / self.tp * 4.0))  # fp32 softmax + sample
-            self._head[sampled] = v
+            self._head[sampled_all] = v
         return v
 
     # Pipeline parallelism: the engine keeps ``pp`` micro-batches in flight (vLLM's virtual engines),
@@ -283,7 +329,9 @@ class InferenceModel:
         """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
         v = self._decode.get(n)
         if v is None:
-            v = self._decode[n] = (self.linear_time(self._per_stage(n)) + self.decode_fixed + self.head_time(n))
+            v = self._decode[n] = (self.linear_time(self._per_stage(n), self.busy_groups(n)) + self.decode_fixed
+                                   + self.head_time(n)
+                                   + self.decode_window_per_seq * n / self.pp)
         return v
 
     def iteration_time(self, *, tokens: int, sampled: int, prefill_work: float, decode_seqs: int,
@@ -291,8 +339,12 @@ class InferenceModel:
         """One iteration over ``tokens`` tokens: prompt chunks with ``prefill_work`` = Σ q·(c+(q+1)/2)
         query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens."""
         fixed = (self.prefill_fixed if prefill_work > 0 else 0.0) + (self.decode_fixed if decode_seqs > 0 else 0.0)
-        return (self.linear_time(self._per_stage(tokens)) + fixed
-                + (self.prefill_coef * prefill_work + self.decode_coef * decode_ctx) / self.pp
+        g = self.busy_groups(max(sampled, decode_seqs, 1))
+        prefill = (self.prefill_coef * prefill_work + sum(
+            c * windowed_prefill_work(prefill_work, tokens - decode_seqs, w) for c, w in self.prefill_windows)
+            if prefill_work > 0 else 0.0) * self.attention_dp / g    # the coefficients assume all d groups busy
+        return (self.linear_time(self._per_stage(tokens), g) + fixed
+                + (prefill + self.decode_coef * decode_ctx + self.decode_window_per_seq * decode_seqs) / self.pp
                 + (self.head_time(sampled) if sampled else 0.0))
 
     @property
@@ -317,12 +369,23 @@ class InferenceModel:
 
     # ---- memory ----------------------------------------------------------------------------
     def weight_bytes_per_gpu(self) -> float:
+        """Weights on one GPU: the routed experts split over ``ep × moe_tp = tp × attention_dp`` GPUs, the
+        rest (attention, dense MLPs, shared experts, embeddings) over the ``tp`` GPUs of an attention group
+        (each DP group holds a copy), and both over the ``pp`` stages."""
         m = self.model
         unquantized = m.embedding_params() + m.head_params()      # embeddings and output head stay 16-bit
-        return model_weight_bytes(m.total_params(), unquantized, self.precision) / (self.tp * self.pp)
+        routed = sum(s.routed_params() * n for s, n in self.groups)
+        total = model_weight_bytes(m.total_params(), unquantized, self.precision)
+        routed_b = model_weight_bytes(routed, 0, self.precision) if routed else 0.0
+        return ((total - routed_b) / self.tp + routed_b / (self.tp * self.attention_dp)) / self.pp
 
-    def kv_bytes_per_token_per_gpu(self) -> float:
-        return self.kv_bytes_per_token_layer * math.ceil(self.layers / self.pp)
+    def kv_bytes_per_token_per_gpu(self, context_tokens: float | None = None) -> float:
+        """Cache bytes of one token on the GPUs holding it: its full-attention (or MLA) layers of one stage,
+        plus the windowed layers' share: a sequence of ``context_tokens`` holds ``min(window, context)`` of
+        them, ``min(1, window/context)`` per token (None: the full charge, 1)."""
+        full = self.kv_bytes_per_token_layer * math.ceil(self.kv_token_layers / self.pp)
+        share = (lambda w: 1.0) if not context_tokens else (lambda w: min(1.0, w / context_tokens))
+        return full + sum(b * share(w) for b, w in self.kv_windows) / self.pp
 
     def workspace_bytes(self, max_tokens: int, max_seqs: int) -> float:
         """Peak activations of the largest iteration: a few live [T, hidden] buffers, the MLP's
@@ -332,17 +395,22 @@ class InferenceModel:
         out = m.vocab or max(m.num_classes, 1)
         return max_tokens * (4 * m.hidden + mlp / self.tp) * ACT_BYTES + max_seqs * out / self.tp * 4.0
 
-    def kv_capacity_tokens(self, *, kv_fraction: float, max_tokens: int, max_seqs: int) -> tuple[int, dict[str, float]]:
+    def kv_capacity_tokens(self, *, kv_fraction: float, max_tokens: int, max_seqs: int,
+                           context_tokens: float | None = None) -> tuple[int, dict[str, float]]:
         """Tokens of KV cache per replica: ``kv_fraction`` of the memory left after weights, workspace and
-        runtime. Raises :class:`InfeasibleError` (with the breakdown) when nothing is left."""
+        runtime (``context_tokens``: the mean request's prompt + output, which sets the windowed layers'
+        share, :meth:`kv_bytes_per_token_per_gpu`). Raises :class:`InfeasibleError` (with the breakdown)
+        when nothing is left."""
         cap = self.hw.memory_bytes
         w = self.weight_bytes_per_gpu()
-        ws = self.workspace_bytes(max_tokens, max_seqs)
+        d = self.attention_dp     # the replica's limits cover its d groups; a GPU holds one group's activations
+        ws = self.workspace_bytes(-(-max_tokens // d), -(-max_seqs // d))
         reserve = RUNTIME_RESERVE_GIB * GIB
         free = cap - w - ws - reserve
         kv = kv_fraction * free
-        per_token = self.kv_bytes_per_token_per_gpu()
-        tokens = int(kv // per_token) if per_token > 0 else 0
+        per_token = self.kv_bytes_per_token_per_gpu(context_tokens)
+        # every attention DP group keeps its own sequences' cache: the replica holds d pools
+        tokens = int(kv // per_token) * self.attention_dp if per_token > 0 and kv > 0 else 0
         mem = {"capacity_gib": cap / GIB, "weights_gib": w / GIB, "workspace_gib": ws / GIB,
                "runtime_gib": reserve / GIB, "kv_cache_gib": max(kv, 0.0) / GIB}
         if free <= 0 or tokens < 1:

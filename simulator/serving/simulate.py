@@ -9,6 +9,7 @@ process that batches and runs iterations on the cost model.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -19,6 +20,7 @@ from .. import workbound
 from ..catalog import get_model
 from ..costmodel.fusion import engine_fusion
 from ..costmodel.inference import GIB, InferenceModel
+from ..costmodel.moe import check_layout as check_moe_layout
 from ..errors import CapsimError, InfeasibleError
 from ..hardware import HardwareProfile, get_profile
 from ..scenario import (
@@ -95,20 +97,27 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
         raise CapsimError(f"replica.tp={rc.tp} must divide {model.name}'s {model.heads} attention heads")
     if rc.pp > model.layers:
         raise CapsimError(f"replica.pp={rc.pp} exceeds {model.name}'s {model.layers} layers")
+    check_moe_layout(model.name, model.layer_groups(), tp=rc.tp, ep=rc.ep, attention_dp=rc.attention_dp,
+                     skew=rc.expert_skew)
     generative = model.architecture == "decoder"
     if lengths is None:
         lengths = length_stats(sc.workload.prompt_tokens, sc.workload.output_tokens)
     settings = rc.resolved(model, memory_gib=hw.memory_gib, gpu=hw.name, precision=sc.precision, lengths=lengths)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
+    seqs, tokens = seqs * rc.attention_dp, tokens * rc.attention_dp   # per attention DP group (ReplicaConfig)
     kv_prec = settings.kv_cache_precision
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
-                          fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static")
+                          fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static",
+                          ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew)
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
         max_tokens = min(tokens, 1 << 16)
+        mean_context = lengths.mean_prompt + lengths.mean_output if lengths is not None else math.nan
+        context = mean_context if math.isfinite(mean_context) and mean_context > 0 else None
         if rc.iteration_level:      # the preset's memory rule, as a share of the memory left after the model
-            _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs)
+            _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs,
+                                               context_tokens=context)
             fraction = free_fraction(settings, capacity=hw.memory_bytes, weights=probe["weights_gib"] * GIB,
                                      free=probe["kv_cache_gib"] * GIB)
             if fraction <= 0:
@@ -117,7 +126,8 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
                     f"memory share ({settings.kv_memory_text()}) leaves no room for a KV cache beside weights "
                     f"{probe['weights_gib']:.1f} GiB and workspace {probe['workspace_gib']:.1f} GiB per GPU; raise "
                     "replica.tp or replica.pp, or set replica.kv_cache_fraction")
-        kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=fraction, max_tokens=max_tokens, max_seqs=seqs)
+        kv_tokens, mem = perf.kv_capacity_tokens(kv_fraction=fraction, max_tokens=max_tokens, max_seqs=seqs,
+                                                 context_tokens=context)
         if settings.max_num_seqs is None and settings.seqs_from_kv is not None:
             settings = settings.with_seqs(settings.seqs_from_kv(kv_tokens, model.max_positions))
             seqs = settings.max_num_seqs or seqs
@@ -133,8 +143,9 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
                           f"({settings.sources.get('prefix_caching', '')}): a replica without a prefix cache finds "
                           "nothing in it; set the hit rate to 0 or prefix_caching to true")
     return perf, ReplicaPlan(max_num_seqs=seqs, max_batched_tokens=tokens, kv_cache_tokens=kv_tokens,
-                             kv_cache_precision=kv_prec, generative=generative, gpus_per_replica=rc.tp * rc.pp,
-                             memory_per_gpu_gib=mem, prefix_cache_hit_rate=hit,
+                             kv_cache_precision=kv_prec, generative=generative,
+                             gpus_per_replica=rc.tp * rc.attention_dp * rc.pp, memory_per_gpu_gib=mem,
+                             prefix_cache_hit_rate=hit,
                              chunked_prefill=settings.chunked_prefill, kv_block_tokens=settings.kv_block_tokens,
                              scheduler_policy=settings.scheduler_policy, prefix_caching=settings.prefix_caching,
                              engine=settings if rc.iteration_level else None)

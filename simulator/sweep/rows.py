@@ -131,6 +131,10 @@ class ServingSweepRow:
     cost_per_million_tokens_usd: float | None
     gpus: int
     max_rate: MaxRate | None = None
+    weights_gib_per_gpu: float | None = None
+    """the replica's weights on one GPU (what a precision's bytes per parameter buy)"""
+    kv_cache_tokens: int | None = None
+    """KV cache capacity of one replica, in tokens"""
 
     feasible: ClassVar[bool] = True
 
@@ -142,7 +146,8 @@ class ServingSweepRow:
                    e2e_p99_s=r.e2e_s.p99, ttft_p50_s=r.ttft_s.p50 if r.ttft_s else None,
                    slo_attainment=r.slo_attainment, slo_met=r.slo_met,
                    gpu_utilization=r.gpu_utilization, usd_per_hour=r.usd_per_hour,
-                   cost_per_million_tokens_usd=r.cost_per_million_tokens_usd, gpus=r.gpus, max_rate=max_rate)
+                   cost_per_million_tokens_usd=r.cost_per_million_tokens_usd, gpus=r.gpus, max_rate=max_rate,
+                   weights_gib_per_gpu=r.memory_per_gpu_gib.weights_gib, kv_cache_tokens=r.kv_cache_tokens_per_replica)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"feasible": True, "completed": self.completed, "rejected": self.rejected,
@@ -150,7 +155,9 @@ class ServingSweepRow:
              "ttft_p99_s": self.ttft_p99_s, "tpot_p99_s": self.tpot_p99_s, "e2e_p99_s": self.e2e_p99_s,
              "ttft_p50_s": self.ttft_p50_s, "slo_attainment": self.slo_attainment, "slo_met": self.slo_met,
              "gpu_utilization": self.gpu_utilization, "usd_per_hour": self.usd_per_hour,
-             "cost_per_million_tokens_usd": self.cost_per_million_tokens_usd, "gpus": self.gpus, "error": None}
+             "cost_per_million_tokens_usd": self.cost_per_million_tokens_usd,
+             "weights_gib_per_gpu": self.weights_gib_per_gpu, "kv_cache_tokens": self.kv_cache_tokens,
+             "gpus": self.gpus, "error": None}
         if self.max_rate is not None:
             d.update(self.max_rate.to_dict())
         return d

@@ -64,6 +64,20 @@ class ReplicaConfig(_Strict):
                                       "or one a plug-in registered")
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per replica (default 1: one GPU)")
     pp: int = Field(default=1, ge=1, description="pipeline-parallel stages per replica (default 1)")
+    ep: int = Field(default=1, ge=1, description=(
+        "expert-parallel ranks of an MoE model's routed experts (default 1: every GPU holds a 1/tp slice of "
+        "every expert); must divide tp × attention_dp and the expert count; each expert group is tp·attention_dp/ep "
+        "GPUs wide (TensorRT-LLM moe_ep_size; simulator/costmodel/moe.py)"))
+    attention_dp: int = Field(default=1, ge=1, description=(
+        "attention data-parallel groups of tp GPUs each (TensorRT-LLM enable_attention_dp, SGLang "
+        "--enable-dp-attention): the replica has tp × attention_dp × pp GPUs, each group runs attention and the "
+        "dense layers for its own share of the sequences and keeps their KV cache, the routed experts span all; "
+        "MoE models only (default 1). max_num_seqs and max_batched_tokens (set or the preset's) are per group, as "
+        "TensorRT-LLM's max_batch_size and max_num_tokens are per rank: the replica holds attention_dp times them"))
+    expert_skew: float = Field(default=1.0, ge=1.0, description=(
+        "expert load imbalance: the busiest EP rank's routed token-expert pairs over the mean; its grouped GEMMs "
+        "are costed as a balanced run of expert_skew × the tokens and its all-to-all share scales the same "
+        "(default 1.0: balanced, as the measured MoE tables ran; simulator/costmodel/moe.py)"))
     max_queue: int | None = Field(default=None, ge=0, description=(
         "requests a replica may hold queued; beyond it new ones are rejected (queue_full) or shed by priority. "
         "None: unbounded, as Triton's and vLLM's default queues"))
@@ -112,7 +126,9 @@ class ReplicaConfig(_Strict):
     def resolved(self, model: ModelSpec, *, memory_gib: float, gpu: str, precision: str,
                  lengths: LengthStats | None = None) -> EngineSettings:
         """Every engine setting: the keys this scenario set, the engine preset's value for the rest."""
-        return resolve(self, Context(model=model, memory_gib=memory_gib, gpu=gpu, tp=self.tp, pp=self.pp,
+        # with attention DP the presets see the replica's world (TensorRT-LLM's tp_size with enable_attention_dp)
+        return resolve(self, Context(model=model, memory_gib=memory_gib, gpu=gpu, tp=self.tp * self.attention_dp,
+                                     pp=self.pp,
                                      precision=precision, lengths=lengths))
 
     def limits(self, model: ModelSpec, memory_gib: float, settings: EngineSettings | None = None) -> tuple[int, int]:

@@ -128,9 +128,9 @@ class BenchSizing:
     cache_memory_gib: float
 
 
-def trtllm_bench_sizing(*, param_count: int, layers: int, kv_heads: int, head_dim: int, precision: str,
+def trtllm_bench_sizing(*, param_count: int, layers: int, kv_heads: int, head_dim: float, precision: str,
                         kv_precision: str, device_memory_gib: float, tp: int, pp: int, isl: float, osl: float,
-                        kv_fraction: float) -> BenchSizing:
+                        kv_fraction: float, gpus: int | None = None) -> BenchSizing:
     """trtllm-bench's ``calc_engine_setting`` + ``finetune_setting``: the largest batch the KV cache
     holds at the dataset's mean ISL+OSL, rounded up "optimistically", and a token budget of that
     batch × (1 + ISL/OSL), both capped and rounded to the tool's steps."""
@@ -140,7 +140,7 @@ def trtllm_bench_sizing(*, param_count: int, layers: int, kv_heads: int, head_di
     byte_per_kv_elem = 1.0 if kv_precision == "fp8" else 2.0
     kv_heads_adj = max(tp, kv_heads)                 # each GPU of the TP group holds at least one KV head
     gib_per_token = 2 * layers * kv_heads_adj * head_dim * byte_per_kv_elem / 1024**3
-    n_gpus = tp * pp
+    n_gpus = gpus or tp * pp
     engine_size = param_count * byte_per_elem / 1024**3
     total = device_memory_gib * n_gpus
     cache_memory = (total - engine_size) * kv_fraction
@@ -351,6 +351,14 @@ def _trtllm_bench_sizing(ctx: Context, p: Partial) -> tuple[int | None, int]:
                             precision=ctx.precision, kv_precision=p.kv_cache_precision,
                             device_memory_gib=ctx.memory_gib, tp=ctx.tp, pp=ctx.pp, isl=isl, osl=max(osl, 1.0),
                             kv_fraction=p.kv_free_fraction)
+    if any(spec.attention.is_mla for spec, _ in m.layer_groups()):
+        # the heuristic's 2·kv_heads·head_dim per token and layer would count MLA's cache 85 times over
+        # (DeepSeek-R1: 2·128·192 against 512 + 64); its latent's real size stands in (costmodel.attention_variants)
+        s = trtllm_bench_sizing(param_count=m.total_params(), layers=m.layers, kv_heads=1,
+                                head_dim=m.kv_cache_bytes_per_token(1.0) / m.layers / 2, precision=ctx.precision,
+                                kv_precision=p.kv_cache_precision, device_memory_gib=ctx.memory_gib, tp=1,
+                                pp=ctx.pp, isl=isl, osl=max(osl, 1.0), kv_fraction=p.kv_free_fraction,
+                                gpus=ctx.tp * ctx.pp)
     tokens = s.max_num_tokens
     if not p.chunked_prefill and ctx.lengths is not None and ctx.lengths.max_prompt is not None:
         tokens = max(tokens, ctx.lengths.max_prompt + s.max_batch_size)
