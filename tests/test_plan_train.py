@@ -30,12 +30,20 @@ ROUNDING = 1e-5          # results carry 6 significant digits
 
 
 @pytest.fixture(scope="module")
-def plan70b() -> dict:
-    """70B on 2T tokens in 30 days on H100s: one command (restricted to 1,024 GPUs to stay fast)."""
+def run70b(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """70B on 2T tokens in 30 days on H100s: one command (restricted to 1,024 GPUs to stay fast), with
+    its HTML report and its scenarios."""
+    d = tmp_path_factory.mktemp("plan")
     r = runner.invoke(app, ["plan", "train", "--model", "llama-3.1-70b", "--tokens", "2e12", "--days", "30",
-                            "--gpu", "h100-sxm", "--gpus", "1024", "--workers", "1", "--json"])
+                            "--gpu", "h100-sxm", "--gpus", "1024", "--workers", "1", "--json",
+                            "--html", str(d / "p.html"), "--emit-scenario", str(d / "scenarios")])
     assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
+    return json.loads(r.stdout), d
+
+
+@pytest.fixture(scope="module")
+def plan70b(run70b: tuple[dict, Path]) -> dict:
+    return run70b[0]
 
 
 def test_count_set_is_8_and_24_times_powers_of_two() -> None:
@@ -106,27 +114,26 @@ def test_pruning_never_changes_the_answer() -> None:
     assert plan.counts.simulated < len(brute)
 
 
-def test_emitted_scenario_reproduces_with_capsim_train(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["plan", "train", "--model", "llama-3.1-8b", "--tokens", "1e11", "--gpu", "h100-sxm",
-                            "--gpus", "8", "--workers", "1", "--emit-scenario", str(tmp_path), "--json"])
-    assert r.exit_code == 0, r.output
-    best = json.loads(r.stdout)["best"]
-    files = sorted(tmp_path.glob("*.yaml"))
-    assert files and files[0].name.startswith("plan-01-h100-sxm-8-")
+def test_emitted_scenario_reproduces_with_capsim_train(run70b: tuple[dict, Path]) -> None:
+    plan, d = run70b
+    best = plan["best"]
+    files = sorted((d / "scenarios").glob("*.yaml"))
+    assert files and files[0].name.startswith("plan-01-h100-sxm-1024-")
     t = runner.invoke(app, ["train", str(files[0]), "--json"])
     assert t.exit_code == 0, t.output
     again = json.loads(t.stdout)
     assert again["time_to_train_days"] == best["time_to_train_days"]
     assert again["cost_usd"] == best["cost_usd"] and again["mfu"] == best["mfu"]
-    assert again["layout"]["tp"] == best["layout"]["tp"] and again["layout"]["pp"] == best["layout"]["pp"]
+    assert {k: again["layout"][k] for k in ("tp", "pp", "dp", "cp", "micro_batch", "zero_stage", "recompute")} == {
+        k: best["layout"][k] for k in ("tp", "pp", "dp", "cp", "micro_batch", "zero_stage", "recompute")}
 
 
 def test_nothing_meets_the_deadline_exits_2_with_the_closest() -> None:
-    r = runner.invoke(app, ["plan", "train", "--model", "llama-3.1-8b", "--tokens", "1e11", "--days", "1",
-                            "--gpu", "h100-sxm", "--gpus", "8", "--workers", "1"])
+    r = runner.invoke(app, ["plan", "train", "--model", "llama-3.1-70b", "--tokens", "2e12", "--days", "5",
+                            "--gpu", "h100-sxm", "--gpus", "1024", "--workers", "1"])
     assert r.exit_code == 2
-    assert "no plan of llama-3.1-8b meets 1 days; closest: h100-sxm × 8" in r.output
-    assert "days > 1" in r.output and "Traceback" not in r.output
+    assert "no plan of llama-3.1-70b meets 5 days; closest: h100-sxm × 1024" in r.output
+    assert "days > 5" in r.output and "Traceback" not in r.output
 
 
 def test_bad_inputs_name_what_is_wrong() -> None:
@@ -140,13 +147,9 @@ def test_bad_inputs_name_what_is_wrong() -> None:
     assert r.exit_code == 2 and "unknown model" in r.output
 
 
-def test_html_report_has_the_plot_and_table(tmp_path: Path) -> None:
-    out = tmp_path / "p.html"
-    r = runner.invoke(app, ["plan", "train", "--model", "llama-3.1-8b", "--tokens", "1e11", "--days", "20",
-                            "--gpu", "h100-sxm", "--gpus", "8", "--gpus", "16", "--workers", "1", "--html", str(out)])
-    assert r.exit_code == 0, r.output
-    text = out.read_text()
-    assert 'id="chart-plan"' in text and "Pareto frontier" in text and "deadline 20 days" in text
+def test_html_report_has_the_plot_and_table(run70b: tuple[dict, Path]) -> None:
+    text = (run70b[1] / "p.html").read_text()
+    assert 'id="chart-plan"' in text and "Pareto frontier" in text and "deadline 30 days" in text
     assert "<th>GiB/GPU</th>" in text and "<th>MFU</th>" in text
 
 

@@ -3,6 +3,7 @@ and the plans missing the deadline or budget marked, and the ranked table with r
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +13,7 @@ import yaml
 from .page import Card, Section, render, table_html
 
 if TYPE_CHECKING:
+    from ..plan.budget import Budget
     from ..plan.training import PlanRow, TrainingPlan
 
 TABLE_COLUMNS = ["#", "GPU", "GPUs", "layout", "days", "compute days", "GPU-hours", "$", "MFU", "GiB/GPU", "goal",
@@ -42,7 +44,7 @@ def training_plan_html(plan: TrainingPlan) -> str:
     c_max = CLIP_X * max(ref_c) if ref_c else np.inf
     f = go.Figure(layout={"title": {"text": "time to train vs cost (log axes)", "font": {"size": 14}},
                           "xaxis": {"title": "days (failures and checkpoints included)", "type": "log"},
-                          "yaxis": {"title": "cost, US$", "type": "log"}, "height": 520})
+                          "yaxis": {"title": "cost, US$", "type": "log"}})
     for meets, name, color in ((True, "meets the goal", "#54a24b"), (False, "misses the deadline or budget", "#e45756")):
         sel = [r for r in rows if r.meets == meets]
         inside = [r for r in sel if r.time_to_train_days <= t_max and r.cost_usd <= c_max]
@@ -65,12 +67,18 @@ def training_plan_html(plan: TrainingPlan) -> str:
         f.add_scatter(x=[best.time_to_train_days], y=[best.cost_usd], mode="markers", name="best",
                       marker={"size": 16, "color": "#f2b701", "symbol": "star"}, hovertext=[_hover(best)],
                       hoverinfo="text")
-    if plan.deadline_days:
-        f.add_vline(x=plan.deadline_days, line={"dash": "dash", "color": "#e45756"},
-                    annotation_text=f"deadline {plan.deadline_days:g} days")
-    if plan.budget_usd:
-        f.add_hline(y=plan.budget_usd, line={"dash": "dash", "color": "#e45756"},
-                    annotation_text=f"budget ${plan.budget_usd:,.0f}")
+    if rows:     # explicit log ranges (plotly takes log10 values): the clipped points at the edge
+        ts = [min(r.time_to_train_days, t_max) for r in rows] + ([plan.deadline_days] if plan.deadline_days else [])
+        cs = [min(r.cost_usd, c_max) for r in rows] + ([plan.budget_usd] if plan.budget_usd else [])
+        xr = [float(np.log10(min(ts) / 1.15)), float(np.log10(max(ts) * 1.15))]
+        yr = [float(np.log10(min(cs) / 1.15)), float(np.log10(max(cs) * 1.15))]
+        f.update_layout(xaxis_range=xr, yaxis_range=yr)
+        if plan.deadline_days:   # goal lines as traces: a shape on a log axis would need log10 positions
+            f.add_scatter(x=[plan.deadline_days] * 2, y=[10 ** yr[0], 10 ** yr[1]], mode="lines",
+                          name=f"deadline {plan.deadline_days:g} days", line={"dash": "dash", "color": "#e45756"})
+        if plan.budget_usd:
+            f.add_scatter(x=[10 ** xr[0], 10 ** xr[1]], y=[plan.budget_usd] * 2, mode="lines",
+                          name=f"budget ${plan.budget_usd:,.0f}", line={"dash": "dot", "color": "#e45756"})
     c = plan.counts
     cards = [Card("candidates", f"{c.enumerated:,}", f"{c.simulated:,} simulated, {c.pruned_by_bound:,} pruned by "
                                                      f"the bound, {c.out_of_memory:,} out of memory")]
@@ -96,3 +104,29 @@ def training_plan_html(plan: TrainingPlan) -> str:
                                                       "misses it. Axes are logarithmic and clipped at "
                                                       f"{CLIP_X:g}× the frontier.")],
                   extra_html=f"<h2>Ranked plans</h2>{table}", scenario_yaml=best_yaml)
+
+
+def budget_html(b: Budget) -> str:
+    """GPU-hours per month stacked by part, and $ per month per market."""
+    months = [m.month for m in b.months]
+    parts = list(dict.fromkeys(p for m in b.months for p in m.gpu_hours["on_demand"]))
+    f = go.Figure(layout={"title": {"text": "GPU-hours per month (on-demand runs)", "font": {"size": 14}},
+                          "barmode": "stack", "xaxis": {"title": "month", "dtick": 1}, "yaxis": {"title": "GPU-hours"}})
+    for p in parts:
+        f.add_bar(x=months, y=[m.gpu_hours["on_demand"].get(p, 0.0) for m in b.months], name=p)
+    g = go.Figure(layout={"title": {"text": "cost per month", "font": {"size": 14}},
+                          "xaxis": {"title": "month", "dtick": 1}, "yaxis": {"title": "US$"}})
+    for mk in ("on_demand", "spot", "reserved"):
+        if any(mk in m.cost_usd for m in b.months):
+            g.add_scatter(x=months, y=[m.cost_usd.get(mk) for m in b.months], mode="lines+markers",
+                          name=mk.replace("_", "-"))
+    cards = [Card(f"total {mk.replace('_', '-')}", f"${b.total(mk):,.0f}")
+             for mk in ("on_demand", "spot", "reserved") if any(mk in m.cost_usd for m in b.months)]
+    cols = ["month", *(f"{p} GPU-h" for p in parts), "replicas", "$ on-demand", "$ spot"]
+    rows = [[m.month, *(round(m.gpu_hours["on_demand"].get(p, 0.0)) for p in parts), m.serving_replicas,
+             round(m.cost_usd["on_demand"]), round(m.cost_usd["spot"])] for m in b.months]
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in b.notes)
+    return render(title=f"capsim plan budget — {b.name}", subtitle=f"{len(b.months)} months", cards=cards,
+                  sections=[Section("Month by month", [("chart-gpu-hours", f), ("chart-cost", g)])],
+                  extra_html=f"<h2>Table</h2>{table_html(cols, rows)}<ul>{notes}</ul>",
+                  scenario_yaml=yaml.safe_dump(b.to_dict()["total_cost_usd"]))
