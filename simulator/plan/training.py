@@ -50,6 +50,8 @@ LLAMA3_NODE_MTBF_HOURS = 16384 / 8 * 54 * 24 / 419
 (Dubey et al. 2024, Table 5; shared/reference/llama3_405b_interruptions.csv)"""
 DEFAULT_RESTART_MINUTES = 10.0
 """the scenario's default restart time (simulator/scenario/training.py, assumed)"""
+CRITICAL_PATH_PASSES = 4000
+"""passes up to which the step's bound walks the pipeline's critical path (about 15 µs a pass)"""
 ROUND = 32
 """candidates bounded per round (per worker) before the survivors are simulated, cheapest first"""
 
@@ -408,8 +410,13 @@ def work_bound_s(stages: list[Any], schedule: Any, *, p2p: float = 0.0) -> float
     pass starts only once the pass it depends on has finished and its output crossed the link; then
     the stage's optimizer. That is the step engine's own timeline (simulator/training/step.py) without
     the gradient buckets' reduction and the compute they slow down, which only add: a few milliseconds
-    of arithmetic where the simulation takes tens."""
+    of arithmetic where the simulation takes tens.
+
+    Above :data:`CRITICAL_PATH_PASSES` passes (many micro-batches: the walk costs as much as the
+    simulation, and the bubble is a small share of the step) it is :func:`busy_bound_s` instead."""
     p, v = schedule.stages, schedule.chunks
+    if 2 * p * v * schedule.microbatches > CRITICAL_PATH_PASSES:
+        return busy_bound_s(stages, schedule)
     home = {schedule.virtual_stage(s, c): s for s in range(p) for c in range(v)}
     orders = [list(schedule.order(s)) for s in range(p)]
     vss = [[schedule.virtual_stage(s, c) for c in range(v)] for s in range(p)]
@@ -437,6 +444,30 @@ def work_bound_s(stages: list[Any], schedule: Any, *, p2p: float = 0.0) -> float
         if not moved:
             raise CapsimError("the pipeline schedule deadlocks: a pass waits for one that never runs")
     return max(clock[s] + st.optimizer + st.post_optimizer_comm for s, st in enumerate(stages))
+
+
+def busy_bound_s(stages: list[Any], schedule: Any) -> float:
+    """A cheaper, looser bound: every stage runs all its passes one after another, then its optimizer;
+    the last stage first waits for the first micro-batch's forward through the stages before it; and
+    under plain 1F1B the first stage, whose order is p-1 forwards, forward/backward pairs, then
+    backwards, ends its last forward after m forwards and m-p backwards, and its last backward after
+    that micro-batch's forward and backward through every later stage."""
+    def after(st: Any) -> float:
+        return st.optimizer + st.post_optimizer_comm
+
+    def busy(st: Any) -> float:
+        return m * sum(f.total + b.total for f, b in zip(st.fwd, st.bwd, strict=True)) + after(st)
+
+    m, p = schedule.microbatches, schedule.stages
+    warmup = sum(st.fwd[0].total for st in stages[:-1])
+    bound = max(max(busy(st) for st in stages), warmup + busy(stages[-1]))
+    from ..training.schedules.one_f_one_b import OneFOneB
+
+    if type(schedule) is OneFOneB and p > 1 and m >= p:
+        first = stages[0]
+        chain = sum(st.fwd[0].total + st.bwd[0].total for st in stages[1:])
+        bound = max(bound, m * first.fwd[0].total + (m - p + 1) * first.bwd[0].total + chain + after(first))
+    return bound
 
 
 def _dominated(t: float, c: float, pts: np.ndarray) -> bool:
