@@ -9,6 +9,7 @@ Usage: python bench/plan_speed.py [--gpu h100-sxm --gpu h200 --gpu a100-sxm-80gb
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -37,10 +38,13 @@ def main() -> None:
         plan = plan_training(model="llama-3.1-70b", tokens=2e12, days=30, gpus=gpus, workers=a.workers,
                              executor=a.executor, progress=update)
     wall = time.perf_counter() - t0
+    cpu = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))   # the pool's workers have exited
     c = plan.counts
     print(f"plan train llama-3.1-70b, 2T tokens, 30 days: {len(gpus)} GPU types × {len(DEFAULT_COUNTS)} counts, "
           f"{c.enumerated:,} candidates ({c.pruned_by_bound:,} pruned by the bounds, {c.invalid:,} invalid, "
-          f"{c.out_of_memory:,} out of memory, {c.simulated:,} simulated) in {wall:.1f} s; target < 60 s")
+          f"{c.out_of_memory:,} out of memory, {c.simulated:,} simulated) in {wall:.1f} s wall, {cpu:.1f} CPU-s "
+          "(this process and its workers: the wall time on a shared machine overstates it); target < 60 s")
     b = plan.best
     if b is not None:
         print(f"  cheapest in 30 days: {b.hardware} × {b.gpus:,} {b.layout.label()}: {b.time_to_train_days:.1f} days, "
