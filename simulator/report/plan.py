@@ -115,7 +115,7 @@ def budget_html(b: Budget) -> str:
     for p in parts:
         f.add_bar(x=months, y=[m.gpu_hours["on_demand"].get(p, 0.0) for m in b.months], name=p)
     g = go.Figure(layout={"title": {"text": "cost per month", "font": {"size": 14}},
-                          "xaxis": {"title": "month", "dtick": 1}, "yaxis": {"title": "US$"}})
+                          "xaxis": {"title": "month", "dtick": 1}, "yaxis": {"title": "US$ (log)", "type": "log"}})
     for mk in ("on_demand", "spot", "reserved"):
         if any(mk in m.cost_usd for m in b.months):
             g.add_scatter(x=months, y=[m.cost_usd.get(mk) for m in b.months], mode="lines+markers",
