@@ -17,12 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import CapsimError
 from ..files import read_yaml
 from ..scenario import ServingScenario, TrainingScenario, parse_scenario
-from ..scenario.base import _Strict
+
+
+class _Strict(BaseModel):
+    """A budget file's mapping: unknown keys are errors; every number has its range here (the budget is
+    not a scenario, so simulator.limits does not hold its keys)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 HOURS_PER_MONTH = 365 * 24 / 12
 """730 h: a twelfth of a 365-day year (the cloud providers' monthly-billing convention)"""
@@ -37,17 +43,18 @@ class PretrainingPlan(_Strict):
 
     scenario: str = Field(description="a training scenario file (model, GPUs, layout, reliability); relative to "
                                       "the budget file")
-    tokens: float = Field(gt=0, description="tokens to train on (overrides the scenario's training.total_tokens)")
-    start_month: int = Field(default=1, ge=1, description="the month it starts in (1: the first)")
+    tokens: float = Field(gt=0, le=1e15, description="tokens to train on (overrides the scenario's "
+                                                      "training.total_tokens)")
+    start_month: int = Field(default=1, ge=1, le=120, description="the month it starts in (1: the first)")
 
 
 class RetrainingPlan(_Strict):
     """Fine-tuning or retraining runs at a fixed cadence (as data drifts)."""
 
     scenario: str = Field(description="a training scenario file; relative to the budget file")
-    tokens: float = Field(gt=0, description="tokens of each run")
-    every_weeks: float = Field(gt=0, description="weeks between the starts of two runs")
-    start_month: int = Field(default=1, ge=1, description="the month of the first run")
+    tokens: float = Field(gt=0, le=1e15, description="tokens of each run")
+    every_weeks: float = Field(ge=0.1, le=520, description="weeks between the starts of two runs")
+    start_month: int = Field(default=1, ge=1, le=120, description="the month of the first run")
 
 
 class ServingPlan(_Strict):
@@ -55,12 +62,12 @@ class ServingPlan(_Strict):
 
     scenario: str = Field(description="a serving scenario file (model, GPU, replica, request lengths); relative "
                                       "to the budget file")
-    peak_rps: float = Field(gt=0, description="peak arrival rate in the first month, requests/s")
+    peak_rps: float = Field(gt=0, le=1e6, description="peak arrival rate in the first month, requests/s")
     monthly_growth: float = Field(default=0.0, ge=-0.99, le=10, description="growth of the peak per month "
                                                                              "(0.1: +10% a month)")
     slo: dict[str, float] = Field(default_factory=dict, description="SLO keys of the serving scenario "
                                                                      "(ttft_p99_s: 2, ...); default: the scenario's")
-    start_month: int = Field(default=1, ge=1, description="the month serving starts")
+    start_month: int = Field(default=1, ge=1, le=120, description="the month serving starts")
 
 
 class BudgetFile(_Strict):
