@@ -8,4 +8,4 @@ import typer
 
 plan_app = typer.Typer(no_args_is_help=True, help=(
     "Answer a planning goal: which GPU, how many, in what layout or with how many replicas, and the cost"))
-from . import plan_serve_cmd  # noqa: E402,F401  (capsim plan serve)
+from . import plan_budget_cmd, plan_serve_cmd, plan_train_cmd  # noqa: E402,F401  (capsim plan budget/serve/train)

@@ -201,6 +201,8 @@ def check_columns(base: Scenario, grid: dict[str, list[Any]], columns: list[str]
                   "parallelism.zero_stage", "training.micro_batch", "training.recompute"]
         if layouts == "full":
             known += ["parallelism.cp", "parallelism.virtual_stages", "parallelism.schedule"]
+        elif isinstance(base, TrainingScenario) and base.parallelism.chunks_per_stage > 1:
+            known += ["parallelism.virtual_stages", "parallelism.schedule"]   # interleaving kept where valid
     for col in columns:
         if col not in known:
             hint = closest(col, known, n=3)

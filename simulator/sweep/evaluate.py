@@ -118,11 +118,18 @@ def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[s
     (dividing the layers), DP (the rest, dividing the global batch), micro-batch (dividing the
     per-rank batch, up to 8), recompute, ZeRO stage (1-3 only with DP > 1); sequence parallelism
     with TP > 1, as Megatron runs it. ``full`` adds context parallelism (2, 4 dividing the sequence,
-    with TP·CP inside a node) and interleaved schedules (2 or 4 virtual stages per GPU)."""
+    with TP·CP inside a node) and interleaved schedules (2 or 4 virtual stages per GPU).
+
+    Without ``full``, a scenario with an interleaved schedule (``virtual_stages`` v > 1) keeps it
+    where the layout allows it and otherwise takes the largest valid v below it (1: plain 1F1B): each
+    layout's ``parallelism.virtual_stages`` and ``parallelism.schedule`` say which. Interleaving needs
+    PP > 1, PP·v dividing the layers and the micro-batches per iteration in multiples of PP (Megatron's
+    rules), so GPT-3's v = 3 cannot run on PP 1 or 3, or with 12 micro-batches on PP 8."""
     model = get_model(sc.model)
     gpus = sc.cluster.nodes * sc.cluster.gpus_per_node
     gb, seq = sc.training.global_batch, sc.training.seq_len
     out: list[dict[str, Any]] = []
+    v0 = sc.parallelism.chunks_per_stage
     cps = [c for c in (1, 2, 4) if seq % c == 0] if full else [1]
     for tp in _divisors(sc.cluster.gpus_per_node):
         if model.heads % tp or gpus % tp:
@@ -142,6 +149,8 @@ def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[s
                     for mb in [b for b in _divisors(per_rank) if b <= 8]:
                         if make_schedule(OneFOneBConfig(pp=pp, virtual_stages=v), per_rank // mb).problems():
                             continue               # e.g. interleaving needs micro-batches in multiples of PP
+                        kept = {} if full or v0 == 1 else _kept_interleaving(model.layers, pp, per_rank // mb, v0,
+                                                                               sc.parallelism.schedule)
                         for rec in ("none", "selective", "full"):
                             for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
                                 c = {"parallelism.tp": tp, "parallelism.pp": pp, "parallelism.dp": dp,
@@ -150,5 +159,15 @@ def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[s
                                 if full:
                                     c.update({"parallelism.cp": cp, "parallelism.virtual_stages": v,
                                               "parallelism.schedule": "interleaved" if v > 1 else "1f1b"})
+                                c.update(kept)
                                 out.append(c)
     return out
+
+
+def _kept_interleaving(layers: int, pp: int, microbatches: int, v0: int, schedule: str) -> dict[str, Any]:
+    """The scenario's interleaving (v0 chunks per stage) on one layout: the largest v <= v0 it allows."""
+    for v in range(v0, 1, -1):
+        if pp > 1 and layers % (pp * v) == 0 and not make_schedule(
+                OneFOneBConfig(pp=pp, virtual_stages=v), microbatches).problems():
+            return {"parallelism.virtual_stages": v, "parallelism.schedule": schedule}
+    return {"parallelism.virtual_stages": 1, "parallelism.schedule": "1f1b"}
