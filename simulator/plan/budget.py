@@ -34,7 +34,6 @@ HOURS_PER_MONTH = 365 * 24 / 12
 """730 h: a twelfth of a 365-day year (the cloud providers' monthly-billing convention)"""
 HOURS_PER_WEEK = 168.0
 MARKETS = ("on_demand", "spot")
-CAPACITY_STEPS = 7
 """bisection steps of the per-replica capacity: the answer within 1/128 of the first bracket"""
 
 
@@ -166,36 +165,19 @@ def reserved_usd_per_gpu_hour(hardware: str) -> float | None:
     return min(i.on_demand_usd_per_hour / i.gpus for i in rows) if rows else None  # type: ignore[operator]
 
 
-def replica_capacity_rps(doc: dict[str, Any], *, start_rps: float = 1.0, steps: int = CAPACITY_STEPS) -> float:
-    """The highest arrival rate one replica of the serving scenario ``doc`` sustains under its SLO:
-    double the rate from ``start_rps`` until the SLO fails, then bisect ``steps`` times. One function,
-    so a better capacity search can replace it."""
-    from ..serving import simulate_serving
-    from ..workbound import Unstable
+def replica_capacity_rps(doc: dict[str, Any]) -> float:
+    """The highest Poisson rate one replica of the serving scenario ``doc`` sustains under its SLO,
+    from the serving planner's capacity search (:func:`simulator.plan.capacity.max_rate_per_replica`:
+    the cost model's estimate, then simulations long enough that a burst the replica absorbs is not
+    taken for a rate it sustains)."""
+    from .capacity import max_rate_per_replica
 
-    def meets(rate: float) -> bool:
-        d = {**doc, "cluster": {**doc.get("cluster", {}), "replicas": 1},
-             "workload": {**doc["workload"], "arrival": {**doc["workload"]["arrival"], "rate_rps": rate}}}
-        d.pop("autoscaling", None)
-        sc = parse_scenario(d)
-        assert isinstance(sc, ServingScenario)
-        try:
-            return bool(simulate_serving(sc).slo_met)
-        except Unstable:
-            return False
-
-    lo, hi = 0.0, start_rps
-    while meets(hi):
-        lo, hi = hi, hi * 2
-        if hi > 1e5:
-            raise CapsimError("one replica sustains over 100,000 requests/s: check the serving scenario")
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    if lo == 0.0:
-        raise CapsimError(f"one replica cannot meet the SLO even at {hi:.3g} requests/s: relax serving.slo or "
-                          "use a larger replica")
-    return lo
+    d = {k: v for k, v in doc.items() if k != "autoscaling"}
+    found = max_rate_per_replica(d)
+    if found.max_rate_rps <= 0:
+        raise CapsimError(f"one replica cannot meet the SLO even at {found.bracket_rps[1]:.3g} requests/s: relax "
+                          "serving.slo or use a larger replica")
+    return found.max_rate_rps
 
 
 def plan_budget(plan: BudgetFile, *, base_dir: Path) -> Budget:
