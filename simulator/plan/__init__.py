@@ -9,16 +9,20 @@ if TYPE_CHECKING:
     from .serving import plan_serving
     from .training import TrainingPlan, plan_training
 
-_WHERE = {"plan_training": "training", "TrainingPlan": "training", "plan_serving": "serving",
-          "max_rate_per_replica": "capacity"}
-
-
 def __getattr__(name: str) -> Any:
     """Planners load on first use (PEP 562): importing the package pulls in no simulator."""
-    if name in _WHERE:
-        import importlib
+    if name in ("plan_training", "TrainingPlan"):
+        from . import training
 
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        return getattr(training, name)
+    if name == "plan_serving":
+        from .serving import plan_serving
+
+        return plan_serving
+    if name == "max_rate_per_replica":
+        from .capacity import max_rate_per_replica
+
+        return max_rate_per_replica
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
