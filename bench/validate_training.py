@@ -114,6 +114,24 @@ FOUNDRY_GRAD = {"PURE": "bf16", "DEFAULT": "fp32"}
 FOUNDRY_GPU = {"A100-80GB": "a100-sxm-80gb", "A100-40GB": "a100-sxm-40gb"}
 
 
+def simulate_row(doc: dict, rec: dict) -> dict:
+    """``rec`` with the predicted step time of the scenario ``doc`` and, when capsim cannot run it as
+    it ran (does not fit, refused), the reason: the row is reported, not dropped."""
+    try:
+        res = simulate_training(parse_scenario(doc))
+        rec["predicted_s"] = res.iteration_time_s
+        rec["error"] = "" if res.fits_in_memory else "does not fit in memory (ran in the data)"
+    except Exception as e:  # the row is reported with the reason capsim refused it
+        rec["predicted_s"], rec["error"] = float("nan"), str(e).splitlines()[0][:120]
+    return rec
+
+
+def with_error(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows)
+    out["error_pct"] = 100 * (out.predicted_s - out.measured_s) / out.measured_s
+    return out
+
+
 def llmfoundry(path: Path) -> pd.DataFrame:
     """The MPT rows as they ran (issue 17's configuration): a GPT of the row's d_model, heads, layers,
     FFN ratio and vocabulary; data parallel over every GPU; the row's micro and global batch; full
@@ -137,15 +155,8 @@ def llmfoundry(path: Path) -> pd.DataFrame:
                             "attention_kernel": "flash1", "dropout": False, "cross_entropy": "fused"}}
         rec = {"model": r.model, "gpus": gpus, "gpu": r.gpu_type, "seq": int(r.seq_len), "mb": int(r.micro_batch_size),
                "ckpt": bool(r.activation_checkpointing), "measured_s": float(r.derived_step_time_s)}
-        try:
-            res = simulate_training(parse_scenario(doc))
-            rec["predicted_s"] = res.iteration_time_s
-            rec["error"] = "" if res.fits_in_memory else "does not fit in memory (ran in the data)"
-        except Exception as e:  # the row is reported with the reason capsim refused it
-            rec["predicted_s"], rec["error"] = float("nan"), str(e).splitlines()[0][:120]
-        rows.append(rec)
-    out = pd.DataFrame(rows)
-    out["error_pct"] = 100 * (out.predicted_s - out.measured_s) / out.measured_s
+        rows.append(simulate_row(doc, rec))
+    out = with_error(rows)
     out["group"] = [f"{m} {g}" for m, g in zip(out.model, out.gpu, strict=True)]
     return out
 
@@ -222,15 +233,8 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         rec = {"model": r.model, "gpu": r.gpu_type, "gpus": gpus, "container": r.container_release,
                "precision": r.precision[:22], "tp": tp, "pp": pp, "cp": cp, "vp": v, "mb": int(r.micro_batch_size),
                "measured_s": float(r.derived_step_time_s), "flag": flag}
-        try:
-            res = simulate_training(parse_scenario(doc))
-            rec["predicted_s"] = res.iteration_time_s
-            rec["error"] = "" if res.fits_in_memory else "does not fit in memory (ran in the data)"
-        except Exception as e:  # the row is reported with the reason capsim refused it
-            rec["predicted_s"], rec["error"] = float("nan"), str(e).splitlines()[0][:120]
-        rows.append(rec)
-    out = pd.DataFrame(rows)
-    out["error_pct"] = 100 * (out.predicted_s - out.measured_s) / out.measured_s
+        rows.append(simulate_row(doc, rec))
+    out = with_error(rows)
     # each model runs one layout per GPU (the rows repeat it over containers and recipes): no layouts to rank
     out["group"] = [str(i) for i in range(len(out))]
     return out, pd.DataFrame(skipped)

@@ -238,18 +238,14 @@ class PrefillFirstScheduler(Scheduler):
     def _retract(self, r: int, t: float) -> None:
         """Free ``r``'s blocks (still cached until taken, as in SGLang's radix tree) and queue it at the
         back, to be prefilled again with what it generated."""
-        kv, led, rep = self.kv, self.ledger, self.rep
+        kv, led = self.kv, self.ledger
         s, ctx = self.decode.leave(r)
         held = kv.blocks(ctx)
         kv.retain(r, held, ctx)
         kv.free += held
-        self.preempted = True
         led.generated[r] = led.output[r] - (s.finish_step - self.decode.step)
         led.preempted(r, t)                           # its tokens stall until it is prefilled again
-        led.preemptions[r] += 1
-        rep.running -= 1
-        rep.push(r)
-        rep.log(t)
+        self.requeue(r, t, front=False)
 
     def update(self, steps: int, t: float, finished: list[int]) -> None:
         before = len(finished)

@@ -392,7 +392,7 @@ class CachingScheduler(Scheduler):
         """Free the victim's blocks (those others hold stay taken) and queue it first again: it finds its
         blocks still cached, or in a tier, when it comes back."""
         kind, i = where
-        kv, led, rep, pc = self.kv, self.ledger, self.rep, self.pc
+        kv, led, pc = self.kv, self.ledger, self.pc
         if kind == "decode":
             r = i
             s, ctx = self.decode.leave(r)
@@ -404,11 +404,7 @@ class CachingScheduler(Scheduler):
             r = e.r
             kv.free += e.blocks - pc.release(r, e.done // kv.B)   # this iteration's chunk, if any, never ran
             self.chunks = [(c, q) for c, q in self.chunks if c is not e]
-        led.preemptions[r] += 1
-        self.preempted = True
-        rep.running -= 1
-        rep.push(r, front=True)
-        rep.log(t)
+        self.requeue(r, t, front=True)
 
     def update(self, steps: int, t: float, finished: list[int]) -> None:
         """As :meth:`Scheduler.update`, releasing finished sequences through the cache: the blocks the

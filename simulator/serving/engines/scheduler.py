@@ -178,7 +178,7 @@ class Scheduler:
     def preempt(self, where: tuple[str, int], t: float) -> None:
         """Free the victim's blocks and queue it first again, to be recomputed."""
         kind, i = where
-        kv, led, rep = self.kv, self.ledger, self.rep
+        kv, led = self.kv, self.ledger
         if kind == "decode":
             r = i
             s, ctx = self.decode.leave(r)
@@ -193,11 +193,15 @@ class Scheduler:
             kv.retain(r, e.blocks, e.done)          # this iteration's chunk, if any, is not computed
             kv.free += e.blocks
             self.chunks = [(c, q) for c, q in self.chunks if c is not e]
-        led.preemptions[r] += 1
+        self.requeue(r, t, front=True)
+
+    def requeue(self, r: int, t: float, *, front: bool) -> None:
+        """``r``, preempted, leaves the running batch for the queue (first, or at the back)."""
+        self.ledger.preemptions[r] += 1
         self.preempted = True
-        rep.running -= 1
-        rep.push(r, front=True)
-        rep.log(t)
+        self.rep.running -= 1
+        self.rep.push(r, front=front)
+        self.rep.log(t)
 
     # ---- applying what ran ---------------------------------------------------------------------------
     def update(self, steps: int, t: float, finished: list[int]) -> None:
