@@ -349,7 +349,8 @@ def headline(r: TrainingResult | ServingResult) -> list[tuple[str, str]]:
                 ("latency p50/p99", f"{_ms(r.e2e_s.p50)} / {_ms(r.e2e_s.p99)} per {r.item}"),
                 ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if r.slo_met else 'missed'})"),
                 ("replicas", f"mean {r.replicas.mean}, max {r.replicas.max}"),
-                ("GPU busy / MFU", f"{100 * r.gpu_utilization:.1f}% / {100 * r.mfu:.1f}%"),
+                ("saturation", _pct(r.saturation) + " of capacity"),
+                ("GPU busy (DCGM)", f"{100 * r.gpu_utilization:.1f}%, MFU {100 * r.mfu:.1f}%"),
                 ("$/hour", f"${r.usd_per_hour:,.2f}"),
                 (f"$/M {r.item}s", "-" if r.cost_per_million_items_usd is None
                  else f"${r.cost_per_million_items_usd:,.2f}")]
@@ -362,9 +363,14 @@ def headline(r: TrainingResult | ServingResult) -> list[tuple[str, str]]:
             ("E2E p50/p99", f"{r.e2e_s.p50 or 0:,.2f} / {r.e2e_s.p99 or 0:,.2f} s"),
             ("SLO attainment", "-" if att is None else f"{100 * att:.2f}% ({'met' if r.slo_met else 'missed'})"),
             ("replicas", f"mean {r.replicas.mean}, max {r.replicas.max}"),
-            ("GPU busy / MFU", f"{100 * r.gpu_utilization:.1f}% / {100 * r.mfu:.1f}%"),
+            ("saturation / MBU", f"{_pct(r.saturation)} of capacity / {_pct(r.mbu)}"),
+            ("GPU busy (DCGM)", f"{100 * r.gpu_utilization:.1f}%, MFU {100 * r.mfu:.1f}%"),
             ("$/hour", f"${r.usd_per_hour:,.2f}"),
             ("$/M tokens", "-" if cpm is None else f"${cpm:,.3f}")]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def latency_table(r: ServingResult) -> list[tuple[str, Any]]:
