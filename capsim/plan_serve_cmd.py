@@ -92,6 +92,8 @@ def serve(
     day_s: Annotated[float, typer.Option("--day-s", help=(
         "length of the simulated day, seconds (default 7200: a day compressed 12x; 86400 for the real one)"))] = 7200.0,
     workers: Annotated[int, typer.Option("--workers", help="processes for the capacity searches (default 1)")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help=(
+        "local, ray or ray:ADDRESS: the GPU × TP groups' searches as Ray tasks, as sweeps run"))] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON on stdout, nothing else")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="a progress bar on stderr")] = None,
@@ -129,7 +131,7 @@ def serve(
                                 peak_to_trough=peak_to_trough, slo=bounds, prompt_tokens=p_tokens,
                                 output_tokens=o_tokens, gpus=gpu, tps=tp, engines=engine, precision=precision,
                                 provider=provider, market=market, autoscale=autoscale,
-                                day_s=day_s, workers=workers, progress=update)
+                                day_s=day_s, workers=workers, executor=executor, progress=update)
         if html:
             from simulator.report.plan_serving import plan_serving_html
 

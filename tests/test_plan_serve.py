@@ -4,6 +4,7 @@ percentile keys. Candidates are restricted so each test runs a handful of simula
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capsim.cli import app
+from simulator.errors import CapsimError
 from simulator.plan.capacity import analytic_capacity, max_rate_per_replica, with_rate
 from simulator.plan.serving import candidate_doc, plan_serving
 from simulator.scenario import parse_scenario
@@ -226,6 +228,16 @@ def test_worker_processes_give_the_same_plan() -> None:
           "verify": 0}
     one, two = plan_serving(**kw), plan_serving(**kw, workers=2)   # type: ignore[arg-type]
     assert [c.to_dict() for c in one.candidates] == [c.to_dict() for c in two.candidates]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed (pip install 'capsim[ray]')")
+def test_the_ray_executor_gives_the_same_plan() -> None:
+    kw = {"model": "vit-b-16", "peak_rps": 2000, "slo": {"e2e_p99_s": 0.1}, "gpus": ["l4", "t4"], "tps": [1],
+          "verify": 0}
+    one, ray_ = plan_serving(**kw), plan_serving(**kw, executor="ray")   # type: ignore[arg-type]
+    assert [c.to_dict() for c in one.candidates] == [c.to_dict() for c in ray_.candidates]
+    with pytest.raises(CapsimError, match="unknown executor 'dask'"):
+        plan_serving(**kw, executor="dask")   # type: ignore[arg-type]
 
 
 def test_saturation_is_load_over_capacity_and_gpu_busy_is_not() -> None:

@@ -282,7 +282,7 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
                  output_tokens: int | dict[str, Any] | None = None, gpus: Sequence[str] | None = None,
                  tps: Sequence[int] | None = None, engines: Sequence[str] | None = None, precision: str = "bf16",
                  provider: str | None = None, market: str = "on_demand", autoscale: bool = False,
-                 day_s: float = 7200.0, verify: int = 3, seed: int = 7, workers: int = 1,
+                 day_s: float = 7200.0, verify: int = 3, seed: int = 7, workers: int = 1, executor: str = "local",
                  progress: Callable[[float, float | None], None] | None = None) -> ServingPlan:
     """Plan a serving deployment (module docstring). ``pattern``: constant (Poisson at ``peak_rps``) or
     diurnal (a sinusoidal day peaking at ``peak_rps`` with ``peak_to_trough``; the autoscaling day,
@@ -290,12 +290,15 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
     candidates × five policies simulate in minutes on two cores; its ramps are 12× steeper than a real
     day's, which is harder on an autoscaler; pass 86400 for the real day). ``verify``: how many of the
     cheapest candidates get the fleet check at peak. ``workers`` > 1: the GPU × TP groups' searches run
-    in that many processes (the same rows: each group's search does not depend on the others).
+    in that many processes (the same rows: each group's search does not depend on the others);
+    ``executor``: ``local``, or ``ray`` / ``ray:ADDRESS`` to run the groups as Ray tasks, as sweeps do.
     ``progress(done, total)`` in candidates."""
     from ..catalog import get_model
 
     if peak_rps <= 0:
         raise CapsimError(f"peak rate must be positive (got {peak_rps})")
+    if executor != "local" and executor != "ray" and not executor.startswith("ray:"):
+        raise CapsimError(f"unknown executor {executor!r}; use local, ray or ray:ADDRESS")
     if pattern not in ("constant", "diurnal"):
         raise CapsimError(f"pattern must be constant or diurnal (got {pattern!r})")
     if not slo:
@@ -316,7 +319,21 @@ def plan_serving(*, model: str, peak_rps: float, pattern: str = "constant", peak
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}     # one GPU × TP's engines share warm state
     for d in docs:
         groups.setdefault((d["hardware"], int(d["replica"]["tp"])), []).append(d)
-    if workers > 1 and len(groups) > 1:
+    if executor != "local":
+        from ..sweep.executors import ray_map
+
+        finished = 0
+
+        def arrived(_: int, part: list[ServingCandidate]) -> None:
+            nonlocal finished
+            rows.extend(part)
+            finished += len(part)
+            if progress:
+                progress(finished, total)
+
+        ray_map(_search_group, [(g, peak_rps, generative) for g in groups.values()],
+                address=executor.partition(":")[2] or None, on_result=arrived)
+    elif workers > 1 and len(groups) > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=workers) as pool:

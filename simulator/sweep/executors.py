@@ -113,7 +113,11 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
                           "address") from None
 
 
-def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, progress: Progress) -> list[dict]:
+def ray_map(fn: Callable[..., list[Any]], calls: list[tuple[Any, ...]], *, address: str | None,
+            on_result: Callable[[int, list[Any]], None]) -> None:
+    """Run ``fn(*args)`` for each of ``calls`` as Ray tasks (a local Ray, or the cluster at ``address``),
+    handing each task's list to ``on_result(index, result)`` as it finishes. Ctrl-C cancels the tasks
+    left and raises :class:`Interrupted` with nothing (the caller keeps what it was handed)."""
     try:
         import ray
     except ImportError:
@@ -125,30 +129,43 @@ def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, 
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True, configure_logging=False)
     try:
-        remote = ray.remote(_chunk)
-        size = max(1, min(32, len(docs) // 64 or 1))
-        force = workbound.forced()
-        refs = {remote.remote(docs[i:i + size], max_rate, force): i for i in range(0, len(docs), size)}
-        rows: list[dict | None] = [None] * len(docs)
-        pending, done = list(refs), 0
+        remote = ray.remote(fn)
+        refs = {remote.remote(*args): i for i, args in enumerate(calls)}
+        pending = list(refs)
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
-                    i = refs[ref]
-                    part = ray.get(ref)
-                    rows[i:i + len(part)] = part
-                    done += len(part)
-                    if progress:
-                        progress(done, len(docs))
+                    on_result(refs[ref], ray.get(ref))
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            raise Interrupted(rows) from None
-        return rows  # type: ignore[return-value]
+            raise Interrupted([]) from None
     finally:
         if started:
             ray.shutdown()
+
+
+def run_ray(docs: list[dict[str, Any]], *, address: str | None, max_rate: bool, progress: Progress) -> list[dict]:
+    size = max(1, min(32, len(docs) // 64 or 1))
+    force = workbound.forced()
+    starts = list(range(0, len(docs), size))
+    rows: list[dict | None] = [None] * len(docs)
+    done = 0
+
+    def got(k: int, part: list[Any]) -> None:
+        nonlocal done
+        i = starts[k]
+        rows[i:i + len(part)] = part
+        done += len(part)
+        if progress:
+            progress(done, len(docs))
+
+    try:
+        ray_map(_chunk, [(docs[i:i + size], max_rate, force) for i in starts], address=address, on_result=got)
+    except Interrupted:
+        raise Interrupted(rows) from None
+    return rows  # type: ignore[return-value]
 
 
 def run_configs(docs: list[dict[str, Any]], *, executor: str = "local", workers: int | None = None,
