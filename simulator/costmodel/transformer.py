@@ -271,7 +271,10 @@ def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: in
            Op("logits_dgrad", "gemm", fwd[1].time, fwd[1].flops),
            Op("logits_wgrad", "gemm", fwd[1].time, fwd[1].flops),
            memory_op(hw, "final_norm_bwd", 4 * T * h * ACT_BYTES))
-    return PassOps(fwd, bwd, fwd if lay.recompute == "full" else ())
+    # no recompute: Megatron's (and Megatron-DeepSpeed's, FSDP's) activation checkpointing wraps the
+    # transformer layers only (megatron/core/transformer/transformer_block.py _checkpointed_forward);
+    # the output layer and loss keep their activations
+    return PassOps(fwd, bwd)
 
 
 def grouped_layer_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: float, seq: int,
