@@ -34,10 +34,11 @@ def gpt(hidden: int, heads: int, layers: int, seq: int) -> dict:
 
 
 # The software stack each data set was measured with. vTrain ran Megatron-DeepSpeed under DeepSpeed's
-# engine, which reduces fp16 gradients after the backward (no overlap_comm), and its pipeline engine,
+# engine, which reduces fp16 gradients after the backward (no overlap_comm) and adds each micro-batch's
+# gradients into its fp16 accumulator in a pass of its own (no gradient-accumulation fusion), and its pipeline engine,
 # whose rank topology puts data parallel inside pipeline parallel. Korthikanti et al. ran
 # Megatron-LM (2022), which also reduced after the backward, with DP = 1 so it does not matter.
-DEEPSPEED = {"grad_precision": "fp16", "overlap_grad_reduce": False}
+DEEPSPEED = {"grad_precision": "fp16", "overlap_grad_reduce": False, "grad_accumulation_fusion": False}
 DEEPSPEED_PLACEMENT = ["tp", "cp", "dp", "pp"]
 MEGATRON_2022 = {"grad_precision": "fp32", "overlap_grad_reduce": False}
 MEGATRON_PLACEMENT = list(PLACEMENT_MEGATRON)

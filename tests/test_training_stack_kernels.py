@@ -215,3 +215,20 @@ def test_context_parallel_ranks_share_the_gradient_reduction_and_the_optimizer_s
     params = get_model("llama-3.1-8b").total_params()
     assert optimizer_gib(1) == pytest.approx(params * 12 / 8 / 2**30, rel=1e-4)
     assert optimizer_gib(2) == pytest.approx(params * 12 / 8 / 2**30, rel=1e-4)   # dp 4 x cp 2 = 8 shards
+
+
+def test_unfused_gradient_accumulation_adds_a_pass_per_micro_batch():
+    """Without the fusion each of the 4 micro-batches reads its 16-bit gradients and reads and writes
+    the fp32 accumulator: 2 + 2·4 = 10 bytes per parameter, at the profile's streaming bandwidth."""
+    doc = {"kind": "training", "model": "megatron-1.7b", "hardware": "a100-sxm-80gb",
+           "cluster": {"nodes": 1, "gpus_per_node": 1}, "parallelism": {"tp": 1, "pp": 1, "dp": 1},
+           "training": {"seq_len": 2048, "global_batch": 4, "micro_batch": 1, "recompute": "full",
+                        "dispatch_us": 0}}     # no host floor: the pass adds its whole time to the step
+    fused = simulate_training(parse_scenario(doc))
+    doc["training"]["grad_accumulation_fusion"] = False
+    unfused = simulate_training(parse_scenario(doc))
+    hw = get_profile("a100-sxm-80gb")
+    params = get_model("megatron-1.7b").total_params()
+    per_pass = params * 10 / (hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.memory) \
+        + hw.efficiency.kernel_latency_us * 1e-6
+    assert unfused.iteration_time_s - fused.iteration_time_s == pytest.approx(4 * per_pass, rel=2e-3)

@@ -29,6 +29,7 @@ class Layout:
     attention_kernel: str = "flash2"   # flash2 | flash1 (costmodel.ops.flash_attention)
     dropout: bool = True               # dropout after attention and MLP (and on the scores, unfused)
     fused_cross_entropy: bool = False  # the loss reads 16-bit logits in one kernel (no fp32 copy)
+    grad_accumulation_fusion: bool = True   # wgrad GEMMs accumulate into the main gradient (no extra pass)
     tp_comm_overlap: bool = False      # TP collectives pipelined with their GEMMs (costmodel.transformer)
     fp8_recipe: str = "delayed"        # delayed | current: FP8 (per-tensor) scaling (costmodel.transformer)
     precision: str = "bf16"

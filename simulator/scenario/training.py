@@ -59,6 +59,10 @@ class Training(_Strict):
         "scaling of precision: fp8 (per-tensor): delayed (scales from the amax history; Megatron-LM's --fp8-recipe "
         "default) or current (each tensor's own amax first, an extra read: Megatron-Bridge's FP8-CS); default "
         "delayed. Block formats (fp8-block, mxfp8, nvfp4) compute their scales in the cast and take no recipe"))
+    grad_accumulation_fusion: bool = Field(default=True, description=(
+        "the weight-gradient GEMMs accumulate straight into the main gradient (Megatron-Core's default "
+        "--gradient-accumulation-fusion); false: each micro-batch adds its gradients in a separate memory pass, "
+        "2 + 2·g bytes per parameter (g: gradient bytes), as DeepSpeed's engine and Megatron without the fusion"))
     dropout: bool = Field(default=True, description=(
         "dropout after attention and MLP (and on the scores when attention is unfused): its masks' memory and "
         "traffic (Megatron-LM's GPT default, hidden and attention dropout 0.1; false: Llama-style recipes and "

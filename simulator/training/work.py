@@ -79,7 +79,16 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
     sharded_grads = lay.zero_stage >= 2 and lay.grad_ranks > 1
     slowdown = overlap_slowdown(hw)
 
+    def accumulation(ch: Chunk) -> float:
+        """Without gradient-accumulation fusion (Megatron's --no-gradient-accumulation-fusion, DeepSpeed,
+        PyTorch autograd) each micro-batch's weight gradients land in a 16-bit buffer and a separate
+        pass adds them into the accumulator: read 2 bytes, read and write g (issue 17's 2 + 2·g per
+        parameter per micro-batch), over the gradients this rank holds (1/dp of them when sharded)."""
+        held = ch.params / (lay.grad_ranks if sharded_grads else 1)
+        return memory_bound_time(hw, held * (2 + 2 * gb))
+
     def pass_time(ch: Chunk, backward: bool) -> PassTime:
+        accumulate = accumulation(ch) if backward and not lay.grad_accumulation_fusion else 0.0
         blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in _chunk_parts(ch)]
         comp = tp = cp = ep = 0.0
         for seq_ops, n in blocks:
@@ -88,6 +97,8 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             tp += t * n
             cp += x * n
             ep += e * n
+        if backward and not lay.grad_accumulation_fusion:
+            comp += accumulate                 # the separate pass adding this micro-batch's gradients
         wall = dispatched_time(blocks, dispatch_s)
         layers = max(ch.layers, 1)
         # layers of several sizes: the mean gather per layer over the chunk
