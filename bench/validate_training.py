@@ -241,6 +241,47 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out, pd.DataFrame(skipped)
 
 
+# NeMo 24.07's performance table (DGX-H100, FP8), pre-training rows as they ran: the table's layout (TP, PP,
+# CP, VP), batch, sequence; where it is silent, NeMo 24.07's performance configs: the distributed optimizer
+# (distributed_fused_adam, ZeRO-1) with bf16 gradient sync, sequence parallelism and userbuffers TP overlap
+# with TP > 1, Transformer Engine's FP8 with delayed scaling (fp8_hybrid, amax history; flagged, the table
+# names no recipe), TE fused attention, Llama's zero dropout and GPT-3's 0.1, the default unfused fp32 loss,
+# no recompute (the table names none).
+NEMO_MODEL = {"GPT3-175B": "gpt3-175b", "LLAMA2-7B": "llama-2-7b", "LLAMA2-13B": "llama-2-13b",
+              "LLAMA2-70B": "llama-2-70b", "LLAMA3-8B": "llama-3.1-8b", "LLAMA3-70B": "llama-3.1-70b"}
+
+
+def nemo(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pre-training rows of models capsim has the shape of, as they ran (above); the rest listed."""
+    d = pd.read_csv(path)
+    rows, skipped = [], []
+    for r in d.itertuples():
+        if r.task != "pretrain" or r.model not in NEMO_MODEL:
+            why = (f"{r.task}: fine-tuning is out of scope for now" if r.task != "pretrain"
+                   else "model shape not in the table or the catalog (NeMo's GPT-3 5B/20B and Nemotron configs)")
+            skipped.append({"model": r.model, "reason": why})
+            continue
+        tp, pp, cp = int(r.tp), int(r.pp), int(r.cp)
+        v = int(r.vp) if r.vp == r.vp and r.vp > 1 else 1
+        gpus = int(r.num_gpus)
+        doc = {"kind": "training", "model": NEMO_MODEL[r.model], "hardware": "h100-sxm",
+               "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
+               "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp), "zero_stage": 1,
+                               "sequence_parallel": tp > 1, "tp_comm_overlap": tp > 1, "virtual_stages": v,
+                               "schedule": "interleaved" if v > 1 else "1f1b"},
+               "training": {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size),
+                            "micro_batch": int(r.micro_batch_size), "precision": "fp8", "fp8_recipe": "delayed",
+                            "grad_precision": "bf16", "overlap_grad_reduce": True, "recompute": "none",
+                            "flash_attention": True, "dropout": r.model.startswith("GPT3")}}
+        rec = {"model": r.model, "gpus": gpus, "tp": tp, "pp": pp, "cp": cp, "vp": v, "mb": int(r.micro_batch_size),
+               "gb": int(r.global_batch_size), "measured_s": float(r.derived_step_time_s),
+               "flag": "FP8 recipe read as delayed; recompute not stated"}
+        rows.append(simulate_row(doc, rec))
+    out = with_error(rows)
+    out["group"] = [str(i) for i in range(len(out))]   # one layout per model: none to rank
+    return out, pd.DataFrame(skipped)
+
+
 def summarize(name: str, d: pd.DataFrame) -> dict:
     groups = [g for _, g in d.groupby("group") if len(g) >= 3]
     rhos = [spearman(g.measured_ms.to_numpy(), g.predicted_ms.to_numpy()) for g in groups]
@@ -298,6 +339,16 @@ def main() -> None:
           .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(f"  not simulated: {len(skipped)} rows: "
           + "; ".join(f"{n} {why}" for why, n in skipped.reason.value_counts().items()))
+    nemo_rows, nemo_skipped = nemo(a.reference / "nemo_24.07_perf_summary_h100.csv")
+    print(f"\n== NeMo 24.07 pre-training on H100, FP8 ({len(nemo_rows)} rows), per row")
+    print(nemo_rows[["model", "gpus", "tp", "pp", "cp", "vp", "mb", "gb", "measured_s", "predicted_s", "error_pct",
+                     "error"]].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    ok_n = nemo_rows[nemo_rows.error == ""]
+    print(pd.DataFrame([summarize("NeMo 24.07 FP8", ok_n.rename(columns={"measured_s": "measured_ms",
+                                                                          "predicted_s": "predicted_ms"}))])
+          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"  not simulated: {len(nemo_skipped)} rows: "
+          + "; ".join(f"{n} {why}" for why, n in nemo_skipped.reason.value_counts().items()))
     print(f"{len(k) + len(multi) + len(single) + len(foundry)} rows in {time.perf_counter() - t0:.1f} s")
     if a.csv:
         pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single"),
