@@ -232,3 +232,15 @@ def test_unfused_gradient_accumulation_adds_a_pass_per_micro_batch():
     per_pass = params * 10 / (hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.memory) \
         + hw.efficiency.kernel_latency_us * 1e-6
     assert unfused.iteration_time_s - fused.iteration_time_s == pytest.approx(4 * per_pass, rel=2e-3)
+
+
+def test_fp8_saves_the_linear_inputs_in_one_byte():
+    """GPT-3-style layer (MHA, GELU 4h), no TP: Korthikanti's 34·sbh in bf16; under FP8 Transformer
+    Engine keeps the two norm outputs (QKV and fc1 inputs, 2·sbh each) and the activation output
+    (fc2 input, 8·sbh) in their 1-byte casts: 34 − 1 − 1 − 4 = 28·sbh."""
+    model = get_model("gpt3-175b")
+    s, b, h = 2048, 1, model.hidden
+    bf = activation_bytes_per_layer(model, Layout(precision="bf16"), b, s)
+    f8 = activation_bytes_per_layer(model, Layout(precision="fp8"), b, s)
+    assert bf == pytest.approx(34 * s * b * h)
+    assert f8 == pytest.approx(28 * s * b * h)

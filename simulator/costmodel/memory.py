@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
-from ..precision import MASTER_AND_MOMENTS_BYTES
+from ..precision import MASTER_AND_MOMENTS_BYTES, get_format
 from .layout import Layout
 
 GIB = 2**30
@@ -86,6 +86,13 @@ def activation_bytes_per_layer(layer: LayerSpec | ModelSpec, lay: Layout, micro_
     if mlp.shared_experts:
         width = mlp.shared_experts * mlp.shared_hidden
         shardable += 2 * (width * (mlp.up // mlp.ffn_hidden) + width) / h
+    if get_format(lay.precision).peak in ("fp8", "fp4"):
+        # Transformer Engine saves a low-precision linear layer's input in its 1-byte cast for the weight
+        # gradient: the two norm outputs feeding QKV and fc1 (replicated) and the activation output
+        # feeding fc2 (shardable). The attention output, which also feeds the projection, stays 16-bit:
+        # the fused attention's backward keeps it
+        replicated -= 2
+        shardable -= mlp.ffn_hidden / h * k + (mlp.shared_experts * mlp.shared_hidden / h if mlp.shared_experts else 0)
     if lay.recompute == "selective":
         attn = 0.0
     if sp:
