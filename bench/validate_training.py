@@ -293,6 +293,22 @@ def summarize(name: str, d: pd.DataFrame) -> dict:
             "spearman_min": float(np.min(rhos)) if rhos else float("nan")}
 
 
+def print_summary(name: str, ok: pd.DataFrame) -> None:
+    """One summary line of the rows that ran (seconds, as the per-row tables print them)."""
+    print(pd.DataFrame([summarize(name, ok.rename(columns={"measured_s": "measured_ms", "predicted_s": "predicted_ms"}))])
+          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+def print_rows(rows: pd.DataFrame, cols: list[str], skipped: pd.DataFrame, name: str) -> None:
+    """A development file's rows, its summary over those that fit, and the rows not simulated."""
+    extra = ["flag"] if "flag" in rows else []
+    print(rows[[*cols, "measured_s", "predicted_s", "error_pct", *extra, "error"]]
+          .to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print_summary(name, rows[rows.error == ""])
+    print(f"  not simulated: {len(skipped)} rows: "
+          + "; ".join(f"{n} {why}" for why, n in skipped.reason.value_counts().items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reference", type=Path, default=ROOT / "bench" / "data")
@@ -323,32 +339,16 @@ def main() -> None:
     ok = foundry[foundry.error == ""]
     print(f"\n== llm-foundry MPT on A100 with PyTorch FSDP (issue 17's development rows): "
           f"{len(foundry)} rows, {len(foundry) - len(ok)} flagged does-not-fit or refused")
-    print(pd.DataFrame([summarize("llm-foundry FSDP", ok.rename(columns={"measured_s": "measured_ms",
-                                                                          "predicted_s": "predicted_ms"}))])
-          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print_summary("llm-foundry FSDP", ok)
     for reason, n in foundry.loc[foundry.error != "", "error"].value_counts().items():
         print(f"  {n} rows: {reason}")
     bridge, skipped = megatron_bridge(a.reference / "megatron_bridge_perf_summary_h100_b200.csv")
     print(f"\n== Megatron-Bridge dense Llama pre-training on H100/B200 ({len(bridge)} rows), per row")
-    cols = ["model", "gpu", "gpus", "container", "precision", "tp", "pp", "cp", "vp", "mb", "measured_s",
-            "predicted_s", "error_pct", "flag", "error"]
-    print(bridge[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    ok_b = bridge[bridge.error == ""]
-    print(pd.DataFrame([summarize("Megatron-Bridge dense", ok_b.rename(columns={"measured_s": "measured_ms",
-                                                                                "predicted_s": "predicted_ms"}))])
-          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    print(f"  not simulated: {len(skipped)} rows: "
-          + "; ".join(f"{n} {why}" for why, n in skipped.reason.value_counts().items()))
+    print_rows(bridge, ["model", "gpu", "gpus", "container", "precision", "tp", "pp", "cp", "vp", "mb"], skipped,
+               "Megatron-Bridge dense")
     nemo_rows, nemo_skipped = nemo(a.reference / "nemo_24.07_perf_summary_h100.csv")
     print(f"\n== NeMo 24.07 pre-training on H100, FP8 ({len(nemo_rows)} rows), per row")
-    print(nemo_rows[["model", "gpus", "tp", "pp", "cp", "vp", "mb", "gb", "measured_s", "predicted_s", "error_pct",
-                     "error"]].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    ok_n = nemo_rows[nemo_rows.error == ""]
-    print(pd.DataFrame([summarize("NeMo 24.07 FP8", ok_n.rename(columns={"measured_s": "measured_ms",
-                                                                          "predicted_s": "predicted_ms"}))])
-          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    print(f"  not simulated: {len(nemo_skipped)} rows: "
-          + "; ".join(f"{n} {why}" for why, n in nemo_skipped.reason.value_counts().items()))
+    print_rows(nemo_rows, ["model", "gpus", "tp", "pp", "cp", "vp", "mb", "gb"], nemo_skipped, "NeMo 24.07 FP8")
     print(f"{len(k) + len(multi) + len(single) + len(foundry)} rows in {time.perf_counter() - t0:.1f} s")
     if a.csv:
         pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single"),

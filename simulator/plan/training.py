@@ -620,8 +620,8 @@ def _search(cands: list[Candidate], bases: dict[tuple[str, int], dict[str, Any]]
     n = len(cands)
     while i < n:
         pool: list[tuple[float, float, Candidate, dict[str, Any]]] = []
-        todo: list[tuple[Candidate, dict[str, Any]]] = []
-        while i < n and len(todo) < per_round:
+        batch: list[tuple[Candidate, dict[str, Any]]] = []
+        while i < n and len(batch) < per_round:
             c = cands[i]
             i += 1
             if _dominated(c.lb_days, c.lb_cost, pts):
@@ -630,8 +630,8 @@ def _search(cands: list[Candidate], bases: dict[tuple[str, int], dict[str, Any]]
             if c.config["parallelism.zero_stage"] >= 2 and c.config["parallelism.pp"] > 1:
                 invalid += 1               # resolve_layout's rule: no ZeRO-2/3 with pipeline parallelism
                 continue
-            todo.append((c, _doc_for(bases[(c.hardware, c.gpus)], c.config)))
-        for (c, doc), (why, step_lb) in zip(todo, run.check([d for _, d in todo]), strict=True):
+            batch.append((c, _doc_for(bases[(c.hardware, c.gpus)], c.config)))
+        for (c, doc), (why, step_lb) in zip(batch, run.check([d for _, d in batch]), strict=True):
             if why == "memory":
                 oom += 1
                 continue
