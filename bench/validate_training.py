@@ -168,7 +168,8 @@ def llmfoundry(path: Path) -> pd.DataFrame:
 # (src/megatron/bridge/perf_recipes): the distributed optimizer (ZeRO-1; FSDP rows shard everything,
 # ZeRO-3), sequence parallelism with TP > 1 and its TP communication overlap (every TP > 1 Llama recipe sets
 # a userbuffers tp_comm_overlap_cfg, e.g. llama/h100/llama3.py userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192; the
-# TP1 8B recipes turn it off), gradients reduced in bf16 (Megatron-Core's
+# TP1 8B recipes turn it off), the parameter all-gather overlapped with the next forward whenever dp > 1
+# (training/comm_overlap.py _get_optimizer_overlap_cfgs), gradients reduced in bf16 (Megatron-Core's
 # DistributedDataParallelConfig grad_reduce_in_fp32 default False), overlapped, TE's fused attention
 # (flash2 class), no dropout (Llama), TE's fused cross entropy (_common._benchmark_common sets
 # cross_entropy_fusion_impl "te"), no recompute (the table names none; later recipes recompute some
@@ -220,8 +221,8 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         gpus = int(r.num_gpus)
         training = {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size),
                     "micro_batch": int(r.micro_batch_size), "precision": precision, "grad_precision": "bf16",
-                    "overlap_grad_reduce": True, "recompute": "none", "flash_attention": True, "dropout": False,
-                    "cross_entropy": "fused"}
+                    "overlap_grad_reduce": True, "overlap_param_gather": not fsdp and gpus // (tp * pp * cp) > 1,
+                    "recompute": "none", "flash_attention": True, "dropout": False, "cross_entropy": "fused"}
         if recipe is not None:
             training["fp8_recipe"] = recipe
         doc = {"kind": "training", "model": BRIDGE_MODEL[r.model], "hardware": BRIDGE_GPU[r.gpu_type],
@@ -243,7 +244,8 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # NeMo 24.07's performance table (DGX-H100, FP8), pre-training rows as they ran: the table's layout (TP, PP,
 # CP, VP), batch, sequence; where it is silent, NeMo 24.07's performance configs: the distributed optimizer
-# (distributed_fused_adam, ZeRO-1) with bf16 gradient sync, sequence parallelism and userbuffers TP overlap
+# (distributed_fused_adam, ZeRO-1) with bf16 gradient sync and overlapped grad and param sync (the launcher's
+# training configs: overlap_grad_sync and overlap_param_sync true), sequence parallelism and userbuffers TP overlap
 # with TP > 1, Transformer Engine's FP8 with delayed scaling (fp8_hybrid, amax history; flagged, the table
 # names no recipe), TE fused attention, Llama's zero dropout and GPT-3's 0.1, the default unfused fp32 loss,
 # no recompute (the table names none).
@@ -271,7 +273,8 @@ def nemo(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                                "schedule": "interleaved" if v > 1 else "1f1b"},
                "training": {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size),
                             "micro_batch": int(r.micro_batch_size), "precision": "fp8", "fp8_recipe": "delayed",
-                            "grad_precision": "bf16", "overlap_grad_reduce": True, "recompute": "none",
+                            "grad_precision": "bf16", "overlap_grad_reduce": True,
+                            "overlap_param_gather": gpus // (tp * pp * cp) > 1, "recompute": "none",
                             "flash_attention": True, "dropout": r.model.startswith("GPT3")}}
         rec = {"model": r.model, "gpus": gpus, "tp": tp, "pp": pp, "cp": cp, "vp": v, "mb": int(r.micro_batch_size),
                "gb": int(r.global_batch_size), "measured_s": float(r.derived_step_time_s),

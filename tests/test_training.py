@@ -211,13 +211,13 @@ def test_context_and_expert_parallel_traffic_is_reported_apart_from_tensor_paral
 
     # CP 2 (with TP 2, DP 2): m = 64 / 2 = 32, L = 36. Each layer all-gathers the other rank's keys
     # and values (2048 tokens × 2 × kv_dim / tp, 16-bit) in its forward, again in the recomputed
-    # forward (full recompute) and in its backward.
+    # forward (full recompute), and in its backward the blocks once more and their gradients: 4 exchanges.
     model = get_model("megatron-7.5b")
     lay = Layout(tp=2, cp=2, dp=2, recompute="full")
     ag = collective_time(hw, "all_gather", 2048 * 2 * model.kv_dim / 2 * 2, lay.cp_group)
     bd = simulate_training(parse_scenario(BASE, ["parallelism.tp=2", "parallelism.cp=2"]))["time_breakdown_s"]
     assert list(bd)[1:4] == ["tp_comm_s", "cp_comm_s", "ep_comm_s"]
-    assert bd["cp_comm_s"] == pytest.approx(32 * 36 * 3 * ag, rel=1e-5)
+    assert bd["cp_comm_s"] == pytest.approx(32 * 36 * 4 * ag, rel=1e-5)
     assert bd["tp_comm_s"] == pytest.approx(32 * 36 * tp_per_layer(model, lay), rel=1e-5)
     assert bd["ep_comm_s"] == 0
 

@@ -35,6 +35,9 @@ class Layout:
     precision: str = "bf16"
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True
+    overlap_param_gather: bool = False     # ZeRO-1/2's parameter all-gather under the next forward passes
+    reshard_after_forward: bool = True     # ZeRO-3: gather weights again for the backward
+    dp_shard: int = 0                      # HSDP: ranks a shard group spans (0: all grad_ranks)
     gpus_per_node: int = 8
     placement: tuple[str, ...] = PLACEMENT_MEGATRON
 
@@ -82,6 +85,39 @@ class Layout:
         if self.cp == 1:
             return self.dp_group
         return Group(self.grad_ranks, self.cp_group.per_node * self.dp_group.per_node)
+
+    @property
+    def shard_ranks(self) -> int:
+        """Ranks one ZeRO/FSDP shard group spans: :attr:`grad_ranks`, or ``dp_shard`` of them (HSDP)."""
+        return self.dp_shard or self.grad_ranks
+
+    @property
+    def shard_group(self) -> Group:
+        """The innermost ``shard_ranks`` of the gradient ranks, as a collective group."""
+        g = self.grad_group
+        if self.shard_ranks == g.size:
+            return g
+        return Group(self.shard_ranks, min(self.shard_ranks, g.per_node))
+
+    @property
+    def replica_group(self) -> Group:
+        """One rank of each HSDP shard group holding the same shard: the groups' gradients meet here."""
+        g = self.grad_group
+        n = g.size // self.shard_ranks
+        return Group(n, max(1, g.per_node // self.shard_ranks))
+
+    @property
+    def grads_sharded(self) -> bool:
+        """ZeRO-2/3 keep only their gradient shard, reduce-scattered after every micro-batch (DeepSpeed,
+        FSDP). Under pipeline parallelism they accumulate unsharded until a chunk's last micro-batch
+        (torch.distributed.pipelining ``backward_maybe_with_nosync``; DeepSpeed refuses ZeRO-2/3 with
+        pipelines), as ZeRO-1 does."""
+        return self.zero_stage >= 2 and self.grad_ranks > 1 and self.pp == 1
+
+    @property
+    def weights_sharded(self) -> bool:
+        """ZeRO-3 holds only its weight shard at the memory peak when it reshards after the forward."""
+        return self.zero_stage >= 3 and self.reshard_after_forward
 
     @property
     def ep_group(self) -> Group:

@@ -188,7 +188,7 @@ ATTENTION_KERNELS = ("flash2", "flash1")
 def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: float, seq_q: float,
                     seq_kv: float, head_dim: float, kv_heads: float, causal: bool, precision: str,
                     backward: bool = False, bytes_per_element: float = 2.0, window: int | None = None,
-                    kernel: str = "flash2") -> Op:
+                    kernel: str = "flash2", cp: int = 1) -> Op:
     """Fused attention (FlashAttention-style): QK^T and PV never touch HBM.
 
     Forward FLOPs are ``4·b·heads·pairs·d`` over the :func:`attention_pairs` of the (sliding)
@@ -199,9 +199,22 @@ def flash_attention(hw: HardwareProfile, name: str, *, batch: float, heads: floa
     and newer, cuDNN and Transformer Engine fused attention: the measured tables, else the profile's
     attention efficiency) or ``flash1`` (FlashAttention-1 class, at :data:`FLASH1_FRACTION_OF_PEAK`,
     never faster than ``flash2``).
+
+    ``cp > 1``: the ``seq_q = seq_kv / cp`` queries are one context-parallel rank's load-balanced share
+    of the sequence. Megatron-Core splits it into 2·cp chunks and gives rank i chunks i and 2·cp−1−i
+    (``get_batch_on_this_cp_rank``); Transformer Engine's ring (``AttnFuncWithCPAndKVP2P``) then runs
+    cp kernels, one per KV block received: its own two chunks under the causal mask, then cp − 1
+    unmasked half-blocks. Each holds the query-key pairs of a causal attention over ``seq_q`` tokens,
+    so the rank costs cp of those, 1/cp of the whole mask's pairs (a causal mask; the unmasked
+    and windowed cases count the rank's rows of the mask).
     """
     if kernel not in ATTENTION_KERNELS:
         raise ValueError(f"attention kernel {kernel!r}: expected one of {', '.join(ATTENTION_KERNELS)}")
+    if cp > 1 and causal and window is None:
+        step = flash_attention(hw, name, batch=batch, heads=heads, seq_q=seq_q, seq_kv=seq_q, head_dim=head_dim,
+                               kv_heads=kv_heads, causal=True, precision=precision, backward=backward,
+                               bytes_per_element=bytes_per_element, kernel=kernel)
+        return Op(name, "attention", step.time * cp, step.flops * cp, measured=step.measured)
     if window is None or window >= seq_kv:
         flops = 4.0 * batch * heads * seq_q * seq_kv * head_dim
         if causal and seq_q == seq_kv:

@@ -144,10 +144,10 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     if lay.flash_attention:
         core_f = [flash_attention(hw, "attention", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
                                   head_dim=hd, kv_heads=kvh, causal=att.causal, precision=pa, window=att.window,
-                                  kernel=lay.attention_kernel)]
+                                  kernel=lay.attention_kernel, cp=lay.cp)]
         core_b = [flash_attention(hw, "attention_bwd", batch=b, heads=heads, seq_q=s_local, seq_kv=seq,
                                   head_dim=hd, kv_heads=kvh, causal=att.causal, precision=pa,
-                                  backward=True, window=att.window, kernel=lay.attention_kernel)]
+                                  backward=True, window=att.window, kernel=lay.attention_kernel, cp=lay.cp)]
     else:
         scores = b * heads * s_local * seq
         drop_f = [memory_op(hw, "attn_dropout", scores * (2 * ACT_BYTES + 1))] if lay.dropout else []
@@ -224,6 +224,10 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
             bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]
         elif op.kind == "memory":
             bwd.append(Op(op.name + "_bwd", "memory", 2 * op.time))
+        elif op.kind == "cp_comm":
+            # the ring's backward passes the KV blocks round again and, the other way, their gradients'
+            # partial sums (Transformer Engine AttnFuncWithCPAndKVP2P.backward sends kv and dkv each step)
+            bwd.append(Op(op.name + "_bwd", op.kind, 2 * op.time))
         else:
             bwd.append(Op(op.name + "_bwd", op.kind, op.time))
             if sp and op.name.startswith("tp_allgather"):

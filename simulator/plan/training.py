@@ -627,9 +627,6 @@ def _search(cands: list[Candidate], bases: dict[tuple[str, int], dict[str, Any]]
             if _dominated(c.lb_days, c.lb_cost, pts):
                 pruned += 1
                 continue
-            if c.config["parallelism.zero_stage"] >= 2 and c.config["parallelism.pp"] > 1:
-                invalid += 1               # resolve_layout's rule: no ZeRO-2/3 with pipeline parallelism
-                continue
             batch.append((c, _doc_for(bases[(c.hardware, c.gpus)], c.config)))
         for (c, doc), (why, step_lb) in zip(batch, run.check([d for _, d in batch]), strict=True):
             if why == "memory":

@@ -46,6 +46,12 @@ class Training(_Strict):
         "reduce gradient buckets while the backward still runs (Megatron-core --overlap-grad-reduce, PyTorch "
         "DDP, FSDP); false: after the last backward (DeepSpeed's engine without overlap_comm, Megatron-LM "
         "before 2023)"))
+    overlap_param_gather: bool = Field(default=False, description=(
+        "with a sharded optimizer (zero_stage 1 or 2), gather the updated parameters bucket by bucket under the "
+        "next iteration's first forward passes instead of after the optimizer step (Megatron-Core "
+        "--overlap-param-gather, default off; Megatron-Bridge and NeMo turn it on whenever dp > 1: "
+        "megatron/bridge/training/comm_overlap.py _get_optimizer_overlap_cfgs); only the first bucket and what "
+        "outlasts those passes is exposed"))
     recompute: Literal["none", "selective", "full"] = Field(default="none", description=(
         "activation recomputation: selective recomputes the attention core, full every layer's forward "
         "(Korthikanti et al. 2022)"))

@@ -116,7 +116,8 @@ def _divisors(n: int) -> list[int]:
 def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[str, Any]]:
     """Every layout of the model on the scenario's GPUs: TP (inside a node, dividing the heads), PP
     (dividing the layers), DP (the rest, dividing the global batch), micro-batch (dividing the
-    per-rank batch, up to 8), recompute, ZeRO stage (1-3 only with DP > 1); sequence parallelism
+    per-rank batch, up to 8), recompute, ZeRO stage (1-3 only with DP > 1; not 2 with PP > 1, where
+    gradients accumulate unsharded and ZeRO-2 is ZeRO-1); sequence parallelism
     with TP > 1, as Megatron runs it. ``full`` adds context parallelism (2, 4 dividing the sequence,
     with TP·CP inside a node) and interleaved schedules (2 or 4 virtual stages per GPU).
 
@@ -152,7 +153,7 @@ def training_layouts(sc: TrainingScenario, *, full: bool = False) -> list[dict[s
                         kept = {} if full or v0 == 1 else _kept_interleaving(model.layers, pp, per_rank // mb, v0,
                                                                                sc.parallelism.schedule)
                         for rec in ("none", "selective", "full"):
-                            for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
+                            for zero in ((0, 1, 2, 3) if dp > 1 and pp == 1 else (0, 1, 3) if dp > 1 else (0,)):
                                 c = {"parallelism.tp": tp, "parallelism.pp": pp, "parallelism.dp": dp,
                                      "parallelism.sequence_parallel": tp > 1, "parallelism.zero_stage": zero,
                                      "training.micro_batch": mb, "training.recompute": rec}

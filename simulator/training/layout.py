@@ -83,12 +83,22 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
             problems.append(f"{model.moe.num_experts} experts not divisible by ep={par.ep}")
         if dp % par.ep:
             problems.append(f"ep={par.ep} must divide dp={dp} (experts are sharded over data-parallel ranks)")
-    if par.zero_stage >= 2 and par.pp > 1:
-        problems.append(f"zero_stage={par.zero_stage} cannot be combined with pp={par.pp} "
-                        "(DeepSpeed and Megatron shard gradients only without pipeline parallelism)")
+    if par.reshard_after_forward is not None and par.zero_stage != 3:
+        problems.append(f"parallelism.reshard_after_forward applies to zero_stage 3 (FSDP's sharded weights); "
+                        f"zero_stage={par.zero_stage} keeps every weight")
+    if par.dp_shard is not None:
+        if par.zero_stage == 0:
+            problems.append("parallelism.dp_shard (hybrid sharding) needs zero_stage >= 1: zero_stage 0 shards nothing")
+        elif (dp * par.cp) % par.dp_shard:
+            problems.append(f"parallelism.dp_shard={par.dp_shard} must divide the dp·cp = {dp}·{par.cp} = "
+                            f"{dp * par.cp} ranks holding the same weights")
     if tr.fp8_recipe is not None and tr.precision != "fp8":
         problems.append(f"training.fp8_recipe={tr.fp8_recipe} applies to precision fp8 (per-tensor scales); "
                         f"training.precision={tr.precision} sets its own scales")
+    if tr.overlap_param_gather and par.zero_stage not in (1, 2):
+        problems.append(f"training.overlap_param_gather overlaps a sharded optimizer's parameter all-gather "
+                        f"(zero_stage 1 or 2); zero_stage={par.zero_stage} "
+                        + ("has none" if par.zero_stage == 0 else "gathers every layer before it runs"))
     if tr.attention_kernel != "flash2" and not tr.flash_attention:
         problems.append(f"training.attention_kernel={tr.attention_kernel} names a fused attention kernel, "
                         "but training.flash_attention is false (unfused attention)")
@@ -108,8 +118,9 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                  fp8_recipe=tr.fp8_recipe or "delayed", grad_accumulation_fusion=tr.grad_accumulation_fusion,
                  tp_comm_overlap=par.tp_comm_overlap, precision=tr.precision,
                  grad_precision=tr.grad_precision,
-                 overlap_grad_reduce=tr.overlap_grad_reduce,
-                 gpus_per_node=cl.gpus_per_node, placement=tuple(par.placement))
+                 overlap_grad_reduce=tr.overlap_grad_reduce, overlap_param_gather=tr.overlap_param_gather,
+                 reshard_after_forward=par.pp == 1 if par.reshard_after_forward is None else par.reshard_after_forward,
+                 dp_shard=par.dp_shard or 0, gpus_per_node=cl.gpus_per_node, placement=tuple(par.placement))
     return lay, mb
 
 

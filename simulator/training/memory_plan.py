@@ -1,5 +1,7 @@
 """Memory per GPU of one iteration, stage by stage: model states of the parameters the stage holds
-(bytes per parameter by ``training.precision``, ``simulator.precision.training_state_bytes``), the
+(bytes per parameter by ``training.precision``, ``simulator.precision.training_state_bytes``; what
+ZeRO shards at the peak is the layout's answer: optimizer states from stage 1, gradients from stage 2
+unless a pipeline accumulates them, weights in stage 3 when it reshards after the forward), the
 activations of the micro-batches its schedule keeps in flight, and buffers.
 
 Activations per layer and micro-batch follow Korthikanti et al. 2022 (``costmodel.memory``); how
@@ -47,8 +49,12 @@ def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, sched
     per_layer = {spec: activation_bytes_per_layer(spec, lay, micro_batch, seq) for spec, _ in model.layer_groups()}
     out = []
     for s, chunks in enumerate(stages):
-        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=lay.zero_stage, dp=lay.grad_ranks, weight_bytes=wb,
-                                    grad_bytes=gb, optimizer_bytes=ob)
+        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=0, dp=1, weight_bytes=wb, grad_bytes=gb,
+                                    optimizer_bytes=ob)
+        n = lay.shard_ranks
+        o /= n if lay.zero_stage >= 1 else 1
+        g /= n if lay.grads_sharded else 1
+        w /= n if lay.weights_sharded else 1
         a = sum((per_layer[spec] * n for ch in chunks for spec, n in ch.groups), 0.0) * schedule.in_flight(s)
         buf = RUNTIME_RESERVE_GIB * GIB
         if any(ch.head for ch in chunks):

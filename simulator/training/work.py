@@ -68,23 +68,35 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             parts.append((head, 1))
         return parts
 
-    def zero3_gather(spec: LayerSpec) -> float:
-        """ZeRO-3: one layer's parameter all-gather (before its forward, and again before its backward)."""
-        if lay.zero_stage < 3:
-            return 0.0
-        return collective_time(hw, "all_gather", spec.params() / lay.tp * 2, lay.grad_group)
+    # ZeRO-3 gathers each layer before every pass that needs it, unless a pipeline keeps the weights
+    # gathered over the whole step (no reshard after the forward): then once per step (``param_gather``)
+    per_pass_gathers = lay.zero_stage >= 3 and lay.shard_ranks > 1 and (lay.pp == 1 or lay.reshard_after_forward)
 
-    gathers = {spec: zero3_gather(spec) for spec in kinds}
+    def zero3_gather(spec: LayerSpec) -> float:
+        """ZeRO-3: one layer's parameter all-gather over its shard group."""
+        return collective_time(hw, "all_gather", spec.params() / lay.tp * 2, lay.shard_group)
+
+    gathers = {spec: zero3_gather(spec) if per_pass_gathers else 0.0 for spec in kinds}
     gb = grad_bytes(lay)
-    sharded_grads = lay.zero_stage >= 2 and lay.grad_ranks > 1
+    sharded_grads = lay.grads_sharded
     slowdown = overlap_slowdown(hw)
+
+    def grad_sync(nbytes: float) -> float:
+        """Reduce ``nbytes`` of gradients over the ranks holding the same weights: all-reduce (ZeRO-0),
+        else reduce-scatter over the shard group, then (HSDP) all-reduce each shard over the replicas."""
+        if lay.zero_stage == 0:
+            return collective_time(hw, "all_reduce", nbytes, lay.grad_group)
+        t = collective_time(hw, "reduce_scatter", nbytes, lay.shard_group)
+        if lay.shard_ranks < lay.grad_ranks:
+            t += collective_time(hw, "all_reduce", nbytes / lay.shard_ranks, lay.replica_group)
+        return t
 
     def accumulation(ch: Chunk) -> float:
         """Without gradient-accumulation fusion (Megatron's --no-gradient-accumulation-fusion, DeepSpeed,
         PyTorch autograd) each micro-batch's weight gradients land in a 16-bit buffer and a separate
         pass adds them into the accumulator: read 2 bytes, read and write g (issue 17's 2 + 2·g per
         parameter per micro-batch), over the gradients this rank holds (1/dp of them when sharded)."""
-        held = ch.params / (lay.grad_ranks if sharded_grads else 1)
+        held = ch.params / (lay.shard_ranks if sharded_grads else 1)
         return memory_bound_time(hw, held * (2 + 2 * gb))
 
     def pass_time(ch: Chunk, backward: bool) -> PassTime:
@@ -102,9 +114,9 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         wall = dispatched_time(blocks, dispatch_s)
         layers = max(ch.layers, 1)
         # layers of several sizes: the mean gather per layer over the chunk
-        zero3_ag = sum((gathers[spec] * n for spec, n in ch.groups), 0.0) / layers
-        rs = (collective_time(hw, "reduce_scatter", ch.params * gb, lay.grad_group)
-              if backward and sharded_grads else 0.0)
+        zero3_ag = (sum((gathers[spec] * n for spec, n in ch.groups), 0.0) / layers
+                    if not backward or lay.reshard_after_forward else 0.0)
+        rs = grad_sync(ch.params * gb) if backward and sharded_grads else 0.0
         if zero3_ag or rs:
             if rs and not lay.overlap_grad_reduce:
                 exposed = rs + max(0.0, zero3_ag - comp / layers) * layers
@@ -115,26 +127,48 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             return PassTime.of(comp, tp, wall, dp=exposed, cp_comm=cp, ep_comm=ep)
         return PassTime.of(comp, tp, wall, cp_comm=cp, ep_comm=ep)
 
+    def param_gather(params: float, fwd: list[PassTime], *, layers: int = 0) -> float:
+        """What a sharded optimizer's all-gather of the updated 16-bit parameters costs the step: all of
+        it after the optimizer, or, overlapped (Megatron-Core ``--overlap-param-gather``), its first
+        bucket (dispatched at the next ``zero_grad``) plus what the rest (each bucket dispatched by the
+        forward pre-hook of the one before) outlasts the first forward of every chunk, the hidden part
+        slowing that compute (Megatron-Core ``distrib_optimizer.py`` ``step_with_ready_grads``). FSDP
+        keeping a pipeline stage's weights gathered over the step (``layers``: one unit per layer) is
+        the overlapped case with a layer per bucket: each unit's gather prefetched under the one before."""
+        if not (lay.overlap_param_gather or layers):
+            return collective_time(hw, "all_gather", params * 2, lay.shard_group)
+        nb = layers or max(1, math.ceil(params / GRAD_BUCKET_PARAMS))
+        bucket = collective_time(hw, "all_gather", params * 2 / nb, lay.shard_group)
+        rest = bucket * (nb - 1)
+        window = sum((pt.compute for pt in fwd), 0.0)
+        exposed = max(0.0, rest - window)
+        return bucket + exposed + (rest - exposed) * slowdown
+
     specs: list[StageSpec] = []
     for chunks in stages:
         buckets = []
         if lay.grad_ranks > 1 and not sharded_grads:
-            kind = "reduce_scatter" if lay.zero_stage >= 1 else "all_reduce"
             for ch in chunks:
                 nb = max(1, math.ceil(ch.params / GRAD_BUCKET_PARAMS))
-                buckets.append([collective_time(hw, kind, ch.params * gb / nb, lay.grad_group)] * nb)
+                buckets.append([grad_sync(ch.params * gb / nb)] * nb)
         params_s = stage_params(chunks)
-        opt_params = params_s / (lay.grad_ranks if lay.zero_stage >= 1 else 1)
+        opt_params = params_s / (lay.shard_ranks if lay.zero_stage >= 1 else 1)
         opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])
         optimizer = memory_bound_time(hw, opt_params * opt_bytes)
         if hw.efficiency.optimizer_us_per_tensor:
             tensors = sum(spec.tensors() * n for ch in chunks for spec, n in ch.groups)
             tensors += sum((2 if ch.embedding else 0) + (2 if ch.head else 0) for ch in chunks)  # final norm, head
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
-        post = (collective_time(hw, "all_gather", params_s * 2, lay.grad_group)
-                if lay.zero_stage in (1, 2) and lay.grad_ranks > 1 else 0.0)
-        specs.append(StageSpec([pass_time(ch, False) for ch in chunks], [pass_time(ch, True) for ch in chunks],
-                               buckets, optimizer, post, overlap_grad=lay.overlap_grad_reduce, overlap_slowdown=slowdown))
+        fwd = [pass_time(ch, False) for ch in chunks]
+        post = 0.0
+        if lay.zero_stage in (1, 2) and lay.shard_ranks > 1:
+            post = param_gather(params_s, fwd)
+        elif lay.zero_stage == 3 and lay.shard_ranks > 1 and not per_pass_gathers:
+            # FSDP under a pipeline, weights kept gathered: each layer (an FSDP unit) once per step, the
+            # next one prefetched under the forward of the one before
+            post = param_gather(params_s, fwd, layers=max(1, sum(ch.layers for ch in chunks)))
+        specs.append(StageSpec(fwd, [pass_time(ch, True) for ch in chunks], buckets, optimizer, post,
+                               overlap_grad=lay.overlap_grad_reduce, overlap_slowdown=slowdown))
 
     act_bytes = mb * seq / lay.cp * model.hidden * ACT_BYTES / (lay.tp if lay.sequence_parallel else 1)
     p2p = p2p_time(hw, act_bytes / (1 if lay.sequence_parallel else lay.tp), same_node=lay.pp_same_node) if p > 1 else 0.0

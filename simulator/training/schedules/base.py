@@ -64,6 +64,19 @@ class ParallelismBase(_Strict):
     zero_stage: Literal[0, 1, 2, 3] = Field(default=0, description="ZeRO stage (Rajbhandari et al. 2020): 1 shards "
                                                                    "the optimizer, 2 also gradients, 3 also weights "
                                                                    "over dp; default 0: DeepSpeed's and Megatron's")
+    reshard_after_forward: bool | None = Field(default=None, description=(
+        "zero_stage 3 (FSDP): free each layer's gathered weights after its forward and gather them again for its "
+        "backward (FSDP2 fully_shard's default); false keeps them from the forward to the backward (one gather "
+        "per micro-batch; with pp > 1, one per step: torch.distributed.pipelining keeps them until the last "
+        "micro-batch's backward). Default: torchtitan's policy, true without pipeline parallelism and false "
+        "with it (torchtitan/models/llama3/infra/parallelize.py apply_fsdp, reshard_after_forward_policy "
+        "'default')"))
+    dp_shard: int | None = Field(default=None, ge=1, description=(
+        "hybrid sharding (HSDP): shard gradients, optimizer (and with zero_stage 3 weights) over groups of dp_shard "
+        "of the dp·cp ranks holding the same weights and replicate across the groups, whose gradients are "
+        "all-reduced after the reduce-scatter (PyTorch HYBRID_SHARD, torchtitan data_parallel_shard_degree, "
+        "Megatron-Core --num-distributed-optimizer-instances = dp·cp / dp_shard); needs zero_stage >= 1; default: "
+        "shard over all of them"))
     schedule: str = schedule_tag("1f1b")
     placement: list[Dim] = Field(
         default_factory=lambda: [cast(Dim, d) for d in PLACEMENT_MEGATRON],
