@@ -21,7 +21,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulator.costmodel.layout import PLACEMENT_MEGATRON  # noqa: E402
 from simulator.scenario import parse_scenario  # noqa: E402
 from simulator.training import simulate_training  # noqa: E402
 
@@ -36,23 +35,22 @@ def gpt(hidden: int, heads: int, layers: int, seq: int) -> dict:
 # The software stack each data set was measured with. vTrain ran Megatron-DeepSpeed under DeepSpeed's
 # engine, which reduces fp16 gradients after the backward (no overlap_comm) and adds each micro-batch's
 # gradients into its fp16 accumulator in a pass of its own (no gradient-accumulation fusion), and its pipeline engine,
-# whose rank topology puts data parallel inside pipeline parallel. Korthikanti et al. ran
+# whose rank topology puts data parallel inside pipeline parallel (as Megatron does). Korthikanti et al. ran
 # Megatron-LM (2022), which also reduced after the backward, with DP = 1 so it does not matter.
-DEEPSPEED = {"grad_precision": "fp16", "overlap_grad_reduce": False, "grad_accumulation_fusion": False}
-DEEPSPEED_PLACEMENT = ["tp", "cp", "dp", "pp"]
-MEGATRON_2022 = {"grad_precision": "fp32", "overlap_grad_reduce": False}
-MEGATRON_PLACEMENT = list(PLACEMENT_MEGATRON)
+# Each is a framework preset (simulator/training/frameworks.py, every value cited there).
+DEEPSPEED = {"framework": "deepspeed"}
+MEGATRON_2022 = {"framework": "megatron-2021"}
 
 
 def predict(model: dict, *, gpus: int, tp: int, pp: int, dp: int, gb: int, mb: int, seq: int, recompute: str,
-            stack: dict, placement: list[str], sp: bool = False, v: int = 1, precision: str = "fp16",
+            stack: dict, sp: bool = False, v: int = 1, precision: str = "fp16",
             hardware: str = "a100-sxm-80gb") -> float:
     nodes = max(1, gpus // 8)
     doc = {
         "kind": "training", "model": model, "hardware": hardware,
         "cluster": {"nodes": nodes, "gpus_per_node": min(gpus, 8)},
         "parallelism": {"tp": tp, "pp": pp, "dp": dp, "sequence_parallel": sp, "virtual_stages": v,
-                        "schedule": "interleaved" if v > 1 else "1f1b", "placement": placement},
+                        "schedule": "interleaved" if v > 1 else "1f1b"},
         "training": {"seq_len": seq, "global_batch": gb, "micro_batch": mb, "precision": precision,
                      "recompute": recompute, "flash_attention": False, **stack},
     }
@@ -75,7 +73,7 @@ def vtrain(path: Path, multi: bool, hardware: str = "a100-sxm-80gb", **stack: ob
     for r in d.itertuples():
         preds.append(1e3 * predict(gpt(r.hidden, r.heads, r.layers, r.seq), gpus=r.gpus, tp=r.tp, pp=r.pp, dp=r.dp,
                                    gb=r.global_batch, mb=r.micro_batch, seq=r.seq, recompute="full",
-                                   stack={**DEEPSPEED, **stack}, placement=DEEPSPEED_PLACEMENT, hardware=hardware))
+                                   stack={**DEEPSPEED, **stack}, hardware=hardware))
     d["predicted_ms"] = preds
     d["error_pct"] = 100 * (d.predicted_ms - d.measured_ms) / d.measured_ms
     d["group"] = [f"h{r.hidden} l{r.layers} {r.gpus}gpu gb{r.global_batch}" for r in d.itertuples()]
@@ -95,7 +93,7 @@ def korthikanti(path: Path, hardware: str = "a100-sxm-80gb", **stack: object) ->
                                    ("SP+selective", True, "selective", "iter_s_seqpar_selective")):
             pred = predict(m, gpus=r.gpus, tp=r.tp, pp=r.pp, dp=r.dp, gb=r.global_batch, mb=r.micro_batch,
                            seq=r.seq, recompute=rec, sp=sp, v=v,
-                           stack={**MEGATRON_2022, **stack}, placement=MEGATRON_PLACEMENT, hardware=hardware)
+                           stack={**MEGATRON_2022, **stack}, hardware=hardware)
             meas = getattr(r, col)
             rows.append({"model": r.model, "mode": mode, "gpus": r.gpus, "measured_s": meas, "predicted_s": pred,
                          "error_pct": 100 * (pred - meas) / meas})
@@ -149,11 +147,11 @@ def llmfoundry(path: Path) -> pd.DataFrame:
         doc = {"kind": "training", "model": model, "hardware": FOUNDRY_GPU[r.gpu_type],
                "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
                "parallelism": {"tp": 1, "pp": 1, "dp": gpus, "zero_stage": FOUNDRY_ZERO[r.fsdp_sharding_strategy]},
-               "training": {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size_seqs),
-                            "micro_batch": int(r.micro_batch_size), "precision": "bf16",
-                            "grad_precision": FOUNDRY_GRAD[r.mp_mode], "overlap_grad_reduce": True,
+               "training": {"framework": "llm-foundry", "seq_len": int(r.seq_len),
+                            "global_batch": int(r.global_batch_size_seqs), "micro_batch": int(r.micro_batch_size),
+                            "precision": "bf16", "grad_precision": FOUNDRY_GRAD[r.mp_mode],
                             "recompute": "full" if r.activation_checkpointing else "none", "flash_attention": True,
-                            "attention_kernel": "flash1", "dropout": False, "cross_entropy": "fused"}}
+                            "attention_kernel": "flash1", "dropout": False}}
         rec = {"model": r.model, "gpus": gpus, "gpu": r.gpu_type, "seq": int(r.seq_len), "mb": int(r.micro_batch_size),
                "ckpt": bool(r.activation_checkpointing), "measured_s": float(r.derived_step_time_s)}
         rows.append(simulate_row(doc, rec))
@@ -164,7 +162,8 @@ def llmfoundry(path: Path) -> pd.DataFrame:
 
 # Megatron-Bridge's performance table (containers 25.09-26.06). Each row as the table states it: layout
 # (TP, PP, CP, VP, FSDP), micro and global batch, sequence, precision. What the table does not state is
-# the framework's benchmark default, cited from the recipes at the docs' commit 067f987d
+# the framework's benchmark default, its preset (training.framework: nemo, version 25.09, in
+# simulator/training/frameworks.py), cited from the recipes at the docs' commit 067f987d
 # (src/megatron/bridge/perf_recipes): the distributed optimizer (ZeRO-1; FSDP rows shard everything,
 # ZeRO-3), sequence parallelism with TP > 1 and its TP communication overlap (every TP > 1 Llama recipe sets
 # a userbuffers tp_comm_overlap_cfg, e.g. llama/h100/llama3.py userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192; the
@@ -219,17 +218,15 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         v = int(r.vp) if r.vp == r.vp and r.vp > 1 else 1
         fsdp = r.fsdp == r.fsdp and r.fsdp > 0
         gpus = int(r.num_gpus)
-        training = {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size),
-                    "micro_batch": int(r.micro_batch_size), "precision": precision, "grad_precision": "bf16",
-                    "overlap_grad_reduce": True, "overlap_param_gather": not fsdp and gpus // (tp * pp * cp) > 1,
-                    "recompute": "none", "flash_attention": True, "dropout": False, "cross_entropy": "fused"}
+        training = {"framework": "nemo", "framework_version": "25.09", "seq_len": int(r.seq_len),
+                    "global_batch": int(r.global_batch_size), "micro_batch": int(r.micro_batch_size),
+                    "precision": precision, "recompute": "none", "flash_attention": True, "dropout": False}
         if recipe is not None:
             training["fp8_recipe"] = recipe
         doc = {"kind": "training", "model": BRIDGE_MODEL[r.model], "hardware": BRIDGE_GPU[r.gpu_type],
                "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
                "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp),
-                               "zero_stage": 3 if fsdp else 1, "sequence_parallel": tp > 1,
-                               "tp_comm_overlap": tp > 1,
+                               **({"zero_stage": 3} if fsdp else {}),
                                "virtual_stages": v, "schedule": "interleaved" if v > 1 else "1f1b"},
                "training": training}
         rec = {"model": r.model, "gpu": r.gpu_type, "gpus": gpus, "container": r.container_release,
@@ -243,7 +240,8 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # NeMo 24.07's performance table (DGX-H100, FP8), pre-training rows as they ran: the table's layout (TP, PP,
-# CP, VP), batch, sequence; where it is silent, NeMo 24.07's performance configs: the distributed optimizer
+# CP, VP), batch, sequence; where it is silent, NeMo 24.07's performance configs (the nemo 24.07 preset):
+# the distributed optimizer
 # (distributed_fused_adam, ZeRO-1) with bf16 gradient sync and overlapped grad and param sync (the launcher's
 # training configs: overlap_grad_sync and overlap_param_sync true), sequence parallelism and userbuffers TP overlap
 # with TP > 1, Transformer Engine's FP8 with delayed scaling (fp8_hybrid, amax history; flagged, the table
@@ -268,14 +266,12 @@ def nemo(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         gpus = int(r.num_gpus)
         doc = {"kind": "training", "model": NEMO_MODEL[r.model], "hardware": "h100-sxm",
                "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
-               "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp), "zero_stage": 1,
-                               "sequence_parallel": tp > 1, "tp_comm_overlap": tp > 1, "virtual_stages": v,
+               "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp), "virtual_stages": v,
                                "schedule": "interleaved" if v > 1 else "1f1b"},
-               "training": {"seq_len": int(r.seq_len), "global_batch": int(r.global_batch_size),
-                            "micro_batch": int(r.micro_batch_size), "precision": "fp8", "fp8_recipe": "delayed",
-                            "grad_precision": "bf16", "overlap_grad_reduce": True,
-                            "overlap_param_gather": gpus // (tp * pp * cp) > 1, "recompute": "none",
-                            "flash_attention": True, "dropout": r.model.startswith("GPT3")}}
+               "training": {"framework": "nemo", "framework_version": "24.07", "seq_len": int(r.seq_len),
+                            "global_batch": int(r.global_batch_size), "micro_batch": int(r.micro_batch_size),
+                            "precision": "fp8", "recompute": "none", "flash_attention": True,
+                            "dropout": r.model.startswith("GPT3")}}
         rec = {"model": r.model, "gpus": gpus, "tp": tp, "pp": pp, "cp": cp, "vp": v, "mb": int(r.micro_batch_size),
                "gb": int(r.global_batch_size), "measured_s": float(r.derived_step_time_s),
                "flag": "FP8 recipe read as delayed; recompute not stated"}

@@ -178,15 +178,16 @@ def test_zero2_reduce_scatters_gradients_every_micro_batch():
 def test_placement_decides_which_groups_share_a_node():
     from simulator.costmodel.layout import Layout
 
-    # 64 GPUs on 8-GPU nodes, TP2 PP4 DP8. Megatron (tp, cp, pp, dp): a pipeline fills a node, so
-    # its sends stay on NVLink, and each data-parallel group spans 8 nodes, one rank per node.
+    # 64 GPUs on 8-GPU nodes, TP2 PP4 DP8. Megatron-Core's order (tp, cp, dp, pp; DeepSpeed's pipeline
+    # topology too): 4 data-parallel ranks share a node (2 nodes per group) and every pipeline send
+    # crosses the network.
     meg = Layout(tp=2, pp=4, dp=8)
-    assert meg.pp_same_node and meg.dp_group.per_node == 1 and meg.dp_group.nodes == 8
-    # DeepSpeed's pipeline engine (tp, cp, dp, pp): 4 data-parallel ranks share a node (2 nodes per
-    # group) and every pipeline send crosses the network.
-    ds = Layout(tp=2, pp=4, dp=8, placement=("tp", "cp", "dp", "pp"))
-    assert not ds.pp_same_node and ds.dp_group.per_node == 4 and ds.dp_group.nodes == 2
-    assert ds.tp_group == meg.tp_group
+    assert not meg.pp_same_node and meg.dp_group.per_node == 4 and meg.dp_group.nodes == 2
+    # pipeline inside data parallel (tp, cp, pp, dp): a pipeline fills a node, so its sends stay on
+    # NVLink, and each data-parallel group spans 8 nodes, one rank per node.
+    inner = Layout(tp=2, pp=4, dp=8, placement=("tp", "cp", "pp", "dp"))
+    assert inner.pp_same_node and inner.dp_group.per_node == 1 and inner.dp_group.nodes == 8
+    assert inner.tp_group == meg.tp_group
 
 
 def test_placement_must_name_each_dimension_once():

@@ -1,8 +1,9 @@
 """A parallel layout and where its groups land on nodes.
 
-Ranks are numbered with the dimensions of ``placement`` varying fastest first. Megatron's default
-is tensor parallel innermost (inside a node), then context, pipeline, data parallel outermost;
-DeepSpeed's pipeline engine puts data parallel inside pipeline (``tp, cp, dp, pp``).
+Ranks are numbered with the dimensions of ``placement`` varying fastest first. Megatron-Core's
+default is tensor parallel innermost (inside a node), then context, data, pipeline parallel
+outermost (``parallel_state.initialize_model_parallel(order="tp-cp-ep-dp-pp")``, and Megatron-LM's
+groups before it); DeepSpeed's pipeline topology (``PipeModelDataParallelTopology``) is the same.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from .collectives import Group
 
-PLACEMENT_MEGATRON = ("tp", "cp", "pp", "dp")
+PLACEMENT_MEGATRON = ("tp", "cp", "dp", "pp")
 
 
 @dataclass(frozen=True, slots=True)

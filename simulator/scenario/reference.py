@@ -140,6 +140,16 @@ def _preset_rule(model: type[BaseModel], name: str) -> str | None:
     return f"preset {preset.engine} {preset.version}: {rule}" if rule else None
 
 
+def _framework_rule(path: str) -> str | None:
+    """For a training key a framework preset fills: what each preset sets it to."""
+    section, _, key = path.partition(".")
+    if section not in ("training", "parallelism") or "." in key:
+        return None
+    from ..training.frameworks import framework_rules
+
+    return framework_rules(section, key, _yaml_value)
+
+
 def _walk(kind: str, model: type[BaseModel], prefix: str, when: list[str], rows: dict[str, KeyRow]) -> None:
     for name, f in model.model_fields.items():
         path = prefix + name
@@ -156,6 +166,8 @@ def _walk(kind: str, model: type[BaseModel], prefix: str, when: list[str], rows:
             default = _yaml_value(f.default)
             if f.default is None and (rule := _preset_rule(model, name)):
                 default = rule
+        if kind == "training" and (frame := _framework_rule(path)):
+            default = f"{default} ({frame})"
         _add(rows, KeyRow(kind, path, _type_text(f.annotation) if not listed else "list of sections", default,
                           _allowed(f), (f.description or "").strip(), list(when)))
         sub = path + ("[]." if listed else ".")

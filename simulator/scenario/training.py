@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..training.schedules import gpipe, interleaved, one_f_one_b  # noqa: F401  (each registers its schedule)
 from ..training.schedules.base import SCHEDULES, ParallelismBase
@@ -31,6 +31,15 @@ else:
 class Training(_Strict):
     """The training recipe: sequence, batch, precision, recomputation and the stack's host costs."""
 
+    framework: Literal["megatron-core", "megatron-2021", "deepspeed", "nemo", "torchtitan", "fsdp",
+                       "llm-foundry"] | None = Field(default=None, description=(
+        "the training stack: its preset fills every stack key the scenario leaves out (gradient precision, "
+        "overlaps, accumulation fusion, loss kernel, FP8 recipe; ZeRO stage, sequence parallelism, TP overlap, "
+        "rank placement), each value cited in simulator/training/frameworks.py; keys written win; default: "
+        "none, every key its own default"))
+    framework_version: str | None = Field(default=None, description=(
+        "the framework's version (the newest preset at or below it): nemo 24.07 (NeMo 1.x launcher) or 25.09 "
+        "(NeMo 2 / Megatron-Bridge recipes); default: the newest preset. Quote versions in YAML ('24.10')"))
     seq_len: int = Field(default=2048, ge=1, description="tokens per sequence (GPT-3's 2048 by default)")
     global_batch: int = Field(default=512, ge=1, description="sequences per iteration")
     micro_batch: int | Literal["auto"] = Field(default="auto", description=(
@@ -83,6 +92,12 @@ class Training(_Strict):
         "host time to issue one modelled kernel, microseconds (eager PyTorch + framework); default: the "
         "profile's measured value, else 70 us fitted on vTrain's single-node rows (simulator/training/stack.py)"))
 
+    @field_validator("framework_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: object) -> object:
+        # YAML reads 24.07 as a number: take it as the version it spells
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
     @field_validator("micro_batch")
     @classmethod
     def _mb(cls, v: int | str) -> int | str:
@@ -127,6 +142,16 @@ class TrainingScenario(_Strict):
     reliability: Reliability = Field(default_factory=Reliability, description="failures, restarts, checkpoints")
     pricing: Pricing = Field(default_factory=Pricing, description="where GPU-hours are bought and at what price")
     seed: int = Field(default=0, description="seed of every random stream (same seed, same result)")
+
+
+    @model_validator(mode="after")
+    def _framework(self) -> TrainingScenario:
+        if self.training.framework_version is not None and self.training.framework is None:
+            raise ValueError("training.framework_version needs training.framework (the stack it is a version of)")
+        from ..training.frameworks import apply_framework
+
+        apply_framework(self)
+        return self
 
 
 SCHEDULES.hosted_by(TrainingScenario, "parallelism")

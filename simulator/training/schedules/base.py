@@ -80,8 +80,9 @@ class ParallelismBase(_Strict):
     schedule: str = schedule_tag("1f1b")
     placement: list[Dim] = Field(
         default_factory=lambda: [cast(Dim, d) for d in PLACEMENT_MEGATRON],
-        description="rank order of the parallel dimensions, innermost (same node) first; default tp, cp, pp, dp "
-                    "(costmodel.layout.PLACEMENT_MEGATRON); DeepSpeed's pipeline engine: tp, cp, dp, pp")
+        description="rank order of the parallel dimensions, innermost (same node) first; default tp, cp, dp, pp "
+                    "(costmodel.layout.PLACEMENT_MEGATRON: Megatron-Core's order tp-cp-ep-dp-pp, DeepSpeed's "
+                    "pipeline topology too)")
 
     @field_validator("placement")
     @classmethod
