@@ -55,11 +55,21 @@ def quantize_ops(hw: HardwareProfile, name: str, elements: float, *, measured: b
 
 @dataclass(frozen=True, slots=True)
 class PassOps:
-    """Kernels of one layer (or of the embedding/head) for one micro-batch."""
+    """Kernels of one layer (or of the embedding/head) for one micro-batch. The backward's weight
+    gradients are the ops named ``*_wgrad`` (:meth:`weight_grads`); a zero-bubble schedule runs them
+    as a pass of their own."""
 
     fwd: tuple[Op, ...]
     bwd: tuple[Op, ...]
     recompute: tuple[Op, ...] = ()
+
+    def input_grads(self) -> tuple[Op, ...]:
+        """The backward without its weight gradients (what the previous stage waits for)."""
+        return tuple(o for o in self.bwd if not o.name.endswith("_wgrad"))
+
+    def weight_grads(self) -> tuple[Op, ...]:
+        """The weight-gradient GEMMs of the backward."""
+        return tuple(o for o in self.bwd if o.name.endswith("_wgrad"))
 
     @staticmethod
     def total(ops: tuple[Op, ...]) -> float:
@@ -159,12 +169,13 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
             gemm(hw, "attn_context", s_local, hd, seq, pa, batch=b * heads),
         ]
         core_b = [
+            # the score-matrix products' two input gradients (activations, not weights: no _wgrad)
             gemm(hw, "attn_context_dgrad", s_local, seq, hd, pa, batch=b * heads),
-            gemm(hw, "attn_context_wgrad", seq, hd, s_local, pa, batch=b * heads),
+            gemm(hw, "attn_context_dgrad_v", seq, hd, s_local, pa, batch=b * heads),
             *drop_b,
             memory_op(hw, "softmax_bwd", 3 * scores * ACT_BYTES),
             gemm(hw, "attn_scores_dgrad", s_local, hd, seq, pa, batch=b * heads),
-            gemm(hw, "attn_scores_wgrad", seq, hd, s_local, pa, batch=b * heads),
+            gemm(hw, "attn_scores_dgrad_k", seq, hd, s_local, pa, batch=b * heads),
         ]
     cp_ops: list[Op] = []
     if lay.cp > 1:

@@ -17,7 +17,7 @@ from ..training.result import TrainingResult
 from .page import Card, Section, render, table_html
 from .prefix import prefix_card, prefix_section
 
-PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518"}
+PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "W": "#54a24b", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518"}
 
 
 def _fig(title: str, **layout: Any) -> go.Figure:

@@ -57,6 +57,7 @@ class StageSpec:
     post_optimizer_comm: float = 0.0        # e.g. ZeRO-1 parameter all-gather
     overlap_grad: bool = True               # buckets reduce during the backward, else after it
     overlap_slowdown: float = 0.0           # compute lost while a bucket's reduction overlaps it
+    wgt: Sequence[PassTime] = ()            # per chunk, weight gradients as a pass of their own (zero bubble)
 
     def pass_times(self, kind: str) -> Sequence[PassTime]:
         """Per chunk, the time of a pass of ``kind``."""
@@ -64,7 +65,9 @@ class StageSpec:
             return self.fwd
         if kind == "B":
             return self.bwd
-        raise ValueError(f"the stage work has no {kind!r} pass (only F and B are built)")
+        if kind == "W" and self.wgt:
+            return self.wgt
+        raise ValueError(f"the stage work has no {kind!r} pass (built: F, B{', W' if self.wgt else ''})")
 
 
 @dataclass(slots=True)

@@ -99,9 +99,20 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         held = ch.params / (lay.shard_ranks if sharded_grads else 1)
         return memory_bound_time(hw, held * (2 + 2 * gb))
 
-    def pass_time(ch: Chunk, backward: bool) -> PassTime:
-        accumulate = accumulation(ch) if backward and not lay.grad_accumulation_fusion else 0.0
-        blocks = [((ops.recompute + ops.bwd) if backward else ops.fwd, n) for ops, n in _chunk_parts(ch)]
+    def kernels(ops: PassOps, kind: str) -> tuple[Op, ...]:
+        """The kernels of one part in a pass: F forward; BW the whole backward (recompute first); a
+        zero-bubble schedule splits it into B (recompute and input gradients) and W (weight gradients)."""
+        if kind == "F":
+            return ops.fwd
+        if kind == "BW":
+            return ops.recompute + ops.bwd
+        if kind == "B":
+            return ops.recompute + ops.input_grads()
+        return ops.weight_grads()
+
+    def pass_time(ch: Chunk, kind: str) -> PassTime:
+        weights = kind in ("BW", "W")          # the pass that produces this micro-batch's weight gradients
+        blocks = [(kernels(ops, kind), n) for ops, n in _chunk_parts(ch)]
         comp = tp = cp = ep = 0.0
         for seq_ops, n in blocks:
             c, t, x, e = _split(seq_ops)
@@ -109,14 +120,15 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             tp += t * n
             cp += x * n
             ep += e * n
-        if backward and not lay.grad_accumulation_fusion:
-            comp += accumulate                 # the separate pass adding this micro-batch's gradients
+        if weights and not lay.grad_accumulation_fusion:
+            comp += accumulation(ch)           # the separate pass adding this micro-batch's gradients
         wall = dispatched_time(blocks, dispatch_s)
         layers = max(ch.layers, 1)
-        # layers of several sizes: the mean gather per layer over the chunk
+        # layers of several sizes: the mean gather per layer over the chunk (the backward's gather
+        # before its input gradients, when the weights were freed after the forward)
         zero3_ag = (sum((gathers[spec] * n for spec, n in ch.groups), 0.0) / layers
-                    if not backward or lay.reshard_after_forward else 0.0)
-        rs = grad_sync(ch.params * gb) if backward and sharded_grads else 0.0
+                    if kind == "F" or (kind in ("BW", "B") and lay.reshard_after_forward) else 0.0)
+        rs = grad_sync(ch.params * gb) if weights and sharded_grads else 0.0
         if zero3_ag or rs:
             if rs and not lay.overlap_grad_reduce:
                 exposed = rs + max(0.0, zero3_ag - comp / layers) * layers
@@ -159,7 +171,7 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             tensors = sum(spec.tensors() * n for ch in chunks for spec, n in ch.groups)
             tensors += sum((2 if ch.embedding else 0) + (2 if ch.head else 0) for ch in chunks)  # final norm, head
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
-        fwd = [pass_time(ch, False) for ch in chunks]
+        fwd = [pass_time(ch, "F") for ch in chunks]
         post = 0.0
         if lay.zero_stage in (1, 2) and lay.shard_ranks > 1:
             post = param_gather(params_s, fwd)
@@ -167,8 +179,11 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             # FSDP under a pipeline, weights kept gathered: each layer (an FSDP unit) once per step, the
             # next one prefetched under the forward of the one before
             post = param_gather(params_s, fwd, layers=max(1, sum(ch.layers for ch in chunks)))
-        specs.append(StageSpec(fwd, [pass_time(ch, True) for ch in chunks], buckets, optimizer, post,
-                               overlap_grad=lay.overlap_grad_reduce, overlap_slowdown=slowdown))
+        split = "W" in schedule.passes
+        bwd = [pass_time(ch, "B" if split else "BW") for ch in chunks]
+        wgt = [pass_time(ch, "W") for ch in chunks] if split else []
+        specs.append(StageSpec(fwd, bwd, buckets, optimizer, post, overlap_grad=lay.overlap_grad_reduce,
+                               overlap_slowdown=slowdown, wgt=wgt))
 
     act_bytes = mb * seq / lay.cp * model.hidden * ACT_BYTES / (lay.tp if lay.sequence_parallel else 1)
     p2p = p2p_time(hw, act_bytes / (1 if lay.sequence_parallel else lay.tp), same_node=lay.pp_same_node) if p > 1 else 0.0

@@ -1,7 +1,7 @@
 """Pipeline schedules, one module each, selected by ``parallelism.schedule``.
 
 ``base`` holds the :class:`Schedule` protocol, the :data:`SCHEDULES` registry and the layout keys
-every schedule shares; ``gpipe``, ``one_f_one_b`` and ``interleaved`` each define a config model
+every schedule shares; ``gpipe``, ``one_f_one_b``, ``interleaved`` and ``zero_bubble`` each define a config model
 and a schedule and register both. A new schedule is one module that does the same (see
 ``tests/test_schedules.py`` for one registered from outside the library).
 
@@ -16,8 +16,10 @@ from .base import SCHEDULES, ParallelismBase, PipelineSchedule, Schedule, Work, 
 from .gpipe import GPipe, GPipeConfig
 from .interleaved import Interleaved, InterleavedConfig
 from .one_f_one_b import OneFOneB, OneFOneBConfig
+from .zero_bubble import ZeroBubbleConfig, ZeroBubbleH1
 
 __all__ = [
     "SCHEDULES", "GPipe", "GPipeConfig", "Interleaved", "InterleavedConfig", "OneFOneB", "OneFOneBConfig",
-    "ParallelismBase", "PipelineSchedule", "Schedule", "Work", "make_schedule", "schedule_tag",
+    "ParallelismBase", "PipelineSchedule", "Schedule", "Work", "ZeroBubbleConfig", "ZeroBubbleH1", "make_schedule",
+    "schedule_tag",
 ]

@@ -31,9 +31,9 @@ Dim = Literal["tp", "cp", "pp", "dp"]     # a parallel dimension, as placement n
 Work = tuple[str, int, int]          # (pass, chunk, micro-batch): one pass of one micro-batch on one chunk
 
 SCHEDULE_KEY = ("pipeline schedule: 1f1b (PipeDream-Flush, Narayanan et al. 2021; with virtual_stages > 1 "
-                "Megatron-LM's interleaved 1F1B), interleaved (the same, virtual_stages >= 2 required) or gpipe "
-                "(Huang et al. 2019: every forward, then every backward); default 1f1b, Megatron-LM's schedule "
-                "whenever pp > 1")
+                "Megatron-LM's interleaved 1F1B), interleaved (the same, virtual_stages >= 2 required), gpipe "
+                "(Huang et al. 2019: every forward, then every backward) or zb-h1 (Qi et al. 2024: weight gradients "
+                "deferred into the bubbles, 1F1B's memory); default 1f1b, Megatron-LM's schedule whenever pp > 1")
 
 
 def schedule_tag(name: str) -> Any:
