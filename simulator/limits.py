@@ -129,6 +129,8 @@ RANGES: dict[str, Range] = {
     "usd_per_gpu_hour": Range(None, 10_000.0, "USD"), "usd_per_gpu_hour_by_gpu": Range(None, 10_000.0, "USD"),
     # training
     "nodes": GPUS, "gpus_per_node": Range(None, 1024, "GPUs"),
+    "nics_per_node": Range(None, 64, "NICs"), "nic_gbps": Range(None, 10_000.0, "Gb/s"),
+    "oversubscription": Range(None, 64.0, "(taper factor)"), "latency_us": Range(None, 1e5, "us"),
     "seq_len": TOK, "global_batch": Range(None, 10_000_000, "sequences"),
     "micro_batch": Range(None, 10_000_000, "sequences"),
     "total_tokens": Range(None, 1e16, "tokens (600x Llama 3's 15.6T)"),

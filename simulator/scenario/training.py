@@ -12,11 +12,27 @@ from ..training.schedules.base import SCHEDULES, ParallelismBase
 from .base import HARDWARE_DOC, MODEL_DOC, Precision, Pricing, _Strict
 
 
+class Network(_Strict):
+    """The network between nodes, when it is not the GPU profile's reference one (simulator/training/network.py)."""
+
+    nics_per_node: int = Field(ge=1, description="network interfaces per node (8 on an HGX H100 reference node)")
+    nic_gbps: float = Field(gt=0, description="line rate of one interface, Gb/s (400: NDR InfiniBand)")
+    oversubscription: float = Field(default=1.0, ge=1, description=(
+        "the fabric's taper above the leaf switches (2: a 2:1 fat tree halves the cross-node bandwidth); "
+        "default 1, non-blocking"))
+    latency_us: float | None = Field(default=None, ge=0, description=(
+        "per-step latency of a ring collective between nodes, microseconds; default: the profile's"))
+
+
 class Cluster(_Strict):
     """The GPUs the job runs on."""
 
     nodes: int = Field(default=1, ge=1, description="nodes in the job")
-    gpus_per_node: int = Field(default=8, ge=1, description="GPUs per node, one NVLink domain (8: a DGX/HGX node)")
+    gpus_per_node: int = Field(default=8, ge=1, description=(
+        "GPUs per node, one NVLink domain (8: a DGX/HGX node; 72: a GB200 NVL72 rack)"))
+    network: Network | None = Field(default=None, description=(
+        "NICs per node, their Gb/s and the fabric's taper: each GPU's share sets the collectives between "
+        "nodes (0.92 of line rate, NCCL on NDR); default: the GPU profile's reference network"))
 
 
 # ``parallelism`` is a tagged union keyed by ``schedule``: each pipeline schedule's module defines

@@ -12,7 +12,6 @@ from typing import Any
 
 from ..catalog import get_model
 from ..errors import CapsimError
-from ..hardware import get_profile
 from ..scenario import ServingScenario, TrainingScenario, parse_scenario
 from ..training.schedules import OneFOneBConfig, make_schedule
 from ..workbound import Unstable
@@ -24,9 +23,9 @@ MAX_RATE_FACTOR = 64.0  # search up to 64× the scenario's rate
 
 def _training_row(sc: TrainingScenario) -> TrainingSweepRow | OutOfMemoryRow:
     from ..training.layout import resolve_layout
-    from ..training.simulate import simulate_training, step_memory
+    from ..training.simulate import cluster_profile, simulate_training, step_memory
 
-    model, hw = get_model(sc.model), get_profile(sc.hardware)
+    model, hw = get_model(sc.model), cluster_profile(sc)
     if sc.training.micro_batch != "auto":
         # prune what cannot fit before simulating the pipeline
         lay, mb = resolve_layout(sc, model, hw)

@@ -23,6 +23,7 @@ from ..scenario import TrainingScenario
 from .job import JobOutcome, simulate_job
 from .layout import partition, resolve_layout, step_schedule
 from .memory_plan import memory_plan
+from .network import with_network
 from .result import TrainingResult
 from .schedules.base import Schedule
 from .stack import DISPATCH_US
@@ -37,6 +38,17 @@ class StepModel:
     schedule: Schedule
     work: StageWork
     memory: MemoryBreakdown       # the most loaded stage
+
+
+def cluster_profile(sc: TrainingScenario) -> HardwareProfile:
+    """The scenario's GPU profile, its inter-node tier replaced by ``cluster.network`` when given."""
+    hw = get_profile(sc.hardware)
+    net = sc.cluster.network
+    if net is None:
+        return hw
+    return with_network(hw, nics_per_node=net.nics_per_node, nic_gbps=net.nic_gbps,
+                        gpus_per_node=sc.cluster.gpus_per_node, oversubscription=net.oversubscription,
+                        latency_us=net.latency_us)
 
 
 def _dispatch_s(hw: HardwareProfile, sc: TrainingScenario) -> float:
@@ -92,7 +104,7 @@ def _auto_micro_batch(model: ModelSpec, hw: HardwareProfile, sc: TrainingScenari
 def simulate_training(scenario: TrainingScenario) -> TrainingResult:
     """Simulate one iteration of the scenario's layout, its memory, and the whole training run."""
     sc = scenario
-    model, hw = get_model(sc.model), get_profile(sc.hardware)
+    model, hw = get_model(sc.model), cluster_profile(sc)
     mb = _auto_micro_batch(model, hw, sc) if sc.training.micro_batch == "auto" else None
     lay, mb, sm, trace = _step(model, hw, sc, mb, record=True)
     t = trace.iteration_time
