@@ -200,6 +200,33 @@ def bridge_precision(text: str, gpu: str) -> tuple[str, str | None, str]:
     raise ValueError(f"unknown precision {text!r}")
 
 
+def _bridge_doc(r: object, model: str, precision: str, recipe: str | None, *, ep: int = 1) -> dict:
+    """One Megatron-Bridge table row as it ran: its layout and batch, the nemo 25.09 preset for the rest."""
+    tp, pp, cp = int(r.tp), int(r.pp), int(r.cp)                       # type: ignore[attr-defined]
+    v = int(r.vp) if r.vp == r.vp and r.vp > 1 else 1                   # type: ignore[attr-defined]
+    fsdp = r.fsdp == r.fsdp and r.fsdp > 0                              # type: ignore[attr-defined]
+    gpus = int(r.num_gpus)                                              # type: ignore[attr-defined]
+    training = {"framework": "nemo", "framework_version": "25.09", "seq_len": int(r.seq_len),  # type: ignore[attr-defined]
+                "global_batch": int(r.global_batch_size), "micro_batch": int(r.micro_batch_size),  # type: ignore[attr-defined]
+                "precision": precision, "recompute": "none", "flash_attention": True, "dropout": False}
+    if recipe is not None:
+        training["fp8_recipe"] = recipe
+    return {"kind": "training", "model": model, "hardware": BRIDGE_GPU[r.gpu_type],  # type: ignore[attr-defined]
+            "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
+            "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp), **({"ep": ep} if ep > 1 else {}),
+                            **({"zero_stage": 3} if fsdp else {}),
+                            "virtual_stages": v, "schedule": "interleaved" if v > 1 else "1f1b"},
+            "training": training}
+
+
+def _bridge_rec(r: object, flag: str) -> dict:
+    v = int(r.vp) if r.vp == r.vp and r.vp > 1 else 1                   # type: ignore[attr-defined]
+    return {"model": r.model, "gpu": r.gpu_type, "gpus": int(r.num_gpus),  # type: ignore[attr-defined]
+            "container": r.container_release, "precision": r.precision[:22],  # type: ignore[attr-defined]
+            "tp": int(r.tp), "pp": int(r.pp), "cp": int(r.cp), "vp": v, "mb": int(r.micro_batch_size),  # type: ignore[attr-defined]
+            "measured_s": float(r.derived_step_time_s), "flag": flag}  # type: ignore[attr-defined]
+
+
 def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The dense Llama pre-training rows as they ran (above); the other rows, with why they are not
     simulated."""
@@ -208,33 +235,52 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for r in d.itertuples():
         if r.task != "Pre-Training" or r.model not in BRIDGE_MODEL:
             why = (f"{r.task}: fine-tuning is out of scope for now" if r.task != "Pre-Training"
-                   else "MoE/hybrid pre-training: not yet validated (issue 17 item 5)")
+                   else "MoE/hybrid pre-training: see the MoE baseline below (issue 17 item 5)")
             skipped.append({"model": r.model, "gpu": r.gpu_type, "container": r.container_release, "reason": why})
             continue
         precision, recipe, flag = bridge_precision(r.precision, r.gpu_type)
         if r.model == "LLAMA3_8B":
             flag = "; ".join(x for x in (flag, "recompute not stated") if x)
-        tp, pp, cp = int(r.tp), int(r.pp), int(r.cp)
-        v = int(r.vp) if r.vp == r.vp and r.vp > 1 else 1
-        fsdp = r.fsdp == r.fsdp and r.fsdp > 0
-        gpus = int(r.num_gpus)
-        training = {"framework": "nemo", "framework_version": "25.09", "seq_len": int(r.seq_len),
-                    "global_batch": int(r.global_batch_size), "micro_batch": int(r.micro_batch_size),
-                    "precision": precision, "recompute": "none", "flash_attention": True, "dropout": False}
-        if recipe is not None:
-            training["fp8_recipe"] = recipe
-        doc = {"kind": "training", "model": BRIDGE_MODEL[r.model], "hardware": BRIDGE_GPU[r.gpu_type],
-               "cluster": {"nodes": max(1, gpus // 8), "gpus_per_node": min(gpus, 8)},
-               "parallelism": {"tp": tp, "pp": pp, "cp": cp, "dp": gpus // (tp * pp * cp),
-                               **({"zero_stage": 3} if fsdp else {}),
-                               "virtual_stages": v, "schedule": "interleaved" if v > 1 else "1f1b"},
-               "training": training}
-        rec = {"model": r.model, "gpu": r.gpu_type, "gpus": gpus, "container": r.container_release,
-               "precision": r.precision[:22], "tp": tp, "pp": pp, "cp": cp, "vp": v, "mb": int(r.micro_batch_size),
-               "measured_s": float(r.derived_step_time_s), "flag": flag}
-        rows.append(simulate_row(doc, rec))
+        rows.append(simulate_row(_bridge_doc(r, BRIDGE_MODEL[r.model], precision, recipe), _bridge_rec(r, flag)))
     out = with_error(rows)
     # each model runs one layout per GPU (the rows repeat it over containers and recipes): no layouts to rank
+    out["group"] = [str(i) for i in range(len(out))]
+    return out, pd.DataFrame(skipped)
+
+
+# The MoE pre-training rows of the same table, simulated as they ran with what capsim has for MoE
+# training today (experts sharded over EP of the data-parallel ranks, balanced routing, the MoE layer's
+# grouped GEMMs and its dispatch/combine all-to-all): a baseline, not yet modelled as Megatron-Core runs
+# MoE (its parallel folding draws EP from TP x CP x DP, the expert-TP size is not in the table, the
+# router's load imbalance and permutation kernels, token dropping). Token-drop rows are read as balanced
+# dropless routing and flagged; the MTP row and the hybrid Mamba (Nemotron 3) rows are listed.
+BRIDGE_MOE = {"Qwen3_30B_a3B": "qwen3-30b-a3b", "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
+              "DeepSeekV3": "deepseek-v3"}
+
+
+def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The MoE rows (above) as they ran, with capsim's MoE training as it is; the rest listed."""
+    d = pd.read_csv(path, skiprows=1)
+    rows, skipped = [], []
+    for r in d.itertuples():
+        if r.task != "Pre-Training" or r.model in BRIDGE_MODEL:
+            continue
+        base, _, variant = str(r.model).partition(" (")
+        if base not in BRIDGE_MOE or "MTP" in variant:
+            why = ("hybrid Mamba-MoE: out of scope for now" if base.startswith("Nemotron")
+                   else "multi-token prediction heads: not modelled")
+            skipped.append({"model": r.model, "reason": why})
+            continue
+        if r.derived_step_time_s != r.derived_step_time_s:
+            skipped.append({"model": r.model, "reason": "no step time in the table"})
+            continue
+        precision, recipe, flag = bridge_precision(r.precision, r.gpu_type)
+        if "tokendrop" in variant:
+            flag = "; ".join(x for x in (flag, "token drop read as balanced dropless routing") if x)
+        rec = _bridge_rec(r, flag)
+        rec["ep"] = int(r.ep)
+        rows.append(simulate_row(_bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=int(r.ep)), rec))
+    out = with_error(rows)
     out["group"] = [str(i) for i in range(len(out))]
     return out, pd.DataFrame(skipped)
 
@@ -345,6 +391,11 @@ def main() -> None:
     print(f"\n== Megatron-Bridge dense Llama pre-training on H100/B200 ({len(bridge)} rows), per row")
     print_rows(bridge, ["model", "gpu", "gpus", "container", "precision", "tp", "pp", "cp", "vp", "mb"], skipped,
                "Megatron-Bridge dense")
+    moe, moe_skipped = megatron_bridge_moe(a.reference / "megatron_bridge_perf_summary_h100_b200.csv")
+    print(f"\n== Megatron-Bridge MoE pre-training on H100/B200 ({len(moe)} rows): a baseline, MoE training as "
+          "Megatron-Core runs it is not yet modelled")
+    print_rows(moe, ["model", "gpu", "gpus", "precision", "tp", "pp", "ep", "vp", "mb"], moe_skipped,
+               "Megatron-Bridge MoE baseline")
     nemo_rows, nemo_skipped = nemo(a.reference / "nemo_24.07_perf_summary_h100.csv")
     print(f"\n== NeMo 24.07 pre-training on H100, FP8 ({len(nemo_rows)} rows), per row")
     print_rows(nemo_rows, ["model", "gpus", "tp", "pp", "cp", "vp", "mb", "gb"], nemo_skipped, "NeMo 24.07 FP8")
