@@ -32,6 +32,7 @@ parallelism:
   # dp: the rest of the GPUs (GPUs / (tp × pp)) unless given
   zero_stage: 1           # 0-3: how far optimizer states, gradients and weights are sharded over DP
 training:
+  # framework: megatron-core  # a stack's preset fills the keys left out (capsim keys training.framework)
   seq_len: {seq_len}           # tokens per sequence
   global_batch: 256       # sequences per iteration
   micro_batch: auto       # sequences per micro-batch (auto: the largest that fits)
