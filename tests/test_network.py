@@ -50,3 +50,30 @@ def test_a_tapered_fabric_divides_the_share():
     half = per_gpu_busbw_gb_s(nics_per_node=8, nic_gbps=400, gpus_per_node=8, oversubscription=2)
     assert half == pytest.approx(23.0)
     assert _run({"nics_per_node": 8, "nic_gbps": 400, "oversubscription": 2}).iteration_time_s > _run(None).iteration_time_s
+
+
+def test_a_scalar_all_reduce_is_a_tree_of_step_latencies():
+    # 64 GPUs on 8 nodes: up and down through 8 ranks (3 levels) and 8 nodes (3 levels)
+    hw = get_profile("h100-sxm")
+    from simulator.costmodel.collectives import scalar_all_reduce
+
+    t = scalar_all_reduce(hw, Group(64, 8))
+    assert t == pytest.approx(2 * (3 * hw.intra_node.step_latency_us + 3 * hw.inter_node.step_latency_us) * 1e-6)
+    assert scalar_all_reduce(hw, Group(1, 1)) == 0.0
+    # 16,384 GPUs on 2,048 nodes: 11 levels between nodes, so it stays in microseconds
+    assert scalar_all_reduce(hw, Group(16384, 8)) < 200e-6
+
+
+def test_a_tied_embedding_under_a_pipeline_all_reduces_its_gradient_between_the_end_stages():
+    base = {"kind": "training", "model": "megatron-1.7b", "hardware": "h100-sxm", "cluster": {"nodes": 1},
+            "parallelism": {"tp": 1, "pp": 2, "dp": 4},
+            "training": {"seq_len": 2048, "global_batch": 32, "micro_batch": 1}}
+    model = get_model("megatron-1.7b")
+    assert model.tie_embeddings
+    tied = simulate_training(parse_scenario(base))
+    untied = simulate_training(parse_scenario({**base, "model": {**model.model_dump(), "tie_embeddings": False}}))
+    hw = get_profile("h100-sxm")
+    # the fp32 gradient of the vocab x hidden matrix, all-reduced over the 2 end stages in the node
+    ar = collective_time(hw, "all_reduce", model.vocab * model.hidden * 4, Group(2, 2))
+    assert tied["time_breakdown_s"]["optimizer_s"] - untied["time_breakdown_s"]["optimizer_s"] == pytest.approx(
+        ar, rel=0.05, abs=2e-5)

@@ -16,6 +16,7 @@ memory: two barriers, ``2(n-1)/n·S`` bytes in) and the NCCL ring. Training coll
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..hardware import HardwareProfile, Link
@@ -112,6 +113,19 @@ def collective_time(hw: HardwareProfile, kind: str, nbytes: float, group: Group,
         return (_intra(hw, "all_to_all", local, nbytes * local / n, None)
                 + cross / (inter.busbw_gb_s * 1e9) + (nodes - 1) * inter.step_latency_us * 1e-6)
     raise ValueError(f"unknown collective {kind!r}")
+
+
+def scalar_all_reduce(hw: HardwareProfile, group: Group) -> float:
+    """A few bytes all-reduced over ``group`` (a gradient norm, an overflow flag, a token count):
+    latency only, over a tree, as NCCL runs small messages (its double binary tree, whose latency
+    grows with log2 of the nodes): up and down through the node's ranks, then the nodes."""
+    if group.size <= 1:
+        return 0.0
+    local = max(1, min(group.per_node, group.size))
+    nodes = group.nodes
+    intra = math.ceil(math.log2(local)) * hw.intra_node.step_latency_us if local > 1 else 0.0
+    inter = math.ceil(math.log2(nodes)) * hw.inter_node.step_latency_us if nodes > 1 else 0.0
+    return 2 * (intra + inter) * 1e-6
 
 
 def collective_measured(hw: HardwareProfile, kind: str, nbytes: float, group: Group, *,

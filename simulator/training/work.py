@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..costmodel.collectives import collective_time, p2p_time
+from ..costmodel.collectives import Group, collective_time, p2p_time, scalar_all_reduce
 from ..costmodel.layout import Layout
 from ..costmodel.ops import Op, dispatched_time, memory_bound_time, overlap_slowdown
 from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
@@ -171,6 +171,16 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             tensors = sum(spec.tensors() * n for ch in chunks for spec, n in ch.groups)
             tensors += sum((2 if ch.embedding else 0) + (2 if ch.head else 0) for ch in chunks)  # final norm, head
             optimizer += tensors * hw.efficiency.optimizer_us_per_tensor * 1e-6
+        # once per step, on every rank: the gradient norm for clipping (and, in fp16, the overflow
+        # check) all-reduced over every rank holding a part of the model, as Megatron's optimizer
+        # does over its model-parallel group and, with a sharded optimizer, its data-parallel one too
+        # (megatron/core/optimizer/clip_grads.py get_grad_norm_fp32); the tied embedding's gradient
+        # all-reduced between the first and last stage (finalize_model_grads _allreduce_word_embedding_grads)
+        world = Group(lay.gpus, min(lay.gpus, lay.gpus_per_node))
+        optimizer += scalar_all_reduce(hw, world) * (2 if lay.precision == "fp16" else 1)
+        if model.tie_embeddings and p > 1 and model.vocab and any(ch.embedding or ch.head for ch in chunks):
+            optimizer += collective_time(hw, "all_reduce", model.vocab * model.hidden / lay.tp * gb,
+                                         Group(2, 1 if not lay.pp_same_node else 2))
         fwd = [pass_time(ch, "F") for ch in chunks]
         post = 0.0
         if lay.zero_stage in (1, 2) and lay.shard_ranks > 1:
