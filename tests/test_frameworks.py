@@ -97,3 +97,13 @@ def test_every_preset_runs_and_cites_every_value(framework):
         assert all(preset.sources[k].strip() for k in keys)
         r = simulate_training(_sc(f"training.framework={framework}", f"training.framework_version={preset.version}"))
         assert r.iteration_time_s > 0
+
+
+def test_the_scenario_key_names_exactly_the_presets():
+    import typing
+
+    from simulator.scenario.training import Training
+
+    ann = Training.model_fields["framework"].annotation
+    names = {a for arg in typing.get_args(ann) for a in typing.get_args(arg)}
+    assert names == set(PRESETS)

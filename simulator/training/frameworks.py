@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 Value = Any | Callable[["TrainingScenario"], Any]      # a constant, or a rule of the scenario
 
-FRAMEWORKS = ("megatron-core", "megatron-2021", "deepspeed", "nemo", "torchtitan", "fsdp", "llm-foundry")
 
 
 class FrameworkWarning(UserWarning):
