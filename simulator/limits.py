@@ -95,7 +95,8 @@ RANGES: dict[str, Range] = {
     "network_hop_ms": Range(None, 60_000.0, "ms (one minute)"),
     "seed": Range(0, 2**63 - 1, "(a non-negative integer)"),
     # replica and engines
-    "tp": GPUS, "pp": GPUS, "dp": GPUS, "cp": GPUS, "ep": GPUS, "dp_shard": GPUS, "virtual_stages": Range(None, 1024, "stages"),
+    "tp": GPUS, "pp": GPUS, "dp": GPUS, "cp": GPUS, "ep": GPUS, "dp_shard": GPUS, "etp": GPUS,
+    "virtual_stages": Range(None, 1024, "stages"),
     "attention_dp": GPUS, "expert_skew": Range(None, 1e5, "(factor; at most ep, costmodel/moe.py max_skew)"),
     "max_queue": Range(None, MAX_REQUESTS, "requests"),
     "kv_cache_fraction": FRACTION,

@@ -104,7 +104,7 @@ def test_a_knob_of_another_schedule_names_the_key_the_schedule_and_the_allowed_k
         parse_scenario(BASE, ["parallelism.schedule=gpipe", "parallelism.virtual_stages=2", "parallelism.pp=2"])
     msg = str(e.value)
     assert "unknown key 'parallelism.virtual_stages'" in msg and "under schedule 'gpipe'" in msg
-    assert ("allowed keys: tp, pp, dp, cp, ep, sequence_parallel, tp_comm_overlap, zero_stage, reshard_after_forward, "
+    assert ("allowed keys: tp, pp, dp, cp, ep, etp, sequence_parallel, tp_comm_overlap, zero_stage, reshard_after_forward, "
             "dp_shard, schedule, placement "
             "under") in msg
     assert "virtual_stages is a key of schedule" in msg and "1f1b" in msg and "interleaved" in msg

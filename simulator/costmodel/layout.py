@@ -22,6 +22,7 @@ class Layout:
     dp: int = 1
     cp: int = 1
     ep: int = 1
+    etp: int = 0                           # expert tensor parallelism (0: tp, Megatron-Core's default)
     sequence_parallel: bool = False
     virtual_stages: int = 1
     zero_stage: int = 0
@@ -121,8 +122,18 @@ class Layout:
         return self.zero_stage >= 3 and self.reshard_after_forward
 
     @property
+    def expert_tp(self) -> int:
+        return self.etp or self.tp
+
+    @property
     def ep_group(self) -> Group:
-        return self._group("dp", self.ep)      # experts are sharded over data-parallel ranks
+        """The expert-parallel ranks. With the experts' tensor parallelism at tp they are data-parallel
+        ranks (as before parallel folding); with etp < tp, Megatron-Core's expert grid (order
+        tp-ep-dp-pp over etp) makes them every etp-th rank from the innermost."""
+        if self.expert_tp == self.tp:
+            return self._group("dp", self.ep)
+        per_node = max(1, min(self.ep, self.gpus_per_node // self.expert_tp))
+        return Group(self.ep, per_node)
 
     @property
     def pp_same_node(self) -> bool:

@@ -194,21 +194,29 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
             return dense("", mlp.ffn_hidden, T)
         f, up = mlp.ffn_hidden, mlp.up
         k, ne = mlp.top_k, mlp.experts
-        routed = T * k                                   # token-expert pairs from this rank
+        et = lay.expert_tp
+        tokens = T * et / t                              # etp < tp: the sequence-parallel shard goes to the experts
+        routed = tokens * k                              # token-expert pairs from this rank
         a2a = routed * h * ACT_BYTES
-        ops = [gemm(hw, "router", T, ne, h, pa)]
+        ops = [gemm(hw, "router", tokens, ne, h, pa)]
         if lay.ep > 1:
             ops.append(Op("moe_dispatch", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
         local_experts = max(ne / lay.ep, 1)
         per_expert = routed / local_experts              # balanced routing
-        ops += [*linear("expert_fc1", per_expert, up / t, h, batch=local_experts),
-                memory_op(hw, "expert_activation", routed * (up + f) / t * ACT_BYTES),
-                *linear("expert_fc2", per_expert, h, f / t, batch=local_experts)]
+        ops += [*linear("expert_fc1", per_expert, up / et, h, batch=local_experts),
+                memory_op(hw, "expert_activation", routed * (up + f) / et * ACT_BYTES),
+                *linear("expert_fc2", per_expert, h, f / et, batch=local_experts)]
         if lay.ep > 1:
             ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden, T)
         return ops
+
+    def mlp_tp(ops: list[Op]) -> list[Op]:
+        """The MLP's tensor-parallel collectives, which an MoE layer whose experts run below tp (MoE
+        parallel folding) and that has no shared expert skips: its tokens stay in their shards."""
+        folded = mlp.is_moe and lay.expert_tp < t and not mlp.shared_experts
+        return [] if folded else ops
 
     qkv_n = (att.q_dim + 2 * att.kv_dim) / t
     rope = [memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
@@ -216,7 +224,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), *linear("qkv", T, qkv_n, h), *rope,
                      *cp_ops, *core_f, *linear("attn_out", T, h, att.q_dim / t),
                      *tp_out("tp_allreduce_attn"), memory_op(hw, "bias_dropout_add", bda),
-                     norm("norm2"), *tp_in("tp_allgather_mlp"), *mlp_fwd(), *tp_out("tp_allreduce_mlp"),
+                     norm("norm2"), *mlp_tp(tp_in("tp_allgather_mlp")), *mlp_fwd(), *mlp_tp(tp_out("tp_allreduce_mlp")),
                      memory_op(hw, "bias_dropout_add", bda)]
     if lay.tp_comm_overlap and sp:
         fwd = _overlap_tp(hw, fwd)

@@ -65,6 +65,16 @@ def fp8_recipe(recipe: str) -> Callable[[TrainingScenario], str | None]:
     return rule
 
 
+def one_for_moe_models(sc: TrainingScenario) -> int | None:
+    """Expert tensor parallelism 1 for a mixture-of-experts model (none for a dense one)."""
+    from ..catalog import get_model
+
+    try:
+        return 1 if get_model(sc.model).moe else None
+    except Exception:   # an unreadable model is reported where the model is loaded, not here
+        return None
+
+
 def the_16_bit_precision(sc: TrainingScenario) -> str:
     return "fp16" if sc.training.precision == "fp16" else "bf16"
 
@@ -135,9 +145,11 @@ PRESETS: dict[str, dict[str, FrameworkPreset]] = {
             "nemo", "25.09",
             training={"grad_precision": "bf16", "overlap_grad_reduce": True, "overlap_param_gather": with_sharded_optimizer,
                       "grad_accumulation_fusion": True, "cross_entropy": "fused", "fp8_recipe": fp8_recipe("current")},
-            parallelism={"zero_stage": 1, "sequence_parallel": with_tp,
+            parallelism={"zero_stage": 1, "sequence_parallel": with_tp, "etp": one_for_moe_models,
                          "tp_comm_overlap": with_sequence_parallel, "placement": ["tp", "cp", "dp", "pp"]},
             sources={"training.grad_precision": f"{_BRIDGE}/perf_recipes/_common.py _benchmark_common: grad_reduce_in_fp32 False",
+                     "parallelism.etp": f"{_BRIDGE}/recipes/qwen/h100/qwen3_moe.py, deepseek/common.py, gpt_oss: "
+                                        "expert_tensor_parallel_size = 1",
                      "training.overlap_grad_reduce": f"{_BRIDGE}/training/comm_overlap.py _get_optimizer_overlap_cfgs (dp > 1)",
                      "training.overlap_param_gather": f"{_BRIDGE}/training/comm_overlap.py _get_optimizer_overlap_cfgs (dp > 1)",
                      "training.grad_accumulation_fusion": f"{_BRIDGE}: Megatron-Core's default, kept",

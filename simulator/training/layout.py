@@ -76,13 +76,18 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         problems.append(f"training.seq_len={tr.seq_len} not divisible by cp={par.cp}")
     if model.position == "learned" and tr.seq_len > model.max_positions and model.architecture != "vit":
         problems.append(f"training.seq_len={tr.seq_len} exceeds model {model.name}'s {model.max_positions} learned positions")
-    if par.ep > 1:
+    etp = par.tp if par.etp is None else par.etp
+    if par.ep > 1 or par.etp is not None:
         if not model.moe:
-            problems.append(f"ep={par.ep} needs a mixture-of-experts model ({model.name} is dense)")
+            problems.append(f"ep={par.ep}, etp={etp} need a mixture-of-experts model ({model.name} is dense)")
         elif model.moe.num_experts % par.ep:
             problems.append(f"{model.moe.num_experts} experts not divisible by ep={par.ep}")
-        if dp % par.ep:
-            problems.append(f"ep={par.ep} must divide dp={dp} (experts are sharded over data-parallel ranks)")
+        if (par.tp * par.cp * dp) % (par.ep * etp):
+            problems.append(f"ep·etp = {par.ep}·{etp} must divide the tp·cp·dp = {par.tp}·{par.cp}·{dp} GPUs of a stage "
+                            "(Megatron-Core's MoE parallel folding draws the experts' grid from them)")
+        if etp > par.tp:
+            problems.append(f"etp={etp} above tp={par.tp}: the experts' tensor parallelism folds into the stage's "
+                            "tensor-parallel GPUs or fewer")
     if par.reshard_after_forward is not None and par.zero_stage != 3:
         problems.append(f"parallelism.reshard_after_forward applies to zero_stage 3 (FSDP's sharded weights); "
                         f"zero_stage={par.zero_stage} keeps every weight")
@@ -111,7 +116,7 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         problems.append(f"training.global_batch={tr.global_batch} not divisible by micro_batch·dp = {mb}·{dp} = {mb * dp}")
     if problems:
         raise CapsimError("invalid layout: " + "; ".join(problems))
-    lay = Layout(tp=par.tp, pp=par.pp, dp=dp, cp=par.cp, ep=par.ep, sequence_parallel=par.sequence_parallel,
+    lay = Layout(tp=par.tp, pp=par.pp, dp=dp, cp=par.cp, ep=par.ep, etp=etp, sequence_parallel=par.sequence_parallel,
                  virtual_stages=v, zero_stage=par.zero_stage, recompute=tr.recompute,
                  flash_attention=tr.flash_attention, attention_kernel=tr.attention_kernel,
                  dropout=tr.dropout, fused_cross_entropy=tr.cross_entropy == "fused",
@@ -148,10 +153,10 @@ def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Ch
     bounds = [0, *itertools.accumulate(per_vs)]
 
     def layer_params(spec: LayerSpec) -> float:
-        """Parameters of one layer on this rank: 1/tp of it, and 1/ep of its routed experts."""
+        """Parameters of one layer on this rank: 1/tp of it, and 1/(ep·etp) of its routed experts."""
         n = spec.params() / lay.tp
-        if spec.mlp.is_moe and lay.ep > 1:
-            n -= spec.routed_params() * (1 - 1 / lay.ep) / lay.tp
+        if spec.mlp.is_moe and (lay.ep > 1 or lay.expert_tp != lay.tp):
+            n += spec.routed_params() * (1 / (lay.ep * lay.expert_tp) - 1 / lay.tp)
         return n
 
     stages = []

@@ -54,6 +54,11 @@ class ParallelismBase(_Strict):
                                                  "(Megatron-core context parallelism); default 1: none")
     ep: int = Field(default=1, ge=1, description="expert-parallel degree of a mixture-of-experts model, experts "
                                                  "sharded over ep of the data-parallel ranks; default 1: none")
+    etp: int | None = Field(default=None, ge=1, description=(
+        "expert tensor parallelism of a mixture-of-experts model: each expert's weights split over etp GPUs; with "
+        "MoE parallel folding the experts' own grid is etp × ep × expert-dp over the tp·cp·dp GPUs of a stage "
+        "(Megatron-Core --expert-tensor-parallel-size, default: tp, megatron/training/arguments.py); etp < tp "
+        "keeps the MoE layer's tokens in their sequence-parallel shards and sends them straight to the experts"))
     sequence_parallel: bool = Field(default=False, description="shard norms and dropout over the tensor-parallel "
                                                                "group (Korthikanti et al. 2022); default false, "
                                                                "as Megatron-LM's --sequence-parallel")
