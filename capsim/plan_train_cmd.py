@@ -35,6 +35,9 @@ def plan_train(
     seq_len: Annotated[int, typer.Option("--seq-len", help="tokens per sequence (default GPT-3's 2048)")] = 2048,
     global_batch: Annotated[int, typer.Option("--global-batch", help="sequences per step (default GPT-3's 1536)")] = 1536,
     precision: Annotated[str, typer.Option("--precision", help="bf16, fp16, fp8, ...")] = "bf16",
+    framework: Annotated[str | None, typer.Option("--framework", help=(
+        "training stack preset every plan runs with: megatron-core, nemo, torchtitan, fsdp, deepspeed, ... "
+        "(capsim keys training.framework)"))] = None,
     node_mtbf_hours: Annotated[float | None, typer.Option("--node-mtbf-hours", help=(
         "mean time between failures of one 8-GPU node (default 6,335 h: Llama 3 405B's interruptions)"))] = None,
     executor: Annotated[str, typer.Option("--executor", help="local, ray or ray:ADDRESS")] = "local",
@@ -56,7 +59,7 @@ def plan_train(
         plan = plan_training(model=model, tokens=tokens, days=days, budget_usd=budget, gpus=gpu, provider=provider,
                              market=market, gpu_counts=gpus, seq_len=seq_len, global_batch=global_batch,
                              precision=precision, node_mtbf_hours=node_mtbf_hours or LLAMA3_NODE_MTBF_HOURS,
-                             executor=executor, workers=workers, progress=update)
+                             executor=executor, workers=workers, progress=update, framework=framework)
     reported = _reported(plan)
     if html:
         from simulator.report.plan import training_plan_html

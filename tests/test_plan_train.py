@@ -188,3 +188,18 @@ def test_gpt3_readme_layouts() -> None:
     own = simulate_training(load_scenario(GPT3, ["parallelism.zero_stage=1", "training.recompute=none"]))
     assert own.mfu == pytest.approx(0.519, abs=5e-4) and own.job is not None
     assert own.job.time_to_train_days == pytest.approx(23.1, abs=0.05)
+
+
+def test_a_plan_runs_every_candidate_with_the_framework_preset() -> None:
+    from simulator.plan.training import plan_training
+
+    kw = dict(model="llama-3.1-8b", tokens=1e11, gpus=["h100-sxm"], gpu_counts=[64], workers=1)
+    nemo = plan_training(**kw, framework="nemo")
+    best = nemo.best
+    assert best is not None and best.scenario["training"]["framework"] == "nemo"
+    assert nemo.counts.invalid == 0                      # the preset's rules read each candidate's own layout
+    again = simulate_training(parse_scenario(best.scenario))
+    assert again.iteration_time_s == pytest.approx(best.iteration_time_s, rel=1e-5)
+    assert again.scenario.training.grad_precision == "bf16"          # the preset's, not the default fp32
+    with pytest.raises(CapsimError, match="unknown --framework 'megatron'"):
+        plan_training(**kw, framework="megatron")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog import get_model
-from ..errors import CapsimError
+from ..errors import CapsimError, unknown
 from ..hardware import get_profile, profile_paths, resolve_price
 from ..models import ModelSpec
 from ..scenario import TrainingScenario, parse_scenario
@@ -251,7 +251,7 @@ def priced_gpus(pricing: Pricing, precision: str) -> tuple[list[str], dict[str, 
 
 def _base_doc(*, model: str | dict[str, Any], hardware: str, gpus: int, tokens: float, seq_len: int,
               global_batch: int, precision: str, pricing: Pricing, node_mtbf_hours: float | None,
-              restart_minutes: float, seed: int) -> dict[str, Any]:
+              restart_minutes: float, seed: int, framework: str | None = None) -> dict[str, Any]:
     gpn = min(gpus, GPUS_PER_NODE)
     if gpus % gpn:
         raise CapsimError(f"--gpus {gpus}: give a multiple of {GPUS_PER_NODE} (whole nodes), or fewer than "
@@ -262,7 +262,7 @@ def _base_doc(*, model: str | dict[str, Any], hardware: str, gpus: int, tokens: 
     return {"kind": "training", "name": f"plan-{hardware}-{gpus}", "model": model, "hardware": hardware,
             "cluster": {"nodes": gpus // gpn, "gpus_per_node": gpn}, "parallelism": {},
             "training": {"seq_len": seq_len, "global_batch": global_batch, "precision": precision,
-                         "micro_batch": 1, "total_tokens": tokens},
+                         "micro_batch": 1, "total_tokens": tokens, **({"framework": framework} if framework else {})},
             "reliability": rel, "pricing": pricing.model_dump(exclude_none=True, exclude_defaults=False), "seed": seed}
 
 
@@ -276,6 +276,8 @@ def _doc_for(base: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     for k, v in config.items():
         _set(d, k, v)
     par = d["parallelism"]
+    if d["training"].get("framework"):
+        return d                                  # every layout key stays written: a framework preset fills the rest
     if par.get("virtual_stages", 1) == 1:         # the plain 1F1B default: written only when interleaved
         par.pop("virtual_stages", None)
         par.pop("schedule", None)
@@ -340,7 +342,7 @@ def step_lower_bound_s(hw_flops_per_step: float, *, gpus: int, peak_flops: float
 
 def _candidates(model: ModelSpec, model_ref: str | dict[str, Any], hardware: str, counts: list[int], *,
                 tokens: float, seq_len: int, global_batch: int, precision: str, pricing: Pricing,
-                node_mtbf_hours: float | None, restart_minutes: float, seed: int
+                node_mtbf_hours: float | None, restart_minutes: float, seed: int, framework: str | None = None
                 ) -> tuple[list[Candidate], dict[int, dict[str, Any]], int]:
     from ..sweep.evaluate import training_layouts
 
@@ -354,7 +356,8 @@ def _candidates(model: ModelSpec, model_ref: str | dict[str, Any], hardware: str
     for n in counts:
         base = _base_doc(model=model_ref, hardware=hardware, gpus=n, tokens=tokens, seq_len=seq_len,
                          global_batch=global_batch, precision=precision, pricing=pricing,
-                         node_mtbf_hours=node_mtbf_hours, restart_minutes=restart_minutes, seed=seed)
+                         node_mtbf_hours=node_mtbf_hours, restart_minutes=restart_minutes, seed=seed,
+                         framework=framework)
         bases[n] = base
         sc = parse_scenario(base)
         assert isinstance(sc, TrainingScenario)
@@ -401,6 +404,11 @@ def _scenario(doc: dict[str, Any]) -> TrainingScenario:
     from ..training.schedules.one_f_one_b import OneFOneBConfig
 
     tr = doc["training"]
+    if tr.get("framework"):
+        # a framework preset's rules read the layout (ZeRO stage, TP): parse each candidate whole
+        sc = parse_scenario(doc)
+        assert isinstance(sc, TrainingScenario)
+        return sc
     shared = {k: v for k, v in doc.items() if k not in ("parallelism", "training", "name")}
     key = repr((shared, {k: v for k, v in tr.items() if k not in ("micro_batch", "recompute")}))
     base = _BASES.get(key)
@@ -504,9 +512,15 @@ def plan_training(*, model: str | dict[str, Any], tokens: float, days: float | N
                   global_batch: int = DEFAULT_GLOBAL_BATCH, precision: str = "bf16",
                   node_mtbf_hours: float | None = LLAMA3_NODE_MTBF_HOURS,
                   restart_minutes: float = DEFAULT_RESTART_MINUTES, seed: int = 0, executor: str = "local",
-                  workers: int | None = None, progress: Progress = None) -> TrainingPlan:
+                  workers: int | None = None, progress: Progress = None, framework: str | None = None) -> TrainingPlan:
     """Search GPU type × GPU count × layout for training ``model`` on ``tokens`` tokens: the cheapest
-    plan meeting ``days``, the fastest within ``budget_usd``, the ranked plans and their frontier."""
+    plan meeting ``days``, the fastest within ``budget_usd``, the ranked plans and their frontier.
+    ``framework``: the training stack's preset (``training.framework``) every candidate runs with."""
+    if framework is not None:
+        from ..training.frameworks import PRESETS
+
+        if framework not in PRESETS:
+            raise unknown("--framework", framework, PRESETS)
     if tokens <= 0 or not math.isfinite(tokens):
         raise CapsimError(f"--tokens {tokens}: give the number of training tokens, > 0 (e.g. 2e12)")
     if days is not None and days <= 0:
@@ -536,7 +550,8 @@ def plan_training(*, model: str | dict[str, Any], tokens: float, days: float | N
     for name in names:
         cs, b, iterations = _candidates(spec, model, name, counts, tokens=tokens, seq_len=seq_len,
                                         global_batch=global_batch, precision=precision, pricing=pricing,
-                                        node_mtbf_hours=node_mtbf_hours, restart_minutes=restart_minutes, seed=seed)
+                                        node_mtbf_hours=node_mtbf_hours, restart_minutes=restart_minutes, seed=seed,
+                                        framework=framework)
         cands += cs
         bases.update({(name, n): d for n, d in b.items()})
     if not cands:
