@@ -71,4 +71,4 @@ def test_sweep_table_keeps_each_configuration_whole(width):
     assert r.exit_code == 0, r.output
     text = r.stdout
     assert "parallelism.pp=16" in text and "hardware=h100-sxm" in text and "…" not in text
-    assert "$1,682,740" in text and "$1,708,040" in text and "e+06" not in text   # cost_usd as money
+    assert "$1,684,030" in text and "$1,709,350" in text and "e+06" not in text   # cost_usd as money
