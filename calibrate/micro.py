@@ -163,6 +163,25 @@ def bench_elementwise(device: torch.device, dtype: torch.dtype, hidden: int, qui
     return rows
 
 
+def bench_softmax(device: torch.device, dtype: torch.dtype, heads: int, quick: bool) -> list[dict[str, float]]:
+    """Softmax over the last axis of ``[heads, seq, seq]`` scores for a few sequence lengths: the
+    achieved bandwidth of unfused attention's score kernels, which reduce each row of ``seq`` scores
+    (bytes: the scores read + the probabilities written). Megatron fuses the causal mask and scale
+    into this one kernel (scaled_upper_triang_masked_softmax); a plain softmax moves the same bytes."""
+    seqs = [256, 1024, 2048] if device.type == "cuda" else [64, 256, 512]
+    if quick:
+        seqs = [seqs[0], seqs[-1]]
+    rows: list[dict[str, float]] = []
+    for n in seqs:
+        x = torch.randn(heads, n, n, device=device, dtype=dtype)
+        with torch.no_grad():
+            t = measure(functools.partial(torch.softmax, x, -1), device)
+        nbytes = 2 * x.numel() * x.element_size()
+        rows.append({"seq": n, "heads": heads, "bytes": nbytes, "seconds": t.median_s,
+                     "gb_s": nbytes / t.median_s / 1e9, "spread": t.spread})
+    return rows
+
+
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
     """Scaled dot-product attention with grouped KV heads read as they are (``enable_gqa``)."""
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=k.shape[1] != q.shape[1])

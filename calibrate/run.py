@@ -140,6 +140,7 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
                             "dispatch": disp, "optimizer": optim}
     if shapes and not over():
         meas["elementwise"] = micro.bench_elementwise(dev, tdt, layers[0].hidden, quick)
+        meas["softmax"] = micro.bench_softmax(dev, tdt, layers[0].attention.heads, quick)
         # one benchmark per attention shape (heads, KV heads, head size) among the layers
         heads = {(a.heads, a.kv_heads, a.head_dim): a for a in (layer.attention for layer in layers)}
         meas["attention"] = [micro.bench_attention(a, int(shapes.get("max_positions") or 2048), tdt, dev, quick,
@@ -185,9 +186,16 @@ def calibrate(*, device: str = "cpu", shapes: dict[str, Any] | None = None, dtyp
         a = att[-1]               # one sequence, the longest
         eff["attention_fwd"] = round(min(a["fwd_tflops"] / best, 1.5), 4)
         eff["attention_bwd"] = round(min(a["bwd_tflops"] / best, 1.5), 4)
-    ew = meas.get("elementwise")
-    if ew:
-        eff["elementwise"] = round(min(ew[-1]["gb_s"] / (prof["memory_bandwidth_tbps"] * 1e3), 1.0), 4)
+    # each memory-bound kernel class at its own measured share (costmodel.ops.memory_kind): the
+    # residual add for elementwise kernels, LayerNorm for norms, softmax for attention scores
+    def share(rows: list[dict[str, float]]) -> float:
+        return round(min(rows[-1]["gb_s"] / (prof["memory_bandwidth_tbps"] * 1e3), 1.0), 4)
+
+    if meas.get("add"):
+        eff["elementwise"] = share(meas["add"])
+    classes = {"norm": meas.get("elementwise"), "softmax": meas.get("softmax")}
+    if any(classes.values()):
+        eff["memory_kernels"] = {k: share(v) for k, v in classes.items() if v}
     eff["dispatch_us"] = round(disp["per_kernel_us"], 3)
     eff["optimizer_us_per_tensor"] = round(optim["per_tensor_us"], 3)
     prof["efficiency"] = eff

@@ -41,6 +41,10 @@ def table_rows(prof: dict[str, Any]) -> list[tuple[str, str, str, list[tuple[Any
         memory += [("norm", int(r["bytes"]), r["seconds"] * 1e6) for r in meas["elementwise"]]
         what += (f"; norm: torch.nn.LayerNorm over [tokens, {meas['elementwise'][0]['hidden']}] in {dt} "
                  "(bytes: input read + output written)")
+    if meas.get("softmax"):
+        memory += [("softmax", int(r["bytes"]), r["seconds"] * 1e6) for r in meas["softmax"]]
+        what += (f"; softmax: torch.softmax over [{meas['softmax'][0]['heads']}, seq, seq] scores in {dt} "
+                 "(bytes: scores read + probabilities written)")
     out.append(("memory", ENGINE, torch_v, sorted(memory), what))
     context: list[tuple[Any, ...]] = []
     generation: list[tuple[Any, ...]] = []

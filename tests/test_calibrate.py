@@ -72,9 +72,13 @@ def test_profile_holds_measurements_with_provenance(profile: Path) -> None:
     assert doc["peak_tflops"]["fp32"] == pytest.approx(max(r["tflops"] for r in gemm), rel=1e-3)
     assert eff["gemm_max"]["fp32"] == pytest.approx(1.0, abs=1e-3)
     assert eff["kernel_latency_us"] > 0 and eff["dispatch_us"] > 0
-    # the elementwise share is the largest LayerNorm's bandwidth over the profile's bandwidth
-    ln = cal["measurements"]["elementwise"][-1]
-    assert eff["elementwise"] == pytest.approx(min(ln["gb_s"] / (doc["memory_bandwidth_tbps"] * 1e3), 1.0), abs=1e-4)
+    # each kernel class's share is its largest measurement's bandwidth over the profile's: the
+    # residual add for elementwise kernels, LayerNorm for norms, softmax for attention scores
+    bw_gb_s = doc["memory_bandwidth_tbps"] * 1e3
+    add, ln, soft = (cal["measurements"][k][-1] for k in ("add", "elementwise", "softmax"))
+    assert eff["elementwise"] == pytest.approx(min(add["gb_s"] / bw_gb_s, 1.0), abs=1e-4)
+    assert eff["memory_kernels"] == {"norm": pytest.approx(min(ln["gb_s"] / bw_gb_s, 1.0), abs=1e-4),
+                                     "softmax": pytest.approx(min(soft["gb_s"] / bw_gb_s, 1.0), abs=1e-4)}
     assert cal["measurements"]["collectives"]["skipped"].startswith("one device")
     modes = {m["mode"] for m in cal["measurements"]["model"]}
     assert modes == {"forward", "train_step", "decode_step"}
@@ -119,7 +123,10 @@ def test_tables_are_the_measured_profile_format(profile: Path) -> None:
     mem = read_rows(kinds["memory"].path, "memory")
     copy = {int(b): t for op, b, t in zip(mem["op"], mem["bytes"], mem["time_us"], strict=True) if op == "copy"}
     assert copy == {int(r["bytes"]): pytest.approx(r["seconds"] * 1e6, rel=1e-5) for r in meas["memory"]}
-    assert {"copy", "norm", "elementwise"} == set(mem["op"])
+    assert {"copy", "norm", "elementwise", "softmax"} == set(mem["op"])
+    # softmax: gpt-tiny's 4 heads of [seq, seq] fp32 scores, read and written once
+    soft = {int(b) for op, b in zip(mem["op"], mem["bytes"], strict=True) if op == "softmax"}
+    assert soft == {2 * 4 * s * s * 4 for s in (r["seq"] for r in meas["softmax"])}
     # attention: gpt-tiny's 4 heads of 32, full attention (window 0), a batch × length grid
     for kind, axis in (("context_attention", "seq"), ("generation_attention", "kv_len")):
         a = read_rows(kinds[kind].path, kind)

@@ -179,15 +179,15 @@ def test_gpt3_example_layouts_keep_a_valid_interleaving() -> None:
 
 def test_gpt3_readme_layouts() -> None:
     """The README's fastest layout (ZeRO-3 and ZeRO-1), and the example's own (ZeRO-1, no recompute), simulated."""
-    for zero, mfu, days in ((3, 0.551, 21.7), (1, 0.549, 21.8)):
+    for zero, mfu, days in ((3, 0.558, 21.5), (1, 0.556, 21.6)):
         fastest = simulate_training(load_scenario(GPT3, [
             "parallelism.tp=4", "parallelism.pp=8", "parallelism.dp=32", f"parallelism.zero_stage={zero}",
             "training.recompute=selective"]))
         assert fastest.mfu == pytest.approx(mfu, abs=5e-4) and fastest.job is not None
         assert fastest.job.time_to_train_days == pytest.approx(days, abs=0.05)
     own = simulate_training(load_scenario(GPT3, ["parallelism.zero_stage=1", "training.recompute=none"]))
-    assert own.mfu == pytest.approx(0.5185, abs=5e-4) and own.job is not None
-    assert own.job.time_to_train_days == pytest.approx(23.1, abs=0.05)
+    assert own.mfu == pytest.approx(0.523, abs=5e-4) and own.job is not None
+    assert own.job.time_to_train_days == pytest.approx(22.9, abs=0.05)
 
 
 def test_a_plan_runs_every_candidate_with_the_framework_preset() -> None:

@@ -9,9 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from capsim.cli import app
+from capsim.tables import usd
 from simulator.errors import CapsimError
 from simulator.scenario import load_scenario
 from simulator.sweep import sweep
+from simulator.training import simulate_training
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVE = ROOT / "examples" / "serve_llama3_8b.yaml"
@@ -71,4 +73,8 @@ def test_sweep_table_keeps_each_configuration_whole(width):
     assert r.exit_code == 0, r.output
     text = r.stdout
     assert "parallelism.pp=16" in text and "hardware=h100-sxm" in text and "…" not in text
-    assert "$1,684,030" in text and "$1,709,350" in text and "e+06" not in text   # cost_usd as money
+    # cost_usd as money, each configuration's own simulated cost
+    for pp in (8, 16):
+        job = simulate_training(load_scenario(TRAIN, [f"parallelism.pp={pp}", "hardware=h100-sxm"])).job
+        assert job is not None and usd(job.cost_usd) in text
+    assert "e+06" not in text

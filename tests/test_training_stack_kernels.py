@@ -64,6 +64,57 @@ def test_no_dropout_drops_its_two_masks_and_their_traffic():
     assert bda[0].time - bda0[0].time == pytest.approx(s * b * h * 1 / eff)
 
 
+@pytest.mark.parametrize("name, dropout, fwd_bytes, bwd_bytes", [
+    # per element of the [tokens, hidden] tensor, 16-bit: a norm reads x, writes y; back reads dy, x, writes dx
+    ("norm1", True, 4, 6),
+    # bias-dropout-add reads x and the residual, writes y and the 1-byte mask; back reads dy and the
+    # mask and writes dx; without dropout the backward is the bias gradient's read of dy alone
+    ("bias_dropout_add", True, 7, 5),
+    ("bias_dropout_add", False, 6, 2),
+])
+def test_memory_kernels_backward_moves_what_it_reads_and_writes(name, dropout, fwd_bytes, bwd_bytes):
+    model = get_model("megatron-1.7b")
+    s, b, h = 2048, 4, model.hidden
+    hw = get_profile("a100-sxm-80gb")
+    ops = layer_ops(model, hw, Layout(dropout=dropout), b, s)
+    eff = hw.efficiency
+    kind_share = eff.memory_kernels.get("norm", eff.elementwise) if name.startswith("norm") else eff.elementwise
+    share = hw.memory_bandwidth_tbps * 1e12 * kind_share
+    latency = hw.efficiency.kernel_latency_us * 1e-6
+    fwd = next(o for o in ops.fwd if o.name == name)
+    bwd = next(o for o in ops.bwd if o.name == name + "_bwd")
+    assert fwd.time - latency == pytest.approx(s * b * h * fwd_bytes / share)
+    assert bwd.time - latency == pytest.approx(s * b * h * bwd_bytes / share)
+
+
+def test_activation_backward_reads_its_input_and_gradient_and_writes_the_inputs_gradient():
+    # GeLU (megatron-1.7b, up = ffn) 1.5 x its forward's bytes; SwiGLU (llama, up = 2 ffn) 5/3
+    hw = get_profile("a100-sxm-80gb")
+    latency = hw.efficiency.kernel_latency_us * 1e-6
+    for model, ratio in ((get_model("megatron-1.7b"), 1.5), (get_model("llama-3.1-8b"), 5 / 3)):
+        ops = layer_ops(model, hw, Layout(), 1, 2048)
+        fwd = next(o for o in ops.fwd if o.name == "activation")
+        bwd = next(o for o in ops.bwd if o.name == "activation_bwd")
+        assert (bwd.time - latency) / (fwd.time - latency) == pytest.approx(ratio)
+
+
+def test_a_kernel_class_reads_its_own_share_of_hbm():
+    from simulator.costmodel.ops import memory_op
+    hw = get_profile("a100-sxm-80gb")
+    own = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(
+        update={"memory_kernels": {**hw.efficiency.memory_kernels, "softmax": 0.8}})})
+    nbytes = 1e9
+    latency = hw.efficiency.kernel_latency_us * 1e-6
+    bw = hw.memory_bandwidth_tbps * 1e12
+    assert memory_op(hw, "softmax", nbytes).time - latency == pytest.approx(nbytes / (bw * hw.efficiency.elementwise))
+    assert memory_op(own, "softmax_bwd", nbytes).time - latency == pytest.approx(nbytes / (bw * 0.8))
+    assert memory_op(own, "attn_dropout", nbytes).time - latency == pytest.approx(nbytes / (bw * 0.8))
+    assert memory_op(own, "norm1", nbytes).time == memory_op(hw, "norm1", nbytes).time
+    # A100's norms at Vidur's measured in-model RMSNorm share, not the fitted elementwise one
+    assert memory_op(hw, "norm1_bwd", nbytes).time - latency == pytest.approx(nbytes / (bw * 0.34))
+    assert memory_op(hw, "add_norm1", nbytes).time == memory_op(hw, "residual_add", nbytes).time
+
+
 def test_fused_cross_entropy_reads_the_16_bit_logits_once():
     model = get_model("megatron-1.7b")
     hw = get_profile("a100-sxm-80gb")

@@ -148,18 +148,38 @@ def table_dtype(hw: HardwareProfile, precision: str) -> str | None:
     return dtype
 
 
+def memory_kind(name: str) -> str:
+    """The class of a memory-bound kernel, which sets its source: unfused attention's score kernels
+    (the masked softmax and its dropout, rows of ``seq`` scores reduced in registers) are
+    ``softmax``; LayerNorm/RMSNorm ``norm``; the MLP's activation ``activation``; RoPE ``rope``;
+    bias, dropout, residual adds, casts, the embedding and the loss ``elementwise``, and so are the
+    serving engines' fused residual-add + norm kernels, which no measurement of a plain norm covers."""
+    base = name.removesuffix("_bwd").removeprefix("shared_").removeprefix("expert_")
+    if base.startswith(("softmax", "attn_dropout")):
+        return "softmax"
+    if "norm" in base and not base.startswith("add_norm"):
+        return "norm"
+    if base in ("activation", "rope"):
+        return base
+    return "elementwise"
+
+
 def memory_op(hw: HardwareProfile, name: str, nbytes: float) -> Op:
-    """An elementwise/normalisation kernel (norm, dropout, softmax, activation, residual add) moving
-    ``nbytes`` (reads + writes) at the ``efficiency.elementwise`` share of HBM bandwidth: these
-    kernels generate random masks and reduce across rows, so they run slower than a plain copy."""
+    """A memory-bound kernel (norm, dropout, softmax, activation, residual add) moving ``nbytes``
+    (reads + writes). A calibrated profile times it from its memory table of the kernel's class
+    (:func:`memory_kind`; the elementwise table where none measured the class); otherwise it runs
+    at its class's share of HBM bandwidth (``efficiency.memory_kernels``, else
+    ``efficiency.elementwise``): these kernels reduce across rows and generate random masks, so
+    they run slower than a plain copy."""
+    kind = memory_kind(name)
     kb = hw.kernels
     if kb is not None and nbytes > 0:
-        # a calibrated profile times LayerNorm ("norm") and elementwise kernels; imported ones have no memory tables
-        t = kb.memory("norm" if "norm" in name else "elementwise", nbytes)
+        t = kb.memory(kind, nbytes)          # imported profiles have no memory tables: None
         if t is not None:
             return Op(name, "memory", t, measured=True)
-    bw = hw.memory_bandwidth_tbps * 1e12 * hw.efficiency.elementwise
-    return Op(name, "memory", nbytes / bw + _latency(hw))
+    eff = hw.efficiency
+    share = eff.memory_kernels.get(kind, eff.elementwise)      # type: ignore[call-overload]
+    return Op(name, "memory", nbytes / (hw.memory_bandwidth_tbps * 1e12 * share) + _latency(hw))
 
 
 def attention_pairs(seq_q: float, seq_kv: float, causal: bool, window: int | None = None) -> float:

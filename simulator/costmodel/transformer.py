@@ -3,7 +3,8 @@
 Each layer's forward is the Megatron sequence: norm → QKV GEMM → attention core → output GEMM →
 TP all-reduce (reduce-scatter with sequence parallelism) → bias-dropout-add → norm → MLP GEMMs →
 TP all-reduce → bias-dropout-add. Backward runs a data-gradient and a weight-gradient GEMM per
-forward GEMM and twice the memory traffic of each elementwise kernel. Recompute repeats the
+forward GEMM and each memory-bound kernel's own backward traffic (:func:`_backward_traffic`: what
+it reads and writes, not a multiple of its forward). Recompute repeats the
 forward (full) or the attention core (selective). Activations are 16-bit.
 """
 
@@ -51,6 +52,29 @@ def quantize_ops(hw: HardwareProfile, name: str, elements: float, *, measured: b
     else:
         nbytes = elements * (2 + 1 + 1 + amax)
     return [memory_op(hw, name, nbytes)]
+
+
+def _backward_traffic(name: str, swiglu: bool, dropout: bool) -> float:
+    """HBM bytes of a memory-bound kernel's backward per byte of its forward (16-bit elements).
+
+    A norm reads x and writes y (4 B per element); its backward reads dy and x and writes dx (6 B):
+    1.5. The bias-dropout-add reads x and the residual and writes y and, with dropout, its 1-byte mask
+    (6 or 7 B); its backward reads dy and the mask and writes dx (5 B; the residual's gradient is dy
+    itself, no kernel), and without dropout only the bias gradient's reduction reads dy (2 of 6 B).
+    The activation reads its input (up wide) and writes ``width``; its backward reads dy (width) and
+    the input and writes the input's gradient (up): (width + 2·up) / (up + width), 1.5 for GeLU
+    (up = width) and 5/3 for SwiGLU (up = 2·width). RoPE rotates q's and k's gradients as it
+    rotated them: 1. Any other kernel: twice its forward."""
+    base = name.removeprefix("shared_").removeprefix("expert_")
+    if base in ("norm1", "norm2", "final_norm"):
+        return 1.5
+    if base == "bias_dropout_add":
+        return 5 / 7 if dropout else 2 / 6
+    if base == "activation":
+        return 5 / 3 if swiglu else 1.5
+    if base == "rope":
+        return 1.0
+    return 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +152,11 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     pa = "bf16" if low else p                  # attention (and the router) stay 16-bit under TE recipes
     recipe = lay.fp8_recipe if p == "fp8" else "delayed"
     grad_casts: dict[str, float] = {}          # quantize op -> elements of the output gradient it casts
+    mem_bytes: dict[str, float] = {}           # forward memory-bound kernel -> the bytes it moves
+
+    def mem(name: str, nbytes: float) -> Op:
+        mem_bytes[name] = nbytes
+        return memory_op(hw, name, nbytes)
 
     def linear(name: str, m: float, n: float, k: float, batch: float = 1) -> list[Op]:
         """A linear layer's GEMM, with Transformer Engine's quantization when it runs low precision."""
@@ -140,7 +169,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         return [*q, g]
 
     def norm(name: str) -> Op:
-        return memory_op(hw, name, 2 * T_norm * h * ACT_BYTES)
+        return mem(name, 2 * T_norm * h * ACT_BYTES)
 
     def tp_in(name: str) -> list[Op]:
         return [_tp_comm(hw, lay, name, act, "all_gather")] if sp else []
@@ -186,7 +215,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     def dense(prefix: str, width: float, tokens: float) -> list[Op]:
         up = width * (2 if mlp.activation == "swiglu" else 1)
         return [*linear(prefix + "fc1", tokens, up / t, h),
-                memory_op(hw, prefix + "activation", tokens * (up + width) / t * ACT_BYTES),
+                mem(prefix + "activation", tokens * (up + width) / t * ACT_BYTES),
                 *linear(prefix + "fc2", tokens, h, width / t)]
 
     def mlp_fwd() -> list[Op]:
@@ -204,7 +233,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         local_experts = max(ne / lay.ep, 1)
         per_expert = routed / local_experts              # balanced routing
         ops += [*linear("expert_fc1", per_expert, up / et, h, batch=local_experts),
-                memory_op(hw, "expert_activation", routed * (up + f) / et * ACT_BYTES),
+                mem("expert_activation", routed * (up + f) / et * ACT_BYTES),
                 *linear("expert_fc2", per_expert, h, f / et, batch=local_experts)]
         if lay.ep > 1:
             ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
@@ -219,13 +248,13 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         return [] if folded else ops
 
     qkv_n = (att.q_dim + 2 * att.kv_dim) / t
-    rope = [memory_op(hw, "rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
+    rope = [mem("rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
     bda = T_norm * h * (3 * ACT_BYTES + (1 if lay.dropout else 0))   # bias (+ dropout mask) + residual
     fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), *linear("qkv", T, qkv_n, h), *rope,
                      *cp_ops, *core_f, *linear("attn_out", T, h, att.q_dim / t),
-                     *tp_out("tp_allreduce_attn"), memory_op(hw, "bias_dropout_add", bda),
+                     *tp_out("tp_allreduce_attn"), mem("bias_dropout_add", bda),
                      norm("norm2"), *mlp_tp(tp_in("tp_allgather_mlp")), *mlp_fwd(), *mlp_tp(tp_out("tp_allreduce_mlp")),
-                     memory_op(hw, "bias_dropout_add", bda)]
+                     mem("bias_dropout_add", bda)]
     if lay.tp_comm_overlap and sp:
         fwd = _overlap_tp(hw, fwd)
 
@@ -241,6 +270,9 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         elif op.kind == "gemm":
             # dgrad and wgrad: each costs the forward's FLOPs
             bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]
+        elif op.kind == "memory" and op.name in mem_bytes:
+            ratio = _backward_traffic(op.name, mlp.activation == "swiglu", lay.dropout)
+            bwd.append(memory_op(hw, op.name + "_bwd", mem_bytes[op.name] * ratio))
         elif op.kind == "memory":
             bwd.append(Op(op.name + "_bwd", "memory", 2 * op.time))
         elif op.kind == "cp_comm":
@@ -293,7 +325,7 @@ def head_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: in
     bwd = (memory_op(hw, "cross_entropy_bwd", ce_b),
            Op("logits_dgrad", "gemm", fwd[1].time, fwd[1].flops),
            Op("logits_wgrad", "gemm", fwd[1].time, fwd[1].flops),
-           memory_op(hw, "final_norm_bwd", 4 * T * h * ACT_BYTES))
+           memory_op(hw, "final_norm_bwd", 2 * T * h * ACT_BYTES * _backward_traffic("final_norm", False, False)))
     # no recompute: Megatron's (and Megatron-DeepSpeed's, FSDP's) activation checkpointing wraps the
     # transformer layers only (megatron/core/transformer/transformer_block.py _checkpointed_forward);
     # the output layer and loss keep their activations

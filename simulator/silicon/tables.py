@@ -273,6 +273,8 @@ class KernelBasis:
         ref = self.chosen.get("memory")
         if ref is None:
             return None       # imported profiles have no memory tables: the roofline is the model, not a miss
+        if op != "copy" and not self.measured.grid(ref).has((op,)):
+            op = "elementwise"    # a class the calibration did not time (activation, rope; softmax before it was)
         return self._lookup("memory", ref, (op,), (nbytes,), f"{op} bytes={nbytes:.0f}")
 
 
