@@ -294,6 +294,11 @@ class InferenceModel:
     ep: int = 1                          # expert-parallel ranks of the routed experts (costmodel.moe)
     attention_dp: int = 1                # attention data-parallel groups of tp GPUs each (costmodel.moe)
     expert_skew: float = 1.0             # busiest EP rank's routed tokens over the mean (costmodel.moe)
+    # the workload's mean context of a decoding sequence (prompt + half its output; None: unknown). A windowed
+    # layer whose window exceeds it reads every cached token (min(c, window) = c), so it is charged per cached
+    # token like a full layer, not a whole window per sequence: Llama 4's 8192-token chunks at 1k-token
+    # contexts (charging 8192 per sequence there was 5x the reads). Either charge stays linear in the batch.
+    decode_context_tokens: float | None = None
     _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -339,7 +344,10 @@ class InferenceModel:
             self.decode_fixed += n * dec[0]
             self.prefill_fixed += n * pre[0]
             if att.window is not None and hybrid:
-                self.decode_window_per_seq += n * dec[1] * att.window / d
+                if self.decode_context_tokens is not None and att.window > self.decode_context_tokens:
+                    self.decode_coef += n * dec[1] / d          # min(c, window) = c at this workload's contexts
+                else:
+                    self.decode_window_per_seq += n * dec[1] * att.window / d
                 self.prefill_windows.append((n * pre[1] / d, att.window))
                 self.kv_window_bytes_per_seq += n * kv_layer[-1] * att.window
                 self.kv_windows.append((n * kv_layer[-1], att.window))

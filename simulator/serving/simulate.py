@@ -106,9 +106,11 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
     seqs, tokens = seqs * rc.attention_dp, tokens * rc.attention_dp   # per attention DP group (ReplicaConfig)
     kv_prec = settings.kv_cache_precision
+    decode_ctx = lengths.mean_prompt + lengths.mean_output / 2 if lengths is not None else math.nan
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
                           fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static",
-                          ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew)
+                          ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew,
+                          decode_context_tokens=decode_ctx if math.isfinite(decode_ctx) else None)
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
