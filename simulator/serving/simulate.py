@@ -117,6 +117,12 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
         max_tokens = min(tokens, 1 << 16)
         mean_context = lengths.mean_prompt + lengths.mean_output if lengths is not None else math.nan
         context = mean_context if math.isfinite(mean_context) and mean_context > 0 else None
+        if rc.iteration_level and settings.engine.startswith("trtllm") and settings.prefix_caching:
+            # TensorRT-LLM's KV cache manager writes a windowed layer's blocks linearly and detaches those that
+            # leave the window, but not while block reuse is on (the SWA detach is guarded off with reuse,
+            # TensorRT-LLM's "SWA KV cache" merge request): with enable_block_reuse (its default) a windowed
+            # layer keeps every token of a sequence, as a full layer does
+            context = None
         if rc.iteration_level:      # the preset's memory rule, as a share of the memory left after the model
             _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs,
                                                context_tokens=context)
