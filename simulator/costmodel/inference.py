@@ -268,14 +268,18 @@ def layer_precisions(model: ModelSpec, hw: HardwareProfile, precision: str) -> t
     return "bf16", expert
 
 
-def attention_math_precision(precision: str, kv_precision: str) -> str:
+def attention_math_precision(hw: HardwareProfile, precision: str) -> str:
     """The format the attention kernels compute in, for the roofline where no table covers a shape.
 
     Quantized checkpoints quantize the linear layers' weights, not attention: no FMHA kernel runs on FP4
     tensor cores (TensorRT-LLM's context FMHA is FP16/BF16, or FP8 with an FP8 KV cache:
     ``use_fp8_context_fmha``, tensorrt_llm/bench/build/build.py; vLLM's and SGLang's FlashAttention/FlashInfer
-    compute in BF16). So attention runs at the 16-bit rate, or FP8's with an FP8 cache on a GPU that has
-    FP8 tensor cores, whatever the GEMMs' format."""
+    compute in BF16), and the measured attention tables the model reads are the bf16-compute ones. So a
+    quantized format's attention runs at bf16's rate; a 16- or 32-bit model's at its own (a GPU without a
+    bf16 peak, e.g. a calibrated CPU profile, keeps the model's)."""
+    fmt = get_format(precision)
+    if fmt.weight_bytes == fmt.unquantized_weight_bytes or "bf16" not in hw.peak_tflops:
+        return precision
     return "bf16"
 
 
@@ -311,7 +315,7 @@ class InferenceModel:
         self.kernel_latency = hw.efficiency.kernel_latency_us * 1e-6
         per_byte = memory_bound_time(hw, GIB) / GIB
         # attention's own math format (:func:`attention_math_precision`), never the GEMMs' 4-bit one
-        a_prec = attention_math_precision(self.precision, self.kv_precision)
+        a_prec = attention_math_precision(hw, self.precision)
         rate = hw.peak_flops(a_prec) * hw.gemm_max(a_prec) * hw.efficiency.attention_fwd
         kv_layer: list[float] = []
         d = self.attention_dp
