@@ -75,6 +75,9 @@ def _gpt_oss(c: Mapping[str, Any], need: Callable[..., Any], name: str) -> dict[
                      "top_k": need("num_experts_per_tok", "experts_per_token")})
     if "sliding" in kinds:
         spec.update(sliding_window=need("sliding_window"), layer_types=kinds)
+    q = c.get("quantization_config") or {}
+    if any("self_attn" in str(m) for m in q.get("modules_to_not_convert") or []):
+        spec["experts_only_quant"] = str(q.get("quant_method", ""))    # openai/gpt-oss-*: mxfp4 experts only
     return spec
 
 

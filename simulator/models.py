@@ -99,6 +99,11 @@ class ModelSpec(BaseModel):
     layer_types: tuple[Literal["full", "sliding"], ...] | None = Field(
         default=None, description="attention of each layer, 'full' or 'sliding'; a shorter list whose length divides "
                                   "layers repeats as a pattern (e.g. [sliding, sliding, sliding, full])")
+    experts_only_quant: str | None = Field(
+        default=None, description="the checkpoint's quantization method when it quantizes only the routed experts "
+                                  "(GPT-OSS's mxfp4: its config's modules_to_not_convert keep attention, router, "
+                                  "embeddings and head in bf16); the scenario's precision then applies to the "
+                                  "experts and every other GEMM runs bf16")
     # vision transformer
     image_size: int = Field(default=0, ge=0)
     patch_size: int = Field(default=0, ge=0)

@@ -34,6 +34,7 @@ from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
 from ..precision import get_format, kv_bytes, model_weight_bytes
+from ..silicon.tables import KernelBasis
 from .attention_variants import decode_flops_per_token, kv_bytes_per_token_layer, prefill_flops_per_pair, windowed_prefill_work
 from .collectives import collective_measured, collective_time, p2p_time
 from .fusion import UNFUSED, Fusion
@@ -50,7 +51,8 @@ RUNTIME_RESERVE_GIB = 1.0
 
 def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
                      precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False, ep: int = 1,
-                     attention_dp: int = 1, expert_skew: float = 1.0, busy_groups: int | None = None) -> list[Op]:
+                     attention_dp: int = 1, expert_skew: float = 1.0, busy_groups: int | None = None,
+                     dense_precision: str | None = None, expert_precision: str | None = None) -> list[Op]:
     """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
     core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
     the shared experts (one TP-sharded MLP) of an MoE layer. ``fusion``: the engine's fused kernels
@@ -61,13 +63,17 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
     attention data parallelism (:mod:`.moe`): attention, dense MLPs and shared experts run on each DP
     rank's ``tokens/attention_dp`` tokens (``tokens/busy_groups`` on the busiest rank when fewer groups
     have work), the routed experts on all ``tokens`` over ``ep`` ranks.
-    MLA layers (:mod:`.attention_variants`) replace the QKV projection with their latent ones."""
+    MLA layers (:mod:`.attention_variants`) replace the QKV projection with their latent ones.
+    ``dense_precision`` / ``expert_precision``: the formats of the non-expert GEMMs and of the routed experts'
+    math where they differ from ``precision`` (a checkpoint that quantizes only its experts,
+    :func:`layer_precisions`); the experts' weights keep ``precision``'s bytes."""
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
-    t, h, p, T_all = tp, spec.hidden, precision, tokens
+    t, h, p, T_all = tp, spec.hidden, dense_precision or precision, tokens
     g = attention_dp if busy_groups is None else busy_groups
     T = T_all / g                         # tokens on the busiest attention DP rank (all of them without DP)
-    wb = get_format(precision).weight_bytes
+    wb = get_format(p).weight_bytes
+    expert_wb = get_format(precision).weight_bytes
     act = T * h * ACT_BYTES
     tp_group = Layout(tp=tp).tp_group
 
@@ -121,7 +127,8 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         # replica's tp GPUs split every expert, as before
         moe_tp = max(t * attention_dp // ep, 1)
         ops += routed_expert_ops(spec, hw, tokens=T_all, moe_tp=moe_tp, ep=ep, attention_dp=attention_dp,
-                                 skew=expert_skew, precision=p, weight_bytes=wb, fp8_static=fp8_static,
+                                 skew=expert_skew, precision=expert_precision or precision, weight_bytes=expert_wb,
+                                 fp8_static=fp8_static and expert_precision in (None, precision),
                                  busy_groups=g)
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
@@ -165,6 +172,8 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
     table_key = ("bf16", kv_dtype, h, kv, d, 0)
     shape = f"bf16/{kv_dtype} heads={h} kv_heads={kv} d={d}"
     decode = prefill = None
+    if not kb.has("generation_attention", table_key) or not kb.has("context_attention", table_key):
+        return _proxy_attention(kb, h, kv, d, kv_dtype, hw.table_bandwidth_ratio)
     if kb.has("generation_attention", table_key):
         pts = [(float(b * c), kb.generation_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h, kv_heads=kv, head_dim=d,
                                                batch=b, kv_len=c, count=False))
@@ -184,6 +193,46 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
     return AttentionFit(decode, prefill)
 
 
+def _proxy_attention(kb: KernelBasis, heads: int, kv_heads: int, head_dim: int, kv_dtype: str,
+                     bandwidth_ratio: float) -> AttentionFit:
+    """A shape the tables lack, from a measured one of the same head size: prefill from the shape with the
+    same query heads per KV head and the nearest head count, its per-pair slope scaled by
+    ``heads / heads'`` (FlashAttention's work is per query head); decode from the one with the nearest KV
+    head count, its per-token slope scaled by ``kv_heads / kv_heads'`` (a decode query reads each cached
+    token's K and V once per KV head, GQA's query heads share them). GPT-OSS's 64/8 and Llama 4's 40/8
+    heads are not in the engines' tables; the MHA and GQA shapes around them are."""
+    out: list[tuple[float, float] | None] = []
+    for kind, fit in (("generation_attention", DECODE_FIT),
+                      ("context_attention", PREFILL_FIT)):
+        cands = [k for k in kb.keys(kind) if k[0] == "bf16" and k[1] == kv_dtype and int(k[4]) == head_dim
+                 and int(k[5]) == 0]
+        if not cands:
+            kb.coverage.miss(kind, f"bf16/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim}")
+            out.append(None)
+            continue
+        if kind == "generation_attention":
+            key = min(cands, key=lambda k: (abs(math.log(int(k[3]) / kv_heads)),
+                                            abs(math.log(int(k[2]) / int(k[3]) / (heads / kv_heads)))))
+            scale = kv_heads / int(key[3]) * (bandwidth_ratio if bandwidth_ratio > 1 else 1.0)
+        else:
+            key = min(cands, key=lambda k: (abs(math.log(int(k[2]) / int(k[3]) / (heads / kv_heads))),
+                                            abs(math.log(int(k[2]) / heads))))
+            scale = heads / int(key[2])
+        h_c, kv_c = int(key[2]), int(key[3])
+        if kind == "generation_attention":
+            pts = [(float(b * c), kb.generation_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h_c, kv_heads=kv_c,
+                                                          head_dim=head_dim, batch=b, kv_len=c, count=False))
+                   for b in fit["batch"] for c in fit["kv_len"]]
+        else:
+            pts = [(b * s_ * (s_ + 1) / 2.0, kb.context_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h_c,
+                                                                 kv_heads=kv_c, head_dim=head_dim, batch=b, seq=s_,
+                                                                 count=False))
+                   for b in fit["batch"] for s_ in fit["seq"]]
+        line = floor_slope_line([(w, t) for w, t in pts if t is not None], fit["min_work"][0])
+        out.append(None if line is None else (line[0], line[1] * scale))
+    return AttentionFit(out[0], out[1])
+
+
 def floor_slope_line(points: list[tuple[float, float]], min_work: float) -> tuple[float, float] | None:
     """``t = a + b·w``: ``a`` the smallest measured time (the kernel's launch floor), ``b`` the median
     of ``(t − a)/w`` over the points with at least ``min_work`` (where bandwidth or FLOPs, not the
@@ -201,6 +250,39 @@ def floor_slope_line(points: list[tuple[float, float]], min_work: float) -> tupl
     return a, max(b, 0.0)
 
 
+def layer_precisions(model: ModelSpec, hw: HardwareProfile, precision: str) -> tuple[str, str]:
+    """(non-expert GEMMs, routed experts' math) formats of ``model`` served at ``precision``.
+
+    Usually both are ``precision``. A checkpoint that quantizes only its routed experts (GPT-OSS's MXFP4:
+    ``quantization_config.modules_to_not_convert`` keeps ``self_attn``, the router, embeddings and
+    ``lm_head`` in bf16; ``ModelSpec.experts_only_quant``) runs every other GEMM in bf16. Its MXFP4 experts
+    at a 4-bit precision run, on a GPU with FP4 tensor cores (Blackwell), as W4A8_MXFP4_MXFP8: activations
+    quantized to MXFP8, so the grouped GEMMs run at FP8's rate with 4-bit weights (TensorRT-LLM
+    tensorrt_llm/_torch/model_config.py ``get_mxfp4_quant_algo``: SM >= 100 and a CUTLASS/TRTLLM MoE backend
+    -> W4A8_MXFP4_MXFP8, else W4A16_MXFP4 with bf16 math, which capsim's ``w4a16`` already is)."""
+    if model.experts_only_quant is None:
+        return precision, precision
+    expert = precision
+    if precision == "nvfp4" and hw.supports("fp8"):
+        expert = "fp8"
+    return "bf16", expert
+
+
+def attention_math_precision(hw: HardwareProfile, precision: str) -> str:
+    """The format the attention kernels compute in, for the roofline where no table covers a shape.
+
+    Quantized checkpoints quantize the linear layers' weights, not attention: no FMHA kernel runs on FP4
+    tensor cores (TensorRT-LLM's context FMHA is FP16/BF16, or FP8 with an FP8 KV cache:
+    ``use_fp8_context_fmha``, tensorrt_llm/bench/build/build.py; vLLM's and SGLang's FlashAttention/FlashInfer
+    compute in BF16), and the measured attention tables the model reads are the bf16-compute ones. So a
+    quantized format's attention runs at bf16's rate; a 16- or 32-bit model's at its own (a GPU without a
+    bf16 peak, e.g. a calibrated CPU profile, keeps the model's)."""
+    fmt = get_format(precision)
+    if fmt.weight_bytes == fmt.unquantized_weight_bytes or "bf16" not in hw.peak_tflops:
+        return precision
+    return "bf16"
+
+
 @dataclass
 class InferenceModel:
     """One replica (``tp × pp`` GPUs) of ``model`` on ``hw``: iteration times and memory."""
@@ -216,6 +298,11 @@ class InferenceModel:
     ep: int = 1                          # expert-parallel ranks of the routed experts (costmodel.moe)
     attention_dp: int = 1                # attention data-parallel groups of tp GPUs each (costmodel.moe)
     expert_skew: float = 1.0             # busiest EP rank's routed tokens over the mean (costmodel.moe)
+    # the workload's mean context of a decoding sequence (prompt + half its output; None: unknown). A windowed
+    # layer whose window exceeds it reads every cached token (min(c, window) = c), so it is charged per cached
+    # token like a full layer, not a whole window per sequence: Llama 4's 8192-token chunks at 1k-token
+    # contexts (charging 8192 per sequence there was 5x the reads). Either charge stays linear in the batch.
+    decode_context_tokens: float | None = None
     _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -224,9 +311,12 @@ class InferenceModel:
         m, hw, t = self.model, self.hw, self.tp
         self.layers = m.layers
         self.groups = m.layer_groups()       # (LayerSpec, count) per kind of layer
+        self.dense_precision, self.expert_precision = layer_precisions(m, hw, self.precision)
         self.kernel_latency = hw.efficiency.kernel_latency_us * 1e-6
         per_byte = memory_bound_time(hw, GIB) / GIB
-        rate = hw.peak_flops(self.precision) * hw.gemm_max(self.precision) * hw.efficiency.attention_fwd
+        # attention's own math format (:func:`attention_math_precision`), never the GEMMs' 4-bit one
+        a_prec = attention_math_precision(hw, self.precision)
+        rate = hw.peak_flops(a_prec) * hw.gemm_max(a_prec) * hw.efficiency.attention_fwd
         kv_layer: list[float] = []
         d = self.attention_dp
         # windowed layers (costmodel.attention_variants) in a model that also has full-attention layers
@@ -258,7 +348,10 @@ class InferenceModel:
             self.decode_fixed += n * dec[0]
             self.prefill_fixed += n * pre[0]
             if att.window is not None and hybrid:
-                self.decode_window_per_seq += n * dec[1] * att.window / d
+                if self.decode_context_tokens is not None and att.window > self.decode_context_tokens:
+                    self.decode_coef += n * dec[1] / d          # min(c, window) = c at this workload's contexts
+                else:
+                    self.decode_window_per_seq += n * dec[1] * att.window / d
                 self.prefill_windows.append((n * pre[1] / d, att.window))
                 self.kv_window_bytes_per_seq += n * kv_layer[-1] * att.window
                 self.kv_windows.append((n * kv_layer[-1], att.window))
@@ -287,7 +380,9 @@ class InferenceModel:
                                                                   precision=self.precision, fusion=self.fusion,
                                                                   fp8_static=self.fp8_static, ep=self.ep,
                                                                   attention_dp=self.attention_dp, busy_groups=g,
-                                                                  expert_skew=self.expert_skew))
+                                                                  expert_skew=self.expert_skew,
+                                                                  dense_precision=self.dense_precision,
+                                                                  expert_precision=self.expert_precision))
                          for spec, n in self.groups)
             emb = memory_bound_time(self.hw, 2 * tokens / g * self.model.hidden * ACT_BYTES)
             v = layers + emb + self._pp_hops(tokens)
@@ -375,8 +470,11 @@ class InferenceModel:
         m = self.model
         unquantized = m.embedding_params() + m.head_params()      # embeddings and output head stay 16-bit
         routed = sum(s.routed_params() * n for s, n in self.groups)
-        total = model_weight_bytes(m.total_params(), unquantized, self.precision)
         routed_b = model_weight_bytes(routed, 0, self.precision) if routed else 0.0
+        if m.experts_only_quant is not None:       # everything but the routed experts in bf16 (layer_precisions)
+            total = routed_b + 2.0 * (m.total_params() - routed)
+        else:
+            total = model_weight_bytes(m.total_params(), unquantized, self.precision)
         return ((total - routed_b) / self.tp + routed_b / (self.tp * self.attention_dp)) / self.pp
 
     def kv_bytes_per_token_per_gpu(self, context_tokens: float | None = None) -> float:

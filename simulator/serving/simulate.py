@@ -106,15 +106,23 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     seqs, tokens = rc.limits(model, hw.memory_gib, settings)   # the engine's own checks and its preset's limits
     seqs, tokens = seqs * rc.attention_dp, tokens * rc.attention_dp   # per attention DP group (ReplicaConfig)
     kv_prec = settings.kv_cache_precision
+    decode_ctx = lengths.mean_prompt + lengths.mean_output / 2 if lengths is not None else math.nan
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
                           fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static",
-                          ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew)
+                          ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew,
+                          decode_context_tokens=decode_ctx if math.isfinite(decode_ctx) else None)
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:
         max_tokens = min(tokens, 1 << 16)
         mean_context = lengths.mean_prompt + lengths.mean_output if lengths is not None else math.nan
         context = mean_context if math.isfinite(mean_context) and mean_context > 0 else None
+        if rc.iteration_level and settings.engine.startswith("trtllm") and settings.prefix_caching:
+            # TensorRT-LLM's KV cache manager writes a windowed layer's blocks linearly and detaches those that
+            # leave the window, but not while block reuse is on (the SWA detach is guarded off with reuse,
+            # TensorRT-LLM's "SWA KV cache" merge request): with enable_block_reuse (its default) a windowed
+            # layer keeps every token of a sequence, as a full layer does
+            context = None
         if rc.iteration_level:      # the preset's memory rule, as a share of the memory left after the model
             _, probe = perf.kv_capacity_tokens(kv_fraction=1.0, max_tokens=max_tokens, max_seqs=seqs,
                                                context_tokens=context)

@@ -239,6 +239,11 @@ class KernelBasis:
         t = self.measured.grid(ref)((op, dtype), (m, k))
         return None if t is None else t * 1e-6
 
+    def keys(self, kind: str) -> list[tuple[Any, ...]]:
+        """The shapes (keys) the chosen ``kind`` table measured."""
+        ref = self.chosen.get(kind)
+        return [] if ref is None else self.measured.grid(ref).keys_present()
+
     def has(self, kind: str, key: tuple[Any, ...]) -> bool:
         """Whether the chosen ``kind`` table measured ``key`` at all (any size)."""
         ref = self.chosen.get(kind)

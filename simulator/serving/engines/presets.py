@@ -347,6 +347,14 @@ def _trtllm_bench_sizing(ctx: Context, p: Partial) -> tuple[int | None, int]:
     m = ctx.model
     isl = ctx.lengths.mean_prompt if ctx.lengths else float(m.default_seq_len)
     osl = ctx.lengths.mean_output if ctx.lengths else float(m.default_seq_len)
+    if m.experts_only_quant == "mxfp4":
+        # GPT-OSS's MXFP4 checkpoint loads as W4A8_MXFP4_MXFP8 / W4A16_MXFP4 (_torch/model_config.py
+        # get_mxfp4_quant_algo), neither in bench/build/build.py TUNED_QUANTS: get_benchmark_engine_settings
+        # keeps BuildConfig's max_batch_size 2048 and max_num_tokens 8192
+        bs, tokens = TRTLLM_BUILD_DEFAULTS
+        if not p.chunked_prefill and ctx.lengths is not None and ctx.lengths.max_prompt is not None:
+            tokens = max(tokens, ctx.lengths.max_prompt + bs)
+        return bs, tokens
     s = trtllm_bench_sizing(param_count=m.total_params(), layers=m.layers, kv_heads=m.kv_heads, head_dim=m.head_dim,
                             precision=ctx.precision, kv_precision=p.kv_cache_precision,
                             device_memory_gib=ctx.memory_gib, tp=ctx.tp, pp=ctx.pp, isl=isl, osl=max(osl, 1.0),
