@@ -260,7 +260,7 @@ def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: H
     _simulate(scenario, set_, "training", as_json=as_json, html=html, out_path=out_path, force=force)
 
 
-COMMAND_FOR = {"training": "train", "serving": "serve"}
+COMMAND_FOR = {"training": "train", "serving": "serve", "multi_model": "serve"}
 
 
 def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
@@ -270,7 +270,7 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     serve alike."""
     from simulator import simulate_serving, simulate_training
     from simulator.files import check_writable
-    from simulator.scenario import TrainingScenario, load_scenario
+    from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
     from simulator.training import TrainingResult
     from simulator.workbound import allow_large
 
@@ -279,11 +279,17 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     if html:
         check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
     sc = load_scenario(scenario, set_)
-    if sc.kind != kind:
+    if COMMAND_FOR[sc.kind] != COMMAND_FOR[kind]:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
     for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
         if path is not None:
             check_path(path, option)
+    if isinstance(sc, MultiModelScenario):     # several deployments on one GPU pool: capsim/multi_model_cmd.py
+        from . import multi_model_cmd
+
+        multi_model_cmd.run(sc, out=out, err=err, as_json=as_json, html=html, out_path=out_path,
+                            timeseries_out=timeseries_out, progress=progress, force=force)
+        return
     with allow_large() if force else contextlib.nullcontext():
         if isinstance(sc, TrainingScenario):
             r: TrainingResult | ServingResult = simulate_training(sc)
@@ -385,7 +391,8 @@ def _print_serving(r: ServingResult) -> None:
 def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
           out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None, progress: ProgressOpt = None,
           force: ForceOpt = False) -> None:
-    """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
+    """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost
+    (a multi_model scenario: per deployment on one GPU pool, and the pool's cost)."""
     _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out,
               progress=progress, force=force)
 
