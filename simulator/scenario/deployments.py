@@ -54,14 +54,17 @@ class StaticPolicy(PoolPolicyBase):
 
 
 class ProportionalPolicy(PoolPolicyBase):
-    """Every ``period_s`` the pool measures each deployment's outstanding requests (queued, running or
-    waiting for a replica), averaged over ``window_s``, and re-divides its GPUs in proportion to the
-    replicas' worth of batch slots they fill (outstanding / max_num_seqs x GPUs per replica), within
-    each deployment's min_replicas..max_replicas. It moves replicas at most once per ``cooldown_s``: a
+    """Every ``period_s`` the pool measures each deployment's load over the last ``window_s`` and
+    re-divides its GPUs in proportion to the GPUs that load needs (``signal``), within each
+    deployment's min_replicas..max_replicas. It moves replicas at most once per ``cooldown_s``: a
     replica taken away drains (its GPUs free when its last request finishes), a replica given starts
     cold (the deployment's autoscaling.node_provision_s + model_load_s) on GPUs that are free."""
 
     kind: Literal["proportional"] = "proportional"
+    signal: Literal["load", "outstanding"] = Field(default="load", description=(
+        "load (default): the arrival rate over one replica's modelled capacity within its TPOT bound "
+        "(plan.capacity.steady_state) x its GPUs; "
+        "outstanding: requests queued or running over max_num_seqs x its GPUs (the batch slots they fill)"))
     period_s: float = Field(default=30.0, ge=1, description=(
         "s between the pool's measurements and decisions; default 30 s (capsim's, twice Kubernetes HPA's 15 s sync)"))
     window_s: float = Field(default=120.0, gt=0, description=(

@@ -10,11 +10,14 @@ mover:
   x pp`` GPUs) never exceed ``pool.gpus``. A deployment's own autoscaler (policy static) grows only
   into free GPUs (``Service.cap``); the mover starts a replica only on free GPUs, so a replica taken
   from one deployment is given to another when its last request has finished (``Service.on_release``).
-* **the mover** (policy proportional): every ``period_s`` it samples each deployment's outstanding
-  requests; once per ``cooldown_s`` (after a first full ``window_s``) it divides the pool in
-  proportion to ``mean outstanding / max_num_seqs x GPUs per replica`` (the GPUs the requests would
-  fill at full batches) within each deployment's bounds, and applies the division with
-  ``Service.scale_to`` (cancelling starting replicas first, then draining the least loaded).
+* **the mover** (policy proportional): every ``period_s`` it samples each deployment's load; once
+  per ``cooldown_s`` (after a first full ``window_s``) it divides the pool in proportion to the GPUs
+  the load of the last ``window_s`` needs within each deployment's bounds, and applies the division
+  with ``Service.scale_to`` (cancelling starting replicas first, then draining the least loaded).
+  Signal ``load``: arrivals per second over one replica's steady-state capacity within the
+  deployment's TPOT bound (the cost model's, ``plan.capacity.steady_state``, at its mean lengths)
+  x GPUs per replica; signal
+  ``outstanding``: requests queued or running over ``max_num_seqs`` x GPUs per replica.
 
 With policy static and no autoscaler nothing crosses between deployments and no event is added, so
 each deployment's result is the one it gets alone, bit for bit (a test checks).
@@ -36,19 +39,19 @@ from .service import Service
 from .simulate import Cluster, Prepared, finish, prepare
 
 
-def divide(gpus: int, weights: list[float], gprs: list[int], lo: list[int], hi: list[int]) -> list[int]:
-    """Replicas per deployment: each starts at its minimum; then, one replica at a time, the deployment
-    furthest below its proportional share of the pool (``gpus x weight / Σ weights``, in replicas) that
-    still fits and is below its maximum gets one more, until none fits (ties: the first listed)."""
+def divide(gpus: int, need: list[float], gprs: list[int], lo: list[int], hi: list[int]) -> list[int]:
+    """Replicas per deployment, the pool shared in proportion to the GPUs each one's load needs
+    (``need``): each starts at its minimum (at least one replica); then, one replica at a time, the
+    deployment with the most need per GPU it holds (the most loaded) that still fits and is below its
+    maximum gets one more, until none fits (ties: the first listed). Replicas of several sizes make
+    exact proportions impossible; this keeps the largest load per GPU as small as the sizes allow."""
     n = list(lo)
     free = gpus - sum(k * g for k, g in zip(n, gprs, strict=True))
-    total = sum(weights)
-    share = [gpus * w / total / g for w, g in zip(weights, gprs, strict=True)] if total > 0 else [0.0] * len(n)
     while True:
         fits = [i for i in range(len(n)) if n[i] < hi[i] and gprs[i] <= free]
         if not fits:
             return n
-        i = max(fits, key=lambda j: (share[j] - n[j], -j))
+        i = max(fits, key=lambda j: (need[j] / (n[j] * gprs[j]), -j))
         n[i] += 1
         free -= gprs[i]
 
@@ -111,21 +114,40 @@ class Pool:
         """Requests at the deployment not finished: on its replicas (draining ones too) or waiting for one."""
         return sum(r.outstanding for r in s.all if r.life.released is None) + len(s.buffer)
 
+    def _per_gpu_unit(self, s: Service, p: ProportionalPolicy) -> float:
+        """What one unit of the signal is worth in replicas: one replica's capacity in requests/s (load),
+        or its batch slots (outstanding)."""
+        if p.signal == "outstanding" or not s.plan.generative:
+            return float(max(s.plan.max_num_seqs, 1))
+        from ..plan.capacity import steady_state
+
+        reqs = s.ledger.reqs
+        mp, mo = (float(reqs.prompt.mean()), float(reqs.output.mean())) if len(reqs) else (1.0, 1.0)
+        slo = s.sc.slo
+        tpot = min((b for b in (slo.tpot_p50_s, slo.tpot_p90_s, slo.tpot_p99_s) if b is not None), default=math.inf)
+        rate = steady_state(s.perf, s.plan, max(mp, 1.0), max(mo, 1.0), tpot)[0]
+        return rate if rate > 0 else 1.0
+
     def _mover(self, p: ProportionalPolicy) -> Generator[simpy.Event, Any, None]:
         keep = max(1, math.ceil(p.window_s / p.period_s))
-        samples: list[deque[int]] = [deque(maxlen=keep) for _ in self.services]
+        samples: list[deque[float]] = [deque(maxlen=keep) for _ in self.services]
+        unit = [self._per_gpu_unit(s, p) for s in self.services]
+        issued = [s.issued for s in self.services]
         last = -math.inf
         while True:
             yield self.env.timeout(p.period_s)
             t = self.env.now
             if all(s.all_done for s in self.services):
                 return
-            for q, s in zip(samples, self.services, strict=True):
-                q.append(self.outstanding(s))
+            for i, (q, s) in enumerate(zip(samples, self.services, strict=True)):
+                if p.signal == "outstanding":
+                    q.append(float(self.outstanding(s)))
+                else:
+                    q.append((s.issued - issued[i]) / p.period_s)
+                    issued[i] = s.issued
             if t < p.window_s or t - last < p.cooldown_s:
                 continue
-            weights = [sum(q) / len(q) / max(s.plan.max_num_seqs, 1) * g
-                       for q, s, g in zip(samples, self.services, self.gprs, strict=True)]
+            weights = [sum(q) / len(q) / u * g for q, u, g in zip(samples, unit, self.gprs, strict=True)]
             if sum(weights) <= 0:
                 continue
             target = divide(self.sc.pool.gpus, weights, self.gprs, [b[0] for b in self.bounds],
