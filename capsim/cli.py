@@ -18,6 +18,7 @@ from simulator.errors import CapsimError
 from .tables import Col, KVTable, metric, print_table, usd, usd_per_hour, usd_per_month
 
 if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
+    from simulator.scenario import ServingScenario, TrainingScenario
     from simulator.serving import ServingResult
     from simulator.training import TrainingResult
 
@@ -177,14 +178,25 @@ def _engine_versions(kernels: dict[str, dict[str, list[str]]]) -> str:
 @user_errors
 def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
          coverage: Annotated[bool, typer.Option("--coverage", help=(
-             "list the kernel shapes no measured table covered (the roofline timed them)"))] = False) -> None:
+             "list the kernel shapes no measured table covered (the roofline timed them)"))] = False,
+         deployment: Annotated[str | None, typer.Option("--deployment", help=(
+             "a multi_model scenario: the deployment whose model to cost (default: the first)"))] = None) -> None:
     """Op-level cost of one layer (training: forward/backward; serving: prefill/decode; a model that generates
     nothing: one input's forward, a CNN's every convolution)."""
     from simulator.api import layer_cost_table, scenario_hardware
     from simulator.invariants import strict_json
-    from simulator.scenario import load_scenario
+    from simulator.scenario import MultiModelScenario, load_scenario
 
-    sc = load_scenario(scenario, set_)
+    loaded = load_scenario(scenario, set_)
+    if isinstance(loaded, MultiModelScenario):
+        names = [d.name for d in loaded.deployments]
+        if deployment is not None and deployment not in names:
+            raise CapsimError(f"--deployment {deployment!r}: {scenario} has deployments {', '.join(names)}")
+        sc: TrainingScenario | ServingScenario = loaded.serving_scenario(names.index(deployment or names[0]))
+    elif deployment is not None:
+        raise CapsimError(f"--deployment is for a multi_model scenario; {scenario} is a {loaded.kind} scenario")
+    else:
+        sc = loaded
     hw = scenario_hardware(sc)
     rows = layer_cost_table(sc, hw)
     if coverage:

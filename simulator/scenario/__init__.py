@@ -35,9 +35,9 @@ from .workload import (
 )
 
 __all__ = [
-    "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Deployment", "Diurnal", "Empirical", "Exponential",
-    "Faults", "Fixed", "Gamma", "GpuPool", "LengthDist", "LogNormal", "MultiModelScenario", "Normal", "Offline", "Parallelism", "Poisson", "Precision",
-    "Pricing", "Reliability", "Replica", "RequestClass", "Scenario", "Service", "ServingCluster", "ServingScenario", "Trace",
-    "Training", "TrainingScenario", "Uniform", "Variants", "Workload", "apply_overrides", "format_validation_error",
-    "load_scenario", "parse_scenario", "scenario_yaml",
+    "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Deployment", "Diurnal", "Empirical",
+    "Exponential", "Faults", "Fixed", "Gamma", "GpuPool", "LengthDist", "LogNormal", "MultiModelScenario", "Normal",
+    "Offline", "Parallelism", "Poisson", "Precision", "Pricing", "Reliability", "Replica", "RequestClass", "Scenario",
+    "Service", "ServingCluster", "ServingScenario", "Trace", "Training", "TrainingScenario", "Uniform", "Variants",
+    "Workload", "apply_overrides", "format_validation_error", "load_scenario", "parse_scenario", "scenario_yaml",
 ]

@@ -43,7 +43,8 @@ def divide(gpus: int, need: list[float], gprs: list[int], lo: list[int], hi: lis
     """Replicas per deployment, the pool shared in proportion to the GPUs each one's load needs
     (``need``): each starts at its minimum (at least one replica); then, one replica at a time, the
     deployment with the most need per GPU it holds (the most loaded) that still fits and is below its
-    maximum gets one more, until none fits (ties: the first listed). Replicas of several sizes make
+    maximum gets one more, until none fits (ties: the one holding fewer GPUs, then the first listed, so
+    GPUs no load asks for are spread evenly). Replicas of several sizes make
     exact proportions impossible; this keeps the largest load per GPU as small as the sizes allow."""
     n = list(lo)
     free = gpus - sum(k * g for k, g in zip(n, gprs, strict=True))
@@ -51,7 +52,7 @@ def divide(gpus: int, need: list[float], gprs: list[int], lo: list[int], hi: lis
         fits = [i for i in range(len(n)) if n[i] < hi[i] and gprs[i] <= free]
         if not fits:
             return n
-        i = max(fits, key=lambda j: (need[j] / (n[j] * gprs[j]), -j))
+        i = max(fits, key=lambda j: (need[j] / (n[j] * gprs[j]), -n[j] * gprs[j], -j))
         n[i] += 1
         free -= gprs[i]
 
@@ -165,14 +166,15 @@ class Pool:
 
     def grant(self, t: float) -> None:
         """Start the replicas the last division gave, as far as free GPUs allow (the furthest below first)."""
-        if self.target is None:
+        target = self.target
+        if target is None:
             return
         while True:
             short = [i for i, s in enumerate(self.services)
-                     if s.requested < self.target[i] and self.gprs[i] <= self.free() and not s.all_done]
+                     if s.requested < target[i] and self.gprs[i] <= self.free() and not s.all_done]
             if not short:
                 return
-            i = max(short, key=lambda j: (self.target[j] - self.services[j].requested, -j))
+            i = max(short, key=lambda j: (target[j] - self.services[j].requested, -j))
             self.services[i].request_replica(t)
             self.moves[i] += 1
             self.services[i]._log(t)
