@@ -557,13 +557,14 @@ def init(kind: Annotated[str, typer.Argument(help="train or serve")],
 @app.command()
 @user_errors
 def keys(prefix: Annotated[str, typer.Argument(help="only keys starting with this, e.g. replica. or workload.arrival")] = "",
-         kind: Annotated[str | None, typer.Option("--kind", help="training or serving (default: both)")] = None,
+         kind: Annotated[str | None, typer.Option("--kind", help=(
+             "training, serving or multi_model (default: all)"))] = None,
          as_json: JsonOpt = False) -> None:
     """Every scenario key: its type, default (or the engine preset's rule), allowed values and description."""
     from .scaffold import print_keys
 
-    if kind not in (None, "training", "serving"):
-        raise CapsimError(f"--kind {kind!r}: choose training or serving")
+    if kind not in (None, "training", "serving", "multi_model"):
+        raise CapsimError(f"--kind {kind!r}: choose training, serving or multi_model")
     print_keys(out, prefix, kind, as_json=as_json)
 
 

@@ -210,3 +210,15 @@ def test_a_multi_model_scenario_is_not_a_training_one() -> None:
     doc["deployments"] = []
     with pytest.raises(CapsimError, match="deployments"):
         _mm(doc)
+
+
+def test_progress_reports_change_nothing_and_a_closed_loop_runs(moved: Any) -> None:
+    seen: list[tuple[float, float | None]] = []
+    again = simulate_multi_model(_mm(_doc(MOVING)), progress=lambda now, total: seen.append((now, total)))
+    assert again.to_json() == moved.to_json() and len(seen) >= 100 and seen[0][1] is not None
+    doc = _doc(MOVING)
+    doc["deployments"][0]["workload"]["arrival"] = {"process": "closed_loop", "concurrency": 8, "requests": 200}
+    seen.clear()
+    r = simulate_multi_model(_mm(doc), progress=lambda now, total: seen.append((now, total)))
+    a = r.deployments["a"]
+    assert (a.arrived, a.completed) == (200, 200) and seen

@@ -50,7 +50,7 @@ class StaticPolicy(PoolPolicyBase):
     """Fixed shares: each deployment keeps the replicas it starts with (and its own autoscaler, if it has
     one, grows only into GPUs of the pool nobody holds). Nothing moves between deployments."""
 
-    kind: Literal["static"] = "static"
+    kind: Literal["static"] = Field(default="static", description="fixed shares: nothing moves between deployments")
 
 
 class ProportionalPolicy(PoolPolicyBase):
@@ -60,7 +60,8 @@ class ProportionalPolicy(PoolPolicyBase):
     replica taken away drains (its GPUs free when its last request finishes), a replica given starts
     cold (the deployment's autoscaling.node_provision_s + model_load_s) on GPUs that are free."""
 
-    kind: Literal["proportional"] = "proportional"
+    kind: Literal["proportional"] = Field(default="proportional", description=(
+        "re-divide the pool's GPUs by the deployments' measured load"))
     signal: Literal["load", "outstanding"] = Field(default="load", description=(
         "load (default): the arrival rate over one replica's modelled capacity within its TPOT bound "
         "(plan.capacity.steady_state) x its GPUs; "

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
 from ..errors import CapsimError
@@ -197,8 +198,8 @@ def simulate_multi_model(sc: MultiModelScenario, *, fast_forward: bool = True,
     if progress is None:
         env.run(until=horizon)
     else:
-        total = horizon or max((float(p.reqs.arrival[p.reqs.arrival == p.reqs.arrival].max())
-                                for p in preps if len(p.reqs)), default=None)
+        known = [float(a.max()) for a in (p.reqs.arrival[np.isfinite(p.reqs.arrival)] for p in preps) if len(a)]
+        total = horizon or max(known, default=None)    # a closed loop's arrivals are not known before the run
         step = total / 200 if total else 10.0
         while any(e.callbacks for *_, e in env._queue):   # as Cluster._run_reporting: the same events in order
             until = env.now + step if horizon is None else min(env.now + step, horizon)
