@@ -222,3 +222,18 @@ def test_progress_reports_change_nothing_and_a_closed_loop_runs(moved: Any) -> N
     r = simulate_multi_model(_mm(doc), progress=lambda now, total: seen.append((now, total)))
     a = r.deployments["a"]
     assert (a.arrived, a.completed) == (200, 200) and seen
+
+
+def test_the_tui_edits_a_pool_and_shows_its_result(moved: Any) -> None:
+    from tui.present import Session, compare, headline
+
+    s = Session.load(str(EXAMPLE))
+    fields = {f.key: f for f in s.fields()}
+    assert fields["pool.gpus"].value == "16" and fields["policy.kind"].choices == ("static", "proportional")
+    assert fields["deployments.1.replica.tp"].label == "code · replica.tp" and fields["deployments.1.replica.tp"].value == "2"
+    assert s.set("pool.gpus", "8") is not None and "pool.gpus is 8" in (s.error() or "")
+    assert s.set("pool.gpus", "16") is None and s.status()[0] == "ok"
+    rows = dict(headline(moved))
+    assert rows["pool"].startswith("6 × h100-sxm, policy proportional") and "SLO" in rows["a"]
+    header, table = compare([moved, moved])
+    assert [r[0][0] for r in table] == ["pool $", "GPU busy", "worst SLO"] and len(header) == 3

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from simulator import CapsimError, parse_scenario
 from simulator.files import read_yaml
@@ -90,9 +91,10 @@ _SCHEMAS: dict[str, dict[str, Any]] = {}
 
 def _schema(kind: str) -> dict[str, Any]:
     if kind not in _SCHEMAS:
-        from simulator.scenario import ServingScenario, TrainingScenario
+        from simulator.scenario import MultiModelScenario, ServingScenario, TrainingScenario
 
-        cls = TrainingScenario if kind == "training" else ServingScenario
+        classes: dict[str, type[BaseModel]] = {"training": TrainingScenario, "multi_model": MultiModelScenario}
+        cls = classes.get(kind, ServingScenario)
         _SCHEMAS[kind] = cls.model_json_schema()
     return _SCHEMAS[kind]
 

@@ -120,6 +120,15 @@ class MultiModelResult(ResultViews):
         return self.allocation
 
 
+def _pool_wording(w: str, sc: MultiModelScenario) -> str:
+    """A deployment's warning as the pool reads it: under a moving policy the replica count is the pool's
+    doing, so a fleet that flaps names the policy's keys, not an autoscaler's."""
+    if sc.policy.kind != "static" and w.startswith("autoscaling oscillates"):
+        return ("the pool's moves oscillate" + w.removeprefix("autoscaling oscillates").split(";")[0]
+                + "; lengthen policy.cooldown_s or policy.window_s")
+    return w
+
+
 def build_multi_result(sc: MultiModelScenario, results: list[ServingResult], clusters: list[Cluster], pool: Pool,
                        *, span: float) -> MultiModelResult:
     """The result: each deployment's counts and SLO from its serving result, the GPUs from the pool's log."""
@@ -159,7 +168,7 @@ def build_multi_result(sc: MultiModelScenario, results: list[ServingResult], clu
                          usd_per_hour=rounded(sc.pool.gpus * usd_gpu_h), cost_usd=rounded(paid / 3600 * usd_gpu_h),
                          moves=sum(pool.moves)),
         deployments=deps,
-        warnings=tuple(f"{n}: {w}" for n, r in zip(names, results, strict=True) for w in r.warnings),
+        warnings=tuple(f"{n}: {_pool_wording(w, sc)}" for n, r in zip(names, results, strict=True) for w in r.warnings),
         results=dict(zip(names, results, strict=True)), allocation=allocation)
     check_summary(result.summary, "multi_model")
     return result
