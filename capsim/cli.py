@@ -18,6 +18,7 @@ from simulator.errors import CapsimError
 from .tables import Col, KVTable, metric, print_table, usd, usd_per_hour, usd_per_month
 
 if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
+    from simulator.scenario import ServingScenario, TrainingScenario
     from simulator.serving import ServingResult
     from simulator.training import TrainingResult
 
@@ -177,14 +178,25 @@ def _engine_versions(kernels: dict[str, dict[str, list[str]]]) -> str:
 @user_errors
 def cost(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False,
          coverage: Annotated[bool, typer.Option("--coverage", help=(
-             "list the kernel shapes no measured table covered (the roofline timed them)"))] = False) -> None:
+             "list the kernel shapes no measured table covered (the roofline timed them)"))] = False,
+         deployment: Annotated[str | None, typer.Option("--deployment", help=(
+             "a multi_model scenario: the deployment whose model to cost (default: the first)"))] = None) -> None:
     """Op-level cost of one layer (training: forward/backward; serving: prefill/decode; a model that generates
     nothing: one input's forward, a CNN's every convolution)."""
     from simulator.api import layer_cost_table, scenario_hardware
     from simulator.invariants import strict_json
-    from simulator.scenario import load_scenario
+    from simulator.scenario import MultiModelScenario, load_scenario
 
-    sc = load_scenario(scenario, set_)
+    loaded = load_scenario(scenario, set_)
+    if isinstance(loaded, MultiModelScenario):
+        names = [d.name for d in loaded.deployments]
+        if deployment is not None and deployment not in names:
+            raise CapsimError(f"--deployment {deployment!r}: {scenario} has deployments {', '.join(names)}")
+        sc: TrainingScenario | ServingScenario = loaded.serving_scenario(names.index(deployment or names[0]))
+    elif deployment is not None:
+        raise CapsimError(f"--deployment is for a multi_model scenario; {scenario} is a {loaded.kind} scenario")
+    else:
+        sc = loaded
     hw = scenario_hardware(sc)
     rows = layer_cost_table(sc, hw)
     if coverage:
@@ -260,7 +272,7 @@ def train(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: H
     _simulate(scenario, set_, "training", as_json=as_json, html=html, out_path=out_path, force=force)
 
 
-COMMAND_FOR = {"training": "train", "serving": "serve"}
+COMMAND_FOR = {"training": "train", "serving": "serve", "multi_model": "serve"}
 
 
 def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: bool, html: Path | None,
@@ -270,7 +282,7 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     serve alike."""
     from simulator import simulate_serving, simulate_training
     from simulator.files import check_writable
-    from simulator.scenario import TrainingScenario, load_scenario
+    from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
     from simulator.training import TrainingResult
     from simulator.workbound import allow_large
 
@@ -279,11 +291,17 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     if html:
         check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
     sc = load_scenario(scenario, set_)
-    if sc.kind != kind:
+    if COMMAND_FOR[sc.kind] != COMMAND_FOR[kind]:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
     for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
         if path is not None:
             check_path(path, option)
+    if isinstance(sc, MultiModelScenario):     # several deployments on one GPU pool: capsim/multi_model_cmd.py
+        from . import multi_model_cmd
+
+        multi_model_cmd.run(sc, out=out, err=err, as_json=as_json, html=html, out_path=out_path,
+                            timeseries_out=timeseries_out, progress=progress, force=force)
+        return
     with allow_large() if force else contextlib.nullcontext():
         if isinstance(sc, TrainingScenario):
             r: TrainingResult | ServingResult = simulate_training(sc)
@@ -385,7 +403,8 @@ def _print_serving(r: ServingResult) -> None:
 def serve(scenario: Path, set_: SetOpt = None, as_json: JsonOpt = False, html: HtmlOpt = None,
           out_path: ServeOutOpt = None, timeseries_out: TimeseriesOpt = None, progress: ProgressOpt = None,
           force: ForceOpt = False) -> None:
-    """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost."""
+    """Simulate a serving scenario: latency percentiles, throughput, utilization, SLO attainment and cost
+    (a multi_model scenario: per deployment on one GPU pool, and the pool's cost)."""
     _simulate(scenario, set_, "serving", as_json=as_json, html=html, out_path=out_path, timeseries_out=timeseries_out,
               progress=progress, force=force)
 
@@ -538,13 +557,14 @@ def init(kind: Annotated[str, typer.Argument(help="train or serve")],
 @app.command()
 @user_errors
 def keys(prefix: Annotated[str, typer.Argument(help="only keys starting with this, e.g. replica. or workload.arrival")] = "",
-         kind: Annotated[str | None, typer.Option("--kind", help="training or serving (default: both)")] = None,
+         kind: Annotated[str | None, typer.Option("--kind", help=(
+             "training, serving or multi_model (default: all)"))] = None,
          as_json: JsonOpt = False) -> None:
     """Every scenario key: its type, default (or the engine preset's rule), allowed values and description."""
     from .scaffold import print_keys
 
-    if kind not in (None, "training", "serving"):
-        raise CapsimError(f"--kind {kind!r}: choose training or serving")
+    if kind not in (None, "training", "serving", "multi_model"):
+        raise CapsimError(f"--kind {kind!r}: choose training, serving or multi_model")
     print_keys(out, prefix, kind, as_json=as_json)
 
 

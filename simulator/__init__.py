@@ -19,6 +19,8 @@ from .version import __version__
 _EXPORTS = {
     "CapsimError": ".errors",
     "InfeasibleError": ".errors",
+    "MultiModelResult": ".serving.multi_result",
+    "MultiModelScenario": ".scenario",
     "ServingResult": ".serving.outcome",
     "ServingScenario": ".scenario",
     "SweepResult": ".sweep",
@@ -28,6 +30,7 @@ _EXPORTS = {
     "get_profile": ".hardware",
     "load_scenario": ".scenario",
     "parse_scenario": ".scenario",
+    "simulate_multi_model": ".serving.deployments",
     "simulate_serving": ".serving.simulate",
     "simulate_training": ".training.simulate",
     "sweep": ".sweep",
@@ -37,7 +40,9 @@ if TYPE_CHECKING:
     from .catalog import get_model
     from .errors import CapsimError, InfeasibleError
     from .hardware import get_profile
-    from .scenario import ServingScenario, TrainingScenario, load_scenario, parse_scenario
+    from .scenario import MultiModelScenario, ServingScenario, TrainingScenario, load_scenario, parse_scenario
+    from .serving.deployments import simulate_multi_model
+    from .serving.multi_result import MultiModelResult
     from .serving.outcome import ServingResult
     from .serving.simulate import simulate_serving
     from .sweep import SweepResult, sweep
@@ -61,6 +66,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "CapsimError",
     "InfeasibleError",
+    "MultiModelResult",
+    "MultiModelScenario",
     "ServingResult",
     "ServingScenario",
     "SweepResult",
@@ -71,6 +78,7 @@ __all__ = [
     "get_profile",
     "load_scenario",
     "parse_scenario",
+    "simulate_multi_model",
     "simulate_serving",
     "simulate_training",
     "sweep",

@@ -11,7 +11,7 @@ from .costmodel.layout import Layout
 from .costmodel.transformer import decode_step_ops, layer_ops, prefill_ops
 from .hardware import HardwareProfile, get_profile
 from .layers import LayerSpec
-from .scenario import Scenario, ServingScenario
+from .scenario import ServingScenario, TrainingScenario
 
 
 def index_ranges(specs: Sequence[LayerSpec], spec: LayerSpec) -> str:
@@ -26,7 +26,7 @@ def index_ranges(specs: Sequence[LayerSpec], spec: LayerSpec) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def scenario_hardware(sc: Scenario) -> HardwareProfile:
+def scenario_hardware(sc: TrainingScenario | ServingScenario) -> HardwareProfile:
     """The scenario's GPU with its measured tables bound to what runs on it: the serving engine
     (``replica.engine``/``engine_version``), or the training basis; a fresh coverage count."""
     hw = get_profile(sc.hardware)
@@ -36,7 +36,7 @@ def scenario_hardware(sc: Scenario) -> HardwareProfile:
     return hw.with_engine(None)
 
 
-def layer_cost_table(sc: Scenario, hw: HardwareProfile | None = None) -> list[dict[str, Any]]:
+def layer_cost_table(sc: TrainingScenario | ServingScenario, hw: HardwareProfile | None = None) -> list[dict[str, Any]]:
     """Every kernel of one layer with its time, achieved TFLOP/s and basis (``measured`` table or
     ``roofline``) for ``capsim cost``; a model whose layers differ gets one set of rows per kind of
     layer, ``layers`` naming its indices. Pass ``hw`` (from :func:`scenario_hardware`) to read the

@@ -92,6 +92,8 @@ RANGES: dict[str, Range] = {
     "pcie_latency_us": Range(None, 1e7, "us"), "nvme_latency_us": Range(None, 1e7, "us"),
     # cluster, router, network
     "replicas": REPLICAS, "min_replicas": REPLICAS, "max_replicas": REPLICAS,
+    # several models on one pool (scenario.deployments)
+    "GpuPool.gpus": GPUS, "window_s": PERIOD,
     "network_hop_ms": Range(None, 60_000.0, "ms (one minute)"),
     "seed": Range(0, 2**63 - 1, "(a non-negative integer)"),
     # replica and engines

@@ -48,14 +48,15 @@ class CaseTimeout(Exception):
 def _shrink(doc: dict[str, Any]) -> dict[str, Any]:
     """The example made tiny: a few simulated seconds of serving, few Monte Carlo runs of training."""
     d = copy.deepcopy(doc)
-    if d["kind"] == "serving":
-        w = d.setdefault("workload", {})
-        w["duration_s"] = 5
-        w["horizon_s"] = 60
-        arr = w.get("arrival", {})
-        if arr.get("process") == "diurnal":
-            arr["period_s"] = 10
-            arr["peak_at_s"] = 5
+    if d["kind"] in ("serving", "multi_model"):
+        for w in [dep.setdefault("workload", {}) for dep in d["deployments"]] if d["kind"] == "multi_model" \
+                else [d.setdefault("workload", {})]:
+            w["duration_s"] = 5
+            w["horizon_s"] = 60
+            arr = w.get("arrival", {})
+            if arr.get("process") == "diurnal":
+                arr["period_s"] = 10
+                arr["peak_at_s"] = 5
     else:
         d.setdefault("reliability", {})["runs"] = 5
     return d
@@ -158,7 +159,7 @@ def case(seed: int, tmp: Path) -> list[str]:
     base = _shrink(yaml.safe_load(EXAMPLES[seed % len(EXAMPLES)].read_text()))
     doc = mutate_doc(rng, base) if rng.random() < 0.85 else base
     f = _write(tmp, f"case{seed}.yaml", doc, rng)
-    command = "serve" if base["kind"] == "serving" else "train"
+    command = "train" if base["kind"] == "training" else "serve"
     args = [command, str(f), "--json"]
     r = rng.random()
     if r < 0.15:
@@ -208,6 +209,11 @@ def check_outcome(args: list[str], code: int, stdout: str, stderr: str) -> None:
         if out["kind"] == "serving":
             assert out["arrived"] == out["completed"] + out["rejected"] + out["failed"] + out["in_flight"]
             assert min(out["arrived"], out["completed"], out["rejected"], out["failed"], out["in_flight"]) >= 0
+    if isinstance(out, dict) and out.get("kind") == "multi_model":     # each deployment conserves its requests
+        assert bad_numbers({k: v for k, v in out.items() if k != "scenario"}) == []
+        assert out["pool"]["peak_gpus_held"] <= out["pool"]["gpus"]
+        for d in out["deployments"].values():
+            assert d["arrived"] == d["completed"] + d["rejected"] + d["failed"] + d["in_flight"]
 
 
 @pytest.mark.parametrize("seed", range(CASES))
@@ -231,5 +237,6 @@ def test_cases_cover_every_example_and_entry_point(tmp_path: Path) -> None:
         (tmp_path / str(s)).mkdir()
         commands.add(case(s, tmp_path / str(s))[0])
     assert commands == {"serve", "train", "cost", "sweep"}
-    # every example is among the cases (the 7 of issue 19, and each of issue 20's modes)
-    assert len({s % len(EXAMPLES) for s in range(CASES)}) == len(EXAMPLES) >= 13
+    # every example is among the cases (the 7 of issue 19, and each of issue 20's modes, multi_model included)
+    assert len({s % len(EXAMPLES) for s in range(CASES)}) == len(EXAMPLES) >= 14
+    assert "serve_multi_model.yaml" in {p.name for p in EXAMPLES}

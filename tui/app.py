@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, S
 from simulator import CapsimError
 from simulator.files import safe_name, write_atomic
 from simulator.serving import ServingResult
+from simulator.serving.multi_result import MultiModelResult
 from simulator.training import TrainingResult
 
 from .present import Field, Session, compare, headline, latency_table, run_differences
@@ -178,13 +179,15 @@ class ResultScreen(_CapsimScreen):
         Binding("j", "export('json')", "JSON"), Binding("y", "export('yaml')", "YAML"),
         Binding("c", "compare", "Compare"), Binding("q", "app.quit", "Quit")]
 
-    def __init__(self, result: TrainingResult | ServingResult) -> None:
+    def __init__(self, result: TrainingResult | ServingResult | MultiModelResult) -> None:
         super().__init__()
         self.result = result
 
     def compose(self) -> ComposeResult:
         r = self.result
-        yield Static(f"result · {r.name} · {r.model} on {r.hardware}", id="title")
+        where = (f"{len(r.deployments)} deployments on {r.pool.gpus} × {r.pool.hardware}"
+                 if isinstance(r, MultiModelResult) else f"{r.model} on {r.hardware}")
+        yield Static(f"result · {r.name} · {where}", id="title")
         table: DataTable[str] = DataTable(id="headline", show_cursor=False)
         table.add_columns("metric", "value")
         for k, v in headline(self.result):
@@ -203,6 +206,10 @@ class ResultScreen(_CapsimScreen):
         if isinstance(r, TrainingResult):
             busy = r.pipeline_busy()
             return [("stages busy over step", busy)] if busy else []
+        if isinstance(r, MultiModelResult):
+            return [(f"{name} arrivals /s", x.scaling_frame().arrival_rps.fillna(0).tolist())
+                    for name, x in r.results.items()] + [
+                    (f"{name} replicas ready", x.scaling_frame().replicas_ready.tolist()) for name, x in r.results.items()]
         sf, fleet = r.scaling_frame(), r.fleet_frame()
         return [("arrivals /s", sf.arrival_rps.fillna(0).tolist()), ("replicas ready", sf.replicas_ready.tolist()),
                 ("queued (all replicas)", fleet.queue.tolist()), ("GPU busy", fleet.gpu_busy.tolist()),
@@ -218,6 +225,12 @@ class ResultScreen(_CapsimScreen):
                     t.add_row(k.removesuffix("_s").replace("_", " "), f"{v:.4f}")
             for k, v in r.memory_per_gpu_gib.to_dict().items():
                 t.add_row(f"memory {k}", f"{v:.2f} GiB")
+        elif isinstance(r, MultiModelResult):
+            t.add_columns("latency (ms)", "p50", "p90", "p99", "mean")
+            for dep, x in r.results.items():
+                for name, d in latency_table(x):
+                    t.add_row(f"{dep} {name}", *("-" if q is None else f"{q * 1e3:,.1f}"
+                                                 for q in (d.p50, d.p90, d.p99, d.mean)))
         else:
             t.add_columns("latency (ms)", "p50", "p90", "p99", "mean")
             for name, d in latency_table(r):
@@ -266,7 +279,7 @@ class CapsimApp(App):
     def __init__(self, session: Session, *, out_dir: Path | None = None) -> None:
         super().__init__()
         self.session = session
-        self.results: list[TrainingResult | ServingResult] = []
+        self.results: list[TrainingResult | ServingResult | MultiModelResult] = []
         self.out_dir = out_dir or Path.cwd()
         self.running = False             # a run is in progress: ctrl+r is disabled until it ends
 
@@ -302,7 +315,7 @@ class CapsimApp(App):
             ed.run_finished(False, "run failed")
         self.notify(message, severity="error", timeout=10)
 
-    def _done(self, result: TrainingResult | ServingResult) -> None:
+    def _done(self, result: TrainingResult | ServingResult | MultiModelResult) -> None:
         self.running = False
         self.results.append(result)
         if ed := self._editor():
@@ -315,7 +328,7 @@ class CapsimApp(App):
             return
         self.push_screen(CompareScreen())
 
-    def export(self, fmt: str, result: TrainingResult | ServingResult | None) -> None:
+    def export(self, fmt: str, result: TrainingResult | ServingResult | MultiModelResult | None) -> None:
         """Ask for a path (prefilled: the output folder, the scenario's name and the run number), then write."""
         if fmt != "yaml" and result is None:
             self.notify("run first to export results", severity="warning")
@@ -326,7 +339,7 @@ class CapsimApp(App):
         what = {"yaml": "the scenario (YAML)", "json": "the result (JSON)", "html": "the report (HTML)"}[fmt]
         self.push_screen(ExportScreen(what, default), lambda path: self._write(fmt, result, path))
 
-    def _write(self, fmt: str, result: TrainingResult | ServingResult | None, path_text: str | None) -> None:
+    def _write(self, fmt: str, result: TrainingResult | ServingResult | MultiModelResult | None, path_text: str | None) -> None:
         if not path_text:
             self.notify("export cancelled")
             return

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from simulator import CapsimError, parse_scenario
 from simulator.files import read_yaml
 from simulator.result_views import serving_throughput_text
 from simulator.scenario import apply_overrides, scenario_yaml
 from simulator.serving import ServingResult
+from simulator.serving.multi_result import MultiModelResult
 from simulator.training import TrainingResult
 
 TRAINING_FIELDS = [
@@ -32,6 +34,10 @@ SERVING_FIELDS = [
     "pricing.market",
 ]
 # with services: each service's own keys; the top-level replica, cluster and autoscaling do not apply
+# several models on one GPU pool (kind: multi_model): the pool's keys, then each deployment's
+MULTI_MODEL_FIELDS = ["pool.hardware", "pool.gpus", "policy.kind", "pricing.provider", "pricing.market"]
+DEPLOYMENT_FIELDS = ["model", "replica.tp", "cluster.replicas", "workload.arrival.process", "slo.ttft_p99_s",
+                     "slo.tpot_p99_s"]
 SERVICE_FIELDS = ["model", "hardware", "replica.batching", "replica.tp", "cluster.replicas", "autoscaling.policy",
                   "cache_hit_rate"]
 PER_SERVICE = ("replica.", "cluster.", "autoscaling.")
@@ -85,9 +91,10 @@ _SCHEMAS: dict[str, dict[str, Any]] = {}
 
 def _schema(kind: str) -> dict[str, Any]:
     if kind not in _SCHEMAS:
-        from simulator.scenario import ServingScenario, TrainingScenario
+        from simulator.scenario import MultiModelScenario, ServingScenario, TrainingScenario
 
-        cls = TrainingScenario if kind == "training" else ServingScenario
+        classes: dict[str, type[BaseModel]] = {"training": TrainingScenario, "multi_model": MultiModelScenario}
+        cls = classes.get(kind, ServingScenario)
         _SCHEMAS[kind] = cls.model_json_schema()
     return _SCHEMAS[kind]
 
@@ -175,6 +182,12 @@ class Session:
         full = self.scenario_doc()
         if self.kind == "training":
             return [(k, k) for k in TRAINING_FIELDS]
+        if self.kind == "multi_model":
+            rows = [(k, k) for k in MULTI_MODEL_FIELDS]
+            for i, d in enumerate(full.get("deployments") or []):
+                name = d.get("name", str(i)) if isinstance(d, dict) else str(i)
+                rows += [(f"deployments.{i}.{k}", f"{name} · {k}") for k in DEPLOYMENT_FIELDS]
+            return rows
         services = full.get("services") or self.doc.get("services") or []
         out: list[tuple[str, str]] = []
         for k in SERVING_FIELDS:
@@ -265,10 +278,12 @@ class Session:
             return "ok", "✓ valid scenario · " + str(memory_fit(self.scenario())[0])
         return "ok", "✓ valid scenario"
 
-    def run(self) -> TrainingResult | ServingResult:
-        from simulator import simulate_serving, simulate_training
+    def run(self) -> TrainingResult | ServingResult | MultiModelResult:
+        from simulator import simulate_multi_model, simulate_serving, simulate_training
 
         sc = self.scenario()
+        if sc.kind == "multi_model":
+            return simulate_multi_model(sc)
         return simulate_training(sc) if sc.kind == "training" else simulate_serving(sc)
 
     def yaml(self) -> str:
@@ -285,6 +300,11 @@ def check(sc: Any) -> None:
         from simulator.training.layout import resolve_layout
 
         resolve_layout(sc, get_model(sc.model), get_profile(sc.hardware))
+    elif sc.kind == "multi_model":
+        from simulator.serving.simulate import build_replica_model
+
+        for i in range(len(sc.deployments)):
+            build_replica_model(sc.serving_scenario(i))
     else:
         from simulator.serving.simulate import build_replica_model, stage_scenarios
 
@@ -329,8 +349,24 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1e3:,.1f} ms"
 
 
-def headline(r: TrainingResult | ServingResult) -> list[tuple[str, str]]:
+def multi_model_headline(r: MultiModelResult) -> list[tuple[str, str]]:
+    """The pool's rows, then one per deployment: its SLO attainment, TTFT p99, replicas and GPU-hours."""
+    p = r.pool
+    rows = [("pool", f"{p.gpus} × {p.hardware}, policy {r.policy}, {p.moves} replicas moved"),
+            ("pool cost", f"${p.cost_usd:,.2f} (${p.usd_per_hour:,.2f}/h)"),
+            ("GPUs held / busy", f"{100 * p.allocation:.1f}% / {100 * p.utilization:.1f}%")]
+    for name, d in r.deployments.items():
+        att = "-" if d.slo_attainment is None else f"{100 * d.slo_attainment:.2f}% ({'met' if d.slo_met else 'missed'})"
+        ttft = _ms(d.ttft_s.p99) if d.ttft_s is not None else "-"
+        rows.append((name, f"SLO {att}, TTFT p99 {ttft}, replicas mean {d.replicas.mean} max {d.replicas.max}, "
+                           f"{d.gpu_hours:,.2f} GPU-h"))
+    return rows
+
+
+def headline(r: TrainingResult | ServingResult | MultiModelResult) -> list[tuple[str, str]]:
     """(label, value) rows summarising a result, the same numbers as ``capsim train``/``serve``."""
+    if isinstance(r, MultiModelResult):
+        return multi_model_headline(r)
     if isinstance(r, TrainingResult):
         lay = r.layout
         rows = [("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} mb {lay.micro_batch} {lay.recompute}"),
@@ -395,7 +431,10 @@ COMPARE: dict[str, list[tuple[str, Metric, int]]] = {
                 ("TPOT p99 s", lambda r: r.tpot_s.p99 if r.tpot_s else None, -1),
                 ("E2E p99 s", lambda r: r.e2e_s.p99, -1),
                 ("SLO attained", lambda r: r.slo_attainment, 1), ("$/hour", lambda r: r.usd_per_hour, -1),
-                ("$/M tokens", lambda r: r.cost_per_million_tokens_usd, -1)]}
+                ("$/M tokens", lambda r: r.cost_per_million_tokens_usd, -1)],
+    "multi_model": [("pool $", lambda r: r.pool.cost_usd, -1), ("GPU busy", lambda r: r.pool.utilization, 1),
+                    ("worst SLO", lambda r: min((d.slo_attainment for d in r.deployments.values()
+                                                 if d.slo_attainment is not None), default=None), 1)]}
 LABEL_WIDTH = 16
 
 
@@ -407,7 +446,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def run_differences(results: Sequence[TrainingResult | ServingResult]) -> list[list[str]]:
+def run_differences(results: Sequence[TrainingResult | ServingResult | MultiModelResult]) -> list[list[str]]:
     """Per run, the scenario keys whose values differ from run #1's, as ``key=value`` (run #1: none)."""
     flat = [_flat(r.scenario.model_dump(mode="json")) for r in results]
     out = []
@@ -417,7 +456,7 @@ def run_differences(results: Sequence[TrainingResult | ServingResult]) -> list[l
     return out
 
 
-def run_labels(results: Sequence[TrainingResult | ServingResult]) -> list[str]:
+def run_labels(results: Sequence[TrainingResult | ServingResult | MultiModelResult]) -> list[str]:
     """A short, distinct column label per run: its number and what it changed from run #1 (the last
     part of each key), cut to :data:`LABEL_WIDTH` characters."""
     labels = []
@@ -428,7 +467,8 @@ def run_labels(results: Sequence[TrainingResult | ServingResult]) -> list[str]:
     return labels
 
 
-def compare(results: Sequence[TrainingResult | ServingResult]) -> tuple[list[str], list[list[tuple[str, int]]]]:
+def compare(results: Sequence[TrainingResult | ServingResult | MultiModelResult]
+            ) -> tuple[list[str], list[list[tuple[str, int]]]]:
     """Rows of (text, verdict) per metric and run: verdict +1 better than the first run, -1 worse, 0 same."""
     rows = []
     for label, metric, sense in COMPARE[results[0].kind]:

@@ -1,4 +1,4 @@
-"""Self-contained HTML reports of training, serving and sweep results (plotly embedded, offline)."""
+"""Self-contained HTML reports of training, serving, multi-model and sweep results (plotly embedded, offline)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from ..errors import CapsimError
 from ..files import write_atomic
+from ..serving.multi_result import MultiModelResult
 from ..serving.outcome import ServingResult
 from ..serving.summary import Percentiles
 from ..training.result import TrainingResult
@@ -203,11 +204,15 @@ def sweep_html(frame: pd.DataFrame, *, x: str, y: str, title: str, scenario_yaml
 
 
 def write_html(result: Any, path: str | Path) -> Path:
-    """Write the report of a training or serving result to ``path``."""
+    """Write the report of a training, serving or multi_model result to ``path``."""
     if isinstance(result, TrainingResult):
         text = training_html(result)
     elif isinstance(result, ServingResult):
         text = serving_html(result)
+    elif isinstance(result, MultiModelResult):
+        from .multi_model import multi_model_html
+
+        text = multi_model_html(result, _fig)
     else:
         raise CapsimError(f"no HTML report for {type(result).__name__}")
     path = Path(path)

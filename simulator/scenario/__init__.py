@@ -5,11 +5,13 @@ names the key, the bad value and what is allowed. ``--set key.path=value`` overr
 
 One module per section: ``training`` (cluster, layout, recipe, reliability), ``workload``
 (arrivals and lengths), ``serving`` (replica, cluster, autoscaling, faults, SLO, services),
+``deployments`` (several models sharing one GPU pool, ``kind: multi_model``),
 ``base`` (strict models, the precision vocabulary, tagged unions), ``loading`` (YAML, overrides,
 error messages).
 """
 
 from .base import Precision, Pricing, Variants
+from .deployments import Deployment, GpuPool, MultiModelScenario
 from .loading import Scenario, apply_overrides, format_validation_error, load_scenario, parse_scenario, scenario_yaml
 from .serving import SLO, Autoscaling, Faults, Replica, Service, ServingCluster, ServingScenario
 from .training import Cluster, DataLoader, Parallelism, Reliability, Training, TrainingScenario
@@ -33,9 +35,9 @@ from .workload import (
 )
 
 __all__ = [
-    "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Diurnal", "Empirical", "Exponential",
-    "Faults", "Fixed", "Gamma", "LengthDist", "LogNormal", "Normal", "Offline", "Parallelism", "Poisson", "Precision",
-    "Pricing", "Reliability", "Replica", "RequestClass", "Scenario", "Service", "ServingCluster", "ServingScenario", "Trace",
-    "Training", "TrainingScenario", "Uniform", "Variants", "Workload", "apply_overrides", "format_validation_error",
-    "load_scenario", "parse_scenario", "scenario_yaml",
+    "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Deployment", "Diurnal", "Empirical",
+    "Exponential", "Faults", "Fixed", "Gamma", "GpuPool", "LengthDist", "LogNormal", "MultiModelScenario", "Normal",
+    "Offline", "Parallelism", "Poisson", "Precision", "Pricing", "Reliability", "Replica", "RequestClass", "Scenario",
+    "Service", "ServingCluster", "ServingScenario", "Trace", "Training", "TrainingScenario", "Uniform", "Variants",
+    "Workload", "apply_overrides", "format_validation_error", "load_scenario", "parse_scenario", "scenario_yaml",
 ]

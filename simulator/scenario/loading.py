@@ -12,11 +12,13 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import CapsimError
 from ..files import excerpt, read_yaml
+from .deployments import MultiModelScenario
 from .serving import ServingScenario
 from .training import TrainingScenario
 
-Scenario = TrainingScenario | ServingScenario
-_KINDS: dict[str, type[BaseModel]] = {"training": TrainingScenario, "serving": ServingScenario}
+Scenario = TrainingScenario | ServingScenario | MultiModelScenario
+_KINDS: dict[str, type[BaseModel]] = {"training": TrainingScenario, "serving": ServingScenario,
+                                      "multi_model": MultiModelScenario}
 
 
 def _override_path(item: str) -> tuple[list[str | int], Any]:

@@ -74,6 +74,12 @@ class Service:
         self.scale_t: list[float] = []
         self.scale_req: list[int] = []
         self.scale_ready: list[int] = []
+        # a pool of several deployments (serving.deployments) watches the GPUs held and may bound a scale-up:
+        # on_log(t) after every change of the fleet, on_release(t) when a replica's GPUs are free again,
+        # cap(want, t) the replicas an autoscaler may have; None alone (nothing changes then)
+        self.on_log: Callable[[float], None] | None = None
+        self.on_release: Callable[[float], None] | None = None
+        self.cap: Callable[[int, float], int] | None = None
         n0 = sc.cluster.replicas if self.controller is None else self.controller.initial(sc.cluster.replicas)
         for _ in range(n0):
             self._ready(self._new_life(0.0), 0.0)
@@ -153,6 +159,8 @@ class Service:
         self.scale_t.append(t)
         self.scale_req.append(self.requested)
         self.scale_ready.append(len(self.active))
+        if self.on_log is not None:
+            self.on_log(t)
 
     def request_replica(self, t: float) -> None:
         life = self._new_life(t)
@@ -207,6 +215,8 @@ class Service:
         if rep.life.released is None:
             rep.life.released = t
             rep.kill()
+            if self.on_release is not None:
+                self.on_release(t)
 
     def _lose(self, rep: Replica, t: float, *, replace: bool) -> None:
         """The replica is gone: retry what it held elsewhere (or fail it after max_retries)."""
@@ -287,6 +297,8 @@ class Service:
             if self.all_done:
                 return
             want = ctl.step(t, self.requested, self.observe(t, ctl.period))
+            if self.cap is not None:
+                want = self.cap(want, t)
             if want != self.requested:
                 self.scale_to(want, t)
             self._log(t)

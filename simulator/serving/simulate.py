@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -192,9 +193,11 @@ class Cluster:
     services each request passes through (one service unless ``services:`` lists several)."""
 
     def __init__(self, sc: ServingScenario, reqs: Requests, stages: list[tuple[str, ServingScenario, InferenceModel,
-                 ReplicaPlan]], *, fast_forward: bool = True) -> None:
+                 ReplicaPlan]], *, fast_forward: bool = True, env: simpy.Environment | None = None) -> None:
+        """``env``: the simpy environment to run in (default: a new one; several models of one GPU pool,
+        serving.deployments, share one)."""
         self.sc, self.reqs = sc, reqs
-        self.env = env = simpy.Environment()
+        self.env = env = env if env is not None else simpy.Environment()
         self.waiters: dict[int, simpy.Event] = {}
         n = len(reqs)
         rate_at = None
@@ -429,6 +432,11 @@ class Cluster:
             self.env.run(until=horizon)
         else:
             self._run_reporting(horizon, progress)
+        return self.end_time()
+
+    def end_time(self) -> float:
+        """The run's span: the horizon, else the last completion."""
+        horizon = self.sc.workload.horizon_s
         if horizon is not None:
             return horizon
         done = self.ledger.done[np.isfinite(self.ledger.done)]
@@ -469,6 +477,26 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
+    prep = prepare(scenario)
+    cluster = Cluster(prep.scenario, prep.reqs, prep.stages, fast_forward=fast_forward)
+    end = cluster.run(progress)
+    return finish(prep, cluster, end)
+
+
+@dataclass
+class Prepared:
+    """A serving scenario ready to simulate: as asked and as run (pools expanded, inputs sized), its
+    requests, the warnings so far and each service's scenario, cost model and plan."""
+
+    asked: ServingScenario
+    scenario: ServingScenario
+    reqs: Requests
+    warnings: list[str]
+    stages: list[tuple[str, ServingScenario, InferenceModel, ReplicaPlan]]
+
+
+def prepare(scenario: ServingScenario) -> Prepared:
+    """Everything before the simulation: the requests drawn, the replicas planned, the checks made."""
     asked, scenario = scenario, disaggregation.expand(scenario)   # xPyD: a path of a prefill and a decode pool
     if not scenario.services:        # an encoder's, ViT's or CNN's inputs are sized by the model
         scenario = resolve_inputs(scenario, get_model(scenario.model))
@@ -492,8 +520,11 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
     unstable = workbound.check_stable(scenario, stages, means)   # overload: refused unless --force
     if unstable:
         warnings = [*warnings, unstable]
-    cluster = Cluster(scenario, reqs, stages, fast_forward=fast_forward)
-    end = cluster.run(progress)
+    return Prepared(asked, scenario, reqs, warnings, stages)
+
+
+def finish(prep: Prepared, cluster: Cluster, end: float) -> ServingResult:
+    """The result of a cluster that ran to ``end``."""
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase
-    shown = asked if asked.disaggregation else scenario   # the pools as the user wrote them
-    return build_result(shown, cluster.parts, cluster.ledger, end, warnings, measured_from=measured_from)
+    shown = prep.asked if prep.asked.disaggregation else prep.scenario   # the pools as the user wrote them
+    return build_result(shown, cluster.parts, cluster.ledger, end, prep.warnings, measured_from=measured_from)

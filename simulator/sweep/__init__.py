@@ -242,6 +242,9 @@ def sweep(scenario: Scenario, *, grid: dict[str, list[Any]] | None = None, rando
           progress: Callable[[float, int], None] | None = None) -> SweepResult:
     """Evaluate every configuration of the sweep and rank those that are feasible and meet the constraints."""
     base = scenario
+    if base.kind == "multi_model":
+        raise CapsimError("capsim sweep runs training and serving scenarios; a multi_model scenario is one run of its "
+                          "pool: compare settings with capsim serve and --set (e.g. --set policy.kind=static)")
     training = isinstance(base, TrainingScenario)
     check_keys(base, grid or {}, layouts)
     cons = [parse_constraint(c) for c in constraints or []]
