@@ -42,7 +42,12 @@ def cache_dir() -> Path | None:
     if env:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(base) if base else Path.home() / ".cache") / "capsim"
+    if base:
+        return Path(base) / "capsim"
+    try:
+        return Path.home() / ".cache" / "capsim"
+    except RuntimeError:      # no HOME and no password entry: run uncached
+        return None
 
 
 @cache
