@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -24,8 +25,8 @@ if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="capsim: capacity-planning and cost simulator for NN training and serving clusters.")
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)   # no ":name:" emoji codes in ids and paths (and no 15 ms to load their table)
+err = Console(stderr=True, emoji=False)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a scenario key: --set parallelism.tp=4")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout, nothing else")]
@@ -280,10 +281,8 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
               force: bool = False) -> None:
     """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
     serve alike."""
-    from simulator import simulate_serving, simulate_training
     from simulator.files import check_writable
     from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
-    from simulator.training import TrainingResult
     from simulator.workbound import allow_large
 
     from .outputs import check_path, request_records, write_frame
@@ -302,23 +301,31 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
         multi_model_cmd.run(sc, out=out, err=err, as_json=as_json, html=html, out_path=out_path,
                             timeseries_out=timeseries_out, progress=progress, force=force)
         return
+    # each kind imports its own simulator only: a serve loads no training modules, a train no serving ones
+    tr: TrainingResult | None = None
+    sr: ServingResult | None = None
     with allow_large() if force else contextlib.nullcontext():
         if isinstance(sc, TrainingScenario):
-            r: TrainingResult | ServingResult = simulate_training(sc)
+            from simulator import simulate_training
+
+            tr = simulate_training(sc)
         else:
+            from simulator import simulate_serving
+
             from .progress import bar, wanted
 
             with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress),
                      unit="s simulated") as upd:
-                r = simulate_serving(sc, progress=upd)
+                sr = simulate_serving(sc, progress=upd)
+    r: TrainingResult | ServingResult = tr if tr is not None else cast("ServingResult", sr)
     if out_path is not None:
-        frame = r.timeline_frame() if isinstance(r, TrainingResult) else request_records(r.requests_frame())
+        frame = tr.timeline_frame() if tr is not None else request_records(cast("ServingResult", sr).requests_frame())
         write_frame(frame, out_path)
         if not as_json:
-            err.print(f"{len(frame):,} {'timeline' if isinstance(r, TrainingResult) else 'request'} rows "
+            err.print(f"{len(frame):,} {'timeline' if tr is not None else 'request'} rows "
                       f"written to {out_path}", highlight=False)
-    if timeseries_out is not None and not isinstance(r, TrainingResult):
-        write_frame(r.timeseries_frame(), timeseries_out)
+    if timeseries_out is not None and sr is not None:
+        write_frame(sr.timeseries_frame(), timeseries_out)
         if not as_json:
             err.print(f"time series written to {timeseries_out}", highlight=False)
     if html:
@@ -329,10 +336,10 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
             err.print(f"report written to {html}")
     if as_json:
         print(r.to_json())
-    elif isinstance(r, TrainingResult):
-        _print_training(r)
-    else:
-        _print_serving(r)
+    elif tr is not None:
+        _print_training(tr)
+    elif sr is not None:
+        _print_serving(sr)
 
 
 def _print_serving(r: ServingResult) -> None:
@@ -602,6 +609,10 @@ app.add_typer(plan_app, name="plan")
 
 
 def main() -> None:
+    # pydantic looks for plugins (e.g. logfire's) through every installed package's entry points
+    # when it builds its first model, ~15 ms of each command; the command line has no use for them.
+    # An environment that sets PYDANTIC_DISABLE_PLUGINS (even to "", which enables them) is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ class Col:
 
 
 def _plain(cell: str) -> str:
-    return Text.from_markup(cell).plain
+    return Text.from_markup(cell, emoji=False).plain     # as capsim's consoles print it (emoji=False)
 
 
 def _longest_word(s: str) -> int:

@@ -83,12 +83,27 @@ def _count_nodes(doc: Any, limit: int) -> int:
     return seen
 
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, parsed by libyaml where PyYAML has it (about 10x faster on the catalog
+    and price files; the same Python constructor builds the values, so the document is the same). On
+    any error the pure-Python parser runs again, so error messages are PyYAML's usual ones."""
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.load(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def read_yaml(path: str | Path, what: str) -> Any:
     """The YAML document in ``path`` (``what`` names it in errors, e.g. 'scenario file')."""
     text = read_text(path, what)
     name = excerpt(str(path))
     try:
-        doc = yaml.safe_load(text)
+        doc = parse_yaml(text)
     except yaml.YAMLError as e:
         msg = str(e)
         raise CapsimError(f"{what} {name} is not valid YAML: {msg if len(msg) <= 400 else msg[:397] + '...'}") from None

@@ -13,13 +13,12 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from hardware_profiles import PROFILE_DIR
 
 from .errors import CapsimError, unknown
-from .files import read_yaml
+from .files import parse_yaml, read_yaml
 from .precision import PeakKey, Precision, formats_on, get_format, peak_chain, peaks_of, problem
 from .silicon.tables import KernelBasis, MeasuredProfile, bind, load_measured
 
@@ -124,11 +123,18 @@ class HardwareProfile(BaseModel):
     calibrated: dict | None = None
     _kernels: KernelBasis | None = PrivateAttr(default=None)
     _measured: MeasuredProfile | None = PrivateAttr(default=None)
+    # training's basis (engine None) is bound on first use: a serving run binds its engine's tables
+    # instead (with_engine) and never reads the ones training would (TensorRT-LLM's FP8 GEMMs, ...)
+    _training_basis_due: bool = PrivateAttr(default=False)
 
     # ---- measured tables -----------------------------------------------------------------------
     @property
     def kernels(self) -> KernelBasis | None:
         """The measured tables the cost model reads first (None: spec sheet and roofline only)."""
+        if self._training_basis_due:
+            self._training_basis_due = False
+            if self._measured is not None:
+                self._kernels = bind(self._measured, None)
         return self._kernels
 
     @property
@@ -148,12 +154,14 @@ class HardwareProfile(BaseModel):
         out = self.model_copy()
         out._measured = self._measured
         out._kernels = None if self._measured is None else bind(self._measured, engine, version)
+        out._training_basis_due = False
         return out
 
     def spec_only(self) -> HardwareProfile:
         """This GPU without its measured tables: datasheet peaks × efficiency (the roofline)."""
         out = self.model_copy()
         out._measured = out._kernels = None
+        out._training_basis_due = False
         return out
 
     @property
@@ -221,7 +229,7 @@ def _load_path(path: str) -> HardwareProfile:
     folder = _measured_folder(hw, Path(path).parent)
     if folder is not None:
         hw._measured = load_measured(str(folder))
-        hw._kernels = bind(hw._measured, None)
+        hw._training_basis_due = True      # bound by the first read of hw.kernels
     return hw
 
 
@@ -306,14 +314,14 @@ class Instance(BaseModel):
 
 @cache
 def price_catalog() -> tuple[Instance, ...]:
-    doc = yaml.safe_load((PROFILE_DIR / "prices.yaml").read_text())
+    doc = parse_yaml((PROFILE_DIR / "prices.yaml").read_text())
     return tuple(Instance(**r) for r in doc["instances"])
 
 
 @cache
 def unpriced_reasons() -> dict[str, str]:
     """Why a GPU profile has no row in the price catalog (hardware_profiles/unpriced.yaml)."""
-    doc = yaml.safe_load((PROFILE_DIR / "unpriced.yaml").read_text())
+    doc = parse_yaml((PROFILE_DIR / "unpriced.yaml").read_text())
     return {str(k): str(v) for k, v in (doc.get("unpriced") or {}).items()}
 
 

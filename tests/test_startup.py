@@ -43,3 +43,43 @@ def test_a_commands_help_imports_no_simulator_dependency(command):
 def test_a_plain_serve_does_not_import_plotly():
     loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", "--json")
     assert "plotly" not in loaded and "pandas" in loaded     # the probe sees the simulation's modules
+
+
+SERVE_TABLES = """
+import json, sys
+from simulator.silicon import tables
+read = []
+build = tables.cached_grid
+tables.cached_grid = lambda path, **kw: read.append(path.name) or build(path, **kw)
+from simulator import load_scenario, simulate_serving
+simulate_serving(load_scenario("examples/serve_llama3_8b.yaml", ["workload.duration_s=2"]))
+print(json.dumps(sorted(read)), file=sys.stderr)
+"""
+
+
+def test_a_serve_reads_only_its_engines_tables():
+    """Llama-3.1-8B at TP1 on vLLM (the example's engine, newest measured version 0.24.0) times its
+    GEMMs and prefill and decode attention from vLLM's tables, and no all-reduce (one GPU); the
+    training basis (TensorRT-LLM's FP8 GEMMs, ...) is not bound, so none of its tables is read."""
+    r = subprocess.run([sys.executable, "-c", SERVE_TABLES], capture_output=True, text=True, cwd=ROOT,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CAPSIM_CACHE_DIR": "off"})
+    assert json.loads(r.stderr.strip().splitlines()[-1]) == [
+        "context_attention.vllm-0.24.0.csv.gz", "gemm.vllm-0.24.0.csv.gz", "generation_attention.vllm-0.24.0.csv.gz"]
+
+
+COLD_TABLES = """
+import json, sys
+from simulator import get_profile, load_scenario
+load_scenario("examples/serve_llama3_8b.yaml")
+kb = get_profile("h100-sxm").with_engine("vllm").kernels
+t = kb.gemm("bf16", 4096, 4096, 4096)
+print(json.dumps([t is not None, "pandas" in sys.modules]), file=sys.stderr)
+"""
+
+
+def test_reading_kernel_tables_and_a_scenario_needs_no_pandas():
+    """The scenario, the profile and a table parsed from its CSV (cache off: the numpy reader) load
+    without pandas, which is 40% of a serve's imports."""
+    r = subprocess.run([sys.executable, "-c", COLD_TABLES], capture_output=True, text=True, cwd=ROOT,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CAPSIM_CACHE_DIR": "off"})
+    assert json.loads(r.stderr.strip().splitlines()[-1]) == [True, False]

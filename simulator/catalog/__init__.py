@@ -10,11 +10,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ..errors import CapsimError, unknown
-from ..files import excerpt
+from ..files import excerpt, parse_yaml
 from ..models import ModelSpec, from_hf_config
 
 _HERE = Path(__file__).parent
@@ -36,7 +35,7 @@ def catalog() -> dict[str, ModelSpec]:
     """All catalog models by name (read once)."""
     out: dict[str, ModelSpec] = {}
     for f in sorted(_HERE.glob("*.yaml")):
-        doc = yaml.safe_load(f.read_text())
+        doc = parse_yaml(f.read_text())
         defaults = doc.get("defaults", {})
         for entry in doc["models"]:
             spec = ModelSpec(**{**defaults, **entry})

@@ -34,7 +34,7 @@ class _Strict(BaseModel):
     """Unknown keys are errors; assignments are validated too; every number is finite and within its
     documented range (simulator/limits.py)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, defer_build=True)
 
     @field_validator("*", mode="after")
     @classmethod

@@ -23,6 +23,8 @@ method per table kind).
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +41,12 @@ class _Cell:
     axes: tuple[np.ndarray, ...]      # log of the measured values per axis, ascending
     values: np.ndarray               # log time (µs) on the grid, NaN where not measured
     sizes: tuple[np.ndarray, ...]     # the measured values themselves
+    # ``axes`` as Python floats: a query's search and weights in plain floats (the same IEEE
+    # arithmetic as numpy scalars, without their per-call overhead)
+    axis_lists: tuple[list[float], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "axis_lists", tuple(a.tolist() for a in self.axes))
 
 
 class Grid:
@@ -80,6 +88,21 @@ class Grid:
                 vals[pos] = np.log(t[ix])
             self._cells[key] = _Cell(tuple(np.log(u) for u in uniq), vals, tuple(uniq))
 
+    @classmethod
+    def from_cells(cls, cells: Mapping[tuple[Any, ...], tuple[tuple[np.ndarray, ...], np.ndarray]], *,
+                   keys: Sequence[str], axes: Sequence[str], method: Method) -> Grid:
+        """A grid from what :meth:`cells` returned (``silicon.cache`` stores that): key -> (the measured
+        sizes per axis, ascending; log time on their grid, NaN where unmeasured)."""
+        out = cls.__new__(cls)
+        out.keys, out.axis_names, out.method = tuple(keys), tuple(axes), method
+        out._cells = {k: _Cell(tuple(np.log(u) for u in sizes), vals, tuple(sizes)) for k, (sizes, vals) in cells.items()}
+        out._memo = {}
+        return out
+
+    def cells(self) -> dict[tuple[Any, ...], tuple[tuple[np.ndarray, ...], np.ndarray]]:
+        """Key -> (measured sizes per axis, log time on their grid): everything the grid holds."""
+        return {k: (c.sizes, c.values) for k, c in self._cells.items()}
+
     def has(self, key: Sequence[Any]) -> bool:
         return tuple(_norm(k) for k in key) in self._cells
 
@@ -107,7 +130,7 @@ class Grid:
             return None
         lo_idx: list[int] = []
         frac: list[float] = []
-        for a, x in zip(cell.axes, point, strict=True):
+        for a, x in zip(cell.axis_lists, point, strict=True):
             if x <= 0:
                 return None
             lx = float(np.log(x))
@@ -117,9 +140,9 @@ class Grid:
                 lo_idx.append(0)
                 frac.append(0.0)
                 continue
-            j = int(np.clip(np.searchsorted(a, lx, side="right") - 1, 0, len(a) - 2))
+            j = min(max(bisect_right(a, lx) - 1, 0), len(a) - 2)
             lo_idx.append(j)
-            frac.append(float(np.clip((lx - a[j]) / (a[j + 1] - a[j]), 0.0, 1.0)))
+            frac.append(min(max((lx - a[j]) / (a[j + 1] - a[j]), 0.0), 1.0))
         if self.method == "pchip":
             v = _hermite(cell, lo_idx, frac, 0, ())
             return None if v is None else float(np.exp(v))
@@ -137,10 +160,10 @@ class Grid:
                 idx.append(j + up)
             if w == 0.0:
                 continue
-            v = cell.values[tuple(idx)]
-            if np.isnan(v):
+            v = float(cell.values[tuple(idx)])
+            if math.isnan(v):
                 return None
-            total += w * float(v)
+            total += w * v
         return float(np.exp(total))
 
 

@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .cache import cached_grid
 from .format import COLUMNS, KEYS, read_manifest, read_rows
 from .grid import Grid, Method
 from .in_model import in_model_factor
@@ -97,7 +98,8 @@ def table_grid(columns: Mapping[str, Sequence[Any]], kind: str) -> Grid:
 
 @cache
 def _grid(path: str, kind: str) -> Grid:
-    return table_grid(read_rows(Path(path), kind), kind)
+    return cached_grid(Path(path), kind=kind, method=INTERPOLATION.get(kind, "linear"), columns=COLUMNS[kind],
+                       build=lambda: table_grid(read_rows(Path(path), kind), kind))
 
 
 @cache

@@ -35,5 +35,6 @@ def with_network(hw: HardwareProfile, *, nics_per_node: int, nic_gbps: float, gp
                 link_gb_s_per_direction=nics_per_node * nic_gbps / 8 / gpus_per_node,
                 step_latency_us=old.step_latency_us if latency_us is None else latency_us)
     out = hw.model_copy(update={"inter_node": link})
-    out._measured, out._kernels = hw._measured, hw._kernels
+    out._measured, out._kernels = hw._measured, hw.kernels   # one basis (and coverage count) for both
+    out._training_basis_due = False
     return out
