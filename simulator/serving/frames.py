@@ -139,10 +139,10 @@ def request_frame(rec: RequestRecord, extra: dict[str, np.ndarray] | None = None
     lat = latency_columns(rec)
     frame = pd.DataFrame({
         "arrival_s": rec.arrival, "prompt_tokens": rec.prompt, "output_tokens": rec.output,
-        "class": pd.Categorical.from_codes(rec.klass, rec.class_names),
+        "class": pd.Categorical.from_codes(rec.klass, pd.Index(list(rec.class_names))),
         "replica": rec.replica,
-        "status": pd.Categorical.from_codes(rec.status, ["in_flight", "completed", "rejected", "failed"]),
-        "reject_reason": pd.Categorical.from_codes(rec.reason, REJECT_REASONS),
+        "status": pd.Categorical.from_codes(rec.status, pd.Index(["in_flight", "completed", "rejected", "failed"])),
+        "reject_reason": pd.Categorical.from_codes(rec.reason, pd.Index(list(REJECT_REASONS))),
         "queue_s": lat["queue_s"], "ttft_s": lat["ttft_s"], "e2e_s": lat["e2e_s"],
         "preemptions": rec.preemptions, "warmup": np.arange(len(rec)) < rec.warmup,
     })

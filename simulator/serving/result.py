@@ -17,8 +17,8 @@ from ..invariants import check_serving_counts, check_summary
 from ..scenario import ServingScenario
 from .engines import ReplicaPlan
 from .frames import (
-    busy_seconds,
     RequestRecord,
+    busy_seconds,
     fleet_frame,
     latency_columns,
     ready_per_bin,
@@ -33,6 +33,7 @@ from .outcome import ServingResult
 from .prefix_stats import first_hits
 from .prefix_stats import summarize as summarize_prefix
 from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
+from .streamed import EXACT_BELOW, STREAMED_NOTE, streamed_percentiles
 from .summary import (
     ClassSummary,
     Percentiles,
@@ -44,7 +45,6 @@ from .summary import (
     rounded,
     rounded_or_none,
 )
-from .streamed import EXACT_BELOW, STREAMED_NOTE, streamed_percentiles
 from .tokens import token_gaps
 
 if TYPE_CHECKING:
@@ -334,7 +334,6 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
             completed=int((done & (q.klass == k)).sum()), rejected=int((rejected & (q.klass == k)).sum()),
             ttft_s=dist("ttft_s", done & (q.klass == k)), e2e_s=dist("e2e_s", done & (q.klass == k)))
             for k, name in enumerate(q.class_names)}
-    del cols
     ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
     energy_kwh = sum(n.energy_kwh for n in nums)
     served_items = float(served.sum())
