@@ -8,13 +8,16 @@ from 0 to the end of the simulated span.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .prefix_stats import replica_columns as prefix_columns
 from .replica import DONE, REJECT_REASONS, Ledger, Replica
+
+if TYPE_CHECKING:        # pandas loads when a frame is built, not when a run starts
+    import pandas as pd
 
 MAX_BINS = 120
 
@@ -77,26 +80,85 @@ def ready_per_bin(lives: Sequence[Any], edges: np.ndarray) -> np.ndarray:
     return overlap.sum(axis=0) / np.diff(edges)
 
 
-def request_frame(ledger: Ledger) -> pd.DataFrame:
-    q = ledger.reqs
-    names = np.array(q.class_names)
-    frame = pd.DataFrame({
-        "arrival_s": q.arrival, "prompt_tokens": q.prompt, "output_tokens": q.output, "class": names[q.klass],
-        "replica": ledger.replica, "status": np.array(["in_flight", "completed", "rejected", "failed"])[ledger.status],
-        "reject_reason": np.array(REJECT_REASONS)[ledger.reason],
-        "queue_s": ledger.first_sched - q.arrival, "ttft_s": ledger.first_token - q.arrival,
-        "e2e_s": ledger.done - q.arrival, "preemptions": ledger.preemptions,
-        "warmup": np.arange(len(q)) < q.warmup,
-    })
-    frame.loc[ledger.status != DONE, ["ttft_s", "e2e_s"]] = np.nan
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What a result keeps of each request once the run is over: its inputs and outcome, columns of
+    the ledger's own arrays (no copy; the replicas, their logs and the engines' state are let go).
+    Per request: arrival, prompt and output (8 B each), class (2), first scheduled, first token and
+    done (24), replica and preemptions (8), status and reason (2): 68 bytes."""
+
+    arrival: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    klass: np.ndarray
+    class_names: tuple[str, ...]
+    warmup: int
+    first_sched: np.ndarray
+    first_token: np.ndarray
+    done: np.ndarray
+    replica: np.ndarray
+    preemptions: np.ndarray
+    status: np.ndarray
+    reason: np.ndarray
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> RequestRecord:
+        q = ledger.reqs
+        return cls(q.arrival, q.prompt, q.output, q.klass, q.class_names, q.warmup, ledger.first_sched,
+                   ledger.first_token, ledger.done, ledger.replica, ledger.preemptions, ledger.status, ledger.reason)
+
+    def __len__(self) -> int:
+        return len(self.arrival)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its per-request columns."""
+        return sum(getattr(self, f).nbytes for f in ("arrival", "prompt", "output", "klass", "first_sched",
+                                                     "first_token", "done", "replica", "preemptions", "status",
+                                                     "reason"))
+
+
+def latency_columns(rec: RequestRecord) -> dict[str, np.ndarray]:
+    """Per request, seconds: ``queue_s`` (first scheduled − arrival), and for completed requests
+    ``ttft_s``, ``e2e_s`` and ``tpot_s`` (NaN otherwise, and TPOT NaN for one-token outputs)."""
+    done = rec.status == DONE
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = (ledger.done - ledger.first_token) / (q.output - 1)
-    frame["tpot_s"] = np.where((ledger.status == DONE) & (q.output > 1), tpot, np.nan)
+        tpot = (rec.done - rec.first_token) / (rec.output - 1)
+    return {"queue_s": rec.first_sched - rec.arrival,
+            "ttft_s": np.where(done, rec.first_token - rec.arrival, np.nan),
+            "e2e_s": np.where(done, rec.done - rec.arrival, np.nan),
+            "tpot_s": np.where(done & (rec.output > 1), tpot, np.nan)}
+
+
+def request_frame(rec: RequestRecord, extra: dict[str, np.ndarray] | None = None,
+                  generative: bool = True) -> pd.DataFrame:
+    """One row per request (built only when asked: a million requests take ~0.2 GB as a frame).
+    ``extra``: further columns, in order; ``generative=False`` blanks TTFT and TPOT."""
+    import pandas as pd
+
+    lat = latency_columns(rec)
+    frame = pd.DataFrame({
+        "arrival_s": rec.arrival, "prompt_tokens": rec.prompt, "output_tokens": rec.output,
+        "class": pd.Categorical.from_codes(rec.klass, pd.Index(list(rec.class_names))),
+        "replica": rec.replica,
+        "status": pd.Categorical.from_codes(rec.status, pd.Index(["in_flight", "completed", "rejected", "failed"])),
+        "reject_reason": pd.Categorical.from_codes(rec.reason, pd.Index(list(REJECT_REASONS))),
+        "queue_s": lat["queue_s"], "ttft_s": lat["ttft_s"], "e2e_s": lat["e2e_s"],
+        "preemptions": rec.preemptions, "warmup": np.arange(len(rec)) < rec.warmup,
+    })
+    frame["tpot_s"] = lat["tpot_s"]
+    if not generative:       # one forward per request: no first token, no output tokens (the frame keeps its columns)
+        frame["ttft_s"] = np.nan
+        frame["tpot_s"] = np.nan
+    for k, v in (extra or {}).items():
+        frame[k] = v
     return frame
 
 
 def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.DataFrame:
     """Per replica and time bin: mean queue length, requests running, batch tokens, KV-cache use, utilization."""
+    import pandas as pd
+
     edges = time_bins(end)
     bins = len(edges) - 1
     width = np.diff(edges)
@@ -121,6 +183,8 @@ def fleet_frame(ts: pd.DataFrame, ready: np.ndarray, main: str, main_ready: np.n
 
     ``ts`` is the result's per-replica time series (with a ``service`` column), ``ready`` the
     replicas up per bin (all services) and ``main_ready`` those of the service ``main``."""
+    import pandas as pd
+
     agg = ts.groupby("t_s", sort=True)[["queue", "running", "utilization"]].sum()
     kv = ts[ts.service == main].groupby("t_s", sort=True).kv_cache_utilization.sum().reindex(agg.index, fill_value=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):   # fractions: above 1 only by the integrals' rounding
@@ -133,6 +197,8 @@ def fleet_frame(ts: pd.DataFrame, ready: np.ndarray, main: str, main_ready: np.n
 def replica_frame(services: Sequence[tuple[str, list[Replica]]], end: float) -> pd.DataFrame:
     """Per replica of each service: busy and ready seconds within the span, and their ratio (0 for a
     replica that became ready only after the last request finished)."""
+    import pandas as pd
+
     rows = []
     for name, replicas in services:
         for rep in replicas:
@@ -148,6 +214,8 @@ def replica_frame(services: Sequence[tuple[str, list[Replica]]], end: float) -> 
 def scaling_frame(services: Sequence[Any], usd_replica_h: Sequence[float], ledger: Ledger, end: float) -> pd.DataFrame:
     """Per time bin: arrival rate, replicas requested and ready (all services), e2e p50/p99 of the
     requests finishing in the bin, and cost accrued (``usd_replica_h``: each service's $ per replica-hour)."""
+    import pandas as pd
+
     edges = time_bins(end)
     bins = len(edges) - 1
     width = np.diff(edges)

@@ -19,10 +19,10 @@ bound the scenario sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
-
-import pandas as pd
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..result_views import NOT_SUMMARY, ResultViews
 from ..scenario import ServingScenario
@@ -36,6 +36,9 @@ from .summary import (
     ServiceSummary,
     SLOBounds,
 )
+
+if TYPE_CHECKING:        # the per-request frame (and pandas) load only when asked for
+    import pandas as pd
 
 
 def _plain(v: Any) -> Any:
@@ -162,11 +165,17 @@ class ServingResult(ResultViews):
     prefix_cache: PrefixCacheSummary | None = None
     """the hashed prefix cache's lookups, hits and offload tiers (the last service's replicas), when the requests
     carry token identities (workload.shared_prefix, workload.sessions) or replica.kv_offload is set"""
-    requests: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+    request_table: Callable[[], pd.DataFrame] = field(repr=False, metadata=NOT_SUMMARY)
+    """builds the per-request frame from the run's ledger (:attr:`requests`, built once, when first read)"""
     timeseries: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
     scaling: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
     fleet: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
     replica_stats: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        """One row per request (see :meth:`requests_frame`), built from the ledger when first read."""
+        return self.request_table()
 
     @property
     def summary(self) -> dict[str, Any]:

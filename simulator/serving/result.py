@@ -7,10 +7,9 @@ read its fields. Latency, throughput, cost and SLO definitions are in ``outcome`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ..costmodel.inference import InferenceModel
 from ..hardware import HardwareProfile, resolve_price
@@ -18,8 +17,10 @@ from ..invariants import check_serving_counts, check_summary
 from ..scenario import ServingScenario
 from .engines import ReplicaPlan
 from .frames import (
+    RequestRecord,
     busy_seconds,
     fleet_frame,
+    latency_columns,
     ready_per_bin,
     replica_frame,
     replica_seconds,
@@ -32,6 +33,7 @@ from .outcome import ServingResult
 from .prefix_stats import first_hits
 from .prefix_stats import summarize as summarize_prefix
 from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
+from .streamed import EXACT_BELOW, STREAMED_NOTE, streamed_percentiles
 from .summary import (
     ClassSummary,
     Percentiles,
@@ -44,6 +46,9 @@ from .summary import (
     rounded_or_none,
 )
 from .tokens import token_gaps
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SLO_COLUMN = {f"{m}_{q}_s": f"{m}_s" for m in ("ttft", "tpot", "itl", "e2e") for q in ("p50", "p90", "p99")}
 """bound → the request column (and latency) it bounds; ``_p50/_p90/_p99`` is the percentile it bounds"""
@@ -181,6 +186,8 @@ def _serving_mfu(p: Part, q: Any, done: np.ndarray, nums: PartNumbers, end: floa
 def _frames(parts: list[Part], nums: list[PartNumbers], ledger: Ledger,
             end: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The result's frames: per replica and time bin, scaling and fleet per time bin, per replica's life."""
+    import pandas as pd
+
     ts = pd.concat([timeseries(p.svc.all, end, p.plan.kv_cache_tokens).assign(service=p.name) for p in parts],
                    ignore_index=True)
     edges = time_bins(end)
@@ -244,17 +251,32 @@ def scaling_warnings(sc: ServingScenario, scaling: Any) -> list[str]:
     return out
 
 
+def _request_table(rec: RequestRecord, generative: bool, hits: np.ndarray | None,
+                   largest: np.ndarray | None) -> Any:
+    """A builder of the per-request frame (called when the result's ``requests`` is first read). It holds
+    the request record and two optional columns, not the ledger: the replicas and their logs are freed."""
+    def build() -> pd.DataFrame:
+        extra: dict[str, np.ndarray] = {"max_itl_s": largest if largest is not None else np.full(len(rec), np.nan)}
+        if hits is not None:
+            extra["prefix_hit_tokens"] = hits      # found in the prefix cache at the first admission
+        return request_frame(rec, extra, generative=generative)
+    return build
+
+
 def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: float,
-                 warnings: list[str], *, measured_from: float = 0.0) -> ServingResult:
+                 warnings: list[str], *, measured_from: float = 0.0, exact_below: int = EXACT_BELOW) -> ServingResult:
     """The result. A closed loop's warm-up requests (the first ``ledger.reqs.warmup`` rows) are left
     out of the request counts, latencies, throughput and SLO, which cover the measured phase: its
     requests, over the span from ``measured_from`` (when the warm-up had drained) to ``end``. Cost,
-    energy, replica-hours, utilization and MFU cover the whole run, warm-up included (it was paid for)."""
+    energy, replica-hours, utilization and MFU cover the whole run, warm-up included (it was paid for).
+
+    A run of ``exact_below`` requests or more is streamed (:mod:`.streamed`): its latency percentiles
+    come from relative-error sketches (±0.5%) and a warning says so; below, they are exact."""
     main = parts[-1]
     perf, plan = main.perf, main.plan
     q = ledger.reqs
-    frame = request_frame(ledger)
-    measured = ~frame["warmup"].to_numpy()
+    streamed = len(q) >= exact_below
+    measured = np.arange(len(q)) >= q.warmup
     arrived = np.isfinite(q.arrival) & (q.arrival <= end) & measured
     served = ledger.status == DONE                      # warm-up included: the work the GPUs did
     done = served & measured
@@ -277,27 +299,28 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     replica_s = sum(n.on_s + n.spot_s for n in nums)
     slo = SLOBounds(**sc.slo.model_dump())
     bounds = slo.to_dict()
+    gen = plan.generative
+    rec = RequestRecord.of(ledger)
+    cols = latency_columns(rec)
     ok = done.copy()
     for key, bound in bounds.items():
         if key.startswith("itl_"):     # token gaps are not one number per request: checked on their percentiles
             continue
-        v = frame[SLO_COLUMN[key]].to_numpy()
-        ok &= ~(v > bound)   # NaN TPOT (one-token outputs) cannot miss
+        ok &= ~(cols[SLO_COLUMN[key]] > bound)   # NaN TPOT (one-token outputs) cannot miss
     finished = n_done + n_rej + n_fail
-    gen = plan.generative
-    if not gen:          # one forward per request: no first token, no output tokens (the frame keeps its columns)
-        frame["ttft_s"] = np.nan
-        frame["tpot_s"] = np.nan
-    lat = {c: Percentiles.of(frame.loc[done, c].dropna().to_numpy()) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
+    if not gen:          # one forward per request: no first token, no output tokens
+        cols["ttft_s"] = cols["tpot_s"] = np.full(len(q), np.nan)
+
+    def dist(c: str, rows: np.ndarray) -> Percentiles:
+        v = cols[c][rows]
+        return streamed_percentiles(v) if streamed else Percentiles.of(v[~np.isnan(v)])
+
+    lat = {c: dist(c, done) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
     itl = Percentiles(None, None, None, None)
     gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative else None
-    frame["max_itl_s"] = np.nan
     hits = first_hits(main.svc.all, len(q.prompt))
-    if hits is not None:
-        frame["prefix_hit_tokens"] = hits      # found in the prefix cache at the first admission
     if gaps is not None:
         itl = Percentiles.of_progressions(gaps.a, gaps.d, gaps.k, gaps.w, unit=1 / FS_PER_S)
-        frame["max_itl_s"] = gaps.largest
     slo_met = None
     if bounds:
         dists = {**lat, "itl_s": itl}
@@ -309,12 +332,12 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     if len(q.class_names) > 1:
         classes = {name: ClassSummary(
             completed=int((done & (q.klass == k)).sum()), rejected=int((rejected & (q.klass == k)).sum()),
-            ttft_s=Percentiles.of(frame.loc[done & (q.klass == k), "ttft_s"].dropna().to_numpy()),
-            e2e_s=Percentiles.of(frame.loc[done & (q.klass == k), "e2e_s"].dropna().to_numpy()))
+            ttft_s=dist("ttft_s", done & (q.klass == k)), e2e_s=dist("e2e_s", done & (q.klass == k)))
             for k, name in enumerate(q.class_names)}
     ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
     energy_kwh = sum(n.energy_kwh for n in nums)
     served_items = float(served.sum())
+    notes = (STREAMED_NOTE.format(n=len(q), exact_below=exact_below),) if streamed else ()
     result = ServingResult(
         scenario=sc, name=sc.name, model=perf.model.name, hardware=perf.hw.name, precision=sc.precision,
         generative=gen, item=perf.model.item,
@@ -352,9 +375,10 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         cost_per_million_items_usd=rounded_or_none(cost / served_items * 1e6) if not gen and served_items else None,
         energy_kwh=rounded(energy_kwh),
         items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
-        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts), *scaling_warnings(sc, scaling)),
+        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts), *scaling_warnings(sc, scaling), *notes),
         classes=classes,
-        services=_services(parts, nums, span), prefix_cache=summarize_prefix(main.svc.all), requests=frame,
+        services=_services(parts, nums, span), prefix_cache=summarize_prefix(main.svc.all),
+        request_table=_request_table(rec, gen, hits, gaps.largest if gaps is not None else None),
         timeseries=ts, scaling=scaling, fleet=fleet,
         replica_stats=replica_stats)
     check_summary(result.summary, "serving")      # every number finite and >= 0

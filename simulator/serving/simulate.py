@@ -44,6 +44,7 @@ from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
 from .sessions import check_reuse
+from .streamed import EXACT_BELOW
 from .streams import service_streams
 from .workload import Requests, draw_lengths, empirical_values, generate, rate_function, request_cycle_s, warmup_first
 
@@ -466,13 +467,26 @@ class Cluster:
             progress(env.now, total)
 
 
+def check_trace_size(n: int) -> None:
+    """Refuse a trace of more requests than :data:`simulator.workbound.MAX_REQUESTS` (counted once read:
+    a trace's length is not known from the scenario) unless forced, as for drawn workloads."""
+    bound = workbound.MAX_REQUESTS
+    if n > bound:
+        workbound.refuse(f"the trace has {n:,} requests (~{n * workbound.BYTES_PER_REQUEST / 2**30:,.1f} GiB at "
+                         f"{workbound.BYTES_PER_REQUEST} B each); the bound is {bound:,} requests: cut the trace "
+                         "(workload.arrival.path) or set workload.duration_s")
+
+
 def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
-                     progress: Callable[[float, float | None], None] | None = None) -> ServingResult:
+                     progress: Callable[[float, float | None], None] | None = None,
+                     exact_below: int = EXACT_BELOW) -> ServingResult:
     """Simulate a serving scenario: per-request latencies, throughput, utilization, SLO attainment and cost.
 
     ``fast_forward=False`` advances decode steps one event at a time (slow; for checking that the
     fast path gives the same per-request results). ``progress(simulated_s, total_s)`` is called about
     200 times along the run (``total_s``: the horizon or the last arrival; None when not known).
+    A run of ``exact_below`` requests or more streams its latency statistics (:mod:`.streamed`:
+    percentiles from ±0.5% sketches, said in its warnings); below, they are exact.
     """
     if not isinstance(scenario, ServingScenario):
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
@@ -480,7 +494,7 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
     prep = prepare(scenario)
     cluster = Cluster(prep.scenario, prep.reqs, prep.stages, fast_forward=fast_forward)
     end = cluster.run(progress)
-    return finish(prep, cluster, end)
+    return finish(prep, cluster, end, exact_below=exact_below)
 
 
 @dataclass
@@ -502,6 +516,8 @@ def prepare(scenario: ServingScenario) -> Prepared:
         scenario = resolve_inputs(scenario, get_model(scenario.model))
     workbound.check_serving_size(scenario)   # before drawing: refuse a run of hours or of many GiB (--force)
     reqs, warnings = generate(scenario.workload, scenario.seed)
+    if isinstance(scenario.workload.arrival, Trace):
+        check_trace_size(len(reqs))
     if not scenario.services:
         model = get_model(scenario.model)
         if model.tokens_per_input is not None and isinstance(scenario.workload.arrival, Trace):
@@ -523,8 +539,10 @@ def prepare(scenario: ServingScenario) -> Prepared:
     return Prepared(asked, scenario, reqs, warnings, stages)
 
 
-def finish(prep: Prepared, cluster: Cluster, end: float) -> ServingResult:
-    """The result of a cluster that ran to ``end``."""
+def finish(prep: Prepared, cluster: Cluster, end: float, *, exact_below: int = EXACT_BELOW) -> ServingResult:
+    """The result of a cluster that ran to ``end`` (latency statistics streamed at ``exact_below``
+    requests or more)."""
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase
     shown = prep.asked if prep.asked.disaggregation else prep.scenario   # the pools as the user wrote them
-    return build_result(shown, cluster.parts, cluster.ledger, end, prep.warnings, measured_from=measured_from)
+    return build_result(shown, cluster.parts, cluster.ledger, end, prep.warnings, measured_from=measured_from,
+                        exact_below=exact_below)
