@@ -285,7 +285,7 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
     from simulator.workbound import allow_large
 
-    from .outputs import check_path, request_records, write_frame
+    from .outputs import check_path, report_or_json, request_records, write_frame
 
     if html:
         check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
@@ -328,18 +328,8 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
         write_frame(sr.timeseries_frame(), timeseries_out)
         if not as_json:
             err.print(f"time series written to {timeseries_out}", highlight=False)
-    if html:
-        from simulator.report import write_html  # plotly: only for the report
-
-        write_html(r, html)
-        if not as_json:
-            err.print(f"report written to {html}")
-    if as_json:
-        print(r.to_json())
-    elif tr is not None:
-        _print_training(tr)
-    elif sr is not None:
-        _print_serving(sr)
+    report_or_json(r, html=html, as_json=as_json, err=err,
+                   show=lambda: _print_training(tr) if tr is not None else _print_serving(cast("ServingResult", sr)))
 
 
 def _print_serving(r: ServingResult) -> None:

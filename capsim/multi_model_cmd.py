@@ -23,7 +23,7 @@ def run(sc: MultiModelScenario, *, out: Console, err: Console, as_json: bool, ht
     from simulator.serving.deployments import simulate_multi_model
     from simulator.workbound import allow_large
 
-    from .outputs import request_records, write_frame
+    from .outputs import report_or_json, request_records, write_frame
     from .progress import bar, wanted
 
     with allow_large() if force else contextlib.nullcontext(), \
@@ -40,16 +40,7 @@ def run(sc: MultiModelScenario, *, out: Console, err: Console, as_json: bool, ht
                               ignore_index=True), timeseries_out)
         if not as_json:
             err.print(f"time series written to {timeseries_out}", highlight=False)
-    if html:
-        from simulator.report import write_html
-
-        write_html(r, html)
-        if not as_json:
-            err.print(f"report written to {html}")
-    if as_json:
-        print(r.to_json())
-    else:
-        print_result(r, out)
+    report_or_json(r, html=html, as_json=as_json, err=err, show=lambda: print_result(r, out))
 
 
 def _ms(p: object, q: str) -> str:

@@ -6,15 +6,32 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simulator.errors import CapsimError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import Console
 
 FORMATS = (".csv", ".parquet", ".json")
+
+
+def report_or_json(r: Any, *, html: Path | None, as_json: bool, err: Console, show: Callable[[], None]) -> None:
+    """A run's last outputs, alike for every kind: the HTML report when asked, then the JSON or the
+    tables (``show``)."""
+    if html:
+        from simulator.report import write_html  # plotly: only for the report
+
+        write_html(r, html)
+        if not as_json:
+            err.print(f"report written to {html}")
+    if as_json:
+        print(r.to_json())
+    else:
+        show()
 
 
 def check_path(path: Path, option: str) -> None:
