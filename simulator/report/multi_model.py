@@ -44,13 +44,15 @@ def multi_model_html(r: MultiModelResult, fig: Callable[..., go.Figure]) -> str:
         sf = x.scaling_frame()
         f_rate.add_scatter(x=sf.t_s, y=sf.arrival_rps, name=name, mode="lines")
         f_lat.add_scatter(x=sf.t_s, y=sf.e2e_p99_s, name=name, mode="lines")
-    cols = ["deployment", "model", "arrived", "completed", "rejected", "in flight", "SLO attainment", "TTFT p50 ms",
+    cols = ["deployment", "model", "arrived", "completed", "rejected", "in flight", "SLO %", "TTFT p50 ms",
             "TTFT p99 ms", "TPOT p99 ms", "GPUs/replica", "replicas (mean)", "replicas (max)", "moved in",
-            "moved out", "GPU-h", "GPU busy", "cost $"]
+            "moved out", "GPU-h", "GPU busy %", "cost $"]
     rows = [[k, d.model, d.arrived, d.completed, d.rejected, d.in_flight,
-             "-" if d.slo_attainment is None else d.slo_attainment, _ms(d.ttft_s, "p50"), _ms(d.ttft_s, "p99"),
+             "-" if d.slo_attainment is None else round(100 * d.slo_attainment, 2), _ms(d.ttft_s, "p50"),
+             _ms(d.ttft_s, "p99"),
              _ms(d.tpot_s, "p99"), d.gpus_per_replica, d.replicas.mean, d.replicas.max, d.replicas_given,
-             d.replicas_taken, d.gpu_hours, d.gpu_utilization, d.cost_usd] for k, d in r.deployments.items()]
+             d.replicas_taken, round(d.gpu_hours, 2), round(100 * d.gpu_utilization, 1), round(d.cost_usd, 2)]
+            for k, d in r.deployments.items()]
     sections = [Section("The pool", [("chart-pool", f_alloc)],
                         f"The pool's {p.gpus} GPUs are paid for the whole {end:,.0f} s at ${p.usd_per_gpu_hour:,.2f}"
                         f"/GPU-h ({p.price_source}); a deployment's cost is the GPU-hours its replicas held."),
