@@ -19,7 +19,7 @@ from ..precision import get_format
 from .collectives import collective_measured, collective_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
-from .ops import Op, decode_attention, flash_attention, gemm, memory_op, overlap_slowdown
+from .ops import Op, decode_attention, flash_attention, gemm, memory_kind, memory_op, overlap_slowdown
 
 ACT_BYTES = 2.0  # 16-bit activations
 
@@ -65,14 +65,14 @@ def _backward_traffic(name: str, swiglu: bool, dropout: bool) -> float:
     the input and writes the input's gradient (up): (width + 2·up) / (up + width), 1.5 for GeLU
     (up = width) and 5/3 for SwiGLU (up = 2·width). RoPE rotates q's and k's gradients as it
     rotated them: 1. Any other kernel: twice its forward."""
-    base = name.removeprefix("shared_").removeprefix("expert_")
-    if base in ("norm1", "norm2", "final_norm"):
-        return 1.5
-    if base == "bias_dropout_add":
+    if name == "bias_dropout_add":
         return 5 / 7 if dropout else 2 / 6
-    if base == "activation":
+    kind = memory_kind(name)                 # a shared or routed expert's activation is an activation
+    if kind == "norm":
+        return 1.5
+    if kind == "activation":
         return 5 / 3 if swiglu else 1.5
-    if base == "rope":
+    if kind == "rope":
         return 1.0
     return 2.0
 
