@@ -62,6 +62,9 @@ class EditorScreen(_CapsimScreen):
     @staticmethod
     def _rows(fields: list[Field]) -> list[Horizontal]:
         rows = []
+        # the label column as wide as the longest label (30 at least, the stylesheet's), so a
+        # deployment's or service's "name · key" is never cut
+        width = max([30, *(len(f.label) + 1 for f in fields)])
         for f in fields:
             if f.choices is not None:
                 options = [(c, c) for c in f.choices]
@@ -70,7 +73,9 @@ class EditorScreen(_CapsimScreen):
                                                      name=f.key, compact=True)
             else:
                 widget = Input(value=f.value, id=_field_id(f.key), name=f.key)
-            rows.append(Horizontal(Label(f.label), widget, classes="field"))
+            label = Label(f.label)
+            label.styles.width = width
+            rows.append(Horizontal(label, widget, classes="field"))
         return rows
 
     def on_mount(self) -> None:
