@@ -94,7 +94,7 @@ def test_an_unregistered_schedule_is_an_error_naming_the_known_ones():
     SCHEDULES.register(FillDrainConfig, FillDrain)
     SCHEDULES.unregister("fill_drain")
     with pytest.raises(CapsimError, match="parallelism.schedule: 'fill_drain' is not allowed; schedule must be one "
-                                          "of dualpipe, gpipe, interleaved, 1f1b"):
+                                          "of dualpipe, dualpipev, gpipe, interleaved, 1f1b"):
         parse_scenario(yaml.safe_load(SCENARIO))
 
 
@@ -324,3 +324,27 @@ def test_dualpipe_bounds_the_planner_uses_stay_below_the_step_and_the_report_dra
     # each F&B slot stands for its three passes (F of one micro-batch, B and W of another)
     assert len(tl) == len(slots) + 2 * (slots["pass"] == "F&B").sum()
     assert max(r.pipeline_busy()) <= 1.0
+
+
+@pytest.mark.parametrize("p,m", [(3, 6), (4, 8), (8, 20)])
+def test_dualpipev_bubble_activations_and_single_copy_of_the_weights(p, m):
+    from simulator.training.schedules import DualPipeV
+
+    s = DualPipeV(p, m)
+    for st in range(p):      # every micro-batch down the V's first half and back up its second
+        assert sorted(s.order(st)) == sorted((k, c, i) for k in "FBW" for c in (0, 1) for i in range(m))
+    # README: (PP/2 - 1)(F&B + B - 3W) over PP = 2p stages, 2p + 1 chunks of activations
+    bubble = simulate_step(_dualpipe_stages(p, 1.0, 1.0, 1.0), s).iteration_time - 2 * m * 3.0
+    assert bubble == pytest.approx((p - 1) * 2.0)
+    assert [s.in_flight(st) * 2 for st in range(p)] == [2 * p + 1] * p
+    assert s.depends_on("F", p, 0) == ("F", p - 1, 0)          # the turn of the V, on the last stage
+    assert s.weight_copies == 1 and s.layer_positions == 2 * p
+
+
+def test_dualpipev_in_a_scenario_holds_the_weights_once():
+    sets = ["cluster.nodes=2", "parallelism.tp=2", "parallelism.pp=8", "training.recompute=none"]
+    inter = simulate_training(parse_scenario(BASE, [*sets, "parallelism.virtual_stages=2"]))
+    v = simulate_training(parse_scenario(BASE, [*sets, "parallelism.schedule=dualpipev"]))
+    assert v["memory_per_gpu_gib"]["params"] == pytest.approx(inter["memory_per_gpu_gib"]["params"], rel=0.05)
+    assert v.iteration_time_s < inter.iteration_time_s
+    assert v["layout"]["schedule"] == "dualpipev" and v["layout"]["virtual_stages"] == 2

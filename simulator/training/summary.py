@@ -45,7 +45,7 @@ class TrainingLayoutInfo:
     virtual_stages: int
     """model chunks per pipeline stage (interleaved schedule when > 1; dualpipe's two directions: 2)"""
     schedule: str
-    """the pipeline schedule (parallelism.schedule: 1f1b, interleaved, gpipe, zb-h1, dualpipe)"""
+    """the pipeline schedule (parallelism.schedule: 1f1b, interleaved, gpipe, zb-h1, dualpipe, dualpipev)"""
     sequence_parallel: bool
     """activations sharded over the TP group between attention and MLP"""
     zero_stage: int

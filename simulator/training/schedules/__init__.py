@@ -13,14 +13,14 @@ own; the modules import only ``scenario.base`` and this package's ``base``, so t
 
 from ... import scenario as _scenario  # noqa: F401  (first: it registers the built-in schedules)
 from .base import SCHEDULES, ParallelismBase, PipelineSchedule, Schedule, Work, make_schedule, schedule_tag
-from .dualpipe import DualPipe, DualPipeConfig
+from .dualpipe import DualPipe, DualPipeConfig, DualPipeV, DualPipeVConfig
 from .gpipe import GPipe, GPipeConfig
 from .interleaved import Interleaved, InterleavedConfig
 from .one_f_one_b import OneFOneB, OneFOneBConfig
 from .zero_bubble import ZeroBubbleConfig, ZeroBubbleH1
 
 __all__ = [
-    "SCHEDULES", "DualPipe", "DualPipeConfig", "GPipe", "GPipeConfig", "Interleaved", "InterleavedConfig", "OneFOneB",
-    "OneFOneBConfig", "ParallelismBase", "PipelineSchedule", "Schedule", "Work", "ZeroBubbleConfig", "ZeroBubbleH1",
-    "make_schedule", "schedule_tag",
+    "SCHEDULES", "DualPipe", "DualPipeConfig", "DualPipeV", "DualPipeVConfig", "GPipe", "GPipeConfig", "Interleaved",
+    "InterleavedConfig", "OneFOneB", "OneFOneBConfig", "ParallelismBase", "PipelineSchedule", "Schedule", "Work",
+    "ZeroBubbleConfig", "ZeroBubbleH1", "make_schedule", "schedule_tag",
 ]

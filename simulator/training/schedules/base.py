@@ -33,8 +33,9 @@ Work = tuple[str, int, int]          # (pass, chunk, micro-batch): one pass of o
 SCHEDULE_KEY = ("pipeline schedule: 1f1b (PipeDream-Flush, Narayanan et al. 2021; with virtual_stages > 1 "
                 "Megatron-LM's interleaved 1F1B), interleaved (the same, virtual_stages >= 2 required), gpipe "
                 "(Huang et al. 2019: every forward, then every backward), zb-h1 (Qi et al. 2024: weight gradients "
-                "deferred into the bubbles, 1F1B's memory) or dualpipe (DeepSeek-V3: micro-batches fed from both "
-                "ends, each stage's weights held twice, forward and backward of two micro-batches overlapped); "
+                "deferred into the bubbles, 1F1B's memory), dualpipe (DeepSeek-V3: micro-batches fed from both "
+                "ends, each stage's weights held twice, forward and backward of two micro-batches overlapped) or "
+                "dualpipev (its cut-in-half V: 2·pp layer parts, each stage holding part s and 2·pp-1-s once); "
                 "default 1f1b, Megatron-LM's schedule whenever pp > 1")
 
 

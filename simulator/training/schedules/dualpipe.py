@@ -22,6 +22,9 @@ B − 3W)``, is what the engine measures on equal pass times (tests/test_schedul
 
 Micro-batch ``i`` of direction ``d`` is ``(…, d, i)`` on chunk ``d``: virtual stage ``s`` for the first
 direction and ``2p − 1 − s`` for the second, each direction a chain of its own.
+
+:class:`DualPipeV` (``schedule: dualpipev``) is the repository's V-shaped variant: the same order
+builder with its own arguments, the layers cut into ``2p`` parts, each held once.
 """
 
 from __future__ import annotations
@@ -95,73 +98,11 @@ class DualPipe(PipelineSchedule):
         return self._joined[stage]
 
     def stage_order(self, stage: int) -> list[Work]:
-        p, hm = self.stages, self.microbatches // 2
-        half = p // 2
-        hr = min(stage, p - 1 - stage)                   # half_rank
-        second = stage >= half                           # is_in_second_half: phase 0 is the reverse direction
-        middle = stage in (half - 1, half)
-        order: list[Work] = []
-        joined: set[int] = set()
-        nf, nb = [0, 0], [0, 0]
-        weights: deque[Work] = deque()                  # WeightGradStore's FIFO of deferred W
-
-        def forward(phase: int) -> None:
-            d = phase ^ second
-            order.append(("F", d, nf[d]))
-            nf[d] += 1
-
-        def backward(phase: int, zb: bool = False, join: bool = False) -> None:
-            d = phase ^ second
-            if join:
-                joined.add(len(order))
-            order.append(("B", d, nb[d]))
-            if zb:
-                weights.append(("W", d, nb[d]))
-            else:
-                if join:
-                    joined.add(len(order))
-                order.append(("W", d, nb[d]))
-            nb[d] += 1
-
-        def forward_backward(phase0: int, phase1: int) -> None:
-            forward(phase0)
-            backward(phase1, join=True)
-
-        for _ in range((half - hr - 1) * 2):                       # step 1: nF0
-            forward(0)
-        for _ in range(hr + 1):                                    # step 2: nF0F1
-            forward(0)
-            forward(1)
-        for _ in range(half - hr - 1):                             # step 3: nB1W1F1
-            backward(1, zb=True)
-            order.append(weights.popleft())
-            forward(1)
-        for i in range(hm - p + hr + 1):                           # step 4 (main): nF0B1F1B0
-            if i == 0 and middle:                                  # "we don't overlap these two chunks"
-                forward(0)
-                backward(1)
-            else:
-                forward_backward(0, 1)
-            forward_backward(1, 0)
-        for _ in range(half - hr - 1):                             # step 5: nB1F1B0
-            backward(1)
-            forward_backward(1, 0)
-        zb, n6 = False, hr + 1                                     # step 6: nB1B0, the second half zero-bubble
-        for i in range(n6):
-            if i == n6 // 2 and hr % 2 == 1:
-                zb = True
-            backward(1, zb)
-            if i == n6 // 2 and hr % 2 == 0:
-                zb = True
-            backward(0, zb)
-        for _ in range(half - hr - 1):                             # step 7: nWB0
-            order.append(weights.popleft())
-            backward(0, zb=True)
-        for _ in range(hr + 1):                                    # step 8: nW
-            order.append(weights.popleft())
-        if weights:
-            raise AssertionError(f"dualpipe stage {stage}: {len(weights)} weight-gradient passes never run")
-        self._joined[stage] = frozenset(joined)
+        p = self.stages
+        order, joined = _bidirectional_order(ranks=p // 2, rank=min(stage, p - 1 - stage),
+                                             chunks=self.microbatches // 2, flip=stage >= p // 2,
+                                             no_overlap_first=stage in (p // 2 - 1, p // 2))
+        self._joined[stage] = joined
         return order
 
     def in_flight(self, stage: int) -> float:
@@ -188,3 +129,130 @@ class DualPipe(PipelineSchedule):
 
 
 SCHEDULES.register(DualPipeConfig, DualPipe)
+
+
+def _bidirectional_order(*, ranks: int, rank: int, chunks: int, flip: bool,
+                         no_overlap_first: bool) -> tuple[list[Work], frozenset[int]]:
+    """One rank's passes in deepseek-ai/DualPipe's ``step()`` (``dualpipe.py``; ``dualpipev.py`` is the
+    same with its own arguments): ``ranks`` is DualPipe's ``num_half_ranks`` (DualPipeV's
+    ``num_ranks``), ``rank`` its ``half_rank`` (``rank``), ``chunks`` the micro-batches per direction
+    (all of them), ``flip`` whether phase 0 is chunk 1 (DualPipe's second half of the ranks), and
+    ``no_overlap_first`` the ranks whose first main-step slot runs unoverlapped (DualPipe's middle
+    ranks, DualPipeV's last). Returns the order and the indices joined to the pass before them."""
+    order: list[Work] = []
+    joined: set[int] = set()
+    nf, nb = [0, 0], [0, 0]
+    weights: deque[Work] = deque()                  # WeightGradStore's FIFO of deferred W
+
+    def forward(phase: int) -> None:
+        c = phase ^ flip
+        order.append(("F", c, nf[c]))
+        nf[c] += 1
+
+    def backward(phase: int, zb: bool = False, join: bool = False) -> None:
+        c = phase ^ flip
+        if join:
+            joined.add(len(order))
+        order.append(("B", c, nb[c]))
+        if zb:
+            weights.append(("W", c, nb[c]))
+        else:
+            if join:
+                joined.add(len(order))
+            order.append(("W", c, nb[c]))
+        nb[c] += 1
+
+    def forward_backward(phase0: int, phase1: int) -> None:
+        forward(phase0)
+        backward(phase1, join=True)
+
+    for _ in range((ranks - rank - 1) * 2):                    # step 1: nF0
+        forward(0)
+    for _ in range(rank + 1):                                  # step 2: nF0F1
+        forward(0)
+        forward(1)
+    for _ in range(ranks - rank - 1):                          # step 3: nB1W1F1
+        backward(1, zb=True)
+        order.append(weights.popleft())
+        forward(1)
+    for i in range(chunks - 2 * ranks + rank + 1):             # step 4 (main): nF0B1F1B0
+        if i == 0 and no_overlap_first:                        # "we don't overlap these two chunks"
+            forward(0)
+            backward(1)
+        else:
+            forward_backward(0, 1)
+        forward_backward(1, 0)
+    for _ in range(ranks - rank - 1):                          # step 5: nB1F1B0
+        backward(1)
+        forward_backward(1, 0)
+    zb, n6 = False, rank + 1                                   # step 6: nB1B0, the second half zero-bubble
+    for i in range(n6):
+        if i == n6 // 2 and rank % 2 == 1:
+            zb = True
+        backward(1, zb)
+        if i == n6 // 2 and rank % 2 == 0:
+            zb = True
+        backward(0, zb)
+    for _ in range(ranks - rank - 1):                          # step 7: nWB0
+        order.append(weights.popleft())
+        backward(0, zb=True)
+    for _ in range(rank + 1):                                  # step 8: nW
+        order.append(weights.popleft())
+    if weights:
+        raise AssertionError(f"dualpipe rank {rank}: {len(weights)} weight-gradient passes never run")
+    return order, frozenset(joined)
+
+
+class DualPipeVConfig(ParallelismBase):
+    """``schedule: dualpipev``: two chunks per stage, the layers in a V (``2·pp`` parts)."""
+
+    schedule: Literal["dualpipev"] = schedule_tag("dualpipev")
+
+    @property
+    def chunks_per_stage(self) -> int:
+        return 2
+
+
+class DualPipeV(DualPipe):
+    """DualPipeV (Sea AI Lab's "cut-in-half" of DualPipe; deepseek-ai/DualPipe ``dualpipev.py``): the
+    layers cut into ``2p`` parts laid out in a V, stage ``s`` holding parts ``s`` and ``2p − 1 − s``,
+    every micro-batch running down the first half and back up the second, so each stage holds its
+    own weights once and forwards and backwards of the two halves overlap as in DualPipe. Its README
+    gives the same bubble, (PP/2 − 1)(F&B + B − 3W) over its PP = 2p stages, and 2p + 1 chunks of
+    activations."""
+
+    def layer_position(self, vs: int) -> int:
+        return vs
+
+    @property
+    def layer_positions(self) -> int:
+        return 2 * self.stages
+
+    @property
+    def weight_copies(self) -> int:
+        return 1
+
+    def depends_on(self, kind: str, vs: int, microbatch: int) -> Work | None:
+        if kind == "W":
+            return ("B", vs, microbatch)
+        return PipelineSchedule.depends_on(self, kind, vs, microbatch)
+
+    def stage_order(self, stage: int) -> list[Work]:
+        p = self.stages
+        order, joined = _bidirectional_order(ranks=p, rank=stage, chunks=self.microbatches, flip=False,
+                                             no_overlap_first=stage == p - 1)
+        self._joined[stage] = joined
+        return order
+
+    def problems(self) -> list[str]:
+        p, m = self.stages, self.microbatches
+        out = []
+        if p < 2:
+            out.append(f"dualpipev needs pp >= 2 (got pp={p})")
+        if m < 2 * p:
+            out.append(f"dualpipev needs at least 2·pp = {2 * p} micro-batches per iteration (global_batch / "
+                       f"(micro_batch·dp); deepseek-ai/DualPipe asserts it; got {m})")
+        return out
+
+
+SCHEDULES.register(DualPipeVConfig, DualPipeV)
