@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.megatron_scaling import weak_scaling  # noqa: E402
+from bench.nemo_long_sequence import long_sequence  # noqa: E402
 from simulator.scenario import parse_scenario  # noqa: E402
 from simulator.training import simulate_training  # noqa: E402
 
@@ -406,7 +407,12 @@ def main() -> None:
     print(f"\n== Megatron-Core r0.8.0 weak scaling on H100, BF16 ({len(weak)} rows), per row "
           "(measured seconds from the table's TFLOP/s through Megatron's FLOP count)")
     print_rows(weak, ["model", "gpus", "tp", "pp", "dp", "gb"], weak_skipped, "Megatron-Core weak scaling")
-    print(f"{len(k) + len(multi) + len(single) + len(foundry) + len(bridge) + len(moe) + len(nemo_rows) + len(weak)} "
+    longs, longs_skipped = long_sequence(a.reference / "nemo_long_sequence_cp_scaling.csv", simulate_row)
+    print(f"\n== NeMo long sequences with context parallelism, Llama 2 7B on H100, FP8 ({len(longs)} rows), per row "
+          "(measured seconds from the table's TFLOP/s through NeMo's FLOP count of that time)")
+    print_rows(longs, ["model", "seq_k", "gpus", "tp", "pp", "dp", "cp", "gb"], longs_skipped, "NeMo long sequences")
+    n = len(k) + len(multi) + len(single) + len(foundry) + len(bridge) + len(moe) + len(nemo_rows) + len(weak) + len(longs)
+    print(f"{n} "
           f"rows in {time.perf_counter() - t0:.1f} s")
     if a.csv:
         pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single"),

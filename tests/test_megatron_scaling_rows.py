@@ -34,3 +34,14 @@ def test_each_row_runs_with_what_the_readme_states():
     t = big["training"]
     assert t["overlap_grad_reduce"] and t["overlap_param_gather"] and t["precision"] == "bf16"
     assert (t["seq_len"], t["global_batch"], big["model"]["vocab"], big["model"]["layers"]) == (4096, 3072, 131072, 112)
+
+
+def test_nemos_flop_count_of_that_time_counts_full_attention():
+    from bench.nemo_long_sequence import LLAMA2_7B, nemo_flops_per_token
+
+    # NeMo 24.07's own table: Llama 2 7B at 4K, 767 TFLOP/s at 16,634 tokens/s = 4.611e10 per token;
+    # 32·4096²·(12 + 12 + 18·11008/4096 + 12·4096/4096 + 6·32000/(32·4096)) = 4.609e10 (causal: 4.287e10)
+    per_token = nemo_flops_per_token(seq=4096, **LLAMA2_7B)
+    assert per_token == pytest.approx(767e12 / 16634, rel=1e-3)
+    # at 1M tokens the attention term is 12·s/h = 3,072 of the per-layer h² factor (vs 73.8 for the rest)
+    assert nemo_flops_per_token(seq=2**20, **LLAMA2_7B) / per_token == pytest.approx((73.84 + 3072) / 85.84, rel=1e-3)
