@@ -114,3 +114,16 @@ def test_streamed_run_is_deterministic(small_folds: None) -> None:
     sc = parse_scenario(doc(2000))
     a, b = (json.dumps(simulate_serving(sc, exact_below=1).to_dict(), sort_keys=True) for _ in range(2))
     assert a == b
+
+
+# ---- the estimate --------------------------------------------------------------------------------------
+def test_memory_estimate_uses_the_measured_bytes_of_each_mode() -> None:
+    """bench/serving_memory.py measured 524 B a request at 1M (exact) and 103 B at 10M (streamed); the
+    estimate rounds them up: 9,999,999 requests are ~4.9 GiB, 10M (streamed) ~1.0 GiB."""
+    from simulator import workbound
+    from simulator.serving.streamed import EXACT_BELOW
+
+    assert workbound.bytes_per_request(EXACT_BELOW - 1) == 530
+    assert workbound.bytes_per_request(EXACT_BELOW) == 110
+    assert (EXACT_BELOW - 1) * 530 / 2**30 == pytest.approx(4.936, abs=1e-3)
+    assert EXACT_BELOW * 110 / 2**30 == pytest.approx(1.024, abs=1e-3)

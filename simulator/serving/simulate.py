@@ -479,9 +479,9 @@ def check_trace_size(n: int) -> None:
     a trace's length is not known from the scenario) unless forced, as for drawn workloads."""
     bound = workbound.MAX_REQUESTS
     if n > bound:
-        workbound.refuse(f"the trace has {n:,} requests (~{n * workbound.BYTES_PER_REQUEST / 2**30:,.1f} GiB at "
-                         f"{workbound.BYTES_PER_REQUEST} B each); the bound is {bound:,} requests: cut the trace "
-                         "(workload.arrival.path) or set workload.duration_s")
+        per = workbound.bytes_per_request(n)
+        workbound.refuse(f"the trace has {n:,} requests (~{n * per / 2**30:,.1f} GiB at {per} B each); the bound is "
+                         f"{bound:,} requests: cut the trace (workload.arrival.path) or set workload.duration_s")
 
 
 def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
