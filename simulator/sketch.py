@@ -45,24 +45,33 @@ class Sketch:
         self._gamma = (1 + self.alpha) / (1 - self.alpha)
         self._log_gamma = math.log(self._gamma)
 
-    def add(self, x: np.ndarray) -> None:
-        """Count the finite values of ``x`` (NaN is skipped: a latency that was not measured)."""
+    def add(self, x: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Count the finite values of ``x`` (NaN is skipped: a latency that was not measured), each
+        ``weights[i]`` times (non-negative integers; default once)."""
         x = np.asarray(x, dtype=np.float64)
-        x = x[np.isfinite(x)]
+        keep = np.isfinite(x)
+        x = x[keep]
+        w = None if weights is None else np.asarray(weights, dtype=np.int64)[keep]
+        if w is not None:
+            if (w < 0).any():
+                raise ValueError("Sketch weights are counts (non-negative)")
+            x, w = x[w > 0], w[w > 0]
         if not len(x):
             return
         if (x < 0).any():
             raise ValueError("Sketch holds non-negative values (latencies)")
-        self.n += len(x)
-        self.total += float(x.sum())
+        self.n += len(x) if w is None else int(w.sum())
+        self.total += float(x.sum()) if w is None else float(np.dot(x, w))
         self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
-        pos = x[x > MIN_VALUE]
-        self.zeros += len(x) - len(pos)
+        big = x > MIN_VALUE
+        pos = x[big]
+        self.zeros += len(x) - len(pos) if w is None else int(w[~big].sum())
         if not len(pos):
             return
         idx = np.ceil(np.log(pos) / self._log_gamma).astype(np.int64)
         base = int(idx.min())
-        for i, c in enumerate(np.bincount(idx - base).tolist()):
+        counts = np.bincount(idx - base) if w is None else np.bincount(idx - base, weights=w[big]).astype(np.int64)
+        for i, c in enumerate(counts.tolist()):
             if c:
                 self.counts[base + i] = self.counts.get(base + i, 0) + c
 

@@ -5,9 +5,10 @@ Bounds (each error names the key to change; ``--force`` on the command line, :fu
 in Python, runs it anyway):
 
 - serving: at most :data:`MAX_REQUESTS` requests (10M) and :data:`MAX_MEMORY_GIB` (8 GiB) estimated
-  at :data:`BYTES_PER_REQUEST` per request (720 B, measured for issue 21: the request ledger, the
-  request frame and the engines' per-request state), and at most :data:`MAX_TICKS` periodic events
-  (an autoscaler's sync ticks over the run);
+  at :func:`bytes_per_request` (peak RSS per request, measured by bench/serving_memory.py: 530 B
+  below the streamed threshold, where every log row and request time is kept to the end; 110 B at
+  or above it, where they are folded and freed as the run goes), and at most :data:`MAX_TICKS`
+  periodic events (an autoscaler's sync ticks over the run);
 - serving stability: an open-loop arrival rate above :data:`UNSTABLE_FACTOR` times the replicas'
   estimated capacity, with an unbounded queue and no ``workload.horizon_s``, is refused as unstable:
   its queue grows for the whole run and the simulation would then drain it for longer than the run
@@ -35,7 +36,17 @@ if TYPE_CHECKING:
 
 MAX_REQUESTS = 10_000_000
 MAX_MEMORY_GIB = 8.0
-BYTES_PER_REQUEST = 720
+BYTES_PER_REQUEST = 530
+"""peak bytes per request of an exact run (below serving.streamed.EXACT_BELOW requests): the request
+inputs and ledger (~80 B), the replicas' per-iteration logs (~180 B: one state row per arrival and
+completion, one busy row per window of iterations) and the result's temporaries. Measured by
+bench/serving_memory.py (GPT-2 on 4 H100s, 64-token prompts, 2 output tokens, fast-forward): 1M
+requests 0.54 GiB peak, 524 B a request over the 0.06 GiB after imports"""
+BYTES_PER_REQUEST_STREAMED = 110
+"""peak bytes per request of a streamed run (serving.streamed: logs folded into time bins, in-flight
+state freed at completion): the inputs and outcome columns (~55 B) and the result's temporaries over
+them. Measured by bench/serving_memory.py: 10M requests 1.10 GiB (1.18 GB) peak, 103 B a request over
+the 0.14 GiB after imports"""
 MAX_TICKS = 20_000_000
 UNSTABLE_FACTOR = 2.0
 MAX_PIPELINE_OPS = 1_000_000   # ~15 s of timeline on one core
@@ -121,15 +132,24 @@ def expected_requests(w: Workload) -> float | None:
     return n if math.isfinite(n) else None
 
 
+def bytes_per_request(n: float) -> int:
+    """The peak memory per request of a run of ``n`` requests: streamed at or above
+    serving.streamed.EXACT_BELOW, exact below."""
+    from .serving.streamed import EXACT_BELOW
+
+    return BYTES_PER_REQUEST_STREAMED if n >= EXACT_BELOW else BYTES_PER_REQUEST
+
+
 def check_serving_size(sc: ServingScenario) -> None:
     """Refuse a serving run estimated beyond the request, memory or periodic-event bounds."""
     w = sc.workload
     n = expected_requests(w)
     if n is not None:
-        gib = n * BYTES_PER_REQUEST / 2**30
+        per = bytes_per_request(n)
+        gib = n * per / 2**30
         if n > MAX_REQUESTS or gib > MAX_MEMORY_GIB:
             _refuse(WorkTooLarge, f"this run would simulate about {n:,.0f} requests (~{gib:,.1f} GiB at "
-                    f"{BYTES_PER_REQUEST} B each); the bound is {MAX_REQUESTS:,} requests or {MAX_MEMORY_GIB:g} GiB: "
+                    f"{per} B each); the bound is {MAX_REQUESTS:,} requests or {MAX_MEMORY_GIB:g} GiB: "
                     "shorten workload.duration_s, lower the rate or set arrival.requests")
     span = w.horizon_s or w.duration_s
     scalers = [sc.autoscaling, *(s.autoscaling for s in sc.services if s.autoscaling is not None)]

@@ -377,7 +377,7 @@ def test_a_horizon_or_a_bounded_queue_is_not_unstable() -> None:
 
 @pytest.mark.parametrize(("args", "says"), [
     (["serve", SERVE, "--set", "workload.duration_s=36000", "--set", "workload.arrival.rate_rps=1000"],
-     "this run would simulate about 36,000,000 requests (~24.1 GiB at 720 B each); the bound is 10,000,000"),
+     "this run would simulate about 36,000,000 requests (~3.7 GiB at 110 B each); the bound is 10,000,000"),
     (["serve", SERVE, "--set", "autoscaling={policy: hpa, sync_period_s: 0.1, max_replicas: 4}", "--set",
       "workload.horizon_s=31000000", "--set", "workload.duration_s=10"], "autoscaler ticks (bound 20,000,000)"),
     (["train", TRAIN, "--set", "training.global_batch=10000000"],

@@ -87,7 +87,9 @@ def test_streamed_percentiles_within_the_sketch_bound_and_counts_conserved() -> 
         for q in ("p50", "p90", "p99"):
             assert abs(getattr(s, q) / getattr(e, q) - 1) <= RELATIVE_ACCURACY + 2e-6   # + 6-digit rounding
         assert s.mean == pytest.approx(e.mean, rel=2e-6)
-    assert exact.itl_s == streamed.itl_s                 # ITL stays exact (pooled progressions)
+    for q in ("p50", "p90", "p99"):                      # ITL: the same pooled gaps, streamed into a sketch
+        assert abs(getattr(streamed.itl_s, q) / getattr(exact.itl_s, q) - 1) <= RELATIVE_ACCURACY + 2e-6
+    assert streamed.itl_s.mean == exact.itl_s.mean
     assert not any("streamed statistics" in w for w in exact.warnings)
     assert any("streamed statistics: 3,000 requests" in w and "±0.5%" in w for w in streamed.warnings)
     assert set(exact.summary) == set(streamed.summary)   # the JSON keeps its shape

@@ -52,8 +52,18 @@ def busy_series(rep: Replica, which: str) -> tuple[np.ndarray, np.ndarray]:
 
 def busy_seconds(rep: Replica, end: float) -> float:
     """Time the replica spent running iterations before ``end``."""
+    if rep.bins is not None:                  # a streamed run's replica: its logs are folded (serving.binned)
+        return float(rep.bins.integral_at("busy", end))
     s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
     return float(np.sum(np.clip(np.minimum(e_, end) - s_, 0.0, None)))
+
+
+def kv_seconds(rep: Replica, end: float) -> float:
+    """KV-cache token-seconds in use while the replica ran iterations before ``end``."""
+    if rep.bins is not None:
+        return float(rep.bins.integral_at("kv", end))
+    s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
+    return float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
 
 
 def replica_seconds(lives: Sequence[Any], end: float, which: str) -> float:
@@ -85,7 +95,8 @@ class RequestRecord:
     """What a result keeps of each request once the run is over: its inputs and outcome, columns of
     the ledger's own arrays (no copy; the replicas, their logs and the engines' state are let go).
     Per request: arrival, prompt and output (8 B each), class (2), first scheduled, first token and
-    done (24), replica and preemptions (8), status and reason (2): 68 bytes."""
+    done (24), replica and preemptions (8), status and reason (2): 68 bytes. A streamed run's
+    (serving.streamed) has no first-scheduled and first-token times (None): 52 bytes."""
 
     arrival: np.ndarray
     prompt: np.ndarray
@@ -93,8 +104,8 @@ class RequestRecord:
     klass: np.ndarray
     class_names: tuple[str, ...]
     warmup: int
-    first_sched: np.ndarray
-    first_token: np.ndarray
+    first_sched: np.ndarray | None
+    first_token: np.ndarray | None
     done: np.ndarray
     replica: np.ndarray
     preemptions: np.ndarray
@@ -104,8 +115,10 @@ class RequestRecord:
     @classmethod
     def of(cls, ledger: Ledger) -> RequestRecord:
         q = ledger.reqs
-        return cls(q.arrival, q.prompt, q.output, q.klass, q.class_names, q.warmup, ledger.first_sched,
-                   ledger.first_token, ledger.done, ledger.replica, ledger.preemptions, ledger.status, ledger.reason)
+        kept = ledger.stream is None          # a streamed run dropped each request's times at its completion
+        return cls(q.arrival, q.prompt, q.output, q.klass, q.class_names, q.warmup,
+                   ledger.first_sched if kept else None, ledger.first_token if kept else None, ledger.done,
+                   ledger.replica, ledger.preemptions, ledger.status, ledger.reason)
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -113,19 +126,23 @@ class RequestRecord:
     @property
     def nbytes(self) -> int:
         """Bytes of its per-request columns."""
-        return sum(getattr(self, f).nbytes for f in ("arrival", "prompt", "output", "klass", "first_sched",
-                                                     "first_token", "done", "replica", "preemptions", "status",
-                                                     "reason"))
+        cols = [getattr(self, f) for f in ("arrival", "prompt", "output", "klass", "first_sched", "first_token",
+                                           "done", "replica", "preemptions", "status", "reason")]
+        return sum(c.nbytes for c in cols if c is not None)
 
 
 def latency_columns(rec: RequestRecord) -> dict[str, np.ndarray]:
     """Per request, seconds: ``queue_s`` (first scheduled − arrival), and for completed requests
-    ``ttft_s``, ``e2e_s`` and ``tpot_s`` (NaN otherwise, and TPOT NaN for one-token outputs)."""
+    ``ttft_s``, ``e2e_s`` and ``tpot_s`` (NaN otherwise, and TPOT NaN for one-token outputs; all but
+    ``e2e_s`` NaN for a streamed run's record, which has no first-scheduled and first-token times)."""
     done = rec.status == DONE
+    nan = np.full(len(rec), np.nan)
+    first_sched = rec.first_sched if rec.first_sched is not None else nan
+    first_token = rec.first_token if rec.first_token is not None else nan
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = (rec.done - rec.first_token) / (rec.output - 1)
-    return {"queue_s": rec.first_sched - rec.arrival,
-            "ttft_s": np.where(done, rec.first_token - rec.arrival, np.nan),
+        tpot = (rec.done - first_token) / (rec.output - 1)
+    return {"queue_s": first_sched - rec.arrival,
+            "ttft_s": np.where(done, first_token - rec.arrival, np.nan),
             "e2e_s": np.where(done, rec.done - rec.arrival, np.nan),
             "tpot_s": np.where(done & (rec.output > 1), tpot, np.nan)}
 
@@ -164,13 +181,19 @@ def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.Data
     width = np.diff(edges)
     rows = []
     for rep in replicas:
-        lt = np.frombuffer(rep.log_t)
         cols: dict[str, np.ndarray] = {}
-        for name, vals in (("queue", rep.log_wait), ("running", rep.log_run)):
-            cols[name] = np.diff(step_integral(lt, np.frombuffer(vals, dtype=np.int64).astype(float), edges, end)) / width
-        for name, which in (("utilization", "busy"), ("kv_tokens", "kv"), ("batch_tokens", "tokens")):
-            t, v = busy_series(rep, which)
-            cols[name] = np.diff(step_integral(t, v, edges, end)) / width
+        if rep.bins is not None:              # a streamed run's replica: read from its fine bins (serving.binned)
+            for name, channel in (("queue", "queue"), ("running", "running"), ("utilization", "busy"),
+                                  ("kv_tokens", "kv"), ("batch_tokens", "tokens")):
+                cols[name] = rep.bins.per_bin(channel, edges)
+        else:
+            lt = np.frombuffer(rep.log_t)
+            for name, vals in (("queue", rep.log_wait), ("running", rep.log_run)):
+                cols[name] = np.diff(step_integral(lt, np.frombuffer(vals, dtype=np.int64).astype(float), edges,
+                                                   end)) / width
+            for name, which in (("utilization", "busy"), ("kv_tokens", "kv"), ("batch_tokens", "tokens")):
+                t, v = busy_series(rep, which)
+                cols[name] = np.diff(step_integral(t, v, edges, end)) / width
         cols["kv_cache_utilization"] = cols.pop("kv_tokens") / kv_capacity if kv_capacity else np.zeros(bins)
         cols.update(prefix_columns(rep, edges))     # the hashed prefix cache's lookups and tiers (zeros without)
         rows.append(pd.DataFrame({"t_s": edges[:-1], "replica": rep.index, **cols}))

@@ -21,14 +21,17 @@ exactly without an event per step.
 from __future__ import annotations
 
 import heapq
+import math
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import simpy
+
+from .binned import COMPACT_ROWS, FineBins, TokenGaps, fold_busy, fold_log
 
 if TYPE_CHECKING:     # the engines import this module while the scenario package loads: types only
     from ..costmodel.inference import InferenceModel
@@ -86,6 +89,18 @@ def _int_column(x: np.ndarray) -> array:
     return col
 
 
+class InFlight(dict[int, Any]):
+    """A streamed run's per-request column of the requests in flight: reads as ``default`` for a
+    request not in it (the arrays' NaN or 0), and the request's entry goes at its completion."""
+
+    def __init__(self, default: float) -> None:
+        super().__init__()
+        self.default = default
+
+    def __missing__(self, r: int) -> Any:
+        return self.default
+
+
 @dataclass
 class Ledger:
     """Per-request outcomes, filled in by the replicas (NaN until it happens)."""
@@ -101,9 +116,15 @@ class Ledger:
     reason: np.ndarray = field(init=False)
     generated: np.ndarray = field(init=False)
     kv_transferred: bool = False
+    """a disaggregated decode pool's: each prompt's KV arrives from the prefill pool (serving.disaggregation)"""
     seed: int = 0
     """the scenario's seed (engines with random streams of their own derive them from it)"""
-    """a disaggregated decode pool's: each prompt's KV arrives from the prefill pool (serving.disaggregation)"""
+    streamed: bool = False
+    """a streamed run (serving.streamed): the replicas fold their logs into bins (serving.binned)"""
+    stream: Any = None
+    """a streamed single-service run's :class:`.streamed.StreamStats`: each request's latencies go into
+    it at completion, and its in-flight state (``first_sched``, ``first_token``, ``generated``,
+    ``stalls``) is kept only while it is in flight"""
 
     def __post_init__(self) -> None:
         n = len(self.reqs)
@@ -116,16 +137,23 @@ class Ledger:
         self.reqs.prompt = np.frombuffer(self.prompt, dtype=np.int64)
         self.reqs.output = np.frombuffer(self.output, dtype=np.int64)
         self.reqs.priority = np.frombuffer(self.priority, dtype=np.int64)
-        self.first_sched = np.full(n, np.nan)
-        self.first_token = np.full(n, np.nan)
+        if self.stream is None:
+            self.first_sched = np.full(n, np.nan)
+            self.first_token = np.full(n, np.nan)
+            self.generated = np.zeros(n, dtype=np.int64)
+        else:      # read and written one request at a time by the engines, as the arrays are
+            self.first_sched = cast(np.ndarray, InFlight(math.nan))
+            self.first_token = cast(np.ndarray, InFlight(math.nan))
+            self.generated = cast(np.ndarray, InFlight(0))
         self.done = np.full(n, np.nan)
         self.replica = np.full(n, -1, dtype=np.int32)
         self.preemptions = np.zeros(n, dtype=np.int32)
         self.status = np.zeros(n, dtype=np.int8)
         self.reason = np.zeros(n, dtype=np.int8)
-        self.generated = np.zeros(n, dtype=np.int64)
         # per preempted request: [last token before the preemption, first token after it] (rare)
         self.stalls: dict[int, list[list[float]]] = {}
+        self.gaps = TokenGaps() if self.streamed else None
+        """a streamed run's token gaps (serving.binned), fed by its replicas' folds and the stalls"""
 
     def preempted(self, r: int, t: float) -> None:
         """Decoding request ``r`` was preempted at ``t`` (its last token so far came at ``t``)."""
@@ -136,12 +164,23 @@ class Ledger:
         stalls = self.stalls.get(r)
         if stalls and stalls[-1][1] != stalls[-1][1]:
             stalls[-1][1] = t
+            if self.gaps is not None:          # a streamed run: the stall is one gap, counted now
+                self.gaps.add_gap(t - stalls[-1][0])
 
     def finish(self, r: int, t: float) -> None:
         self.done[r] = t
         self.status[r] = DONE
         if self.on_finish is not None:
             self.on_finish(r, t)
+        if self.stream is not None:
+            self.stream.completed(self, r, t)
+            self._free(r)
+
+    def _free(self, r: int) -> None:
+        """A streamed run lets go of a finished request's in-flight state."""
+        for col in (self.first_sched, self.first_token, self.generated):
+            cast(InFlight, col).pop(r, None)
+        self.stalls.pop(r, None)
 
     def fail(self, r: int, t: float) -> None:
         """Lost with its replica more often than the retry budget allows."""
@@ -150,6 +189,8 @@ class Ledger:
         self.done[r] = t
         if self.on_finish is not None:
             self.on_finish(r, t)
+        if self.stream is not None:
+            self._free(r)
 
     def reset_for_retry(self, r: int) -> None:
         """Its replica was lost: it starts over (queueing and first token are measured again)."""
@@ -163,10 +204,15 @@ class Ledger:
         self.done[r] = t
         if self.on_finish is not None:
             self.on_finish(r, t)
+        if self.stream is not None:
+            self._free(r)
 
 
 class Replica(ABC):
     """Base class: queue, logs, wake-up. ``running`` counts requests in the current batch(es)."""
+
+    fold_rows: int = COMPACT_ROWS
+    """a streamed run folds a log into the replica's bins when it holds this many rows"""
 
     def __init__(self, *, env: simpy.Environment, index: int, ledger: Ledger, perf: InferenceModel,
                  cfg: ReplicaConfig, plan: ReplicaPlan, fast_forward: bool = True) -> None:
@@ -195,6 +241,12 @@ class Replica(ABC):
         self._win = (array("d"), array("q"), array("q"), array("q"), array("q"), array("q"))  # t0 s, A, C, c0, n, k
         self._open_win: Any = None
         self._step_ends: list[np.ndarray] = []
+        # a streamed run (Ledger.streamed) folds the logs into fine bins as they grow (serving.binned)
+        self.bins = FineBins() if ledger.streamed else None
+        self.busy_seqs = array("q")     # streamed: sequences decoding (or paused) in each busy row, -1 unknown
+        self.keep_s = 0.0               # streamed: busy rows this recent stay unfolded (the autoscaler reads them)
+        self.gap_carry = (0, 0, 0)
+        self._fold_at = self.fold_rows
         self.proc: simpy.Process | None = self.start()
 
     # ---- queue ---------------------------------------------------------------------------------
@@ -216,6 +268,14 @@ class Replica(ABC):
         self.log_t.append(t)
         self.log_wait.append(len(self.waiting))
         self.log_run.append(self.running)
+        if self.bins is not None and len(self.log_t) >= self.fold_rows:
+            fold_log(self)
+
+    def fold(self, end: float) -> None:
+        """A streamed replica's logs, all folded into its bins once the run is over at ``end``."""
+        if self.bins is not None:
+            fold_busy(self, final=True)
+            fold_log(self, end)
 
     def admissible(self, r: int) -> str | None:
         """Why request ``r`` can never run here (a rejection reason), or None."""
@@ -285,13 +345,20 @@ class Replica(ABC):
         """Begin serving: the batcher runs a simpy process, the continuous engine timeout callbacks."""
 
     def record_busy(self, start: float, end: float, kv_used: float, tokens: float, steps: Any = None,
-                    decodes: bool = True) -> None:
+                    decodes: bool = True, seqs: int | None = None) -> None:
         """A window of work from ``start`` to ``end``. ``steps``: its iterations, when it is more than
         one — a fast-forward window (:class:`.engines.fastforward.Window`: ``t0``, ``A``, ``C``, ``c0``,
         ``n``, ``k`` in fs; read when the result is built, so a window cut short counts the steps it
         ran), or an array of the iterations' end times in seconds; None: the window is one iteration.
         ``decodes``: whether the sequences decoding then gain a token in each iteration (False: a
-        prefill-only iteration, which pauses them; prompts it completes still sample theirs)."""
+        prefill-only iteration, which pauses them; prompts it completes still sample theirs). ``seqs``: the
+        sequences decoding (or paused, when ``decodes`` is False) in each of its iterations, for a streamed
+        run's token gaps (None: not known, and a streamed run reports no ITL)."""
+        if self.bins is not None:
+            if len(self.busy_start) >= self._fold_at:
+                fold_busy(self)
+                self._fold_at = len(self.busy_start) + self.fold_rows
+            self.busy_seqs.append(-1 if seqs is None else seqs)
         self.busy_start.append(start)
         self.busy_end.append(end)
         self.busy_kv.append(kv_used)

@@ -20,6 +20,7 @@ from .frames import (
     RequestRecord,
     busy_seconds,
     fleet_frame,
+    kv_seconds,
     latency_columns,
     ready_per_bin,
     replica_frame,
@@ -33,7 +34,7 @@ from .outcome import ServingResult
 from .prefix_stats import first_hits
 from .prefix_stats import summarize as summarize_prefix
 from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
-from .streamed import EXACT_BELOW, STREAMED_NOTE, streamed_percentiles
+from .streamed import EXACT_BELOW, STREAMED_NOTE, sketch_percentiles, streamed_percentiles
 from .summary import (
     ClassSummary,
     Percentiles,
@@ -148,8 +149,7 @@ def _part_numbers(p: Part, end: float) -> PartNumbers:
     kv_used = 0.0
     if plan.kv_cache_tokens:
         for rep in svc.all:
-            s_, e_ = np.frombuffer(rep.busy_start), np.frombuffer(rep.busy_end)
-            kv_used += float(np.sum((np.minimum(e_, end) - np.minimum(s_, end)) * np.frombuffer(rep.busy_kv)))
+            kv_used += kv_seconds(rep, end)
     gpr = plan.gpus_per_replica      # a replica is priced from the instance with its GPU count (a 1-GPU L4 from a 1-GPU VM)
     usd_gpu_h, price_src = resolve_price(p.sc.pricing, perf.hw, gpus_per_node=gpr)
     spot_gpu_h = usd_gpu_h
@@ -275,7 +275,8 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     main = parts[-1]
     perf, plan = main.perf, main.plan
     q = ledger.reqs
-    streamed = len(q) >= exact_below
+    stream = ledger.stream           # a streamed single-service run: latencies taken at each completion
+    streamed = ledger.streamed or len(q) >= exact_below
     measured = np.arange(len(q)) >= q.warmup
     arrived = np.isfinite(q.arrival) & (q.arrival <= end) & measured
     served = ledger.status == DONE                      # warm-up included: the work the GPUs did
@@ -301,26 +302,38 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     bounds = slo.to_dict()
     gen = plan.generative
     rec = RequestRecord.of(ledger)
-    cols = latency_columns(rec)
-    ok = done.copy()
-    for key, bound in bounds.items():
-        if key.startswith("itl_"):     # token gaps are not one number per request: checked on their percentiles
-            continue
-        ok &= ~(cols[SLO_COLUMN[key]] > bound)   # NaN TPOT (one-token outputs) cannot miss
+    cols = latency_columns(rec) if stream is None else {}
+    if stream is not None:
+        stream.flush()
+    within = stream.within if stream is not None else 0
+    if stream is None:
+        ok = done.copy()
+        for key, bound in bounds.items():
+            if key.startswith("itl_"):     # token gaps are not one number per request: checked on their percentiles
+                continue
+            ok &= ~(cols[SLO_COLUMN[key]] > bound)   # NaN TPOT (one-token outputs) cannot miss
+        within = int(ok.sum())
+        del ok
     finished = n_done + n_rej + n_fail
-    if not gen:          # one forward per request: no first token, no output tokens
+    if not gen and stream is None:          # one forward per request: no first token, no output tokens
         cols["ttft_s"] = cols["tpot_s"] = np.full(len(q), np.nan)
 
-    def dist(c: str, rows: np.ndarray) -> Percentiles:
-        v = cols[c][rows]
+    def dist(c: str, klass: int | None = None) -> Percentiles:
+        if stream is not None:
+            none = not gen and c in ("ttft_s", "tpot_s")
+            return Percentiles(None, None, None, None) if none else stream.percentiles(c, klass)
+        v = cols[c][done if klass is None else done & (q.klass == klass)]
         return streamed_percentiles(v) if streamed else Percentiles.of(v[~np.isnan(v)])
 
-    lat = {c: dist(c, done) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
+    lat = {c: dist(c) for c in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
     itl = Percentiles(None, None, None, None)
-    gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative else None
+    stream_gaps = main.svc.ledger.gaps
+    gaps = token_gaps(main.svc.ledger, main.svc.all, done) if plan.generative and stream_gaps is None else None
     hits = first_hits(main.svc.all, len(q.prompt))
     if gaps is not None:
         itl = Percentiles.of_progressions(gaps.a, gaps.d, gaps.k, gaps.w, unit=1 / FS_PER_S)
+    elif stream_gaps is not None and stream_gaps.known and plan.generative:
+        itl = sketch_percentiles(stream_gaps.sketch)     # a streamed run's gaps, folded as it ran (serving.binned)
     slo_met = None
     if bounds:
         dists = {**lat, "itl_s": itl}
@@ -332,7 +345,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     if len(q.class_names) > 1:
         classes = {name: ClassSummary(
             completed=int((done & (q.klass == k)).sum()), rejected=int((rejected & (q.klass == k)).sum()),
-            ttft_s=dist("ttft_s", done & (q.klass == k)), e2e_s=dist("e2e_s", done & (q.klass == k)))
+            ttft_s=dist("ttft_s", k), e2e_s=dist("e2e_s", k))
             for k, name in enumerate(q.class_names)}
     ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
     energy_kwh = sum(n.energy_kwh for n in nums)
@@ -368,7 +381,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
                               output_tokens_per_s=served_tokens / span),
         mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
         kv_cache_utilization=rounded(m.kv_used / (max(m.ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
-        slo=slo, slo_attainment=rounded(float(ok.sum()) / finished, 4) if bounds and finished else None,
+        slo=slo, slo_attainment=rounded(float(within) / finished, 4) if bounds and finished else None,
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
         usd_per_hour=rounded(cost / (span / 3600)), cost_usd=rounded(cost),
         cost_per_million_tokens_usd=rounded_or_none(cost / served_tokens * 1e6) if served_tokens else None,

@@ -180,6 +180,8 @@ class Service:
                            plan=self.plan, fast_forward=self.fast_forward)
         rep.t = t
         rep.on_drained = self._drained
+        if self.controller is not None:       # a streamed run keeps the busy rows its busy-time metric reads
+            rep.keep_s = self.controller.period
         life.ready = t
         self.active.append(rep)
         self.all.append(rep)

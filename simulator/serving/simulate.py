@@ -44,8 +44,9 @@ from .replica import Ledger, Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
 from .sessions import check_reuse
-from .streamed import EXACT_BELOW
+from .streamed import EXACT_BELOW, StreamStats
 from .streams import service_streams
+from .summary import SLOBounds
 from .workload import Requests, draw_lengths, empirical_values, generate, rate_function, request_cycle_s, warmup_first
 
 # request-level batchers keep a fixed share of the memory left after the model (no engine preset sizes them)
@@ -194,9 +195,11 @@ class Cluster:
     services each request passes through (one service unless ``services:`` lists several)."""
 
     def __init__(self, sc: ServingScenario, reqs: Requests, stages: list[tuple[str, ServingScenario, InferenceModel,
-                 ReplicaPlan]], *, fast_forward: bool = True, env: simpy.Environment | None = None) -> None:
+                 ReplicaPlan]], *, fast_forward: bool = True, env: simpy.Environment | None = None,
+                 streamed: bool = False) -> None:
         """``env``: the simpy environment to run in (default: a new one; several models of one GPU pool,
-        serving.deployments, share one)."""
+        serving.deployments, share one). ``streamed``: fold the replicas' logs and stream the statistics
+        as the run goes (:mod:`.streamed`)."""
         self.sc, self.reqs = sc, reqs
         self.env = env = env if env is not None else simpy.Environment()
         self.waiters: dict[int, simpy.Event] = {}
@@ -231,7 +234,10 @@ class Cluster:
                 sreqs.prompt, sreqs.output = fixed_lengths(perf.model, sreqs.prompt, sreqs.output)
             rate = sc.services[k].cache_hit_rate if sc.services else 0.0
             self.hits.append(streams[k].cache.random(n) < rate if rate else np.zeros(n, bool))
-            ledger = Ledger(sreqs, on_finish=self._finisher(k), seed=sc.seed)
+            stream = None
+            if streamed and len(stages) == 1:   # a chain reads each service's times after it: kept there
+                stream = StreamStats(reqs.warmup, len(reqs.class_names), SLOBounds(**sc.slo.model_dump()).to_dict())
+            ledger = Ledger(sreqs, on_finish=self._finisher(k), seed=sc.seed, streamed=streamed, stream=stream)
             if roles[k] == "decode":
                 ledger.kv_transferred = True
                 self.transfer = self._kv_transfer(ssc, stages[k - 1], stages[k])
@@ -245,7 +251,7 @@ class Cluster:
         if len(self.stages) == 1:
             self.ledger = self.stages[0].ledger
         else:
-            self.ledger = Ledger(reqs)
+            self.ledger = Ledger(reqs, streamed=streamed)
         self.measured_from: float | None = 0.0 if not reqs.warmup else None   # when the measured phase began
         self._open_sessions = int(np.sum(reqs.next_turn == -1)) if reqs.next_turn is not None else 0
         self._arrivals_sent = False
@@ -367,7 +373,8 @@ class Cluster:
 
     # ---- arrivals ---------------------------------------------------------------------------------
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        env, times = self.env, self.reqs.arrival.copy()
+        # a session's later turns get their times as they are sent: read the times as drawn
+        env, times = self.env, self.reqs.arrival if self.reqs.next_turn is None else self.reqs.arrival.copy()
         for r in range(len(times)):
             t = float(times[r])
             if t != t:                         # a session's later turn: sent after the previous answer
@@ -472,9 +479,9 @@ def check_trace_size(n: int) -> None:
     a trace's length is not known from the scenario) unless forced, as for drawn workloads."""
     bound = workbound.MAX_REQUESTS
     if n > bound:
-        workbound.refuse(f"the trace has {n:,} requests (~{n * workbound.BYTES_PER_REQUEST / 2**30:,.1f} GiB at "
-                         f"{workbound.BYTES_PER_REQUEST} B each); the bound is {bound:,} requests: cut the trace "
-                         "(workload.arrival.path) or set workload.duration_s")
+        per = workbound.bytes_per_request(n)
+        workbound.refuse(f"the trace has {n:,} requests (~{n * per / 2**30:,.1f} GiB at {per} B each); the bound is "
+                         f"{bound:,} requests: cut the trace (workload.arrival.path) or set workload.duration_s")
 
 
 def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
@@ -492,7 +499,8 @@ def simulate_serving(scenario: ServingScenario, *, fast_forward: bool = True,
         raise CapsimError(f"simulate_serving needs a serving scenario (got kind {scenario.kind!r}); "
                           "use simulate_training for training")
     prep = prepare(scenario)
-    cluster = Cluster(prep.scenario, prep.reqs, prep.stages, fast_forward=fast_forward)
+    cluster = Cluster(prep.scenario, prep.reqs, prep.stages, fast_forward=fast_forward,
+                      streamed=len(prep.reqs) >= exact_below)
     end = cluster.run(progress)
     return finish(prep, cluster, end, exact_below=exact_below)
 
@@ -544,5 +552,7 @@ def finish(prep: Prepared, cluster: Cluster, end: float, *, exact_below: int = E
     requests or more)."""
     measured_from = end if cluster.measured_from is None else cluster.measured_from   # never drained: no measured phase
     shown = prep.asked if prep.asked.disaggregation else prep.scenario   # the pools as the user wrote them
+    for rep in cluster.replicas:            # a streamed run's replicas: the rest of their logs into their bins
+        rep.fold(end)
     return build_result(shown, cluster.parts, cluster.ledger, end, prep.warnings, measured_from=measured_from,
                         exact_below=exact_below)

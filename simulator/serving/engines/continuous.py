@@ -223,7 +223,8 @@ class ContinuousEngine(Replica):
         d = to_fs(self.perf.iteration_time(tokens=tokens, sampled=sampled, prefill_work=work, decode_seqs=n,
                                            decode_ctx=self.decode.ctx_sum + n if n else 0) + self.sched.load_s)
         self.win = win = Window(t0_fs, d, 0, 0, 0, 1)
-        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens, steps=win, decodes=n > 0)
+        self.record_busy(self.t, (t0_fs + d) / FS, (kv.total - kv.free) * kv.B, tokens, steps=win, decodes=n > 0,
+                         seqs=len(self.decode.seqs))
         self._k = 1 if n else 0
         return win
 
@@ -246,7 +247,7 @@ class ContinuousEngine(Replica):
         if A is None:
             A = self._base[n] = to_fs(self.perf.decode_base(n))
         self.win = win = Window(self.t_fs, A, self._coef, dec.ctx_sum + n, n, k)
-        self.record_busy(self.t, win.end(k) / FS, (kv.total - kv.free + kv.reserved) * B, n, steps=win)
+        self.record_busy(self.t, win.end(k) / FS, (kv.total - kv.free + kv.reserved) * B, n, steps=win, seqs=n)
         return win
 
 
