@@ -49,7 +49,12 @@ GPUS = {"H200": "h200", "B200 180GB (DGX B200)": "b200", "GB200 192GB (GB200 NVL
         "RTX 6000 Pro Blackwell Server Edition": "rtx-pro-6000"}
 # the newer perf-overview's dense rows: Llama 3.3 70B (Llama-3.1-70B's architecture) in NVIDIA's NVFP4 checkpoint
 BLACKWELL_MODELS = {"LLaMA v3.3 70B": "llama-3.1-70b"}
-BLACKWELL_REQUESTS = 1000   # the newer doc lists no dataset sizes; offline throughput is flat beyond a few batches
+BLACKWELL_REQUESTS = 1000   # the dense Blackwell rows' count (offline throughput is flat beyond a few batches)
+# requests per MoE row, as the newer perf-overview's "Preparing a Dataset" table lists them ($num_requests by
+# ISL/OSL; 1000/1000, absent there, from the older doc's table above). A DEP replica holds thousands of sequences
+# (attention_dp × max_batch_size), so 1000 requests were one wave of prefill then decode, not the run's steady state
+NEWER_DOC_REQUESTS = {(1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500, (32768, 1024): 1000,
+                      (1024, 32768): 1000, (1000, 1000): DOC_REQUESTS[(1000, 1000)]}
 # its MoE rows (NVIDIA's NVFP4 checkpoints; GPT-OSS's MXFP4 experts on Blackwell's FP4 tensor cores), as capsim's
 # config.json models (simulator/catalog/hf_configs); DEPn = attention_dp n × ep n, tp 1
 MOE_MODELS = {"Deepseek R1 0528": "deepseek-r1", "GPT-OSS 120B": "gpt-oss-120b", "GPT-OSS 20B": "gpt-oss-20b",
@@ -70,7 +75,7 @@ def scenario(row: pd.Series, requests: int) -> dict:
 
 
 def blackwell(ref: pd.DataFrame, models: dict[str, str] = BLACKWELL_MODELS, label: str = "Llama 3.3 70B NVFP4",
-              requests: int = BLACKWELL_REQUESTS) -> pd.DataFrame:
+              requests: int | None = BLACKWELL_REQUESTS) -> pd.DataFrame:
     """TensorRT-LLM's newer perf-overview (B200, GB200, RTX 6000 Pro): the rows of ``models`` (the dense ones by
     default; :data:`MOE_MODELS` with their attention DP and EP), per-GPU output tok/s."""
     rows = []
@@ -80,7 +85,9 @@ def blackwell(ref: pd.DataFrame, models: dict[str, str] = BLACKWELL_MODELS, labe
              "replica": {"tp": int(row.tp), "pp": int(row.pp), "attention_dp": int(row.attention_dp),
                          "ep": int(row.ep), "batching": "continuous", "engine": "trtllm-bench"},
              "pricing": {"usd_per_gpu_hour": 1.0},
-             "workload": {"arrival": {"process": "offline", "requests": requests},
+             "workload": {"arrival": {"process": "offline",
+                                      "requests": requests or NEWER_DOC_REQUESTS[(int(row.isl_tokens),
+                                                                                  int(row.osl_tokens))]},
                           "prompt_tokens": {"dist": "fixed", "value": int(row.isl_tokens)},
                           "output_tokens": {"dist": "fixed", "value": int(row.osl_tokens)}},
              "seed": 0}
@@ -124,7 +131,8 @@ def main() -> None:
     ap.add_argument("--csv", type=Path)
     ap.add_argument("--moe", action="store_true", help="only the newer table's MoE rows (DeepSeek-R1, GPT-OSS, "
                     "Llama 4 Maverick, Qwen3 MoE: attention DP × EP)")
-    ap.add_argument("--moe-requests", type=int, default=BLACKWELL_REQUESTS, help="requests per MoE row")
+    ap.add_argument("--moe-requests", type=int, default=None,
+                    help="requests per MoE row (default: the newer perf-overview's $num_requests for its ISL/OSL)")
     a = ap.parse_args()
     newer = a.reference / "trtllm_perf_overview_post_v1.0_blackwell_rtx.csv"
     if a.moe:

@@ -209,12 +209,36 @@ def collective_rows(cols: dict[str, list[Any]], implementation: str | None) -> t
     return sorted(set(rows)), dropped
 
 
-def moe_rows(cols: dict[str, list[Any]], moe: set[tuple[int, int, int, int]]) -> tuple[list[tuple], dict[str, int]]:
+# MoE kernels an engine's default configuration never runs, by the wheel's kernel_source label. TensorRT-LLM's
+# table holds, for NVFP4, a second "min latency" lane beside the CUTLASS one (aiconfigurator's low-latency twin
+# table, sdk/operations/moe.py _moe_low_latency_data). TensorRT-LLM runs its CUTLASS MoE unless told otherwise:
+# tensorrt_llm/llmapi/llm_args.py MoeConfig.backend (default CUTLASS; later AUTO, which
+# tensorrt_llm/_torch/model_config.py ModelConfig.resolve_moe_backend turns into CUTLASS for every NVFP4 model
+# but GPT-OSS), and TensorRT-LLM's perf-overview sets moe_config.backend: CUTLASS for its DeepSeek-R1 and GPT-OSS
+# rows. Kept together, the two lanes' median (simulator/silicon/grid.py) was neither kernel: 3x apart at 1k tokens.
+MOE_OTHER_BACKENDS = {"trtllm": {"moe_torch_flow_min_latency"}}
+# MoE dtypes outside capsim's precision vocabulary that a model's checkpoint runs: GPT-OSS's MXFP4 experts on
+# Blackwell run as W4A8_MXFP4_MXFP8 (tensorrt_llm/_torch/model_config.py get_mxfp4_quant_algo; the cost model's
+# costmodel.moe.table_dtype). They ride along with the version the vocabulary's rows chose and never choose it
+# (TensorRT-LLM 1.3.0rc23's table holds only this dtype; taking it would drop 1.3.0rc20's NVFP4 and FP8 rows).
+MOE_EXTRA_DTYPES = {"w4a8_mxfp4_mxfp8": "w4a8-mxfp4-mxfp8"}
+
+
+def moe_rows(cols: dict[str, list[Any]], moe: set[tuple[int, int, int, int]],
+             engine: str | None = None, extra: bool = False) -> tuple[list[tuple], dict[str, int]]:
+    """The balanced rows of catalog shapes in capsim's precision vocabulary (``extra``: those of
+    :data:`MOE_EXTRA_DTYPES` too)."""
     dropped: dict[str, int] = defaultdict(int)
     rows = []
+    dtypes = {**DTYPES, **MOE_EXTRA_DTYPES} if extra else DTYPES
+    skip = MOE_OTHER_BACKENDS.get(engine or "", set())
+    sources = cols.get("kernel_source")
     for i in range(len(cols["latency"])):
+        if sources is not None and sources[i] in skip:
+            dropped[f"kernel_source {sources[i]} (not the engine's default MoE backend)"] += 1
+            continue
         dt = cols["moe_dtype"][i]
-        if dt not in DTYPES:
+        if dt not in dtypes:
             dropped[f"dtype {dt}"] += 1
             continue
         shape = (int(cols["hidden_size"][i]), int(cols["inter_size"][i]), int(cols["topk"][i]), int(cols["num_experts"][i]))
@@ -224,7 +248,7 @@ def moe_rows(cols: dict[str, list[Any]], moe: set[tuple[int, int, int, int]]) ->
         if shape not in moe:
             dropped["MoE shape of no catalog model"] += 1
             continue
-        rows.append((DTYPES[dt], *shape, int(cols["moe_tp_size"][i]), int(cols["moe_ep_size"][i]), "balanced",
+        rows.append((dtypes[dt], *shape, int(cols["moe_tp_size"][i]), int(cols["moe_ep_size"][i]), "balanced",
                      int(cols["num_tokens"][i]), float(cols["latency"][i]) * 1e3))
     return sorted(set(rows)), dropped
 
@@ -332,7 +356,9 @@ def import_gpu(z: zipfile.ZipFile, found: dict, gpu: str, profile: str, out: Pat
                 if kind == "gemm":
                     kept, full, dropped = gemm_rows(cols, dims)
                 elif kind == "moe":
-                    kept, dropped = moe_rows(cols, moe)
+                    kept, dropped = moe_rows(cols, moe, fw)
+                    if kept:      # the version is chosen: its rows of the extra dtypes too
+                        kept, dropped = moe_rows(cols, moe, fw, extra=True)
                     full = kept
                 else:
                     kept, full, dropped = attention_rows(cols, heads, kind == "generation_attention")

@@ -92,10 +92,12 @@ def _llama4(c: Mapping[str, Any], need: Callable[..., Any], name: str) -> dict[s
                      "shared_experts": 1})
     chunk = c.get("attention_chunk_size")
     if chunk:
-        # no_rope_layers[i] == 0 marks a global NoPE layer; the others attend within their chunk. A chunked
-        # query sees at most attention_chunk_size keys: charged as a window of that size (an upper bound).
+        # no_rope_layers[i] == 0 marks a global NoPE layer; the others attend within their chunk (transformers
+        # modeling_llama4: query and key in the same attention_chunk_size chunk; TensorRT-LLM's attention op
+        # takes it as attention_chunk_size too): a window of fixed chunks (layers.AttentionSpec.chunked)
         nope = c.get("no_rope_layers") or [int((i + 1) % LLAMA4_NOPE_INTERVAL != 0) for i in range(layers)]
-        spec.update(sliding_window=int(chunk), layer_types=["sliding" if r else "full" for r in nope])
+        spec.update(sliding_window=int(chunk), layer_types=["sliding" if r else "full" for r in nope],
+                    attention_chunked=True)
     return spec
 
 

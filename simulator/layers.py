@@ -35,7 +35,10 @@ def _known(cls: type, data: Mapping[str, Any], where: str) -> None:
 class AttentionSpec:
     """Self-attention of one layer. ``window`` is a sliding window: a query at position ``i`` sees
     the keys in ``(i − window, i]`` (Mistral's and Hugging Face's convention); ``None`` is full
-    attention. A window needs causal attention. ``rope`` says the layer rotates q and k."""
+    attention. A window needs causal attention. ``rope`` says the layer rotates q and k. ``chunked``:
+    the window is a fixed chunk instead, a query at ``i`` sees the keys in ``[⌊i/window⌋·window, i]``
+    (Llama 4's ``attention_chunk_size``, transformers' chunked attention mask: query and key in the
+    same chunk), on average half a chunk over a long context."""
 
     heads: int
     kv_heads: int
@@ -45,6 +48,7 @@ class AttentionSpec:
     causal: bool = True
     window: int | None = None
     rope: bool = False
+    chunked: bool = False
     # Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2) when kv_lora_rank > 0: K and V are
     # up-projected from a cached latent of kv_lora_rank elements plus a shared rotary key of
     # qk_rope_head_dim; head_dim is then the query/key head width (qk_nope_head_dim + qk_rope_head_dim)
@@ -66,6 +70,8 @@ class AttentionSpec:
                              f"(head_dim={self.head_dim} >= 1)")
         if self.window is not None and (self.window < 1 or not self.causal):
             raise ValueError(f"attention.window={self.window}: a sliding window is >= 1 and needs causal attention")
+        if self.chunked and self.window is None:
+            raise ValueError("attention.chunked: chunked attention needs its chunk size in attention.window")
 
     @property
     def is_mla(self) -> bool:
@@ -270,13 +276,14 @@ def is_moe_layer(index: int, *, first_dense_layers: int = 0, layer_freq: int = 1
 def build_stack(*, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn_hidden: int,
                 activation: str = "gelu", norm: str = "layernorm", qkv_bias: bool = True, linear_bias: bool = True,
                 qk_norm: bool = False, causal: bool = True, rope: bool = False, sliding_window: int | None = None,
-                layer_types: Sequence[str] | None = None,
+                layer_types: Sequence[str] | None = None, attention_chunked: bool = False,
                 moe: Mapping[str, Any] | None = None,
                 mla: Mapping[str, int] | None = None) -> tuple[LayerSpec, ...]:
     """Every layer of a model from its model-level keys (the names of ``ModelSpec``).
 
     ``layer_types`` (``full``/``sliding`` per layer, or a shorter pattern repeated) picks the
     attention of each layer; with ``sliding_window`` set and no ``layer_types`` every layer slides.
+    ``attention_chunked``: the sliding layers attend within fixed chunks of ``sliding_window`` tokens.
     ``mla`` (the keys of ``ModelSpec.mla``) makes every layer's attention latent (MLA).
     ``moe`` (the keys of ``ModelSpec.moe``) makes the layers :func:`is_moe_layer` selects MoE; the
     others are dense with ``dense_ffn_hidden`` (0: ``ffn_hidden``). Layers of one kind are the same
@@ -291,7 +298,8 @@ def build_stack(*, layers: int, hidden: int, heads: int, kv_heads: int, head_dim
         kinds = ["sliding"] * layers
     latent = {k: int(v) for k, v in (mla or {}).items()}   # kv_lora_rank, q_lora_rank, qk_rope_head_dim, v_head_dim
     attn = {k: AttentionSpec(heads, kv_heads, head_dim, qkv_bias, qk_norm, causal,
-                             sliding_window if k == "sliding" else None, rope, **latent) for k in set(kinds)}
+                             sliding_window if k == "sliding" else None, rope,
+                             chunked=attention_chunked and k == "sliding", **latent) for k in set(kinds)}
     dense = MLPSpec(ffn_hidden, activation)
     moe_mlp, first, freq = None, 0, 1
     if moe is not None:

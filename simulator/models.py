@@ -99,6 +99,10 @@ class ModelSpec(BaseModel):
     layer_types: tuple[Literal["full", "sliding"], ...] | None = Field(
         default=None, description="attention of each layer, 'full' or 'sliding'; a shorter list whose length divides "
                                   "layers repeats as a pattern (e.g. [sliding, sliding, sliding, full])")
+    attention_chunked: bool = Field(
+        default=False, description="the sliding layers attend within fixed chunks of sliding_window tokens (a query "
+                                   "sees its own chunk up to itself) instead of a window trailing each query: Llama 4's "
+                                   "attention_chunk_size")
     experts_only_quant: str | None = Field(
         default=None, description="the checkpoint's quantization method when it quantizes only the routed experts "
                                   "(GPT-OSS's mxfp4: its config's modules_to_not_convert keep attention, router, "
@@ -304,6 +308,7 @@ def _stack(model: ModelSpec) -> tuple[LayerSpec, ...]:
                        ffn_hidden=m.ffn_hidden, activation=m.activation, norm=m.norm, qkv_bias=m.qkv_bias,
                        linear_bias=m.linear_bias, qk_norm=m.qk_norm, causal=m.is_causal, rope=m.position == "rope",
                        sliding_window=m.sliding_window, layer_types=m.layer_types,
+                       attention_chunked=m.attention_chunked,
                        moe=m.moe.model_dump() if m.moe else None, mla=m.mla.model_dump() if m.mla else None)
 
 

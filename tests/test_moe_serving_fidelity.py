@@ -8,6 +8,7 @@ import pytest
 
 from simulator import parse_scenario, simulate_serving
 from simulator.catalog import get_model
+from simulator.costmodel.attention_variants import chunk_mean_keys, chunked_prefill_keys, windowed_prefill_work
 from simulator.costmodel.inference import InferenceModel, layer_precisions, measured_attention
 from simulator.hardware import get_profile
 from simulator.serving.engines.presets import TRTLLM_BUILD_DEFAULTS
@@ -24,17 +25,17 @@ def test_attention_roofline_runs_at_bf16_whatever_the_gemm_format():
 
 
 def test_gqa_shape_outside_the_tables_comes_from_a_measured_neighbour():
-    # B200 TensorRT-LLM tables: head_dim 64 only as MHA (2-16 heads). GPT-OSS's 64 query / 8 KV heads:
-    # prefill = the 16-head table's per-pair slope × 64/16 (work per query head), decode = the 8-head table's
-    # per-token slope (the same 8 KV heads' bytes read per cached token)
+    # B200 TensorRT-LLM tables at head_dim 64: MHA 2-16 heads and GPT-OSS's 64/8 (with its TP splits 32/4, 16/2,
+    # 8/1). A 48/6 shape is in none: prefill from the same 8 query heads per KV head at the nearest head count
+    # (64/8), its per-pair slope × 48/64 (work per query head); decode from the nearest KV head count (8; 64/8
+    # matches the ratio too), its per-token slope × 6/8 (bytes per KV head read per cached token)
     hw = get_profile("b200").with_engine("trtllm", None)
-    fit = measured_attention(hw, 64, 8, 64, "fp8")
-    mha16 = measured_attention(hw, 16, 16, 64, "fp8")
-    mha8 = measured_attention(hw, 8, 8, 64, "fp8")
-    assert fit.prefill is not None and mha16.prefill is not None
-    assert fit.prefill[1] == pytest.approx(4 * mha16.prefill[1])
-    assert fit.decode == mha8.decode
-    assert measured_attention(hw, 16, 16, 64, "fp8") == mha16       # a measured shape reads its own table
+    fit = measured_attention(hw, 48, 6, 64, "fp8")
+    gqa = measured_attention(hw, 64, 8, 64, "fp8")
+    assert fit.prefill is not None and gqa.prefill is not None and fit.decode is not None and gqa.decode is not None
+    assert fit.prefill == pytest.approx((gqa.prefill[0], 48 / 64 * gqa.prefill[1]))
+    assert fit.decode == pytest.approx((gqa.decode[0], 6 / 8 * gqa.decode[1]))
+    assert measured_attention(hw, 64, 8, 64, "fp8") == gqa          # a measured shape reads its own table
 
 
 def test_gpt_oss_quantizes_only_its_experts():
@@ -73,7 +74,7 @@ def test_trtllm_bench_keeps_build_defaults_for_gpt_oss():
 def test_window_longer_than_the_context_is_charged_per_cached_token():
     # Llama 4 Maverick: 36 chunked layers (8192) and 12 global ones. At a 1500-token decode context
     # every layer reads every cached token (min(c, 8192) = c): all 48 layers per token, no window term;
-    # at a 9000-token context the chunked layers read their 8192 per sequence
+    # at a 9000-token context without a decode span the chunked layers read half a chunk, 4096, per sequence
     m, hw = get_model("llama-4-maverick"), get_profile("b200").spec_only()
     full = InferenceModel(model=m, hw=hw, tp=8, precision="nvfp4", kv_precision="fp8")
     short = InferenceModel(model=m, hw=hw, tp=8, precision="nvfp4", kv_precision="fp8", decode_context_tokens=1500)
@@ -81,7 +82,32 @@ def test_window_longer_than_the_context_is_charged_per_cached_token():
     per_layer = full.decode_coef / 12
     assert short.decode_window_per_seq == 0 and short.decode_coef == pytest.approx(48 * per_layer)
     assert long.decode_coef == pytest.approx(full.decode_coef)
-    assert long.decode_window_per_seq == pytest.approx(36 * per_layer * 8192)
+    assert long.decode_window_per_seq == pytest.approx(36 * per_layer * 4096)
+
+
+def test_chunked_layers_read_their_own_chunk():
+    # an 8192-token prompt decoding 1024 tokens: contexts 8192..9216, c mod 8192 runs 0..1024, mean 512 keys a
+    # step (a trailing 8192-window would read 8192); 1024 + 32768: (F(33792) - F(1024)) / 32768 with
+    # F(x) = floor(x/8192)·8192²/2 + (x mod 8192)²/2 = (4·8192²/2 + 1024²/2 - 1024²/2) / 32768 = 4096
+    assert chunk_mean_keys(8192, 9216, 8192) == pytest.approx(512)
+    assert chunk_mean_keys(1024, 33792, 8192) == pytest.approx(4096)
+    assert chunk_mean_keys(100, 100, 8192) == 100
+    m, hw = get_model("llama-4-maverick"), get_profile("b200").spec_only()
+    assert all(s.attention.chunked == (s.attention.window == 8192) for s, _ in m.layer_groups())
+    full = InferenceModel(model=m, hw=hw, tp=8, precision="nvfp4", kv_precision="fp8")
+    per_layer = full.decode_coef / 12
+    long = InferenceModel(model=m, hw=hw, tp=8, precision="nvfp4", kv_precision="fp8", decode_context_tokens=8704,
+                          decode_span=(8192, 9216))
+    assert long.decode_window_per_seq == pytest.approx(36 * per_layer * 512)
+    # a span inside the first chunk reads every cached token, as a full layer
+    short = InferenceModel(model=m, hw=hw, tp=8, precision="nvfp4", kv_precision="fp8", decode_context_tokens=1500,
+                           decode_span=(1000, 2000))
+    assert short.decode_window_per_seq == 0 and short.decode_coef == pytest.approx(48 * per_layer)
+    # prefill: a query past its first chunk sees (8192 + 1)/2 keys on average; one 16384-token prompt does
+    # 2 · 8192·8193/2 pairs in a chunked layer = 16384 · 8193/2, where a window would do ~16384 · 8192 - 8192²/2
+    assert chunked_prefill_keys(8192) == 4096.5
+    assert windowed_prefill_work(16384 * 16385 / 2, 16384, chunked_prefill_keys(8192)) == 16384 * 8193 / 2
+    assert ("chunked", 4096.5) in [("chunked", w) for _, w in long.prefill_windows]
 
 
 def test_fast_forward_exact_with_windows_longer_than_the_context():

@@ -72,7 +72,8 @@ def test_nine_gpus_are_measured_within_the_size_budget(name: str) -> None:
     assert hw.measured_profile.source["name"] == "aiconfigurator-core"
     assert hw.measured_profile.source["licence"] == "Apache-2.0"
     folder = PROFILE_DIR / "measured" / name
-    assert sum(p.stat().st_size for p in folder.iterdir()) < 3e6
+    # 3.5 MB with the catalog's MoE expert shapes and its newer models' attention heads (was under 3 MB)
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 4e6
     engines = hw.measured_profile.engines()
     assert {"vllm", "trtllm", "sglang", "nccl"} <= set(engines)
 

@@ -25,6 +25,13 @@ variable-window KV manager free blocks that leave the window): in the per-token 
 the full layers' bytes plus ``min(1, window/context)`` of the windowed layers', at the workload's mean
 context (prompt + output). A model whose every layer slides keeps the full charge (Mistral-7B-v0.1's
 4096-token window exceeds most serving contexts anyway).
+
+**Chunked attention** (Llama 4's ``attention_chunk_size`` 8192 in 3 of 4 layers): a query at position ``p``
+sees the keys of its own chunk, ``p mod C + 1`` of them, not the ``C`` a trailing window holds. A decoding
+sequence is charged, per step, the mean of ``c mod C`` over the contexts ``c`` it decodes at
+(:func:`chunk_mean_keys`; 512 for an 8192-token prompt and 1024 outputs, against the window's 8192), and a
+prompt's queries ``(C + 1)/2`` keys each beyond its first chunk (:func:`chunked_prefill_keys`: exact for a
+prompt of whole chunks, within ``r(C − r)/2`` pairs for a remainder of ``r``).
 """
 
 from __future__ import annotations
@@ -56,7 +63,25 @@ def prefill_flops_per_pair(att: AttentionSpec, *, tp: int) -> float:
     return 4 * h * att.head_dim
 
 
-def windowed_prefill_work(work: float, prefill_tokens: float, window: int) -> float:
+def windowed_prefill_work(work: float, prefill_tokens: float, window: float) -> float:
     """Query-key pairs of an iteration's prompt chunks in a layer of ``window``: each query sees at most
     ``window`` keys, so ``min(work, prefill_tokens·window)`` (``work`` = Σ q·(c + (q+1)/2))."""
     return min(work, prefill_tokens * window)
+
+
+def chunk_mean_keys(first: float, last: float, chunk: int) -> float:
+    """Mean of ``c mod chunk`` over decode contexts ``c`` spread evenly on ``[first, last]``: the keys a chunked
+    layer's decode query reads per step, averaged over a sequence's decode. With ``F(x) = ∫₀ˣ (t mod C) dt =
+    ⌊x/C⌋·C²/2 + (x mod C)²/2`` it is ``(F(last) − F(first)) / (last − first)``."""
+    def integral(x: float) -> float:
+        return (x // chunk) * chunk * chunk / 2 + (x % chunk) ** 2 / 2
+
+    if last <= first:
+        return first % chunk
+    return (integral(last) - integral(first)) / (last - first)
+
+
+def chunked_prefill_keys(chunk: int) -> float:
+    """Keys per prompt query of a chunked layer past its first chunk, ``(chunk + 1)/2``: used as the window of
+    :func:`windowed_prefill_work` (a prompt of ``n`` whole chunks does ``n·C(C+1)/2`` pairs)."""
+    return (chunk + 1) / 2

@@ -35,11 +35,18 @@ from ..layers import LayerSpec
 from ..models import ModelSpec, as_layer
 from ..precision import get_format, kv_bytes, model_weight_bytes
 from ..silicon.tables import KernelBasis
-from .attention_variants import decode_flops_per_token, kv_bytes_per_token_layer, prefill_flops_per_pair, windowed_prefill_work
+from .attention_variants import (
+    chunk_mean_keys,
+    chunked_prefill_keys,
+    decode_flops_per_token,
+    kv_bytes_per_token_layer,
+    prefill_flops_per_pair,
+    windowed_prefill_work,
+)
 from .collectives import collective_measured, collective_time, p2p_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
-from .moe import routed_expert_ops
+from .moe import routed_expert_ops, table_dtype
 from .ops import Op, flash_attention, gemm, memory_bound_time, memory_op
 
 ACT_BYTES = 2.0  # 16-bit activations
@@ -52,7 +59,8 @@ RUNTIME_RESERVE_GIB = 1.0
 def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: int, tokens: float,
                      precision: str, fusion: Fusion = UNFUSED, fp8_static: bool = False, ep: int = 1,
                      attention_dp: int = 1, expert_skew: float = 1.0, busy_groups: int | None = None,
-                     dense_precision: str | None = None, expert_precision: str | None = None) -> list[Op]:
+                     dense_precision: str | None = None, expert_precision: str | None = None,
+                     expert_kernel_dtype: str | None = None) -> list[Op]:
     """The token-wise kernels of one layer's inference forward over ``tokens`` tokens (no attention
     core), from its :class:`LayerSpec`: a dense MLP, or the router, the experts the batch hits and
     the shared experts (one TP-sharded MLP) of an MoE layer. ``fusion``: the engine's fused kernels
@@ -66,7 +74,8 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
     MLA layers (:mod:`.attention_variants`) replace the QKV projection with their latent ones.
     ``dense_precision`` / ``expert_precision``: the formats of the non-expert GEMMs and of the routed experts'
     math where they differ from ``precision`` (a checkpoint that quantizes only its experts,
-    :func:`layer_precisions`); the experts' weights keep ``precision``'s bytes."""
+    :func:`layer_precisions`); the experts' weights keep ``precision``'s bytes. ``expert_kernel_dtype``: the
+    measured MoE tables' dtype of the experts' kernel (:func:`.moe.table_dtype`; default their math format)."""
     spec = as_layer(layer)
     att, mlp = spec.attention, spec.mlp
     t, h, p, T_all = tp, spec.hidden, dense_precision or precision, tokens
@@ -129,7 +138,7 @@ def linear_layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, *, tp: i
         ops += routed_expert_ops(spec, hw, tokens=T_all, moe_tp=moe_tp, ep=ep, attention_dp=attention_dp,
                                  skew=expert_skew, precision=expert_precision or precision, weight_bytes=expert_wb,
                                  fp8_static=fp8_static and expert_precision in (None, precision),
-                                 busy_groups=g)
+                                 busy_groups=g, kernel_dtype=expert_kernel_dtype)
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden)
     ops += [*allreduce("tp_allreduce_mlp"), *residual_add()]
@@ -303,6 +312,10 @@ class InferenceModel:
     # token like a full layer, not a whole window per sequence: Llama 4's 8192-token chunks at 1k-token
     # contexts (charging 8192 per sequence there was 5x the reads). Either charge stays linear in the batch.
     decode_context_tokens: float | None = None
+    # the first and last decode context of the workload's mean request (prompt, prompt + output; None: unknown):
+    # a chunked layer (Llama 4) reads c mod chunk keys at context c, charged per sequence as its mean over that
+    # span (attention_variants.chunk_mean_keys)
+    decode_span: tuple[float, float] | None = None
     _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -312,6 +325,7 @@ class InferenceModel:
         self.layers = m.layers
         self.groups = m.layer_groups()       # (LayerSpec, count) per kind of layer
         self.dense_precision, self.expert_precision = layer_precisions(m, hw, self.precision)
+        self.expert_kernel_dtype = table_dtype(m.experts_only_quant, self.expert_precision)
         self.kernel_latency = hw.efficiency.kernel_latency_us * 1e-6
         per_byte = memory_bound_time(hw, GIB) / GIB
         # attention's own math format (:func:`attention_math_precision`), never the GEMMs' 4-bit one
@@ -322,7 +336,7 @@ class InferenceModel:
         # windowed layers (costmodel.attention_variants) in a model that also has full-attention layers
         hybrid = any(s.attention.window is None for s, _ in self.groups)
         self.decode_window_per_seq = 0.0                       # s per decoding sequence (windowed layers)
-        self.prefill_windows: list[tuple[float, int]] = []     # (s per query-key pair, window) per kind
+        self.prefill_windows: list[tuple[float, float]] = []   # (s per query-key pair, keys per query) per kind
         self.kv_window_bytes_per_seq = 0.0                     # windowed layers' cache of one long sequence
         self.kv_windows: list[tuple[float, int]] = []          # (bytes per token of the kind's layers, window)
         self.kv_token_layers = 0                               # layers whose cache grows with every token
@@ -348,11 +362,12 @@ class InferenceModel:
             self.decode_fixed += n * dec[0]
             self.prefill_fixed += n * pre[0]
             if att.window is not None and hybrid:
-                if self.decode_context_tokens is not None and att.window > self.decode_context_tokens:
+                if self._reads_every_cached_token(att.window, att.chunked):
                     self.decode_coef += n * dec[1] / d          # min(c, window) = c at this workload's contexts
                 else:
-                    self.decode_window_per_seq += n * dec[1] * att.window / d
-                self.prefill_windows.append((n * pre[1] / d, att.window))
+                    self.decode_window_per_seq += n * dec[1] * self._decode_keys(att.window, att.chunked) / d
+                self.prefill_windows.append((n * pre[1] / d,
+                                             chunked_prefill_keys(att.window) if att.chunked else att.window))
                 self.kv_window_bytes_per_seq += n * kv_layer[-1] * att.window
                 self.kv_windows.append((n * kv_layer[-1], att.window))
             else:
@@ -363,6 +378,22 @@ class InferenceModel:
             self.attention_measured["decode"] += n if fit.decode is not None else 0
             self.attention_measured["prefill"] += n if fit.prefill is not None else 0
         self.kv_bytes_per_token_layer = max(kv_full, default=0.0)   # the largest layer's (none in a CNN)
+
+    def _reads_every_cached_token(self, window: int, chunked: bool) -> bool:
+        """Whether a windowed layer's decode reads every cached token at this workload's contexts: a chunked one
+        while the longest context stays in its first chunk, a sliding one while the mean context is inside it."""
+        if chunked and self.decode_span is not None:
+            return self.decode_span[1] <= window
+        return self.decode_context_tokens is not None and window > self.decode_context_tokens
+
+    def _decode_keys(self, window: int, chunked: bool) -> float:
+        """Keys a windowed layer's decode query reads per step, per sequence past the window: the window, or for
+        a chunked layer the mean of ``c mod chunk`` over the workload's decode span (half a chunk without one)."""
+        if not chunked:
+            return float(window)
+        if self.decode_span is None:
+            return window / 2
+        return chunk_mean_keys(*self.decode_span, window)
 
     # ---- time ------------------------------------------------------------------------------
     def busy_groups(self, sequences: int) -> int:
@@ -382,7 +413,8 @@ class InferenceModel:
                                                                   attention_dp=self.attention_dp, busy_groups=g,
                                                                   expert_skew=self.expert_skew,
                                                                   dense_precision=self.dense_precision,
-                                                                  expert_precision=self.expert_precision))
+                                                                  expert_precision=self.expert_precision,
+                                                                  expert_kernel_dtype=self.expert_kernel_dtype))
                          for spec, n in self.groups)
             emb = memory_bound_time(self.hw, 2 * tokens / g * self.model.hidden * ACT_BYTES)
             v = layers + emb + self._pp_hops(tokens)

@@ -64,13 +64,27 @@ def a2a_time(hw: HardwareProfile, tokens: float, hidden: int, top_k: int, ep: in
     return collective_time(hw, "all_to_all", tokens * hidden * ACT_BYTES * top_k * skew, ep_group(hw, ep))
 
 
+# GPT-OSS's MXFP4 experts on Blackwell run as W4A8_MXFP4_MXFP8 (MXFP8 activations, costmodel.inference
+# layer_precisions); the measured tables hold that kernel under its own dtype (scripts/import_silicon.py
+# MOE_EXTRA_DTYPES), not under fp8's, whose rows are FP8 weights
+MXFP4_ON_FP8 = "w4a8-mxfp4-mxfp8"
+
+
+def table_dtype(experts_only_quant: str | None, expert_precision: str) -> str:
+    """The dtype under which the measured MoE tables hold the experts' kernel: the experts' math format, or
+    :data:`MXFP4_ON_FP8` for an MXFP4 experts-only checkpoint whose experts run FP8 math."""
+    return MXFP4_ON_FP8 if experts_only_quant == "mxfp4" and expert_precision == "fp8" else expert_precision
+
+
 def routed_expert_ops(spec: LayerSpec, hw: HardwareProfile, *, tokens: float, moe_tp: int, ep: int,
                       attention_dp: int, skew: float, precision: str, weight_bytes: float,
-                      fp8_static: bool = False, busy_groups: int | None = None) -> list[Op]:
+                      fp8_static: bool = False, busy_groups: int | None = None,
+                      kernel_dtype: str | None = None) -> list[Op]:
     """Router, dispatch, the busiest rank's grouped GEMMs and combine of one MoE layer over an
     iteration of ``tokens`` tokens (all DP ranks together); shared experts and the layer's closing
     all-reduce are the caller's (module docstring). ``busy_groups``: DP groups with work this iteration
-    (fewer sequences than groups leave some idle; default all)."""
+    (fewer sequences than groups leave some idle; default all). ``kernel_dtype``: the measured tables' dtype
+    of the experts' kernel (:func:`table_dtype`; default ``precision``)."""
     mlp, h, T = spec.mlp, spec.hidden, tokens
     f, up, ne, k = mlp.ffn_hidden, mlp.up, mlp.experts, mlp.top_k
     local_tokens = T / (busy_groups or attention_dp)          # tokens on the busiest DP rank
@@ -81,7 +95,8 @@ def routed_expert_ops(spec: LayerSpec, hw: HardwareProfile, *, tokens: float, mo
     if dp_path:
         ops.append(Op("moe_dispatch", "ep_comm", a2a_time(hw, local_tokens, h, k, ep, skew)))
     busiest = T * skew                                        # a balanced run of this many tokens
-    fused = None if hw.kernels is None else hw.kernels.moe(dtype=precision, tokens=busiest, hidden=h, inter=f,
+    fused = None if hw.kernels is None else hw.kernels.moe(dtype=kernel_dtype or precision, tokens=busiest, hidden=h,
+                                                           inter=f,
                                                            topk=k, experts=ne, tp=moe_tp, ep=ep)
     if fused is not None:
         ops.append(Op("moe_experts", "gemm", fused, 2.0 * busiest * k * (up + f) * h / (moe_tp * ep), measured=True))
