@@ -1,0 +1,87 @@
+"""An MoE layer's routed experts in training, as Megatron-Core runs them (``MoELayer`` with the
+all-to-all or flex token dispatcher and Transformer Engine's grouped linear layers).
+
+One micro-batch's forward on one rank, ``T`` tokens of hidden ``h``, ``top_k`` experts each:
+
+- **router**: a 16-bit GEMM to the expert logits (the router stays out of FP8 autocast).
+- **permute**: the rank's tokens copied into expert order, one row per token-expert pair
+  (``moe_permute_fusion``: Transformer Engine's fused ``moe_permute``): read ``T·h``, write
+  ``T·k·h`` 16-bit elements (:func:`permute_bytes`).
+- **dispatch** all-to-all over the EP group (``ep > 1``), then the local experts' **grouped
+  GEMMs**: Transformer Engine's ``GroupedLinear`` runs one GEMM per local expert over the rows
+  routed to it (``general_grouped_gemm``: a loop of cuBLAS GEMMs over ``m_splits``), so each runs at
+  the measured rate of *its* shape, ``[T·k·ep/experts, h] x [h, width]``, not as one GEMM of all the
+  rows (:func:`grouped_gemm`). A batched roofline over the experts would run them at the tensor
+  cores' peak, faster than any measured GEMM of that size.
+- the activation, fc2, the **combine** all-to-all and the **unpermute**, which reads the ``T·k``
+  expert outputs and their routing weights and writes ``T`` summed rows.
+
+Routing is balanced (every rank receives ``T·k`` pairs): the benchmark recipes this models set
+``moe_router_force_load_balancing`` (Megatron-Bridge perf_recipes/*: ``cfg.model.
+moe_router_force_load_balancing = True``), and dropless routing keeps every pair.
+
+The backward reverses each kernel: the grouped GEMMs' dgrad and wgrad per expert, the permute's
+backward is an unpermute of the gradients and vice versa (same traffic), the all-to-alls reversed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..hardware import HardwareProfile
+from ..layers import LayerSpec
+from .collectives import collective_time
+from .layout import Layout
+from .ops import Op, gemm
+
+ACT_BYTES = 2.0      # 16-bit activations
+PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns float32 probs)
+
+Linear = Callable[..., list[Op]]
+Mem = Callable[[str, float], Op]
+
+
+def grouped_gemm(hw: HardwareProfile, name: str, rows: float, n: float, k: float, precision: str, groups: float,
+                 *, static_scales: bool = False) -> Op:
+    """``groups`` GEMMs of ``[rows, k] x [k, n]``, one after another (Transformer Engine's grouped
+    linear layer, one cuBLAS GEMM per expert): each at the measured (or roofline) time of its own
+    shape."""
+    one = gemm(hw, name, rows, n, k, precision, static_scales=static_scales)
+    return Op(name, "gemm", one.time * groups, one.flops * groups, measured=one.measured)
+
+
+def permute_bytes(tokens: float, hidden: int, top_k: int) -> float:
+    """HBM bytes of one permute (tokens into expert order, a row per token-expert pair): read the
+    ``tokens`` rows, write ``tokens·top_k``; the unpermute reads the ``tokens·top_k`` rows and their
+    fp32 routing weights and writes ``tokens`` rows, the same row traffic."""
+    return tokens * hidden * ACT_BYTES * (1 + top_k)
+
+
+def unpermute_bytes(tokens: float, hidden: int, top_k: int) -> float:
+    return permute_bytes(tokens, hidden, top_k) + tokens * top_k * PROB_BYTES
+
+
+def routed_mlp_ops(spec: LayerSpec, hw: HardwareProfile, lay: Layout, tokens: float, router_precision: str,
+                   linear: Linear, mem: Mem) -> list[Op]:
+    """The forward kernels of one MoE layer's routed experts on one rank over ``tokens`` tokens
+    (module docstring); shared experts are the caller's. ``linear(name, rows, n, k, groups=...)``
+    builds a (grouped) linear layer with its quantization, ``mem(name, bytes)`` a memory-bound
+    kernel whose backward the caller derives."""
+    mlp, h = spec.mlp, spec.hidden
+    f, up, k, ne = mlp.ffn_hidden, mlp.up, mlp.top_k, mlp.experts
+    et = lay.expert_tp
+    routed = tokens * k                              # token-expert pairs from this rank (and, balanced, to it)
+    a2a = routed * h * ACT_BYTES
+    local_experts = max(ne / lay.ep, 1)
+    per_expert = routed / local_experts
+    ops = [gemm(hw, "router", tokens, ne, h, router_precision),
+           mem("moe_permute", permute_bytes(tokens, h, k))]
+    if lay.ep > 1:
+        ops.append(Op("moe_dispatch", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
+    ops += [*linear("expert_fc1", per_expert, up / et, h, groups=local_experts),
+            mem("expert_activation", routed * (up + f) / et * ACT_BYTES),
+            *linear("expert_fc2", per_expert, h, f / et, groups=local_experts)]
+    if lay.ep > 1:
+        ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
+    ops.append(mem("moe_unpermute", unpermute_bytes(tokens, h, k)))
+    return ops
