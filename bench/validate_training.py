@@ -258,6 +258,28 @@ BRIDGE_MOE = {"Qwen3_30B_a3B": "qwen3-30b-a3b", "Qwen3_235B_a22B": "qwen3-235b-a
               "DeepSeekV3": "deepseek-v3"}
 
 
+# Each MoE recipe's token dispatcher and EP all-to-all overlap, from the performance recipes at the
+# docs' commit (src/megatron/bridge/perf_recipes/<family>/<gpu>/<model>.py); what they leave unset is
+# the nemo preset's (the models' alltoall dispatcher, no overlap):
+# - qwen/{b200,h100}/qwen3_moe.py 30B-A3B: moe_token_dispatcher_type "flex" (HybridEP); the B200 MXFP8
+#   recipe sets overlap_moe_expert_parallel_comm (with delay_wgrad_compute), the H100 FP8-CS one not
+# - qwen/h100/qwen3_moe.py 235B-A22B: "alltoall" with moe_a2a_overlap and overlap_moe_expert_parallel_comm;
+#   qwen/b200: "alltoall", moe_a2a_overlap False
+# - deepseek/b200/deepseek_v3.py fp8mx (PP8 VP2 EP32): flex "deepep" with overlap_moe_expert_parallel_comm;
+#   the PP16 EP8 and the H100 recipes keep the provider's "alltoall" without overlap
+# - gpt_oss/{b200,h100}/gpt_oss.py: the provider's "alltoall", no overlap
+def bridge_moe_recipe(base: str, gpu: str, ep: int) -> dict:
+    """The training keys of the MoE recipe a row ran (above)."""
+    b200 = gpu == "B200"
+    if base == "Qwen3_30B_a3B":
+        return {"moe_dispatcher": "flex", "moe_a2a_overlap": b200}
+    if base == "Qwen3_235B_a22B":
+        return {"moe_dispatcher": "alltoall", "moe_a2a_overlap": not b200}
+    if base == "DeepSeekV3" and b200 and ep == 32:
+        return {"moe_dispatcher": "flex", "moe_a2a_overlap": True}
+    return {"moe_dispatcher": "alltoall", "moe_a2a_overlap": False}
+
+
 def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The MoE rows (above) as they ran, with capsim's MoE training as it is; the rest listed."""
     d = pd.read_csv(path, skiprows=1)
@@ -279,7 +301,9 @@ def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             flag = "; ".join(x for x in (flag, "token drop read as balanced dropless routing") if x)
         rec = _bridge_rec(r, flag)
         rec["ep"] = int(r.ep)
-        rows.append(simulate_row(_bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=int(r.ep)), rec))
+        doc = _bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=int(r.ep))
+        doc["training"].update(bridge_moe_recipe(base, r.gpu_type, int(r.ep)))
+        rows.append(simulate_row(doc, rec))
     out = with_error(rows)
     out["group"] = [str(i) for i in range(len(out))]
     return out, pd.DataFrame(skipped)

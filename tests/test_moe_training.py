@@ -49,3 +49,57 @@ def test_permute_and_unpermute_move_every_token_expert_row():
     names = [o.name for o in po.fwd]
     assert names.index("moe_permute") < names.index("moe_dispatch") < names.index("expert_fc1")
     assert names.index("moe_combine") < names.index("moe_unpermute")
+
+
+def test_flex_dispatcher_sends_a_token_once_per_remote_node():
+    from simulator.costmodel.collectives import Group, collective_time
+    from simulator.costmodel.moe_training import dispatch_time, remote_nodes
+
+    # 128 experts over 2 nodes, top-8: the other node holds none of a token's experts with probability
+    # (64·63·…·57)/(128·127·…·121), so it receives the token almost always, once (not 4 copies)
+    p_none = 1.0
+    for i in range(8):
+        p_none *= (64 - i) / (128 - i)
+    assert remote_nodes(128, 8, 2) == pytest.approx(1 - p_none)
+    assert remote_nodes(128, 8, 1) == 0.0
+    hw = get_profile("h100-sxm")
+    tokens, h = 4096, 2048
+    a2a = Layout(dp=16, ep=16, etp=1, gpus_per_node=8)
+    flex = Layout(dp=16, ep=16, etp=1, gpus_per_node=8, moe_dispatcher="flex")
+    assert a2a.ep_group == Group(16, 8)
+    nbytes = tokens * 8 * h * 2
+    assert dispatch_time(hw, a2a, tokens, h, 8, 128) == collective_time(hw, "all_to_all", nbytes, Group(16, 8))
+    network = tokens * h * 2 * (1 - p_none) / (hw.inter_node.busbw_gb_s * 1e9) + hw.inter_node.step_latency_us * 1e-6
+    nvlink = collective_time(hw, "all_to_all", nbytes, Group(8, 8))
+    assert dispatch_time(hw, flex, tokens, h, 8, 128) == pytest.approx(max(network, nvlink))
+    assert dispatch_time(hw, flex, tokens, h, 8, 128) < 0.5 * dispatch_time(hw, a2a, tokens, h, 8, 128)
+    # inside one node both dispatchers are the same all-to-all
+    one = Layout(dp=8, ep=8, etp=1, gpus_per_node=8, moe_dispatcher="flex")
+    assert dispatch_time(hw, one, tokens, h, 8, 128) == collective_time(hw, "all_to_all", nbytes, Group(8, 8))
+
+
+def test_overlapped_all_to_alls_show_only_what_outlasts_the_compute():
+    from simulator.costmodel.moe_training import overlap_a2a
+    from simulator.costmodel.ops import Op
+
+    ops = (Op("fc1", "gemm", 1.0), Op("moe_dispatch", "ep_comm", 0.2), Op("moe_combine", "ep_comm", 0.2))
+    hidden = {o.name: o.time for o in overlap_a2a(ops, 0.1)}
+    assert hidden["fc1"] == 1.0
+    assert hidden["moe_dispatch"] + hidden["moe_combine"] == pytest.approx(0.4 * 0.1)    # all hidden, SMs shared
+    long = (Op("fc1", "gemm", 1.0), Op("moe_dispatch", "ep_comm", 0.75), Op("moe_combine", "ep_comm", 0.75))
+    out = {o.name: o.time for o in overlap_a2a(long, 0.1)}
+    assert out["moe_dispatch"] + out["moe_combine"] == pytest.approx(0.5 + 1.0 * 0.1)   # 0.5 s outlasts it
+
+
+def test_a2a_overlap_needs_expert_parallelism():
+    from simulator.errors import CapsimError
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
+
+    doc = {"kind": "training", "model": "qwen3-30b-a3b", "hardware": "h100-sxm", "cluster": {"nodes": 1},
+           "training": {"seq_len": 4096, "global_batch": 32, "micro_batch": 1, "moe_a2a_overlap": True}}
+    with pytest.raises(CapsimError, match="moe_a2a_overlap overlaps the expert-parallel all-to-alls; ep=1"):
+        simulate_training(parse_scenario(doc))
+    on = simulate_training(parse_scenario(doc, ["parallelism.ep=8", "parallelism.etp=1"]))
+    off = simulate_training(parse_scenario(doc, ["parallelism.ep=8", "parallelism.etp=1", "training.moe_a2a_overlap=false"]))
+    assert on.time_breakdown_s.ep_comm_s < off.time_breakdown_s.ep_comm_s
