@@ -103,3 +103,21 @@ def test_a2a_overlap_needs_expert_parallelism():
     on = simulate_training(parse_scenario(doc, ["parallelism.ep=8", "parallelism.etp=1"]))
     off = simulate_training(parse_scenario(doc, ["parallelism.ep=8", "parallelism.etp=1", "training.moe_a2a_overlap=false"]))
     assert on.time_breakdown_s.ep_comm_s < off.time_breakdown_s.ep_comm_s
+
+
+def test_a_host_sync_stops_the_host_running_ahead():
+    from simulator.costmodel.ops import HOST_SYNC, Op, dispatched_time
+
+    # two 100 us kernels then a sync then two more, host 10 us per kernel: without the sync the host
+    # issues all four in 40 us and the GPU runs back to back (10 + 400 us); with it the host waits for
+    # the GPU at 210 us and issues the third kernel 10 us later: 210 + 10 + 100 + 100 = 420 us
+    k = [Op("a", "gemm", 100e-6), Op("b", "gemm", 100e-6)]
+    plain = dispatched_time([((*k, *k), 1)], 10e-6)
+    synced = dispatched_time([((*k, Op("s", HOST_SYNC, 0.0), *k), 1)], 10e-6)
+    assert plain == pytest.approx(410e-6)
+    assert synced == pytest.approx(420e-6)
+    # the dropless dispatcher syncs before its forward all-to-all only (the backward knows the splits)
+    po = layer_ops(QWEN, get_profile("h100-sxm"), Layout(dp=8, ep=8, etp=1), 1, 4096)
+    names = [o.name for o in po.fwd]
+    assert names.index("moe_sync") == names.index("moe_dispatch") - 1
+    assert not any(o.kind == HOST_SYNC for o in po.bwd)

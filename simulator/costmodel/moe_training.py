@@ -44,7 +44,7 @@ from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from .collectives import Group, collective_time
 from .layout import Layout
-from .ops import Op, gemm
+from .ops import HOST_SYNC, Op, gemm
 
 ACT_BYTES = 2.0      # 16-bit activations
 PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns float32 probs)
@@ -113,7 +113,10 @@ def routed_mlp_ops(spec: LayerSpec, hw: HardwareProfile, lay: Layout, tokens: fl
     ops = [gemm(hw, "router", tokens, ne, h, router_precision),
            mem("moe_permute", permute_bytes(tokens, h, k))]
     if lay.ep > 1:
-        ops.append(Op("moe_dispatch", "ep_comm", a2a))
+        # dropless routing: the host needs the all-to-all's split sizes (Megatron-Core token_dispatcher.py
+        # MoEAlltoAllTokenDispatcher.preprocess, sync point "before_ep_alltoall"; DeepEP's normal dispatch
+        # waits on the CPU for the received-token count), so it waits for the GPU before issuing the dispatch
+        ops += [Op("moe_sync", HOST_SYNC, 0.0), Op("moe_dispatch", "ep_comm", a2a)]
     ops += [*linear("expert_fc1", per_expert, up / et, h, groups=local_experts),
             mem("expert_activation", routed * (up + f) / et * ACT_BYTES),
             *linear("expert_fc2", per_expert, h, f / et, groups=local_experts)]

@@ -20,7 +20,7 @@ from .collectives import collective_measured, collective_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
 from .moe_training import grouped_gemm, routed_mlp_ops
-from .ops import Op, decode_attention, flash_attention, gemm, memory_kind, memory_op, overlap_slowdown
+from .ops import HOST_SYNC, Op, decode_attention, flash_attention, gemm, memory_kind, memory_op, overlap_slowdown
 
 ACT_BYTES = 2.0  # 16-bit activations
 
@@ -257,6 +257,8 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         elif op.name in grad_casts:      # the output gradient's cast before the GEMM's dgrad and wgrad
             bwd += quantize_ops(hw, op.name + "_bwd", grad_casts[op.name], measured=False, recipe=recipe,
                                 backward=True)
+        elif op.kind == HOST_SYNC:       # the backward's all-to-all splits are known: no sync
+            continue
         elif op.kind == "gemm":
             # dgrad and wgrad: each costs the forward's FLOPs
             bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]
