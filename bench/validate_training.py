@@ -2,7 +2,9 @@
 
 Data: vTrain (MICRO'24) A100 single-node (1,440 rows) and multi-node (109 rows) Megatron-DeepSpeed
 iteration times, activation checkpointing on; Korthikanti et al. 2022 Table 5 (full recompute and
-sequence parallel + selective recompute). Prints per-row error, MAPE, and the Spearman rank
+sequence parallel + selective recompute); llm-foundry's FSDP runs, Megatron-Bridge's and NeMo 24.07's
+performance tables and Megatron-Core r0.8.0's H100 weak scaling (``bench/megatron_scaling.py``).
+Prints per-row error, MAPE, and the Spearman rank
 correlation of layouts within each group of rows that train the same model on the same GPUs.
 
 Usage: python bench/validate_training.py [--reference DIR] [--rows] [--csv OUT.csv]
@@ -21,6 +23,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.megatron_scaling import weak_scaling  # noqa: E402
+from bench.nemo_long_sequence import long_sequence  # noqa: E402
 from simulator.scenario import parse_scenario  # noqa: E402
 from simulator.training import simulate_training  # noqa: E402
 
@@ -424,7 +428,17 @@ def main() -> None:
     nemo_rows, nemo_skipped = nemo(a.reference / "nemo_24.07_perf_summary_h100.csv")
     print(f"\n== NeMo 24.07 pre-training on H100, FP8 ({len(nemo_rows)} rows), per row")
     print_rows(nemo_rows, ["model", "gpus", "tp", "pp", "cp", "vp", "mb", "gb"], nemo_skipped, "NeMo 24.07 FP8")
-    print(f"{len(k) + len(multi) + len(single) + len(foundry)} rows in {time.perf_counter() - t0:.1f} s")
+    weak, weak_skipped = weak_scaling(a.reference / "megatron_lm_h100_weak_strong_scaling.csv", simulate_row)
+    print(f"\n== Megatron-Core r0.8.0 weak scaling on H100, BF16 ({len(weak)} rows), per row "
+          "(measured seconds from the table's TFLOP/s through Megatron's FLOP count)")
+    print_rows(weak, ["model", "gpus", "tp", "pp", "dp", "gb"], weak_skipped, "Megatron-Core weak scaling")
+    longs, longs_skipped = long_sequence(a.reference / "nemo_long_sequence_cp_scaling.csv", simulate_row)
+    print(f"\n== NeMo long sequences with context parallelism, Llama 2 7B on H100, FP8 ({len(longs)} rows), per row "
+          "(measured seconds from the table's TFLOP/s through NeMo's FLOP count of that time)")
+    print_rows(longs, ["model", "seq_k", "gpus", "tp", "pp", "dp", "cp", "gb"], longs_skipped, "NeMo long sequences")
+    n = len(k) + len(multi) + len(single) + len(foundry) + len(bridge) + len(moe) + len(nemo_rows) + len(weak) + len(longs)
+    print(f"{n} "
+          f"rows in {time.perf_counter() - t0:.1f} s")
     if a.csv:
         pd.concat([k.assign(set="korthikanti"), multi.assign(set="vtrain-multi"), single.assign(set="vtrain-single"),
                    foundry.assign(set="llm-foundry")]).to_csv(a.csv, index=False)

@@ -243,7 +243,7 @@ def _print_coverage(hw: Any, *, as_json: bool) -> None:
 def _print_training(r: TrainingResult) -> None:
     lay, mem = r.layout, r.memory_per_gpu_gib
     t = KVTable(title=f"{r.name}: {r.model} on {r.gpus} × {r.hardware}")
-    t.add_row("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} CP{lay.cp} v{lay.virtual_stages} "
+    t.add_row("layout", f"TP{lay.tp} PP{lay.pp} DP{lay.dp} CP{lay.cp} v{lay.virtual_stages} {lay.schedule} "
               f"ZeRO-{lay.zero_stage} recompute={lay.recompute} micro-batch {lay.micro_batch} "
               f"({lay.microbatches_per_step} per step)")
     fit = "[green]fits[/]" if r.fits_in_memory else "[bold red]DOES NOT FIT[/]"

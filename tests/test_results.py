@@ -41,7 +41,7 @@ CHAIN = {"kind": "serving", "name": "chain", "model": "llama-3.1-8b", "hardware"
 
 TRAINING_KEYS = [
     "kind", "name", "model", "params_b", "hardware", "gpus", "layout", "layout.tp", "layout.pp", "layout.dp",
-    "layout.cp", "layout.ep", "layout.virtual_stages", "layout.sequence_parallel", "layout.zero_stage",
+    "layout.cp", "layout.ep", "layout.virtual_stages", "layout.schedule", "layout.sequence_parallel", "layout.zero_stage",
     "layout.recompute", "layout.micro_batch", "layout.microbatches_per_step", "feasible", "fits_in_memory",
     "iteration_time_s", "tokens_per_s", "mfu", "hfu", "tflops_per_gpu_model", "tflops_per_gpu_hardware",
     "memory_per_gpu_gib", "memory_per_gpu_gib.params", "memory_per_gpu_gib.grads", "memory_per_gpu_gib.optimizer",

@@ -20,7 +20,7 @@ from simulator.training.schedules import (
     make_schedule,
     schedule_tag,
 )
-from simulator.training.step import PassTime, StageSpec, simulate_step
+from simulator.training.step import PassTime, StageSpec, joint_time, simulate_step
 
 BASE = {"kind": "training", "model": "megatron-7.5b", "hardware": "a100-sxm-80gb",
         "cluster": {"nodes": 1, "gpus_per_node": 8},
@@ -94,7 +94,7 @@ def test_an_unregistered_schedule_is_an_error_naming_the_known_ones():
     SCHEDULES.register(FillDrainConfig, FillDrain)
     SCHEDULES.unregister("fill_drain")
     with pytest.raises(CapsimError, match="parallelism.schedule: 'fill_drain' is not allowed; schedule must be one "
-                                          "of gpipe, interleaved, 1f1b"):
+                                          "of dualpipe, dualpipev, gpipe, interleaved, 1f1b"):
         parse_scenario(yaml.safe_load(SCENARIO))
 
 
@@ -234,3 +234,117 @@ def test_zero_bubble_in_a_scenario_does_the_same_work_in_less_time():
     assert zb["time_breakdown_s"]["pipeline_bubble_s"] < 0.7 * one["time_breakdown_s"]["pipeline_bubble_s"]
     with pytest.raises(CapsimError, match="virtual_stages"):
         parse_scenario(BASE, [*sets, "parallelism.schedule=zb-h1", "parallelism.virtual_stages=2"])
+
+
+# ---- DualPipe (DeepSeek-V3) -------------------------------------------------------------------------
+def _dualpipe_stages(p: int, f: float, b: float, w: float, **comm: float) -> list[StageSpec]:
+    return [StageSpec([PassTime.of(f, **comm)] * 2, [PassTime.of(b, **comm)] * 2, wgt=[PassTime.of(w)] * 2)
+            for _ in range(p)]
+
+
+@pytest.mark.parametrize("p,m", [(4, 8), (4, 12), (8, 16), (8, 20), (16, 64)])
+def test_dualpipe_bubble_and_activations_are_the_readmes(p, m):
+    from simulator.training.schedules import DualPipe
+
+    s = DualPipe(p, m)
+    # every stage runs F, B and W of its m/2 micro-batches in each direction, once
+    for st in range(p):
+        assert sorted(s.order(st)) == sorted((k, c, i) for k in "FBW" for c in (0, 1) for i in range(m // 2))
+    # deepseek-ai/DualPipe README, on equal chunks (F = B = W = 1, so F&B = F + B + W = 3 without
+    # communication): bubble (p/2 - 1)(F&B + B - 3W) = (p/2 - 1)·2, activations p + 1 chunks
+    bubble = simulate_step(_dualpipe_stages(p, 1.0, 1.0, 1.0), s).iteration_time - m * 3.0
+    assert bubble == pytest.approx((p / 2 - 1) * (3.0 + 2.0 - 3.0))
+    assert [s.in_flight(st) * 2 for st in range(p)] == [p + 1] * p
+    # 1F1B on the same work idles (p - 1)(F + B + W) = 3(p - 1)
+    assert bubble < 3 * (p - 1)
+
+
+def test_dualpipe_chains_each_direction_and_overlaps_forward_with_backward():
+    from simulator.training.schedules import DualPipe
+
+    s = DualPipe(4, 8)
+    assert [s.virtual_stage(0, c) for c in (0, 1)] == [0, 7] and [s.virtual_stage(3, c) for c in (0, 1)] == [3, 4]
+    assert [s.layer_position(vs) for vs in (0, 3, 4, 7)] == [0, 3, 0, 3]   # the same layers, both ways
+    assert s.depends_on("F", 4, 2) is None and s.depends_on("F", 5, 2) == ("F", 4, 2)   # enters at stage 3
+    assert s.depends_on("B", 3, 1) == ("F", 3, 1) and s.depends_on("B", 6, 1) == ("B", 7, 1)
+    # stage 0 (half rank 0): step 1 nF0 twice, step 2 F0 F1, step 3 B1 W1 F1 (zero bubble), then the
+    # main step's overlapped slots: F0 with the whole backward of direction 1, and the reverse
+    order, joined = s.order(0), s.joined(0)
+    assert order[:8] == [("F", 0, 0), ("F", 0, 1), ("F", 0, 2), ("F", 1, 0), ("B", 1, 0), ("W", 1, 0),
+                         ("F", 1, 1), ("F", 0, 3)]
+    assert order[8:10] == [("B", 1, 1), ("W", 1, 1)] and {8, 9} <= joined and 7 not in joined
+    assert s.weight_copies == 2 and s.grads_ready(0, 0)[0] == "W"
+    # a slot of a forward and a backward: computation on one stream, both all-to-alls on the other
+    f, b = PassTime.of(1.0, ep_comm=0.4), PassTime.of(2.0, ep_comm=0.6)
+    assert joint_time([f, b]).total == pytest.approx(3.0)                     # max(3.0, 1.0): hidden
+    assert joint_time([f, b], 0.1).total == pytest.approx(3.1)                # + 10% of the 1.0 s hidden
+    slow = joint_time([PassTime.of(0.2, ep_comm=1.0), PassTime.of(0.3, ep_comm=0.9)])
+    assert slow.total == pytest.approx(1.9) and slow.ep_comm == pytest.approx(1.4)   # comm-bound: 0.5 hidden
+
+
+def test_dualpipe_in_a_scenario_holds_two_copies_and_hides_communication():
+    sets = ["cluster.nodes=2", "parallelism.tp=2", "parallelism.pp=8", "training.recompute=none"]
+    one = simulate_training(parse_scenario(BASE, sets))
+    dual = simulate_training(parse_scenario(BASE, [*sets, "parallelism.schedule=dualpipe"]))
+    b1, bd = one["time_breakdown_s"], dual["time_breakdown_s"]
+    assert dual.iteration_time_s < one.iteration_time_s
+    assert bd["pipeline_bubble_s"] < 0.5 * b1["pipeline_bubble_s"]
+    assert bd["tp_comm_s"] < 0.5 * b1["tp_comm_s"]             # hidden under the other micro-batch's compute
+    m1, md = one["memory_per_gpu_gib"], dual["memory_per_gpu_gib"]
+    # every stage holds two parts of the 36 layers (4 or 5 each) and the embedding or head twice
+    assert md["params"] == pytest.approx(2 * m1["params"], rel=0.02)
+    assert md["optimizer"] == pytest.approx(2 * m1["optimizer"], rel=0.02)
+    # dp = 1, yet the two copies' gradients are summed between their stages (over InfiniBand here)
+    assert bd["dp_comm_exposed_s"] > 0 == b1["dp_comm_exposed_s"]
+    with pytest.raises(CapsimError, match="even pp >= 2"):
+        simulate_training(parse_scenario(BASE, ["parallelism.schedule=dualpipe", "parallelism.tp=8"]))
+    with pytest.raises(CapsimError, match="at least 2·pp = 16"):
+        simulate_training(parse_scenario(BASE, [*sets, "parallelism.schedule=dualpipe", "training.global_batch=8"]))
+    with pytest.raises(CapsimError, match="zero_stage=2"):
+        simulate_training(parse_scenario(BASE, [*sets, "parallelism.schedule=dualpipe", "parallelism.zero_stage=2"]))
+
+
+def test_dualpipe_bounds_the_planner_uses_stay_below_the_step_and_the_report_draws_its_slots():
+    from simulator.plan.training import busy_bound_s, work_bound_s
+    from simulator.report import _slots
+    from simulator.training.schedules import DualPipe
+
+    s = DualPipe(8, 20)
+    stages = _dualpipe_stages(8, 1.0, 1.3, 0.9, ep_comm=0.5)
+    t = simulate_step(stages, s).iteration_time
+    assert work_bound_s(stages, s) == pytest.approx(t)            # no gradient buckets: the same walk
+    assert busy_bound_s(stages, s) <= t
+    sets = ["cluster.nodes=2", "parallelism.tp=2", "parallelism.pp=8", "training.recompute=none",
+            "parallelism.schedule=dualpipe", "training.global_batch=32"]
+    r = simulate_training(parse_scenario(BASE, sets))
+    tl = r.timeline_frame()
+    slots = _slots(tl)
+    assert set(slots["pass"]) == {"F", "B", "W", "F&B"}
+    assert not slots.duplicated(["stage", "start_s", "end_s"]).any()
+    # each F&B slot stands for its three passes (F of one micro-batch, B and W of another)
+    assert len(tl) == len(slots) + 2 * (slots["pass"] == "F&B").sum()
+    assert max(r.pipeline_busy()) <= 1.0
+
+
+@pytest.mark.parametrize("p,m", [(3, 6), (4, 8), (8, 20)])
+def test_dualpipev_bubble_activations_and_single_copy_of_the_weights(p, m):
+    from simulator.training.schedules import DualPipeV
+
+    s = DualPipeV(p, m)
+    for st in range(p):      # every micro-batch down the V's first half and back up its second
+        assert sorted(s.order(st)) == sorted((k, c, i) for k in "FBW" for c in (0, 1) for i in range(m))
+    # README: (PP/2 - 1)(F&B + B - 3W) over PP = 2p stages, 2p + 1 chunks of activations
+    bubble = simulate_step(_dualpipe_stages(p, 1.0, 1.0, 1.0), s).iteration_time - 2 * m * 3.0
+    assert bubble == pytest.approx((p - 1) * 2.0)
+    assert [s.in_flight(st) * 2 for st in range(p)] == [2 * p + 1] * p
+    assert s.depends_on("F", p, 0) == ("F", p - 1, 0)          # the turn of the V, on the last stage
+    assert s.weight_copies == 1 and s.layer_positions == 2 * p
+
+
+def test_dualpipev_in_a_scenario_holds_the_weights_once():
+    sets = ["cluster.nodes=2", "parallelism.tp=2", "parallelism.pp=8", "training.recompute=none"]
+    inter = simulate_training(parse_scenario(BASE, [*sets, "parallelism.virtual_stages=2"]))
+    v = simulate_training(parse_scenario(BASE, [*sets, "parallelism.schedule=dualpipev"]))
+    assert v["memory_per_gpu_gib"]["params"] == pytest.approx(inter["memory_per_gpu_gib"]["params"], rel=0.05)
+    assert v.iteration_time_s < inter.iteration_time_s
+    assert v["layout"]["schedule"] == "dualpipev" and v["layout"]["virtual_stages"] == 2

@@ -446,30 +446,39 @@ def work_bound_s(stages: list[Any], schedule: Any, *, p2p: float = 0.0) -> float
 
     Above :data:`CRITICAL_PATH_PASSES` passes (many micro-batches: the walk costs as much as the
     simulation, and the bubble is a small share of the step) it is :func:`busy_bound_s` instead."""
+    from ..training.step import stage_slots
+
     p, v = schedule.stages, schedule.chunks
     if 2 * p * v * schedule.microbatches > CRITICAL_PATH_PASSES:
         return busy_bound_s(stages, schedule)
     home = {schedule.virtual_stage(s, c): s for s in range(p) for c in range(v)}
-    orders = [list(schedule.order(s)) for s in range(p)]
+    slots = [stage_slots(schedule, s, st) for s, st in enumerate(stages)]
     vss = [[schedule.virtual_stage(s, c) for c in range(v)] for s in range(p)]
-    times = [{kind: st.pass_times(kind) for kind in schedule.passes} for st in stages]
     finish: dict[tuple[str, int, int], float] = {}
     clock, at = [0.0] * p, [0] * p
-    left = sum(len(o) for o in orders)
+    left = sum(len(o) for o in slots)
     while left:
         moved = False
         for s in range(p):
-            order = orders[s]
+            order = slots[s]
             while at[s] < len(order):
-                kind, c, i = order[at[s]]
-                vs = vss[s][c]
-                dep = schedule.depends_on(kind, vs, i)
+                works, pt = order[at[s]]
+                keys = [(kind, vss[s][c], i) for kind, c, i in works]
                 start = clock[s]
-                if dep is not None:
+                blocked = False
+                for key in keys:
+                    dep = schedule.depends_on(*key)
+                    if dep is None or dep in keys:
+                        continue
                     if dep not in finish:
+                        blocked = True
                         break
                     start = max(start, finish[dep] + (p2p if home[dep[1]] != s else 0.0))
-                clock[s] = finish[(kind, vs, i)] = start + times[s][kind][c].total
+                if blocked:
+                    break
+                clock[s] = start + pt.total
+                for key in keys:
+                    finish[key] = clock[s]
                 at[s] += 1
                 left -= 1
                 moved = True
@@ -490,7 +499,11 @@ def busy_bound_s(stages: list[Any], schedule: Any) -> float:
     def busy(st: Any) -> float:
         return m * sum(f.total + b.total for f, b in zip(st.fwd, st.bwd, strict=True)) + after(st)
 
+    from ..training.step import stage_slots
+
     m, p = schedule.microbatches, schedule.stages
+    if any(schedule.joined(s) for s in range(p)):      # overlapped slots (dualpipe): their own lengths
+        return max(sum(pt.total for _, pt in stage_slots(schedule, s, st)) + after(st) for s, st in enumerate(stages))
     warmup = sum(st.fwd[0].total for st in stages[:-1])
     bound = max(max(busy(st) for st in stages), warmup + busy(stages[-1]))
     from ..training.schedules.one_f_one_b import OneFOneB

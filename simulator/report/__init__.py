@@ -18,7 +18,23 @@ from ..training.result import TrainingResult
 from .page import Card, Section, render, table_html
 from .prefix import prefix_card, prefix_section
 
-PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "W": "#54a24b", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518"}
+PASS_COLORS = {"F": "#4c78a8", "B": "#f58518", "W": "#54a24b", "R": "#b279a2", "fwd": "#4c78a8", "bwd": "#f58518",
+               "F&B": "#9d755d"}
+
+
+def _slots(tl: pd.DataFrame) -> pd.DataFrame:
+    """The timeline with passes a schedule overlapped (same stage, same start and end: dualpipe's
+    forward-and-backward slots) drawn as one bar, ``F&B``, its micro-batches joined."""
+    key = [tl.stage, tl.start_s, tl.end_s]
+    size = tl.groupby(key).transform("size") if len(tl) else tl.stage
+    single, joined = tl[size.to_numpy() == 1], tl[size.to_numpy() > 1]
+    if not len(joined):
+        return tl
+    merged = (joined.groupby(["stage", "start_s", "end_s"], sort=False)
+              .agg(microbatch=("microbatch", lambda m: "/".join(dict.fromkeys(map(str, m)))))
+              .reset_index().assign(**{"pass": "F&B"}))
+    return pd.concat([single.astype({"microbatch": str}), merged], ignore_index=True)
+
 
 
 def _fig(title: str, **layout: Any) -> go.Figure:
@@ -50,7 +66,7 @@ def training_html(r: TrainingResult) -> str:
     f_mem.add_hline(y=r.memory_capacity_gib, line_dash="dash", line_color="#c0392b",
                     annotation_text=f"capacity {r.memory_capacity_gib:.0f} GiB")
     figs = [("chart-breakdown", f_bd), ("chart-memory", f_mem)]
-    tl = r.timeline_frame()
+    tl = _slots(r.timeline_frame())
     if len(tl):
         f_tl = _fig("Pipeline schedule of one step (stage × micro-batch)", barmode="overlay",
                     xaxis_title="time in step (s)", yaxis_title="pipeline stage", yaxis_autorange="reversed")

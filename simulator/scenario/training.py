@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..training.schedules import gpipe, interleaved, one_f_one_b, zero_bubble  # noqa: F401  (each registers its schedule)
+from ..training.schedules import dualpipe, gpipe, interleaved, one_f_one_b, zero_bubble  # noqa: F401  (each registers its schedule)
 from ..training.schedules.base import SCHEDULES, ParallelismBase
 from .base import HARDWARE_DOC, MODEL_DOC, Precision, Pricing, _Strict
 

@@ -70,8 +70,10 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     mb = micro_batch or (tr.micro_batch if isinstance(tr.micro_batch, int) else 1)
     if tr.global_batch % (mb * dp) == 0:
         problems += step_schedule(sc, mb, dp).problems()
-    if model.layers < par.pp * v:
-        problems.append(f"model {model.name} has {model.layers} layers, fewer than pp·virtual_stages = {par.pp * v}")
+    if model.layers < par.layer_partitions:
+        parts = (f"pp·virtual_stages = {par.pp * v}" if par.layer_partitions == par.pp * v else
+                 f"pp = {par.pp} (parallelism.schedule={par.schedule} holds each part twice)")
+        problems.append(f"model {model.name} has {model.layers} layers, fewer than {parts}")
     if tr.seq_len % par.cp:
         problems.append(f"training.seq_len={tr.seq_len} not divisible by cp={par.cp}")
     if model.position == "learned" and tr.seq_len > model.max_positions and model.architecture != "vit":
@@ -147,7 +149,7 @@ class Chunk:
 def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Chunk]]:
     """Per pipeline stage, its chunks in the schedule's chunk order."""
     p, v = schedule.stages, schedule.chunks
-    nvs = p * v
+    nvs = schedule.layer_positions
     per_vs = stage_layers(model.layers, nvs)
     emb_params = model.embedding_params() / lay.tp
     # a tied output head keeps its own copy of the embedding matrix when it sits on another stage
@@ -167,13 +169,14 @@ def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Ch
         chunks = []
         for c in range(v):
             vs = schedule.virtual_stage(s, c)
-            groups = tuple(model.layer_groups(bounds[vs], bounds[vs + 1]))
+            pos = schedule.layer_position(vs)
+            groups = tuple(model.layer_groups(bounds[pos], bounds[pos + 1]))
             params = sum((layer_params(spec) * n for spec, n in groups), 0.0)
-            if vs == 0:
+            if pos == 0:
                 params += emb_params
-            if vs == nvs - 1:
+            if pos == nvs - 1:
                 params += head_params
-            chunks.append(Chunk(vs, per_vs[vs], vs == 0, vs == nvs - 1, params, groups))
+            chunks.append(Chunk(vs, per_vs[pos], pos == 0, pos == nvs - 1, params, groups))
         stages.append(chunks)
     return stages
 

@@ -90,7 +90,8 @@ class TrainingResult(ResultViews):
             run = JobSummary.build(job, total_tokens=sc.training.total_tokens, gpus=lay.gpus)
         return cls(
             scenario=sc, name=sc.name, model=model.name, params_b=rounded(model.total_params() / 1e9), hardware=hw.name,
-            gpus=lay.gpus, layout=TrainingLayoutInfo.build(lay, micro_batch, microbatches), fits_in_memory=fits,
+            gpus=lay.gpus, layout=TrainingLayoutInfo.build(
+                lay, micro_batch, microbatches, sc.parallelism.schedule), fits_in_memory=fits,
             iteration_time_s=rounded(step_time), tokens_per_s=rounded(tokens / step_time), mfu=rounded(mfu, 4),
             hfu=rounded(hfu, 4), tflops_per_gpu_model=rounded(mfu * peak / 1e12, 4),
             tflops_per_gpu_hardware=rounded(hfu * peak / 1e12, 4),
@@ -134,5 +135,10 @@ def pipeline_busy(timeline: pd.DataFrame, bins: int = 60) -> list[float]:
     start, end = timeline.start_s.to_numpy()[:, None], timeline.end_s.to_numpy()[:, None]
     edges = np.linspace(0.0, float(end.max()), bins + 1)
     overlap = (np.minimum(end, edges[1:]) - np.maximum(start, edges[:-1])).clip(min=0.0)
-    stages = timeline.stage.nunique()
+    # passes a schedule overlaps (dualpipe's forward-and-backward slots) share their stage's time
+    ids, stage = np.unique(timeline.stage.to_numpy(), return_inverse=True)
+    per_stage = np.zeros((len(ids), bins))
+    np.add.at(per_stage, stage, overlap)
+    overlap = np.minimum(per_stage, np.diff(edges))
+    stages = len(ids)
     return [float(x) for x in overlap.sum(axis=0) / (np.diff(edges) * stages)]

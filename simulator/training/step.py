@@ -7,7 +7,9 @@ point-to-point transfer when that pass ran on another stage. Gradient buckets ar
 data parallelism on a separate communication stream as the pass that completes a chunk's
 gradients produces them, so only the part that outlasts the backward is exposed. One pipeline
 stands for all DP replicas (they are symmetric), so the cost of a step does not grow with the
-data-parallel degree.
+data-parallel degree. A schedule may run passes overlapped in one slot (:meth:`Schedule.joined`,
+dualpipe's forward-and-backward): the slot starts once every pass in it has its input and lasts
+:func:`joint_time`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import simpy
 from simpy.events import Event
 
-from .schedules.base import Schedule
+from .schedules.base import Schedule, Work
 
 BUSY = ("compute", "tp_comm", "cp_comm", "ep_comm", "host", "dp")   # what a stage's passes are made of
 
@@ -44,6 +46,41 @@ class PassTime:
         gpu = compute + tp_comm + cp_comm + ep_comm
         total = max(gpu, host_floor)
         return PassTime(total + dp, compute, tp_comm, cp_comm, ep_comm, total - gpu, dp)
+
+
+def joint_time(passes: Sequence[PassTime], slowdown: float = 0.0) -> PassTime:
+    """Passes of two micro-batches overlapped on one GPU (DeepSeek-V3's forward-and-backward chunks):
+    one stream computes both passes' kernels while the other runs both passes' collectives, so the
+    slot lasts the longer of the two, plus ``slowdown`` (the profile's compute lost per second of
+    overlapped communication, as for gradient buckets) of the communication it hid, plus each pass's
+    wait for the host to issue its small kernels and its exposed ZeRO traffic. The breakdown keeps
+    only the exposed part of the collectives, so a slot's parts add up to its length."""
+    if len(passes) == 1:
+        return passes[0]
+    compute = sum(pt.compute for pt in passes)
+    comm = {k: sum(getattr(pt, k) for pt in passes) for k in ("tp_comm", "cp_comm", "ep_comm")}
+    total_comm = sum(comm.values())
+    hidden = min(compute, total_comm)
+    gpu = max(compute, total_comm) + hidden * slowdown
+    host, dp = sum(pt.host for pt in passes), sum(pt.dp for pt in passes)
+    share = (total_comm - hidden) / total_comm if total_comm > 0 else 0.0
+    return PassTime(gpu + host + dp, compute + hidden * slowdown, comm["tp_comm"] * share,
+                    comm["cp_comm"] * share, comm["ep_comm"] * share, host, dp)
+
+
+def stage_slots(schedule: Schedule, stage: int, spec: StageSpec) -> list[tuple[list[Work], PassTime]]:
+    """The passes of ``stage`` in its order, grouped into the slots they run in (one pass each, unless
+    the schedule overlaps some: :meth:`Schedule.joined`), each slot with its time."""
+    times = {kind: spec.pass_times(kind) for kind in schedule.passes}
+    joined = schedule.joined(stage)
+    slots: list[tuple[list[Work], list[PassTime]]] = []
+    for j, (kind, c, i) in enumerate(schedule.order(stage)):
+        if j in joined and slots:
+            slots[-1][0].append((kind, c, i))
+            slots[-1][1].append(times[kind][c])
+        else:
+            slots.append(([(kind, c, i)], [times[kind][c]]))
+    return [(works, joint_time(pts, spec.overlap_slowdown)) for works, pts in slots]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,26 +134,28 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
     compute_done: list[simpy.Event] = [env.event() for _ in range(p)]
 
     def plan(s: int, spec: StageSpec) -> list[tuple]:
-        """The stage's passes with what each waits for, resolved before the clock starts."""
-        times = {kind: spec.pass_times(kind) for kind in schedule.passes}
+        """The stage's slots with what their passes wait for, resolved before the clock starts."""
         vss = [schedule.virtual_stage(s, c) for c in range(v)]
         ready = ({(kind, vss[c], i) for c in range(v) for kind, i in [schedule.grads_ready(s, c)]}
                  if spec.grad_buckets else set())
         depends_on = schedule.depends_on
         steps = []
-        for kind, c, i in schedule.order(s):
-            vs = vss[c]
-            key = (kind, vs, i)
-            done[key] = Event(env)
-            dep = depends_on(kind, vs, i)
-            link = p2p if dep is not None and home[dep[1]] != s else 0.0   # a neighbour's output crosses a link
-            steps.append((kind, c, i, key, dep, link, times[kind][c], key in ready))
+        for works, pt in stage_slots(schedule, s, spec):
+            keys = [(kind, vss[c], i) for kind, c, i in works]
+            waits = []
+            for key in keys:
+                done[key] = Event(env)
+                dep = depends_on(*key)
+                if dep is not None and dep not in keys:
+                    waits.append((dep, p2p if home[dep[1]] != s else 0.0))   # a neighbour's output crosses a link
+            completes = [c for (_, c, _), key in zip(works, keys, strict=True) if key in ready]
+            steps.append((works, keys, waits, pt, completes))
         return steps
 
     def stage_proc(s: int, steps: list[tuple]) -> Generator[Event, object, None]:
         compute = tp = cp = ep = host = dp = 0.0
-        for kind, c, i, key, dep, link, pt, completes_grads in steps:
-            if dep is not None:
+        for works, keys, waits, pt, completes in steps:
+            for dep, link in waits:
                 ev = done[dep]
                 if not ev.triggered:
                     yield ev
@@ -124,7 +163,7 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
                 if wait > 0:
                     yield env.timeout(wait)
             start = env.now
-            if completes_grads:
+            for c in completes:
                 grad_ready[s].put((start, pt.total, c))
             yield env.timeout(pt.total)
             compute += pt.compute
@@ -133,10 +172,11 @@ def simulate_step(stages: Sequence[StageSpec], schedule: Schedule, *, p2p: float
             ep += pt.ep_comm
             host += pt.host
             dp += pt.dp
-            finish[key] = env.now
-            done[key].succeed()
-            if record:
-                trace.timeline.append((s, kind, c, i, start, env.now))
+            for (kind, c, i), key in zip(works, keys, strict=True):
+                finish[key] = env.now
+                done[key].succeed()
+                if record:
+                    trace.timeline.append((s, kind, c, i, start, env.now))
         trace.compute_end[s] = env.now
         compute_done[s].succeed()
         trace.busy.append({"stage": s, **dict(zip(BUSY, (compute, tp, cp, ep, host, dp), strict=True))})

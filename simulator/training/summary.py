@@ -43,7 +43,9 @@ class TrainingLayoutInfo:
     ep: int
     """expert-parallel degree"""
     virtual_stages: int
-    """model chunks per pipeline stage (interleaved schedule when > 1)"""
+    """model chunks per pipeline stage (interleaved schedule when > 1; dualpipe's two directions: 2)"""
+    schedule: str
+    """the pipeline schedule (parallelism.schedule: 1f1b, interleaved, gpipe, zb-h1, dualpipe, dualpipev)"""
     sequence_parallel: bool
     """activations sharded over the TP group between attention and MLP"""
     zero_stage: int
@@ -56,8 +58,9 @@ class TrainingLayoutInfo:
     """micro-batches each pipeline runs per step"""
 
     @classmethod
-    def build(cls, lay: Layout, micro_batch: int, microbatches: int) -> TrainingLayoutInfo:
+    def build(cls, lay: Layout, micro_batch: int, microbatches: int, schedule: str) -> TrainingLayoutInfo:
         return cls(tp=lay.tp, pp=lay.pp, dp=lay.dp, cp=lay.cp, ep=lay.ep, virtual_stages=lay.virtual_stages,
+                   schedule=schedule,
                    sequence_parallel=lay.sequence_parallel, zero_stage=lay.zero_stage, recompute=lay.recompute,
                    micro_batch=micro_batch, microbatches_per_step=microbatches)
 

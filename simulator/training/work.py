@@ -159,13 +159,20 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         exposed = max(0.0, rest - window)
         return bucket + exposed + (rest - exposed) * slowdown
 
+    # a schedule holding each layer twice (dualpipe) sums the two copies' gradients, between the two
+    # stages holding them (deepseek-ai/DualPipe examples/example_dualpipe.py), before the dp reduction
+    copies = schedule.weight_copies
+    copy_pair = Group(2, 2 if lay.pp_same_node else 1)
     specs: list[StageSpec] = []
     for chunks in stages:
         buckets = []
-        if lay.grad_ranks > 1 and not sharded_grads:
+        if (lay.grad_ranks > 1 or copies > 1) and not sharded_grads:
             for ch in chunks:
                 nb = max(1, math.ceil(ch.params / GRAD_BUCKET_PARAMS))
-                buckets.append([grad_sync(ch.params * gb / nb)] * nb)
+                t = grad_sync(ch.params * gb / nb) if lay.grad_ranks > 1 else 0.0
+                if copies > 1:     # the stage holding the other copy: each adds the other's gradient
+                    t += collective_time(hw, "all_reduce", ch.params * gb / nb, copy_pair)
+                buckets.append([t] * nb)
         params_s = stage_params(chunks)
         opt_params = params_s / (lay.shard_ranks if lay.zero_stage >= 1 else 1)
         opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])

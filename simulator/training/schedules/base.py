@@ -32,8 +32,11 @@ Work = tuple[str, int, int]          # (pass, chunk, micro-batch): one pass of o
 
 SCHEDULE_KEY = ("pipeline schedule: 1f1b (PipeDream-Flush, Narayanan et al. 2021; with virtual_stages > 1 "
                 "Megatron-LM's interleaved 1F1B), interleaved (the same, virtual_stages >= 2 required), gpipe "
-                "(Huang et al. 2019: every forward, then every backward) or zb-h1 (Qi et al. 2024: weight gradients "
-                "deferred into the bubbles, 1F1B's memory); default 1f1b, Megatron-LM's schedule whenever pp > 1")
+                "(Huang et al. 2019: every forward, then every backward), zb-h1 (Qi et al. 2024: weight gradients "
+                "deferred into the bubbles, 1F1B's memory), dualpipe (DeepSeek-V3: micro-batches fed from both "
+                "ends, each stage's weights held twice, forward and backward of two micro-batches overlapped) or "
+                "dualpipev (its cut-in-half V: 2·pp layer parts, each stage holding part s and 2·pp-1-s once); "
+                "default 1f1b, Megatron-LM's schedule whenever pp > 1")
 
 
 def schedule_tag(name: str) -> Any:
@@ -101,6 +104,11 @@ class ParallelismBase(_Strict):
         """Model chunks (virtual pipeline stages) each pipeline stage holds: 1 unless the schedule interleaves."""
         return 1
 
+    @property
+    def layer_partitions(self) -> int:
+        """Parts the layers are split into: pp·chunks, unless chunks hold copies of the same part (dualpipe)."""
+        return self.pp * self.chunks_per_stage
+
 
 class Schedule(Protocol):
     """Everything a pipeline schedule decides for one iteration."""
@@ -136,6 +144,26 @@ class Schedule(Protocol):
 
     def problems(self) -> list[str]:
         """Why this schedule cannot run this layout (empty when it can)."""
+        ...
+
+    def layer_position(self, vs: int) -> int:
+        """The part of the layer order (0 first) virtual stage ``vs`` computes: ``vs`` itself, unless two
+        virtual stages hold copies of the same layers (dualpipe's two directions)."""
+        ...
+
+    @property
+    def layer_positions(self) -> int:
+        """How many parts the layers are split into."""
+        ...
+
+    @property
+    def weight_copies(self) -> int:
+        """How many pipeline stages hold each layer's weights (whose gradients are summed): 1, or 2 (dualpipe)."""
+        ...
+
+    def joined(self, stage: int) -> frozenset[int]:
+        """Indices into ``order(stage)`` of passes that run overlapped with the pass before them (one slot:
+        they start once all their inputs are there and end together); empty for a sequential schedule."""
         ...
 
 
@@ -186,6 +214,20 @@ class PipelineSchedule(ABC):
 
     def problems(self) -> list[str]:
         return []
+
+    def layer_position(self, vs: int) -> int:
+        return vs
+
+    @property
+    def layer_positions(self) -> int:
+        return self.stages * self.chunks
+
+    @property
+    def weight_copies(self) -> int:
+        return 1
+
+    def joined(self, stage: int) -> frozenset[int]:
+        return frozenset()
 
 
 SCHEDULES: Variants[ParallelismBase] = Variants("schedule", default="1f1b", what="pipeline schedule")
