@@ -239,7 +239,7 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for r in d.itertuples():
         if r.task != "Pre-Training" or r.model not in BRIDGE_MODEL:
             why = (f"{r.task}: fine-tuning is out of scope for now" if r.task != "Pre-Training"
-                   else "MoE/hybrid pre-training: see the MoE baseline below (issue 17 item 5)")
+                   else "MoE/hybrid pre-training: see the MoE set below (issue 17 item 5)")
             skipped.append({"model": r.model, "gpu": r.gpu_type, "container": r.container_release, "reason": why})
             continue
         precision, recipe, flag = bridge_precision(r.precision, r.gpu_type)
@@ -252,14 +252,37 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out, pd.DataFrame(skipped)
 
 
-# The MoE pre-training rows of the same table, simulated as they ran with what capsim has for MoE
-# training today (experts sharded over EP of the data-parallel ranks, balanced routing, the MoE layer's
-# grouped GEMMs and its dispatch/combine all-to-all): a baseline, not yet modelled as Megatron-Core runs
-# MoE (its parallel folding draws EP from TP x CP x DP, the expert-TP size is not in the table, the
-# router's load imbalance and permutation kernels, token dropping). Token-drop rows are read as balanced
-# dropless routing and flagged; the MTP row and the hybrid Mamba (Nemotron 3) rows are listed.
+# The MoE pre-training rows of the same table, simulated as they ran (issue 17 item 5): experts sharded
+# over EP by Megatron-Core's parallel folding with the recipes' expert-TP 1, balanced routing (the perf
+# recipes set moe_router_force_load_balancing), each local expert's GEMM at the measured rate of its shape
+# (Transformer Engine's GroupedLinear), the fused permute/unpermute, the recipe's dispatcher (alltoall or
+# flex, below) and EP all-to-all overlap, the dropless dispatcher's host sync
+# (simulator/costmodel/moe_training.py). Token-drop rows are read as balanced dropless routing and
+# flagged; the MTP row and the hybrid Mamba (Nemotron 3) rows are listed.
 BRIDGE_MOE = {"Qwen3_30B_a3B": "qwen3-30b-a3b", "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
               "DeepSeekV3": "deepseek-v3"}
+
+
+# Each MoE recipe's token dispatcher and EP all-to-all overlap, from the performance recipes at the
+# docs' commit (src/megatron/bridge/perf_recipes/<family>/<gpu>/<model>.py); what they leave unset is
+# the nemo preset's (the models' alltoall dispatcher, no overlap):
+# - qwen/{b200,h100}/qwen3_moe.py 30B-A3B: moe_token_dispatcher_type "flex" (HybridEP); the B200 MXFP8
+#   recipe sets overlap_moe_expert_parallel_comm (with delay_wgrad_compute), the H100 FP8-CS one not
+# - qwen/h100/qwen3_moe.py 235B-A22B: "alltoall" with moe_a2a_overlap and overlap_moe_expert_parallel_comm;
+#   qwen/b200: "alltoall", moe_a2a_overlap False
+# - deepseek/b200/deepseek_v3.py fp8mx (PP8 VP2 EP32): flex "deepep" with overlap_moe_expert_parallel_comm;
+#   the PP16 EP8 and the H100 recipes keep the provider's "alltoall" without overlap
+# - gpt_oss/{b200,h100}/gpt_oss.py: the provider's "alltoall", no overlap
+def bridge_moe_recipe(base: str, gpu: str, ep: int) -> dict:
+    """The training keys of the MoE recipe a row ran (above)."""
+    b200 = gpu == "B200"
+    if base == "Qwen3_30B_a3B":
+        return {"moe_dispatcher": "flex", "moe_a2a_overlap": b200}
+    if base == "Qwen3_235B_a22B":
+        return {"moe_dispatcher": "alltoall", "moe_a2a_overlap": not b200}
+    if base == "DeepSeekV3" and b200 and ep == 32:
+        return {"moe_dispatcher": "flex", "moe_a2a_overlap": True}
+    return {"moe_dispatcher": "alltoall", "moe_a2a_overlap": False}
 
 
 def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -283,7 +306,9 @@ def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             flag = "; ".join(x for x in (flag, "token drop read as balanced dropless routing") if x)
         rec = _bridge_rec(r, flag)
         rec["ep"] = int(r.ep)
-        rows.append(simulate_row(_bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=int(r.ep)), rec))
+        doc = _bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=int(r.ep))
+        doc["training"].update(bridge_moe_recipe(base, r.gpu_type, int(r.ep)))
+        rows.append(simulate_row(doc, rec))
     out = with_error(rows)
     out["group"] = [str(i) for i in range(len(out))]
     return out, pd.DataFrame(skipped)
@@ -396,10 +421,10 @@ def main() -> None:
     print_rows(bridge, ["model", "gpu", "gpus", "container", "precision", "tp", "pp", "cp", "vp", "mb"], skipped,
                "Megatron-Bridge dense")
     moe, moe_skipped = megatron_bridge_moe(a.reference / "megatron_bridge_perf_summary_h100_b200.csv")
-    print(f"\n== Megatron-Bridge MoE pre-training on H100/B200 ({len(moe)} rows): a baseline, MoE training as "
-          "Megatron-Core runs it is not yet modelled")
+    print(f"\n== Megatron-Bridge MoE pre-training on H100/B200 ({len(moe)} rows), per row (targets not met yet: "
+          "see the README)")
     print_rows(moe, ["model", "gpu", "gpus", "precision", "tp", "pp", "ep", "vp", "mb"], moe_skipped,
-               "Megatron-Bridge MoE baseline")
+               "Megatron-Bridge MoE")
     nemo_rows, nemo_skipped = nemo(a.reference / "nemo_24.07_perf_summary_h100.csv")
     print(f"\n== NeMo 24.07 pre-training on H100, FP8 ({len(nemo_rows)} rows), per row")
     print_rows(nemo_rows, ["model", "gpus", "tp", "pp", "cp", "vp", "mb", "gb"], nemo_skipped, "NeMo 24.07 FP8")

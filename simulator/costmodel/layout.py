@@ -34,6 +34,8 @@ class Layout:
     grad_accumulation_fusion: bool = True   # wgrad GEMMs accumulate into the main gradient (no extra pass)
     tp_comm_overlap: bool = False      # TP collectives pipelined with their GEMMs (costmodel.transformer)
     fp8_recipe: str = "delayed"        # delayed | current: FP8 (per-tensor) scaling (costmodel.transformer)
+    moe_dispatcher: str = "alltoall"   # alltoall | flex: the MoE token dispatcher (costmodel.moe_training)
+    moe_a2a_overlap: bool = False      # EP all-to-alls under another micro-batch's compute (training.work)
     precision: str = "bf16"
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True

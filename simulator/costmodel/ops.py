@@ -298,6 +298,11 @@ def overlap_slowdown(hw: HardwareProfile) -> float:
     return min(1.0, hw.efficiency.comm_sms / max(hw.num_sms, 1))
 
 
+# A host-device synchronisation inside a pass (an Op of this kind, no GPU time): the host waits until the
+# GPU has run everything issued so far, so it cannot run ahead of the kernels after it.
+HOST_SYNC = "host_sync"
+
+
 def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: float) -> float:
     """Wall time of kernel blocks (``(ops, n)``: the sequence ``ops`` repeated ``n`` times, e.g. a
     layer per micro-batch) issued in order by one host thread at ``dispatch_s`` per kernel.
@@ -306,7 +311,8 @@ def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: floa
     host-bound while long kernels let the host run ahead: ``finish_i = max(finish_{i-1}, i·dispatch)
     + time_i``. Near the balance point this is longer than ``max(GPU sum, host sum)``. A block's
     first repeats are walked kernel by kernel; the rest advance by the last repeat's increment,
-    which is the steady state of this max-plus recurrence.
+    which is the steady state of this max-plus recurrence. A :data:`HOST_SYNC` op sets the host's clock
+    to the GPU's (blocks holding one are walked whole).
     """
     gpu = host = 0.0
     for ops, n in blocks:
@@ -316,13 +322,17 @@ def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: floa
         if dispatch_s <= 0:
             gpu += n * sum(times)
             continue
-        walked = min(n, 3)
+        syncs = any(op.kind == HOST_SYNC for op in ops)
+        walked = n if syncs else min(n, 3)      # a sync ties the host to the GPU: no steady state to skip to
         before = gpu
         for _ in range(walked):
             before = gpu
-            for t in times:
+            for op in ops:
+                if op.kind == HOST_SYNC:        # the host waits for the GPU to drain
+                    host = max(host, gpu)
+                    continue
                 host += dispatch_s
-                gpu = max(gpu, host) + t
+                gpu = max(gpu, host) + op.time
         if n > walked:
             gpu += (n - walked) * (gpu - before)
             host += (n - walked) * len(times) * dispatch_s

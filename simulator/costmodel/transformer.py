@@ -19,7 +19,8 @@ from ..precision import get_format
 from .collectives import collective_measured, collective_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
-from .ops import Op, decode_attention, flash_attention, gemm, memory_kind, memory_op, overlap_slowdown
+from .moe_training import grouped_gemm, routed_mlp_ops
+from .ops import HOST_SYNC, Op, decode_attention, flash_attention, gemm, memory_kind, memory_op, overlap_slowdown
 
 ACT_BYTES = 2.0  # 16-bit activations
 
@@ -64,7 +65,9 @@ def _backward_traffic(name: str, swiglu: bool, dropout: bool) -> float:
     The activation reads its input (up wide) and writes ``width``; its backward reads dy (width) and
     the input and writes the input's gradient (up): (width + 2·up) / (up + width), 1.5 for GeLU
     (up = width) and 5/3 for SwiGLU (up = 2·width). RoPE rotates q's and k's gradients as it
-    rotated them: 1. Any other kernel: twice its forward."""
+    rotated them: 1. The MoE permute's backward is the unpermute of the gradients (the same rows moved
+    back): 1; the unpermute's also reads the expert outputs again for the routing weights' gradient
+    (Transformer Engine ``moe_unpermute`` backward): about twice, as any other kernel."""
     if name == "bias_dropout_add":
         return 5 / 7 if dropout else 2 / 6
     kind = memory_kind(name)                 # a shared or routed expert's activation is an activation
@@ -72,7 +75,7 @@ def _backward_traffic(name: str, swiglu: bool, dropout: bool) -> float:
         return 1.5
     if kind == "activation":
         return 5 / 3 if swiglu else 1.5
-    if kind == "rope":
+    if kind == "rope" or name == "moe_permute":
         return 1.0
     return 2.0
 
@@ -158,14 +161,15 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         mem_bytes[name] = nbytes
         return memory_op(hw, name, nbytes)
 
-    def linear(name: str, m: float, n: float, k: float, batch: float = 1) -> list[Op]:
-        """A linear layer's GEMM, with Transformer Engine's quantization when it runs low precision."""
-        g = gemm(hw, name, m, n, k, p, batch=batch, static_scales=low and recipe == "delayed")
+    def linear(name: str, m: float, n: float, k: float, groups: float = 1) -> list[Op]:
+        """A linear layer's GEMM (``groups`` of them for an MoE layer's grouped experts), with Transformer
+        Engine's quantization when it runs low precision."""
+        g = grouped_gemm(hw, name, m, n, k, p, groups, static_scales=low and recipe == "delayed")
         if not low:
             return [g]
-        q = quantize_ops(hw, name + "_quantize", m * k * batch, measured=g.measured, recipe=recipe,
+        q = quantize_ops(hw, name + "_quantize", m * k * groups, measured=g.measured, recipe=recipe,
                          backward=False)
-        grad_casts[q[0].name] = m * n * batch
+        grad_casts[q[0].name] = m * n * groups
         return [*q, g]
 
     def norm(name: str) -> Op:
@@ -221,22 +225,8 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     def mlp_fwd() -> list[Op]:
         if not mlp.is_moe:
             return dense("", mlp.ffn_hidden, T)
-        f, up = mlp.ffn_hidden, mlp.up
-        k, ne = mlp.top_k, mlp.experts
-        et = lay.expert_tp
-        tokens = T * et / t                              # etp < tp: the sequence-parallel shard goes to the experts
-        routed = tokens * k                              # token-expert pairs from this rank
-        a2a = routed * h * ACT_BYTES
-        ops = [gemm(hw, "router", tokens, ne, h, pa)]
-        if lay.ep > 1:
-            ops.append(Op("moe_dispatch", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
-        local_experts = max(ne / lay.ep, 1)
-        per_expert = routed / local_experts              # balanced routing
-        ops += [*linear("expert_fc1", per_expert, up / et, h, batch=local_experts),
-                mem("expert_activation", routed * (up + f) / et * ACT_BYTES),
-                *linear("expert_fc2", per_expert, h, f / et, batch=local_experts)]
-        if lay.ep > 1:
-            ops.append(Op("moe_combine", "ep_comm", collective_time(hw, "all_to_all", a2a, lay.ep_group)))
+        tokens = T * lay.expert_tp / t                   # etp < tp: the sequence-parallel shard goes to the experts
+        ops = routed_mlp_ops(spec, hw, lay, tokens, pa, linear, mem)
         if mlp.shared_experts:
             ops += dense("shared_", mlp.shared_experts * mlp.shared_hidden, T)
         return ops
@@ -267,6 +257,8 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         elif op.name in grad_casts:      # the output gradient's cast before the GEMM's dgrad and wgrad
             bwd += quantize_ops(hw, op.name + "_bwd", grad_casts[op.name], measured=False, recipe=recipe,
                                 backward=True)
+        elif op.kind == HOST_SYNC:       # the backward's all-to-all splits are known: no sync
+            continue
         elif op.kind == "gemm":
             # dgrad and wgrad: each costs the forward's FLOPs
             bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]

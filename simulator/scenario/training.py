@@ -102,6 +102,14 @@ class Training(_Strict):
         "the loss kernel: fp32 casts the logits to fp32 for softmax and loss (Megatron's vocab-parallel cross "
         "entropy, PyTorch under autocast); fused reads the 16-bit logits in one kernel (flash-attn's xentropy, "
         "llm-foundry's fused_crossentropy default, Megatron's --cross-entropy-loss-fusion)"))
+    moe_dispatcher: Literal["alltoall", "flex"] = Field(default="alltoall", description=(
+        "an MoE layer's token dispatcher (Megatron-Core moe_token_dispatcher_type): alltoall (NCCL all-to-all, every "
+        "token-expert copy sent to its expert's rank) or flex (DeepEP / HybridEP: a token crosses the network once "
+        "per remote node holding any of its experts and is forwarded over NVLink there); default alltoall"))
+    moe_a2a_overlap: bool = Field(default=False, description=(
+        "overlap the expert-parallel all-to-alls of one micro-batch with the computation of another (Megatron-Core "
+        "--overlap-moe-expert-parallel-comm, with --delay-wgrad-compute); only what outlasts the computation is "
+        "exposed; default off (Megatron-Core's default)"))
     total_tokens: float | None = Field(default=None, gt=0, description=(
         "tokens to train on; gives time to train, GPU-hours, cost and energy (default: one step only)"))
     dispatch_us: float | None = Field(default=None, ge=0, description=(

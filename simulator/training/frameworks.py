@@ -144,7 +144,8 @@ PRESETS: dict[str, dict[str, FrameworkPreset]] = {
         "25.09": FrameworkPreset(
             "nemo", "25.09",
             training={"grad_precision": "bf16", "overlap_grad_reduce": True, "overlap_param_gather": with_sharded_optimizer,
-                      "grad_accumulation_fusion": True, "cross_entropy": "fused", "fp8_recipe": fp8_recipe("current")},
+                      "grad_accumulation_fusion": True, "cross_entropy": "fused", "fp8_recipe": fp8_recipe("current"),
+                      "moe_dispatcher": "alltoall", "moe_a2a_overlap": False},
             parallelism={"zero_stage": 1, "sequence_parallel": with_tp, "etp": one_for_moe_models,
                          "tp_comm_overlap": with_sequence_parallel, "placement": ["tp", "cp", "dp", "pp"]},
             sources={"training.grad_precision": f"{_BRIDGE}/perf_recipes/_common.py _benchmark_common: grad_reduce_in_fp32 False",
@@ -155,6 +156,10 @@ PRESETS: dict[str, dict[str, FrameworkPreset]] = {
                      "training.grad_accumulation_fusion": f"{_BRIDGE}: Megatron-Core's default, kept",
                      "training.cross_entropy": f"{_BRIDGE}/perf_recipes/_common.py: cross_entropy_fusion_impl 'te'",
                      "training.fp8_recipe": f"{_BRIDGE}/perf_recipes/_common.py _perf_precision: fp8_cs (current scaling)",
+                     "training.moe_dispatcher": f"{_BRIDGE}/models/{{qwen/qwen3_moe,deepseek/deepseek_v3,gpt_oss/gpt_oss}}"
+                                                "_bridge.py: moe_token_dispatcher_type 'alltoall'",
+                     "training.moe_a2a_overlap": f"{_BRIDGE}/training/comm_overlap.py: overlap_moe_expert_parallel_comm "
+                                                 "unset, False unless a recipe turns it on",
                      "parallelism.zero_stage": f"{_BRIDGE}/perf_recipes: use_distributed_optimizer True",
                      "parallelism.sequence_parallel": f"{_BRIDGE}/perf_recipes/llama: sequence_parallel with TP > 1",
                      "parallelism.tp_comm_overlap": f"{_BRIDGE}/perf_recipes/llama: userbuffers tp_comm_overlap_cfg with TP > 1",

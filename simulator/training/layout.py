@@ -109,6 +109,8 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if tr.attention_kernel != "flash2" and not tr.flash_attention:
         problems.append(f"training.attention_kernel={tr.attention_kernel} names a fused attention kernel, "
                         "but training.flash_attention is false (unfused attention)")
+    if tr.moe_a2a_overlap and par.ep == 1:
+        problems.append("training.moe_a2a_overlap overlaps the expert-parallel all-to-alls; ep=1 has none")
     if par.tp_comm_overlap and not par.sequence_parallel:
         problems.append("parallelism.tp_comm_overlap needs parallelism.sequence_parallel (Megatron overlaps the "
                         "sequence-parallel all-gathers and reduce-scatters)")
@@ -124,6 +126,7 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                  dropout=tr.dropout, fused_cross_entropy=tr.cross_entropy == "fused",
                  fp8_recipe=tr.fp8_recipe or "delayed", grad_accumulation_fusion=tr.grad_accumulation_fusion,
                  tp_comm_overlap=par.tp_comm_overlap, precision=tr.precision,
+                 moe_dispatcher=tr.moe_dispatcher, moe_a2a_overlap=tr.moe_a2a_overlap,
                  grad_precision=tr.grad_precision,
                  overlap_grad_reduce=tr.overlap_grad_reduce, overlap_param_gather=tr.overlap_param_gather,
                  reshard_after_forward=par.pp == 1 if par.reshard_after_forward is None else par.reshard_after_forward,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..costmodel.collectives import Group, collective_time, p2p_time, scalar_all_reduce
 from ..costmodel.layout import Layout
+from ..costmodel.moe_training import overlap_a2a
 from ..costmodel.ops import Op, dispatched_time, memory_bound_time, overlap_slowdown
 from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
 from ..hardware import HardwareProfile
@@ -113,6 +114,8 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
     def pass_time(ch: Chunk, kind: str) -> PassTime:
         weights = kind in ("BW", "W")          # the pass that produces this micro-batch's weight gradients
         blocks = [(kernels(ops, kind), n) for ops, n in _chunk_parts(ch)]
+        if lay.moe_a2a_overlap:
+            blocks = [(overlap_a2a(ops, slowdown), n) for ops, n in blocks]
         comp = tp = cp = ep = 0.0
         for seq_ops, n in blocks:
             c, t, x, e = _split(seq_ops)

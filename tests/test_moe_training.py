@@ -1,0 +1,123 @@
+"""MoE training as Megatron-Core runs it (issue 17 item 5): Transformer Engine's grouped experts one
+GEMM per expert at its own shape, the fused permute/unpermute kernels. Values by hand from the shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.catalog import get_model
+from simulator.costmodel.layout import Layout
+from simulator.costmodel.moe_training import grouped_gemm, permute_bytes, unpermute_bytes
+from simulator.costmodel.ops import gemm, memory_op
+from simulator.costmodel.transformer import layer_ops
+from simulator.hardware import get_profile
+
+QWEN = get_model("qwen3-30b-a3b").layer_groups()[0][0]      # hidden 2048, 128 experts of width 768, top-8
+
+
+def test_grouped_experts_run_one_measured_gemm_per_expert():
+    hw = get_profile("b200")
+    # EP8, micro-batch 1 of 4,096 tokens: 4,096·8 pairs over 16 local experts = 2,048 rows each
+    lay = Layout(dp=8, ep=8, etp=1, precision="bf16")
+    ops = {o.name: o for o in layer_ops(QWEN, hw, lay, 1, 4096).fwd}
+    one = gemm(hw, "x", 2048, 2 * 768, 2048, "bf16")
+    assert one.measured
+    assert ops["expert_fc1"].time == pytest.approx(16 * one.time)
+    assert ops["expert_fc1"].flops == pytest.approx(16 * 2 * 2048 * 1536 * 2048)
+    # never faster than the measured GEMM of its shape: the batched roofline ran it at the peak
+    batched = gemm(hw, "x", 2048, 1536, 2048, "bf16", batch=16)
+    assert ops["expert_fc1"].time > 1.5 * batched.time
+    g = grouped_gemm(hw, "y", 100, 200, 300, "bf16", 1)
+    assert g.time == gemm(hw, "y", 100, 200, 300, "bf16").time    # one group is the plain GEMM
+
+
+def test_permute_and_unpermute_move_every_token_expert_row():
+    # 4,096 tokens of hidden 2048, top-8: read 4,096 rows, write 32,768 (16-bit); the unpermute also
+    # reads the 32,768 fp32 routing weights
+    assert permute_bytes(4096, 2048, 8) == 4096 * 2048 * 2 * 9
+    assert unpermute_bytes(4096, 2048, 8) == 4096 * 2048 * 2 * 9 + 4096 * 8 * 4
+    hw = get_profile("h100-sxm")
+    po = layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, precision="bf16"), 1, 4096)
+    fwd = {o.name: o for o in po.fwd}
+    bwd = {o.name: o for o in po.bwd}
+    assert fwd["moe_permute"].time == pytest.approx(memory_op(hw, "moe_permute", 4096 * 2048 * 2 * 9).time)
+    # backward: the permute's is an unpermute of the gradients (the same traffic); the unpermute's
+    # also re-reads the expert outputs (twice its forward)
+    assert bwd["moe_permute_bwd"].time == pytest.approx(fwd["moe_permute"].time)
+    assert bwd["moe_unpermute_bwd"].time == pytest.approx(
+        memory_op(hw, "x", 2 * unpermute_bytes(4096, 2048, 8)).time)
+    names = [o.name for o in po.fwd]
+    assert names.index("moe_permute") < names.index("moe_dispatch") < names.index("expert_fc1")
+    assert names.index("moe_combine") < names.index("moe_unpermute")
+
+
+def test_flex_dispatcher_sends_a_token_once_per_remote_node():
+    from simulator.costmodel.collectives import Group, collective_time
+    from simulator.costmodel.moe_training import dispatch_time, remote_nodes
+
+    # 128 experts over 2 nodes, top-8: the other node holds none of a token's experts with probability
+    # (64·63·…·57)/(128·127·…·121), so it receives the token almost always, once (not 4 copies)
+    p_none = 1.0
+    for i in range(8):
+        p_none *= (64 - i) / (128 - i)
+    assert remote_nodes(128, 8, 2) == pytest.approx(1 - p_none)
+    assert remote_nodes(128, 8, 1) == 0.0
+    hw = get_profile("h100-sxm")
+    tokens, h = 4096, 2048
+    a2a = Layout(dp=16, ep=16, etp=1, gpus_per_node=8)
+    flex = Layout(dp=16, ep=16, etp=1, gpus_per_node=8, moe_dispatcher="flex")
+    assert a2a.ep_group == Group(16, 8)
+    nbytes = tokens * 8 * h * 2
+    assert dispatch_time(hw, a2a, tokens, h, 8, 128) == collective_time(hw, "all_to_all", nbytes, Group(16, 8))
+    network = tokens * h * 2 * (1 - p_none) / (hw.inter_node.busbw_gb_s * 1e9) + hw.inter_node.step_latency_us * 1e-6
+    nvlink = collective_time(hw, "all_to_all", nbytes, Group(8, 8))
+    assert dispatch_time(hw, flex, tokens, h, 8, 128) == pytest.approx(max(network, nvlink))
+    assert dispatch_time(hw, flex, tokens, h, 8, 128) < 0.5 * dispatch_time(hw, a2a, tokens, h, 8, 128)
+    # inside one node both dispatchers are the same all-to-all
+    one = Layout(dp=8, ep=8, etp=1, gpus_per_node=8, moe_dispatcher="flex")
+    assert dispatch_time(hw, one, tokens, h, 8, 128) == collective_time(hw, "all_to_all", nbytes, Group(8, 8))
+
+
+def test_overlapped_all_to_alls_show_only_what_outlasts_the_compute():
+    from simulator.costmodel.moe_training import overlap_a2a
+    from simulator.costmodel.ops import Op
+
+    ops = (Op("fc1", "gemm", 1.0), Op("moe_dispatch", "ep_comm", 0.2), Op("moe_combine", "ep_comm", 0.2))
+    hidden = {o.name: o.time for o in overlap_a2a(ops, 0.1)}
+    assert hidden["fc1"] == 1.0
+    assert hidden["moe_dispatch"] + hidden["moe_combine"] == pytest.approx(0.4 * 0.1)    # all hidden, SMs shared
+    long = (Op("fc1", "gemm", 1.0), Op("moe_dispatch", "ep_comm", 0.75), Op("moe_combine", "ep_comm", 0.75))
+    out = {o.name: o.time for o in overlap_a2a(long, 0.1)}
+    assert out["moe_dispatch"] + out["moe_combine"] == pytest.approx(0.5 + 1.0 * 0.1)   # 0.5 s outlasts it
+
+
+def test_a2a_overlap_needs_expert_parallelism():
+    from simulator.errors import CapsimError
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
+
+    doc = {"kind": "training", "model": "qwen3-30b-a3b", "hardware": "h100-sxm", "cluster": {"nodes": 1},
+           "training": {"seq_len": 4096, "global_batch": 32, "micro_batch": 1, "moe_a2a_overlap": True}}
+    with pytest.raises(CapsimError, match="moe_a2a_overlap overlaps the expert-parallel all-to-alls; ep=1"):
+        simulate_training(parse_scenario(doc))
+    on = simulate_training(parse_scenario(doc, ["parallelism.ep=8", "parallelism.etp=1"]))
+    off = simulate_training(parse_scenario(doc, ["parallelism.ep=8", "parallelism.etp=1", "training.moe_a2a_overlap=false"]))
+    assert on.time_breakdown_s.ep_comm_s < off.time_breakdown_s.ep_comm_s
+
+
+def test_a_host_sync_stops_the_host_running_ahead():
+    from simulator.costmodel.ops import HOST_SYNC, Op, dispatched_time
+
+    # two 100 us kernels then a sync then two more, host 10 us per kernel: without the sync the host
+    # issues all four in 40 us and the GPU runs back to back (10 + 400 us); with it the host waits for
+    # the GPU at 210 us and issues the third kernel 10 us later: 210 + 10 + 100 + 100 = 420 us
+    k = [Op("a", "gemm", 100e-6), Op("b", "gemm", 100e-6)]
+    plain = dispatched_time([((*k, *k), 1)], 10e-6)
+    synced = dispatched_time([((*k, Op("s", HOST_SYNC, 0.0), *k), 1)], 10e-6)
+    assert plain == pytest.approx(410e-6)
+    assert synced == pytest.approx(420e-6)
+    # the dropless dispatcher syncs before its forward all-to-all only (the backward knows the splits)
+    po = layer_ops(QWEN, get_profile("h100-sxm"), Layout(dp=8, ep=8, etp=1), 1, 4096)
+    names = [o.name for o in po.fwd]
+    assert names.index("moe_sync") == names.index("moe_dispatch") - 1
+    assert not any(o.kind == HOST_SYNC for o in po.bwd)
