@@ -1,7 +1,8 @@
 """Start-up: ``capsim --help`` and ``capsim --version`` import none of pandas, numpy, pydantic or
 plotly, and a command's --help none of pandas, numpy or plotly (typer 0.29 itself loads pydantic to
-coerce a command's parameters); a plain ``capsim serve`` does not import plotly (only --html needs
-it). Timings are in bench/startup.py, not here."""
+coerce a command's parameters); a plain ``capsim serve`` imports neither plotly (only --html needs
+it) nor pandas (only the frames need it, built when first read). Timings are in bench/startup.py,
+not here."""
 
 import json
 import subprocess
@@ -40,9 +41,17 @@ def test_a_commands_help_imports_no_simulator_dependency(command):
     assert set(_loaded(command, "--help")) <= {"pydantic"}
 
 
-def test_a_plain_serve_does_not_import_plotly():
-    loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", "--json")
-    assert "plotly" not in loaded and "pandas" in loaded     # the probe sees the simulation's modules
+@pytest.mark.parametrize("json_out", [(), ("--json",)])
+def test_a_plain_serve_imports_neither_plotly_nor_pandas(json_out):
+    loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", *json_out)
+    assert loaded == ["numpy", "pydantic"]      # the probe sees the simulation's modules, and no more
+
+
+def test_a_serve_writing_its_time_series_imports_pandas(tmp_path):
+    out = tmp_path / "ts.csv"
+    loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", "--json",
+                     "--timeseries-out", str(out))
+    assert "pandas" in loaded and out.read_text().startswith("t_s,replica,queue,running")
 
 
 SERVE_TABLES = """
