@@ -281,15 +281,22 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
               force: bool = False) -> None:
     """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
     serve alike."""
-    from simulator.files import check_writable
-    from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
-    from simulator.workbound import allow_large
+    from .startup import loading
 
-    from .outputs import check_path, report_or_json, request_records, write_frame
+    with loading():        # the simulator's modules and the scenario: no garbage collection (capsim/startup.py)
+        from simulator.files import check_writable
+        from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
+        from simulator.workbound import allow_large
 
-    if html:
-        check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
-    sc = load_scenario(scenario, set_)
+        from .outputs import check_path, report_or_json, request_records, write_frame
+
+        if html:
+            check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
+        sc = load_scenario(scenario, set_)
+        if isinstance(sc, TrainingScenario):
+            from simulator import simulate_training
+        else:
+            from simulator import simulate_serving
     if COMMAND_FOR[sc.kind] != COMMAND_FOR[kind]:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
     for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
@@ -306,12 +313,8 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
     sr: ServingResult | None = None
     with allow_large() if force else contextlib.nullcontext():
         if isinstance(sc, TrainingScenario):
-            from simulator import simulate_training
-
             tr = simulate_training(sc)
         else:
-            from simulator import simulate_serving
-
             from .progress import bar, wanted
 
             with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress),
@@ -603,6 +606,9 @@ def main() -> None:
     # when it builds its first model, ~15 ms of each command; the command line has no use for them.
     # An environment that sets PYDANTIC_DISABLE_PLUGINS (even to "", which enables them) is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from .startup import one_command
+
+    one_command()         # this process is one command: loading may pause the garbage collector
     try:
         app()
     except KeyboardInterrupt:
