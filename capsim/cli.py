@@ -317,9 +317,9 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
         else:
             from .progress import bar, wanted
 
-            with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress),
-                     unit="s simulated") as upd:
-                sr = simulate_serving(sc, progress=upd)
+            shown = wanted(err, as_json=as_json, flag=progress)
+            with bar(err, "simulating", enabled=shown, unit="s simulated") as upd:
+                sr = simulate_serving(sc, progress=upd if shown else None)   # unreported: one env.run, no slices
     r: TrainingResult | ServingResult = tr if tr is not None else cast("ServingResult", sr)
     if out_path is not None:
         frame = tr.timeline_frame() if tr is not None else request_records(cast("ServingResult", sr).requests_frame())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..order_stats import percentiles
 from .prefix_stats import replica_columns as prefix_columns
 from .replica import DONE, REJECT_REASONS, Ledger, Replica
 
@@ -242,6 +243,6 @@ def scaling_columns(services: Sequence[Any], usd_replica_h: Sequence[float], led
         w, v = which[order], e2e[order]
         cuts = np.flatnonzero(np.diff(w)) + 1
         for idx, chunk in zip(np.split(w, cuts), np.split(v, cuts), strict=True):
-            p50[idx[0]], p99[idx[0]] = np.percentile(chunk, [50, 99])
+            p50[idx[0]], p99[idx[0]] = percentiles(chunk, (50, 99))   # np.percentile's, bit for bit
     return {"t_s": edges[:-1], "arrival_rps": arrivals, "replicas_requested": req, "replicas_ready": ready,
             "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum}
