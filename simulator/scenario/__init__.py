@@ -49,9 +49,13 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
+    if module == ".training":
+        from . import training as mod
+    elif module == ".deployments":
+        from . import deployments as mod  # type: ignore[no-redef]
+    else:
+        from . import loading as mod  # type: ignore[no-redef]
+    value = getattr(mod, name)
     globals()[name] = value
     return value
 

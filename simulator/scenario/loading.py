@@ -4,7 +4,6 @@ that name the key, the bad value and what is allowed."""
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, get_args
@@ -28,13 +27,17 @@ class _Kinds(Mapping[str, type[BaseModel]]):
     looked up: a serve loads none of the training keys (their pydantic models and the pipeline
     schedules they register) nor the multi-model ones."""
 
-    _where: ClassVar[dict[str, tuple[str, str]]] = {
-        "training": (".training", "TrainingScenario"), "serving": (".serving", "ServingScenario"),
-        "multi_model": (".deployments", "MultiModelScenario")}
+    _where: ClassVar[tuple[str, ...]] = ("training", "serving", "multi_model")
 
     def __getitem__(self, kind: str) -> type[BaseModel]:
-        module, name = self._where[kind]
-        model: type[BaseModel] = getattr(importlib.import_module(module, __package__), name)
+        if kind == "training":
+            from .training import TrainingScenario as model
+        elif kind == "serving":
+            from .serving import ServingScenario as model  # type: ignore[assignment]
+        elif kind == "multi_model":
+            from .deployments import MultiModelScenario as model  # type: ignore[assignment]
+        else:
+            raise KeyError(kind)
         return model
 
     def __contains__(self, kind: object) -> bool:
