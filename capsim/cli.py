@@ -19,7 +19,7 @@ from simulator.errors import CapsimError
 from .tables import Col, KVTable, metric, print_table, usd, usd_per_hour, usd_per_month
 
 if TYPE_CHECKING:   # the simulator loads on first use, so --help stays fast
-    from simulator.scenario import ServingScenario, TrainingScenario
+    from simulator.scenario import MultiModelScenario, ServingScenario, TrainingScenario
     from simulator.serving import ServingResult
     from simulator.training import TrainingResult
 
@@ -281,42 +281,47 @@ def _simulate(scenario: Path, set_: list[str] | None, kind: str, *, as_json: boo
               force: bool = False) -> None:
     """Load, check the kind, simulate, then the files, the report, the JSON or the table: train and
     serve alike."""
-    from simulator.files import check_writable
-    from simulator.scenario import MultiModelScenario, TrainingScenario, load_scenario
-    from simulator.workbound import allow_large
+    from .startup import loading
 
-    from .outputs import check_path, report_or_json, request_records, write_frame
+    with loading():        # the simulator's modules and the scenario: no garbage collection (capsim/startup.py)
+        from simulator.files import check_writable
+        from simulator.scenario import load_scenario
+        from simulator.workbound import allow_large
 
-    if html:
-        check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
-    sc = load_scenario(scenario, set_)
+        from .outputs import check_path, report_or_json, request_records, write_frame
+
+        if html:
+            check_writable(html, "--html", suffixes=(".html", ".htm"))   # before the run: a bad path loses nothing
+        sc = load_scenario(scenario, set_)
+        # by kind, not isinstance: naming TrainingScenario would load the training keys into a serve
+        if sc.kind == "training":
+            from simulator import simulate_training
+        else:
+            from simulator import simulate_serving
     if COMMAND_FOR[sc.kind] != COMMAND_FOR[kind]:
         raise CapsimError(f"{scenario} is a {sc.kind} scenario; use 'capsim {COMMAND_FOR[sc.kind]}'")
     for path, option in ((out_path, "--out"), (timeseries_out, "--timeseries-out")):
         if path is not None:
             check_path(path, option)
-    if isinstance(sc, MultiModelScenario):     # several deployments on one GPU pool: capsim/multi_model_cmd.py
+    if sc.kind == "multi_model":     # several deployments on one GPU pool: capsim/multi_model_cmd.py
         from . import multi_model_cmd
 
-        multi_model_cmd.run(sc, out=out, err=err, as_json=as_json, html=html, out_path=out_path,
+        multi_model_cmd.run(cast("MultiModelScenario", sc), out=out, err=err, as_json=as_json, html=html, out_path=out_path,
                             timeseries_out=timeseries_out, progress=progress, force=force)
         return
     # each kind imports its own simulator only: a serve loads no training modules, a train no serving ones
     tr: TrainingResult | None = None
     sr: ServingResult | None = None
     with allow_large() if force else contextlib.nullcontext():
-        if isinstance(sc, TrainingScenario):
-            from simulator import simulate_training
-
-            tr = simulate_training(sc)
+        if sc.kind == "training":
+            tr = simulate_training(cast("TrainingScenario", sc))
         else:
-            from simulator import simulate_serving
-
             from .progress import bar, wanted
 
-            with bar(err, "simulating", enabled=wanted(err, as_json=as_json, flag=progress),
-                     unit="s simulated") as upd:
-                sr = simulate_serving(sc, progress=upd)
+            shown = wanted(err, as_json=as_json, flag=progress)
+            with bar(err, "simulating", enabled=shown, unit="s simulated") as upd:
+                # not shown: no progress callback, so one env.run and no slices of simulated time
+                sr = simulate_serving(cast("ServingScenario", sc), progress=upd if shown else None)
     r: TrainingResult | ServingResult = tr if tr is not None else cast("ServingResult", sr)
     if out_path is not None:
         frame = tr.timeline_frame() if tr is not None else request_records(cast("ServingResult", sr).requests_frame())
@@ -603,6 +608,9 @@ def main() -> None:
     # when it builds its first model, ~15 ms of each command; the command line has no use for them.
     # An environment that sets PYDANTIC_DISABLE_PLUGINS (even to "", which enables them) is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from .startup import one_command
+
+    one_command()         # this process is one command: loading may pause the garbage collector
     try:
         app()
     except KeyboardInterrupt:

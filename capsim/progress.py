@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Update = Callable[[float, float | None], None]
+
+
+def _silent(done: float, total: float | None) -> None:
+    """What a bar that is not shown does with an update: nothing."""
 
 
 def wanted(console: Console, *, as_json: bool, flag: bool | None) -> bool:
@@ -26,12 +31,26 @@ def wanted(console: Console, *, as_json: bool, flag: bool | None) -> bool:
 @contextmanager
 def bar(console: Console, label: str, *, enabled: bool, unit: str = "") -> Iterator[Update]:
     """A transient bar; yields ``update(done, total)`` (``total`` None: not known yet). Asked for on a
-    stream that is not a terminal (``--progress`` into a pipe or a log), it is drawn there all the same."""
-    if enabled and not console.is_terminal:
+    stream that is not a terminal (``--progress`` into a pipe or a log), it is drawn there all the same.
+    Not shown, it yields a no-op and loads nothing (rich's progress module is a few ms of a command's start)."""
+    if not enabled:
+        yield _silent
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if not console.is_terminal:
         console = Console(file=console.file, force_terminal=True, width=console.width)
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[amount]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not enabled) as p:
+    with Progress(*columns, console=console, transient=True) as p:
         task = p.add_task(label, total=None, amount="")
 
         def update(done: float, total: float | None) -> None:

@@ -78,3 +78,17 @@ def test_hf_config_errors(tmp_path):
         get_model(str(_write(tmp_path, {"model_type": "llama", "hidden_size": 8})))
     with pytest.raises(CapsimError, match="does not exist"):
         get_model(str(tmp_path / "missing.json"))
+
+
+def test_a_model_read_alone_is_the_catalogs_own() -> None:
+    """get_model reads only the catalog file that holds the model (a run needs one); every name gives
+    the model catalog() builds from all of them, field for field."""
+    from simulator.catalog import _named
+
+    for name, spec in catalog().items():
+        alone = _named(name)
+        assert alone is not None and alone.model_dump() == spec.model_dump()
+        assert get_model(name.upper()) is alone                  # read once, any case
+    assert _named("no-such-model") is None
+    with pytest.raises(CapsimError, match="llama"):
+        get_model("llama-3.1-8")                                  # the closest names from the whole catalog

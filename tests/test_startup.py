@@ -1,7 +1,8 @@
 """Start-up: ``capsim --help`` and ``capsim --version`` import none of pandas, numpy, pydantic or
 plotly, and a command's --help none of pandas, numpy or plotly (typer 0.29 itself loads pydantic to
-coerce a command's parameters); a plain ``capsim serve`` does not import plotly (only --html needs
-it). Timings are in bench/startup.py, not here."""
+coerce a command's parameters); a plain ``capsim serve`` imports neither plotly (only --html needs
+it) nor pandas (only the frames need it, built when first read). Timings are in bench/startup.py,
+not here."""
 
 import json
 import subprocess
@@ -40,9 +41,17 @@ def test_a_commands_help_imports_no_simulator_dependency(command):
     assert set(_loaded(command, "--help")) <= {"pydantic"}
 
 
-def test_a_plain_serve_does_not_import_plotly():
-    loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", "--json")
-    assert "plotly" not in loaded and "pandas" in loaded     # the probe sees the simulation's modules
+@pytest.mark.parametrize("json_out", [(), ("--json",)])
+def test_a_plain_serve_imports_neither_plotly_nor_pandas(json_out):
+    loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", *json_out)
+    assert loaded == ["numpy", "pydantic"]      # the probe sees the simulation's modules, and no more
+
+
+def test_a_serve_writing_its_time_series_imports_pandas(tmp_path):
+    out = tmp_path / "ts.csv"
+    loaded = _loaded("serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", "--json",
+                     "--timeseries-out", str(out))
+    assert "pandas" in loaded and out.read_text().startswith("t_s,replica,queue,running")
 
 
 SERVE_TABLES = """
@@ -83,3 +92,34 @@ def test_reading_kernel_tables_and_a_scenario_needs_no_pandas():
     r = subprocess.run([sys.executable, "-c", COLD_TABLES], capture_output=True, text=True, cwd=ROOT,
                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CAPSIM_CACHE_DIR": "off"})
     assert json.loads(r.stderr.strip().splitlines()[-1]) == [True, False]
+
+
+TRAINING_KEYS = """
+import json, sys
+from capsim.cli import app
+try:
+    app(["serve", "examples/serve_llama3_8b.yaml", "--set", "workload.duration_s=2", "--json"], prog_name="capsim")
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m == "numpy.ma" or m.startswith((
+    "simulator.training", "simulator.scenario.training", "simulator.scenario.deployments")))), file=sys.stderr)
+"""
+
+
+def test_a_serve_loads_no_training_or_multi_model_keys_and_no_masked_arrays():
+    """The scenario kinds' models load by kind (simulator.scenario.loading._Kinds), and the serving
+    percentiles need no numpy.ma (simulator.order_stats)."""
+    r = subprocess.run([sys.executable, "-c", TRAINING_KEYS], capture_output=True, text=True, cwd=ROOT,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert json.loads(r.stderr.strip().splitlines()[-1]) == []
+
+
+def test_every_kind_still_loads_by_name():
+    from simulator.scenario import MultiModelScenario, Scenario, TrainingScenario, load_scenario
+    from simulator.scenario.loading import _KINDS
+
+    assert list(_KINDS) == ["training", "serving", "multi_model"] and "serving" in _KINDS and "x" not in _KINDS
+    assert _KINDS["training"] is TrainingScenario and _KINDS["multi_model"] is MultiModelScenario
+    assert isinstance(load_scenario("examples/train_gpt3_175b.yaml"), TrainingScenario)
+    assert isinstance(load_scenario("examples/serve_multi_model.yaml"), MultiModelScenario)
+    assert TrainingScenario in Scenario.__args__

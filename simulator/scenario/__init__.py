@@ -7,14 +7,15 @@ One module per section: ``training`` (cluster, layout, recipe, reliability), ``w
 (arrivals and lengths), ``serving`` (replica, cluster, autoscaling, faults, SLO, services),
 ``deployments`` (several models sharing one GPU pool, ``kind: multi_model``),
 ``base`` (strict models, the precision vocabulary, tagged unions), ``loading`` (YAML, overrides,
-error messages).
+error messages). The training and multi-model keys load on first use (PEP 562): a serving run never
+builds their models.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .base import Precision, Pricing, Variants
-from .deployments import Deployment, GpuPool, MultiModelScenario
-from .loading import Scenario, apply_overrides, format_validation_error, load_scenario, parse_scenario, scenario_yaml
+from .loading import apply_overrides, format_validation_error, load_scenario, parse_scenario, scenario_yaml
 from .serving import SLO, Autoscaling, Faults, Replica, Service, ServingCluster, ServingScenario
-from .training import Cluster, DataLoader, Parallelism, Reliability, Training, TrainingScenario
 from .workload import (
     Arrival,
     ClosedLoop,
@@ -33,6 +34,31 @@ from .workload import (
     Uniform,
     Workload,
 )
+
+if TYPE_CHECKING:
+    from .deployments import Deployment, GpuPool, MultiModelScenario
+    from .loading import Scenario
+    from .training import Cluster, DataLoader, Parallelism, Reliability, Training, TrainingScenario
+
+_LAZY = {"Deployment": ".deployments", "GpuPool": ".deployments", "MultiModelScenario": ".deployments",
+         "Scenario": ".loading", "Cluster": ".training", "DataLoader": ".training", "Parallelism": ".training",
+         "Reliability": ".training", "Training": ".training", "TrainingScenario": ".training"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if module == ".training":
+        from . import training as mod
+    elif module == ".deployments":
+        from . import deployments as mod  # type: ignore[no-redef]
+    else:
+        from . import loading as mod  # type: ignore[no-redef]
+    value = getattr(mod, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "SLO", "Arrival", "Autoscaling", "ClosedLoop", "Cluster", "DataLoader", "Deployment", "Diurnal", "Empirical",

@@ -4,21 +4,60 @@ that name the key, the bad value and what is allowed."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import CapsimError
 from ..files import excerpt, read_yaml
-from .deployments import MultiModelScenario
-from .serving import ServingScenario
-from .training import TrainingScenario
 
-Scenario = TrainingScenario | ServingScenario | MultiModelScenario
-_KINDS: dict[str, type[BaseModel]] = {"training": TrainingScenario, "serving": ServingScenario,
-                                      "multi_model": MultiModelScenario}
+if TYPE_CHECKING:
+    from .deployments import MultiModelScenario
+    from .serving import ServingScenario
+    from .training import TrainingScenario
+
+    Scenario: TypeAlias = TrainingScenario | ServingScenario | MultiModelScenario
+
+
+class _Kinds(Mapping[str, type[BaseModel]]):
+    """``kind`` → its scenario model, in this order, each module imported when its kind is first
+    looked up: a serve loads none of the training keys (their pydantic models and the pipeline
+    schedules they register) nor the multi-model ones."""
+
+    _where: ClassVar[tuple[str, ...]] = ("training", "serving", "multi_model")
+
+    def __getitem__(self, kind: str) -> type[BaseModel]:
+        if kind == "training":
+            from .training import TrainingScenario as model
+        elif kind == "serving":
+            from .serving import ServingScenario as model  # type: ignore[assignment]
+        elif kind == "multi_model":
+            from .deployments import MultiModelScenario as model  # type: ignore[assignment]
+        else:
+            raise KeyError(kind)
+        return model
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+_KINDS = _Kinds()
+
+
+def __getattr__(name: str) -> Any:
+    """``Scenario``, the union of the three kinds' models, built (and its modules imported) when asked for."""
+    if name == "Scenario":
+        return _KINDS["training"] | _KINDS["serving"] | _KINDS["multi_model"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _override_path(item: str) -> tuple[list[str | int], Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..order_stats import percentiles
 from .prefix_stats import replica_columns as prefix_columns
 from .replica import DONE, REJECT_REASONS, Ledger, Replica
 
@@ -172,16 +173,16 @@ def request_frame(rec: RequestRecord, extra: dict[str, np.ndarray] | None = None
     return frame
 
 
-def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.DataFrame:
-    """Per replica and time bin: mean queue length, requests running, batch tokens, KV-cache use, utilization."""
-    import pandas as pd
-
+def timeseries_columns(replicas: list[Replica], end: float, kv_capacity: int) -> dict[str, np.ndarray]:
+    """Per replica and time bin (the replicas one after the other, each over every bin): mean queue
+    length, requests running, utilization, batch tokens, KV-cache use and the prefix cache's columns.
+    Plain arrays: the result builds its ``timeseries`` frame from them only when it is read."""
     edges = time_bins(end)
     bins = len(edges) - 1
     width = np.diff(edges)
-    rows = []
+    rows: list[dict[str, np.ndarray]] = []
     for rep in replicas:
-        cols: dict[str, np.ndarray] = {}
+        cols: dict[str, np.ndarray] = {"t_s": edges[:-1], "replica": np.full(bins, rep.index, dtype=np.int64)}
         if rep.bins is not None:              # a streamed run's replica: read from its fine bins (serving.binned)
             for name, channel in (("queue", "queue"), ("running", "running"), ("utilization", "busy"),
                                   ("kv_tokens", "kv"), ("batch_tokens", "tokens")):
@@ -196,8 +197,10 @@ def timeseries(replicas: list[Replica], end: float, kv_capacity: int) -> pd.Data
                 cols[name] = np.diff(step_integral(t, v, edges, end)) / width
         cols["kv_cache_utilization"] = cols.pop("kv_tokens") / kv_capacity if kv_capacity else np.zeros(bins)
         cols.update(prefix_columns(rep, edges))     # the hashed prefix cache's lookups and tiers (zeros without)
-        rows.append(pd.DataFrame({"t_s": edges[:-1], "replica": rep.index, **cols}))
-    return pd.concat(rows, ignore_index=True)
+        rows.append(cols)
+    if not rows:
+        return {}
+    return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
 def fleet_frame(ts: pd.DataFrame, ready: np.ndarray, main: str, main_ready: np.ndarray) -> pd.DataFrame:
@@ -217,11 +220,12 @@ def fleet_frame(ts: pd.DataFrame, ready: np.ndarray, main: str, main_ready: np.n
                          "running": agg.running.to_numpy(), "gpu_busy": busy, "kv_cache_utilization": kv_used})
 
 
-def replica_frame(services: Sequence[tuple[str, list[Replica]]], end: float) -> pd.DataFrame:
-    """Per replica of each service: busy and ready seconds within the span, and their ratio (0 for a
-    replica that became ready only after the last request finished)."""
-    import pandas as pd
+REPLICA_COLUMNS = ("service", "replica", "busy_s", "ready_s", "gpu_utilization")
 
+
+def replica_rows(services: Sequence[tuple[str, list[Replica]]], end: float) -> list[dict[str, Any]]:
+    """Per replica of each service: busy and ready seconds within the span, and their ratio (0 for a
+    replica that became ready only after the last request finished); the rows of ``replica_stats``."""
     rows = []
     for name, replicas in services:
         for rep in replicas:
@@ -231,14 +235,14 @@ def replica_frame(services: Sequence[tuple[str, list[Replica]]], end: float) -> 
             busy = busy_seconds(rep, end)
             rows.append({"service": name, "replica": rep.index, "busy_s": busy, "ready_s": ready_s,
                          "gpu_utilization": busy / ready_s if ready_s > 0 else 0.0})
-    return pd.DataFrame(rows, columns=["service", "replica", "busy_s", "ready_s", "gpu_utilization"])
+    return rows
 
 
-def scaling_frame(services: Sequence[Any], usd_replica_h: Sequence[float], ledger: Ledger, end: float) -> pd.DataFrame:
+def scaling_columns(services: Sequence[Any], usd_replica_h: Sequence[float], ledger: Ledger,
+                    end: float) -> dict[str, np.ndarray]:
     """Per time bin: arrival rate, replicas requested and ready (all services), e2e p50/p99 of the
-    requests finishing in the bin, and cost accrued (``usd_replica_h``: each service's $ per replica-hour)."""
-    import pandas as pd
-
+    requests finishing in the bin, and cost accrued (``usd_replica_h``: each service's $ per replica-hour);
+    the columns of ``scaling``."""
     edges = time_bins(end)
     bins = len(edges) - 1
     width = np.diff(edges)
@@ -262,6 +266,6 @@ def scaling_frame(services: Sequence[Any], usd_replica_h: Sequence[float], ledge
         w, v = which[order], e2e[order]
         cuts = np.flatnonzero(np.diff(w)) + 1
         for idx, chunk in zip(np.split(w, cuts), np.split(v, cuts), strict=True):
-            p50[idx[0]], p99[idx[0]] = np.percentile(chunk, [50, 99])
-    return pd.DataFrame({"t_s": edges[:-1], "arrival_rps": arrivals, "replicas_requested": req, "replicas_ready": ready,
-                         "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum})
+            p50[idx[0]], p99[idx[0]] = percentiles(chunk, (50, 99))   # np.percentile's, bit for bit
+    return {"t_s": edges[:-1], "arrival_rps": arrivals, "replicas_requested": req, "replicas_ready": ready,
+            "e2e_p50_s": p50, "e2e_p99_s": p99, "cost_usd_accrued": cum}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..result_views import NOT_SUMMARY, ResultViews
 from ..scenario import ServingScenario
+from .result_frames import ResultFrames
 from .summary import (
     ClassSummary,
     Percentiles,
@@ -167,10 +168,25 @@ class ServingResult(ResultViews):
     carry token identities (workload.shared_prefix, workload.sessions) or replica.kv_offload is set"""
     request_table: Callable[[], pd.DataFrame] = field(repr=False, metadata=NOT_SUMMARY)
     """builds the per-request frame from the run's ledger (:attr:`requests`, built once, when first read)"""
-    timeseries: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
-    scaling: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
-    fleet: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
-    replica_stats: pd.DataFrame = field(repr=False, metadata=NOT_SUMMARY)
+    frames: ResultFrames = field(repr=False, metadata=NOT_SUMMARY)
+    """the run's series as arrays; :attr:`timeseries`, :attr:`scaling`, :attr:`fleet` and :attr:`replica_stats`
+    are frames built from them when first read (a run that only prints its summary loads no pandas)"""
+
+    @property
+    def timeseries(self) -> pd.DataFrame:
+        return self.frames.timeseries
+
+    @property
+    def scaling(self) -> pd.DataFrame:
+        return self.frames.scaling
+
+    @property
+    def fleet(self) -> pd.DataFrame:
+        return self.frames.fleet
+
+    @property
+    def replica_stats(self) -> pd.DataFrame:
+        return self.frames.replicas
 
     @cached_property
     def requests(self) -> pd.DataFrame:
@@ -215,5 +231,5 @@ class ServingResult(ResultViews):
     @property
     def time_bin_s(self) -> float:
         """Width of the time bins every series shares."""
-        t = self.scaling.t_s.to_numpy()
-        return float(t[1] - t[0]) if len(t) > 1 else max(self.simulated_s, 1e-9)
+        width = self.frames.time_bin_s
+        return width if width is not None else max(self.simulated_s, 1e-9)

@@ -19,21 +19,21 @@ from .engines import ReplicaPlan
 from .frames import (
     RequestRecord,
     busy_seconds,
-    fleet_frame,
     kv_seconds,
     latency_columns,
     ready_per_bin,
-    replica_frame,
+    replica_rows,
     replica_seconds,
     request_frame,
-    scaling_frame,
+    scaling_columns,
     time_bins,
-    timeseries,
+    timeseries_columns,
 )
 from .outcome import ServingResult
 from .prefix_stats import first_hits
 from .prefix_stats import summarize as summarize_prefix
 from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
+from .result_frames import ResultFrames
 from .streamed import EXACT_BELOW, STREAMED_NOTE, sketch_percentiles, streamed_percentiles
 from .summary import (
     ClassSummary,
@@ -183,18 +183,16 @@ def _serving_mfu(p: Part, q: Any, done: np.ndarray, nums: PartNumbers, end: floa
     return flops / max(p.perf.hw.peak_flops(p.sc.precision) * gpu_s, 1e-12)
 
 
-def _frames(parts: list[Part], nums: list[PartNumbers], ledger: Ledger,
-            end: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The result's frames: per replica and time bin, scaling and fleet per time bin, per replica's life."""
-    import pandas as pd
-
-    ts = pd.concat([timeseries(p.svc.all, end, p.plan.kv_cache_tokens).assign(service=p.name) for p in parts],
-                   ignore_index=True)
+def _frames(parts: list[Part], nums: list[PartNumbers], ledger: Ledger, end: float) -> ResultFrames:
+    """The result's series as arrays (its frames are built from them when first read): per replica and
+    time bin, scaling and replicas up per time bin, per replica's life."""
     edges = time_bins(end)
     ready = [ready_per_bin(p.svc.lives, edges) for p in parts]
-    return (ts, scaling_frame([p.svc for p in parts], [n.usd_replica_h for n in nums], ledger, end),
-            fleet_frame(ts, np.sum(ready, axis=0), parts[-1].name, ready[-1]),
-            replica_frame([(p.name, p.svc.all) for p in parts], end))
+    return ResultFrames(
+        series=[(p.name, timeseries_columns(p.svc.all, end, p.plan.kv_cache_tokens)) for p in parts],
+        scaling_columns=scaling_columns([p.svc for p in parts], [n.usd_replica_h for n in nums], ledger, end),
+        replica_rows=replica_rows([(p.name, p.svc.all) for p in parts], end),
+        ready=np.sum(ready, axis=0), main_ready=ready[-1])
 
 
 def _services(parts: list[Part], nums: list[PartNumbers], span: float) -> dict[str, ServiceSummary] | None:
@@ -218,7 +216,7 @@ def _arrival_span(t: np.ndarray, start: float) -> float:
     return max(float(t.max()) - start, 1e-12) if len(t) else 1e-12
 
 
-def _honest_utilization(sc: ServingScenario, main: Part, ts: pd.DataFrame, *, arrival_rps: float,
+def _honest_utilization(sc: ServingScenario, main: Part, frames: ResultFrames, *, arrival_rps: float,
                         ready_replicas: float, output_tokens_per_s: float) -> dict[str, float | None]:
     """Saturation (load ÷ capacity) and MBU of the last service (serving.saturation)."""
     from .saturation import mbu, saturation
@@ -229,14 +227,14 @@ def _honest_utilization(sc: ServingScenario, main: Part, ts: pd.DataFrame, *, ar
     sat = saturation(main.perf, main.plan, mean_prompt=ls.mean_prompt, mean_output=ls.mean_output,
                      arrival_rps=arrival_rps, ready_replicas=ready_replicas,
                      batch=getattr(main.sc.replica, "max_batch_size", None))
-    own = ts[ts["service"] == main.sc.name] if "service" in ts and len(ts) else ts
-    u = mbu(main.perf, main.plan, own, output_tokens_per_s=output_tokens_per_s, ready_replicas=ready_replicas,
-            mean_prompt=ls.mean_prompt, mean_output=ls.mean_output)
+    u = mbu(main.perf, main.plan, frames.column("running", main.sc.name), output_tokens_per_s=output_tokens_per_s,
+            ready_replicas=ready_replicas, mean_prompt=ls.mean_prompt, mean_output=ls.mean_output)
     return {"saturation": rounded(sat, 4) if sat is not None else None, "mbu": rounded(u, 4) if u is not None else None}
 
 
 def scaling_warnings(sc: ServingScenario, scaling: Any) -> list[str]:
-    """Autoscaling on busy time under continuous batching, and a fleet that flaps (serving.scale_events)."""
+    """Autoscaling on busy time under continuous batching, and a fleet that flaps (serving.scale_events);
+    ``scaling``: the result's scaling columns (its frame or the arrays it is built from)."""
     from .scale_events import FLAP_WINDOW_S, scale_activity
 
     out = []
@@ -347,7 +345,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
             completed=int((done & (q.klass == k)).sum()), rejected=int((rejected & (q.klass == k)).sum()),
             ttft_s=dist("ttft_s", k), e2e_s=dist("e2e_s", k))
             for k, name in enumerate(q.class_names)}
-    ts, scaling, fleet, replica_stats = _frames(parts, nums, ledger, end)
+    frames = _frames(parts, nums, ledger, end)
     energy_kwh = sum(n.energy_kwh for n in nums)
     served_items = float(served.sum())
     notes = (STREAMED_NOTE.format(n=len(q), exact_below=exact_below),) if streamed else ()
@@ -376,7 +374,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         replica_hours=rounded(replica_s / 3600), cold_start_s=rounded(main.svc.cold_start),
         autoscaling=sc.autoscaling.policy, gpus=sum(n.max_req * n.gpr for n in nums),
         gpu_utilization=rounded(busy / max(ready_s, 1e-12), 4),
-        **_honest_utilization(sc, main, ts, arrival_rps=n_arr / _arrival_span(q.arrival[arrived], measured_from),
+        **_honest_utilization(sc, main, frames, arrival_rps=n_arr / _arrival_span(q.arrival[arrived], measured_from),
                               ready_replicas=m.ready_s / span,
                               output_tokens_per_s=served_tokens / span),
         mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
@@ -388,11 +386,11 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
         cost_per_million_items_usd=rounded_or_none(cost / served_items * 1e6) if not gen and served_items else None,
         energy_kwh=rounded(energy_kwh),
         items_per_joule=rounded_or_none(served_items / (energy_kwh * 3.6e6)) if not gen and energy_kwh > 0 else None,
-        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts), *scaling_warnings(sc, scaling), *notes),
+        warnings=(*warnings, *table_warnings(parts), *preset_warnings(parts),
+                  *scaling_warnings(sc, frames.scaling_columns), *notes),
         classes=classes,
         services=_services(parts, nums, span), prefix_cache=summarize_prefix(main.svc.all),
         request_table=_request_table(rec, gen, hits, gaps.largest if gaps is not None else None),
-        timeseries=ts, scaling=scaling, fleet=fleet,
-        replica_stats=replica_stats)
+        frames=frames)
     check_summary(result.summary, "serving")      # every number finite and >= 0
     return result

@@ -9,7 +9,8 @@ utilization reports, which under continuous batching reads high from low load on
 * **MBU** (model-bandwidth utilization, Databricks' and NVIDIA NIM's decode metric): bytes a decode
   step must read (the GPU's share of the weights plus the KV cache of the sequences running) times
   the steps run per second, over the GPU's memory bandwidth. Steps per second per replica are its
-  output tokens per second over the mean sequences running while busy (``timeseries.running``).
+  output tokens per second over the mean sequences running while busy (``timeseries.running``,
+  the time series' column as an array: no frame is built for it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 
 def saturation(perf: Any, plan: Any, *, mean_prompt: float, mean_output: float, arrival_rps: float,
@@ -35,13 +35,14 @@ def saturation(perf: Any, plan: Any, *, mean_prompt: float, mean_output: float, 
     return arrival_rps / (cap * ready_replicas) if cap > 0 else None
 
 
-def mbu(perf: Any, plan: Any, timeseries: pd.DataFrame, *, output_tokens_per_s: float, ready_replicas: float,
+def mbu(perf: Any, plan: Any, running: np.ndarray, *, output_tokens_per_s: float, ready_replicas: float,
         mean_prompt: float, mean_output: float) -> float | None:
-    """Model-bandwidth utilization of the decode steps (module docstring); None for a model that
-    generates nothing or a run with no decode."""
-    if not plan.generative or ready_replicas <= 0 or output_tokens_per_s <= 0 or timeseries.empty:
+    """Model-bandwidth utilization of the decode steps (module docstring); ``running``: the mean
+    sequences running per replica and time bin (the time series' ``running`` column). None for a
+    model that generates nothing or a run with no decode."""
+    run = np.asarray(running, dtype=float)
+    if not plan.generative or ready_replicas <= 0 or output_tokens_per_s <= 0 or not len(run):
         return None
-    run = timeseries["running"].to_numpy(dtype=float)
     busy = run[run > 0]
     if not len(busy):
         return None

@@ -10,10 +10,11 @@ each time after a long run one way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 FLAP_WINDOW_S = 600.0
 """a reversal within 10 minutes of the previous change counts as a flap (capsim's rule: twice the
@@ -32,12 +33,13 @@ class ScaleActivity:
     oscillating: bool
 
 
-def scale_activity(scaling: pd.DataFrame) -> ScaleActivity:
-    """The scale events, flaps and the oscillation flag of a ``ServingResult.scaling`` frame."""
-    if scaling.empty:
+def scale_activity(scaling: Mapping[str, Any] | Any) -> ScaleActivity:
+    """The scale events, flaps and the oscillation flag of a ``ServingResult.scaling`` frame, or of
+    the arrays it is built from (any mapping with ``t_s`` and ``replicas_requested`` columns)."""
+    req = np.asarray(scaling["replicas_requested"], dtype=float)
+    t = np.asarray(scaling["t_s"], dtype=float)
+    if not len(req):
         return ScaleActivity(0, 0, 0, 0, False)
-    req = scaling["replicas_requested"].to_numpy(dtype=float)
-    t = scaling["t_s"].to_numpy(dtype=float)
     d = np.diff(req)
     moves = np.flatnonzero(np.abs(d) > 1e-9)
     ups = int(np.sum(d[moves] > 0))

@@ -20,6 +20,7 @@ import numpy as np
 import simpy
 
 from ..costmodel.inference import InferenceModel
+from ..order_stats import percentiles
 from ..scenario import ServingScenario
 from .autoscalers import Controller, Observation, build
 from .engines import ReplicaPlan, build_engine
@@ -136,8 +137,8 @@ class Service:
         lat = (led.done - led.reqs.arrival)[done]
         return {"reached": int(reached.sum()), "served": int(done.sum()) - self.cache_hits,
                 "cache_hits": self.cache_hits, "not_completed": int((reached & ~done).sum()),
-                "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
-                "latency_p99_s": float(np.percentile(lat, 99)) if len(lat) else None}
+                "latency_p50_s": float(percentiles(lat, (50,))[0]) if len(lat) else None,
+                "latency_p99_s": float(percentiles(lat, (99,))[0]) if len(lat) else None}
 
 
     @property

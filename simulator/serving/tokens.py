@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..order_stats import distinct
 from .replica import FS_PER_S, Ledger, Replica, Segments
 
 STEP_MATCH_S = 1e-9   # a token time and its iteration's end agree to float rounding (iterations last µs or more)
@@ -47,7 +48,7 @@ def token_gaps(ledger: Ledger, replicas: Sequence[Replica], which: np.ndarray) -
     sel = np.flatnonzero(which)
     pieces: list[tuple[np.ndarray, ...]] = []
     reps = {rep.index: rep for rep in replicas}
-    for idx in np.unique(ledger.replica[sel]):
+    for idx in distinct(ledger.replica[sel]):
         rep = reps.get(int(idx))
         if rep is None:
             return None
@@ -166,7 +167,7 @@ def _replica_gaps(ledger: Ledger, seg: Segments, rs: np.ndarray,
     extra[dec_runs] = before
     split = first[(extra > 0) & (seg.k > 1)] + 1
     # pieces: runs cut at every change point; each piece's weight is the count just after its start
-    starts = np.unique(np.concatenate([first, p[p < total], split]))
+    starts = distinct(np.concatenate([first, p[p < total], split]))
     stops = np.append(starts[1:], total)
     s = np.searchsorted(first, starts, side="right") - 1
     at = np.searchsorted(p, starts, side="right") - 1
