@@ -303,14 +303,14 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
     cols = latency_columns(rec) if stream is None else {}
     if stream is not None:
         stream.flush()
-    within = stream.within if stream is not None else 0
+    n_within = stream.within if stream is not None else 0
     if stream is None:
         ok = done.copy()
         for key, bound in bounds.items():
             if key.startswith("itl_"):     # token gaps are not one number per request: checked on their percentiles
                 continue
             ok &= ~(cols[SLO_COLUMN[key]] > bound)   # NaN TPOT (one-token outputs) cannot miss
-        within = int(ok.sum())
+        n_within = int(ok.sum())
         del ok
     finished = n_done + n_rej + n_fail
     if not gen and stream is None:          # one forward per request: no first token, no output tokens
@@ -379,7 +379,7 @@ def build_result(sc: ServingScenario, parts: list[Part], ledger: Ledger, end: fl
                               output_tokens_per_s=served_tokens / span),
         mfu=rounded(_serving_mfu(main, q, served, m, end), 4),
         kv_cache_utilization=rounded(m.kv_used / (max(m.ready_s, 1e-12) * kv_cap), 4) if kv_cap else None,
-        slo=slo, slo_attainment=rounded(float(within) / finished, 4) if bounds and finished else None,
+        slo=slo, slo_attainment=rounded(float(n_within) / finished, 4) if bounds and finished else None,
         slo_met=slo_met, usd_per_gpu_hour=rounded(m.usd_gpu_h), price_source=m.price_src,
         usd_per_hour=rounded(cost / (span / 3600)), cost_usd=rounded(cost),
         cost_per_million_tokens_usd=rounded_or_none(cost / served_tokens * 1e6) if served_tokens else None,
