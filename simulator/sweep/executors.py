@@ -6,8 +6,9 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from .. import workbound
@@ -59,23 +60,42 @@ def run_local(docs: list[dict[str, Any]], *, workers: int | None, max_rate: bool
     chunks = [(i, docs[i:i + size]) for i in range(0, n, size)]
     rows: list[dict | None] = [None] * n
     done = 0
+    # Ctrl-C only sets a flag while the pool runs: a KeyboardInterrupt raised anywhere inside the
+    # executor's own code (a submit holding its shutdown lock, a fork starting a worker) could leave
+    # the pool's locks held and the sweep hanging; the loop below wakes every 0.1 s to look at it
+    stop = threading.Event()
+    # (not in a worker thread, which cannot set handlers, nor where SIGINT is ignored, e.g. under nohup)
+    main = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main else None
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
     try:
         force = workbound.forced()
-        futures = {pool.submit(_chunk, c, max_rate, force): i for i, c in chunks}
-        for f in as_completed(futures):
-            i = futures[f]
-            part = f.result()
-            rows[i:i + len(part)] = part
-            done += len(part)
-            if progress:
-                progress(done, n)
+        futures = {}
+        for i, c in chunks:
+            if stop.is_set():
+                break
+            futures[pool.submit(_chunk, c, max_rate, force)] = i
+        pending = set(futures)
+        while pending and not stop.is_set():
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for f in sorted(finished, key=futures.__getitem__):
+                i = futures[f]
+                part = f.result()
+                rows[i:i + len(part)] = part
+                done += len(part)
+                if progress:
+                    progress(done, n)
+        if stop.is_set():
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         _stop(pool)
         raise Interrupted(rows) from None
     except BaseException:
         _stop(pool)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
     pool.shutdown()
     return rows  # type: ignore[return-value]
 
