@@ -12,7 +12,8 @@ aiconfigurator's generator writes for a benchmark run (its ``rule_plugin/benchma
 the versioned backend templates, github.com/ai-dynamo/aiconfigurator, read at commit 095f58a5):
 
 - ``max_batch_size`` (vLLM ``max-num-seqs``, SGLang ``max-running-requests``) = the row's
-  concurrency (``agg_decode max_batch_size = max_batch_size``; the row's ``batch_size`` column);
+  ``batch_size`` column (``agg_decode max_batch_size = max_batch_size``), per attention-DP rank; aiperf's
+  concurrency is the source's ``silicon_concurrency``: the batch, or batch × attention DP (``_concurrency``);
 - TensorRT-LLM: ``max_num_tokens = max_batch_size + ISL + 1500``, chunked prefill off, KV block
   reuse off, ``free_gpu_memory_fraction`` 0.80 (the 1.0.0rc3 template's default), overlap
   scheduler on (``agg disable_overlap_scheduler = false``);
@@ -49,6 +50,7 @@ Nothing here is fitted to the rows.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,8 @@ class Row:
     tpot_ms: float
     attention_dp: int = 1
     ep: int = 1
-    note: str = ""         # how the row's precision was mapped, when not one to one
+    note: str = ""         # how the row's precision or concurrency was mapped, when not one to one
+    max_batch: int | None = None   # the engine's max batch per attention-DP group (None: the concurrency)
 
     @property
     def gpus(self) -> int:
@@ -114,12 +117,33 @@ def dense_rows(path: Path = DATA) -> list[Row]:
         q = r.gemm_quant_mode
         given = isinstance(q, str)
         version = r.backend_version if isinstance(r.backend_version, str) else None
+        c, _, note = _concurrency(r, 1)
         out.append(Row(id=str(r.id), checkpoint=str(r.model_path), engine=ENGINES[r.backend], version=version,
                        model=MODELS[r.model_path], hardware=SYSTEMS[r.system],
                        precision=PRECISIONS[q] if given else "bf16", precision_given=given,
-                       tp=int(r.tp_size), concurrency=int(r.batch_size), isl=int(r.isl), osl=int(r.osl),
-                       ttft_ms=float(r.silicon_ttft_ms), tpot_ms=float(r.silicon_tpot_ms)))
+                       tp=int(r.tp_size), concurrency=c, isl=int(r.isl), osl=int(r.osl),
+                       ttft_ms=float(r.silicon_ttft_ms), tpot_ms=float(r.silicon_tpot_ms), note=note))
     return out
+
+
+def _concurrency(r: Any, adp: int) -> tuple[int, int | None, str]:
+    """(aiperf's concurrency, the engine's max batch per attention-DP group, a note) of a row.
+
+    ``batch_size`` is the engine's max batch (``max_batch_size`` / ``max-num-seqs``), per attention-DP rank
+    as TensorRT-LLM's and vLLM's are; aiperf's concurrency is ``silicon_concurrency`` in the row's source
+    (the generator's ``bench_run.sh --concurrency``). They agree on every row but those with attention DP
+    where the source says ``batch_size × attention_dp`` (a batch of that many on each rank) and a few Dynamo
+    runs whose concurrency is 2-32× the batch with no attention DP: their TTFT (0.2-1 s) holds no queue of that
+    depth (32× at 15k/500 would wait minutes), so the label cannot be the harness's concurrency there; those
+    rows keep ``batch_size`` as both and are noted."""
+    b = int(r.batch_size)
+    m = re.search(r"silicon_concurrency=(\d+)", str(r.silicon_data_source))
+    if m is None or int(m.group(1)) == b:
+        return b, None, ""
+    sc = int(m.group(1))
+    if adp > 1 and sc == b * adp:
+        return sc, b, ""
+    return b, None, f"source's silicon_concurrency {sc} != batch_size {b} x attention_dp {adp}: run at {b}"
 
 
 def _int(v: object) -> int:
@@ -153,13 +177,15 @@ def moe_rows(path: Path = DATA) -> tuple[list[Row], list[tuple[str, str, int]]]:
         adp = _int(r.attention_dp_size)
         if isinstance(r.attention_dp_size, float) and math.isnan(r.attention_dp_size) and moe_tp * ep > tp:
             adp = moe_tp * ep // tp     # not recorded: the data-parallel attention the MoE layout implies
+        c, batch, c_note = _concurrency(r, adp)
+        note = "; ".join(n for n in (note, c_note) if n)
         if tp * adp != moe_tp * ep:
             note = f"layout: tp {tp} x attention_dp {adp} != moe_tp {moe_tp} x ep {ep}"
         out.append(Row(id=str(r.id), checkpoint=str(r.model_path), engine=ENGINES[r.backend], version=version,
                        model=MOE_MODELS[r.model_path], hardware=hw, precision=prec, precision_given=given,
-                       tp=tp, concurrency=int(r.batch_size), isl=int(r.isl), osl=int(r.osl),
+                       tp=tp, concurrency=c, isl=int(r.isl), osl=int(r.osl),
                        ttft_ms=float(r.silicon_ttft_ms), tpot_ms=float(r.silicon_tpot_ms),
-                       attention_dp=adp, ep=ep, note=note))
+                       attention_dp=adp, ep=ep, note=note, max_batch=batch))
     skipped = [(ckpt, f"model_type {mt}: {WHY[mt]}", int((d["model_path"] == ckpt).sum()))
                for ckpt, mt in NOT_EXPRESSIBLE.items() if (d["model_path"] == ckpt).any()]
     return out, skipped
@@ -180,15 +206,16 @@ def scenario(row: Row, *, measured_per_user: int = 20, warmup_per_user: int = 2,
              repeated_prompts: bool = False) -> dict[str, Any]:
     """The scenario the row was run as (module docstring)."""
     c = row.concurrency
+    batch = row.max_batch or c          # the engine's max batch, per attention-DP group
     replica: dict[str, Any] = {"tp": row.tp, "ep": row.ep, "attention_dp": row.attention_dp,
                                "batching": "continuous", "engine": row.engine,
-                               "engine_version": row.version, "max_num_seqs": c,
+                               "engine_version": row.version, "max_num_seqs": batch,
                                "kv_cache_precision": "fp8" if row.precision_given else "bf16"}
     if row.checkpoint.startswith("nvidia/") and row.precision == "fp8":
         replica["fp8_scales"] = "static"       # NVIDIA's ModelOpt FP8 checkpoints carry calibrated input scales
     hit = 0.0
     if row.engine == "trtllm":
-        replica |= {"max_batched_tokens": c + row.isl + 1500, "chunked_prefill": False,
+        replica |= {"max_batched_tokens": batch + row.isl + 1500, "chunked_prefill": False,
                     "prefix_caching": False, "kv_cache_fraction": TRTLLM_KV_FRACTION}
     else:
         if repeated_prompts:

@@ -52,3 +52,24 @@ def test_sglang_and_vllm_rows() -> None:
 def test_repeated_prompts_of_aiperfs_100_entry_dataset(c: int, share: float) -> None:
     # 2c warm-up requests come first; of the 20c measured ones, those among the run's first 100 are new
     assert repeated_prompt_share(c) == pytest.approx(share)
+
+
+def test_attention_dp_rows_run_the_sources_concurrency_with_the_batch_per_rank() -> None:
+    from bench.serving_silicon import moe_rows
+
+    rows, _ = moe_rows()
+    # Kimi-K2.5 on 16 B200 (tp 4 x attention DP 4): batch_size 8 per rank, silicon_concurrency 32 ("c32" in the id)
+    r = next(x for x in rows if x.id == "kimik2_5_b200_vllm_fp4_agg_1024x1024_c32_cfg635")
+    assert (r.concurrency, r.max_batch, r.attention_dp) == (32, 8, 4)
+    d = scenario(r)
+    assert d["workload"]["arrival"]["concurrency"] == 32 and d["replica"]["max_num_seqs"] == 8   # per DP group
+    assert (d["workload"]["arrival"]["warmup_requests"], d["workload"]["arrival"]["requests"]) == (64, 640)
+    assert sum(x.max_batch is not None for x in rows) == 168
+
+
+def test_a_concurrency_label_no_queue_could_match_is_noted_and_not_run() -> None:
+    # TRT-LLM 1.3.0rc5 on 2 B200: batch 13, source concurrency 416 at 15000/500; 416 users' KV (~845 GB at fp8)
+    # cannot be resident on 2 GPUs, so a harness at 416 would queue for minutes, yet TTFT is 0.72 s
+    r = next(x for x in dense_rows() if x.id.endswith("b200_sxm_trtllm_agg_15000x500_c416_tp2_0_epnone_2"))
+    assert r.concurrency == 13 and r.max_batch is None and "silicon_concurrency 416" in r.note
+    assert sum(bool(x.note) for x in dense_rows()) == 16
