@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..order_stats import percentiles
+from .ledger import DONE, REJECT_REASONS, Ledger
 from .prefix_stats import replica_columns as prefix_columns
-from .replica import DONE, REJECT_REASONS, Ledger, Replica
+from .replica import Replica
 
 if TYPE_CHECKING:        # pandas loads when a frame is built, not when a run starts
     import pandas as pd

@@ -29,10 +29,11 @@ from .frames import (
     time_bins,
     timeseries_columns,
 )
+from .ledger import DONE, FAILED, PENDING, REJECT_REASONS, REJECTED, Ledger
 from .outcome import ServingResult
 from .prefix_stats import first_hits
 from .prefix_stats import summarize as summarize_prefix
-from .replica import DONE, FAILED, FS_PER_S, PENDING, REJECT_REASONS, REJECTED, Ledger
+from .replica import FS_PER_S
 from .result_frames import ResultFrames
 from .streamed import EXACT_BELOW, STREAMED_NOTE, sketch_percentiles, streamed_percentiles
 from .summary import (

@@ -24,7 +24,8 @@ from ..order_stats import percentiles
 from ..scenario import ServingScenario
 from .autoscalers import Controller, Observation, build
 from .engines import ReplicaPlan, build_engine
-from .replica import Ledger, Replica
+from .ledger import Ledger
+from .replica import Replica
 from .router import Router
 from .streams import ServiceStreams
 

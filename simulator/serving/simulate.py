@@ -40,7 +40,8 @@ from . import disaggregation
 from .engines import ReplicaPlan
 from .engines.presets import LengthStats, free_fraction
 from .inputs import fixed_lengths, resolve_inputs
-from .replica import Ledger, Replica
+from .ledger import Ledger
+from .replica import Replica
 from .result import Part, ServingResult, build_result
 from .service import Service
 from .sessions import check_reuse

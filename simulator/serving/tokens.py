@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..order_stats import distinct
-from .replica import FS_PER_S, Ledger, Replica, Segments
+from .ledger import Ledger
+from .replica import FS_PER_S, Replica, Segments
 
 STEP_MATCH_S = 1e-9   # a token time and its iteration's end agree to float rounding (iterations last µs or more)
 
