@@ -121,3 +121,59 @@ def test_a_host_sync_stops_the_host_running_ahead():
     names = [o.name for o in po.fwd]
     assert names.index("moe_sync") == names.index("moe_dispatch") - 1
     assert not any(o.kind == HOST_SYNC for o in po.bwd)
+
+
+def test_capacity_factor_keeps_or_pads_the_token_expert_pairs():
+    from simulator.costmodel.moe_training import host_waits, kept_pairs
+
+    # 4,096 tokens, top-8, 128 experts: 256 pairs per expert from this rank when balanced
+    assert kept_pairs(4096, 8, 128, None, False) == 32768                 # dropless: every pair
+    assert kept_pairs(4096, 8, 128, 0.5, False) == 16384                  # half the capacity: half dropped
+    assert kept_pairs(4096, 8, 128, 1.25, False) == 32768                 # room to spare: nothing dropped
+    assert kept_pairs(4096, 8, 128, 1.25, True) == 128 * 320              # padded: ceil(1.25 · 256) rows each
+    assert kept_pairs(100, 8, 128, 1.0, True) == 128 * 7                  # ceil(800 / 128) = 7 rows each
+    assert host_waits(Layout(ep=8, etp=1, dp=8))
+    assert host_waits(Layout(ep=8, etp=1, dp=8, moe_capacity_factor=1.0))
+    assert not host_waits(Layout(ep=8, etp=1, dp=8, moe_capacity_factor=1.0, moe_pad_to_capacity=True))
+
+
+def test_padded_capacity_has_static_shapes_so_the_host_never_waits():
+    from simulator.costmodel.ops import HOST_SYNC
+
+    hw = get_profile("h100-sxm")
+    dropless = layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1), 1, 4096)
+    padded = layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, moe_capacity_factor=1.0, moe_pad_to_capacity=True), 1, 4096)
+    assert any(o.kind == HOST_SYNC for o in dropless.fwd)
+    assert not any(o.kind == HOST_SYNC for o in padded.fwd)
+    # capacity factor 1 on balanced routing: the same rows, the same GEMMs and all-to-alls
+    d, p = ({o.name: o.time for o in x.fwd} for x in (dropless, padded))
+    assert p["expert_fc1"] == pytest.approx(d["expert_fc1"])
+    assert p["moe_dispatch"] == pytest.approx(d["moe_dispatch"])
+    # half the capacity drops half the pairs: half the rows per expert, half the all-to-all volume
+    half = {o.name: o for o in layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, moe_capacity_factor=0.5), 1, 4096).fwd}
+    assert half["expert_fc1"].flops == pytest.approx(0.5 * {o.name: o for o in dropless.fwd}["expert_fc1"].flops)
+    assert half["moe_dispatch"].time < d["moe_dispatch"]
+    assert half["moe_permute"].time < d["moe_permute"]
+    # without EP a dropless layer still syncs: the grouped GEMM's m_splits must reach the host ("before_finish")
+    assert any(o.kind == HOST_SYNC for o in layer_ops(QWEN, hw, Layout(), 1, 4096).fwd)
+
+
+def test_padding_needs_a_capacity_factor():
+    from simulator.errors import CapsimError
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
+
+    doc = {"kind": "training", "model": "qwen3-30b-a3b", "hardware": "h100-sxm", "cluster": {"nodes": 1},
+           "parallelism": {"ep": 8, "etp": 1},
+           "training": {"seq_len": 4096, "global_batch": 32, "micro_batch": 1, "moe_pad_to_capacity": True}}
+    with pytest.raises(CapsimError, match="moe_pad_to_capacity .* set training.moe_capacity_factor"):
+        simulate_training(parse_scenario(doc))
+    padded = simulate_training(parse_scenario(doc, ["training.moe_capacity_factor=1.0"]))
+    dropless = simulate_training(parse_scenario(doc, ["training.moe_pad_to_capacity=false"]))
+    assert padded.iteration_time_s <= dropless.iteration_time_s
+
+
+def test_an_unpadded_capacity_syncs_before_the_permute():
+    hw = get_profile("h100-sxm")
+    names = [o.name for o in layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, moe_capacity_factor=1.0), 1, 4096).fwd]
+    assert names.index("router") < names.index("moe_sync") < names.index("moe_permute") < names.index("moe_dispatch")

@@ -36,6 +36,8 @@ class Layout:
     fp8_recipe: str = "delayed"        # delayed | current: FP8 (per-tensor) scaling (costmodel.transformer)
     moe_dispatcher: str = "alltoall"   # alltoall | flex: the MoE token dispatcher (costmodel.moe_training)
     moe_a2a_overlap: bool = False      # EP all-to-alls under another micro-batch's compute (training.work)
+    moe_capacity_factor: float | None = None   # token dropping at this capacity factor (None: dropless)
+    moe_pad_to_capacity: bool = False  # expert inputs padded to capacity: static shapes, no host sync
     precision: str = "bf16"
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True

@@ -31,6 +31,15 @@ Routing is balanced (every rank receives ``T·k`` pairs): the benchmark recipes 
 ``moe_router_force_load_balancing`` (Megatron-Bridge perf_recipes/*: ``cfg.model.
 moe_router_force_load_balancing = True``), and dropless routing keeps every pair.
 
+**Token dropping** (``moe_capacity_factor`` cf): each expert takes at most ``ceil(cf·T·k/E)`` of a rank's
+tokens (Megatron-Core ``get_capacity``), so balanced routing keeps ``min(1, cf)`` of the pairs; padded to
+capacity (``moe_pad_to_capacity``) every expert gets exactly its capacity from every rank
+(:func:`kept_pairs`). **The host sync**: dropless routing and unpadded capacity leave the split sizes (and
+the grouped GEMM's ``m_splits``) on the GPU, so the host copies them back and waits before issuing the
+all-to-all (Megatron-Core ``MoEAlltoAllTokenDispatcher.preprocess``: sync point ``before_ep_alltoall``, or
+``before_finish`` without EP, ``before_permutation_1`` with a capacity); padded to capacity the shapes are
+static and ``preprocess`` returns before any device-to-host copy, so the host never waits.
+
 The backward reverses each kernel: the grouped GEMMs' dgrad and wgrad per expert, the permute's
 backward is an unpermute of the gradients and vice versa (same traffic), the all-to-alls reversed.
 """
@@ -62,15 +71,34 @@ def grouped_gemm(hw: HardwareProfile, name: str, rows: float, n: float, k: float
     return Op(name, "gemm", one.time * groups, one.flops * groups, measured=one.measured)
 
 
-def permute_bytes(tokens: float, hidden: int, top_k: int) -> float:
-    """HBM bytes of one permute (tokens into expert order, a row per token-expert pair): read the
-    ``tokens`` rows, write ``tokens·top_k``; the unpermute reads the ``tokens·top_k`` rows and their
-    fp32 routing weights and writes ``tokens`` rows, the same row traffic."""
-    return tokens * hidden * ACT_BYTES * (1 + top_k)
+def permute_bytes(tokens: float, hidden: int, top_k: int, pairs: float | None = None) -> float:
+    """HBM bytes of one permute (tokens into expert order, a row per kept token-expert pair, ``pairs``,
+    default ``tokens·top_k``): read the ``tokens`` rows, write the ``pairs``; the unpermute reads the
+    pairs and their fp32 routing weights and writes ``tokens`` rows, the same row traffic."""
+    kept = tokens * top_k if pairs is None else pairs
+    return (tokens + kept) * hidden * ACT_BYTES
 
 
-def unpermute_bytes(tokens: float, hidden: int, top_k: int) -> float:
-    return permute_bytes(tokens, hidden, top_k) + tokens * top_k * PROB_BYTES
+def unpermute_bytes(tokens: float, hidden: int, top_k: int, pairs: float | None = None) -> float:
+    kept = tokens * top_k if pairs is None else pairs
+    return permute_bytes(tokens, hidden, top_k, kept) + kept * PROB_BYTES
+
+
+def kept_pairs(tokens: float, top_k: int, experts: int, capacity_factor: float | None, pad: bool) -> float:
+    """Token-expert pairs a rank sends to the experts (and, balanced, each rank's experts receive): every
+    pair when dropless; ``min(1, cf)`` of them with a capacity; ``experts × capacity`` rows padded to it,
+    capacity = ``ceil(cf·tokens·top_k/experts)`` (Megatron-Core moe_utils.get_capacity)."""
+    pairs = tokens * top_k
+    if capacity_factor is None:
+        return pairs
+    if pad:
+        return experts * math.ceil(capacity_factor * pairs / experts)
+    return pairs * min(1.0, capacity_factor)
+
+
+def host_waits(lay: Layout) -> bool:
+    """Whether the dispatcher copies the token counts to the host and waits for them (module docstring)."""
+    return not (lay.moe_capacity_factor is not None and lay.moe_pad_to_capacity)
 
 
 def remote_nodes(experts: int, top_k: int, nodes: int) -> float:
@@ -106,23 +134,27 @@ def routed_mlp_ops(spec: LayerSpec, hw: HardwareProfile, lay: Layout, tokens: fl
     mlp, h = spec.mlp, spec.hidden
     f, up, k, ne = mlp.ffn_hidden, mlp.up, mlp.top_k, mlp.experts
     et = lay.expert_tp
-    routed = tokens * k                              # token-expert pairs from this rank (and, balanced, to it)
-    a2a = dispatch_time(hw, lay, tokens, h, k, ne)
+    # token-expert pairs from this rank (and, balanced, to it): all of them dropless, else what the capacity keeps
+    routed = kept_pairs(tokens, k, ne, lay.moe_capacity_factor, lay.moe_pad_to_capacity)
+    a2a = dispatch_time(hw, lay, routed / k, h, k, ne)
     local_experts = max(ne / lay.ep, 1)
     per_expert = routed / local_experts
     ops = [gemm(hw, "router", tokens, ne, h, router_precision),
-           mem("moe_permute", permute_bytes(tokens, h, k))]
+           mem("moe_permute", permute_bytes(tokens, h, k, routed))]
+    if host_waits(lay):
+        # the host needs the split sizes (Megatron-Core token_dispatcher.py MoEAlltoAllTokenDispatcher.preprocess,
+        # sync point "before_ep_alltoall", "before_finish" without EP; DeepEP's normal dispatch waits on the
+        # CPU for the received-token count), so it waits for the GPU before issuing the dispatch (or the experts);
+        # an unpadded capacity sizes the permute's output from the counts: "before_permutation_1"
+        ops.insert(1 if lay.moe_capacity_factor is not None else 2, Op("moe_sync", HOST_SYNC, 0.0))
     if lay.ep > 1:
-        # dropless routing: the host needs the all-to-all's split sizes (Megatron-Core token_dispatcher.py
-        # MoEAlltoAllTokenDispatcher.preprocess, sync point "before_ep_alltoall"; DeepEP's normal dispatch
-        # waits on the CPU for the received-token count), so it waits for the GPU before issuing the dispatch
-        ops += [Op("moe_sync", HOST_SYNC, 0.0), Op("moe_dispatch", "ep_comm", a2a)]
+        ops.append(Op("moe_dispatch", "ep_comm", a2a))
     ops += [*linear("expert_fc1", per_expert, up / et, h, groups=local_experts),
             mem("expert_activation", routed * (up + f) / et * ACT_BYTES),
             *linear("expert_fc2", per_expert, h, f / et, groups=local_experts)]
     if lay.ep > 1:
         ops.append(Op("moe_combine", "ep_comm", a2a))
-    ops.append(mem("moe_unpermute", unpermute_bytes(tokens, h, k)))
+    ops.append(mem("moe_unpermute", unpermute_bytes(tokens, h, k, routed)))
     return ops
 
 

@@ -110,6 +110,15 @@ class Training(_Strict):
         "overlap the expert-parallel all-to-alls of one micro-batch with the computation of another (Megatron-Core "
         "--overlap-moe-expert-parallel-comm, with --delay-wgrad-compute); only what outlasts the computation is "
         "exposed; default off (Megatron-Core's default)"))
+    moe_capacity_factor: float | None = Field(default=None, gt=0, description=(
+        "token dropping: each expert takes at most ceil(capacity_factor · tokens · top_k / experts) of a rank's "
+        "tokens (Megatron-Core --moe-expert-capacity-factor, get_capacity in moe_utils.py); routing is balanced, so "
+        "below 1 the surplus is dropped and at 1 or more nothing is; default none: dropless"))
+    moe_pad_to_capacity: bool = Field(default=False, description=(
+        "pad every expert's input to its capacity (Megatron-Core --moe-pad-expert-input-to-capacity): static "
+        "shapes, so the dispatcher needs no device-to-host copy of the token counts and the host never waits for "
+        "the GPU (token_dispatcher.py MoEAlltoAllTokenDispatcher.preprocess returns before any DtoH); needs "
+        "training.moe_capacity_factor; default off"))
     total_tokens: float | None = Field(default=None, gt=0, description=(
         "tokens to train on; gives time to train, GPU-hours, cost and energy (default: one step only)"))
     dispatch_us: float | None = Field(default=None, ge=0, description=(

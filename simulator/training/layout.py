@@ -109,6 +109,9 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if tr.attention_kernel != "flash2" and not tr.flash_attention:
         problems.append(f"training.attention_kernel={tr.attention_kernel} names a fused attention kernel, "
                         "but training.flash_attention is false (unfused attention)")
+    if tr.moe_pad_to_capacity and tr.moe_capacity_factor is None:
+        problems.append("training.moe_pad_to_capacity pads each expert's input to its capacity; set "
+                        "training.moe_capacity_factor (e.g. 1.0) to say what the capacity is")
     if tr.moe_a2a_overlap and par.ep == 1:
         problems.append("training.moe_a2a_overlap overlaps the expert-parallel all-to-alls; ep=1 has none")
     if par.tp_comm_overlap and not par.sequence_parallel:
@@ -127,6 +130,7 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                  fp8_recipe=tr.fp8_recipe or "delayed", grad_accumulation_fusion=tr.grad_accumulation_fusion,
                  tp_comm_overlap=par.tp_comm_overlap, precision=tr.precision,
                  moe_dispatcher=tr.moe_dispatcher, moe_a2a_overlap=tr.moe_a2a_overlap,
+                 moe_capacity_factor=tr.moe_capacity_factor, moe_pad_to_capacity=tr.moe_pad_to_capacity,
                  grad_precision=tr.grad_precision,
                  overlap_grad_reduce=tr.overlap_grad_reduce, overlap_param_gather=tr.overlap_param_gather,
                  reshard_after_forward=par.pp == 1 if par.reshard_after_forward is None else par.reshard_after_forward,
