@@ -138,6 +138,7 @@ RANGES: dict[str, Range] = {
     "micro_batch": Range(None, 10_000_000, "sequences"),
     "total_tokens": Range(None, 1e16, "tokens (600x Llama 3's 15.6T)"),
     "dispatch_us": Range(None, 1e6, "us (one second per kernel)"),
+    "moe_capacity_factor": Range(None, 1000.0, "(times the balanced share; beyond the experts' count pads only)"),
     "samples_per_s_per_node": Range(None, 1e9, "samples/s"), "storage_gb_s": Range(None, 1e5, "GB/s"),
     "bytes_per_sample": Range(None, 1e12, "bytes"),
     "restart_minutes": MINUTES, "checkpoint_interval_minutes": Range(0.1, YEAR_S / 60, "minutes"),
