@@ -139,14 +139,14 @@ def routed_mlp_ops(spec: LayerSpec, hw: HardwareProfile, lay: Layout, tokens: fl
     a2a = dispatch_time(hw, lay, routed / k, h, k, ne)
     local_experts = max(ne / lay.ep, 1)
     per_expert = routed / local_experts
-    ops = [gemm(hw, "router", tokens, ne, h, router_precision),
-           mem("moe_permute", permute_bytes(tokens, h, k, routed))]
-    if host_waits(lay):
-        # the host needs the split sizes (Megatron-Core token_dispatcher.py MoEAlltoAllTokenDispatcher.preprocess,
-        # sync point "before_ep_alltoall", "before_finish" without EP; DeepEP's normal dispatch waits on the
-        # CPU for the received-token count), so it waits for the GPU before issuing the dispatch (or the experts);
-        # an unpadded capacity sizes the permute's output from the counts: "before_permutation_1"
-        ops.insert(1 if lay.moe_capacity_factor is not None else 2, Op("moe_sync", HOST_SYNC, 0.0))
+    # the host needs the split sizes (Megatron-Core token_dispatcher.py MoEAlltoAllTokenDispatcher.preprocess,
+    # sync point "before_ep_alltoall", "before_finish" without EP; DeepEP's normal dispatch waits on the CPU
+    # for the received-token count), so it waits for the GPU before issuing the dispatch (or the experts);
+    # an unpadded capacity sizes the permute's output from the counts: "before_permutation_1"
+    sync = [Op("moe_sync", HOST_SYNC, 0.0)] if host_waits(lay) else []
+    early = lay.moe_capacity_factor is not None
+    ops = [gemm(hw, "router", tokens, ne, h, router_precision), *(sync if early else []),
+           mem("moe_permute", permute_bytes(tokens, h, k, routed)), *([] if early else sync)]
     if lay.ep > 1:
         ops.append(Op("moe_dispatch", "ep_comm", a2a))
     ops += [*linear("expert_fc1", per_expert, up / et, h, groups=local_experts),
