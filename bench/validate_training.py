@@ -257,37 +257,67 @@ def megatron_bridge(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 # recipes set moe_router_force_load_balancing), each local expert's GEMM at the measured rate of its shape
 # (Transformer Engine's GroupedLinear), the fused permute/unpermute, the recipe's dispatcher (alltoall or
 # flex, below) and EP all-to-all overlap, the dropless dispatcher's host sync
-# (simulator/costmodel/moe_training.py). Token-drop rows are read as balanced dropless routing and
-# flagged; the MTP row and the hybrid Mamba (Nemotron 3) rows are listed.
+# (simulator/costmodel/moe_training.py). The token-drop rows run their recipe's capacity factor 1 padded to
+# capacity (apply_moe_token_drop's defaults): every expert gets exactly its capacity, so their shapes do not
+# depend on the routing. The MTP row and the hybrid Mamba (Nemotron 3) rows are listed.
 BRIDGE_MOE = {"Qwen3_30B_a3B": "qwen3-30b-a3b", "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
               "DeepSeekV3": "deepseek-v3"}
 
 
-# Each MoE recipe's token dispatcher and EP all-to-all overlap, from the performance recipes at the
-# docs' commit (src/megatron/bridge/perf_recipes/<family>/<gpu>/<model>.py); what they leave unset is
-# the nemo preset's (the models' alltoall dispatcher, no overlap):
-# - qwen/{b200,h100}/qwen3_moe.py 30B-A3B: moe_token_dispatcher_type "flex" (HybridEP); the B200 MXFP8
-#   recipe sets overlap_moe_expert_parallel_comm (with delay_wgrad_compute), the H100 FP8-CS one not
-# - qwen/h100/qwen3_moe.py 235B-A22B: "alltoall" with moe_a2a_overlap and overlap_moe_expert_parallel_comm;
-#   qwen/b200: "alltoall", moe_a2a_overlap False
-# - deepseek/b200/deepseek_v3.py fp8mx (PP8 VP2 EP32): flex "deepep" with overlap_moe_expert_parallel_comm;
-#   the PP16 EP8 and the H100 recipes keep the provider's "alltoall" without overlap
-# - gpt_oss/{b200,h100}/gpt_oss.py: the provider's "alltoall", no overlap
-def bridge_moe_recipe(base: str, gpu: str, ep: int) -> dict:
-    """The training keys of the MoE recipe a row ran (above)."""
-    b200 = gpu == "B200"
-    if base == "Qwen3_30B_a3B":
-        return {"moe_dispatcher": "flex", "moe_a2a_overlap": b200}
-    if base == "Qwen3_235B_a22B":
-        return {"moe_dispatcher": "alltoall", "moe_a2a_overlap": not b200}
-    if base == "DeepSeekV3" and b200 and ep == 32:
-        return {"moe_dispatcher": "flex", "moe_a2a_overlap": True}
-    return {"moe_dispatcher": "alltoall", "moe_a2a_overlap": False}
+# Each MoE row's recipe as its container ran it (bench/data/megatron_bridge_moe_recipes.csv, read from
+# Megatron-Bridge's perf configs at the tag whose docs first list the container; how, in the .md beside
+# it): the recipe's layout (the table's layout columns disagree on six rows, and where the two can be told
+# apart by the measured times the recipe's is the one that ran: see the .md), the token dispatcher (flex:
+# DeepEP or HybridEP), EP all-to-all overlap, TP communication overlap, and the token-drop rows' capacity
+# factor and padding, the CUDA graph scopes. What capsim does not model from it is flagged on the row:
+# selective recompute of modules other than core attention; HybridEP's SM count is not modelled either.
+RECIPES = "megatron_bridge_moe_recipes.csv"
+
+
+def _first_word(text: object) -> str:
+    return str(text).split(" ")[0].strip() if text == text else ""
+
+
+def _recipe_layout(text: str) -> dict[str, int]:
+    """``mbs1 gbs1024 tp1 pp2 vp12 ep8 ngpu16`` → ints by key (``vp-`` → 1)."""
+    out = {}
+    for tok in text.split():
+        key = tok.rstrip("0123456789-")
+        val = tok[len(key):]
+        out[key] = int(val) if val.isdigit() else 1
+    return out
+
+
+def bridge_moe_recipe(rec: pd.Series) -> tuple[dict, dict, str]:
+    """(parallelism keys, training keys, flag) of one recipe row (above)."""
+    lay = _recipe_layout(rec.recipe_layout)
+    par = {"tp": lay["tp"], "pp": lay["pp"], "ep": lay["ep"], "virtual_stages": lay["vp"],
+           "schedule": "interleaved" if lay["vp"] > 1 else "1f1b",
+           "tp_comm_overlap": _first_word(rec.tp_comm_overlap) == "True" and lay["tp"] > 1}
+    tr: dict = {"micro_batch": lay["mbs"], "global_batch": lay["gbs"],
+                "moe_dispatcher": "flex" if _first_word(rec.moe_token_dispatcher_type) == "flex" else "alltoall",
+                "moe_a2a_overlap": _first_word(rec["moe_a2a_overlap(overlap_moe_expert_parallel_comm)"]) == "True"}
+    cf = _first_word(rec.moe_expert_capacity_factor)
+    if cf not in ("None", ""):
+        tr["moe_capacity_factor"] = float(cf)
+        tr["moe_pad_to_capacity"] = _first_word(rec.moe_pad_expert_input_to_capacity) == "True"
+    impl = _first_word(rec.cuda_graph_impl)
+    if impl == "transformer_engine":              # TE-scoped graphs: the scopes the recipe lists
+        tr["cuda_graph_scope"] = [x.strip() for x in str(rec.cuda_graph_scope).split("]")[0].strip("[").split(",")]
+    elif impl == "local":                         # 25.09's legacy enable_cuda_graph: the whole layer
+        tr["cuda_graph_scope"] = ["full"]
+    flags = []
+    if rec.layout_match != "yes":
+        flags.append(f"recipe layout, table says {rec.csv_layout}")
+    if _first_word(rec.recompute_granularity) == "selective":
+        flags.append(f"recompute {str(rec.recompute_modules).split(' (')[0]} not modelled")
+    return par, tr, "; ".join(flags)
 
 
 def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The MoE rows (above) as they ran, with capsim's MoE training as it is; the rest listed."""
     d = pd.read_csv(path, skiprows=1)
+    recipes = pd.read_csv(path.parent / RECIPES).set_index("csv_row")
     rows, skipped = [], []
     for r in d.itertuples():
         if r.task != "Pre-Training" or r.model in BRIDGE_MODEL:
@@ -302,12 +332,13 @@ def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             skipped.append({"model": r.model, "reason": "no step time in the table"})
             continue
         precision, recipe, flag = bridge_precision(r.precision, r.gpu_type)
-        if "tokendrop" in variant:
-            flag = "; ".join(x for x in (flag, "token drop read as balanced dropless routing") if x)
-        rec = _bridge_rec(r, flag)
-        rec["ep"] = int(r.ep)
-        doc = _bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=int(r.ep))
-        doc["training"].update(bridge_moe_recipe(base, r.gpu_type, int(r.ep)))
+        par, tr, recipe_flag = bridge_moe_recipe(recipes.loc[r.Index])
+        rec = _bridge_rec(r, "; ".join(x for x in (flag, recipe_flag) if x))
+        doc = _bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=par["ep"])
+        doc["parallelism"].update(par)
+        doc["parallelism"]["dp"] = int(r.num_gpus) // (par["tp"] * par["pp"] * int(r.cp))
+        doc["training"].update(tr)
+        rec.update(tp=par["tp"], pp=par["pp"], ep=par["ep"], vp=par["virtual_stages"], mb=tr["micro_batch"])
         rows.append(simulate_row(doc, rec))
     out = with_error(rows)
     out["group"] = [str(i) for i in range(len(out))]

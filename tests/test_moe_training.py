@@ -177,3 +177,87 @@ def test_an_unpadded_capacity_syncs_before_the_permute():
     hw = get_profile("h100-sxm")
     names = [o.name for o in layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, moe_capacity_factor=1.0), 1, 4096).fwd]
     assert names.index("router") < names.index("moe_sync") < names.index("moe_permute") < names.index("moe_dispatch")
+
+
+def test_grouped_experts_cost_the_host_one_launch_share_per_further_expert():
+    from simulator.costmodel.moe_training import EXPERT_LAUNCH
+
+    hw = get_profile("b200")
+    # EP8: 16 local experts. Each GEMM (and in FP8 its quantization) issues once per expert: the first a
+    # modelled op, the other 15 EXPERT_LAUNCH each; the backward's dgrad and wgrad the same
+    po = layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, precision="fp8"), 1, 4096)
+    fwd, bwd = ({o.name: o for o in ops} for ops in (po.fwd, po.bwd))
+    want = 1 + 15 * EXPERT_LAUNCH
+    for name in ("expert_fc1", "expert_fc1_quantize", "expert_fc2"):
+        assert fwd[name].launches == pytest.approx(want)
+    for name in ("expert_fc1_dgrad", "expert_fc1_wgrad", "expert_fc2_quantize_bwd"):
+        assert bwd[name].launches == pytest.approx(want)
+    assert fwd["qkv"].launches == 1.0 and fwd["router"].launches == 1.0     # one kernel each
+    # one expert per rank (EP = experts) issues one GEMM: a plain linear layer's launch
+    one = {o.name: o for o in layer_ops(QWEN, hw, Layout(dp=128, ep=128, etp=1), 1, 4096).fwd}
+    assert one["expert_fc1"].launches == 1.0
+
+
+def test_a_launch_share_is_host_time_the_gpu_waits_for_when_it_runs_ahead():
+    from simulator.costmodel.ops import Op, dispatched_time
+
+    # host 100 us per launch, two 10 us kernels: issued at 100 and 200 us, done at 210 us
+    a, b = Op("a", "gemm", 10e-6), Op("b", "gemm", 10e-6)
+    assert dispatched_time([((a, b), 1)], 100e-6) == pytest.approx(210e-6)
+    # the second replayed from a graph the first launched (0 launches): 100 + 10 + 10 us
+    assert dispatched_time([((a, Op("b", "gemm", 10e-6, launches=0.0)), 1)], 100e-6) == pytest.approx(120e-6)
+    # a kernel of 2.5 launches (16 experts at 0.1 more each): issued at 250 us
+    assert dispatched_time([((Op("g", "gemm", 10e-6, launches=2.5),), 1)], 100e-6) == pytest.approx(260e-6)
+    # repeated blocks advance by the steady increment: 5 layers of (a, b) at 200 us each, + 10 us
+    assert dispatched_time([((a, b), 5)], 100e-6) == pytest.approx(1010e-6)
+
+
+def test_cuda_graph_scopes_replace_their_kernels_launches_by_one_per_captured_run():
+    hw = get_profile("b200")
+    base = dict(dp=8, ep=8, etp=1, precision="fp8")
+    eager = layer_ops(QWEN, hw, Layout(**base), 1, 4096)
+    part = layer_ops(QWEN, hw, Layout(**base, cuda_graph_scope=frozenset({"attn", "moe_router", "moe_preprocess"})),
+                     1, 4096)
+    names = [o.name for o in part.fwd]
+    launches = {o.name: o.launches for o in part.fwd}
+    # norm1 ... the attention's residual add, norm2, the router and the permute run back to back: one
+    # graph (Megatron-Core captures the layer up to MoELayer.preprocess as one), one launch
+    captured = part.fwd[:names.index("moe_permute") + 1]
+    assert sum(o.launches for o in captured) == 1.0 and captured[0].name == "norm1"
+    assert launches["router"] == 0.0 and launches["moe_permute"] == 0.0
+    # the host sync, the all-to-alls and the experts stay eager, with their own launches
+    assert launches["moe_dispatch"] == 1.0
+    assert launches["expert_fc1"] == pytest.approx({o.name: o.launches for o in eager.fwd}["expert_fc1"])
+    # the GPU work is the same kernels at the same times; only the host's share changes
+    assert sum(o.time for o in part.fwd) == pytest.approx(sum(o.time for o in eager.fwd))
+    assert sum(o.time for o in part.bwd) == pytest.approx(sum(o.time for o in eager.bwd))
+    # the backward of the captured parts is captured too (Transformer Engine graphs both passes)
+    back = {o.name: o.launches for o in part.bwd}
+    assert back["qkv_dgrad"] == 0.0 and back["qkv_wgrad"] == 0.0 and back["router_wgrad"] == 0.0
+    assert back["expert_fc1_dgrad"] == pytest.approx(launches["expert_fc1"])
+    # a full-layer graph over padded experts: the whole pass is one launch
+    full = layer_ops(QWEN, hw, Layout(**base, moe_capacity_factor=1.0, moe_pad_to_capacity=True,
+                                      cuda_graph_scope=frozenset({"full"})), 1, 4096)
+    assert sum(o.launches for o in full.fwd) == 1.0
+    assert sum(o.launches for o in full.bwd) == 1.0
+
+
+def test_graphing_the_routed_experts_needs_static_shapes():
+    from simulator.errors import CapsimError
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
+
+    doc = {"kind": "training", "model": "qwen3-30b-a3b", "hardware": "b200", "cluster": {"nodes": 1},
+           "parallelism": {"ep": 8, "etp": 1},
+           "training": {"seq_len": 4096, "global_batch": 64, "micro_batch": 1, "cuda_graph_scope": ["moe"]}}
+    with pytest.raises(CapsimError,
+                       match=r"cuda_graph_scope captures the routed experts \(moe or full\).*training.moe_pad_to_capacity"):
+        simulate_training(parse_scenario(doc))
+    padded = ["training.moe_capacity_factor=1.0", "training.moe_pad_to_capacity=true"]
+    graphed = simulate_training(parse_scenario(doc, padded))
+    eager = simulate_training(parse_scenario(doc, [*padded, "training.cuda_graph_scope=[]"]))
+    # the same GPU work, less host time: a host-bound micro-batch 1 layer gets faster, never slower
+    assert graphed.iteration_time_s < eager.iteration_time_s
+    partial = simulate_training(parse_scenario(doc, ["training.cuda_graph_scope=[attn,moe_router,moe_preprocess]"]))
+    dropless = simulate_training(parse_scenario(doc, ["training.cuda_graph_scope=[]"]))
+    assert partial.iteration_time_s <= dropless.iteration_time_s

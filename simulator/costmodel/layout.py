@@ -38,6 +38,7 @@ class Layout:
     moe_a2a_overlap: bool = False      # EP all-to-alls under another micro-batch's compute (training.work)
     moe_capacity_factor: float | None = None   # token dropping at this capacity factor (None: dropless)
     moe_pad_to_capacity: bool = False  # expert inputs padded to capacity: static shapes, no host sync
+    cuda_graph_scope: frozenset[str] = frozenset()   # layer parts replayed from CUDA graphs (costmodel.transformer)
     precision: str = "bf16"
     grad_precision: str = "fp32"
     overlap_grad_reduce: bool = True

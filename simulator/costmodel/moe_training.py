@@ -58,6 +58,16 @@ from .ops import HOST_SYNC, Op, gemm
 ACT_BYTES = 2.0      # 16-bit activations
 PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns float32 probs)
 
+# Host cost of each further expert's kernel in a grouped linear layer, as a share of one modelled op's
+# dispatch (training.dispatch_us): Transformer Engine's GroupedLinear sets up and issues each local
+# expert's quantization and GEMM from host loops (general_grouped_gemm, split_quantize), so a layer of
+# many small experts issues kernels far faster than one modelled op each, but not for free. Fitted on the
+# 22 B200 rows of the Megatron-Bridge MoE set, each run with its recipe's CUDA graphs and dispatcher
+# (bench/fit_expert_launch.py, grid step 0.1: 0 -> 22.8% MAPE, 0.6 -> 15.5%; flat from 0.55 to 0.6), held out
+# on its 19 H100 rows (28.5 -> 24.0%).
+# 0.6 x 70 us = 42 us per expert kernel on the default host.
+EXPERT_LAUNCH = 0.6
+
 Linear = Callable[..., list[Op]]
 Mem = Callable[[str, float], Op]
 
@@ -68,7 +78,14 @@ def grouped_gemm(hw: HardwareProfile, name: str, rows: float, n: float, k: float
     linear layer, one cuBLAS GEMM per expert): each at the measured (or roofline) time of its own
     shape."""
     one = gemm(hw, name, rows, n, k, precision, static_scales=static_scales)
-    return Op(name, "gemm", one.time * groups, one.flops * groups, measured=one.measured)
+    return Op(name, "gemm", one.time * groups, one.flops * groups, measured=one.measured,
+              launches=expert_launches(groups))
+
+
+def expert_launches(groups: float) -> float:
+    """Host dispatches of a kernel run once per local expert (a grouped GEMM, its quantization): the first
+    costs a modelled op, each further one :data:`EXPERT_LAUNCH` of one."""
+    return 1.0 + max(groups - 1.0, 0.0) * EXPERT_LAUNCH
 
 
 def permute_bytes(tokens: float, hidden: int, top_k: int, pairs: float | None = None) -> float:

@@ -32,6 +32,7 @@ class Op:
     time: float
     flops: float = 0.0
     measured: bool = False       # timed from a measured kernel table (False: the roofline)
+    launches: float = 1.0        # host dispatches it costs, in modelled ops (0: replayed from a CUDA graph)
 
     @property
     def is_comm(self) -> bool:
@@ -305,7 +306,8 @@ HOST_SYNC = "host_sync"
 
 def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: float) -> float:
     """Wall time of kernel blocks (``(ops, n)``: the sequence ``ops`` repeated ``n`` times, e.g. a
-    layer per micro-batch) issued in order by one host thread at ``dispatch_s`` per kernel.
+    layer per micro-batch) issued in order by one host thread at ``dispatch_s`` per kernel (times
+    the op's ``launches``: a grouped GEMM issues one GEMM per expert, a CUDA graph one replay).
 
     The GPU cannot start a kernel before the host has issued it, so runs of small kernels become
     host-bound while long kernels let the host run ahead: ``finish_i = max(finish_{i-1}, i·dispatch)
@@ -319,6 +321,7 @@ def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: floa
         if n <= 0:
             continue
         times = [op.time for op in ops]
+        issued = sum(op.launches for op in ops) * dispatch_s
         if dispatch_s <= 0:
             gpu += n * sum(times)
             continue
@@ -331,9 +334,9 @@ def dispatched_time(blocks: Iterable[tuple[Sequence[Op], int]], dispatch_s: floa
                 if op.kind == HOST_SYNC:        # the host waits for the GPU to drain
                     host = max(host, gpu)
                     continue
-                host += dispatch_s
+                host += dispatch_s * op.launches
                 gpu = max(gpu, host) + op.time
         if n > walked:
             gpu += (n - walked) * (gpu - before)
-            host += (n - walked) * len(times) * dispatch_s
+            host += (n - walked) * issued
     return gpu

@@ -10,7 +10,7 @@ forward (full) or the attention core (selective). Activations are 16-bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
@@ -167,8 +167,8 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         g = grouped_gemm(hw, name, m, n, k, p, groups, static_scales=low and recipe == "delayed")
         if not low:
             return [g]
-        q = quantize_ops(hw, name + "_quantize", m * k * groups, measured=g.measured, recipe=recipe,
-                         backward=False)
+        q = [replace(o, launches=g.launches) for o in
+             quantize_ops(hw, name + "_quantize", m * k * groups, measured=g.measured, recipe=recipe, backward=False)]
         grad_casts[q[0].name] = m * n * groups
         return [*q, g]
 
@@ -240,44 +240,54 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     qkv_n = (att.q_dim + 2 * att.kv_dim) / t
     rope = [mem("rope", 2 * T * (att.q_dim + att.kv_dim) / t * ACT_BYTES)] if att.rope else []
     bda = T_norm * h * (3 * ACT_BYTES + (1 if lay.dropout else 0))   # bias (+ dropout mask) + residual
-    fwd: list[Op] = [norm("norm1"), *tp_in("tp_allgather_attn"), *linear("qkv", T, qkv_n, h), *rope,
-                     *cp_ops, *core_f, *linear("attn_out", T, h, att.q_dim / t),
-                     *tp_out("tp_allreduce_attn"), mem("bias_dropout_add", bda),
-                     norm("norm2"), *mlp_tp(tp_in("tp_allgather_mlp")), *mlp_fwd(), *mlp_tp(tp_out("tp_allreduce_mlp")),
-                     mem("bias_dropout_add", bda)]
+    attn_part = [norm("norm1"), *tp_in("tp_allgather_attn"), *linear("qkv", T, qkv_n, h), *rope,
+                 *cp_ops, *core_f, *linear("attn_out", T, h, att.q_dim / t),
+                 *tp_out("tp_allreduce_attn"), mem("bias_dropout_add", bda)]
+    mlp_part = [norm("norm2"), *mlp_tp(tp_in("tp_allgather_mlp")), *mlp_fwd(), *mlp_tp(tp_out("tp_allreduce_mlp")),
+                mem("bias_dropout_add", bda)]
+    fwd = attn_part + mlp_part
+    scopes = ["attn"] * len(attn_part) + [_mlp_scope(o.name, mlp.is_moe) for o in mlp_part]
     if lay.tp_comm_overlap and sp:
         fwd = _overlap_tp(hw, fwd)
 
     core_names = {o.name for o in core_f}
     bwd: list[Op] = []
-    for op in reversed(fwd):
+    bwd_scopes: list[str] = []
+    for op, scope in zip(reversed(fwd), reversed(scopes), strict=True):
+        grads: list[Op] = []
         if op.name in core_names:
             if op is core_f[-1]:
-                bwd += core_b  # the attention core's own backward, once
+                grads = core_b  # the attention core's own backward, once
         elif op.name in grad_casts:      # the output gradient's cast before the GEMM's dgrad and wgrad
-            bwd += quantize_ops(hw, op.name + "_bwd", grad_casts[op.name], measured=False, recipe=recipe,
-                                backward=True)
+            grads = [replace(o, launches=op.launches) for o in
+                     quantize_ops(hw, op.name + "_bwd", grad_casts[op.name], measured=False, recipe=recipe, backward=True)]
         elif op.kind == HOST_SYNC:       # the backward's all-to-all splits are known: no sync
-            continue
+            pass
         elif op.kind == "gemm":
             # dgrad and wgrad: each costs the forward's FLOPs
-            bwd += [Op(op.name + "_dgrad", "gemm", op.time, op.flops), Op(op.name + "_wgrad", "gemm", op.time, op.flops)]
+            grads = [Op(op.name + "_dgrad", "gemm", op.time, op.flops, launches=op.launches),
+                     Op(op.name + "_wgrad", "gemm", op.time, op.flops, launches=op.launches)]
         elif op.kind == "memory" and op.name in mem_bytes:
             ratio = _backward_traffic(op.name, mlp.activation == "swiglu", lay.dropout)
-            bwd.append(memory_op(hw, op.name + "_bwd", mem_bytes[op.name] * ratio))
+            grads = [memory_op(hw, op.name + "_bwd", mem_bytes[op.name] * ratio)]
         elif op.kind == "memory":
-            bwd.append(Op(op.name + "_bwd", "memory", 2 * op.time))
+            grads = [Op(op.name + "_bwd", "memory", 2 * op.time)]
         elif op.kind == "cp_comm":
             # the ring's backward passes the KV blocks round again and, the other way, their gradients'
             # partial sums (Transformer Engine AttnFuncWithCPAndKVP2P.backward sends kv and dkv each step)
-            bwd.append(Op(op.name + "_bwd", op.kind, 2 * op.time))
+            grads = [Op(op.name + "_bwd", op.kind, 2 * op.time)]
         else:
-            bwd.append(Op(op.name + "_bwd", op.kind, op.time))
+            grads = [Op(op.name + "_bwd", op.kind, op.time)]
             if sp and op.name.startswith("tp_allgather"):
                 # sequence parallelism keeps only the 1/t shard of a column-parallel layer's input,
                 # so its backward all-gathers the input again for the weight gradient
-                bwd.append(Op(op.name + "_regather", op.kind, op.time))
+                grads.append(Op(op.name + "_regather", op.kind, op.time))
+        bwd += grads
+        bwd_scopes += [scope] * len(grads)
 
+    if lay.cuda_graph_scope:
+        fwd = graphed(fwd, scopes, lay.cuda_graph_scope)
+        bwd = graphed(bwd, bwd_scopes, lay.cuda_graph_scope)
     if lay.recompute == "full":
         rec = tuple(fwd)
     elif lay.recompute == "selective" and not lay.flash_attention:
@@ -285,6 +295,34 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     else:
         rec = ()
     return PassOps(tuple(fwd), tuple(bwd), rec)
+
+
+def _mlp_scope(name: str, moe: bool) -> str:
+    """The CUDA-graph scope (Megatron-Core CudaGraphScope) of one kernel of a layer's MLP half: a dense
+    layer's is ``mlp``; an MoE layer's pre-MLP norm and router are ``moe_router``, the dispatcher's
+    permute ``moe_preprocess`` (MoELayer.route and .preprocess, the parts a partial graph captures), the
+    rest ``moe``."""
+    if not moe:
+        return "mlp"
+    if name in ("norm2", "router"):
+        return "moe_router"
+    return "moe_preprocess" if name == "moe_permute" else "moe"
+
+
+def graphed(ops: list[Op], scopes: list[str], captured: frozenset[str]) -> list[Op]:
+    """``ops`` with the kernels of the ``captured`` scopes replayed from CUDA graphs: each run of
+    captured kernels costs the host one launch (the graph's), the rest none. ``full`` captures every
+    scope, ``moe`` the MoE layer's router and preprocess too. A host sync is never captured."""
+    if "full" in captured:
+        captured = frozenset({"attn", "mlp", "moe", "moe_router", "moe_preprocess"})
+    elif "moe" in captured:
+        captured = captured | {"moe_router", "moe_preprocess"}
+    out, inside = [], False
+    for op, scope in zip(ops, scopes, strict=True):
+        take = scope in captured and op.kind != HOST_SYNC
+        out.append(replace(op, launches=0.0 if inside else 1.0) if take else op)
+        inside = take
+    return out
 
 
 def embedding_ops(model: ModelSpec, hw: HardwareProfile, lay: Layout, micro_batch: int, seq: int) -> PassOps:

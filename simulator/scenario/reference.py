@@ -97,8 +97,19 @@ def _yaml_value(v: Any) -> str:
     return json.dumps(v)
 
 
+def _literals(ann: Any) -> list[str]:
+    """The Literal values of ``ann``, also those of a list's items (``list[Literal[...]]``)."""
+    out = []
+    for a in _union_args(ann):
+        if get_origin(a) is Literal:
+            out += [str(v) for v in get_args(a)]
+        elif get_origin(a) in (list, tuple) and get_args(a):
+            out += _literals(get_args(a)[0])
+    return out
+
+
 def _allowed(f: Any) -> str:
-    values = [str(v) for a in _union_args(f.annotation) if get_origin(a) is Literal for v in get_args(a)]
+    values = _literals(f.annotation)
     if values:
         return ", ".join(values)
     bounds = []

@@ -119,6 +119,14 @@ class Training(_Strict):
         "shapes, so the dispatcher needs no device-to-host copy of the token counts and the host never waits for "
         "the GPU (token_dispatcher.py MoEAlltoAllTokenDispatcher.preprocess returns before any DtoH); needs "
         "training.moe_capacity_factor; default off"))
+    cuda_graph_scope: list[Literal["full", "attn", "mlp", "moe", "moe_router", "moe_preprocess"]] = Field(
+        default_factory=list, description=(
+            "parts of each transformer layer replayed from CUDA graphs (Megatron-Core cuda_graph_scope, "
+            "CudaGraphScope names; full: the whole layer, as cuda_graph_impl local): a captured part costs the host "
+            "one graph launch per pass instead of one per kernel. attn: input norm, QKV, attention, output "
+            "projection and residual; mlp: a dense layer's MLP; moe_router: an MoE layer's pre-MLP norm and router; "
+            "moe_preprocess: the dispatcher's permute; moe: the whole MoE layer, which needs static shapes "
+            "(training.moe_pad_to_capacity); default none"))
     total_tokens: float | None = Field(default=None, gt=0, description=(
         "tokens to train on; gives time to train, GPU-hours, cost and energy (default: one step only)"))
     dispatch_us: float | None = Field(default=None, ge=0, description=(

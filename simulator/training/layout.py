@@ -112,6 +112,10 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if tr.moe_pad_to_capacity and tr.moe_capacity_factor is None:
         problems.append("training.moe_pad_to_capacity pads each expert's input to its capacity; set "
                         "training.moe_capacity_factor (e.g. 1.0) to say what the capacity is")
+    if {"moe", "full"} & set(tr.cuda_graph_scope) and model.moe and not tr.moe_pad_to_capacity:
+        problems.append("training.cuda_graph_scope captures the routed experts (moe or full), whose shapes change "
+                        "with the routing; a CUDA graph needs them static: set training.moe_capacity_factor and "
+                        "training.moe_pad_to_capacity, or capture attn, moe_router and moe_preprocess only")
     if tr.moe_a2a_overlap and par.ep == 1:
         problems.append("training.moe_a2a_overlap overlaps the expert-parallel all-to-alls; ep=1 has none")
     if par.tp_comm_overlap and not par.sequence_parallel:
@@ -131,6 +135,7 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
                  tp_comm_overlap=par.tp_comm_overlap, precision=tr.precision,
                  moe_dispatcher=tr.moe_dispatcher, moe_a2a_overlap=tr.moe_a2a_overlap,
                  moe_capacity_factor=tr.moe_capacity_factor, moe_pad_to_capacity=tr.moe_pad_to_capacity,
+                 cuda_graph_scope=frozenset(tr.cuda_graph_scope),
                  grad_precision=tr.grad_precision,
                  overlap_grad_reduce=tr.overlap_grad_reduce, overlap_param_gather=tr.overlap_param_gather,
                  reshard_after_forward=par.pp == 1 if par.reshard_after_forward is None else par.reshard_after_forward,
