@@ -332,6 +332,8 @@ def megatron_bridge_moe(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             skipped.append({"model": r.model, "reason": "no step time in the table"})
             continue
         precision, recipe, flag = bridge_precision(r.precision, r.gpu_type)
+        if precision == "fp8" and str(recipes.loc[r.Index].fp8_recipe).startswith("FP8 current scaling"):
+            flag = ""                                  # the recipe states it: current scaling
         par, tr, recipe_flag = bridge_moe_recipe(recipes.loc[r.Index])
         rec = _bridge_rec(r, "; ".join(x for x in (flag, recipe_flag) if x))
         doc = _bridge_doc(r, BRIDGE_MOE[base], precision, recipe, ep=par["ep"])
