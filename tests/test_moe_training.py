@@ -261,3 +261,41 @@ def test_graphing_the_routed_experts_needs_static_shapes():
     partial = simulate_training(parse_scenario(doc, ["training.cuda_graph_scope=[attn,moe_router,moe_preprocess]"]))
     dropless = simulate_training(parse_scenario(doc, ["training.cuda_graph_scope=[]"]))
     assert partial.iteration_time_s <= dropless.iteration_time_s
+
+
+def test_routed_experts_sync_and_shard_over_the_expert_data_parallel_group():
+    from simulator.costmodel.collectives import Group
+
+    # GPT-OSS-120B's B200 recipe: 64 GPUs, tp 1, dp 64, EP8 inside each node: the experts' grid
+    # etp·ep·edp = 1·8·8 leaves edp = 8 ranks, every 8th one: one per node
+    lay = Layout(dp=64, ep=8, etp=1, gpus_per_node=8)
+    assert lay.expert_grad_ranks == 8 and lay.expert_grad_group == Group(8, 1)
+    assert lay.grad_group == Group(64, 8)
+    # Qwen3-235B's H100 recipe: tp 2, dp 16 per stage, EP32 with etp 1 folds into all 32: no expert DP
+    assert Layout(tp=2, dp=16, ep=32, etp=1).expert_grad_ranks == 1
+    # ep 4 of 8 GPUs per node: two expert-DP ranks per node
+    assert Layout(dp=16, ep=4, etp=1).expert_grad_group == Group(4, 2)
+
+
+def test_expert_optimizer_states_shard_over_fewer_ranks_than_the_dense_ones():
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
+    from simulator.training.layout import partition, stage_expert_params, stage_params
+    from simulator.training.simulate import resolve_layout, step_schedule
+
+    doc = {"kind": "training", "model": "qwen3-30b-a3b", "hardware": "h100-sxm", "cluster": {"nodes": 2},
+           "parallelism": {"ep": 8, "etp": 1, "zero_stage": 1},
+           "training": {"seq_len": 4096, "global_batch": 64, "micro_batch": 1, "precision": "bf16"}}
+    sc = parse_scenario(doc)
+    model = get_model("qwen3-30b-a3b")
+    hw = get_profile("h100-sxm")
+    lay, mb = resolve_layout(sc, model, hw, None)
+    stages = partition(model, lay, step_schedule(sc, mb, lay.dp))
+    params, experts = stage_params(stages[0]), stage_expert_params(stages[0])
+    # 48 layers of 128 experts, 3 matrices of 2048 x 768 each, over EP8: 16 experts per rank
+    assert experts == pytest.approx(48 * 16 * 3 * 2048 * 768)
+    res = simulate_training(sc)
+    # bf16 mixed precision: 12 bytes of Adam state per parameter (fp32 master, m, v), sharded over the
+    # 16 data-parallel ranks for the dense part and over edp = 16 / 8 = 2 for the experts
+    want = 12 * ((params - experts) / 16 + experts / 2)
+    assert res.memory_per_gpu_gib.optimizer * 2**30 == pytest.approx(want, rel=1e-4)   # the result rounds GiB

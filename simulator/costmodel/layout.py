@@ -141,5 +141,21 @@ class Layout:
         return Group(self.ep, per_node)
 
     @property
+    def expert_grad_ranks(self) -> int:
+        """Ranks holding the same routed experts: the expert-data-parallel group. Megatron-Core folds
+        the experts' grid (etp × ep × edp) into the stage's tp × cp × dp GPUs, so edp = tp·cp·dp / (etp·ep);
+        it reduces the experts' gradients and shards their optimizer over it
+        (``get_expert_data_parallel_group``), not over the dense data-parallel group."""
+        return max(1, self.tp * self.cp * self.dp // (self.expert_tp * self.ep))
+
+    @property
+    def expert_grad_group(self) -> Group:
+        """The :attr:`expert_grad_ranks` as a collective group: every (etp·ep)-th rank of the expert grid
+        (order etp-ep-edp), so an EP group that fills a node leaves one of them per node."""
+        stride, size = self.expert_tp * self.ep, self.expert_grad_ranks
+        per_node = max(1, min(size, self.gpus_per_node // stride)) if stride <= self.gpus_per_node else 1
+        return Group(size, per_node)
+
+    @property
     def pp_same_node(self) -> bool:
         return self._stride("pp") * self.pp <= self.gpus_per_node

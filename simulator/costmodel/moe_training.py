@@ -60,11 +60,11 @@ PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns flo
 
 # Host cost of each further expert's kernel in a grouped linear layer, as a share of one modelled op's
 # dispatch (training.dispatch_us): Transformer Engine's GroupedLinear sets up and issues each local
-# expert's quantization and GEMM from host loops (general_grouped_gemm, split_quantize), so a layer of
-# many small experts issues kernels far faster than one modelled op each, but not for free. Fitted on the
+# expert's quantization and GEMM from host loops (general_grouped_gemm, split_quantize), so each further
+# expert costs the host less than a modelled op of its own (no autograd node, no Python module), but not nothing. Fitted on the
 # 22 B200 rows of the Megatron-Bridge MoE set, each run with its recipe's CUDA graphs and dispatcher
-# (bench/fit_expert_launch.py, grid step 0.1: 0 -> 22.8% MAPE, 0.6 -> 15.5%; flat from 0.55 to 0.6), held out
-# on its 19 H100 rows (28.5 -> 24.0%).
+# (bench/fit_expert_launch.py, grid step 0.1: 0 -> 21.0% MAPE, 0.6 -> 13.9%, with the experts' gradients over
+# their own data-parallel group), held out on its 19 H100 rows (28.2 -> 23.7%).
 # 0.6 x 70 us = 42 us per expert kernel on the default host.
 EXPERT_LAUNCH = 0.6
 

@@ -153,6 +153,7 @@ class Chunk:
     head: bool              # the last one holds the final norm, output head and loss
     params: float           # parameters on one GPU (tensor- and expert-parallel shards)
     groups: tuple[tuple[LayerSpec, int], ...] = ()   # its layers by kind, in layer order: (spec, count)
+    expert_params: float = 0.0  # the routed experts' share of ``params``, synced over the expert-DP group
 
 
 def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Chunk]]:
@@ -166,12 +167,15 @@ def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Ch
                                                   if model.tie_embeddings and p > 1 and model.vocab else 0)
     bounds = [0, *itertools.accumulate(per_vs)]
 
+    def expert_params(spec: LayerSpec) -> float:
+        """The routed experts of one layer on this rank: 1/(ep·etp) of them."""
+        return spec.routed_params() / (lay.ep * lay.expert_tp) if spec.mlp.is_moe else 0.0
+
     def layer_params(spec: LayerSpec) -> float:
-        """Parameters of one layer on this rank: 1/tp of it, and 1/(ep·etp) of its routed experts."""
-        n = spec.params() / lay.tp
-        if spec.mlp.is_moe and (lay.ep > 1 or lay.expert_tp != lay.tp):
-            n += spec.routed_params() * (1 / (lay.ep * lay.expert_tp) - 1 / lay.tp)
-        return n
+        """Parameters of one layer on this rank: 1/tp of the rest, and its routed experts' share."""
+        if not spec.mlp.is_moe:
+            return spec.params() / lay.tp
+        return (spec.params() - spec.routed_params()) / lay.tp + expert_params(spec)
 
     stages = []
     for s in range(p):
@@ -185,7 +189,8 @@ def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Ch
                 params += emb_params
             if pos == nvs - 1:
                 params += head_params
-            chunks.append(Chunk(vs, per_vs[pos], pos == 0, pos == nvs - 1, params, groups))
+            experts = sum((expert_params(spec) * n for spec, n in groups), 0.0)
+            chunks.append(Chunk(vs, per_vs[pos], pos == 0, pos == nvs - 1, params, groups, experts))
         stages.append(chunks)
     return stages
 
@@ -196,3 +201,8 @@ def stage_params(chunks: list[Chunk]) -> float:
     for ch in chunks:
         total += ch.params
     return total
+
+
+def stage_expert_params(chunks: list[Chunk]) -> float:
+    """The routed experts' share of :func:`stage_params`."""
+    return sum((ch.expert_params for ch in chunks), 0.0)

@@ -17,7 +17,7 @@ from ..costmodel.layout import Layout
 from ..costmodel.memory import GIB, MemoryBreakdown, activation_bytes_per_layer, model_state_bytes
 from ..models import ModelSpec
 from ..precision import training_state_bytes
-from .layout import Chunk, stage_params
+from .layout import Chunk, stage_expert_params, stage_params
 from .schedules.base import Schedule
 from .stack import GRAD_BUCKET_PARAMS, RUNTIME_RESERVE_GIB
 
@@ -49,12 +49,14 @@ def memory_plan(model: ModelSpec, lay: Layout, micro_batch: int, seq: int, sched
     per_layer = {spec: activation_bytes_per_layer(spec, lay, micro_batch, seq) for spec, _ in model.layer_groups()}
     out = []
     for s, chunks in enumerate(stages):
-        w, g, o = model_state_bytes(stage_params(chunks), zero_stage=0, dp=1, weight_bytes=wb, grad_bytes=gb,
-                                    optimizer_bytes=ob)
-        n = lay.shard_ranks
-        o /= n if lay.zero_stage >= 1 else 1
-        g /= n if lay.grads_sharded else 1
-        w /= n if lay.weights_sharded else 1
+        params, experts = stage_params(chunks), stage_expert_params(chunks)
+        # ZeRO shards the dense parameters' states over the shard group, the routed experts' over the
+        # expert-data-parallel group (Megatron-Core's distributed optimizer keeps a buffer of each)
+        shards = (params - experts) / lay.shard_ranks + experts / lay.expert_grad_ranks
+        w, g, o = model_state_bytes(params, zero_stage=0, dp=1, weight_bytes=wb, grad_bytes=gb, optimizer_bytes=ob)
+        o *= shards / params if lay.zero_stage >= 1 and params else 1
+        g *= shards / params if lay.grads_sharded and params else 1
+        w *= shards / params if lay.weights_sharded and params else 1
         a = sum((per_layer[spec] * n for ch in chunks for spec, n in ch.groups), 0.0) * schedule.in_flight(s)
         buf = RUNTIME_RESERVE_GIB * GIB
         if any(ch.head for ch in chunks):

@@ -20,7 +20,7 @@ from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops,
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
 from ..models import ModelSpec
-from .layout import Chunk, stage_params
+from .layout import Chunk, stage_expert_params, stage_params
 from .memory_plan import grad_bytes
 from .schedules.base import Schedule
 from .stack import GRAD_BUCKET_PARAMS, OPTIMIZER_BYTES_PER_PARAM
@@ -82,14 +82,21 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
     sharded_grads = lay.grads_sharded
     slowdown = overlap_slowdown(hw)
 
-    def grad_sync(nbytes: float) -> float:
+    def grad_sync(nbytes: float, experts: float = 0.0) -> float:
         """Reduce ``nbytes`` of gradients over the ranks holding the same weights: all-reduce (ZeRO-0),
-        else reduce-scatter over the shard group, then (HSDP) all-reduce each shard over the replicas."""
+        else reduce-scatter over the shard group, then (HSDP) all-reduce each shard over the replicas.
+        ``experts`` bytes of routed experts' gradients go over the expert-data-parallel group instead
+        (Megatron-Core's expert DDP buffers), which an EP group filling a node spreads one rank per node."""
+        t = 0.0
         if lay.zero_stage == 0:
-            return collective_time(hw, "all_reduce", nbytes, lay.grad_group)
-        t = collective_time(hw, "reduce_scatter", nbytes, lay.shard_group)
-        if lay.shard_ranks < lay.grad_ranks:
-            t += collective_time(hw, "all_reduce", nbytes / lay.shard_ranks, lay.replica_group)
+            t = collective_time(hw, "all_reduce", nbytes, lay.grad_group)
+        else:
+            t = collective_time(hw, "reduce_scatter", nbytes, lay.shard_group)
+            if lay.shard_ranks < lay.grad_ranks:
+                t += collective_time(hw, "all_reduce", nbytes / lay.shard_ranks, lay.replica_group)
+        if experts:
+            t += collective_time(hw, "all_reduce" if lay.zero_stage == 0 else "reduce_scatter", experts,
+                                 lay.expert_grad_group)
         return t
 
     def accumulation(ch: Chunk) -> float:
@@ -131,7 +138,7 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         # before its input gradients, when the weights were freed after the forward)
         zero3_ag = (sum((gathers[spec] * n for spec, n in ch.groups), 0.0) / layers
                     if kind == "F" or (kind in ("BW", "B") and lay.reshard_after_forward) else 0.0)
-        rs = grad_sync(ch.params * gb) if weights and sharded_grads else 0.0
+        rs = grad_sync((ch.params - ch.expert_params) * gb, ch.expert_params * gb) if weights and sharded_grads else 0.0
         if zero3_ag or rs:
             if rs and not lay.overlap_grad_reduce:
                 exposed = rs + max(0.0, zero3_ag - comp / layers) * layers
@@ -142,18 +149,23 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             return PassTime.of(comp, tp, wall, dp=exposed, cp_comm=cp, ep_comm=ep)
         return PassTime.of(comp, tp, wall, cp_comm=cp, ep_comm=ep)
 
-    def param_gather(params: float, fwd: list[PassTime], *, layers: int = 0) -> float:
+    def param_gather(params: float, fwd: list[PassTime], *, layers: int = 0, experts: float = 0.0) -> float:
         """What a sharded optimizer's all-gather of the updated 16-bit parameters costs the step: all of
         it after the optimizer, or, overlapped (Megatron-Core ``--overlap-param-gather``), its first
         bucket (dispatched at the next ``zero_grad``) plus what the rest (each bucket dispatched by the
         forward pre-hook of the one before) outlasts the first forward of every chunk, the hidden part
         slowing that compute (Megatron-Core ``distrib_optimizer.py`` ``step_with_ready_grads``). FSDP
         keeping a pipeline stage's weights gathered over the step (``layers``: one unit per layer) is
-        the overlapped case with a layer per bucket: each unit's gather prefetched under the one before."""
+        the overlapped case with a layer per bucket: each unit's gather prefetched under the one before.
+        ``experts``: routed-expert parameters, gathered over the expert-data-parallel group."""
+        def gather(share: float) -> float:
+            return (collective_time(hw, "all_gather", params * 2 * share, lay.shard_group)
+                    + collective_time(hw, "all_gather", experts * 2 * share, lay.expert_grad_group))
+
         if not (lay.overlap_param_gather or layers):
-            return collective_time(hw, "all_gather", params * 2, lay.shard_group)
-        nb = layers or max(1, math.ceil(params / GRAD_BUCKET_PARAMS))
-        bucket = collective_time(hw, "all_gather", params * 2 / nb, lay.shard_group)
+            return gather(1.0)
+        nb = layers or max(1, math.ceil((params + experts) / GRAD_BUCKET_PARAMS))
+        bucket = gather(1 / nb)
         rest = bucket * (nb - 1)
         window = sum((pt.compute for pt in fwd), 0.0)
         exposed = max(0.0, rest - window)
@@ -166,15 +178,16 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
     specs: list[StageSpec] = []
     for chunks in stages:
         buckets = []
-        if (lay.grad_ranks > 1 or copies > 1) and not sharded_grads:
+        if (lay.grad_ranks > 1 or lay.expert_grad_ranks > 1 or copies > 1) and not sharded_grads:
             for ch in chunks:
                 nb = max(1, math.ceil(ch.params / GRAD_BUCKET_PARAMS))
-                t = grad_sync(ch.params * gb / nb) if lay.grad_ranks > 1 else 0.0
+                t = grad_sync((ch.params - ch.expert_params) * gb / nb, ch.expert_params * gb / nb)
                 if copies > 1:     # the stage holding the other copy: each adds the other's gradient
                     t += collective_time(hw, "all_reduce", ch.params * gb / nb, copy_pair)
                 buckets.append([t] * nb)
-        params_s = stage_params(chunks)
-        opt_params = params_s / (lay.shard_ranks if lay.zero_stage >= 1 else 1)
+        params_s, experts_s = stage_params(chunks), stage_expert_params(chunks)
+        opt_params = ((params_s - experts_s) / lay.shard_ranks + experts_s / lay.expert_grad_ranks
+                      if lay.zero_stage >= 1 else params_s)
         opt_bytes = OPTIMIZER_BYTES_PER_PARAM.get(lay.precision, OPTIMIZER_BYTES_PER_PARAM["bf16"])
         optimizer = memory_bound_time(hw, opt_params * opt_bytes)
         if hw.efficiency.optimizer_us_per_tensor:
@@ -193,8 +206,8 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
                                          Group(2, 1 if not lay.pp_same_node else 2))
         fwd = [pass_time(ch, "F") for ch in chunks]
         post = 0.0
-        if lay.zero_stage in (1, 2) and lay.shard_ranks > 1:
-            post = param_gather(params_s, fwd)
+        if lay.zero_stage in (1, 2) and (lay.shard_ranks > 1 or lay.expert_grad_ranks > 1):
+            post = param_gather(params_s - experts_s, fwd, experts=experts_s)
         elif lay.zero_stage == 3 and lay.shard_ranks > 1 and not per_pass_gathers:
             # FSDP under a pipeline, weights kept gathered: each layer (an FSDP unit) once per step, the
             # next one prefetched under the forward of the one before
