@@ -299,3 +299,17 @@ def test_expert_optimizer_states_shard_over_fewer_ranks_than_the_dense_ones():
     # 16 data-parallel ranks for the dense part and over edp = 16 / 8 = 2 for the experts
     want = 12 * ((params - experts) / 16 + experts / 2)
     assert res.memory_per_gpu_gib.optimizer * 2**30 == pytest.approx(want, rel=1e-4)   # the result rounds GiB
+
+
+def test_current_scaling_casts_issue_amax_and_scale_kernels_too():
+    from simulator.costmodel.moe_training import EXPERT_LAUNCH, cast_launches
+
+    # one dense linear: the cast's own launch plus two more kernels (amax, scale) at the expert share
+    assert cast_launches(1.0, 1, "current") == pytest.approx(1 + 2 * EXPERT_LAUNCH)
+    assert cast_launches(1.0, 1, "delayed") == 1.0
+    hw = get_profile("h100-sxm")
+    cur = {o.name: o for o in layer_ops(QWEN, hw, Layout(dp=8, ep=8, etp=1, precision="fp8", fp8_recipe="current"),
+                                        1, 4096).fwd}
+    # 16 local experts: the grouped GEMM's 1 + 15 shares, and 2 more kernels for each expert's tensor
+    assert cur["expert_fc1_quantize"].launches == pytest.approx(1 + 15 * EXPERT_LAUNCH + 32 * EXPERT_LAUNCH)
+    assert cur["expert_fc1"].launches == pytest.approx(1 + 15 * EXPERT_LAUNCH)

@@ -63,10 +63,10 @@ PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns flo
 # expert's quantization and GEMM from host loops (general_grouped_gemm, split_quantize), so each further
 # expert costs the host less than a modelled op of its own (no autograd node, no Python module), but not nothing. Fitted on the
 # 22 B200 rows of the Megatron-Bridge MoE set, each run with its recipe's CUDA graphs and dispatcher
-# (bench/fit_expert_launch.py, grid step 0.1: 0 -> 21.0% MAPE, 0.6 -> 13.9%, with the experts' gradients over
-# their own data-parallel group), held out on its 19 H100 rows (28.2 -> 23.7%).
-# 0.6 x 70 us = 42 us per expert kernel on the default host.
-EXPERT_LAUNCH = 0.6
+# (bench/fit_expert_launch.py, grid step 0.1: 0 -> 21.0% MAPE, 0.5 -> 16.7%, with the experts' gradients over
+# their own data-parallel group and current scaling's three kernels per cast, cast_launches), held out on its
+# 19 H100 rows (28.2 -> 19.3%). 0.5 x 70 us = 35 us per expert kernel on the default host.
+EXPERT_LAUNCH = 0.5
 
 Linear = Callable[..., list[Op]]
 Mem = Callable[[str, float], Op]
@@ -86,6 +86,15 @@ def expert_launches(groups: float) -> float:
     """Host dispatches of a kernel run once per local expert (a grouped GEMM, its quantization): the first
     costs a modelled op, each further one :data:`EXPERT_LAUNCH` of one."""
     return 1.0 + max(groups - 1.0, 0.0) * EXPERT_LAUNCH
+
+
+def cast_launches(launches: float, groups: float, recipe: str) -> float:
+    """Host launches of one quantization before a linear layer's GEMM (``launches``: the GEMM's, one per
+    ``groups`` expert). Current scaling runs three kernels per tensor where delayed scaling and the block
+    formats run one: the amax, the scale from it, then the cast (Transformer Engine
+    ``Float8CurrentScalingQuantizer``: nvte_compute_amax, nvte_compute_scale_from_amax, nvte_quantize),
+    the two extra issued from C++ like a grouped layer's further experts (:data:`EXPERT_LAUNCH`)."""
+    return launches + (2 * groups * EXPERT_LAUNCH if recipe == "current" else 0.0)
 
 
 def permute_bytes(tokens: float, hidden: int, top_k: int, pairs: float | None = None) -> float:

@@ -19,7 +19,7 @@ from ..precision import get_format
 from .collectives import collective_measured, collective_time
 from .fusion import UNFUSED, Fusion
 from .layout import Layout
-from .moe_training import grouped_gemm, routed_mlp_ops
+from .moe_training import cast_launches, grouped_gemm, routed_mlp_ops
 from .ops import HOST_SYNC, Op, decode_attention, flash_attention, gemm, memory_kind, memory_op, overlap_slowdown
 
 ACT_BYTES = 2.0  # 16-bit activations
@@ -167,7 +167,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         g = grouped_gemm(hw, name, m, n, k, p, groups, static_scales=low and recipe == "delayed")
         if not low:
             return [g]
-        q = [replace(o, launches=g.launches) for o in
+        q = [replace(o, launches=cast_launches(g.launches, groups, recipe)) for o in
              quantize_ops(hw, name + "_quantize", m * k * groups, measured=g.measured, recipe=recipe, backward=False)]
         grad_casts[q[0].name] = m * n * groups
         return [*q, g]
@@ -259,7 +259,7 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
             if op is core_f[-1]:
                 grads = core_b  # the attention core's own backward, once
         elif op.name in grad_casts:      # the output gradient's cast before the GEMM's dgrad and wgrad
-            grads = [replace(o, launches=op.launches) for o in
+            grads = [replace(o, launches=op.launches) for o in     # the forward cast's launches
                      quantize_ops(hw, op.name + "_bwd", grad_casts[op.name], measured=False, recipe=recipe, backward=True)]
         elif op.kind == HOST_SYNC:       # the backward's all-to-all splits are known: no sync
             pass
