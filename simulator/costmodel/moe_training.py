@@ -59,13 +59,13 @@ ACT_BYTES = 2.0      # 16-bit activations
 PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns float32 probs)
 
 # Host cost of each further expert's kernel in a grouped linear layer, as a share of one modelled op's
-# dispatch (training.dispatch_us): Transformer Engine's GroupedLinear sets up and issues each local
-# expert's quantization and GEMM from host loops (general_grouped_gemm, split_quantize), so each further
-# expert costs the host less than a modelled op of its own (no autograd node, no Python module), but not nothing. Fitted on the
-# 22 B200 rows of the Megatron-Bridge MoE set, each run with its recipe's CUDA graphs and dispatcher
-# (bench/fit_expert_launch.py, grid step 0.1: 0 -> 21.0% MAPE, 0.5 -> 16.7%, with the experts' gradients over
-# their own data-parallel group and current scaling's three kernels per cast, cast_launches), held out on its
-# 19 H100 rows (28.2 -> 19.3%). 0.5 x 70 us = 35 us per expert kernel on the default host.
+# dispatch (training.dispatch_us). Transformer Engine's GroupedLinear sets up and issues each local expert's
+# quantization and GEMM from host loops (general_grouped_gemm, split_quantize): each further expert costs
+# the host less than a modelled op (no autograd node or Python module of its own), but not nothing.
+# Fitted on the 22 B200 rows of the Megatron-Bridge MoE set, each run with its recipe's dispatcher and CUDA
+# graphs, the experts' gradients over their own data-parallel group and current scaling's three kernels per
+# cast (cast_launches): bench/fit_expert_launch.py, grid step 0.1, 0 -> 21.0% MAPE, 0.5 -> 16.7%. Held out,
+# the set's 19 H100 rows: 28.2% -> 19.3%. 0.5 x 70 us = 35 us per further expert kernel on the default host.
 EXPERT_LAUNCH = 0.5
 
 Linear = Callable[..., list[Op]]
