@@ -269,8 +269,8 @@ BRIDGE_MOE = {"Qwen3_30B_a3B": "qwen3-30b-a3b", "Qwen3_235B_a22B": "qwen3-235b-a
 # it): the recipe's layout (the table's layout columns disagree on six rows, and where the two can be told
 # apart by the measured times the recipe's is the one that ran: see the .md), the token dispatcher (flex:
 # DeepEP or HybridEP), EP all-to-all overlap, TP communication overlap, and the token-drop rows' capacity
-# factor and padding, the CUDA graph scopes. What capsim does not model from it is flagged on the row:
-# selective recompute of modules other than core attention; HybridEP's SM count is not modelled either.
+# factor and padding, the CUDA graph scopes, the selective recompute's modules. What capsim does not model
+# from it is flagged on the row (the recompute of MLA's up-projections); HybridEP's SM count is not modelled.
 RECIPES = "megatron_bridge_moe_recipes.csv"
 
 
@@ -310,7 +310,10 @@ def bridge_moe_recipe(rec: pd.Series) -> tuple[dict, dict, str]:
     if rec.layout_match != "yes":
         flags.append(f"recipe layout, table says {rec.csv_layout}")
     if _first_word(rec.recompute_granularity) == "selective":
-        flags.append(f"recompute {str(rec.recompute_modules).split(' (')[0]} not modelled")
+        modules = [x.strip() for x in str(rec.recompute_modules).split("]")[0].strip("[").split(",")]
+        tr["recompute"], tr["recompute_modules"] = "selective", [m for m in modules if m != "mla_up_proj"]
+        if "mla_up_proj" in modules:      # capsim's training model runs MLA's projections as one QKV GEMM
+            flags.append("recompute of mla_up_proj not modelled")
     return par, tr, "; ".join(flags)
 
 

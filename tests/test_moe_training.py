@@ -335,3 +335,46 @@ def test_the_bridge_recipe_example_lands_near_its_measured_steps():
     assert res.iteration_time_s == pytest.approx(27.05, rel=0.15)
     # host-bound: the host's exposed time is the largest part of the micro-batch 1 step
     assert res.time_breakdown_s.host_overhead_s > res.time_breakdown_s.ep_comm_s
+
+
+def test_selective_recompute_reruns_the_named_modules_and_keeps_less():
+    from simulator.costmodel.memory import activation_bytes_per_layer
+
+    hw = get_profile("b200")
+    base = dict(dp=8, ep=8, etp=1, precision="bf16")
+    # GPT-OSS's recipes: [layernorm, moe_act]: the two norms and the experts' activation run again
+    po = layer_ops(QWEN, hw, Layout(**base, recompute="selective",
+                                    recompute_modules=frozenset({"layernorm", "moe_act"})), 1, 4096)
+    assert [o.name for o in po.recompute] == ["norm1", "norm2", "expert_activation"]
+    # Megatron-Core's default, core_attn, reruns the attention core: with flash attention its forward kernel
+    core = layer_ops(QWEN, hw, Layout(**base, recompute="selective"), 1, 4096)
+    assert [o.name for o in core.recompute] == ["attention"]
+    # moe reruns the MoE half after its norm, the dispatcher's host sync and all-to-alls included
+    moe = [o.name for o in layer_ops(QWEN, hw, Layout(**base, recompute="selective",
+                                                      recompute_modules=frozenset({"moe"})), 1, 4096).recompute]
+    assert moe[0] == "router" and "moe_sync" in moe and "moe_dispatch" in moe and moe[-1] == "moe_unpermute"
+    # memory: per token and hidden unit, the norms' two 16-bit outputs (4 bytes) and the experts' activation
+    # output (2 bytes x 768 / 2048 x top-8 = 6 bytes) are no longer kept
+    sbh = 4096 * 1 * 2048
+    keep = activation_bytes_per_layer(QWEN, Layout(**base), 1, 4096)
+    less = activation_bytes_per_layer(QWEN, Layout(**base, recompute="selective",
+                                                   recompute_modules=frozenset({"layernorm", "moe_act"})), 1, 4096)
+    assert keep - less == pytest.approx(sbh * (4 + 2 * 768 / 2048 * 8))
+
+
+def test_recompute_modules_need_selective_recompute_and_an_moe_model_for_moe_modules():
+    from simulator.errors import CapsimError
+    from simulator.scenario import parse_scenario
+    from simulator.training import simulate_training
+
+    doc = {"kind": "training", "model": "qwen3-30b-a3b", "hardware": "b200", "cluster": {"nodes": 1},
+           "parallelism": {"ep": 8, "etp": 1},
+           "training": {"seq_len": 4096, "global_batch": 64, "micro_batch": 1, "recompute_modules": ["moe_act"]}}
+    with pytest.raises(CapsimError, match="recompute_modules names what selective recompute recomputes; "
+                                          "training.recompute is none"):
+        simulate_training(parse_scenario(doc))
+    assert simulate_training(parse_scenario(doc, ["training.recompute=selective"])).fits_in_memory
+    dense = parse_scenario(doc, ["training.recompute=selective", "model=llama-3.1-8b", "parallelism.ep=1",
+                                 "parallelism.etp=null"])
+    with pytest.raises(CapsimError, match=r"recompute_modules \['moe_act'\] recompute MoE modules; .* is dense"):
+        simulate_training(dense)

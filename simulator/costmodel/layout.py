@@ -27,6 +27,7 @@ class Layout:
     virtual_stages: int = 1
     zero_stage: int = 0
     recompute: str = "none"  # none | selective | full
+    recompute_modules: frozenset[str] = frozenset({"core_attn"})   # what selective recomputes (costmodel.transformer)
     flash_attention: bool = True
     attention_kernel: str = "flash2"   # flash2 | flash1 (costmodel.ops.flash_attention)
     dropout: bool = True               # dropout after attention and MLP (and on the scores, unfused)

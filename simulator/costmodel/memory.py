@@ -82,19 +82,36 @@ def activation_bytes_per_layer(layer: LayerSpec | ModelSpec, lay: Layout, micro_
     # (16). From shapes, so GQA and SwiGLU/MoE change the shardable part (top-k routed experts per
     # token, plus the shared experts every token passes through):
     k = mlp.top_k if mlp.is_moe else 1
-    shardable = 4 * (att.q_dim + att.kv_dim) / h + 2 * (mlp.up + mlp.ffn_hidden) / h * k
+    low = get_format(lay.precision).peak in ("fp8", "fp4")
+    # Transformer Engine saves a low-precision linear layer's input in its 1-byte cast for the weight
+    # gradient: the two norm outputs feeding QKV and fc1 (replicated) and the activation output feeding
+    # fc2 (shardable). The attention output, which also feeds the projection, stays 16-bit: the fused
+    # attention's backward keeps it
+    act_out = 1 if low else 2                   # bytes of an activation output kept for fc2's weight gradient
+    routed = (2 * mlp.up + act_out * mlp.ffn_hidden) / h * k        # fc1 output and activation output
+    shared = 0.0
     if mlp.shared_experts:
         width = mlp.shared_experts * mlp.shared_hidden
-        shardable += 2 * (width * (mlp.up // mlp.ffn_hidden) + width) / h
-    if get_format(lay.precision).peak in ("fp8", "fp4"):
-        # Transformer Engine saves a low-precision linear layer's input in its 1-byte cast for the weight
-        # gradient: the two norm outputs feeding QKV and fc1 (replicated) and the activation output
-        # feeding fc2 (shardable). The attention output, which also feeds the projection, stays 16-bit:
-        # the fused attention's backward keeps it
+        shared = (2 * width * (mlp.up // mlp.ffn_hidden) + act_out * width) / h
+    shardable = 4 * (att.q_dim + att.kv_dim) / h + routed + shared
+    if low:
         replicated -= 2
-        shardable -= mlp.ffn_hidden / h * k + (mlp.shared_experts * mlp.shared_hidden / h if mlp.shared_experts else 0)
     if lay.recompute == "selective":
-        attn = 0.0
+        # what Megatron-Core's --recompute-modules recompute is not kept: the attention core's scores, the
+        # norms' outputs, a dense MLP's or the experts' intermediates, the experts' activation output
+        mods = lay.recompute_modules
+        if "core_attn" in mods:
+            attn = 0.0
+        if "layernorm" in mods:
+            replicated -= 2 if low else 4
+        experts_out = mlp.is_moe and "moe" in mods
+        if experts_out or (not mlp.is_moe and "mlp" in mods):
+            shardable -= routed + (shared if mlp.is_moe else 0.0)
+        elif mlp.is_moe:
+            if "moe_act" in mods:
+                shardable -= act_out * mlp.ffn_hidden / h * k
+            if "shared_experts" in mods:
+                shardable -= shared
     if sp:
         return sbh / t * (replicated + shardable + attn)
     return sbh * (replicated + shardable / t + attn / t)

@@ -64,8 +64,9 @@ PROB_BYTES = 4.0     # routing weights: fp32 (Megatron-Core's router returns flo
 # the host less than a modelled op (no autograd node or Python module of its own), but not nothing.
 # Fitted on the 22 B200 rows of the Megatron-Bridge MoE set, each run with its recipe's dispatcher and CUDA
 # graphs, the experts' gradients over their own data-parallel group and current scaling's three kernels per
-# cast (cast_launches): bench/fit_expert_launch.py, grid step 0.1, 0 -> 21.0% MAPE, 0.5 -> 16.7%. Held out,
-# the set's 19 H100 rows: 28.2% -> 19.3%. 0.5 x 70 us = 35 us per further expert kernel on the default host.
+# cast (cast_launches), the recipes' selective recompute: bench/fit_expert_launch.py, grid step 0.1, 0 -> 21.0%
+# MAPE, 0.5 -> 16.5%. Held out, the set's 19 H100 rows: 28.2% -> 18.9%. 0.5 x 70 us = 35 us per further
+# expert kernel on the default host.
 EXPERT_LAUNCH = 0.5
 
 Linear = Callable[..., list[Op]]

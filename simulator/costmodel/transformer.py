@@ -5,7 +5,8 @@ TP all-reduce (reduce-scatter with sequence parallelism) → bias-dropout-add �
 TP all-reduce → bias-dropout-add. Backward runs a data-gradient and a weight-gradient GEMM per
 forward GEMM and each memory-bound kernel's own backward traffic (:func:`_backward_traffic`: what
 it reads and writes, not a multiple of its forward). Recompute repeats the
-forward (full) or the attention core (selective). Activations are 16-bit.
+forward (full) or the modules ``recompute_modules`` names (selective; Megatron-Core's default, the attention
+core). Activations are 16-bit.
 """
 
 from __future__ import annotations
@@ -290,11 +291,32 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
         bwd = graphed(bwd, bwd_scopes, lay.cuda_graph_scope)
     if lay.recompute == "full":
         rec = tuple(fwd)
-    elif lay.recompute == "selective" and not lay.flash_attention:
-        rec = tuple(core_f)
+    elif lay.recompute == "selective":
+        rec = tuple(o for o in fwd if _modules(o, core_names, mlp.is_moe) & lay.recompute_modules)
     else:
         rec = ()
     return PassOps(tuple(fwd), tuple(bwd), rec)
+
+
+def _modules(op: Op, core: set[str], moe: bool) -> set[str]:
+    """The Megatron-Core recompute modules (--recompute-modules) a forward kernel belongs to: core_attn
+    the attention core (a checkpointed TE DotProductAttention reruns the flash kernel too), layernorm the
+    two norms, mlp a dense layer's MLP, moe an MoE layer's MLP half after its norm (router, dispatcher with
+    its host sync, all-to-alls, experts, shared experts), moe_act the experts' activation, shared_experts
+    the shared experts."""
+    name = op.name
+    if name in core:
+        return {"core_attn"}
+    if name in ("norm1", "norm2"):
+        return {"layernorm"}
+    if name == "bias_dropout_add" or name.startswith(("qkv", "attn_out", "rope", "tp_allgather_attn",
+                                                      "tp_allreduce_attn", "cp_kv")):
+        return set()
+    if not moe:
+        return {"mlp"}
+    if name.startswith("shared_"):
+        return {"moe", "shared_experts"}
+    return {"moe", "moe_act"} if name == "expert_activation" else {"moe"}
 
 
 def _mlp_scope(name: str, moe: bool) -> str:

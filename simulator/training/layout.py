@@ -112,6 +112,12 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if tr.moe_pad_to_capacity and tr.moe_capacity_factor is None:
         problems.append("training.moe_pad_to_capacity pads each expert's input to its capacity; set "
                         "training.moe_capacity_factor (e.g. 1.0) to say what the capacity is")
+    if tr.recompute_modules is not None and tr.recompute != "selective":
+        problems.append(f"training.recompute_modules names what selective recompute recomputes; training.recompute "
+                        f"is {tr.recompute}: set it to selective (or drop recompute_modules)")
+    moe_modules = {"moe", "moe_act", "shared_experts"} & set(tr.recompute_modules or ())
+    if moe_modules and not model.moe:
+        problems.append(f"training.recompute_modules {sorted(moe_modules)} recompute MoE modules; {model.name} is dense")
     if {"moe", "full"} & set(tr.cuda_graph_scope) and model.moe and not tr.moe_pad_to_capacity:
         problems.append("training.cuda_graph_scope captures the routed experts (moe or full), whose shapes change "
                         "with the routing; a CUDA graph needs them static: set training.moe_capacity_factor and "
@@ -129,6 +135,7 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
         raise CapsimError("invalid layout: " + "; ".join(problems))
     lay = Layout(tp=par.tp, pp=par.pp, dp=dp, cp=par.cp, ep=par.ep, etp=etp, sequence_parallel=par.sequence_parallel,
                  virtual_stages=v, zero_stage=par.zero_stage, recompute=tr.recompute,
+                 recompute_modules=frozenset(tr.recompute_modules if tr.recompute_modules is not None else ["core_attn"]),
                  flash_attention=tr.flash_attention, attention_kernel=tr.attention_kernel,
                  dropout=tr.dropout, fused_cross_entropy=tr.cross_entropy == "fused",
                  fp8_recipe=tr.fp8_recipe or "delayed", grad_accumulation_fusion=tr.grad_accumulation_fusion,
