@@ -378,3 +378,6 @@ def test_recompute_modules_need_selective_recompute_and_an_moe_model_for_moe_mod
                                  "parallelism.etp=null"])
     with pytest.raises(CapsimError, match=r"recompute_modules \['moe_act'\] recompute MoE modules; .* is dense"):
         simulate_training(dense)
+    mla = parse_scenario(doc, ["training.recompute=selective", "training.recompute_modules=[mla_up_proj]"])
+    with pytest.raises(CapsimError, match="mla_up_proj cannot be recomputed on its own here"):
+        simulate_training(mla)

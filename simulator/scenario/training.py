@@ -80,12 +80,14 @@ class Training(_Strict):
     recompute: Literal["none", "selective", "full"] = Field(default="none", description=(
         "activation recomputation: selective recomputes the modules of training.recompute_modules (by default "
         "the attention core), full every layer's forward (Korthikanti et al. 2022)"))
-    recompute_modules: list[Literal["core_attn", "layernorm", "mlp", "moe", "moe_act", "shared_experts"]] | None = (
+    recompute_modules: list[Literal["core_attn", "layernorm", "mlp", "moe", "moe_act", "shared_experts",
+                                    "mla_up_proj"]] | None = (
         Field(default=None, description=(
             "what selective recompute recomputes (Megatron-Core --recompute-modules): core_attn the attention "
             "core (the flash kernel's forward too), layernorm the two norms, mlp a dense layer's MLP, moe an MoE "
             "layer's experts (all-to-alls included), moe_act the experts' activation, shared_experts the shared "
-            "experts; each drops the activations it would have kept; needs training.recompute: selective; "
+            "experts (mla_up_proj is refused: MLA's projections run as one QKV GEMM here); each drops the "
+            "activations it would have kept; needs training.recompute: selective; "
             "default [core_attn] (Megatron-Core's default)")))
     flash_attention: bool = Field(default=True, description="fused attention: the score matrix never reaches HBM")
     attention_kernel: Literal["flash2", "flash1"] = Field(default="flash2", description=(

@@ -115,6 +115,10 @@ def resolve_layout(sc: TrainingScenario, model: ModelSpec, hw: HardwareProfile,
     if tr.recompute_modules is not None and tr.recompute != "selective":
         problems.append(f"training.recompute_modules names what selective recompute recomputes; training.recompute "
                         f"is {tr.recompute}: set it to selective (or drop recompute_modules)")
+    if "mla_up_proj" in (tr.recompute_modules or ()):
+        problems.append("training.recompute_modules: mla_up_proj cannot be recomputed on its own here (capsim's "
+                        "training model runs MLA's projections as one QKV GEMM); drop it, and the recompute "
+                        "leaves out the up-projections' GEMMs")
     moe_modules = {"moe", "moe_act", "shared_experts"} & set(tr.recompute_modules or ())
     if moe_modules and not model.moe:
         problems.append(f"training.recompute_modules {sorted(moe_modules)} recompute MoE modules; {model.name} is dense")
