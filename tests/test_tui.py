@@ -357,3 +357,16 @@ async def _test_export_names_stay_in_the_folder(tmp_path: Path) -> None:
         await pilot.pause()
     assert [p.name for p in out.iterdir()] == ["x-0.yml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_an_moe_training_scenario_shows_its_expert_keys() -> None:
+    moe = Session.load(str(ROOT / "examples" / "train_qwen3_moe_b200.yaml"))
+    keys = [k for k, _ in moe.keys()]
+    assert keys[keys.index("parallelism.pp") + 1] == "parallelism.ep"
+    fields = {f.key: f for f in moe.fields()}
+    assert fields["parallelism.ep"].value == "8"
+    assert fields["training.moe_dispatcher"].value == "flex"
+    assert fields["training.moe_dispatcher"].choices == ("alltoall", "flex")
+    # a dense model has none of them
+    dense = [k for k, _ in Session.load(TRAIN_EXAMPLE).keys()]
+    assert "parallelism.ep" not in dense and "training.moe_dispatcher" not in dense

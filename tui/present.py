@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from simulator import CapsimError, parse_scenario
+from simulator.catalog import get_model
 from simulator.files import read_yaml
 from simulator.result_views import serving_throughput_text
 from simulator.scenario import apply_overrides, scenario_yaml
@@ -25,6 +26,7 @@ TRAINING_FIELDS = [
     "training.seq_len", "training.global_batch", "training.micro_batch", "training.recompute", "training.precision",
     "training.total_tokens", "reliability.node_mtbf_hours", "pricing.provider", "pricing.market",
 ]
+MOE_TRAINING_FIELDS = ["training.moe_dispatcher", "training.moe_a2a_overlap"]
 SERVING_FIELDS = [
     "model", "hardware", "precision", "replica.tp", "replica.batching", "replica.max_num_seqs",
     "replica.max_batched_tokens", "cluster.replicas", "cluster.router", "workload.arrival.process",
@@ -181,7 +183,11 @@ class Session:
         autoscaling."""
         full = self.scenario_doc()
         if self.kind == "training":
-            return [(k, k) for k in TRAINING_FIELDS]
+            keys = list(TRAINING_FIELDS)
+            if self._trains_moe():         # an MoE model's own keys: its expert parallelism and dispatcher
+                keys[keys.index("parallelism.pp") + 1:1] = ["parallelism.ep"]
+                keys[keys.index("training.precision") + 1:1] = MOE_TRAINING_FIELDS
+            return [(k, k) for k in keys]
         if self.kind == "multi_model":
             rows = [(k, k) for k in MULTI_MODEL_FIELDS]
             for i, d in enumerate(full.get("deployments") or []):
@@ -202,6 +208,13 @@ class Session:
             name = st.get("name", str(i)) if isinstance(st, dict) else str(i)
             out += [(f"services.{i}.{k}", f"{name} · {k}") for k in SERVICE_FIELDS]
         return out
+
+    def _trains_moe(self) -> bool:
+        """Whether the (valid) scenario trains a mixture-of-experts model."""
+        try:
+            return get_model(self.scenario().model).moe is not None
+        except (CapsimError, ValueError, KeyError):
+            return False
 
     def fields(self) -> list[Field]:
         full = self.scenario_doc()
