@@ -73,7 +73,10 @@ def training_html(r: TrainingResult) -> str:
         for p, g in tl.groupby("pass"):
             f_tl.add_bar(name=str(p), base=g.start_s, x=g.end_s - g.start_s, y=g.stage, orientation="h",
                          marker_color=PASS_COLORS.get(str(p)), text=g.microbatch.astype(str) if len(tl) <= 400 else None,
+                         textposition="inside", insidetextanchor="middle",
                          hovertext=[f"stage {a} {p} micro-batch {b}" for a, b in zip(g.stage, g.microbatch, strict=True)])
+        # a micro-batch number only where it fits inside its bar (many micro-batches: the hover says it)
+        f_tl.update_layout(uniformtext_minsize=8, uniformtext_mode="hide")
         figs.append(("chart-pipeline", f_tl))
     sections = [Section("Where the time goes", figs)]
     if job is not None and r.time_to_train_samples_days:
