@@ -278,6 +278,11 @@ def _first_word(text: object) -> str:
     return str(text).split(" ")[0].strip() if text == text else ""
 
 
+def _listed(text: object) -> list[str]:
+    """``[attn, moe_router] (WBC); ...`` → ``["attn", "moe_router"]``."""
+    return [x.strip() for x in str(text).split("]")[0].strip("[").split(",")]
+
+
 def _recipe_layout(text: str) -> dict[str, int]:
     """``mbs1 gbs1024 tp1 pp2 vp12 ep8 ngpu16`` → ints by key (``vp-`` → 1)."""
     out = {}
@@ -303,14 +308,14 @@ def bridge_moe_recipe(rec: pd.Series) -> tuple[dict, dict, str]:
         tr["moe_pad_to_capacity"] = _first_word(rec.moe_pad_expert_input_to_capacity) == "True"
     impl = _first_word(rec.cuda_graph_impl)
     if impl == "transformer_engine":              # TE-scoped graphs: the scopes the recipe lists
-        tr["cuda_graph_scope"] = [x.strip() for x in str(rec.cuda_graph_scope).split("]")[0].strip("[").split(",")]
+        tr["cuda_graph_scope"] = _listed(rec.cuda_graph_scope)
     elif impl == "local":                         # 25.09's legacy enable_cuda_graph: the whole layer
         tr["cuda_graph_scope"] = ["full"]
     flags = []
     if rec.layout_match != "yes":
         flags.append(f"recipe layout, table says {rec.csv_layout}")
     if _first_word(rec.recompute_granularity) == "selective":
-        modules = [x.strip() for x in str(rec.recompute_modules).split("]")[0].strip("[").split(",")]
+        modules = _listed(rec.recompute_modules)
         tr["recompute"], tr["recompute_modules"] = "selective", [m for m in modules if m != "mla_up_proj"]
         if "mla_up_proj" in modules:      # capsim's training model runs MLA's projections as one QKV GEMM
             flags.append("recompute of mla_up_proj not modelled")

@@ -292,27 +292,27 @@ def layer_ops(layer: LayerSpec | ModelSpec, hw: HardwareProfile, lay: Layout, mi
     if lay.recompute == "full":
         rec = tuple(fwd)
     elif lay.recompute == "selective":
-        rec = tuple(o for o in fwd if _modules(o, core_names, mlp.is_moe) & lay.recompute_modules)
+        rec = tuple(o for o, scope in zip(fwd, scopes, strict=True)
+                    if _modules(o, scope, core_names) & lay.recompute_modules)
     else:
         rec = ()
     return PassOps(tuple(fwd), tuple(bwd), rec)
 
 
-def _modules(op: Op, core: set[str], moe: bool) -> set[str]:
-    """The Megatron-Core recompute modules (--recompute-modules) a forward kernel belongs to: core_attn
-    the attention core (a checkpointed TE DotProductAttention reruns the flash kernel too), layernorm the
-    two norms, mlp a dense layer's MLP, moe an MoE layer's MLP half after its norm (router, dispatcher with
-    its host sync, all-to-alls, experts, shared experts), moe_act the experts' activation, shared_experts
-    the shared experts."""
+def _modules(op: Op, scope: str, core: set[str]) -> set[str]:
+    """The Megatron-Core recompute modules (--recompute-modules) a forward kernel of CUDA-graph ``scope``
+    (:func:`_mlp_scope`) belongs to: core_attn the attention core (a checkpointed TE DotProductAttention
+    reruns the flash kernel too), layernorm the two norms, mlp a dense layer's MLP, moe an MoE layer's MLP
+    half after its norm (router, dispatcher with its host sync, all-to-alls, experts, shared experts),
+    moe_act the experts' activation, shared_experts the shared experts. The residual adds are in none."""
     name = op.name
     if name in core:
         return {"core_attn"}
     if name in ("norm1", "norm2"):
         return {"layernorm"}
-    if name == "bias_dropout_add" or name.startswith(("qkv", "attn_out", "rope", "tp_allgather_attn",
-                                                      "tp_allreduce_attn", "cp_kv")):
+    if scope == "attn" or name == "bias_dropout_add":
         return set()
-    if not moe:
+    if scope == "mlp":
         return {"mlp"}
     if name.startswith("shared_"):
         return {"moe", "shared_experts"}

@@ -87,7 +87,6 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         else reduce-scatter over the shard group, then (HSDP) all-reduce each shard over the replicas.
         ``experts`` bytes of routed experts' gradients go over the expert-data-parallel group instead
         (Megatron-Core's expert DDP buffers), which an EP group filling a node spreads one rank per node."""
-        t = 0.0
         if lay.zero_stage == 0:
             t = collective_time(hw, "all_reduce", nbytes, lay.grad_group)
         else:
