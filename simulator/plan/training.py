@@ -34,6 +34,7 @@ from ..hardware import get_profile, profile_paths, resolve_price
 from ..models import ModelSpec
 from ..scenario import TrainingScenario, parse_scenario
 from ..scenario.base import Pricing
+from .bounds import CRITICAL_PATH_PASSES, busy_bound_s, work_bound_s  # noqa: F401 (the planner's bounds)
 
 MAX_GPUS = 4096
 """the default count set's top: {8·2^k, 24·2^k} up to 4,096 GPUs (issue 18)"""
@@ -50,8 +51,6 @@ LLAMA3_NODE_MTBF_HOURS = 16384 / 8 * 54 * 24 / 419
 (Dubey et al. 2024, Table 5; shared/reference/llama3_405b_interruptions.csv)"""
 DEFAULT_RESTART_MINUTES = 10.0
 """the scenario's default restart time (simulator/scenario/training.py, assumed)"""
-CRITICAL_PATH_PASSES = 4000
-"""passes up to which the step's bound walks the pipeline's critical path (about 15 µs a pass)"""
 ROUND = 32
 """candidates bounded per round (per worker) before the survivors are simulated, cheapest first"""
 
@@ -432,87 +431,6 @@ def _model_hw(doc: dict[str, Any]) -> tuple[ModelSpec, Any]:
     if key not in _MODEL_HW:
         _MODEL_HW[key] = (get_model(doc["model"]), get_profile(doc["hardware"]))
     return _MODEL_HW[key]
-
-
-def work_bound_s(stages: list[Any], schedule: Any, *, p2p: float = 0.0) -> float:
-    """A lower bound on the step: the pipeline's critical path without the data-parallel traffic.
-
-    Each stage runs its passes in the schedule's order, one after another, each for the time the step
-    engine charges it (its compute, TP/CP/EP collectives, host floor and exposed ZeRO traffic), and a
-    pass starts only once the pass it depends on has finished and its output crossed the link; then
-    the stage's optimizer. That is the step engine's own timeline (simulator/training/step.py) without
-    the gradient buckets' reduction and the compute they slow down, which only add: a few milliseconds
-    of arithmetic where the simulation takes tens.
-
-    Above :data:`CRITICAL_PATH_PASSES` passes (many micro-batches: the walk costs as much as the
-    simulation, and the bubble is a small share of the step) it is :func:`busy_bound_s` instead."""
-    from ..training.step import stage_slots
-
-    p, v = schedule.stages, schedule.chunks
-    if 2 * p * v * schedule.microbatches > CRITICAL_PATH_PASSES:
-        return busy_bound_s(stages, schedule)
-    home = {schedule.virtual_stage(s, c): s for s in range(p) for c in range(v)}
-    slots = [stage_slots(schedule, s, st) for s, st in enumerate(stages)]
-    vss = [[schedule.virtual_stage(s, c) for c in range(v)] for s in range(p)]
-    finish: dict[tuple[str, int, int], float] = {}
-    clock, at = [0.0] * p, [0] * p
-    left = sum(len(o) for o in slots)
-    while left:
-        moved = False
-        for s in range(p):
-            order = slots[s]
-            while at[s] < len(order):
-                works, pt = order[at[s]]
-                keys = [(kind, vss[s][c], i) for kind, c, i in works]
-                start = clock[s]
-                blocked = False
-                for key in keys:
-                    dep = schedule.depends_on(*key)
-                    if dep is None or dep in keys:
-                        continue
-                    if dep not in finish:
-                        blocked = True
-                        break
-                    start = max(start, finish[dep] + (p2p if home[dep[1]] != s else 0.0))
-                if blocked:
-                    break
-                clock[s] = start + pt.total
-                for key in keys:
-                    finish[key] = clock[s]
-                at[s] += 1
-                left -= 1
-                moved = True
-        if not moved:
-            raise CapsimError("the pipeline schedule deadlocks: a pass waits for one that never runs")
-    return max(clock[s] + st.optimizer + st.post_optimizer_comm for s, st in enumerate(stages))
-
-
-def busy_bound_s(stages: list[Any], schedule: Any) -> float:
-    """A cheaper, looser bound: every stage runs all its passes one after another, then its optimizer;
-    the last stage first waits for the first micro-batch's forward through the stages before it; and
-    under plain 1F1B the first stage, whose order is p-1 forwards, forward/backward pairs, then
-    backwards, ends its last forward after m forwards and m-p backwards, and its last backward after
-    that micro-batch's forward and backward through every later stage."""
-    def after(st: Any) -> float:
-        return st.optimizer + st.post_optimizer_comm
-
-    def busy(st: Any) -> float:
-        return m * sum(f.total + b.total for f, b in zip(st.fwd, st.bwd, strict=True)) + after(st)
-
-    from ..training.step import stage_slots
-
-    m, p = schedule.microbatches, schedule.stages
-    if any(schedule.joined(s) for s in range(p)):      # overlapped slots (dualpipe): their own lengths
-        return max(sum(pt.total for _, pt in stage_slots(schedule, s, st)) + after(st) for s, st in enumerate(stages))
-    warmup = sum(st.fwd[0].total for st in stages[:-1])
-    bound = max(max(busy(st) for st in stages), warmup + busy(stages[-1]))
-    from ..training.schedules.one_f_one_b import OneFOneB
-
-    if type(schedule) is OneFOneB and p > 1 and m >= p:
-        first = stages[0]
-        chain = sum(st.fwd[0].total + st.bwd[0].total for st in stages[1:])
-        bound = max(bound, m * first.fwd[0].total + (m - p + 1) * first.bwd[0].total + chain + after(first))
-    return bound
 
 
 def _dominated(t: float, c: float, pts: np.ndarray) -> bool:
