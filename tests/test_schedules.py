@@ -348,3 +348,24 @@ def test_dualpipev_in_a_scenario_holds_the_weights_once():
     assert v["memory_per_gpu_gib"]["params"] == pytest.approx(inter["memory_per_gpu_gib"]["params"], rel=0.05)
     assert v.iteration_time_s < inter.iteration_time_s
     assert v["layout"]["schedule"] == "dualpipev" and v["layout"]["virtual_stages"] == 2
+
+
+def test_the_planners_bound_is_the_step_engines_walk_for_every_candidate_of_one_schedule_shape():
+    """The bound's walk is compiled once per schedule shape (simulator/plan/bounds.py): a second candidate
+    of that shape with other pass times, and one with a hop between stages, get their own critical path."""
+    from simulator.plan.bounds import _PROGRAMS, work_bound_s
+
+    def stages(p: int, v: int, f: float, b: float, opt: float) -> list[StageSpec]:
+        # uneven stages: the last is slower, so the walk's waits matter
+        return [StageSpec([PassTime.of(f * (1 + 0.5 * (s == p - 1)))] * v, [PassTime.of(b * (1 + s / p))] * v,
+                          optimizer=opt) for s in range(p)]
+
+    for sched, v in ((OneFOneB(4, 8), 1), (Interleaved(4, 8, 2), 2)):
+        for f, b, opt, p2p in ((1.0, 2.0, 0.1, 0.0), (0.3, 0.5, 0.0, 0.0), (1.0, 2.0, 0.1, 0.25)):
+            st = stages(4, v, f, b, opt)
+            t = simulate_step(st, sched, p2p=p2p).iteration_time
+            assert work_bound_s(st, sched, p2p=p2p) == pytest.approx(t, rel=1e-12)
+    assert (OneFOneB, 4, 1, 8) in _PROGRAMS and (Interleaved, 4, 2, 8) in _PROGRAMS
+    # by hand, plain 1F1B with equal stages: (m + p - 1)·(f + b) plus the optimizer
+    assert work_bound_s([StageSpec([PassTime.of(1.0)], [PassTime.of(2.0)], optimizer=0.5)] * 4,
+                        OneFOneB(4, 8)) == pytest.approx(11 * 3.0 + 0.5)

@@ -50,7 +50,8 @@ def _compile(schedule: Any) -> _Program:
     vss = [[schedule.virtual_stage(s, c) for c in range(v)] for s in range(p)]
     per_stage: list[list[list[tuple[str, int, int]]]] = []
     for s in range(p):
-        joined, slots = schedule.joined(s), []
+        joined = schedule.joined(s)
+        slots: list[list[tuple[str, int, int]]] = []
         for j, work in enumerate(schedule.order(s)):
             if j in joined and slots:
                 slots[-1].append(work)
