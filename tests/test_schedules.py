@@ -305,7 +305,7 @@ def test_dualpipe_in_a_scenario_holds_two_copies_and_hides_communication():
 
 
 def test_dualpipe_bounds_the_planner_uses_stay_below_the_step_and_the_report_draws_its_slots():
-    from simulator.plan.training import busy_bound_s, work_bound_s
+    from simulator.plan.bounds import busy_bound_s, work_bound_s
     from simulator.report import _slots
     from simulator.training.schedules import DualPipe
 

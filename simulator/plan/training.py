@@ -34,7 +34,7 @@ from ..hardware import get_profile, profile_paths, resolve_price
 from ..models import ModelSpec
 from ..scenario import TrainingScenario, parse_scenario
 from ..scenario.base import Pricing
-from .bounds import CRITICAL_PATH_PASSES, busy_bound_s, work_bound_s  # noqa: F401 (the planner's bounds)
+from .bounds import work_bound_s
 
 MAX_GPUS = 4096
 """the default count set's top: {8·2^k, 24·2^k} up to 4,096 GPUs (issue 18)"""
