@@ -45,19 +45,12 @@ _PROGRAMS: dict[tuple[type, int, int, int], _Program] = {}
 def _compile(schedule: Any) -> _Program:
     """Walk the schedule's dependency graph once: every stage advances through its order while the
     passes its next slot waits for have run (the step engine's own order, simulator/training/step.py)."""
+    from ..training.step import slot_works
+
     p, v = schedule.stages, schedule.chunks
     home = {schedule.virtual_stage(s, c): s for s in range(p) for c in range(v)}
     vss = [[schedule.virtual_stage(s, c) for c in range(v)] for s in range(p)]
-    per_stage: list[list[list[tuple[str, int, int]]]] = []
-    for s in range(p):
-        joined = schedule.joined(s)
-        slots: list[list[tuple[str, int, int]]] = []
-        for j, work in enumerate(schedule.order(s)):
-            if j in joined and slots:
-                slots[-1].append(work)
-            else:
-                slots.append([work])
-        per_stage.append(slots)
+    per_stage = [slot_works(schedule, s) for s in range(p)]
     slot_of: dict[tuple[str, int, int], int] = {}
     stage: list[int] = []
     parts: list[tuple[tuple[str, int], ...]] = []

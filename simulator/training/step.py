@@ -72,15 +72,21 @@ def stage_slots(schedule: Schedule, stage: int, spec: StageSpec) -> list[tuple[l
     """The passes of ``stage`` in its order, grouped into the slots they run in (one pass each, unless
     the schedule overlaps some: :meth:`Schedule.joined`), each slot with its time."""
     times = {kind: spec.pass_times(kind) for kind in schedule.passes}
+    return [(works, joint_time([times[kind][c] for kind, c, _ in works], spec.overlap_slowdown))
+            for works in slot_works(schedule, stage)]
+
+
+def slot_works(schedule: Schedule, stage: int) -> list[list[Work]]:
+    """The passes of ``stage`` in its order, grouped into the slots they run in (a pass the schedule
+    overlaps with the one before it joins that one's slot: :meth:`Schedule.joined`)."""
     joined = schedule.joined(stage)
-    slots: list[tuple[list[Work], list[PassTime]]] = []
-    for j, (kind, c, i) in enumerate(schedule.order(stage)):
+    slots: list[list[Work]] = []
+    for j, work in enumerate(schedule.order(stage)):
         if j in joined and slots:
-            slots[-1][0].append((kind, c, i))
-            slots[-1][1].append(times[kind][c])
+            slots[-1].append(work)
         else:
-            slots.append(([(kind, c, i)], [times[kind][c]]))
-    return [(works, joint_time(pts, spec.overlap_slowdown)) for works, pts in slots]
+            slots.append([work])
+    return slots
 
 
 @dataclass(frozen=True, slots=True)
