@@ -131,11 +131,13 @@ class HardwareProfile(BaseModel):
     @property
     def kernels(self) -> KernelBasis | None:
         """The measured tables the cost model reads first (None: spec sheet and roofline only)."""
-        if self._training_basis_due:
-            self._training_basis_due = False
-            if self._measured is not None:
-                self._kernels = bind(self._measured, None)
-        return self._kernels
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]  # read directly: hot
+        if private["_training_basis_due"]:
+            private["_training_basis_due"] = False
+            if private["_measured"] is not None:
+                private["_kernels"] = bind(private["_measured"], None)
+        kernels: KernelBasis | None = private["_kernels"]
+        return kernels
 
     @property
     def table_bandwidth_ratio(self) -> float:

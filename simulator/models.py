@@ -205,8 +205,16 @@ class ModelSpec(BaseModel):
         return () if self.architecture == "cnn" else _stack(self)
 
     def layer_groups(self, start: int = 0, stop: int | None = None) -> list[tuple[LayerSpec, int]]:
-        """Layers ``start:stop`` as ``(spec, count)`` per kind (see :func:`group_layers`)."""
-        return group_layers(self.layer_specs(), start, stop)
+        """Layers ``start:stop`` as ``(spec, count)`` per kind (see :func:`group_layers`), folded once per
+        range of one stack (a plan search asks for the same stage ranges of thousands of layouts)."""
+        specs = self.layer_specs()
+        key = (id(specs), start, stop)
+        hit = _GROUPS.get(key)
+        if hit is None or hit[0] is not specs:
+            if len(_GROUPS) >= _GROUPS_MAX:
+                _GROUPS.clear()
+            hit = _GROUPS[key] = (specs, tuple(group_layers(specs, start, stop)))
+        return list(hit[1])
 
     @property
     def uniform(self) -> bool:
@@ -298,6 +306,11 @@ def as_layer(layer: LayerSpec | ModelSpec) -> LayerSpec:
     """The :class:`LayerSpec` a cost function reads: itself, or the one layer of a uniform
     ``ModelSpec`` (a model with layers of several kinds raises: cost each of its layer kinds)."""
     return layer.layer() if isinstance(layer, ModelSpec) else layer
+
+
+# (stack, start, stop) -> the folded groups; the stack itself is kept so its id cannot be reused
+_GROUPS: dict[tuple[int, int, int | None], tuple[tuple[LayerSpec, ...], tuple[tuple[LayerSpec, int], ...]]] = {}
+_GROUPS_MAX = 65536
 
 
 @lru_cache(maxsize=1024)

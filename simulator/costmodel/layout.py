@@ -15,6 +15,13 @@ from .collectives import Group
 PLACEMENT_MEGATRON = ("tp", "cp", "dp", "pp")
 
 
+# What of a layout a layer's kernels read (:attr:`Layout.kernel_key`); the groups stand for the placement.
+KERNEL_FIELDS = ("tp", "cp", "ep", "etp", "expert_tp", "sequence_parallel", "recompute", "recompute_modules",
+                 "flash_attention", "attention_kernel", "dropout", "fused_cross_entropy", "tp_comm_overlap",
+                 "fp8_recipe", "moe_dispatcher", "moe_capacity_factor", "moe_pad_to_capacity", "cuda_graph_scope",
+                 "precision", "tp_group", "cp_group", "ep_group")
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     tp: int = 1
@@ -156,6 +163,15 @@ class Layout:
         stride, size = self.expert_tp * self.ep, self.expert_grad_ranks
         per_node = max(1, min(size, self.gpus_per_node // stride)) if stride <= self.gpus_per_node else 1
         return Group(size, per_node)
+
+    @property
+    def kernel_key(self) -> tuple[object, ...]:
+        """Everything of the layout a layer's kernels read (``costmodel.transformer`` ``layer_ops``,
+        ``embedding_ops``, ``head_ops`` and what they call): layouts with equal keys run the same kernels
+        for the same layer, micro-batch and sequence, whatever their pipeline, data parallelism or ZeRO
+        stage, so a plan search builds each kind once (``training.work``). The groups stand for the
+        placement. ``tests/test_plan_speed.py`` checks that the kernels read nothing else."""
+        return tuple(getattr(self, name) for name in KERNEL_FIELDS)
 
     @property
     def pp_same_node(self) -> bool:

@@ -23,10 +23,6 @@ CRITICAL_PATH_PASSES = 4000
 """passes (2·p·v·m) up to which the step's bound walks the pipeline's critical path; above it the walk
 costs as much as the simulation and the bubble is a small share of the step (:func:`busy_bound_s`)"""
 
-# instance attributes of a schedule whose order depends only on its class and shape (PipelineSchedule)
-_SHAPE_ONLY = frozenset({"stages", "microbatches", "chunks", "_orders"})
-
-
 @dataclass(frozen=True, slots=True)
 class _Program:
     """A schedule's slots in one global order that respects every dependency. Slot ``j`` runs on
@@ -37,6 +33,8 @@ class _Program:
     stage: tuple[int, ...]
     parts: tuple[tuple[tuple[str, int], ...], ...]
     deps: tuple[tuple[tuple[int, bool], ...], ...]
+    distinct: tuple[tuple[tuple[str, int], ...], ...] = ()   # the distinct ``parts``, in first-seen order
+    part_of: tuple[int, ...] = ()                            # slot j's parts: ``distinct[part_of[j]]``
 
 
 _PROGRAMS: dict[tuple[type, int, int, int], _Program] = {}
@@ -85,14 +83,18 @@ def _compile(schedule: Any) -> _Program:
                 break
         if not moved:
             raise CapsimError("the pipeline schedule deadlocks: a pass waits for one that never runs")
-    return _Program(tuple(stage), tuple(parts), tuple(deps))
+    distinct = list(dict.fromkeys(parts))
+    index = {pt: k for k, pt in enumerate(distinct)}
+    return _Program(tuple(stage), tuple(parts), tuple(deps), tuple(distinct), tuple(index[pt] for pt in parts))
 
 
 def _program(schedule: Any) -> _Program:
     """The schedule's program, memoised per shape when its order depends on nothing else."""
-    if not set(vars(schedule)) <= _SHAPE_ONLY:
+    from ..training.schedules.base import shape_key
+
+    key = shape_key(schedule)
+    if key is None:
         return _compile(schedule)
-    key = (type(schedule), schedule.stages, schedule.chunks, schedule.microbatches)
     prog = _PROGRAMS.get(key)
     if prog is None:
         prog = _PROGRAMS[key] = _compile(schedule)
@@ -117,27 +119,26 @@ def work_bound_s(stages: list[Any], schedule: Any, *, p2p: float = 0.0) -> float
     if 2 * p * v * schedule.microbatches > CRITICAL_PATH_PASSES:
         return busy_bound_s(stages, schedule)
     prog = _program(schedule)
-    # each slot's length: a pass's time, or the joint time of passes the schedule overlaps
-    lengths: list[dict[tuple[tuple[str, int], ...], float]] = [{} for _ in range(p)]
-    for s, st in enumerate(stages):
+    # each slot's length: a pass's time, or the joint time of passes the schedule overlaps (dualpipe),
+    # per stage and distinct parts, then per slot
+    table: list[list[float]] = []
+    for st in stages:
         times = {kind: st.pass_times(kind) for kind in schedule.passes}
-        for c in range(v):
-            for kind in schedule.passes:
-                lengths[s][((kind, c),)] = times[kind][c].total
+        row = []
+        for pt in prog.distinct:
+            passes = [(times[kind] if kind in times else st.pass_times(kind))[c] for kind, c in pt]
+            row.append(passes[0].total if len(passes) == 1 else joint_time(passes, st.overlap_slowdown).total)
+        table.append(row)
+    lengths = [table[s][k] for s, k in zip(prog.stage, prog.part_of, strict=True)]
     finish = [0.0] * len(prog.stage)
     clock = [0.0] * p
-    for j, s in enumerate(prog.stage):
+    for j, (s, deps) in enumerate(zip(prog.stage, prog.deps, strict=True)):
         start = clock[s]
-        for d, cross in prog.deps[j]:
+        for d, cross in deps:
             t = finish[d] + p2p if cross else finish[d]
             if t > start:
                 start = t
-        length = lengths[s].get(prog.parts[j])
-        if length is None:      # overlapped passes (dualpipe)
-            st = stages[s]
-            length = lengths[s][prog.parts[j]] = joint_time(
-                [st.pass_times(kind)[c] for kind, c in prog.parts[j]], st.overlap_slowdown).total
-        clock[s] = finish[j] = start + length
+        clock[s] = finish[j] = start + lengths[j]
     return max(clock[s] + st.optimizer + st.post_optimizer_comm for s, st in enumerate(stages))
 
 

@@ -374,15 +374,16 @@ def _check(doc: dict[str, Any]) -> tuple[str | None, float]:
     """Before simulating: why the candidate cannot run ("invalid: ...", "memory"; None when it can) and,
     when it can, a lower bound on its step from the work each stage must do (:func:`work_bound_s`)."""
     from ..training.layout import resolve_layout
-    from ..training.simulate import plan_step, step_memory
+    from ..training.simulate import plan_step, step_parts
 
     try:
         sc = _scenario(doc)
         model, hw = _model_hw(doc)
         lay, mb = resolve_layout(sc, model, hw)
-        if step_memory(model, hw, lay, mb, sc).total > hw.memory_bytes:
+        parts = step_parts(model, lay, mb, sc)
+        if parts[2].total > hw.memory_bytes:
             return "memory", 0.0
-        sm = plan_step(model, hw, lay, mb, sc)
+        sm = plan_step(model, hw, lay, mb, sc, parts)
     except CapsimError as e:
         return f"invalid: {e}", 0.0
     return None, work_bound_s(sm.work.stages, sm.schedule, p2p=sm.work.p2p)

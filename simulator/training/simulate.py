@@ -21,7 +21,7 @@ from ..invariants import check_summary
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
 from .job import JobOutcome, simulate_job
-from .layout import partition, resolve_layout, step_schedule
+from .layout import Chunk, partition, resolve_layout, step_schedule
 from .memory_plan import memory_plan
 from .network import with_network
 from .result import TrainingResult
@@ -58,20 +58,32 @@ def _dispatch_s(hw: HardwareProfile, sc: TrainingScenario) -> float:
 
 def step_memory(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: TrainingScenario) -> MemoryBreakdown:
     """Memory per GPU on the most loaded stage, without building the stages' work (a cheap prune)."""
-    schedule = step_schedule(sc, mb, lay.dp)
-    return memory_plan(model, lay, mb, sc.training.seq_len, schedule, partition(model, lay, schedule)).worst
+    return step_parts(model, lay, mb, sc)[2]
 
 
-def plan_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: TrainingScenario) -> StepModel:
-    """The schedule of one iteration, the work of each stage under it, and the memory it needs."""
+StepParts = tuple[Schedule, list[list[Chunk]], MemoryBreakdown]
+
+
+def plan_step(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, sc: TrainingScenario,
+              parts: StepParts | None = None) -> StepModel:
+    """The schedule of one iteration, the work of each stage under it, and the memory it needs.
+    ``parts``: the layout's :func:`step_parts`, when the caller already has them (a plan's memory prune)."""
     seq = sc.training.seq_len
-    schedule = step_schedule(sc, mb, lay.dp)
-    stages = partition(model, lay, schedule)
+    schedule, stages, memory = parts if parts is not None else step_parts(model, lay, mb, sc)
     work = stage_work(model, hw, lay, mb, seq, schedule, stages, _dispatch_s(hw, sc))
     fit = getattr(schedule, "fit", None)    # a schedule that orders its passes by their times (zb-h1)
     if fit is not None:
         fit([(st.fwd[0].total, st.bwd[0].total, st.pass_times("W")[0].total) for st in work.stages], work.p2p)
-    return StepModel(schedule, work, memory_plan(model, lay, mb, seq, schedule, stages).worst)
+        memory = memory_plan(model, lay, mb, seq, schedule, stages).worst   # in flight under the fitted order
+    return StepModel(schedule, work, memory)
+
+
+def step_parts(model: ModelSpec, lay: Layout, mb: int, sc: TrainingScenario) -> StepParts:
+    """The iteration's schedule, its stages' chunks and the memory per GPU of the most loaded stage:
+    what the memory prune needs, without the stages' work."""
+    schedule = step_schedule(sc, mb, lay.dp)
+    stages = partition(model, lay, schedule)
+    return schedule, stages, memory_plan(model, lay, mb, sc.training.seq_len, schedule, stages).worst
 
 
 def _step(model: ModelSpec, hw: HardwareProfile, sc: TrainingScenario, mb: int | None,

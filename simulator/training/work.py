@@ -10,7 +10,9 @@ layer's compute shows; ZeRO-2/3 reduce-scatter every micro-batch's gradients on 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..costmodel.collectives import Group, collective_time, p2p_time, scalar_all_reduce
 from ..costmodel.layout import Layout
@@ -52,13 +54,36 @@ def _split(ops: tuple[Op, ...]) -> tuple[float, float, float, float]:
     return comp, tp, cp, ep
 
 
+# (builder, part, profile, layout's kernel key, micro-batch, sequence) -> the part's kernels: a plan search
+# costs thousands of layouts that differ only in pipeline, data parallelism or ZeRO stage, whose layers run
+# the same kernels. The part and profile are kept with the entry so their ids cannot be reused.
+_KERNELS: dict[tuple[Any, ...], tuple[object, HardwareProfile, PassOps]] = {}
+_KERNELS_MAX = 16384
+# (pass kind, dispatch, a2a overlap, slowdown, the parts' kernel lists) -> (the lists, their issued times)
+_ISSUED: dict[tuple[Any, ...], tuple[tuple[PassOps, ...], tuple[float, float, float, float, float]]] = {}
+
+
+def _kernels(build: Callable[[Any, HardwareProfile, Layout, int, int], PassOps], part: LayerSpec | ModelSpec,
+             hw: HardwareProfile, lay: Layout, mb: int, seq: int) -> PassOps:
+    """``build(part, hw, lay, mb, seq)``, once per distinct argument (see :attr:`Layout.kernel_key`)."""
+    key = (build, id(part), id(hw), lay.kernel_key, mb, seq)
+    hit = _KERNELS.get(key)
+    if hit is not None and hit[0] is part and hit[1] is hw:
+        return hit[2]
+    if len(_KERNELS) >= _KERNELS_MAX:
+        _KERNELS.clear()
+    ops = build(part, hw, lay, mb, seq)
+    _KERNELS[key] = (part, hw, ops)
+    return ops
+
+
 def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq: int, schedule: Schedule,
                stages: list[list[Chunk]], dispatch_s: float) -> StageWork:
     """The work of every stage of ``stages`` (from :func:`~.layout.partition`) under ``schedule``."""
     p, m = schedule.stages, schedule.microbatches
-    kinds = {spec: layer_ops(spec, hw, lay, mb, seq) for spec, _ in model.layer_groups()}  # each kind once
-    emb = embedding_ops(model, hw, lay, mb, seq)
-    head = head_ops(model, hw, lay, mb, seq)
+    kinds = {spec: _kernels(layer_ops, spec, hw, lay, mb, seq) for spec, _ in model.layer_groups()}  # each kind once
+    emb = _kernels(embedding_ops, model, hw, lay, mb, seq)
+    head = _kernels(head_ops, model, hw, lay, mb, seq)
 
     def _chunk_parts(ch: Chunk) -> list[tuple[PassOps, int]]:
         """The kernels of one chunk's pass: (ops, repeats) in the order they run."""
@@ -117,9 +142,14 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             return ops.recompute + ops.input_grads()
         return ops.weight_grads()
 
-    def pass_time(ch: Chunk, kind: str) -> PassTime:
-        weights = kind in ("BW", "W")          # the pass that produces this micro-batch's weight gradients
-        blocks = [(kernels(ops, kind), n) for ops, n in _chunk_parts(ch)]
+    def issued(parts: list[tuple[PassOps, int]], kind: str) -> tuple[float, float, float, float, float]:
+        """Compute, TP, CP and EP seconds of the parts' kernels in a ``kind`` pass, and their wall time
+        as one host thread issues them: the same for every layout sharing the kernels (memoised)."""
+        key = (kind, dispatch_s, lay.moe_a2a_overlap, slowdown, tuple((id(ops), n) for ops, n in parts))
+        hit = _ISSUED.get(key)
+        if hit is not None and all(a is b for a, (b, _) in zip(hit[0], parts, strict=True)):
+            return hit[1]
+        blocks = [(kernels(ops, kind), n) for ops, n in parts]
         if lay.moe_a2a_overlap:
             blocks = [(overlap_a2a(ops, slowdown), n) for ops, n in blocks]
         comp = tp = cp = ep = 0.0
@@ -129,9 +159,17 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             tp += t * n
             cp += x * n
             ep += e * n
+        out = (comp, tp, cp, ep, dispatched_time(blocks, dispatch_s))
+        if len(_ISSUED) >= _KERNELS_MAX:
+            _ISSUED.clear()
+        _ISSUED[key] = (tuple(ops for ops, _ in parts), out)
+        return out
+
+    def pass_time(ch: Chunk, kind: str) -> PassTime:
+        weights = kind in ("BW", "W")          # the pass that produces this micro-batch's weight gradients
+        comp, tp, cp, ep, wall = issued(_chunk_parts(ch), kind)
         if weights and not lay.grad_accumulation_fusion:
             comp += accumulation(ch)           # the separate pass adding this micro-batch's gradients
-        wall = dispatched_time(blocks, dispatch_s)
         layers = max(ch.layers, 1)
         # layers of several sizes: the mean gather per layer over the chunk (the backward's gather
         # before its input gradients, when the weights were freed after the forward)

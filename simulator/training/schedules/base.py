@@ -167,6 +167,19 @@ class Schedule(Protocol):
         ...
 
 
+# instance attributes of a PipelineSchedule whose order and layer placement depend only on its shape
+_SHAPE_ATTRIBUTES = frozenset({"stages", "microbatches", "chunks", "_orders"})
+
+
+def shape_key(schedule: Any) -> tuple[type, int, int, int] | None:
+    """``(class, stages, chunks, micro-batches)`` when the schedule holds nothing but its shape, so that
+    its order and which layers each stage holds follow from these alone (what the planner's memos key
+    on); None when it holds anything else (zb-h1's fitted order, ...)."""
+    if not set(vars(schedule)) <= _SHAPE_ATTRIBUTES:
+        return None
+    return type(schedule), schedule.stages, schedule.chunks, schedule.microbatches
+
+
 class PipelineSchedule(ABC):
     """The common answers of schedules that pass activations down and gradients up one chain of
     virtual stages: chunk ``c`` of stage ``s`` is virtual stage ``c·p + s`` (Megatron's interleaving;
