@@ -101,3 +101,35 @@ def test_the_cli_prints_one_line_of_kernel_tables() -> None:
                           "workload.duration_s=20"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     line = next(s for s in out.splitlines() if "kernel tables" in s)
     assert "vllm 0.24.0 (gemm, attention, moe, all-reduce), nccl 2.27.3" in line
+
+
+
+@pytest.mark.parametrize(("gpu", "quantized"), [("h200", "fp8"), ("b200", "nvfp4")])
+def test_tensorrt_llm_runs_the_prompts_attention_as_fp8_fmha_when_its_output_projection_is_quantized(
+        gpu: str, quantized: str) -> None:
+    """TensorRT-LLM's attention writes an FP8/NVFP4 o_proj's quantized input, which selects its FP8 context
+    FMHA (costmodel.fusion): the prefill slope is the line through the fp8/fp8 context table, not bf16's.
+    vLLM's FlashAttention prefill, and TensorRT-LLM serving a bf16 checkpoint, stay on the bf16 table."""
+    from simulator.catalog import get_model
+    from simulator.costmodel.fusion import engine_fusion
+    from simulator.costmodel.inference import InferenceModel, measured_attention
+    from simulator.hardware import get_profile
+
+    model = get_model("llama-3.1-8b")
+    att = model.layer_specs()[0].attention
+
+    def table(engine: str, fp8_context: bool) -> float:      # a bf16 KV cache: only the output selects FP8
+        fit = measured_attention(get_profile(gpu).with_engine(engine, None), att.heads, att.kv_heads, att.head_dim,
+                                 "bf16", fp8_context=fp8_context).prefill
+        assert fit is not None
+        return fit[1]
+
+    def slope(engine: str, precision: str) -> float:
+        perf = InferenceModel(model=model, hw=get_profile(gpu).with_engine(engine, None), precision=precision,
+                              kv_precision="bf16", fusion=engine_fusion(engine))
+        return perf.prefill_coef / model.layers
+
+    assert 0.6 < table("trtllm", True) / table("trtllm", False) < 0.95   # FP8 FMHA: 0.70-0.87 of BF16's time
+    assert slope("trtllm", quantized) == pytest.approx(table("trtllm", True))
+    assert slope("trtllm", "bf16") == pytest.approx(table("trtllm", False))
+    assert slope("vllm", quantized) == pytest.approx(table("vllm", False))

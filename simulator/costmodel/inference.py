@@ -164,12 +164,13 @@ PREFILL_FIT = {"batch": (1, 2, 4), "seq": (128, 256, 512, 1024, 2048, 4096, 8192
 
 
 def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_dim: int,
-                       kv_precision: str) -> AttentionFit:
+                       kv_precision: str, *, fp8_context: bool = False) -> AttentionFit:
     """Fit the serving cost model's linear attention terms to the engine's measured attention tables.
 
     The serving simulator needs attention linear in the cached tokens (its fast-forward advances an
     unchanged batch many steps at once), so the tables enter as the least-squares line through their
-    points in the range an engine runs in, not point by point."""
+    points in the range an engine runs in, not point by point. ``fp8_context``: the prompt's attention
+    runs as FP8 context FMHA (FP8 Q, K and V: the tables' fp8/fp8 rows; :mod:`.fusion`)."""
     kb = hw.kernels
     if kb is None:
         return AttentionFit(None, None)
@@ -177,12 +178,14 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
         kb.coverage.miss("attention", f"fractional heads per GPU: {heads:g}/{kv_heads:g}")
         return AttentionFit(None, None)
     kv_dtype = kv_precision if kv_precision in ("bf16", "fp8") else "bf16"
+    ctx_dtype, ctx_kv = ("fp8", "fp8") if fp8_context else ("bf16", kv_dtype)
     h, kv, d = int(heads), int(kv_heads), int(head_dim)
     table_key = ("bf16", kv_dtype, h, kv, d, 0)
+    ctx_key = (ctx_dtype, ctx_kv, h, kv, d, 0)
     shape = f"bf16/{kv_dtype} heads={h} kv_heads={kv} d={d}"
     decode = prefill = None
-    if not kb.has("generation_attention", table_key) or not kb.has("context_attention", table_key):
-        return _proxy_attention(kb, h, kv, d, kv_dtype, hw.table_bandwidth_ratio)
+    if not kb.has("generation_attention", table_key) or not kb.has("context_attention", ctx_key):
+        return _proxy_attention(kb, h, kv, d, kv_dtype, hw.table_bandwidth_ratio, fp8_context=fp8_context)
     if kb.has("generation_attention", table_key):
         pts = [(float(b * c), kb.generation_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h, kv_heads=kv, head_dim=d,
                                                batch=b, kv_len=c, count=False))
@@ -192,18 +195,18 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
             decode = (decode[0], decode[1] * hw.table_bandwidth_ratio)
     else:
         kb.coverage.miss("generation_attention", shape)
-    if kb.has("context_attention", table_key):
-        pts = [(b * s * (s + 1) / 2.0, kb.context_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h, kv_heads=kv,
+    if kb.has("context_attention", ctx_key):
+        pts = [(b * s * (s + 1) / 2.0, kb.context_attention(dtype=ctx_dtype, kv_dtype=ctx_kv, heads=h, kv_heads=kv,
                                                           head_dim=d, batch=b, seq=s, count=False))
                for b in PREFILL_FIT["batch"] for s in PREFILL_FIT["seq"]]
         prefill = floor_slope_line([(w, t) for w, t in pts if t is not None], PREFILL_FIT["min_work"][0])
     else:
-        kb.coverage.miss("context_attention", shape)
+        kb.coverage.miss("context_attention", f"{ctx_dtype}/{ctx_kv} heads={h} kv_heads={kv} d={d}")
     return AttentionFit(decode, prefill)
 
 
 def _proxy_attention(kb: KernelBasis, heads: int, kv_heads: int, head_dim: int, kv_dtype: str,
-                     bandwidth_ratio: float) -> AttentionFit:
+                     bandwidth_ratio: float, *, fp8_context: bool = False) -> AttentionFit:
     """A shape the tables lack, from a measured one of the same head size: prefill from the shape with the
     same query heads per KV head and the nearest head count, its per-pair slope scaled by
     ``heads / heads'`` (FlashAttention's work is per query head); decode from the one with the nearest KV
@@ -213,10 +216,11 @@ def _proxy_attention(kb: KernelBasis, heads: int, kv_heads: int, head_dim: int, 
     out: list[tuple[float, float] | None] = []
     for kind, fit in (("generation_attention", DECODE_FIT),
                       ("context_attention", PREFILL_FIT)):
-        cands = [k for k in kb.keys(kind) if k[0] == "bf16" and k[1] == kv_dtype and int(k[4]) == head_dim
+        dtype, kv = ("fp8", "fp8") if fp8_context and kind == "context_attention" else ("bf16", kv_dtype)
+        cands = [k for k in kb.keys(kind) if k[0] == dtype and k[1] == kv and int(k[4]) == head_dim
                  and int(k[5]) == 0]
         if not cands:
-            kb.coverage.miss(kind, f"bf16/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim}")
+            kb.coverage.miss(kind, f"{dtype}/{kv} heads={heads} kv_heads={kv_heads} d={head_dim}")
             out.append(None)
             continue
         if kind == "generation_attention":
@@ -233,7 +237,7 @@ def _proxy_attention(kb: KernelBasis, heads: int, kv_heads: int, head_dim: int, 
                                                           head_dim=head_dim, batch=b, kv_len=c, count=False))
                    for b in fit["batch"] for c in fit["kv_len"]]
         else:
-            pts = [(b * s_ * (s_ + 1) / 2.0, kb.context_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h_c,
+            pts = [(b * s_ * (s_ + 1) / 2.0, kb.context_attention(dtype=dtype, kv_dtype=kv, heads=h_c,
                                                                  kv_heads=kv_c, head_dim=head_dim, batch=b, seq=s_,
                                                                  count=False))
                    for b in fit["batch"] for s_ in fit["seq"]]
@@ -292,6 +296,11 @@ def attention_math_precision(hw: HardwareProfile, precision: str) -> str:
     return "bf16"
 
 
+# output projections whose GEMM input TensorRT-LLM's attention quantizes (costmodel.fusion): FP8 per tensor,
+# block-scaled FP8 and NVFP4
+FP8_OUTPUT = frozenset({"fp8", "fp8-block", "nvfp4"})
+
+
 @dataclass
 class InferenceModel:
     """One replica (``tp × pp`` GPUs) of ``model`` on ``hw``: iteration times and memory."""
@@ -331,6 +340,12 @@ class InferenceModel:
         # attention's own math format (:func:`attention_math_precision`), never the GEMMs' 4-bit one
         a_prec = attention_math_precision(hw, self.precision)
         rate = hw.peak_flops(a_prec) * hw.gemm_max(a_prec) * hw.efficiency.attention_fwd
+        # an engine whose attention writes the FP8/FP4 output projection's input runs the prompt's attention
+        # as FP8 context FMHA (costmodel.fusion), at the measured fp8 tables' rate; where no table covers
+        # a layer (MLA, a GPU without tables) the bf16 roofline stays: FP8 FMHA measures 1.15-1.4x BF16's
+        # speed, not the 2x of the peaks
+        self.fp8_context_attention = (self.fusion.fp8_context_attention and self.dense_precision in FP8_OUTPUT
+                                      and hw.supports("fp8"))
         kv_layer: list[float] = []
         d = self.attention_dp
         # windowed layers (costmodel.attention_variants) in a model that also has full-attention layers
@@ -352,7 +367,8 @@ class InferenceModel:
             kv_heads_local = max(att.kv_heads / t, 1.0)
             kv_layer.append(kv_bytes_per_token_layer(att, tp=t, kv_bytes=kv_bytes(self.kv_precision)))
             fit = (AttentionFit(None, None) if att.is_mla else
-                   measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision))
+                   measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision,
+                                      fp8_context=self.fp8_context_attention))
             # the tables' lines, else the roofline: decode reads each cached token's K and V and does
             # 4·q_dim/t FLOPs on it (the slower bounds); prefill does 4·(heads/t)·head_dim FLOPs per pair.
             # With attention DP each of the d groups reads its own sequences' caches (1/d of them).
