@@ -77,10 +77,8 @@ def _all_work(model_name: str, layouts: list[tuple[Layout, Any]], cold: bool) ->
     out = []
     for lay, schedule in layouts:
         if cold:
-            work._KERNELS.clear()
-            work._ISSUED.clear()
-            models._GROUPS.clear()
-            training_layout._PARTITIONS.clear()
+            work.clear_memos()
+            assert not (work._KERNELS or work._ISSUED or models._GROUPS or training_layout._PARTITIONS)
         out.append(work.stage_work(model, hw, lay, 1, 4096, schedule, partition(model, lay, schedule), 20e-6))
     return out
 

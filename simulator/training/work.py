@@ -63,6 +63,17 @@ _KERNELS_MAX = 16384
 _ISSUED: dict[tuple[Any, ...], tuple[tuple[PassOps, ...], tuple[float, float, float, float, float]]] = {}
 
 
+def clear_memos() -> None:
+    """Forget the memoised kernels, issued times, layer groups and partitions (a benchmark's cold run)."""
+    from .. import models
+    from . import layout
+
+    _KERNELS.clear()
+    _ISSUED.clear()
+    models._GROUPS.clear()
+    layout._PARTITIONS.clear()
+
+
 def _kernels(build: Callable[[Any, HardwareProfile, Layout, int, int], PassOps], part: LayerSpec | ModelSpec,
              hw: HardwareProfile, lay: Layout, mb: int, seq: int) -> PassOps:
     """``build(part, hw, lay, mb, seq)``, once per distinct argument (see :attr:`Layout.kernel_key`)."""
