@@ -133,3 +133,35 @@ def test_tensorrt_llm_runs_the_prompts_attention_as_fp8_fmha_when_its_output_pro
     assert slope("trtllm", quantized) == pytest.approx(table("trtllm", True))
     assert slope("trtllm", "bf16") == pytest.approx(table("trtllm", False))
     assert slope("vllm", quantized) == pytest.approx(table("vllm", False))
+
+
+def test_the_prefill_attention_slope_is_the_tables_per_pair_time_at_the_workloads_prompt_length() -> None:
+    """From 1k tokens up, the prompt's attention is charged the context table's own per-pair time at the
+    workload's prompt length above the fit's launch floor (capped at the table's longest prompt); shorter
+    prompts keep the line through the table's 128-8k points. Long prompts run the kernel faster per pair."""
+    from simulator.catalog import get_model
+    from simulator.costmodel.inference import PREFILL_AT_PROMPT_FROM, measured_attention
+    from simulator.hardware import get_profile
+
+    hw = get_profile("h100-sxm").with_engine("trtllm", None)
+    att = get_model("llama-3.1-8b").layer_specs()[0].attention
+    kb = hw.kernels
+    assert kb is not None
+
+    def fit(prompt: float | None) -> tuple[float, float]:
+        line = measured_attention(hw, att.heads, att.kv_heads, att.head_dim, "bf16", prompt_tokens=prompt).prefill
+        assert line is not None
+        return line
+
+    base = fit(None)
+    assert fit(PREFILL_AT_PROMPT_FROM - 1) == base
+    longest = float(kb.sizes("context_attention", ("bf16", "bf16", 32, 8, 128, 0))[1][-1])  # type: ignore[index]
+    for s in (4096.0, longest):
+        t = kb.context_attention(dtype="bf16", kv_dtype="bf16", heads=32, kv_heads=8, head_dim=128, batch=1, seq=s,
+                                 count=False)
+        assert t is not None
+        floor, slope = fit(s)
+        assert floor == base[0]
+        assert slope == pytest.approx((t - floor) / (s * (s + 1) / 2))
+    assert fit(4 * longest) == fit(longest)                 # beyond the table: its longest prompt's rate
+    assert fit(longest)[1] < fit(2048.0)[1]                 # a 16k prompt costs less per pair than a 2k one

@@ -10,7 +10,7 @@ import pytest
 
 from simulator import CapsimError, load_scenario, parse_scenario, simulate_serving
 from simulator.serving.engines.offload import GIB, PCIE5_X16_GBPS, KVOffload, Tier, build_tiers, offload
-from simulator.serving.simulate import build_replica_model
+from simulator.serving.simulate import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def test_a_prefix_in_host_memory_costs_its_transfer_instead_of_its_prefill() -> 
     host memory: 2,000 tokens not computed, 40 blocks loaded (10 us + 40 × 2 MiB / 63 GB/s). Without the tier
     C recomputes the 40 blocks: 840 tokens after 1,360 cached."""
     sc = parse_scenario(three_requests({"cpu_gib": 1}))
-    perf, plan = build_replica_model(sc)
+    _, _, perf, plan = prepare(sc).stages[0]       # the replica model the run used
     assert plan.kv_cache_tokens // 16 == 224
     r = simulate_serving(sc)
     f = r.requests

@@ -10,6 +10,7 @@ import pytest
 
 from simulator import CapsimError, parse_scenario, simulate_serving
 from simulator.serving.engines import ENGINES, PrefillFirstEngine
+from simulator.serving.engines.presets import LengthStats
 from simulator.serving.simulate import build_replica_model
 
 COLS = ["arrival_s", "queue_s", "ttft_s", "e2e_s", "tpot_s", "replica", "status", "preemptions"]
@@ -47,7 +48,9 @@ def test_a_prompt_arriving_mid_decode_pauses_decoding_under_prefill_first(tmp_pa
                "kv_block_tokens": 16, "kv_cache_fraction": 0.5, "scheduler_policy": "max_utilization"}
     base = doc(replica, {"arrival": {"process": "offline", "requests": 1},
                          "prompt_tokens": {"dist": "fixed", "value": 100}, "output_tokens": {"dist": "fixed", "value": 6}})
-    perf, _ = build_replica_model(parse_scenario(base))
+    # the replica model of the traced workload below (prompts of 100 and 3,000 tokens, outputs of 6 and 3):
+    # its prompt attention is charged at the mean prompt's rate
+    perf, _ = build_replica_model(parse_scenario(base), LengthStats(1550.0, 4.5, 3000))
     C = perf.decode_coef_per_step
 
     def step(n: int, ctx: int) -> float:

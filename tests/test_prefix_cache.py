@@ -15,7 +15,7 @@ from simulator import CapsimError, load_scenario, parse_scenario, simulate_servi
 from simulator.serving.engines.kv import BlockAllocator
 from simulator.serving.engines.offload import Tier
 from simulator.serving.engines.prefix_cache import Content, PrefixCache, chain_hashes
-from simulator.serving.simulate import build_replica_model
+from simulator.serving.simulate import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 COLS = ["arrival_s", "queue_s", "ttft_s", "e2e_s", "tpot_s", "replica", "status", "preemptions"]
@@ -138,7 +138,7 @@ def test_full_prefix_hit_prefills_only_the_new_tokens() -> None:
                  shared_prefix={"groups": 1, "system_prompt_tokens": 2000})
     sc = parse_scenario(d)
     r = simulate_serving(sc)
-    perf, _ = build_replica_model(sc)
+    perf = prepare(sc).stages[0][2]          # the replica model the run used (its workload's prompt length)
     q, c = 200, 2000
     hit = perf.iteration_time(tokens=q, sampled=1, prefill_work=q * (c + (q + 1) / 2), decode_seqs=0, decode_ctx=0)
     full = perf.iteration_time(tokens=c + q, sampled=1, prefill_work=(c + q) * (c + q + 1) / 2, decode_seqs=0,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InfeasibleError
 from ..hardware import HardwareProfile
@@ -164,13 +165,22 @@ PREFILL_FIT = {"batch": (1, 2, 4), "seq": (128, 256, 512, 1024, 2048, 4096, 8192
 
 
 def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_dim: int,
-                       kv_precision: str, *, fp8_context: bool = False) -> AttentionFit:
+                       kv_precision: str, *, fp8_context: bool = False,
+                       prompt_tokens: float | None = None) -> AttentionFit:
     """Fit the serving cost model's linear attention terms to the engine's measured attention tables.
 
     The serving simulator needs attention linear in the cached tokens (its fast-forward advances an
     unchanged batch many steps at once), so the tables enter as the least-squares line through their
     points in the range an engine runs in, not point by point. ``fp8_context``: the prompt's attention
-    runs as FP8 context FMHA (FP8 Q, K and V: the tables' fp8/fp8 rows; :mod:`.fusion`)."""
+    runs as FP8 context FMHA (FP8 Q, K and V: the tables' fp8/fp8 rows; :mod:`.fusion`).
+
+    ``prompt_tokens``: the workload's prompt length. A fused attention kernel's cost per query-key pair
+    falls as the prompt grows (more tiles in flight per launch: in TensorRT-LLM's bf16 tables a 16k-token
+    prompt's per-pair time is 0.52-0.63 of a 2k one's on H100 and H200 and 0.36-0.49 on B200, for Llama's
+    and Qwen's head shapes), so one line through 128-8k-token prompts charges a 32k-token prompt the rate
+    of a 2k one. From 1k tokens up, the slope is the table's own per-pair time at that
+    length (at its longest measured prompt beyond it), above the same launch floor: still one line, as
+    the fast-forward needs, but through the point the workload runs at."""
     kb = hw.kernels
     if kb is None:
         return AttentionFit(None, None)
@@ -200,9 +210,28 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
                                                           head_dim=d, batch=b, seq=s, count=False))
                for b in PREFILL_FIT["batch"] for s in PREFILL_FIT["seq"]]
         prefill = floor_slope_line([(w, t) for w, t in pts if t is not None], PREFILL_FIT["min_work"][0])
+        if prefill is not None and prompt_tokens is not None and prompt_tokens >= PREFILL_AT_PROMPT_FROM:
+            prefill = _at_prompt(kb, ctx_key, prefill, prompt_tokens)
     else:
         kb.coverage.miss("context_attention", f"{ctx_dtype}/{ctx_kv} heads={h} kv_heads={kv} d={d}")
     return AttentionFit(decode, prefill)
+
+
+PREFILL_AT_PROMPT_FROM = 1024   # prompts from which the slope is read at the workload's length (measured_attention)
+
+
+def _at_prompt(kb: KernelBasis, key: tuple[Any, ...], line: tuple[float, float],
+               prompt_tokens: float) -> tuple[float, float]:
+    """``line``'s floor with the slope of one prompt of ``prompt_tokens`` (capped at the table's longest)."""
+    axes = kb.sizes("context_attention", key)
+    if axes is None or len(axes) < 2 or not len(axes[1]):
+        return line
+    s = min(float(prompt_tokens), float(axes[1][-1]))
+    t = kb.context_attention(dtype=key[0], kv_dtype=key[1], heads=key[2], kv_heads=key[3], head_dim=key[4],
+                             batch=1, seq=s, count=False)
+    if t is None or t <= line[0]:
+        return line
+    return line[0], (t - line[0]) / (s * (s + 1) / 2.0)
 
 
 def _proxy_attention(kb: KernelBasis, heads: int, kv_heads: int, head_dim: int, kv_dtype: str,
@@ -325,6 +354,9 @@ class InferenceModel:
     # a chunked layer (Llama 4) reads c mod chunk keys at context c, charged per sequence as its mean over that
     # span (attention_variants.chunk_mean_keys)
     decode_span: tuple[float, float] | None = None
+    # the workload's mean prompt length (None: unknown): the prefill attention's rate is read there
+    # (measured_attention ``prompt_tokens``)
+    prompt_tokens: float | None = None
     _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -368,7 +400,8 @@ class InferenceModel:
             kv_layer.append(kv_bytes_per_token_layer(att, tp=t, kv_bytes=kv_bytes(self.kv_precision)))
             fit = (AttentionFit(None, None) if att.is_mla else
                    measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision,
-                                      fp8_context=self.fp8_context_attention))
+                                      fp8_context=self.fp8_context_attention,
+                                      prompt_tokens=self.prompt_tokens if att.window is None else None))
             # the tables' lines, else the roofline: decode reads each cached token's K and V and does
             # 4·q_dim/t FLOPs on it (the slower bounds); prefill does 4·(heads/t)·head_dim FLOPs per pair.
             # With attention DP each of the d groups reads its own sequences' caches (1/d of them).

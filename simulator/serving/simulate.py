@@ -116,7 +116,9 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
                           ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew,
                           decode_context_tokens=decode_ctx if math.isfinite(decode_ctx) else None,
                           decode_span=(lengths.mean_prompt, lengths.mean_prompt + lengths.mean_output)
-                          if lengths is not None and math.isfinite(decode_ctx) else None)
+                          if lengths is not None and math.isfinite(decode_ctx) else None,
+                          prompt_tokens=lengths.mean_prompt if lengths is not None and math.isfinite(
+                              lengths.mean_prompt) else None)
     mem: dict[str, float]
     fraction = rc.kv_cache_fraction if rc.kv_cache_fraction is not None else DEFAULT_FREE_FRACTION
     if generative:

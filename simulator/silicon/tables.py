@@ -246,6 +246,12 @@ class KernelBasis:
         ref = self.chosen.get(kind)
         return [] if ref is None else self.measured.grid(ref).keys_present()
 
+    def sizes(self, kind: str, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The measured values of each size axis of the chosen ``kind`` table at ``key`` (context
+        attention: batches, sequence lengths), or None where it did not measure ``key``."""
+        ref = self.chosen.get(kind)
+        return None if ref is None else self.measured.grid(ref).axis_values(key)
+
     def has(self, kind: str, key: tuple[Any, ...]) -> bool:
         """Whether the chosen ``kind`` table measured ``key`` at all (any size)."""
         ref = self.chosen.get(kind)
