@@ -92,6 +92,23 @@ def test_plan_limits(hardware: str, replica: dict, seqs: int, tokens: int) -> No
     assert plan.generative and plan.gpus_per_replica == 1 and plan.kv_cache_tokens > 0
 
 
+@pytest.mark.parametrize("engine", ["trtllm", "trtllm-bench", "vllm"])
+def test_tensorrt_llm_holds_pp_micro_batches_of_its_limits(engine: str) -> None:
+    """TensorRT-LLM admits pp x max_batch_size active requests, pp micro-batches each scheduled to its own
+    max_batch_size and max_num_tokens (model_engine.py get_max_num_sequences); vLLM's limits are the replica's."""
+    def plan(pp: int) -> ReplicaPlan:
+        _, p = build_replica_model(parse_scenario(serving({"engine": engine, "pp": pp}, model="llama-3.1-70b",
+                                                          precision="fp8", hardware="h100-sxm")))
+        return p
+
+    one, two = plan(1), plan(2)
+    assert one.engine is not None and two.engine is not None
+    assert (one.max_num_seqs, one.max_batched_tokens) == (one.engine.max_num_seqs, one.engine.max_batched_tokens)
+    scale = 2 if engine.startswith("trtllm") else 1
+    assert (two.max_num_seqs, two.max_batched_tokens) == (scale * two.engine.max_num_seqs,
+                                                          scale * two.engine.max_batched_tokens)
+
+
 def test_the_default_table_is_ordered_largest_first() -> None:
     assert [t.min_memory_gib for t in VLLM_TIERS] == sorted((t.min_memory_gib for t in VLLM_TIERS), reverse=True)
     assert VLLM_TIERS[-1].min_memory_gib == 0       # every GPU falls in a tier

@@ -97,7 +97,16 @@ class ContinuousBatching(ReplicaConfig):
         if settings is None:
             raise ValueError("an iteration-level engine's limits come from its resolved engine settings")
         # SGLang sizes its sequence bound from the KV pool: its largest request pool until then
-        return settings.max_num_seqs or 4096, settings.max_batched_tokens
+        seqs, tokens = settings.max_num_seqs or 4096, settings.max_batched_tokens
+        if settings.engine.startswith("trtllm") and self.pp > 1:
+            # TensorRT-LLM keeps pp micro-batches in flight, each scheduled on its own up to max_batch_size
+            # requests and max_num_tokens tokens, and admits pp x max_batch_size active requests
+            # (tensorrt_llm/_torch/pyexecutor/model_engine.py get_max_num_sequences: "num_batches =
+            # self.mapping.pp_size; return num_batches * self.batch_size"); trtllm-bench's sizing divides its
+            # batch by pp for that (bench/build/tuning.py finetune_setting). A capsim iteration is one period
+            # of all pp micro-batches, so both limits are pp times the engine's settings.
+            seqs, tokens = seqs * self.pp, tokens * self.pp
+        return seqs, tokens
 
 
 class ContinuousEngine(Replica):
