@@ -19,6 +19,7 @@ from .files import read_json_object
 from .hf_families import FAMILIES, family_spec
 from .hf_layers import hf_layer_keys
 from .layers import LayerSpec, build_stack, group_layers
+from .memo import IdentityMemo
 
 
 class MoESpec(BaseModel):
@@ -209,12 +210,10 @@ class ModelSpec(BaseModel):
         range of one stack (a plan search asks for the same stage ranges of thousands of layouts)."""
         specs = self.layer_specs()
         key = (id(specs), start, stop)
-        hit = _GROUPS.get(key)
-        if hit is None or hit[0] is not specs:
-            if len(_GROUPS) >= _GROUPS_MAX:
-                _GROUPS.clear()
-            hit = _GROUPS[key] = (specs, tuple(group_layers(specs, start, stop)))
-        return list(hit[1])
+        groups = _GROUPS.get(key, (specs,))
+        if groups is None:
+            groups = _GROUPS.put(key, (specs,), tuple(group_layers(specs, start, stop)))
+        return list(groups)
 
     @property
     def uniform(self) -> bool:
@@ -308,9 +307,8 @@ def as_layer(layer: LayerSpec | ModelSpec) -> LayerSpec:
     return layer.layer() if isinstance(layer, ModelSpec) else layer
 
 
-# (stack, start, stop) -> the folded groups; the stack itself is kept so its id cannot be reused
-_GROUPS: dict[tuple[int, int, int | None], tuple[tuple[LayerSpec, ...], tuple[tuple[LayerSpec, int], ...]]] = {}
-_GROUPS_MAX = 65536
+# (stack, start, stop) -> the folded groups of that range of the stack (simulator.memo)
+_GROUPS: IdentityMemo[tuple[tuple[LayerSpec, int], ...]] = IdentityMemo(65536)
 
 
 @lru_cache(maxsize=1024)

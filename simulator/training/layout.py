@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 from ..costmodel.layout import Layout
 from ..errors import CapsimError
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
+from ..memo import IdentityMemo
 from ..models import ModelSpec
 from ..scenario import TrainingScenario
 from .schedules.base import Schedule, make_schedule, shape_key
@@ -168,11 +168,10 @@ class Chunk:
     expert_params: float = 0.0  # the routed experts' share of ``params``, synced over the expert-DP group
 
 
-# (model, schedule class and shape, tp, ep, expert tp) -> the stages' chunks; the model is kept with the
-# entry so its id cannot be reused. A plan search partitions thousands of layouts that differ only in
-# data parallelism, micro-batch or recomputation, which move no layer.
-_PARTITIONS: dict[tuple[Any, ...], tuple[ModelSpec, list[list[Chunk]]]] = {}
-_PARTITIONS_MAX = 16384
+# (model, schedule class and shape, tp, ep, expert tp) -> the stages' chunks (simulator.memo). A plan search
+# partitions thousands of layouts that differ only in data parallelism, micro-batch or recomputation,
+# which move no layer.
+_PARTITIONS: IdentityMemo[list[list[Chunk]]] = IdentityMemo(16384)
 
 
 def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Chunk]]:
@@ -181,14 +180,12 @@ def partition(model: ModelSpec, lay: Layout, schedule: Schedule) -> list[list[Ch
     shape = shape_key(schedule)
     key = None if shape is None else (id(model), *shape, lay.tp, lay.ep, lay.expert_tp)
     if key is not None:
-        hit = _PARTITIONS.get(key)
-        if hit is not None and hit[0] is model:
-            return [list(chunks) for chunks in hit[1]]
+        hit = _PARTITIONS.get(key, (model,))
+        if hit is not None:
+            return [list(chunks) for chunks in hit]
     stages = _partition(model, lay, schedule)
     if key is not None:
-        if len(_PARTITIONS) >= _PARTITIONS_MAX:
-            _PARTITIONS.clear()
-        _PARTITIONS[key] = (model, [list(chunks) for chunks in stages])
+        _PARTITIONS.put(key, (model,), [list(chunks) for chunks in stages])
     return stages
 
 

@@ -21,6 +21,7 @@ from ..costmodel.ops import Op, dispatched_time, memory_bound_time, overlap_slow
 from ..costmodel.transformer import ACT_BYTES, PassOps, embedding_ops, head_ops, layer_ops
 from ..hardware import HardwareProfile
 from ..layers import LayerSpec
+from ..memo import IdentityMemo, clear_all
 from ..models import ModelSpec
 from .layout import Chunk, stage_expert_params, stage_params
 from .memory_plan import grad_bytes
@@ -54,38 +55,25 @@ def _split(ops: tuple[Op, ...]) -> tuple[float, float, float, float]:
     return comp, tp, cp, ep
 
 
-# (builder, part, profile, layout's kernel key, micro-batch, sequence) -> the part's kernels: a plan search
-# costs thousands of layouts that differ only in pipeline, data parallelism or ZeRO stage, whose layers run
-# the same kernels. The part and profile are kept with the entry so their ids cannot be reused.
-_KERNELS: dict[tuple[Any, ...], tuple[object, HardwareProfile, PassOps]] = {}
-_KERNELS_MAX = 16384
-# (pass kind, dispatch, a2a overlap, slowdown, the parts' kernel lists) -> (the lists, their issued times)
-_ISSUED: dict[tuple[Any, ...], tuple[tuple[PassOps, ...], tuple[float, float, float, float, float]]] = {}
+# (builder, part, profile, layout's kernel key, micro-batch, sequence) -> the part's kernels (simulator.memo):
+# a plan search costs thousands of layouts that differ only in pipeline, data parallelism or ZeRO stage,
+# whose layers run the same kernels
+_KERNELS: IdentityMemo[PassOps] = IdentityMemo(16384)
+# (pass kind, dispatch, a2a overlap, slowdown, the parts' kernel lists) -> their issued times
+_ISSUED: IdentityMemo[tuple[float, float, float, float, float]] = IdentityMemo(16384)
 
 
 def clear_memos() -> None:
     """Forget the memoised kernels, issued times, layer groups and partitions (a benchmark's cold run)."""
-    from .. import models
-    from . import layout
-
-    _KERNELS.clear()
-    _ISSUED.clear()
-    models._GROUPS.clear()
-    layout._PARTITIONS.clear()
+    clear_all()
 
 
 def _kernels(build: Callable[[Any, HardwareProfile, Layout, int, int], PassOps], part: LayerSpec | ModelSpec,
              hw: HardwareProfile, lay: Layout, mb: int, seq: int) -> PassOps:
     """``build(part, hw, lay, mb, seq)``, once per distinct argument (see :attr:`Layout.kernel_key`)."""
     key = (build, id(part), id(hw), lay.kernel_key, mb, seq)
-    hit = _KERNELS.get(key)
-    if hit is not None and hit[0] is part and hit[1] is hw:
-        return hit[2]
-    if len(_KERNELS) >= _KERNELS_MAX:
-        _KERNELS.clear()
-    ops = build(part, hw, lay, mb, seq)
-    _KERNELS[key] = (part, hw, ops)
-    return ops
+    ops = _KERNELS.get(key, (part, hw))
+    return ops if ops is not None else _KERNELS.put(key, (part, hw), build(part, hw, lay, mb, seq))
 
 
 def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq: int, schedule: Schedule,
@@ -157,9 +145,10 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
         """Compute, TP, CP and EP seconds of the parts' kernels in a ``kind`` pass, and their wall time
         as one host thread issues them: the same for every layout sharing the kernels (memoised)."""
         key = (kind, dispatch_s, lay.moe_a2a_overlap, slowdown, tuple((id(ops), n) for ops, n in parts))
-        hit = _ISSUED.get(key)
-        if hit is not None and all(a is b for a, (b, _) in zip(hit[0], parts, strict=True)):
-            return hit[1]
+        refs = tuple(ops for ops, _ in parts)
+        hit = _ISSUED.get(key, refs)
+        if hit is not None:
+            return hit
         blocks = [(kernels(ops, kind), n) for ops, n in parts]
         if lay.moe_a2a_overlap:
             blocks = [(overlap_a2a(ops, slowdown), n) for ops, n in blocks]
@@ -170,11 +159,7 @@ def stage_work(model: ModelSpec, hw: HardwareProfile, lay: Layout, mb: int, seq:
             tp += t * n
             cp += x * n
             ep += e * n
-        out = (comp, tp, cp, ep, dispatched_time(blocks, dispatch_s))
-        if len(_ISSUED) >= _KERNELS_MAX:
-            _ISSUED.clear()
-        _ISSUED[key] = (tuple(ops for ops, _ in parts), out)
-        return out
+        return _ISSUED.put(key, refs, (comp, tp, cp, ep, dispatched_time(blocks, dispatch_s)))
 
     def pass_time(ch: Chunk, kind: str) -> PassTime:
         weights = kind in ("BW", "W")          # the pass that produces this micro-batch's weight gradients
