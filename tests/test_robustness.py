@@ -383,7 +383,7 @@ def test_a_horizon_or_a_bounded_queue_is_not_unstable() -> None:
     (["train", TRAIN, "--set", "training.global_batch=10000000"],
      "one step's pipeline has 30,000,000 forward/backward ops (625,000 micro-batches x 8 stages x 3 virtual"),
     (["train", TRAIN, "--set", "reliability.runs=10000", "--set", "reliability.node_mtbf_hours=0.5"],
-     "10,000 Monte Carlo runs x 141,320 expected failures each"),
+     "10,000 Monte Carlo runs x 141,406 expected failures each"),
     (["sweep", SERVE, "--grid", "seed=" + ",".join(map(str, range(1000))), "--grid",
       "cluster.replicas=" + ",".join(map(str, range(1, 1001)))], "the sweep has 1,000,000 configurations (bound 100,000)"),
 ])

@@ -76,3 +76,52 @@ def test_table_kinds_pick_their_method():
     coll = table_grid({"op": ["all_reduce"], "implementation": ["nccl"], "dtype": ["fp16"], "ranks": [8],
                        "gpus_per_node": [8], "bytes": [1.0], "time_us": [5.0]}, "collective")
     assert (gemm.method, coll.method) == ("linear", "pchip")
+
+
+def test_the_decode_range_envelope_takes_out_spikes_and_keeps_what_lies_beyond_it():
+    # one key, m = 1..5 (B200 vLLM FP8's pattern: high at 1, 2 and 4), then two sizes past the range
+    ms = [1.0, 2.0, 3.0, 4.0, 5.0, 600.0, 700.0]
+    t = [27.0, 32.0, 13.0, 32.0, 12.5, 40.0, 35.0]
+    cols = {"k": ["a"] * len(ms), "m": ms, "time_us": t}
+    raw = Grid(cols, keys=["k"], axes=["m"])
+    env = Grid(cols, keys=["k"], axes=["m"], monotone={"m": 512})
+    assert [raw(["a"], [m]) for m in ms] == pytest.approx(t, rel=1e-12)
+    # up to 512 each point reads the least time at its m or a larger one in the range (12.5 at m = 5);
+    # 600 and 700 keep theirs, though 700 is faster than 600 (outside the range it can be a real kernel choice)
+    assert [env(["a"], [m]) for m in ms] == pytest.approx([12.5] * 5 + [40.0, 35.0], rel=1e-12)
+    # between m = 5 and 600 the interpolation runs from the envelope's 12.5 to the measured 40
+    assert env(["a"], [50.0]) == pytest.approx(np.exp(np.interp(np.log(50), np.log([5, 600]), np.log([12.5, 40]))))
+
+
+def test_the_envelope_keeps_unmeasured_points_unmeasured():
+    # a 2-D key with a hole at (m=2, n=2): the hole stays unmeasured, and each n column is enveloped alone
+    cols = {"k": ["a"] * 5, "m": [1.0, 2.0, 4.0, 1.0, 4.0], "n": [1.0, 1.0, 1.0, 2.0, 2.0],
+            "time_us": [30.0, 10.0, 20.0, 50.0, 60.0]}
+    g = Grid(cols, keys=["k"], axes=["m", "n"], monotone={"m": 512})
+    assert g(["a"], [1.0, 1.0]) == pytest.approx(10.0)       # the spike at m = 1 reads m = 2's time
+    assert g(["a"], [4.0, 1.0]) == pytest.approx(20.0)
+    assert g(["a"], [1.0, 2.0]) == pytest.approx(50.0)       # 50 < 60: already non-decreasing
+    assert g(["a"], [2.0, 2.0]) is None
+    assert g(["a"], [2.0, 1.5]) is None                      # its cell has the unmeasured corner
+
+
+def test_the_committed_b200_vllm_fp8_table_reads_no_decode_spike():
+    """The case that found it: Llama-3.1-70B's QKV GEMM at TP4 (n = 2560, k = 8192), FP8, vLLM 0.24.0's
+    B200 table, measured 27-33 us at m = 1, 2 and 4 and 12.6-13.1 us at m = 3 and 5-16; the cost model
+    now reads at m = 4 the least time measured at m = 4..512, so a decode step at batch 4 is no longer
+    slower than at batch 8."""
+    from simulator.hardware import MEASURED_DIR
+    from simulator.silicon.format import read_rows
+    from simulator.silicon.tables import MONOTONE, load_measured
+
+    assert MONOTONE == {"gemm": {"m": 512}}
+    prof = load_measured(str(MEASURED_DIR / "b200"))
+    ref = next(t for t in prof.find("gemm", "vllm") if t.engine_version == "0.24.0")
+    rows = read_rows(ref.path, "gemm")
+    raw = {int(m): t for d, m, n, k, t in zip(rows["dtype"], rows["m"], rows["n"], rows["k"], rows["time_us"],
+                                                strict=True) if d == "fp8" and n == 2560 and k == 8192 and m <= 512}
+    assert raw[4] > 2 * raw[5] and raw[1] > 2 * raw[3]
+    grid = prof.grid(ref)
+    at = {m: grid(("fp8",), (m, 2560, 8192)) for m in (1, 2, 3, 4, 5, 8)}
+    assert at[4] == pytest.approx(min(raw[m] for m in raw if m >= 4), rel=1e-9)
+    assert at[1] <= at[2] <= at[3] <= at[4] <= at[5] <= at[8]

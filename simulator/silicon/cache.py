@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -59,21 +59,22 @@ def _code_hash() -> str:
     return h.hexdigest()
 
 
-def entry_path(folder: Path, table: Path, *, kind: str, method: str, columns: tuple[str, ...]) -> Path:
+def entry_path(folder: Path, table: Path, *, kind: str, method: str, columns: tuple[str, ...],
+               monotone: Mapping[str, float] | None = None) -> Path:
     """Where the grid of ``table`` is cached: named by everything the grid depends on."""
     h = hashlib.sha256(table.read_bytes())
-    h.update(json.dumps([kind, method, list(columns), _code_hash()]).encode())
+    h.update(json.dumps([kind, method, list(columns), sorted((monotone or {}).items()), _code_hash()]).encode())
     return folder / f"grid-{kind}-{h.hexdigest()[:32]}.npz"
 
 
 def cached_grid(table: Path, *, kind: str, method: str, columns: tuple[str, ...],
-                build: Callable[[], Grid]) -> Grid:
+                build: Callable[[], Grid], monotone: Mapping[str, float] | None = None) -> Grid:
     """The grid of ``table``: read from the cache when an entry exists, else ``build()`` and stored."""
     folder = cache_dir()
     if folder is None:
         return build()
     try:
-        path = entry_path(folder, table, kind=kind, method=method, columns=columns)
+        path = entry_path(folder, table, kind=kind, method=method, columns=columns, monotone=monotone)
     except OSError:
         return build()      # the table cannot be read: build() reports it with its own message
     if path.exists():

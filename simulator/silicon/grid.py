@@ -5,7 +5,9 @@ linear where the work does), so ``log t`` is interpolated in ``log`` of each siz
 multilinearly (``method="linear"``), or with a monotone cubic along each axis (``"pchip"``).
 A query outside the measured range, or whose surrounding cell has an unmeasured corner, gets
 ``None``: the caller falls back to the roofline and counts it. Nothing is extrapolated, and a
-measured point reads back as measured with either method.
+measured point reads back as measured with either method, except along an axis the table's kind
+makes non-decreasing (``monotone``, :func:`nondecreasing`): there a point reads the least time
+measured at its size or a larger one in the given range.
 
 Why two methods. Between the launch floor and the work-bound regime ``log t`` bends upwards
 (``t = a + b·x^p`` is convex in log-log), so a straight line across a cell overestimates: on the
@@ -54,7 +56,8 @@ class Grid:
     by ``method`` (see the module docstring)."""
 
     def __init__(self, columns: Mapping[str, Sequence[Any]], *, keys: Sequence[str], axes: Sequence[str],
-                 value: str = "time_us", method: Method = "linear") -> None:
+                 value: str = "time_us", method: Method = "linear",
+                 monotone: Mapping[str, float] | None = None) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown interpolation method {method!r}; methods: {', '.join(METHODS)}")
         self.keys, self.axis_names, self.method = tuple(keys), tuple(axes), method
@@ -86,6 +89,9 @@ class Grid:
                     vals[p] = np.log(float(np.median(vs)))
             else:
                 vals[pos] = np.log(t[ix])
+            for a, upto in (monotone or {}).items():
+                i = self.axis_names.index(a)
+                vals = nondecreasing(vals, i, int(np.searchsorted(uniq[i], upto, side="right")))
             self._cells[key] = _Cell(tuple(np.log(u) for u in uniq), vals, tuple(uniq))
 
     @classmethod
@@ -165,6 +171,22 @@ class Grid:
                 return None
             total += w * v
         return float(np.exp(total))
+
+
+def nondecreasing(values: np.ndarray, axis: int, stop: int) -> np.ndarray:
+    """``values`` (log times, NaN where unmeasured) made non-decreasing along ``axis`` over its first
+    ``stop`` sizes: each measured point there becomes the least measured value at its size or a
+    larger one below ``stop``. Unmeasured points stay unmeasured; sizes from ``stop`` on are kept."""
+    head = np.take(values, range(stop), axis=axis)
+    flipped = np.flip(head, axis)
+    filled = np.where(np.isnan(flipped), np.inf, flipped)
+    low = np.flip(np.minimum.accumulate(filled, axis=axis), axis)
+    low = np.where(np.isnan(head), np.nan, low)
+    out = values.copy()
+    idx = [slice(None)] * values.ndim
+    idx[axis] = slice(0, stop)
+    out[tuple(idx)] = low
+    return out
 
 
 def _hermite(cell: _Cell, lo: list[int], frac: list[float], d: int, at: tuple[int, ...]) -> float | None:
