@@ -165,3 +165,32 @@ def test_the_prefill_attention_slope_is_the_tables_per_pair_time_at_the_workload
         assert slope == pytest.approx((t - floor) / (s * (s + 1) / 2))
     assert fit(4 * longest) == fit(longest)                 # beyond the table: its longest prompt's rate
     assert fit(longest)[1] < fit(2048.0)[1]                 # a 16k prompt costs less per pair than a 2k one
+
+
+def test_tensorrt_llms_nvfp4_gemms_take_the_fastest_measured_kernel_its_autotuner_could_pick() -> None:
+    """TensorRT-LLM autotunes trtllm::nvfp4_gemm at start-up, and its table (collected without the
+    autotuner) timed the fallback tactic: capsim takes the fastest NVFP4 GEMM measured for the shape on
+    the GPU. B200, Llama-3.1-70B's QKV at TP1 (n = 10240, k = 8192): TensorRT-LLM's table 22.2-22.8 us
+    at m = 1-16 against vLLM's 13.1-15.3 and SGLang's 15.5-18.9 (the envelope's 13.1 at m = 4); at m = 4096
+    180 against 156 and 157. Other formats (FP8 here) keep the engine's own table."""
+    from simulator.hardware import MEASURED_DIR
+    from simulator.silicon.in_model import in_model_factor
+    from simulator.silicon.tables import AUTOTUNED_GEMMS, KernelBasis, load_measured
+
+    assert AUTOTUNED_GEMMS == {"trtllm": frozenset({"nvfp4"})}
+    prof = load_measured(str(MEASURED_DIR / "b200"))
+    own = {e: KernelBasis(prof, engine=e) for e in ("trtllm", "vllm", "sglang")}
+    f = in_model_factor("gemm")
+    raw = {e: {m: prof.grid(own[e].chosen["gemm"])(("nvfp4",), (m, 10240, 8192)) * 1e-6 * f for m in (4, 4096)}
+           for e in own}
+    trt = own["trtllm"]
+    assert trt.describe()["gemm nvfp4"] == "fastest of trtllm 1.3.0rc20, sglang 0.5.14, vllm 0.24.0"
+    for m in (4, 4096):
+        assert trt.gemm("nvfp4", m, 10240, 8192) == pytest.approx(min(raw[e][m] for e in raw), rel=1e-12)
+    assert raw["vllm"][4] < 0.7 * raw["trtllm"][4]                  # the fallback tactic at decode sizes
+    assert trt.gemm("nvfp4", 4, 10240, 8192) == pytest.approx(raw["vllm"][4], rel=1e-12)
+    assert trt.gemm("fp8", 4, 10240, 8192) == pytest.approx(
+        prof.grid(trt.chosen["gemm"])(("fp8",), (4, 10240, 8192)) * 1e-6 * f, rel=1e-12)
+    # vLLM and SGLang run their own kernels, untouched
+    assert own["vllm"].gemm("nvfp4", 4, 10240, 8192) == pytest.approx(raw["vllm"][4], rel=1e-12)
+    assert "gemm nvfp4" not in own["vllm"].describe()

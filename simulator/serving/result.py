@@ -100,7 +100,8 @@ SPEC_SHEET = "spec sheet (no measured tables for this GPU)"
 
 def kernel_tables_line(hw: HardwareProfile) -> str:
     """The tables a replica's kernels are timed with, grouped by engine and version: ``vllm 0.24.0 (gemm,
-    attention, all-reduce), nccl 2.27.3``; :data:`SPEC_SHEET` for a GPU without measured tables."""
+    attention, all-reduce), nccl 2.27.3``; :data:`SPEC_SHEET` for a GPU without measured tables. An
+    autotuned GEMM format names the other engines' tables it takes the fastest kernel from."""
     basis = hw.kernels
     if basis is None:
         return SPEC_SHEET
@@ -113,6 +114,8 @@ def kernel_tables_line(hw: HardwareProfile) -> str:
         if name not in names:
             names.append(name)
     parts = [f"{ev} ({', '.join(names)})" for ev, names in groups.items()]
+    for dtype, alts in basis.gemm_alternatives.items():    # an autotuned format (silicon.tables.AUTOTUNED_GEMMS)
+        parts.append(f"{dtype} gemm the fastest with " + ", ".join(f"{r.engine} {r.engine_version}" for r in alts))
     if basis.nccl is not None:
         parts.append(f"nccl {basis.nccl.engine_version}")
     if not basis.chosen:

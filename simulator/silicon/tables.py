@@ -36,6 +36,17 @@ TRAINING_ENGINES = ("torch", "vllm", "trtllm", "sglang")
 # (its cublas_scaled_mm op), while vLLM's FP8 linear runs CUTLASS scaled_mm (on B200 its rows are slower
 # than its own bf16 ones at training shapes). bf16 stays with vLLM's torch.nn.functional.linear (cuBLAS).
 TRAINING_GEMM_DTYPE_ENGINE = {"fp8": "trtllm"}
+# GEMM formats an engine autotunes at start-up whose table was collected without its autotuner, so it
+# timed the fallback tactic. TensorRT-LLM: its NVFP4 linear calls trtllm::nvfp4_gemm, which asks
+# AutoTuner.choose_one for a tactic (tensorrt_llm/_torch/custom_ops/torch_custom_ops.py); outside tuning
+# mode and with no cached result that is tactic -1, "the fallback kernel which should be able to
+# implement any shapes" (tensorrt_llm/_torch/autotuner.py). Serving tunes every op first
+# (_torch/pyexecutor/model_engine.py warmup: "with autotune(): ... Run autotuning warmup"); aiconfigurator's
+# collector/trtllm/collect_gemm.py times Linear.forward with no autotune() (its MoE collector does tune).
+# The tuned choice is estimated as the fastest NVFP4 GEMM measured for the shape on this GPU, the
+# engine's own fallback or another engine's table (vLLM's and SGLang's CUTLASS and FlashInfer FP4
+# kernels, the families TensorRT-LLM tunes over): never slower than the table it replaces.
+AUTOTUNED_GEMMS: dict[str, frozenset[str]] = {"trtllm": frozenset({"nvfp4"})}
 # vLLM captures CUDA graphs for batches up to 512 tokens (CompilationConfig.max_cudagraph_capture_size
 # default 512, vllm/config/compilation.py); larger iterations run eager, so their all-reduce is the eager one
 CUDA_GRAPH_MAX_TOKENS = 512
@@ -148,6 +159,17 @@ class KernelBasis:
             if ref is not None:
                 self.chosen[kind] = ref
         self.nccl = self._select_nccl()
+        # an autotuned format: every other engine's newest GEMM table of it on this GPU (AUTOTUNED_GEMMS)
+        self.gemm_alternatives: dict[str, list[TableRef]] = {}
+        own = ENGINE_TABLES.get(engine or "")
+        for dtype in AUTOTUNED_GEMMS.get(own or "", frozenset()):
+            alts = []
+            for other in sorted({r.engine for r in self.measured.tables if r.kind == "gemm"} - {own}):
+                refs = [r for r in self.measured.find("gemm", other) if self.measured.grid(r).has((dtype,))]
+                if refs:
+                    alts.append(max(refs, key=lambda r: version_key(r.engine_version)))
+            if alts:
+                self.gemm_alternatives[dtype] = alts
         # training: a dtype whose GEMMs another engine's tables time (TRAINING_GEMM_DTYPE_ENGINE)
         self.gemm_by_dtype: dict[str, TableRef] = {}
         self.quantize_by_dtype: dict[str, TableRef] = {}
@@ -192,6 +214,9 @@ class KernelBasis:
         """kind -> 'engine version' of the table answering it."""
         out = {k: f"{r.engine} {r.engine_version}" for k, r in self.chosen.items()}
         out.update({f"gemm {d}": f"{r.engine} {r.engine_version}" for d, r in self.gemm_by_dtype.items()})
+        out.update({f"gemm {d}": "fastest of " + ", ".join(f"{r.engine} {r.engine_version}" for r in
+                                                            [self.chosen["gemm"], *alts])
+                    for d, alts in self.gemm_alternatives.items() if "gemm" in self.chosen})
         if self.nccl is not None:
             out["nccl"] = f"nccl {self.nccl.engine_version}"
         return out
@@ -213,7 +238,14 @@ class KernelBasis:
         ``c`` equal blocks of rows or columns it splits into exactly (c launches of a measured
         shape, an upper bound that is tight at these sizes); a larger k is not split (that needs
         a reduction) and falls back."""
-        ref = self.gemm_by_dtype.get(dtype) or self.chosen.get("gemm")
+        t = self._gemm_in(self.gemm_by_dtype.get(dtype) or self.chosen.get("gemm"), dtype, m, n, k, count=True)
+        if t is not None:          # an autotuned format: the fastest measured kernel (AUTOTUNED_GEMMS)
+            for alt in self.gemm_alternatives.get(dtype, ()):
+                other = self._gemm_in(alt, dtype, m, n, k, count=False)
+                t = t if other is None else min(t, other)
+        return None if t is None else t * in_model_factor("gemm")
+
+    def _gemm_in(self, ref: TableRef | None, dtype: str, m: float, n: float, k: float, *, count: bool) -> float | None:
         blocks = 1
         if ref is not None:
             axes = self.measured.grid(ref).axis_values((dtype,))
@@ -222,8 +254,8 @@ class KernelBasis:
                 cm, cn = max(1, math.ceil(m / m_max)), max(1, math.ceil(n / n_max))
                 m, n, blocks = m / cm, n / cn, cm * cn
         shape = f"{dtype} m={m * 1:g} n={n:g} k={k:g}" + (f" (x{blocks} blocks)" if blocks > 1 else "")
-        t = self._lookup("gemm", ref, (dtype,), (m, n, k), shape)
-        return None if t is None else blocks * t * in_model_factor("gemm")
+        t = self._lookup("gemm", ref, (dtype,), (m, n, k), shape, count)
+        return None if t is None else blocks * t
 
     def context_attention(self, *, dtype: str, kv_dtype: str, heads: int, kv_heads: int, head_dim: int, batch: float,
                           seq: float, window: int = 0, count: bool = True) -> float | None:
