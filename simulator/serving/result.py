@@ -115,7 +115,8 @@ def kernel_tables_line(hw: HardwareProfile) -> str:
             names.append(name)
     parts = [f"{ev} ({', '.join(names)})" for ev, names in groups.items()]
     for dtype, alts in basis.gemm_alternatives.items():    # an autotuned format (silicon.tables.AUTOTUNED_GEMMS)
-        parts.append(f"{dtype} gemm the fastest with " + ", ".join(f"{r.engine} {r.engine_version}" for r in alts))
+        parts.append(f"{dtype} gemm also from " + ", ".join(f"{r.engine} {r.engine_version}" for r in alts)
+                     + " (the fastest)")
     if basis.nccl is not None:
         parts.append(f"nccl {basis.nccl.engine_version}")
     if not basis.chosen:
