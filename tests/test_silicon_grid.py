@@ -125,3 +125,35 @@ def test_the_committed_b200_vllm_fp8_table_reads_no_decode_spike():
     at = {m: grid(("fp8",), (m, 2560, 8192)) for m in (1, 2, 3, 4, 5, 8)}
     assert at[4] == pytest.approx(min(raw[m] for m in raw if m >= 4), rel=1e-9)
     assert at[1] <= at[2] <= at[3] <= at[4] <= at[5] <= at[8]
+
+
+def test_every_committed_gemm_table_reads_non_decreasing_in_m_over_the_decode_range():
+    """The envelope holds on the real tables: for every measured GPU, engine table and GEMM format, at the
+    (n, k) shapes of Llama-3.1-8B's TP1 layers, the time read at m = 1..512 never falls as m grows,
+    and above 512 the measured times are read as they are (the largest m keeps its own time)."""
+    from simulator.hardware import MEASURED_DIR
+    from simulator.silicon.format import read_rows
+    from simulator.silicon.tables import load_measured
+
+    checked = 0
+    for folder in sorted(p for p in MEASURED_DIR.iterdir() if (p / "tables.yaml").exists()):
+        prof = load_measured(str(folder))
+        for ref in (t for t in prof.tables if t.kind == "gemm"):
+            grid = prof.grid(ref)
+            for key in grid.keys_present():
+                sizes = grid.axis_values(key)
+                assert sizes is not None
+                ms, ns, ks = (list(map(float, a)) for a in sizes)
+                for n, k in ((6144.0, 4096.0), (4096.0, 14336.0)):
+                    if n not in ns or k not in ks:
+                        continue
+                    reads = [grid(key, (m, n, k)) for m in ms if m <= 512]
+                    got = [r for r in reads if r is not None]
+                    assert got == sorted(got), (folder.name, ref.path.name, key, n, k)
+                    checked += 1
+            rows = read_rows(ref.path, "gemm")
+            top = max(rows["m"])
+            i = next(i for i, m in enumerate(rows["m"]) if m == top)
+            assert grid((rows["dtype"][i],), (rows["m"][i], rows["n"][i], rows["k"][i])) == pytest.approx(
+                rows["time_us"][i], rel=1e-9) or top <= 512
+    assert checked > 50
