@@ -92,6 +92,22 @@ def ttft_intercepts(d: pd.DataFrame) -> None:
         print(f"  {eng:6} {ver:14} {len(v):3} groups: measured {m:7.1f}, predicted {p_:7.1f}, gap {m - p_:+7.1f}")
 
 
+def tpot_gaps_by_tp(d: pd.DataFrame, *, max_c: int = 16) -> None:
+    """Measured minus predicted TPOT (ms) at low concurrency (c <= ``max_c``), median per campaign (engine,
+    version, model, GPU, precision) and TP. A gap that scales as 1/TP follows the GEMM time (a rate error); one
+    that appears only at TP > 1 and grows with the all-reduces per step is a per-collective cost the tables miss."""
+    ok = d[(d["error"] == "") & (d["c"] <= max_c)]
+    if ok.empty:
+        return
+    gap = (ok["tpot_ms"] - ok["pred_tpot_ms"]).rename("gap")
+    t = ok.assign(gap=gap).groupby(["engine", "version", "model", "gpu", "precision", "tp"])["gap"].median().unstack("tp")
+    t = t[t.notna().sum(axis=1) >= 2]
+    if t.empty:
+        return
+    print(f"\nTPOT gap, measured - predicted (ms), median at c <= {max_c}, by TP (campaigns with >= 2 TPs):")
+    print(t.round(2).to_string(na_rep="-"))
+
+
 def summary(d: pd.DataFrame, label: str) -> None:
     ok = d[d["error"] == ""]
     print(f"\n{label}: {len(d)} rows, {len(ok)} simulated, {len(d) - len(ok)} not expressible")
@@ -154,6 +170,7 @@ def main() -> None:
                       f"(bias {ok['err_ttft_ms'].mean():+5.1f}%), TPOT MAPE {ok['err_tpot_ms'].abs().mean():5.1f}% "
                       f"(bias {ok['err_tpot_ms'].mean():+5.1f}%)")
     ttft_intercepts(d)
+    tpot_gaps_by_tp(d)
     flagged = d[~d["precision_given"] & (d["error"] == "")]
     if len(flagged):
         summary(flagged, "flagged: rows with no precision given, simulated as bf16")
