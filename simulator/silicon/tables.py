@@ -118,7 +118,7 @@ def table_grid(columns: Mapping[str, Sequence[Any]], kind: str) -> Grid:
 @cache
 def _grid(path: str, kind: str) -> Grid:
     return cached_grid(Path(path), kind=kind, method=INTERPOLATION.get(kind, "linear"), columns=COLUMNS[kind],
-                       build=lambda: table_grid(read_rows(Path(path), kind), kind), monotone=MONOTONE.get(kind, {}))
+                       build=lambda: table_grid(read_rows(Path(path), kind), kind), monotone=MONOTONE.get(kind))
 
 
 @cache
@@ -163,11 +163,8 @@ class KernelBasis:
         self.gemm_alternatives: dict[str, list[TableRef]] = {}
         own = ENGINE_TABLES.get(engine or "")
         for dtype in AUTOTUNED_GEMMS.get(own or "", frozenset()):
-            alts = []
-            for other in sorted({r.engine for r in self.measured.tables if r.kind == "gemm"} - {own}):
-                refs = [r for r in self.measured.find("gemm", other) if self.measured.grid(r).has((dtype,))]
-                if refs:
-                    alts.append(max(refs, key=lambda r: version_key(r.engine_version)))
+            others = sorted({r.engine for r in self.measured.tables if r.kind == "gemm"} - {own})
+            alts = [ref for ref in (self._newest_gemm(other, dtype) for other in others) if ref is not None]
             if alts:
                 self.gemm_alternatives[dtype] = alts
         # training: a dtype whose GEMMs another engine's tables time (TRAINING_GEMM_DTYPE_ENGINE)
@@ -175,12 +172,17 @@ class KernelBasis:
         self.quantize_by_dtype: dict[str, TableRef] = {}
         if engine is None:
             for dtype, eng in TRAINING_GEMM_DTYPE_ENGINE.items():
-                refs = [r for r in self.measured.find("gemm", eng) if self.measured.grid(r).has((dtype,))]
-                if refs:
-                    self.gemm_by_dtype[dtype] = max(refs, key=lambda r: version_key(r.engine_version))
+                ref = self._newest_gemm(eng, dtype)
+                if ref is not None:
+                    self.gemm_by_dtype[dtype] = ref
                     quant = self.measured.find("quantize", eng)   # its scale kernels go with its GEMMs
                     if quant:
                         self.quantize_by_dtype[dtype] = max(quant, key=lambda r: version_key(r.engine_version))
+
+    def _newest_gemm(self, engine: str, dtype: str) -> TableRef | None:
+        """``engine``'s newest GEMM table that measured ``dtype`` on this GPU, or None."""
+        refs = [r for r in self.measured.find("gemm", engine) if self.measured.grid(r).has((dtype,))]
+        return max(refs, key=lambda r: version_key(r.engine_version)) if refs else None
 
     def _select(self, kind: str, engine: str | None, version: str | None) -> TableRef | None:
         if kind == "collective":
