@@ -102,6 +102,7 @@ RANGES: dict[str, Range] = {
     "attention_dp": GPUS, "expert_skew": Range(None, 1e5, "(factor; at most ep, costmodel/moe.py max_skew)"),
     "max_queue": Range(None, MAX_REQUESTS, "requests"),
     "kv_cache_fraction": FRACTION,
+    "host_us_per_request": Range(None, 1e6, "us (one second per request)"),
     "acceptance_rate": FRACTION, "num_speculative_tokens": Range(None, 64, "tokens"),
     "acceptance_concentration": Range(None, 1e6, "(Beta a + b)"),
     "max_num_seqs": Range(None, 10_000_000, "sequences"),

@@ -34,7 +34,7 @@ def test_a_key_of_another_engine_names_the_key_the_batching_and_what_it_allows()
     assert "(chunked_prefill is a key of batching continuous, prefill_first, speculative)" in msg
     allowed = msg.split("allowed keys: ")[1].split(" under")[0].split(", ")
     assert allowed == ["batching", "tp", "pp", "ep", "attention_dp", "expert_skew", "max_queue", "kv_cache_fraction",
-                       "kv_cache_precision", "fp8_scales",
+                       "kv_cache_precision", "fp8_scales", "host_us_per_request",
                        "engine",
                        "engine_version", "latency_table", "max_batch_size"]
 

@@ -357,6 +357,9 @@ class InferenceModel:
     # the workload's mean prompt length (None: unknown): the prefill attention's rate is read there
     # (measured_attention ``prompt_tokens``)
     prompt_tokens: float | None = None
+    # the engine's host time per sampled request per iteration (s), serialised with the GPU: each attention DP
+    # rank walks its own requests (engines.presets host_us_per_request)
+    host_per_request: float = 0.0
     _linear: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
     _head: dict[int, float] = field(default_factory=dict, repr=False)
     _decode: dict[int, float] = field(default_factory=dict, repr=False)
@@ -501,8 +504,15 @@ class InferenceModel:
     def _per_stage(self, tokens: int) -> int:
         return -(-tokens // self.pp)
 
-    def decode_base(self, n: int) -> float:
-        """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
+    def host_time(self, requests: int) -> float:
+        """The engine's host time for ``requests`` sampled requests in one iteration: the busiest attention DP
+        rank's share (a sequence lives on one rank)."""
+        if not self.host_per_request or requests <= 0:
+            return 0.0
+        return self.host_per_request * -(-requests // self.attention_dp)
+
+    def decode_gpu_base(self, n: int) -> float:
+        """The GPU's time of a decode-only step of ``n`` sequences, apart from reading their KV caches."""
         v = self._decode.get(n)
         if v is None:
             v = self._decode[n] = (self.linear_time(self._per_stage(n), self.busy_groups(n)) + self.decode_fixed
@@ -510,10 +520,17 @@ class InferenceModel:
                                    + self.decode_window_per_seq * n / self.pp)
         return v
 
+    def decode_base(self, n: int) -> float:
+        """Time of a decode-only step of ``n`` sequences, apart from reading their KV caches: the GPU's and
+        the engine's host time for the ``n`` sampled requests."""
+        return self.decode_gpu_base(n) + self.host_time(n)
+
     def iteration_time(self, *, tokens: int, sampled: int, prefill_work: float, decode_seqs: int,
-                       decode_ctx: int) -> float:
+                       decode_ctx: int, requests: int | None = None) -> float:
         """One iteration over ``tokens`` tokens: prompt chunks with ``prefill_work`` = Σ q·(c+(q+1)/2)
-        query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens."""
+        query-key pairs and ``decode_seqs`` decode tokens reading ``decode_ctx`` cached tokens; ``sampled``
+        rows through the LM head, of ``requests`` sampling requests for the host (default ``sampled``: one
+        token each; speculative verification samples k + 1 rows per request)."""
         fixed = (self.prefill_fixed if prefill_work > 0 else 0.0) + (self.decode_fixed if decode_seqs > 0 else 0.0)
         g = self.busy_groups(max(sampled, decode_seqs, 1))
         prefill = (self.prefill_coef * prefill_work + sum(
@@ -521,7 +538,8 @@ class InferenceModel:
             if prefill_work > 0 else 0.0) * self.attention_dp / g    # the coefficients assume all d groups busy
         return (self.linear_time(self._per_stage(tokens), g) + fixed
                 + (prefill + self.decode_coef * decode_ctx + self.decode_window_per_seq * decode_seqs) / self.pp
-                + (self.head_time(sampled) if sampled else 0.0))
+                + (self.head_time(sampled) if sampled else 0.0)
+                + self.host_time(sampled if requests is None else requests))
 
     @property
     def decode_coef_per_step(self) -> float:

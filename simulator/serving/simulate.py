@@ -114,6 +114,7 @@ def build_replica_model(sc: ServingScenario, lengths: LengthStats | None = None)
     perf = InferenceModel(model=model, hw=hw, tp=rc.tp, pp=rc.pp, precision=sc.precision, kv_precision=kv_prec,
                           fusion=engine_fusion(rc.engine), fp8_static=settings.fp8_scales == "static",
                           ep=rc.ep, attention_dp=rc.attention_dp, expert_skew=rc.expert_skew,
+                          host_per_request=settings.host_us_per_request * 1e-6,
                           decode_context_tokens=decode_ctx if math.isfinite(decode_ctx) else None,
                           decode_span=(lengths.mean_prompt, lengths.mean_prompt + lengths.mean_output)
                           if lengths is not None and math.isfinite(decode_ctx) else None,

@@ -97,6 +97,11 @@ class ReplicaConfig(_Strict):
         "ModelOpt checkpoints) or dynamic (an amax reduction each forward, vLLM/SGLang --quantization fp8 on a "
         "bf16 checkpoint). The measured FP8 GEMM tables ran the dynamic path; static subtracts the engine's "
         "measured scale kernel. None (default): the preset's: static for TensorRT-LLM, dynamic for vLLM and SGLang"))
+    host_us_per_request: float | None = Field(default=None, ge=0, description=(
+        "host time per sampled request per iteration, µs, serialised with the GPU (the engine's per-request loop "
+        "after each step: TensorRT-LLM's TorchSampler.update_requests); on each attention DP rank for its own "
+        "requests. None (default): the preset's: 3.4 for TensorRT-LLM and trtllm-bench (NVIDIA/TensorRT-LLM "
+        "PR #15920's measurement), 0 for vLLM and SGLang (not modelled)"))
     engine: Engine = Field(default="vllm", description=(
         "the serving framework: its engine preset fills every engine key left unset (token budget, sequences, "
         "chunked prefill, capacity policy, scheduling order, KV memory and dtype, prefix caching; "

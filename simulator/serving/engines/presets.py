@@ -193,6 +193,7 @@ class Preset:
     kv_auto: Callable[[str], str]                         # precision -> KV format for kv_cache_precision: auto
     max_prefill_tokens: Callable[[int], int | None] = lambda tokens: None
     fp8_scales: Scales = "dynamic"                         # FP8 GEMM activation scales of the checkpoints it serves
+    host_us_per_request: float = 0.0                      # host time per sampled request per iteration (µs)
     new_token_ratio: NewTokenRatio | None = None
     seqs_from_kv: Callable[[int, int], int] | None = None  # (kv tokens, context length) -> max_num_seqs
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -264,6 +265,7 @@ _VLLM_COMMON = {
     "scheduler_policy": "vLLM allocates KV blocks on demand and preempts by recompute when they run out",
 }
 SOURCES_VLLM_V0 = {
+    "host_us_per_request": "0: not modelled (no published per-request host figure for vLLM V0's scheduler)",
     **_VLLM_COMMON,
     "max_num_seqs": "vllm/engine/arg_utils.py (0.6) EngineArgs.max_num_seqs = 256",
     "max_batched_tokens": "vllm/config.py (0.6.0) SchedulerConfig: 512 with chunked prefill, else "
@@ -276,6 +278,8 @@ SOURCES_VLLM_V0 = {
     "max_prefill_tokens": "V0: the prompts of one prefill batch share max_num_batched_tokens",
 }
 SOURCES_VLLM_V1 = {
+    "host_us_per_request": "0: not modelled; vLLM V1 detokenizes and streams in a process beside the engine "
+                           "core (no published per-request host figure)",
     **_VLLM_COMMON,
     "max_num_seqs": "vllm/engine/arg_utils.py (V1) default_max_num_seqs for the OpenAI server: 1024 on GPUs "
                     ">= 70 GiB except A100 (PRs #17073, #17885), else 256 "
@@ -307,6 +311,15 @@ def _vllm(version: str, label: str, sizing: Sizing, sources: Mapping[str, str], 
 
 
 # TensorRT-LLM --------------------------------------------------------------------------------------------
+# The PyTorch executor's sampler finishes each iteration on the host: after the sampler event it walks the sampled
+# requests in Python (TorchSampler.update_requests: add the new token, check the stop criteria), and the GPU waits
+# for it (the "per-iter bubble" of NVIDIA/TensorRT-LLM PR #16564). Its cost per request: PR #15920 measured the
+# TorchSampler at 216 µs median for 64 requests on a B300 node after that PR (454 µs before); PR #10459, 2.45 ms for
+# 512 requests (3.59 ms before). The newest, 216/64 = 3.4 µs per request, is the default (an x86 host; not fitted).
+TRTLLM_HOST_US_PER_REQUEST = 3.4
+TRTLLM_HOST_SOURCE = ("3.4 µs: TorchSampler.update_requests, the PyTorch executor's per-request host loop after each "
+                      "step, serialised with the GPU (NVIDIA/TensorRT-LLM PR #16564); PR #15920 measured 216 µs for "
+                      "64 requests on B300 (454 µs before it), PR #10459 2.45 ms for 512 (3.59 ms before it)")
 SOURCES_TRTLLM = {
     "max_num_seqs": "tensorrt_llm/llmapi/llm_args.py BaseLlmArgs.max_batch_size default 2048",
     "max_batched_tokens": "tensorrt_llm/llmapi/llm_args.py BaseLlmArgs.max_num_tokens default 8192",
@@ -324,6 +337,7 @@ SOURCES_TRTLLM = {
                           "(NVIDIA/TensorRT-Model-Optimizer examples/llm_ptq/hf_ptq.py --kv_cache_qformat "
                           "default 'fp8'), so NVIDIA's FP8 and NVFP4 checkpoints run FP8 KV",
     "prefix_caching": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.enable_block_reuse default True",
+    "host_us_per_request": TRTLLM_HOST_SOURCE,
     "fp8_scales": "static: TensorRT-LLM serves ModelOpt-quantized checkpoints, whose FP8 linear layers carry "
                   "calibrated input scales (the dynamic path runs only for weights without input_scale; "
                   "aiconfigurator collector/trtllm/collect_gemm.py)",
@@ -380,7 +394,8 @@ def _trtllm(version: str, *, bench: bool) -> Preset:
         sizing=_trtllm_bench_sizing if bench else (lambda ctx, p: (2048, 8192)),
         chunked_prefill=lambda ctx: False, schedule_order=lambda chunked: "decode_first",
         scheduler_policy="guaranteed_no_evict", kv_block_tokens=32, prefix_caching=True, kv_memory=_free(0.9),
-        kv_auto=_checkpoint_kv, fp8_scales="static", sources=SOURCES_TRTLLM_BENCH if bench else SOURCES_TRTLLM)
+        kv_auto=_checkpoint_kv, fp8_scales="static", host_us_per_request=TRTLLM_HOST_US_PER_REQUEST,
+        sources=SOURCES_TRTLLM_BENCH if bench else SOURCES_TRTLLM)
 
 
 # SGLang --------------------------------------------------------------------------------------------------
@@ -430,6 +445,7 @@ def _sglang_05_memory(ctx: Context, tokens: int, chunked: bool) -> tuple[KVBasis
 
 
 _SGLANG_COMMON = {
+    "host_us_per_request": "0: not modelled (no published per-request host figure for SGLang's scheduler)",
     "max_num_seqs": "SGLang max_running_requests: min(max_total_num_tokens // 2, request pool "
                     "min(max(int(tokens / context_len * 512), 2048), 4096)) "
                     "(python/sglang/srt/model_executor/model_runner.py, managers/scheduler.py)",
@@ -533,6 +549,7 @@ class EngineSettings:
     new_token_ratio: NewTokenRatio | None
     mixed_chunk: bool = False              # prefill-first: running requests decode in a prefill batch too
     fp8_scales: Scales = "dynamic"         # FP8 GEMMs' activation scales: calibrated (static) or per forward
+    host_us_per_request: float = 0.0       # host time per sampled request per iteration, serialised with the GPU
     seqs_from_kv: Callable[[int, int], int] | None = field(default=None, repr=False, compare=False)
     sources: Mapping[str, str] = field(default_factory=dict)
     warning: str | None = None             # the asked-for version was older than every preset
@@ -556,6 +573,7 @@ class EngineSettings:
             "kv_cache_precision": self.kv_cache_precision, "kv_memory": self.kv_memory_text(),
             "prefix_caching": self.prefix_caching, "max_prefill_tokens": self.max_prefill_tokens,
             "mixed_chunk": self.mixed_chunk, "fp8_scales": self.fp8_scales,
+            "host_us_per_request": self.host_us_per_request,
         }
         if self.new_token_ratio is not None:
             r = self.new_token_ratio
@@ -577,6 +595,8 @@ def engine_line(d: Mapping[str, Any]) -> str:
              f"chunked prefill {'on' if d['chunked_prefill'] else 'off'}", str(d["scheduler_policy"])]
     if d["schedule_order"] == "prefill_first":
         parts.append("prefill first")
+    if d.get("host_us_per_request"):
+        parts.append(f"host {d['host_us_per_request']:g} µs per request per step")
     return f"{engine} {version} preset ({', '.join(parts)})"
 
 
@@ -586,7 +606,7 @@ ENGINE_KEYS = ("max_num_seqs", "max_batched_tokens", "chunked_prefill", "schedul
                "kv_block_tokens", "prefix_caching", "max_prefill_tokens", "mixed_chunk")
 SOURCE_ORDER = ("max_num_seqs", "max_batched_tokens", "chunked_prefill", "scheduler_policy", "schedule_order",
                 "kv_block_tokens", "kv_cache_precision", "kv_memory", "prefix_caching", "max_prefill_tokens",
-                "mixed_chunk", "fp8_scales", "new_token_ratio")
+                "mixed_chunk", "fp8_scales", "host_us_per_request", "new_token_ratio")
 
 
 def resolve(rc: Any, ctx: Context) -> EngineSettings:
@@ -637,6 +657,7 @@ def resolve(rc: Any, ctx: Context) -> EngineSettings:
                           "scheduler; set replica.schedule_order: prefill_first or another scheduler_policy")
     mixed = bool(pick("mixed_chunk", lambda: False))
     scales: Scales = pick("fp8_scales", lambda: preset.fp8_scales)
+    host_us = float(pick("host_us_per_request", lambda: preset.host_us_per_request))
     if mixed and order != "prefill_first":
         from ...errors import CapsimError
         raise CapsimError("replica.mixed_chunk mixes decodes into prefill batches of the prefill-first scheduler; the "
@@ -652,7 +673,7 @@ def resolve(rc: Any, ctx: Context) -> EngineSettings:
         max_num_seqs=seqs, max_batched_tokens=int(tokens), chunked_prefill=chunked, scheduler_policy=policy,
         schedule_order=order, kv_block_tokens=block, kv_cache_precision=kv_prec, kv_memory=basis,
         kv_memory_fraction=float(fraction), prefix_caching=prefix, max_prefill_tokens=max_prefill,
-        new_token_ratio=ratio, mixed_chunk=mixed, fp8_scales=scales,
+        new_token_ratio=ratio, mixed_chunk=mixed, fp8_scales=scales, host_us_per_request=host_us,
         seqs_from_kv=preset.seqs_from_kv if seqs is None else None, sources=src,
         warning=warning)
 

@@ -259,14 +259,14 @@ class SpeculativeEngine(ContinuousEngine):
         p = self.perf        # EAGLE / MTP: one decoder layer and the LM head per drafted token
         base = self._draft_cache.get(n)
         if base is None:
-            base = self._draft_cache[n] = p.decode_base(n) / p.layers + p.head_time(n)
+            base = self._draft_cache[n] = p.decode_gpu_base(n) / p.layers + p.head_time(n)
         return self.k * (base + p.decode_coef_per_step * ctx / p.layers)
 
     def verify_time(self, n: int, ctx: int, *, tokens: int = 0, sampled: int = 0, prefill_work: float = 0.0) -> float:
         """The target's forward over each sequence's k + 1 tokens (plus any prompt chunks) and the drafts."""
         k1 = self.k + 1
         return (self.perf.iteration_time(tokens=tokens + n * k1, sampled=sampled + n * k1, prefill_work=prefill_work,
-                                         decode_seqs=n, decode_ctx=ctx + n * k1 if n else 0)
+                                         decode_seqs=n, decode_ctx=ctx + n * k1 if n else 0, requests=sampled + n)
                 + self.draft_time(n, ctx))
 
     def _mixed_iteration(self) -> Window:
