@@ -18,6 +18,7 @@ Usage: python bench/validate_serving_silicon.py [--moe] [--jobs N] [--limit N] [
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -108,6 +109,26 @@ def tpot_gaps_by_tp(d: pd.DataFrame, *, max_c: int = 16) -> None:
     print(t.round(2).to_string(na_rep="-"))
 
 
+# E2E / TTFT bands: how many times a relative E2E error a row's TTFT error can be
+KAPPA_BANDS = (0, 5, 10, 30, 100, math.inf)
+
+
+def ttft_conditioning(d: pd.DataFrame) -> None:
+    """TTFT error by how well the row conditions it. In a closed loop TTFT is what is left of a user's cycle after
+    its decode, TTFT = E2E - (OSL - 1)·TPOT (aiperf's definitions), so a relative error e in E2E is an error
+    e·κ in TTFT, κ = E2E / TTFT (aiconfigurator's queueing design, docs/design/queueing_model.md §6.16: "steady
+    TTFT is the small residual of two large terms"). Printed per band of κ: rows, TTFT, E2E and TPOT MAPE."""
+    ok = d[d["error"] == ""]
+    if ok.empty:
+        return
+    kappa = ok["e2e_ms"] / ok["ttft_ms"]
+    bands = pd.cut(kappa, list(KAPPA_BANDS), right=False)
+    print("\nTTFT error by kappa = E2E / TTFT (a relative E2E error e is kappa·e of TTFT):")
+    for band, g in ok.groupby(bands, observed=True):
+        print(f"  kappa {band!s:13} {len(g):5} rows: TTFT MAPE {g['err_ttft_ms'].abs().mean():6.1f}%, "
+              f"E2E {g['err_e2e_ms'].abs().mean():5.1f}%, TPOT {g['err_tpot_ms'].abs().mean():5.1f}%")
+
+
 def summary(d: pd.DataFrame, label: str) -> None:
     ok = d[d["error"] == ""]
     print(f"\n{label}: {len(d)} rows, {len(ok)} simulated, {len(d) - len(ok)} not expressible")
@@ -170,6 +191,7 @@ def main() -> None:
                       f"(bias {ok['err_ttft_ms'].mean():+5.1f}%), TPOT MAPE {ok['err_tpot_ms'].abs().mean():5.1f}% "
                       f"(bias {ok['err_tpot_ms'].mean():+5.1f}%)")
     ttft_intercepts(d)
+    ttft_conditioning(d)
     tpot_gaps_by_tp(d)
     flagged = d[~d["precision_given"] & (d["error"] == "")]
     if len(flagged):
