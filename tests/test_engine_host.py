@@ -72,3 +72,22 @@ def test_an_offline_run_takes_the_host_time_of_every_sampled_token() -> None:
             for h in (3.4, 0.0)]
     assert runs[0].completed == runs[1].completed == 40
     assert runs[0].simulated_s - runs[1].simulated_s == pytest.approx(40 * 32 * 3.4e-6, rel=1e-6)
+
+
+def test_fast_forward_stays_exact_with_the_host_time() -> None:
+    """Decode windows priced in one piece (fast-forward) and step by step give the same requests, with the host
+    time on (TensorRT-LLM), attention DP splitting it, and Poisson arrivals mixing prefills into the steps."""
+    sc = parse_scenario({
+        "kind": "serving", "model": "qwen3-30b-a3b", "hardware": "b200", "precision": "nvfp4",
+        "replica": {"tp": 1, "attention_dp": 2, "ep": 2, "batching": "continuous", "engine": "trtllm",
+                    "max_num_seqs": 24},
+        "workload": {"arrival": {"process": "poisson", "rate_rps": 40.0, "requests": 120},
+                     "prompt_tokens": {"dist": "fixed", "value": 300}, "output_tokens": {"dist": "fixed", "value": 50}},
+        "seed": 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast, slow = simulate_serving(sc), simulate_serving(sc, fast_forward=False)
+    cols = ["arrival_s", "ttft_s", "e2e_s", "tpot_s", "status"]
+    assert fast.completed == 120 and fast.requests[cols].equals(slow.requests[cols])
+    r = fast
+    assert r.completed + r.rejected + r.failed + r.in_flight == r.arrived
