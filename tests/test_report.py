@@ -149,3 +149,16 @@ def test_hostile_names_neither_run_nor_blank_the_charts(tmp_path: Path) -> None:
     dom = chromium(page, tmp_path, tmp_path / "hostile.png")
     check_page(dom, ["chart-pareto"])
     assert 'data-pwned="1"' not in dom and "data-pwned" in dom        # shown as text, never run
+
+
+def test_the_serving_report_lists_the_engine_settings_and_their_sources(tmp_path: Path) -> None:
+    """Every engine setting the replicas ran with, its value and where it came from: the preset's cited source
+    (vLLM's default batch size) or the scenario, and the kernel tables."""
+    r = serving_result()
+    text = write_html(r, tmp_path / "r.html").read_text()
+    section = text[text.index("<h2>Engine</h2>"):text.index("<h2>Scenario</h2>")]
+    assert "vllm 0.9+ preset (max_num_seqs 1024" in section and "kernel tables: vllm" in section
+    for key in ("max_num_seqs", "chunked_prefill", "kv_cache_precision", "host_us_per_request"):
+        assert f">{key}</td>" in section
+    assert "default_max_num_seqs" in section           # the preset's source for max_num_seqs
+    assert "0: not modelled" in section                # vLLM carries no host time per request

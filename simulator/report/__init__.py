@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,7 @@ def serving_html(r: ServingResult) -> str:
         rows = [[k, v.model, v.hardware, v.replicas.mean, v.replicas.max, v.reached, v.cache_hits,
                  v.latency_p50_s, v.latency_p99_s, v.gpu_utilization, v.cost_usd] for k, v in r.services.items()]
         extra = "<h2>Services on the request path</h2>" + table_html(cols, rows)
+    extra += _engine_html(r)
     where = (" → ".join(f"{k}: {v.model} on {v.replicas.max} × {v.hardware}" for k, v in r.services.items())
              if r.services else f"{r.model} on {r.replicas.max} × {r.hardware} replicas (TP{lay.tp} "
                                 f"PP{lay.pp}, {lay.batching} batching)")
@@ -193,6 +195,20 @@ def serving_html(r: ServingResult) -> str:
                   subtitle=f"{where}, {r.simulated_s:,.0f} s simulated",
                   cards=[*_serving_cards(r), *prefix_card(r)], sections=sections, scenario_yaml=r.scenario_yaml(),
                   warnings=list(r.warnings))
+
+
+def _engine_html(r: ServingResult) -> str:
+    """The engine settings the replicas ran with, each with where its value came from (the preset's cited
+    source, or the scenario), and the kernel tables that timed them."""
+    es = r.engine_settings
+    if not es:
+        return ""
+    from ..serving.engines.presets import engine_line
+
+    sources = es.get("sources", {})
+    rows = [[k, str(es.get(k, "")), src] for k, src in sources.items()]
+    return (f"<h2>Engine</h2><p class=\"note\">{html.escape(engine_line(es))}; kernel tables: "
+            f"{html.escape(r.kernel_tables)}</p>" + table_html(["setting", "value", "source"], rows))
 
 
 # ---- sweeps -----------------------------------------------------------------------------------------
