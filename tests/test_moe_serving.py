@@ -11,7 +11,7 @@ from simulator import parse_scenario, simulate_serving
 from simulator.catalog import get_model
 from simulator.costmodel.attention_variants import windowed_prefill_work
 from simulator.costmodel.collectives import Group, collective_time
-from simulator.costmodel.inference import InferenceModel, linear_layer_ops
+from simulator.costmodel.inference import InferenceModel, linear_layer_ops, measured_attention
 from simulator.costmodel.moe import a2a_time, all_to_all_bytes, check_layout, max_skew, routed_expert_ops
 from simulator.errors import CapsimError
 from simulator.hardware import get_profile
@@ -173,7 +173,24 @@ def test_gpt_oss_windowed_layers_in_time_and_memory():
     # 2048-token requests: the windowed layers keep 128 of each request's 2048 tokens
     assert im.kv_bytes_per_token_per_gpu(2048) == 18 * 1024 + 18 * 1024 * 128 / 2048
     assert im.kv_window_bytes_per_seq == 18 * 1024 * 128
-    assert im.decode_window_per_seq == pytest.approx(im.decode_coef * 128)   # same per-token cost, 128 tokens
+    # the windowed layers' attention from the tables' window-128 rows (measured_attention ``window``), per windowed
+    # unit of work: a decode sequence reads 128 keys, an 8k prompt does 8192 x 128 windowed pairs
+    kb = hw.kernels
+    assert kb is not None
+    fit = measured_attention(hw, 64, 8, 64, "fp8", window=128)
+    assert fit.decode is not None and fit.prefill is not None
+    assert im.decode_window_per_seq == pytest.approx(18 * fit.decode[1] * 128)      # 18 windowed layers
+    (per_pair, window), = im.prefill_windows
+    assert window == 128 and per_pair == pytest.approx(18 * fit.prefill[1])
+    for b, t in ((128, 4096), (256, 1024)):            # the line reads the table's window-128 decode rows
+        table = kb.generation_attention(dtype="bf16", kv_dtype="fp8", heads=64, kv_heads=8, head_dim=64, batch=b,
+                                        kv_len=t, window=128, count=False)
+        assert table is not None and fit.decode[0] + fit.decode[1] * b * 128 == pytest.approx(table, rel=0.2)
+    ctx = kb.context_attention(dtype="bf16", kv_dtype="fp8", heads=64, kv_heads=8, head_dim=64, batch=1, seq=8192,
+                               window=128, count=False)
+    assert ctx is not None and fit.prefill[0] + fit.prefill[1] * 8192 * 128 == pytest.approx(ctx, rel=0.15)
+    # a windowed kernel costs far more per pair than the full one (the band's partial tiles): 4x and more here
+    assert per_pair > 4 * im.prefill_coef
 
 
 # ---- end to end --------------------------------------------------------------------------------------

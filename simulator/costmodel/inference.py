@@ -166,7 +166,7 @@ PREFILL_FIT = {"batch": (1, 2, 4), "seq": (128, 256, 512, 1024, 2048, 4096, 8192
 
 def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_dim: int,
                        kv_precision: str, *, fp8_context: bool = False,
-                       prompt_tokens: float | None = None) -> AttentionFit:
+                       prompt_tokens: float | None = None, window: int = 0) -> AttentionFit:
     """Fit the serving cost model's linear attention terms to the engine's measured attention tables.
 
     The serving simulator needs attention linear in the cached tokens (its fast-forward advances an
@@ -180,7 +180,15 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
     and Qwen's head shapes), so one line through 128-8k-token prompts charges a 32k-token prompt the rate
     of a 2k one. From 1k tokens up, the slope is the table's own per-pair time at that
     length (at its longest measured prompt beyond it), above the same launch floor: still one line, as
-    the fast-forward needs, but through the point the workload runs at."""
+    the fast-forward needs, but through the point the workload runs at.
+
+    ``window``: a sliding-window layer's window (0: full attention). Where the tables measured that window
+    (aiconfigurator's collectors time ``window_size`` 128 and 8192 beside 0), both lines come from those rows,
+    per windowed unit of work: a prompt query reads ``min(position, window)`` keys, a decode query
+    ``min(context, window)``. A windowed kernel is not the full one on fewer pairs: TensorRT-LLM's B200 fp8 FMHA
+    at GPT-OSS's shape (64/8 heads, d 64) takes 203 µs for an 8k prompt at window 128, 0.26 of the full kernel's
+    776 µs where the pairs are 0.03 of them (the band's partial tiles and per-tile overheads). Without such rows
+    the full-attention lines stand, applied to the windowed work."""
     kb = hw.kernels
     if kb is None:
         return AttentionFit(None, None)
@@ -196,6 +204,9 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
     decode = prefill = None
     if not kb.has("generation_attention", table_key) or not kb.has("context_attention", ctx_key):
         return _proxy_attention(kb, h, kv, d, kv_dtype, hw.table_bandwidth_ratio, fp8_context=fp8_context)
+    if window and kb.has("generation_attention", (*table_key[:5], window)) \
+            and kb.has("context_attention", (*ctx_key[:5], window)):
+        return _windowed_attention(kb, table_key[:5], ctx_key[:5], window, hw.table_bandwidth_ratio)
     if kb.has("generation_attention", table_key):
         pts = [(float(b * c), kb.generation_attention(dtype="bf16", kv_dtype=kv_dtype, heads=h, kv_heads=kv, head_dim=d,
                                                batch=b, kv_len=c, count=False))
@@ -218,6 +229,27 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
 
 
 PREFILL_AT_PROMPT_FROM = 1024   # prompts from which the slope is read at the workload's length (measured_attention)
+
+
+def _windowed_attention(kb: KernelBasis, gen_key: tuple[Any, ...], ctx_key: tuple[Any, ...], window: int,
+                        bandwidth_ratio: float) -> AttentionFit:
+    """A sliding-window layer's lines from the tables' rows of that window (:func:`measured_attention`): decode
+    per windowed key read (a batch of b at context c reads b·min(c, window)), prefill per windowed query-key pair
+    (a prompt of s tokens does min(s(s+1)/2, s·window)); slopes from the points with at least the full lines'
+    ``min_work`` (a decode of 64k windowed keys; 1k-token prompts)."""
+    (gd, gkv, h, kv, d), (cd, ckv) = gen_key, ctx_key[:2]
+    pts = [(float(b * min(c, window)), kb.generation_attention(dtype=gd, kv_dtype=gkv, heads=h, kv_heads=kv, head_dim=d,
+                                                               batch=b, kv_len=c, window=window, count=False))
+           for b in DECODE_FIT["batch"] for c in DECODE_FIT["kv_len"]]
+    decode = floor_slope_line([(w, t) for w, t in pts if t is not None], DECODE_FIT["min_work"][0] * window / 1024)
+    if decode is not None and bandwidth_ratio > 1:
+        decode = (decode[0], decode[1] * bandwidth_ratio)
+    pts = [(b * min(s * (s + 1) / 2.0, s * window), kb.context_attention(dtype=cd, kv_dtype=ckv, heads=h, kv_heads=kv,
+                                                                       head_dim=d, batch=b, seq=s, window=window,
+                                                                       count=False))
+           for b in PREFILL_FIT["batch"] for s in PREFILL_FIT["seq"]]
+    prefill = floor_slope_line([(w, t) for w, t in pts if t is not None], 1024 * min(window, 1024))
+    return AttentionFit(decode, prefill)
 
 
 def _at_prompt(kb: KernelBasis, key: tuple[Any, ...], line: tuple[float, float],
@@ -401,10 +433,12 @@ class InferenceModel:
             # (MLA's latent is not split: every rank keeps it)
             kv_heads_local = max(att.kv_heads / t, 1.0)
             kv_layer.append(kv_bytes_per_token_layer(att, tp=t, kv_bytes=kv_bytes(self.kv_precision)))
+            sliding = att.window if att.window is not None and hybrid and not att.chunked else 0
             fit = (AttentionFit(None, None) if att.is_mla else
                    measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision,
                                       fp8_context=self.fp8_context_attention,
-                                      prompt_tokens=self.prompt_tokens if att.window is None else None))
+                                      prompt_tokens=self.prompt_tokens if att.window is None else None,
+                                      window=sliding))
             # the tables' lines, else the roofline: decode reads each cached token's K and V and does
             # 4·q_dim/t FLOPs on it (the slower bounds); prefill does 4·(heads/t)·head_dim FLOPs per pair.
             # With attention DP each of the d groups reads its own sequences' caches (1/d of them).
