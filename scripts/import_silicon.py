@@ -2,8 +2,8 @@
 """Import public measured kernel tables into capsim's measured-profile format.
 
 Source: the ``aiconfigurator-core==0.12.0`` wheel on PyPI (Apache-2.0, © NVIDIA), pinned by sha256.
-Its ``systems/data/<gpu>/<op>/<framework>/<version>/*.parquet`` files hold GEMM, attention,
-collective and MoE times measured per GPU and serving framework. This script reads them with
+Its ``systems/data/<gpu>/<op>/<framework>/<version>/*.parquet`` files hold GEMM, attention (MLA's
+too), collective and MoE times measured per GPU and serving framework. This script reads them with
 zipfile + pyarrow (it never imports the package, which loads a Rust extension), checks their
 labels, keeps a compact subset (every measured m; the n, k and head shapes within one grid step of
 the catalog models' shapes) and writes ``hardware_profiles/measured/<profile>/``. It then checks the
@@ -115,12 +115,13 @@ def label_problem(cols: dict[str, list[Any]], fw: str, ver: str) -> str | None:
 
 
 # ---- the shapes the catalog models need ----------------------------------------------------------
-def catalog_shapes() -> tuple[set[float], set[tuple[int, int, int]], set[tuple[int, int, int, int]]]:
-    """GEMM n/k sizes, (heads, kv_heads, head_dim) per GPU and MoE (hidden, inter, topk, experts) of
-    every catalog model at tensor parallelism 1, 2, 4 and 8."""
+def catalog_shapes() -> tuple[set[float], set[tuple[int, int, int]], set[tuple[int, int, int, int]], set[int]]:
+    """GEMM n/k sizes, (heads, kv_heads, head_dim) per GPU, MoE (hidden, inter, topk, experts) and MLA heads
+    per GPU of every catalog model at tensor parallelism 1, 2, 4 and 8."""
     dims: set[float] = set()
     heads: set[tuple[int, int, int]] = set()
     moe: set[tuple[int, int, int, int]] = set()
+    mla: set[int] = set()
     for m in catalog().values():
         out = m.vocab or max(m.num_classes, 1)
         for spec, _ in m.layer_groups():
@@ -134,7 +135,9 @@ def catalog_shapes() -> tuple[set[float], set[tuple[int, int, int]], set[tuple[i
                         dims.update({f.shared_experts * f.shared_hidden * k / t for k in (1, 2)})
                 if a.heads % t == 0:
                     heads.add((a.heads // t, max(a.kv_heads // t, 1), a.head_dim))
-    return dims, heads, moe
+                    if a.is_mla:
+                        mla.add(a.heads // t)
+    return dims, heads, moe, mla
 
 
 def bracket(grid: list[float], wanted: set[float]) -> set[float]:
@@ -188,6 +191,28 @@ def attention_rows(cols: dict[str, list[Any]], heads: set[tuple[int, int, int]],
             kept.append(row)
         else:
             dropped["head shape of no catalog model"] += 1
+    return sorted(set(kept)), full, dropped
+
+
+def mla_rows(cols: dict[str, list[Any]], heads: set[int], generation: bool
+             ) -> tuple[list[tuple], list[tuple], dict[str, int]]:
+    """MLA attention rows (``mla/<fw>/<v>/{context,generation}_mla_perf.parquet``): heads per GPU, batch,
+    prompt length or cached tokens (the new one included, as for generation attention)."""
+    dropped: dict[str, int] = defaultdict(int)
+    kept, full = [], []
+    for i in range(len(cols["latency"])):
+        dt, kvd = cols["mla_dtype"][i], cols["kv_cache_dtype"][i]
+        if dt not in DTYPES or kvd not in DTYPES:
+            dropped[f"dtype {dt}/{kvd}"] += 1
+            continue
+        h, b, isl = int(cols["num_heads"][i]), int(cols["batch_size"][i]), int(cols["isl"][i])
+        size = isl + int(cols["step"][i]) if generation else isl
+        row = (DTYPES[dt], DTYPES[kvd], h, b, size, float(cols["latency"][i]) * 1e3)
+        full.append(row)
+        if h in heads:
+            kept.append(row)
+        else:
+            dropped["MLA head count of no catalog model"] += 1
     return sorted(set(kept)), full, dropped
 
 
@@ -315,7 +340,7 @@ def labelled_versions(z: zipfile.ZipFile, found: dict, gpu: str, op: str, fw: st
 
 def import_gpu(z: zipfile.ZipFile, found: dict, gpu: str, profile: str, out: Path,
                shapes: tuple) -> dict[str, Any]:
-    dims, heads, moe = shapes
+    dims, heads, moe, mla = shapes
     folder = out / profile
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.csv.gz"):
@@ -344,6 +369,8 @@ def import_gpu(z: zipfile.ZipFile, found: dict, gpu: str, profile: str, out: Pat
         for op, fname, kind in (("gemm", "gemm_perf.parquet", "gemm"),
                                 ("attention", "context_attention_perf.parquet", "context_attention"),
                                 ("attention", "generation_attention_perf.parquet", "generation_attention"),
+                                ("mla", "context_mla_perf.parquet", "context_mla"),
+                                ("mla", "generation_mla_perf.parquet", "generation_mla"),
                                 ("moe", "moe_perf.parquet", "moe")):
             # the newest version with usable rows; older ones are noted (kept data stays small)
             chosen = None
@@ -360,6 +387,8 @@ def import_gpu(z: zipfile.ZipFile, found: dict, gpu: str, profile: str, out: Pat
                     if kept:      # the version is chosen: its rows of the extra dtypes too
                         kept, dropped = moe_rows(cols, moe, fw, extra=True)
                     full = kept
+                elif kind in ("context_mla", "generation_mla"):
+                    kept, full, dropped = mla_rows(cols, mla, kind == "generation_mla")
                 else:
                     kept, full, dropped = attention_rows(cols, heads, kind == "generation_attention")
                 if not kept:

@@ -11,7 +11,7 @@ from simulator import parse_scenario, simulate_serving
 from simulator.catalog import get_model
 from simulator.costmodel.attention_variants import windowed_prefill_work
 from simulator.costmodel.collectives import Group, collective_time
-from simulator.costmodel.inference import InferenceModel, linear_layer_ops, measured_attention
+from simulator.costmodel.inference import AttentionFit, InferenceModel, linear_layer_ops, measured_attention, measured_mla
 from simulator.costmodel.moe import a2a_time, all_to_all_bytes, check_layout, max_skew, routed_expert_ops
 from simulator.errors import CapsimError
 from simulator.hardware import get_profile
@@ -75,6 +75,39 @@ def test_mla_decode_roofline_per_cached_token():
     from simulator.costmodel.ops import memory_bound_time
     per_byte = memory_bound_time(hw, 2**30) / 2**30
     assert im.decode_coef == pytest.approx(61 * max(576 * 2 * per_byte, flops / rate))
+
+
+def test_mla_attention_from_the_engines_mla_tables():
+    """TensorRT-LLM's and SGLang's MLA kernels are measured (context_mla, generation_mla): DeepSeek's layers read
+    them, per cached token and per query-key pair; vLLM's MLA tables are whole modules (projections included),
+    so its layers keep the roofline and say so in the coverage."""
+    m = get_model("deepseek-r1")
+    hw = get_profile("b200").with_engine("trtllm")
+    im = InferenceModel(model=m, hw=hw, tp=1, precision="nvfp4", kv_precision="fp8")
+    assert im.attention_measured == {"prefill": 61, "decode": 61}
+    fit = measured_mla(hw, 128, "fp8")
+    assert fit.decode is not None and fit.prefill is not None
+    assert im.decode_coef == pytest.approx(61 * fit.decode[1]) and im.decode_fixed == pytest.approx(61 * fit.decode[0])
+    kb = hw.kernels
+    assert kb is not None
+    def gen(b: int, c: int) -> float:
+        t = kb.generation_mla(dtype="bf16", kv_dtype="fp8", heads=128, batch=b, kv_len=c, count=False)
+        assert t is not None
+        return t
+    # the line (floor + median slope, as for the other tables) reads the decode table in the middle of its range;
+    # the kernel's cost per token keeps falling with more work (concave), so at the largest it reads high
+    assert fit.decode[0] + fit.decode[1] * 64 * 4096 == pytest.approx(gen(64, 4096), rel=0.1)
+    assert 1.0 < (fit.decode[0] + fit.decode[1] * 128 * 32768) / gen(128, 32768) < 1.4
+    # prefill: with the workload's prompt length the slope is the table's own at that length (as for the others)
+    t8k = kb.context_mla(dtype="bf16", kv_dtype="fp8", heads=128, batch=1, seq=8192, count=False)
+    at8k = measured_mla(hw, 128, "fp8", prompt_tokens=8192).prefill
+    assert t8k is not None and at8k is not None
+    assert at8k[0] + at8k[1] * 8192 * 8193 / 2 == pytest.approx(t8k)
+    im8k = InferenceModel(model=m, hw=hw, tp=1, precision="nvfp4", kv_precision="fp8", prompt_tokens=8192)
+    assert im8k.prefill_coef == pytest.approx(61 * at8k[1])
+    vllm = get_profile("b200").with_engine("vllm")
+    assert measured_mla(vllm, 128, "fp8") == AttentionFit(None, None)
+    assert vllm.kernels is not None and any(r["kind"] == "generation_mla" for r in vllm.kernels.coverage.rows())
 
 
 # ---- all-to-all, EP, skew ---------------------------------------------------------------------------

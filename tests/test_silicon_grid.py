@@ -71,7 +71,9 @@ def test_an_unmeasured_outer_neighbour_makes_the_slope_one_sided():
 
 
 def test_table_kinds_pick_their_method():
-    assert INTERPOLATION == {"context_attention": "pchip", "generation_attention": "pchip", "collective": "pchip"}
+    # attention's smooth floor-to-power-law curves, MLA's as the others' (both are fused attention kernels)
+    assert INTERPOLATION == {"context_attention": "pchip", "generation_attention": "pchip", "context_mla": "pchip",
+                             "generation_mla": "pchip", "collective": "pchip"}
     gemm = table_grid({"dtype": ["bf16"], "m": [1.0], "n": [2.0], "k": [3.0], "time_us": [4.0]}, "gemm")
     coll = table_grid({"op": ["all_reduce"], "implementation": ["nccl"], "dtype": ["fp16"], "ranks": [8],
                        "gpus_per_node": [8], "bytes": [1.0], "time_us": [5.0]}, "collective")

@@ -231,6 +231,48 @@ def measured_attention(hw: HardwareProfile, heads: float, kv_heads: float, head_
 PREFILL_AT_PROMPT_FROM = 1024   # prompts from which the slope is read at the workload's length (measured_attention)
 
 
+def measured_mla(hw: HardwareProfile, heads: float, kv_precision: str, *,
+                 prompt_tokens: float | None = None) -> AttentionFit:
+    """An MLA layer's attention lines from the engine's MLA tables (``context_mla``, ``generation_mla``:
+    aiconfigurator's collectors time DeepSeek-V3's MLA kernels, the absorbed decode over the cached latent and
+    the prompt's attention after the up-projection), as :func:`measured_attention` fits the others: decode per
+    cached token read, prefill per query-key pair, the prompt-length slope from 1k tokens up. The projections
+    are GEMMs of their own (``linear_layer_ops``). None where the engine has no MLA tables (vLLM's are whole
+    modules, projections included, which the layer's GEMMs would count twice): the roofline stays."""
+    kb = hw.kernels
+    if kb is None:
+        return AttentionFit(None, None)
+    if heads != int(heads):
+        kb.coverage.miss("context_mla", f"fractional MLA heads per GPU: {heads:g}")
+        return AttentionFit(None, None)
+    h = int(heads)
+    kv_dtype = kv_precision if kv_precision in ("bf16", "fp8") else "bf16"
+    key = ("bf16", kv_dtype, h)
+    decode = prefill = None
+    if kb.has("generation_mla", key):
+        pts = [(float(b * c), kb.generation_mla(dtype="bf16", kv_dtype=kv_dtype, heads=h, batch=b, kv_len=c,
+                                                count=False))
+               for b in DECODE_FIT["batch"] for c in DECODE_FIT["kv_len"]]
+        decode = floor_slope_line([(w, t) for w, t in pts if t is not None], DECODE_FIT["min_work"][0])
+    else:
+        kb.coverage.miss("generation_mla", f"bf16/{kv_dtype} MLA heads={h}")
+    if kb.has("context_mla", key):
+        def ctx(b: float, s: float) -> float | None:
+            return kb.context_mla(dtype="bf16", kv_dtype=kv_dtype, heads=h, batch=b, seq=s, count=False)
+        pts = [(b * s * (s + 1) / 2.0, ctx(b, s)) for b in PREFILL_FIT["batch"] for s in PREFILL_FIT["seq"]]
+        prefill = floor_slope_line([(w, t) for w, t in pts if t is not None], PREFILL_FIT["min_work"][0])
+        if prefill is not None and prompt_tokens is not None and prompt_tokens >= PREFILL_AT_PROMPT_FROM:
+            axes = kb.sizes("context_mla", key)
+            if axes is not None and len(axes) >= 2 and len(axes[1]):
+                s = min(float(prompt_tokens), float(axes[1][-1]))
+                t = ctx(1, s)
+                if t is not None and t > prefill[0]:
+                    prefill = (prefill[0], (t - prefill[0]) / (s * (s + 1) / 2.0))
+    else:
+        kb.coverage.miss("context_mla", f"bf16/{kv_dtype} MLA heads={h}")
+    return AttentionFit(decode, prefill)
+
+
 def _windowed_attention(kb: KernelBasis, gen_key: tuple[Any, ...], ctx_key: tuple[Any, ...], window: int,
                         bandwidth_ratio: float) -> AttentionFit:
     """A sliding-window layer's lines from the tables' rows of that window (:func:`measured_attention`): decode
@@ -434,7 +476,8 @@ class InferenceModel:
             kv_heads_local = max(att.kv_heads / t, 1.0)
             kv_layer.append(kv_bytes_per_token_layer(att, tp=t, kv_bytes=kv_bytes(self.kv_precision)))
             sliding = att.window if att.window is not None and hybrid and not att.chunked else 0
-            fit = (AttentionFit(None, None) if att.is_mla else
+            fit = (measured_mla(hw, att.heads / t, self.kv_precision, prompt_tokens=self.prompt_tokens)
+                   if att.is_mla else
                    measured_attention(hw, att.heads / t, kv_heads_local, att.head_dim, self.kv_precision,
                                       fp8_context=self.fp8_context_attention,
                                       prompt_tokens=self.prompt_tokens if att.window is None else None,

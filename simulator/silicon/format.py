@@ -39,6 +39,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     # one decode token for each of ``batch`` sequences, each attending to ``kv_len`` cached tokens
     "generation_attention": ("dtype", "kv_dtype", "heads", "kv_heads", "head_dim", "window", "batch", "kv_len",
                              "time_us"),
+    # MLA attention (DeepSeek-V3's shape: a 512-element latent and 64 RoPE dims per token, 128-dim nope and
+    # value heads) of ``batch`` prompts of ``seq`` tokens, causal, no cached prefix; heads per GPU
+    "context_mla": ("dtype", "kv_dtype", "heads", "batch", "seq", "time_us"),
+    # one MLA decode token (the absorbed form over the cached latent) for each of ``batch`` sequences,
+    # each attending to ``kv_len`` cached tokens; heads per GPU
+    "generation_mla": ("dtype", "kv_dtype", "heads", "batch", "kv_len", "time_us"),
     # a collective over ``ranks`` GPUs (``gpus_per_node`` of them per node) on a ``bytes`` buffer (the
     # full, unsharded size, nccl-tests' "size"); implementation: nccl or an engine's own kernel
     "collective": ("op", "implementation", "dtype", "ranks", "gpus_per_node", "bytes", "time_us"),
@@ -51,8 +57,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "quantize": ("op", "dtype", "m", "k", "time_us"),
 }
 # how many leading columns of each kind are exact-match keys; the rest before time_us are size axes
-KEYS = {"gemm": 1, "context_attention": 6, "generation_attention": 6, "collective": 5, "moe": 8, "memory": 1,
-        "quantize": 2}
+KEYS = {"gemm": 1, "context_attention": 6, "generation_attention": 6, "context_mla": 3, "generation_mla": 3,
+        "collective": 5, "moe": 8, "memory": 1, "quantize": 2}
 TEXT = frozenset({"dtype", "kv_dtype", "op", "implementation", "distribution"})
 KINDS = tuple(COLUMNS)
 

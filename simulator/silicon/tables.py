@@ -57,7 +57,7 @@ CUDA_GRAPH_MAX_TOKENS = 512
 # floor-to-power-law curves of attention and collectives; GEMM and MoE times are staircases in
 # their sizes, where straight lines do better. Kinds not listed: "linear".
 INTERPOLATION: dict[str, Method] = {"context_attention": "pchip", "generation_attention": "pchip",
-                                    "collective": "pchip"}
+                                    "context_mla": "pchip", "generation_mla": "pchip", "collective": "pchip"}
 # Where a table's times are made non-decreasing in its row axis (grid.nondecreasing): GEMMs over up to
 # CUDA_GRAPH_MAX_TOKENS rows, the decode batches, where one kernel covers a bucket of m and reads the
 # same weights for every m in it. Timing noise only ever adds time (clocks, a neighbour's traffic), so
@@ -272,6 +272,17 @@ class KernelBasis:
                             (dtype, kv_dtype, heads, kv_heads, head_dim, window), (batch, kv_len),
                             f"{dtype}/{kv_dtype} heads={heads} kv_heads={kv_heads} d={head_dim} b={batch:g} "
                             f"kv={kv_len:g}", count)
+
+    def context_mla(self, *, dtype: str, kv_dtype: str, heads: int, batch: float, seq: float,
+                    count: bool = True) -> float | None:
+        return self._lookup("context_mla", self.chosen.get("context_mla"), (dtype, kv_dtype, heads), (batch, seq),
+                            f"{dtype}/{kv_dtype} MLA heads={heads} b={batch:g} s={seq:g}", count)
+
+    def generation_mla(self, *, dtype: str, kv_dtype: str, heads: int, batch: float, kv_len: float,
+                       count: bool = True) -> float | None:
+        return self._lookup("generation_mla", self.chosen.get("generation_mla"), (dtype, kv_dtype, heads),
+                            (batch, kv_len), f"{dtype}/{kv_dtype} MLA heads={heads} b={batch:g} kv={kv_len:g}",
+                            count)
 
     def quantize(self, op: str, dtype: str, m: float, k: float) -> float | None:
         """An activation-quantization kernel of a GEMM input [m, k] (``compute_scale``: the dynamic
