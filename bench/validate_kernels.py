@@ -59,7 +59,7 @@ from simulator.silicon.in_model import IN_MODEL  # noqa: E402
 from simulator.silicon.tables import load_measured, table_grid  # noqa: E402
 
 GPUS = ("a100-sxm-80gb", "h100-sxm", "h200", "b200", "b300", "gb200", "gb300", "l40s", "rtx-pro-6000")
-HELD_KINDS = ("gemm", "context_attention", "generation_attention", "collective", "moe")
+HELD_KINDS = ("gemm", "context_attention", "generation_attention", "context_mla", "generation_mla", "collective", "moe")
 # Vidur's GPU folders (a100, h100: its DGX-class nodes, memory size not stated) -> the capsim profiles
 # with measured tables for those GPUs
 VIDUR_GPUS = {"A100": "a100-sxm-80gb", "H100": "h100-sxm"}
