@@ -415,7 +415,16 @@ def headline(r: TrainingResult | ServingResult | MultiModelResult) -> list[tuple
             ("saturation / MBU", f"{_pct(r.saturation)} of capacity / {_pct(r.mbu)}"),
             ("GPU busy (DCGM)", f"{100 * r.gpu_utilization:.1f}%, MFU {100 * r.mfu:.1f}%"),
             ("$/hour", f"${r.usd_per_hour:,.2f}"),
-            ("$/M tokens", "-" if cpm is None else f"${cpm:,.3f}")]
+            ("$/M tokens", "-" if cpm is None else f"${cpm:,.3f}"),
+            *([("engine", _engine_text(r.engine_settings))] if r.engine_settings else [])]
+
+
+def _engine_text(es: dict[str, Any]) -> str:
+    """The engine preset in a few words (the report and ``capsim serve`` print every setting):
+    ``trtllm 1.3+ preset, host 3.4 µs/request``."""
+    version = es.get("engine_version") or str(es.get("preset", "")).removeprefix(f"{es.get('engine')} ") + "+"
+    host = es.get("host_us_per_request")
+    return f"{es.get('engine')} {version} preset" + (f", host {host:g} µs/request" if host else "")
 
 
 def _pct(x: float | None) -> str:
