@@ -17,6 +17,7 @@ from simulator.files import read_yaml
 from simulator.result_views import serving_throughput_text
 from simulator.scenario import apply_overrides, scenario_yaml
 from simulator.serving import ServingResult
+from simulator.serving.engines.presets import preset_name
 from simulator.serving.multi_result import MultiModelResult
 from simulator.training import TrainingResult
 
@@ -422,9 +423,8 @@ def headline(r: TrainingResult | ServingResult | MultiModelResult) -> list[tuple
 def _engine_text(es: dict[str, Any]) -> str:
     """The engine preset in a few words (the report and ``capsim serve`` print every setting):
     ``trtllm 1.3+ preset, host 3.4 µs/request``."""
-    version = es.get("engine_version") or str(es.get("preset", "")).removeprefix(f"{es.get('engine')} ") + "+"
     host = es.get("host_us_per_request")
-    return f"{es.get('engine')} {version} preset" + (f", host {host:g} µs/request" if host else "")
+    return f"{preset_name(es)} preset" + (f", host {host:g} µs/request" if host else "")
 
 
 def _pct(x: float | None) -> str:

@@ -27,6 +27,7 @@ tokens or the decoding sequences, which the fast-forward relies on.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,12 +263,8 @@ def measured_mla(hw: HardwareProfile, heads: float, kv_precision: str, *,
         pts = [(b * s * (s + 1) / 2.0, ctx(b, s)) for b in PREFILL_FIT["batch"] for s in PREFILL_FIT["seq"]]
         prefill = floor_slope_line([(w, t) for w, t in pts if t is not None], PREFILL_FIT["min_work"][0])
         if prefill is not None and prompt_tokens is not None and prompt_tokens >= PREFILL_AT_PROMPT_FROM:
-            axes = kb.sizes("context_mla", key)
-            if axes is not None and len(axes) >= 2 and len(axes[1]):
-                s = min(float(prompt_tokens), float(axes[1][-1]))
-                t = ctx(1, s)
-                if t is not None and t > prefill[0]:
-                    prefill = (prefill[0], (t - prefill[0]) / (s * (s + 1) / 2.0))
+            prefill = _at_prompt(kb, key, prefill, prompt_tokens, kind="context_mla",
+                                 one_prompt=lambda s: ctx(1, s))
     else:
         kb.coverage.miss("context_mla", f"bf16/{kv_dtype} MLA heads={h}")
     return AttentionFit(decode, prefill)
@@ -294,15 +291,19 @@ def _windowed_attention(kb: KernelBasis, gen_key: tuple[Any, ...], ctx_key: tupl
     return AttentionFit(decode, prefill)
 
 
-def _at_prompt(kb: KernelBasis, key: tuple[Any, ...], line: tuple[float, float],
-               prompt_tokens: float) -> tuple[float, float]:
-    """``line``'s floor with the slope of one prompt of ``prompt_tokens`` (capped at the table's longest)."""
-    axes = kb.sizes("context_attention", key)
+def _at_prompt(kb: KernelBasis, key: tuple[Any, ...], line: tuple[float, float], prompt_tokens: float, *,
+               kind: str = "context_attention",
+               one_prompt: Callable[[float], float | None] | None = None) -> tuple[float, float]:
+    """``line``'s floor with the slope of one prompt of ``prompt_tokens`` (capped at the table's longest) in the
+    ``kind`` table at ``key``; ``one_prompt(s)``: that table's time of one prompt of ``s`` tokens (default: the
+    context-attention table's, ``key`` its shape)."""
+    axes = kb.sizes(kind, key)
     if axes is None or len(axes) < 2 or not len(axes[1]):
         return line
     s = min(float(prompt_tokens), float(axes[1][-1]))
-    t = kb.context_attention(dtype=key[0], kv_dtype=key[1], heads=key[2], kv_heads=key[3], head_dim=key[4],
-                             batch=1, seq=s, count=False)
+    t = (one_prompt(s) if one_prompt is not None else
+         kb.context_attention(dtype=key[0], kv_dtype=key[1], heads=key[2], kv_heads=key[3], head_dim=key[4],
+                              batch=1, seq=s, count=False))
     if t is None or t <= line[0]:
         return line
     return line[0], (t - line[0]) / (s * (s + 1) / 2.0)

@@ -587,17 +587,21 @@ class EngineSettings:
         return engine_line(self.to_dict())
 
 
+def preset_name(d: Mapping[str, Any]) -> str:
+    """``vllm 0.24.0`` (the version asked for) or ``vllm 0.9+`` (the newest preset) of resolved settings."""
+    engine = d["engine"]
+    return f"{engine} {d['engine_version'] or str(d['preset']).removeprefix(f'{engine} ') + '+'}"
+
+
 def engine_line(d: Mapping[str, Any]) -> str:
     """One line of resolved engine settings (:meth:`EngineSettings.to_dict`) for people."""
-    engine = d["engine"]
-    version = d["engine_version"] or str(d["preset"]).removeprefix(f"{engine} ") + "+"
     parts = [f"max_num_seqs {d['max_num_seqs']}", f"max_batched_tokens {d['max_batched_tokens']}",
              f"chunked prefill {'on' if d['chunked_prefill'] else 'off'}", str(d["scheduler_policy"])]
     if d["schedule_order"] == "prefill_first":
         parts.append("prefill first")
     if d.get("host_us_per_request"):
         parts.append(f"host {d['host_us_per_request']:g} µs per request per step")
-    return f"{engine} {version} preset ({', '.join(parts)})"
+    return f"{preset_name(d)} preset ({', '.join(parts)})"
 
 
 MIXED_CHUNK_SOURCE = ("off: SGLang server_args enable_mixed_chunk default False (a prefill batch runs alone); "
